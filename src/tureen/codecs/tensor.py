@@ -1,0 +1,189 @@
+"""One Open Inference Protocol tensor ⇄ a numpy array.
+
+JSON ``data`` may be flat (row-major) or nested; both decode to an array of ``shape``.
+The binary tensor data extension carries fixed-size datatypes as little-endian bytes
+(BOOL is one byte per element) and BYTES as a 4-byte little-endian length before each element.
+BYTES elements always decode to ``bytes``; ``str`` elements are accepted when encoding.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tureen.errors import InvalidRequestError
+from tureen.types import OIP_NUMPY
+
+NDArray = np.ndarray[Any, Any]
+
+_LE = {k: v.newbyteorder("<") if k != "BYTES" else v for k, v in OIP_NUMPY.items()}
+# numpy kinds a JSON array may have for each datatype family
+_JSON_KINDS: dict[str, str] = {
+    "BOOL": "b",
+    "UINT8": "biu", "UINT16": "biu", "UINT32": "biu", "UINT64": "biu",
+    "INT8": "biu", "INT16": "biu", "INT32": "biu", "INT64": "biu",
+    "FP16": "biuf", "FP32": "biuf", "FP64": "biuf",
+}
+_LEN = struct.Struct("<I")
+
+
+def element_count(shape: Sequence[int]) -> int:
+    return math.prod(shape)
+
+
+def check_datatype(name: str, datatype: str) -> np.dtype[Any]:
+    dt = OIP_NUMPY.get(datatype)
+    if dt is None:
+        raise InvalidRequestError(
+            f"input {name!r} has unknown datatype {datatype!r}; use one of "
+            f"{', '.join(OIP_NUMPY)}."
+        )
+    return dt
+
+
+def check_shape(name: str, shape: Any) -> list[int]:
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidRequestError(
+            f"tensor {name!r} has shape {shape!r}; a shape is a list of non-negative integers."
+        )
+    return list(shape)
+
+
+def _size_error(name: str, shape: Sequence[int], got: int) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"tensor {name!r} has shape {list(shape)} ({element_count(shape)} elements) but its "
+        f"data holds {got} elements; make the shape match the data."
+    )
+
+
+def decode_json(name: str, datatype: str, shape: Sequence[int], data: Any) -> NDArray:
+    """Decode the JSON ``data`` of a tensor; raises InvalidRequestError on any mismatch."""
+    dt = check_datatype(name, datatype)
+    if datatype == "BYTES":
+        return _decode_json_bytes(name, shape, data)
+    if not isinstance(data, list):
+        data = [data]
+    try:
+        raw = np.asarray(data)
+    except ValueError:
+        raise InvalidRequestError(
+            f"tensor {name!r} data is ragged (rows of different lengths); send a rectangular "
+            "array or a flat list in row-major order."
+        ) from None
+    if raw.size and raw.dtype.kind not in _JSON_KINDS[datatype]:
+        raise InvalidRequestError(
+            f"tensor {name!r} is declared {datatype} but its data holds "
+            f"{_describe_kind(raw.dtype.kind)} values; send {datatype} values or fix the datatype."
+        )
+    if raw.size != element_count(shape):
+        raise _size_error(name, shape, int(raw.size))
+    return raw.astype(dt, copy=False).reshape(shape)
+
+
+def _describe_kind(kind: str) -> str:
+    return {"b": "boolean", "i": "integer", "u": "integer", "f": "floating-point",
+            "U": "string", "S": "string", "O": "mixed"}.get(kind, kind)
+
+
+def _flatten(data: Any, out: list[Any]) -> None:
+    for item in data:
+        if isinstance(item, list):
+            _flatten(item, out)
+        else:
+            out.append(item)
+
+
+def _decode_json_bytes(name: str, shape: Sequence[int], data: Any) -> NDArray:
+    flat: list[Any] = []
+    _flatten(data if isinstance(data, list) else [data], flat)
+    if len(flat) != element_count(shape):
+        raise _size_error(name, shape, len(flat))
+    out = np.empty(len(flat), dtype=object)
+    for i, v in enumerate(flat):
+        if isinstance(v, str):
+            out[i] = v.encode()
+        elif isinstance(v, bytes):
+            out[i] = v
+        else:
+            raise InvalidRequestError(
+                f"tensor {name!r} is declared BYTES but element {i} is {type(v).__name__}; "
+                "BYTES elements are JSON strings."
+            )
+    return out.reshape(shape)
+
+
+def encode_json(array: NDArray) -> list[Any]:
+    """Flat row-major JSON-ready list (BYTES elements become str)."""
+    if array.dtype.kind in "OUS":
+        flat = array.reshape(-1)
+        return [_bytes_to_str(v) for v in flat]
+    return array.reshape(-1).tolist()  # type: ignore[no-any-return]
+
+
+def _bytes_to_str(v: Any) -> str:
+    if isinstance(v, bytes | bytearray | np.bytes_):
+        try:
+            return bytes(v).decode()
+        except UnicodeDecodeError:
+            raise InvalidRequestError(
+                "a BYTES output element is not valid UTF-8 and cannot be sent as JSON; request "
+                "the output with binary_data=true."
+            ) from None
+    return str(v)
+
+
+def decode_binary(name: str, datatype: str, shape: Sequence[int], buf: bytes | memoryview) -> NDArray:
+    """Decode one tensor's bytes from the binary extension (zero-copy for fixed-size types)."""
+    dt = check_datatype(name, datatype)
+    n = element_count(shape)
+    if datatype == "BYTES":
+        return _decode_binary_bytes(name, shape, n, memoryview(buf))
+    if len(buf) != n * dt.itemsize:
+        raise InvalidRequestError(
+            f"tensor {name!r} has shape {list(shape)} of {datatype} ({n * dt.itemsize} bytes) "
+            f"but {len(buf)} binary bytes were sent; fix binary_data_size or the shape."
+        )
+    return np.frombuffer(buf, dtype=_LE[datatype]).reshape(shape)
+
+
+def _decode_binary_bytes(name: str, shape: Sequence[int], n: int, mv: memoryview) -> NDArray:
+    out = np.empty(n, dtype=object)
+    pos, end = 0, len(mv)
+    for i in range(n):
+        if pos + 4 > end:
+            raise _size_error(name, shape, i)
+        (length,) = _LEN.unpack_from(mv, pos)
+        pos += 4
+        if pos + length > end:
+            raise InvalidRequestError(
+                f"BYTES tensor {name!r} element {i} claims {length} bytes but only "
+                f"{end - pos} remain; each element is a 4-byte little-endian length and its bytes."
+            )
+        out[i] = bytes(mv[pos:pos + length])
+        pos += length
+    if pos != end:
+        raise InvalidRequestError(
+            f"BYTES tensor {name!r} has {end - pos} bytes after its {n} elements; "
+            "fix the shape or the data."
+        )
+    return out.reshape(shape)
+
+
+def encode_binary(array: NDArray) -> bytes:
+    """Raw bytes for the binary extension (and gRPC raw contents)."""
+    if array.dtype.kind in "OUS":
+        parts: list[bytes] = []
+        for v in array.reshape(-1):
+            b = v.encode() if isinstance(v, str) else bytes(v)
+            parts.append(_LEN.pack(len(b)))
+            parts.append(b)
+        return b"".join(parts)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(array).tobytes()

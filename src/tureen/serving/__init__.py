@@ -1,0 +1,40 @@
+"""Model serving: KServe-compatible ``Model`` API over KServe v1, OIP REST and OIP gRPC.
+
+Public names:
+
+- ``Model``: subclass it (load / preprocess / predict / postprocess, optional explain).
+- ``ModelServer(http_port, grpc_port, workers, ...).start([models])``: serve them.
+- ``DataPlane``: the transport-independent core every transport calls.
+- ``InferRequest``, ``InferInput``, ``RequestedOutput``, ``InferResponse``, ``InferOutput``,
+  ``TensorSpec``: the OIP request/response types (numpy tensors).
+- ``ModelRepository``, ``VersionPolicy``: models on disk (``ROOT/<name>/<version>/``).
+- ``tureen.serving.clients``: async clients for remote predictors (v1, v2, grpc-v2).
+"""
+
+from tureen.serving.dataplane import DataPlane
+from tureen.serving.inference import (
+    InferInput,
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+    TensorSpec,
+)
+from tureen.serving.model import Model
+from tureen.serving.repository import ModelRepository
+from tureen.serving.server import ModelServer
+from tureen.serving.versions import VersionPolicy
+
+__all__ = [
+    "DataPlane",
+    "InferInput",
+    "InferOutput",
+    "InferRequest",
+    "InferResponse",
+    "Model",
+    "ModelRepository",
+    "ModelServer",
+    "RequestedOutput",
+    "TensorSpec",
+    "VersionPolicy",
+]

@@ -1,0 +1,148 @@
+"""Adaptive batching: concurrent requests to one model share one ``predict`` call.
+
+While the model is idle a request runs at once (no added latency at low load); while a batch
+runs, arrivals queue and go together as soon as it finishes, when ``max_batch_size`` rows are
+waiting, or after ``max_latency_ms`` — whichever comes first.
+
+A batch merges the preprocessed payloads — numpy arrays, ``InferRequest``s, or v1 bodies
+``{"instances": [...]}`` — along the first axis, and splits the result back by row counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from tureen.errors import InvalidRequestError
+from tureen.serving.inference import InferInput, InferOutput, InferRequest, InferResponse
+
+Predict = Callable[[Any], Awaitable[Any]]
+
+
+def rows_of(payload: Any) -> int:
+    if isinstance(payload, np.ndarray):
+        return int(payload.shape[0]) if payload.ndim else 1
+    if isinstance(payload, InferRequest):
+        return int(payload.inputs[0].shape[0]) if payload.inputs and payload.inputs[0].shape else 1
+    if isinstance(payload, dict) and isinstance(payload.get("instances"), list):
+        return len(payload["instances"])
+    raise InvalidRequestError(
+        "this model batches requests, so its preprocess must return an array, an "
+        "InferRequest or a v1 body with 'instances'; got " + type(payload).__name__ + "."
+    )
+
+
+def merge(payloads: list[Any]) -> Any:
+    first = payloads[0]
+    if isinstance(first, np.ndarray):
+        return np.concatenate(payloads, axis=0)
+    if isinstance(first, InferRequest):
+        inputs = []
+        for idx, inp in enumerate(first.inputs):
+            parts = [p.inputs[idx].data for p in payloads]
+            data = np.concatenate(parts, axis=0)
+            inputs.append(InferInput(inp.name, inp.datatype, list(data.shape), data, inp.parameters))
+        return replace(first, inputs=inputs, id=None)
+    return {**first, "instances": [row for p in payloads for row in p["instances"]]}
+
+
+def split(result: Any, counts: list[int]) -> list[Any]:
+    bounds = np.cumsum([0, *counts])
+    pieces = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+    if isinstance(result, np.ndarray):
+        return [result[a:b] for a, b in pieces]
+    if isinstance(result, InferResponse):
+        return [
+            replace(result, outputs=[
+                InferOutput(o.name, o.datatype, [b - a, *o.shape[1:]], o.data[a:b], o.parameters)
+                for o in result.outputs
+            ])
+            for a, b in pieces
+        ]
+    if isinstance(result, dict) and isinstance(result.get("predictions"), list):
+        preds = result["predictions"]
+        return [{**result, "predictions": preds[a:b]} for a, b in pieces]
+    if isinstance(result, list):
+        return [result[a:b] for a, b in pieces]
+    raise InvalidRequestError(
+        "a batching model's predict must return an array, a list, an InferResponse or "
+        "{'predictions': [...]} with one row per input row; got " + type(result).__name__ + "."
+    )
+
+
+class Batcher:
+    def __init__(
+        self,
+        predict: Predict,
+        max_batch_size: int,
+        max_latency_ms: float,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._predict = predict
+        self._max = max_batch_size
+        self._latency = max_latency_ms / 1000.0
+        self._on_batch = on_batch
+        self._queue: list[tuple[Any, int, asyncio.Future[Any]]] = []
+        self._rows = 0
+        self._running = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, payload: Any) -> Any:
+        rows = rows_of(payload)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((payload, rows, fut))
+        self._rows += rows
+        if self._running == 0 and len(self._queue) == 1:
+            loop.call_soon(self._flush)  # gather whatever arrives in this loop iteration
+        elif self._rows >= self._max:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._latency, self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._queue:
+            return
+        batch: list[tuple[Any, int, asyncio.Future[Any]]] = []
+        rows = 0
+        while self._queue and (not batch or rows + self._queue[0][1] <= self._max):
+            item = self._queue.pop(0)
+            batch.append(item)
+            rows += item[1]
+        self._rows -= rows
+        self._running += 1
+        task = asyncio.get_running_loop().create_task(self._run(batch, rows))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[Any, int, asyncio.Future[Any]]], rows: int) -> None:
+        try:
+            if self._on_batch is not None:
+                self._on_batch(rows)
+            try:
+                merged = merge([b[0] for b in batch]) if len(batch) > 1 else batch[0][0]
+                result = await self._predict(merged)
+                parts = split(result, [b[1] for b in batch]) if len(batch) > 1 else [result]
+            except BaseException as exc:  # every waiter gets the error of its batch
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for (_, _, fut), part in zip(batch, parts, strict=True):
+                if not fut.done():
+                    fut.set_result(part)
+        finally:
+            self._running -= 1
+            if self._queue:
+                self._flush()

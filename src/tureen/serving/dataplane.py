@@ -1,0 +1,354 @@
+"""``DataPlane``: the one place inference, metadata, readiness and repository logic live.
+
+Every transport (KServe v1 REST, OIP REST, OIP gRPC) decodes its wire format, calls one
+method here, and encodes the result. Errors are ``tureen.errors`` exceptions; transports map
+them to status codes in one table each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as pkg_version
+from typing import Any
+
+from tureen.codecs.v1 import to_predictions
+from tureen.errors import InvalidRequestError, NotFoundError, TureenError
+from tureen.serving.batching import Batcher
+from tureen.serving.inference import InferOutput, InferRequest, InferResponse, TensorSpec
+from tureen.serving.metrics import Metrics
+from tureen.serving.model import Explainer, Headers, Model
+from tureen.serving.repository import ModelRepository, Served
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
+Stage = Callable[..., Any]
+
+try:
+    _VERSION = pkg_version("tureen")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    _VERSION = "0"
+
+
+def _overrides(model: Model, name: str) -> bool:
+    return getattr(type(model), name) is not getattr(Model, name)
+
+
+def _is_async(fn: Stage) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+@dataclass
+class _Pipeline:
+    """How to run one model's stages; built once per loaded model version."""
+
+    pre: Stage | None
+    pre_async: bool
+    predict: Stage
+    predict_async: bool
+    post: Stage | None
+    post_async: bool
+    all_sync: bool
+    batcher: Batcher | None
+
+
+class DataPlane:
+    def __init__(
+        self,
+        repository: ModelRepository | None = None,
+        metrics: Metrics | None = None,
+        threads: int = 16,
+        server_name: str = "tureen",
+    ) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tureen-model")
+        self.metrics = metrics or Metrics()
+        self.repository = repository or ModelRepository()
+        self.repository._run_blocking = self.run_blocking
+        self.repository._on_change = self._on_change
+        self.server_name = server_name
+        self._pipelines: dict[int, _Pipeline] = {}
+        for m in self.repository.models():
+            self._on_change(m, True)
+
+    # setup
+
+    def register(self, model: Model) -> None:
+        self.repository.register(model)
+
+    def _on_change(self, model: Model, added: bool) -> None:
+        if not added:
+            self._pipelines.pop(id(model), None)
+            return
+        pre = model.preprocess if _overrides(model, "preprocess") else None
+        post = model.postprocess if _overrides(model, "postprocess") else None
+        pre_a = pre is not None and _is_async(pre)
+        post_a = post is not None and _is_async(post)
+        pred_a = _is_async(model.predict)
+        batcher = None
+        labels = (model.name, model.version)
+        if model.max_batch_size > 1:
+            def on_batch(rows: int) -> None:
+                self.metrics.observe("tureen_batch_size", labels, rows)
+
+            async def run_predict(payload: Any, _m: Model = model, _a: bool = pred_a) -> Any:
+                return await self._stage(_m.predict, _a, payload, {})
+
+            batcher = Batcher(run_predict, model.max_batch_size, model.max_latency_ms, on_batch)
+        self._pipelines[id(model)] = _Pipeline(
+            pre, pre_a, model.predict, pred_a, post, post_a,
+            not (pre_a or pred_a or post_a) and batcher is None, batcher,
+        )
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(self.executor, ctx.run, fn, *args)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # health and metadata
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.repository.all_ready()
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": self.server_name, "version": _VERSION, "extensions": EXTENSIONS}
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        entry_versions = self.repository.versions(name)
+        if not entry_versions:
+            self.repository.get(name, version)  # raises the NotFoundError with suggestions
+        if version is not None and version not in entry_versions:
+            self.repository.get(name, version)
+        try:
+            self.repository.get(name, version)
+        except TureenError:
+            return False
+        return True
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        model = self.repository.get(name, version).model
+        return {
+            "name": name,
+            "versions": self.repository.versions(name),
+            "platform": model.platform or type(model).__name__,
+            "inputs": [t.as_dict() for t in model.inputs],
+            "outputs": [t.as_dict() for t in model.outputs],
+        }
+
+    def list_models(self) -> list[str]:
+        return sorted(self.repository.names())
+
+    # repository extension
+
+    def repository_index(self) -> list[dict[str, str]]:
+        return self.repository.index()
+
+    async def load(self, name: str) -> list[str]:
+        return await self.repository.load(name)
+
+    async def unload(self, name: str) -> None:
+        await self.repository.unload(name)
+
+    # inference
+
+    async def infer(self, request: InferRequest, protocol: str = "v2") -> InferResponse:
+        """OIP inference (REST v2 and gRPC)."""
+        served = self._acquire(request.model_name, request.model_version, protocol)
+        model = served.model
+        t0 = time.perf_counter()
+        status = "error"
+        try:
+            pipe = self._pipelines[id(model)]
+            if pipe.pre is None and model.inputs and not request.is_table:
+                validate(request, model.inputs)
+            result = await self._run(model, pipe, request, request.headers)
+            response = self._to_response(model, request, result)
+            status = "ok"
+            return response
+        except InvalidRequestError:
+            status = "invalid"
+            raise
+        finally:
+            self._release(served, protocol, status, t0)
+
+    async def predict_v1(self, name: str, body: Any, headers: Headers) -> Any:
+        """KServe v1 ``:predict``; returns the response body."""
+        served = self._acquire(name, None, "v1")
+        model = served.model
+        t0 = time.perf_counter()
+        status = "error"
+        try:
+            result = await self._run(model, self._pipelines[id(model)], body, headers)
+            status = "ok"
+            return v1_body(result)
+        except InvalidRequestError:
+            status = "invalid"
+            raise
+        finally:
+            self._release(served, "v1", status, t0)
+
+    async def explain_v1(self, name: str, body: Any, headers: Headers) -> Any:
+        served = self._acquire(name, None, "v1-explain")
+        model = served.model
+        t0 = time.perf_counter()
+        status = "error"
+        try:
+            if not isinstance(model, Explainer):
+                raise NotFoundError(
+                    f"model {name!r} has no explainer; call :predict, or add an explain() "
+                    "method to the model."
+                )
+            result = await self._stage(model.explain, _is_async(model.explain), body, headers)
+            status = "ok"
+            return result if isinstance(result, dict) else {"explanations": to_predictions(result)}
+        finally:
+            self._release(served, "v1-explain", status, t0)
+
+    def _acquire(self, name: str, version: str | None, protocol: str) -> Served:
+        try:
+            served = self.repository.get(name, version)
+        except TureenError as exc:
+            self.metrics.inc("tureen_requests_total", ("", "", protocol, type(exc).__name__))
+            raise
+        served.inflight += 1
+        self.metrics.inc("tureen_inflight_requests", (name,))
+        return served
+
+    def _release(self, served: Served, protocol: str, status: str, t0: float) -> None:
+        m = served.model
+        served.inflight -= 1
+        if served.inflight == 0:
+            served.idle.set()
+        mt = self.metrics
+        mt.inc("tureen_inflight_requests", (m.name,), -1.0)
+        mt.inc("tureen_requests_total", (m.name, m.version, protocol, status))
+        mt.observe("tureen_request_duration_seconds", (m.name, m.version, "total"),
+                   time.perf_counter() - t0)
+
+    async def _stage(self, fn: Stage, is_async: bool, payload: Any, headers: Headers) -> Any:
+        if is_async:
+            return await fn(payload, headers)
+        return await self.run_blocking(fn, payload, headers)
+
+    async def _run(self, model: Model, pipe: _Pipeline, payload: Any, headers: Headers) -> Any:
+        if pipe.all_sync:  # one hop to the thread pool for every stage
+            return await self.run_blocking(self._run_sync, model, pipe, payload, headers)
+        observe = self.metrics.observe
+        labels = (model.name, model.version)
+        if pipe.pre is not None:
+            t = time.perf_counter()
+            payload = await self._stage(pipe.pre, pipe.pre_async, payload, headers)
+            observe("tureen_request_duration_seconds", (*labels, "preprocess"),
+                    time.perf_counter() - t)
+        t = time.perf_counter()
+        if pipe.batcher is not None:
+            result = await pipe.batcher.submit(payload)
+        else:
+            result = await self._stage(pipe.predict, pipe.predict_async, payload, headers)
+        observe("tureen_request_duration_seconds", (*labels, "predict"), time.perf_counter() - t)
+        if pipe.post is not None:
+            t = time.perf_counter()
+            result = await self._stage(pipe.post, pipe.post_async, result, headers)
+            observe("tureen_request_duration_seconds", (*labels, "postprocess"),
+                    time.perf_counter() - t)
+        return result
+
+    def _run_sync(self, model: Model, pipe: _Pipeline, payload: Any, headers: Headers) -> Any:
+        observe = self.metrics.observe
+        labels = (model.name, model.version)
+        if pipe.pre is not None:
+            t = time.perf_counter()
+            payload = pipe.pre(payload, headers)
+            observe("tureen_request_duration_seconds", (*labels, "preprocess"),
+                    time.perf_counter() - t)
+        t = time.perf_counter()
+        result = pipe.predict(payload, headers)
+        observe("tureen_request_duration_seconds", (*labels, "predict"), time.perf_counter() - t)
+        if pipe.post is not None:
+            t = time.perf_counter()
+            result = pipe.post(result, headers)
+            observe("tureen_request_duration_seconds", (*labels, "postprocess"),
+                    time.perf_counter() - t)
+        return result
+
+    def _to_response(self, model: Model, request: InferRequest, result: Any) -> InferResponse:
+        if isinstance(result, InferResponse):
+            response = result
+            response.model_name = response.model_name or model.name
+        else:
+            if isinstance(result, dict) and "predictions" in result and len(result) <= 2:
+                result = result["predictions"]
+            response = InferResponse.of(model.name, result, [o.name for o in model.outputs])
+        response.model_version = model.version
+        response.id = request.id
+        if request.outputs:
+            by_name = {o.name: o for o in response.outputs}
+            picked: list[InferOutput] = []
+            for r in request.outputs:
+                out = by_name.get(r.name)
+                if out is None:
+                    raise InvalidRequestError(
+                        f"model {model.name!r} has no output {r.name!r}; its outputs are "
+                        f"{list(by_name)}. Request one of those or none for all."
+                    )
+                picked.append(out)
+            response.outputs = picked
+        return response
+
+
+def v1_body(result: Any) -> Any:
+    if isinstance(result, dict):
+        return result
+    if isinstance(result, InferResponse):
+        if len(result.outputs) == 1:
+            return {"predictions": to_predictions(result.outputs[0].data)}
+        return {"predictions": {o.name: to_predictions(o.data) for o in result.outputs}}
+    return {"predictions": to_predictions(result)}
+
+
+def validate(request: InferRequest, specs: list[TensorSpec]) -> None:
+    """Check an OIP request against a model's input signature."""
+    if len(specs) == 1 and len(request.inputs) == 1:
+        _check(request.inputs[0].name, request.inputs[0].datatype, request.inputs[0].shape,
+               specs[0])
+        return
+    by_name = {s.name: s for s in specs}
+    for inp in request.inputs:
+        spec = by_name.get(inp.name)
+        if spec is None:
+            raise InvalidRequestError(
+                f"model has no input {inp.name!r}; its inputs are {list(by_name)}."
+            )
+        _check(inp.name, inp.datatype, inp.shape, spec)
+    missing = set(by_name) - {i.name for i in request.inputs}
+    if missing:
+        raise InvalidRequestError(
+            f"request is missing inputs {sorted(missing)}; send every input listed by "
+            "GET /v2/models/{name}."
+        )
+
+
+def _check(name: str, datatype: str, shape: list[int], spec: TensorSpec) -> None:
+    if spec.datatype and datatype != spec.datatype:
+        raise InvalidRequestError(
+            f"input {name!r} has datatype {datatype} but the model expects {spec.datatype}; "
+            f"send {spec.datatype}."
+        )
+    if spec.shape and (
+        len(shape) != len(spec.shape)
+        or any(s != -1 and s != d for s, d in zip(spec.shape, shape, strict=True))
+    ):
+        raise InvalidRequestError(
+            f"input {name!r} has shape {shape} but the model expects {spec.shape} "
+            "(-1 is any size); reshape the input."
+        )

@@ -1,0 +1,141 @@
+"""Transport-independent inference request and response types.
+
+REST v2, the binary extension and gRPC all decode into ``InferRequest`` and encode from
+``InferResponse``; tensors are numpy arrays. KServe v1 bodies stay plain dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tureen.codecs.table import PANDAS_CONTENT_TYPE, columns_to_frame, frame_to_columns
+from tureen.errors import InvalidRequestError
+from tureen.types import oip_datatype_of
+
+NDArray = np.ndarray[Any, Any]
+Parameters = dict[str, Any]
+
+
+@dataclass(slots=True)
+class TensorSpec:
+    """A named input or output of a model signature; -1 in ``shape`` is any size."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": self.shape}
+
+
+@dataclass(slots=True)
+class InferInput:
+    name: str
+    datatype: str
+    shape: list[int]
+    data: NDArray
+    parameters: Parameters = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RequestedOutput:
+    name: str
+    binary_data: bool | None = None
+    parameters: Parameters = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InferRequest:
+    """An OIP inference request. ``headers`` are the lower-cased request headers."""
+
+    model_name: str
+    inputs: list[InferInput]
+    id: str | None = None
+    model_version: str | None = None
+    outputs: list[RequestedOutput] | None = None
+    parameters: Parameters = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_table(self) -> bool:
+        return self.parameters.get("content_type") == PANDAS_CONTENT_TYPE
+
+    def input(self, name: str) -> InferInput:
+        for i in self.inputs:
+            if i.name == name:
+                return i
+        raise InvalidRequestError(
+            f"request has no input {name!r}; it has {[i.name for i in self.inputs]}."
+        )
+
+    def as_numpy(self) -> NDArray:
+        """The single input as an array (a model with one input reads this)."""
+        if len(self.inputs) != 1:
+            raise InvalidRequestError(
+                f"this model takes one input tensor but the request has {len(self.inputs)}; "
+                "send one input, or content_type 'pd' for one input per column."
+            )
+        return self.inputs[0].data
+
+    def as_dataframe(self) -> pd.DataFrame:
+        """Each input as one column (``content_type = "pd"``)."""
+        return columns_to_frame([(i.name, i.data) for i in self.inputs])
+
+
+@dataclass(slots=True)
+class InferOutput:
+    name: str
+    datatype: str
+    shape: list[int]
+    data: NDArray
+    parameters: Parameters = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, data: Any) -> InferOutput:
+        arr = data if isinstance(data, np.ndarray) else np.asarray(data)
+        if arr.dtype.kind == "U":
+            arr = np.array([s.encode() for s in arr.reshape(-1)], dtype=object).reshape(arr.shape)
+        return cls(name, oip_datatype_of(arr), list(arr.shape), arr)
+
+
+@dataclass(slots=True)
+class InferResponse:
+    model_name: str
+    outputs: list[InferOutput]
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        model_name: str,
+        result: Any,
+        output_names: list[str] | None = None,
+        model_version: str | None = None,
+        id: str | None = None,  # noqa: A002 - the OIP field name
+    ) -> InferResponse:
+        """Wrap an array, a list of arrays, a dict name→array or a DataFrame as outputs."""
+        outs: list[InferOutput]
+        params: Parameters = {}
+        if isinstance(result, pd.DataFrame):
+            outs = [InferOutput(n, dt, list(a.shape), a) for n, dt, a in frame_to_columns(result)]
+            params["content_type"] = PANDAS_CONTENT_TYPE
+        elif isinstance(result, dict):
+            outs = [InferOutput.of(str(k), v) for k, v in result.items()]
+        elif isinstance(result, list | tuple) and result and all(
+            isinstance(r, np.ndarray) for r in result
+        ):
+            names = output_names or []
+            outs = [
+                InferOutput.of(names[i] if i < len(names) else f"output-{i}", r)
+                for i, r in enumerate(result)
+            ]
+        else:
+            name = output_names[0] if output_names else "output-0"
+            outs = [InferOutput.of(name, result)]
+        return cls(model_name, outs, model_version, id, params)

@@ -1,0 +1,147 @@
+"""Prometheus metrics for the model server, aggregated across worker processes.
+
+Each worker keeps counters, gauges and histograms in memory and, when ``share_dir`` is set,
+writes a JSON snapshot there; a scrape of any worker renders the sum over all snapshots.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+# name -> (type, help, label names, buckets)
+FAMILIES: dict[str, tuple[str, str, tuple[str, ...], Sequence[float]]] = {
+    "tureen_requests_total": (
+        "counter", "Inference requests by model, version, protocol and outcome.",
+        ("model", "version", "protocol", "status"), ()),
+    "tureen_request_duration_seconds": (
+        "histogram", "Time per request and per stage (preprocess, predict, postprocess, total).",
+        ("model", "version", "stage"), LATENCY_BUCKETS),
+    "tureen_inflight_requests": (
+        "gauge", "Inference requests being processed.", ("model",), ()),
+    "tureen_batch_size": (
+        "histogram", "Rows per predict call of models with adaptive batching.",
+        ("model", "version"), BATCH_BUCKETS),
+}
+
+Key = tuple[str, tuple[str, ...]]
+
+
+class Metrics:
+    def __init__(self, share_dir: str | Path | None = None) -> None:
+        self._values: dict[Key, float] = {}
+        self._hist: dict[Key, list[float]] = {}  # bucket counts..., sum, count
+        self._share = Path(share_dir) if share_dir else None
+        self._last_write = 0.0
+
+    def inc(self, name: str, labels: tuple[str, ...], value: float = 1.0) -> None:
+        key = (name, labels)
+        self._values[key] = self._values.get(key, 0.0) + value
+
+    def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        key = (name, labels)
+        h = self._hist.get(key)
+        buckets = FAMILIES[name][3]
+        if h is None:
+            h = self._hist[key] = [0.0] * (len(buckets) + 2)
+        i = bisect.bisect_left(buckets, value)
+        if i < len(buckets):
+            h[i] += 1
+        h[-2] += value
+        h[-1] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "values": [[k[0], list(k[1]), v] for k, v in self._values.items()],
+            "hist": [[k[0], list(k[1]), h] for k, h in self._hist.items()],
+        }
+
+    def write_snapshot(self, min_interval: float = 0.0) -> None:
+        if self._share is None:
+            return
+        now = time.monotonic()
+        if now - self._last_write < min_interval:
+            return
+        self._last_write = now
+        self._share.mkdir(parents=True, exist_ok=True)
+        tmp = self._share / f".{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(self.snapshot()))
+        tmp.replace(self._share / f"{os.getpid()}.json")
+
+    def remove_snapshot(self) -> None:
+        if self._share is not None:
+            (self._share / f"{os.getpid()}.json").unlink(missing_ok=True)
+
+    def render(self) -> str:
+        """Prometheus text format, summed over every worker's snapshot."""
+        snaps = [self.snapshot()]
+        if self._share is not None:
+            self.write_snapshot()
+            snaps = []
+            for p in sorted(self._share.glob("*.json")):
+                try:
+                    snaps.append(json.loads(p.read_text()))
+                except (OSError, ValueError):
+                    continue  # a worker is replacing its file; its numbers come next scrape
+        values: dict[Key, float] = {}
+        hist: dict[Key, list[float]] = {}
+        for s in snaps:
+            for name, labels, v in s["values"]:
+                k = (name, tuple(labels))
+                values[k] = values.get(k, 0.0) + v
+            for name, labels, h in s["hist"]:
+                k = (name, tuple(labels))
+                acc = hist.setdefault(k, [0.0] * len(h))
+                for i, x in enumerate(h):
+                    acc[i] += x
+        return _render(values, hist)
+
+
+def _labels(names: tuple[str, ...], values: Sequence[str], extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if x == int(x) else repr(x)
+
+
+def _render(values: dict[Key, float], hist: dict[Key, list[float]]) -> str:
+    lines: list[str] = []
+    for name, (kind, help_, label_names, buckets) in FAMILIES.items():
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} {kind}")
+        if kind != "histogram":
+            for (n, lv), v in sorted(values.items()):
+                if n == name:
+                    lines.append(f"{name}{_labels(label_names, lv)} {_fmt(v)}")
+            continue
+        for (n, lv), h in sorted(hist.items()):
+            if n != name:
+                continue
+            cum = 0.0
+            for b, c in zip(buckets, h, strict=False):
+                cum += c
+                le = 'le="' + str(b) + '"'
+                lines.append(f"{name}_bucket{_labels(label_names, lv, le)} {_fmt(cum)}")
+            inf = 'le="+Inf"'
+            lines.append(f"{name}_bucket{_labels(label_names, lv, inf)} {_fmt(h[-1])}")
+            lines.append(f"{name}_sum{_labels(label_names, lv)} {h[-2]!r}")
+            lines.append(f"{name}_count{_labels(label_names, lv)} {_fmt(h[-1])}")
+    return "\n".join(lines) + "\n"

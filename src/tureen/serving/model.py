@@ -1,0 +1,79 @@
+"""``Model``: the KServe-compatible unit of serving.
+
+Subclass it and override ``load`` and ``predict`` (and optionally ``preprocess``,
+``postprocess``, ``explain``). Each handler may be sync or async and receives the request
+headers; sync handlers run in a thread pool, never on the event loop. ``predict`` receives a
+plain dict for KServe v1 requests and an ``InferRequest`` for OIP REST and gRPC.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from tureen.codecs.v1 import instances_of, instances_to_array, instances_to_frame
+from tureen.serving.inference import InferRequest, TensorSpec
+from tureen.types import OIP_NUMPY
+
+Headers = dict[str, str]
+
+
+class Model:
+    """A named, versioned model. ``ready`` turns True when ``load`` succeeds."""
+
+    #: shown as ``platform`` in OIP model metadata
+    platform: str = ""
+
+    def __init__(self, name: str, version: str = "1") -> None:
+        self.name = name
+        self.version = version
+        self.ready = False
+        #: the signature: used for metadata and to validate OIP requests (empty: not checked)
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
+        #: adaptive batching: > 1 turns it on for v1, v2 and gRPC alike
+        self.max_batch_size = 0
+        self.max_latency_ms = 5.0
+
+    def load(self) -> bool:
+        self.ready = True
+        return self.ready
+
+    def unload(self) -> None:
+        """Free what ``load`` acquired; called once no request uses this model any more."""
+
+    def preprocess(self, payload: Any, headers: Headers | None = None) -> Any:
+        return payload
+
+    def predict(self, payload: Any, headers: Headers | None = None) -> Any:
+        raise NotImplementedError(f"model {self.name!r} does not implement predict")
+
+    def postprocess(self, result: Any, headers: Headers | None = None) -> Any:
+        return result
+
+    # helpers for models that take one table or one tensor
+
+    def decode(self, payload: Any) -> np.ndarray[Any, Any] | pd.DataFrame:
+        """A v1 body, an InferRequest or an array as one array (or a DataFrame for tables)."""
+        if isinstance(payload, np.ndarray | pd.DataFrame):
+            return payload
+        if isinstance(payload, InferRequest):
+            if payload.is_table or len(payload.inputs) > 1:
+                return payload.as_dataframe()
+            return payload.as_numpy()
+        inst = instances_of(payload)
+        if inst and isinstance(inst[0], dict):
+            return instances_to_frame(inst)
+        dtype = OIP_NUMPY.get(self.inputs[0].datatype) if self.inputs else None
+        if dtype is not None and dtype.kind == "O":
+            dtype = None
+        return instances_to_array(inst, dtype)
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    """A model that can explain (``POST /v1/models/{name}:explain``)."""
+
+    def explain(self, payload: Any, headers: Headers | None = None) -> Any: ...

@@ -1,0 +1,235 @@
+"""The models being served: names, versions, loading and unloading.
+
+Models come from code (``register``) or from a repository directory laid out as
+``ROOT/<name>/<version>/<files>`` (TF-Serving / Triton layout). The default version of a
+model is its highest one. ``load(name)`` rescans a model's directory and applies the version
+policy: new versions are loaded off the event loop and swapped in atomically, so requests in
+flight finish on the version they started with; dropped versions are unloaded only after
+their last in-flight request ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tureen.errors import InvalidRequestError, NotFoundError, NotReadyError, suggest
+from tureen.serving.model import Model
+from tureen.serving.runtimes import apply_declared, model_from_dir, read_settings
+from tureen.serving.versions import VersionPolicy, version_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Served:
+    """One loaded model version plus its in-flight request count."""
+
+    model: Model
+    inflight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Entry:
+    versions: dict[str, Served] = field(default_factory=dict)
+    default: str | None = None
+    state: str = "READY"
+    reason: str = ""
+
+    def refresh_default(self) -> None:
+        ready = [v for v, s in self.versions.items() if s.model.ready]
+        self.default = max(ready or self.versions, key=version_key) if self.versions else None
+
+
+class ModelRepository:
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        policy: VersionPolicy | None = None,
+        run_blocking: Callable[..., Any] | None = None,
+        on_change: Callable[[Model, bool], None] | None = None,
+    ) -> None:
+        self.root = Path(root) if root else None
+        self.policy = policy or VersionPolicy()
+        self._entries: dict[str, _Entry] = {}
+        self._run_blocking = run_blocking
+        self._on_change = on_change
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # lookup (hot path)
+
+    def get(self, name: str, version: str | None = None) -> Served:
+        entry = self._entries.get(name)
+        if entry is None or not entry.versions:
+            raise NotFoundError(
+                f"model {name!r} is not served.{suggest(name, self._entries)} "
+                f"Served models: {sorted(self.names()) or 'none'}."
+            )
+        v = version or entry.default
+        served = entry.versions.get(v) if v else None
+        if served is None:
+            raise NotFoundError(
+                f"model {name!r} has no version {version!r}; served versions: "
+                f"{sorted(entry.versions, key=version_key)}."
+            )
+        if not served.model.ready:
+            raise NotReadyError(f"model {name!r} version {v} is not ready yet; retry shortly.")
+        return served
+
+    def names(self) -> list[str]:
+        return [n for n, e in self._entries.items() if e.versions]
+
+    def versions(self, name: str) -> list[str]:
+        entry = self._entries.get(name)
+        return sorted(entry.versions, key=version_key) if entry else []
+
+    def all_ready(self) -> bool:
+        return all(s.model.ready for e in self._entries.values() for s in e.versions.values())
+
+    def models(self) -> list[Model]:
+        return [s.model for e in self._entries.values() for s in e.versions.values()]
+
+    def index(self) -> list[dict[str, str]]:
+        """Every model known (loaded or on disk), for the repository extension."""
+        out: list[dict[str, str]] = []
+        names = set(self._entries) | set(self._disk_names())
+        for name in sorted(names):
+            entry = self._entries.get(name)
+            if entry is None or not entry.versions:
+                reason = entry.reason if entry else ""
+                out.append({"name": name, "version": "", "state": "UNAVAILABLE",
+                            "reason": reason or "unloaded"})
+                continue
+            for v in sorted(entry.versions, key=version_key):
+                ready = entry.versions[v].model.ready
+                out.append({"name": name, "version": v,
+                            "state": "READY" if ready else "LOADING", "reason": ""})
+        return out
+
+    # changes
+
+    def register(self, model: Model) -> None:
+        """Serve a model built in code (``load`` must already have run or run later)."""
+        entry = self._entries.setdefault(model.name, _Entry())
+        old = entry.versions.get(model.version)
+        entry.versions[model.version] = Served(model)
+        entry.refresh_default()
+        if self._on_change:
+            self._on_change(model, True)
+        if old is not None and old.model is not model:
+            try:
+                self._retire_later(old)
+            except RuntimeError:  # no event loop yet: nothing can be in flight
+                old.model.unload()
+
+    def _disk_names(self) -> list[str]:
+        if self.root is None or not self.root.is_dir():
+            return []
+        return [p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+    def disk_versions(self, name: str) -> list[str]:
+        d = self._model_dir(name)
+        return [p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+    def _model_dir(self, name: str) -> Path:
+        if self.root is None:
+            raise InvalidRequestError(
+                "this server has no model repository directory; start it with "
+                "--model_repository DIR to load models by name."
+            )
+        d = self.root / name
+        if not d.is_dir():
+            raise NotFoundError(
+                f"model {name!r} is not in the repository {self.root}."
+                f"{suggest(name, self._disk_names())} Expected {d}/<version>/<files>."
+            )
+        return d
+
+    async def load_all(self) -> None:
+        for name in sorted(self._disk_names()):
+            await self.load(name)
+
+    async def load(self, name: str) -> list[str]:
+        """(Re)load ``name`` from disk by the version policy; returns the served versions."""
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            mdir = self._model_dir(name)
+            settings_root = read_settings(mdir)
+            policy = self.policy
+            if "version_policy" in settings_root:
+                policy = VersionPolicy.parse(str(settings_root["version_policy"]))
+            wanted = policy.select(self.disk_versions(name))
+            if not wanted:
+                raise NotFoundError(
+                    f"model {name!r} has no version directory matching policy {policy} in "
+                    f"{mdir}; add {mdir}/1/ with the model files."
+                )
+            entry = self._entries.setdefault(name, _Entry())
+            for v in wanted:
+                if v in entry.versions:
+                    continue
+                vdir = mdir / v
+                try:
+                    model = model_from_dir(name, v, vdir, read_settings(mdir, vdir))
+                    await self._blocking(_load_model, model)
+                except Exception as exc:
+                    entry.reason = f"version {v}: {exc}"
+                    log.error("loading model %s version %s failed: %s", name, v, exc)
+                    raise InvalidRequestError(
+                        f"model {name!r} version {v} failed to load: {exc}. Fix the files in "
+                        f"{vdir} and load again."
+                    ) from exc
+                entry.versions[v] = Served(model)
+                entry.refresh_default()
+                if self._on_change:
+                    self._on_change(model, True)
+                log.info("loaded model %s version %s (%s)", name, v, type(model).__name__)
+            for v in [v for v in entry.versions if v not in wanted]:
+                self._retire_later(entry.versions.pop(v))
+            entry.refresh_default()
+            entry.reason = ""
+            return sorted(entry.versions, key=version_key)
+
+    async def unload(self, name: str) -> None:
+        entry = self._entries.get(name)
+        if entry is None or not entry.versions:
+            raise NotFoundError(f"model {name!r} is not loaded; nothing to unload.")
+        retired = list(entry.versions.values())
+        entry.versions.clear()
+        entry.default = None
+        entry.reason = "unloaded"
+        await asyncio.gather(*(self._retire(s) for s in retired))
+
+    def _retire_later(self, served: Served) -> None:
+        task = asyncio.get_running_loop().create_task(self._retire(served))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _retire(self, served: Served) -> None:
+        while served.inflight:
+            served.idle.clear()
+            await served.idle.wait()
+        if self._on_change:
+            self._on_change(served.model, False)
+        served.model.ready = False
+        await self._blocking(served.model.unload)
+        log.info("unloaded model %s version %s", served.model.name, served.model.version)
+        del served
+        gc.collect()
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._run_blocking is not None:
+            return await self._run_blocking(fn, *args)
+        return await asyncio.to_thread(fn, *args)
+
+
+def _load_model(model: Model) -> None:
+    model.load()
+    apply_declared(model)

@@ -1,0 +1,23 @@
+"""``ArrayModel``: the shape shared by built-in runtimes (one array or table in, arrays out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tureen.serving.model import Headers, Model
+
+
+class ArrayModel(Model):
+    def __init__(self, name: str, path: Path) -> None:
+        super().__init__(name)
+        self.path = path
+
+    def predict(self, payload: Any, headers: Headers | None = None) -> Any:
+        return self.predict_array(self.decode(payload))
+
+    def predict_array(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
+        raise NotImplementedError

@@ -1,0 +1,50 @@
+"""scikit-learn (or any joblib/pickle object with ``predict``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from tureen.errors import InvalidRequestError
+from tureen.serving.inference import TensorSpec
+from tureen.serving.runtimes.base import ArrayModel
+from tureen.types import oip_datatype_of
+
+
+class SKLearnModel(ArrayModel):
+    platform = "sklearn"
+
+    def __init__(self, name: str, path: Path, method: str = "predict") -> None:
+        super().__init__(name, path)
+        self.method = method
+        self._estimator: Any = None
+        self._fn: Any = None
+
+    def load(self) -> bool:
+        self._estimator = joblib.load(self.path)
+        self._fn = getattr(self._estimator, self.method, None)
+        if self._fn is None:
+            raise InvalidRequestError(
+                f"{self.path} holds a {type(self._estimator).__name__} without method "
+                f"{self.method!r}; set 'method' in model-settings.json to one it has."
+            )
+        n = getattr(self._estimator, "n_features_in_", None)
+        self.inputs = [TensorSpec("input-0", "FP32", [-1, int(n) if n else -1])]
+        out_dt = "FP64"
+        classes = getattr(self._estimator, "classes_", None)
+        if self.method == "predict" and isinstance(classes, np.ndarray):
+            out_dt = oip_datatype_of(classes)
+        shape = [-1] if self.method == "predict" else [-1, -1]
+        self.outputs = [TensorSpec("output-0", out_dt, shape)]
+        self.ready = True
+        return True
+
+    def unload(self) -> None:
+        self._estimator = self._fn = None
+
+    def predict_array(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
+        return self._fn(x)

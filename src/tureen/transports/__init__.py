@@ -1,0 +1,1 @@
+"""Transports: wire formats in front of ``tureen.serving.DataPlane`` (REST, gRPC)."""

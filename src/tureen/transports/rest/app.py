@@ -1,0 +1,296 @@
+"""The REST app: KServe v1 and OIP v2 routes on a thin ASGI fast path.
+
+``build_app(dataplane, extra_routes=[...])`` returns one ASGI app. Its own routes are matched
+by string operations and answered with raw ASGI messages (no per-request Request/Response
+objects); any other path is handed to a Starlette ``Router`` built from ``extra_routes``, so
+other areas (e.g. Feast-compatible feature routes) mount into the same app and port.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+from starlette.routing import BaseRoute, Router
+from starlette.types import Receive, Scope, Send
+
+from tureen.errors import TureenError
+from tureen.serving.context import request_id, resolve_request_id
+from tureen.serving.dataplane import DataPlane
+from tureen.transports.rest.errors import PayloadTooLarge, http_status
+from tureen.transports.rest.oip import HEADER_LENGTH, decode_request, encode_response, loads
+
+log = logging.getLogger(__name__)
+
+JSON = b"application/json"
+Headers = dict[str, str]
+# (status, body, content type, extra headers)
+Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
+Handler = Callable[..., Awaitable[Reply]]
+Hook = Callable[[], Awaitable[None]]
+
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def _json(status: int, obj: Any) -> Reply:
+    return status, orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), JSON, []
+
+
+class RestApp:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        extra_routes: Sequence[BaseRoute] = (),
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        on_startup: Sequence[Hook] = (),
+        on_shutdown: Sequence[Hook] = (),
+    ) -> None:
+        self.dataplane = dataplane
+        self.max_request_bytes = max_request_bytes
+        self.on_startup = list(on_startup)
+        self.on_shutdown = list(on_shutdown)
+        self._router = Router(list(extra_routes), default=self._not_found) if extra_routes else None
+        self._fixed: dict[str, tuple[str, Handler]] = {
+            "/": ("GET", self._root),
+            "/v1/models": ("GET", self._v1_list),
+            "/v2": ("GET", self._v2_meta),
+            "/v2/": ("GET", self._v2_meta),
+            "/v2/health/live": ("GET", self._live),
+            "/v2/health/ready": ("GET", self._ready),
+            "/metrics": ("GET", self._metrics),
+            "/v2/repository/index": ("POST", self._repo_index),
+        }
+
+    # ASGI entry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif self._router is not None:
+            await self._router(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    for hook in self.on_startup:
+                        await hook()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                for hook in self.on_shutdown:
+                    await hook()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _match(self, method: str, path: str) -> tuple[str, Handler, tuple[str, ...]] | None:
+        fixed = self._fixed.get(path)
+        if fixed is not None:
+            return fixed[0], fixed[1], ()
+        if path.startswith("/v2/models/"):
+            parts = path[11:].split("/")
+            n = len(parts)
+            if n >= 3 and parts[1] == "versions":
+                name, version, tail = parts[0], parts[2], parts[3:]
+            else:
+                name, version, tail = parts[0], "", parts[1:]
+            if not name or (n >= 2 and parts[1] == "versions" and not version):
+                return None
+            if not tail:
+                return "GET", self._v2_model, (name, version)
+            if len(tail) == 1 and tail[0] == "infer":
+                return "POST", self._v2_infer, (name, version)
+            if len(tail) == 1 and tail[0] == "ready":
+                return "GET", self._v2_model_ready, (name, version)
+            return None
+        if path.startswith("/v1/models/"):
+            rest = path[11:]
+            name, colon, verb = rest.rpartition(":")
+            if colon and verb == "predict":
+                return "POST", self._v1_predict, (name,)
+            if colon and verb == "explain":
+                return "POST", self._v1_explain, (name,)
+            if "/" not in rest and ":" not in rest and rest:
+                return "GET", self._v1_model, (rest,)
+            return None
+        if path.startswith("/v2/repository/models/"):
+            parts = path[22:].split("/")
+            if len(parts) == 2 and parts[0] and parts[1] in ("load", "unload"):
+                handler = self._repo_load if parts[1] == "load" else self._repo_unload
+                return "POST", handler, (parts[0],)
+        return None
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        match = self._match(scope["method"], path)
+        if match is None:
+            if self._router is not None:
+                await self._router(scope, receive, send)
+            else:
+                await self._not_found(scope, receive, send)
+            return
+        want, handler, args = match
+        headers: Headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        rid = resolve_request_id(headers.get("x-request-id"), headers.get("traceparent"))
+        token = request_id.set(rid)
+        try:
+            if scope["method"] != want and not (want == "GET" and scope["method"] == "HEAD"):
+                reply = _json(405, {"error": f"{path} accepts {want} only; resend as {want}."})
+            else:
+                reply = await handler(headers, receive, *args)
+        except _Disconnected:
+            return
+        except TureenError as exc:
+            reply = _json(http_status(exc), {"error": str(exc)})
+        except Exception:
+            log.exception("internal error serving %s %s (request id %s)",
+                          scope["method"], path, rid)
+            reply = _json(500, {"error": f"internal server error; the server log has the "
+                                         f"details under request id {rid}."})
+        finally:
+            request_id.reset(token)
+        status, body, ctype, extra = reply
+        out_headers = [
+            (b"content-type", ctype),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", rid.encode("latin-1")),
+            *extra,
+        ]
+        tp = headers.get("traceparent")
+        if tp:
+            out_headers.append((b"traceparent", tp.encode("latin-1")))
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = orjson.dumps({"error": f"no route {scope.get('path')}; see GET /v2 and "
+                                      "GET /v1/models for what this server offers."})
+        await send({"type": "http.response.start", "status": 404,
+                    "headers": [(b"content-type", JSON)]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _body(self, headers: Headers, receive: Receive) -> bytes:
+        limit = self.max_request_bytes
+        cl = headers.get("content-length")
+        if cl is not None and cl.isdigit() and int(cl) > limit:
+            raise PayloadTooLarge(_too_large(int(cl), limit))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk: bytes = msg.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(_too_large(size, limit))
+                chunks.append(chunk)
+            if not msg.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # v1
+
+    async def _root(self, headers: Headers, receive: Receive) -> Reply:
+        return _json(200, {"status": "alive"})
+
+    async def _v1_list(self, headers: Headers, receive: Receive) -> Reply:
+        return _json(200, {"models": self.dataplane.list_models()})
+
+    async def _v1_model(self, headers: Headers, receive: Receive, name: str) -> Reply:
+        ready = self.dataplane.model_ready(name)
+        return _json(200 if ready else 503, {"name": name, "ready": ready})
+
+    async def _v1_predict(self, headers: Headers, receive: Receive, name: str) -> Reply:
+        body = loads(await self._body(headers, receive))
+        result = await self.dataplane.predict_v1(name, body, headers)
+        return _json(200, result)
+
+    async def _v1_explain(self, headers: Headers, receive: Receive, name: str) -> Reply:
+        body = loads(await self._body(headers, receive))
+        return _json(200, await self.dataplane.explain_v1(name, body, headers))
+
+    # v2
+
+    async def _v2_meta(self, headers: Headers, receive: Receive) -> Reply:
+        return _json(200, self.dataplane.server_metadata())
+
+    async def _live(self, headers: Headers, receive: Receive) -> Reply:
+        return _json(200, {"live": True})
+
+    async def _ready(self, headers: Headers, receive: Receive) -> Reply:
+        ready = self.dataplane.ready()
+        return _json(200 if ready else 503, {"ready": ready})
+
+    async def _v2_model(self, headers: Headers, receive: Receive, name: str, v: str) -> Reply:
+        return _json(200, self.dataplane.model_metadata(name, v or None))
+
+    async def _v2_model_ready(self, headers: Headers, receive: Receive, name: str, v: str) -> Reply:
+        ready = self.dataplane.model_ready(name, v or None)
+        return _json(200 if ready else 503, {"name": name, "ready": ready})
+
+    async def _v2_infer(self, headers: Headers, receive: Receive, name: str, v: str) -> Reply:
+        raw = await self._body(headers, receive)
+        request = decode_request(raw, headers.get(HEADER_LENGTH), name, v or None, headers)
+        response = await self.dataplane.infer(request, "v2")
+        body, head_len = encode_response(response, request)
+        if head_len is None:
+            return 200, body, JSON, []
+        return 200, body, b"application/octet-stream", [
+            (b"inference-header-content-length", str(head_len).encode())
+        ]
+
+    # repository extension
+
+    async def _repo_index(self, headers: Headers, receive: Receive) -> Reply:
+        raw = await self._body(headers, receive)
+        opts = loads(raw) if raw.strip() else {}
+        index = self.dataplane.repository_index()
+        if isinstance(opts, dict) and opts.get("ready"):
+            index = [m for m in index if m["state"] == "READY"]
+        return _json(200, index)
+
+    async def _repo_load(self, headers: Headers, receive: Receive, name: str) -> Reply:
+        await self._body(headers, receive)
+        await self.dataplane.load(name)
+        return _json(200, {})
+
+    async def _repo_unload(self, headers: Headers, receive: Receive, name: str) -> Reply:
+        await self._body(headers, receive)
+        await self.dataplane.unload(name)
+        return _json(200, {})
+
+    async def _metrics(self, headers: Headers, receive: Receive) -> Reply:
+        text = self.dataplane.metrics.render().encode()
+        return 200, text, b"text/plain; version=0.0.4; charset=utf-8", []
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (f"request body of {size} bytes exceeds the server limit of {limit} bytes; send "
+            "smaller batches or raise --max_request_mb.")
+
+
+def build_app(
+    dataplane: DataPlane,
+    extra_routes: Sequence[BaseRoute] = (),
+    *,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> RestApp:
+    """The ASGI app serving ``dataplane`` over KServe v1 and OIP REST, plus ``extra_routes``."""
+    return RestApp(dataplane, extra_routes, max_request_bytes, on_startup, on_shutdown)
+
