@@ -1,0 +1,71 @@
+"""tureen: define features once, build point-in-time training sets, serve them online and
+with your models.
+
+    from tureen import FeatureStore, Entity, FeatureView, Field, FileSource, Float32
+"""
+
+from tureen.definitions import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    OnDemandFeatureView,
+    PushSource,
+    RequestSource,
+    on_demand_feature_view,
+)
+from tureen.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    NotReadyError,
+    RegistryCorruptError,
+    TureenError,
+)
+from tureen.store import FeatureStore
+from tureen.types import (
+    Array,
+    Bool,
+    Bytes,
+    Float32,
+    Float64,
+    Int32,
+    Int64,
+    String,
+    UnixTimestamp,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Array",
+    "BackendUnavailableError",
+    "Bool",
+    "Bytes",
+    "ConfigError",
+    "ConflictError",
+    "Entity",
+    "FeatureService",
+    "FeatureStore",
+    "FeatureView",
+    "Field",
+    "FileSource",
+    "Float32",
+    "Float64",
+    "InvalidRequestError",
+    "Int32",
+    "Int64",
+    "NotFoundError",
+    "NotReadyError",
+    "OnDemandFeatureView",
+    "PushSource",
+    "RegistryCorruptError",
+    "RequestSource",
+    "String",
+    "TureenError",
+    "UnixTimestamp",
+    "on_demand_feature_view",
+]

@@ -1,0 +1,1 @@
+"""The ``tureen`` command line."""

@@ -1,0 +1,250 @@
+"""Feature-repo commands: init, plan, apply, materialize, get-*-features, features, teardown."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tureen.cli.output import (
+    console,
+    json_option,
+    print_json,
+    progress_bar,
+    repo_option,
+    table,
+)
+from tureen.errors import InvalidRequestError, NotFoundError
+from tureen.registry.service import Plan
+from tureen.store import FeatureStore
+
+
+def _parse_time(value: str, what: str) -> datetime:
+    if value == "now":
+        return datetime.now(UTC)
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequestError(
+            f"{what} {value!r} is not an ISO 8601 time; write e.g. 2026-01-31 or "
+            "2026-01-31T12:00:00+00:00, or 'now'."
+        ) from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+def _print_plan(plan: Plan, applied: bool) -> None:
+    rows = [(c.action, c.kind, c.name) for c in plan.changes if c.action != "unchanged"]
+    if not rows:
+        console.print("No changes: the registry matches the definitions.")
+        return
+    colour = {"create": "green", "update": "yellow", "delete": "red"}
+    for action, kind, name in rows:
+        verb = f"{action}d" if applied else f"will {action}"
+        console.print(f"[{colour[action]}]{verb}[/] {kind} [bold]{name}[/]")
+
+
+def register(cli: click.Group) -> None:
+    @cli.command()
+    @click.argument("directory", type=click.Path(file_okay=False))
+    @click.option("--accounts", default=1000, show_default=True, help="Synthetic accounts.")
+    @click.option("--force", is_flag=True, help="Write into a non-empty folder.")
+    def init(directory: str, accounts: int, force: bool) -> None:
+        """Create a runnable fraud-detection feature repo with sample data in DIRECTORY."""
+        from tureen.examples.fraud import create_repo
+
+        dest = create_repo(Path(directory), accounts=accounts, force=force)
+        console.print(f"Created feature repo [bold]{dest}[/] with sample data. Next:\n"
+                      f"  cd {directory} && tureen apply && tureen materialize-incremental now")
+
+    @cli.command()
+    @repo_option
+    def plan(repo: str) -> None:
+        """Show what `tureen apply` would create, change or delete."""
+        _print_plan(FeatureStore(repo).plan(), applied=False)
+
+    @cli.command()
+    @repo_option
+    def apply(repo: str) -> None:
+        """Validate the repo's definitions and store them in the registry."""
+        store = FeatureStore(repo)
+        plan = store.apply()
+        _print_plan(plan, applied=True)
+        console.print(f"Registry version {store.snapshot().version} "
+                      f"({store.registry.store.describe()}).")
+
+    @cli.command()
+    @repo_option
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    def teardown(repo: str, yes: bool) -> None:
+        """Delete all online data and the registry (definition files are kept)."""
+        if not yes:
+            click.confirm("Delete every view's online data and the registry?", abort=True)
+        FeatureStore(repo).teardown()
+        console.print("Torn down: online data and registry deleted.")
+
+    @cli.command()
+    @repo_option
+    @click.argument("start")
+    @click.argument("end")
+    @click.option("--views", "-v", multiple=True, help="Only these views (repeatable).")
+    @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+    def materialize(repo: str, start: str, end: str, views: tuple[str, ...],
+                    no_progress: bool) -> None:
+        """Load the latest rows in [START, END) per entity into the online store."""
+        store = FeatureStore(repo)
+        with progress_bar(not no_progress) as progress:
+            done = store.materialize(_parse_time(start, "START"), _parse_time(end, "END"),
+                                     list(views) or None, progress)
+        for r in done:
+            console.print(f"{r.view}: {r.rows} entities [{r.start:%Y-%m-%d %H:%M} → "
+                          f"{r.end:%Y-%m-%d %H:%M}]")
+
+    @cli.command("materialize-incremental")
+    @repo_option
+    @click.argument("end")
+    @click.option("--views", "-v", multiple=True, help="Only these views (repeatable).")
+    @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+    def materialize_incremental(repo: str, end: str, views: tuple[str, ...],
+                                no_progress: bool) -> None:
+        """Materialize each view from where the last run stopped up to END ('now' works)."""
+        store = FeatureStore(repo)
+        with progress_bar(not no_progress) as progress:
+            done = store.materialize_incremental(_parse_time(end, "END"),
+                                                 list(views) or None, progress)
+        for r in done:
+            console.print(f"{r.view}: {r.rows} entities [{r.start:%Y-%m-%d %H:%M} → "
+                          f"{r.end:%Y-%m-%d %H:%M}]")
+
+    @cli.command("get-historical-features")
+    @repo_option
+    @click.option("--entities", "-e", required=True, type=click.Path(dir_okay=False),
+                  help="Parquet or CSV file of entity rows (join keys + event_timestamp).")
+    @click.option("--service", "-s", help="Feature service name.")
+    @click.option("--features", "-f", multiple=True, help="view:feature (repeatable).")
+    @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+                  help="Output file (.parquet or .csv).")
+    @click.option("--full-feature-names", is_flag=True, help="Name columns view__feature.")
+    def get_historical_features(repo: str, entities: str, service: str | None,
+                                features: tuple[str, ...], out: str,
+                                full_feature_names: bool) -> None:
+        """Build a point-in-time-correct training set."""
+        store = FeatureStore(repo)
+        chosen = _features(service, features)
+        with console.status("Joining features point-in-time..."):
+            tbl = store.get_historical_features(entities, chosen, full_feature_names).to_arrow()
+        if out.lower().endswith(".csv"):
+            tbl.to_pandas().to_csv(out, index=False)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(tbl, out)
+        console.print(f"Wrote {tbl.num_rows} rows × {tbl.num_columns} columns to {out}.")
+
+    @cli.command("get-online-features")
+    @repo_option
+    @click.option("--service", "-s", help="Feature service name.")
+    @click.option("--features", "-f", multiple=True, help="view:feature (repeatable).")
+    @click.option("--entity", "-e", "entity", multiple=True, required=True,
+                  help="join_key=value (repeat a key for several entities).")
+    @click.option("--full-feature-names", is_flag=True)
+    @json_option
+    def get_online_features(repo: str, service: str | None, features: tuple[str, ...],
+                            entity: tuple[str, ...], full_feature_names: bool,
+                            as_json: bool) -> None:
+        """Read features of one or more entities from the online store."""
+        store = FeatureStore(repo)
+        rows = _entity_rows(store, entity)
+        resp = store.get_online_features(_features(service, features), rows, full_feature_names)
+        if as_json:
+            print_json(resp.to_feast_json())
+            return
+        data = resp.to_dict()
+        names = list(data)
+        n = len(next(iter(data.values()))) if data else 0
+        table("Online features", names, [[data[c][i] for c in names] for i in range(n)])
+
+    @cli.command("registry-dump")
+    @repo_option
+    @click.option("--history", is_flag=True, help="Print the apply history instead.")
+    def registry_dump(repo: str, history: bool) -> None:
+        """Print the registry (or its history) as JSON."""
+        store = FeatureStore(repo)
+        print_json(store.registry.history() if history else store.snapshot().to_dict())
+
+    @cli.group()
+    def features() -> None:
+        """List and describe definitions."""
+
+    @features.command("list")
+    @repo_option
+    @json_option
+    def features_list(repo: str, as_json: bool) -> None:
+        """List feature views, on-demand views and services."""
+        snap = FeatureStore(repo).snapshot()
+        rows: list[list[Any]] = []
+        for v in snap.feature_views.values():
+            rows.append(["feature view", v.name, ", ".join(v.join_keys),
+                         ", ".join(f"{f.name}:{f.dtype}" for f in v.features),
+                         str(v.ttl) if v.ttl_seconds else "∞",
+                         snap.last_materialized(v.name)])
+        for o in snap.on_demand_views.values():
+            rows.append(["on-demand view", o.name, "",
+                         ", ".join(f"{f.name}:{f.dtype}" for f in o.features), "", None])
+        for s in snap.feature_services.values():
+            rows.append(["feature service", s.name, "",
+                         ", ".join(f"{v}[{','.join(f) if f else '*'}]"
+                                   for v, f in s.projections()), "", None])
+        if as_json:
+            cols = ["kind", "name", "join_keys", "features", "ttl", "materialized_until"]
+            print_json([dict(zip(cols, r, strict=True)) for r in rows])
+            return
+        table(f"Project {snap.project} (registry v{snap.version})",
+              ["kind", "name", "keys", "features", "ttl", "materialized until"], rows)
+
+    @features.command("describe")
+    @repo_option
+    @click.argument("name")
+    @json_option
+    def features_describe(repo: str, name: str, as_json: bool) -> None:
+        """Describe one view or service as stored in the registry."""
+        snap = FeatureStore(repo).snapshot()
+        obj: Any
+        if name in snap.feature_services:
+            obj = snap.feature_services[name]
+        else:
+            obj = snap.any_view(name)
+        data = obj.to_dict()
+        if as_json:
+            print_json(data)
+        else:
+            console.print_json(data=data)
+
+
+def _features(service: str | None, features: tuple[str, ...]) -> Any:
+    if service and features:
+        raise InvalidRequestError("pass either --service or --features, not both.")
+    if not service and not features:
+        raise InvalidRequestError("pass --service NAME or one or more --features view:feature.")
+    return service or list(features)
+
+
+def _entity_rows(store: FeatureStore, pairs: tuple[str, ...]) -> dict[str, list[Any]]:
+    snap = store.snapshot()
+    key_types = {f.name: f.dtype for e in snap.entities.values() for f in e.key_fields}
+    rows: dict[str, list[Any]] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise InvalidRequestError(f"--entity {pair!r}: write join_key=value.")
+        dtype = key_types.get(key)
+        if dtype is None:
+            raise NotFoundError(f"--entity {key!r} is not a join key of any entity; known: "
+                                f"{', '.join(sorted(key_types))}.")
+        try:
+            value: Any = dtype.python(raw) if dtype.python in (int, float, str) else raw
+        except ValueError:
+            raise InvalidRequestError(f"--entity {key}={raw!r}: expected {dtype}.") from None
+        rows.setdefault(key, []).append(value)
+    return rows

@@ -1,0 +1,61 @@
+"""Errors raised by tureen.
+
+The tree, root first::
+
+    TureenError                   anything tureen raises on purpose
+    ├── NotFoundError             a named thing (feature, view, service, model, version) is absent
+    ├── InvalidRequestError       the caller sent something malformed; fix the input and retry
+    │   └── ConfigError           tureen.yaml or a definition file is wrong (names file/line/field)
+    ├── NotReadyError             the thing exists but cannot answer yet (model loading)
+    ├── ConflictError             a concurrent writer won (registry apply); re-read and retry
+    ├── BackendUnavailableError   a store or remote server cannot be reached; retry later
+    └── RegistryCorruptError      the stored registry cannot be read; never reset silently
+
+Core errors carry no HTTP or gRPC codes: each transport maps them in one table.
+Every message says what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class TureenError(Exception):
+    """Root of every error tureen raises on purpose."""
+
+
+class NotFoundError(TureenError):
+    """A named object does not exist."""
+
+
+class InvalidRequestError(TureenError):
+    """The input is malformed or inconsistent with the schema."""
+
+
+class ConfigError(InvalidRequestError):
+    """A configuration or definition file is invalid."""
+
+
+class NotReadyError(TureenError):
+    """The object exists but is not ready to serve."""
+
+
+class ConflictError(TureenError):
+    """A concurrent change won; re-read and retry."""
+
+
+class BackendUnavailableError(TureenError):
+    """A storage backend or remote server could not be reached."""
+
+
+class RegistryCorruptError(TureenError):
+    """The stored registry cannot be decoded; it is left untouched."""
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """Return ' Did you mean ...?' for close matches of ``name`` among ``choices``, or ''."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -1,0 +1,1 @@
+"""Example feature repos created by `tureen init` and `tureen quickstart`."""

@@ -1,0 +1,1 @@
+"""Offline: point-in-time training sets and batch reads for materialization."""

@@ -1,0 +1,41 @@
+"""The seam between offline services and an engine (DuckDB by default, Spark at scale)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Protocol
+
+import pyarrow as pa
+
+from tureen.definitions import FeatureView, FileSource
+from tureen.feature_refs import FeaturePlan
+
+
+class OfflineEngine(Protocol):
+    def historical_features(
+        self, entity_rows: pa.Table, plan: FeaturePlan, timestamp_column: str
+    ) -> pa.Table:
+        """Point-in-time join (DESIGN.md semantics) of ``entity_rows`` with every stored view
+        in ``plan.reads``. Returns the entity columns in input order, one row per input row,
+        plus one column per feature read, named ``view__feature``. On-demand views and final
+        naming are applied by the caller."""
+        ...
+
+    def latest_rows(
+        self, view: FeatureView, start: datetime | None, end: datetime
+    ) -> Iterator[pa.RecordBatch]:
+        """For materialization: per entity, the newest row with start <= event_ts < end
+        (ties broken by created_ts). Columns: join keys, features, ``event_timestamp`` and
+        ``created_timestamp`` (UTC, microseconds)."""
+        ...
+
+    def append(self, source: FileSource, table: pa.Table) -> None:
+        """Store pushed rows offline, atomically (a new file in the source's folder)."""
+        ...
+
+    def source_schema(self, source: FileSource) -> pa.Schema:
+        """The Arrow schema of the source's rows; raises NotFoundError if it is missing."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Online: low-latency feature storage and retrieval."""

@@ -1,0 +1,1 @@
+"""The registry: definitions (and lifecycle records) at numbered versions."""

@@ -1,0 +1,269 @@
+"""FeatureStore: the facade a user holds. It only composes small services.
+
+It reads ``tureen.yaml``, builds each backend lazily from the table in ``tureen.backends``
+(so reading online features never starts an offline engine), and delegates:
+definitions → ``registry.service``, training sets → ``offline.retrieval``, online reads →
+``online.retrieval``, writes → ``ingest`` and ``materialize``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+
+from tureen.backends import load_backend
+from tureen.config import RepoConfig, load_config
+from tureen.definitions import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    OnDemandFeatureView,
+    PushSource,
+    source_of,
+)
+from tureen.errors import ConfigError, InvalidRequestError, NotFoundError
+from tureen.registry.service import Plan, Registry
+from tureen.registry.snapshot import RegistrySnapshot
+from tureen.repo_loader import load_definitions
+from tureen.types import source_type_compatible
+
+if TYPE_CHECKING:
+    from tureen.offline.protocol import OfflineEngine
+    from tureen.offline.retrieval import RetrievalJob
+    from tureen.online.protocol import OnlineStore
+    from tureen.online.response import OnlineResponse
+    from tureen.online.retrieval import OnlineRetrieval
+
+log = logging.getLogger(__name__)
+
+Features = Sequence[str] | FeatureService | str
+EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
+PushTo = Literal["online", "offline", "online_and_offline"]
+Progress = Callable[[str, int, int], None]
+
+
+class FeatureStore:
+    """``FeatureStore("path/to/repo")``: everything a feature repo can do, from Python."""
+
+    def __init__(self, repo_path: str | Path = ".", config: RepoConfig | None = None) -> None:
+        self.repo_path = Path(repo_path).resolve()
+        self.config = config if config is not None else load_config(self.repo_path)
+        self.project = self.config.project
+
+    def _backend(self, section: str) -> Any:
+        return load_backend(section, getattr(self.config, section), self.repo_path, self.project)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self._backend("registry"), self.project)
+
+    @cached_property
+    def offline(self) -> OfflineEngine:
+        engine: OfflineEngine = self._backend("offline_store")
+        return engine
+
+    @cached_property
+    def online(self) -> OnlineStore:
+        store: OnlineStore = self._backend("online_store")
+        return store
+
+    @cached_property
+    def online_retrieval(self) -> OnlineRetrieval:
+        from tureen.online.retrieval import OnlineRetrieval
+
+        return OnlineRetrieval(self.online, self.registry.snapshot)
+
+    def snapshot(self) -> RegistrySnapshot:
+        return self.registry.snapshot()
+
+    def close(self) -> None:
+        for name in ("online", "offline"):
+            backend = self.__dict__.pop(name, None)
+            if backend is not None:
+                backend.close()
+        self.__dict__.pop("online_retrieval", None)
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- definitions -------------------------------------------------------------------------
+    def list_entities(self) -> list[Entity]:
+        return list(self.snapshot().entities.values())
+
+    def list_feature_views(self) -> list[FeatureView]:
+        return list(self.snapshot().feature_views.values())
+
+    def list_on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return list(self.snapshot().on_demand_views.values())
+
+    def list_feature_services(self) -> list[FeatureService]:
+        return list(self.snapshot().feature_services.values())
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        return self.snapshot().feature_view(name)
+
+    def get_feature_service(self, name: str) -> FeatureService:
+        return self.snapshot().feature_service(name)
+
+    def check_source(self, view: FeatureView) -> None:
+        """Raise ConfigError if ``view``'s schema does not match its source file."""
+        source = source_of(view)
+        try:
+            schema = self.offline.source_schema(source)
+        except NotFoundError as exc:
+            if isinstance(view.source, PushSource):
+                log.info("push source %s has no offline rows yet", view.source.name)
+                return
+            raise ConfigError(f"feature view {view.name!r}: {exc}") from exc
+        cols = {f.name: f.type for f in schema}
+        want = [(view.source.timestamp_field, None), *((k.name, k.dtype) for k in view.key_fields)]
+        if view.source.created_timestamp_column:
+            want.append((view.source.created_timestamp_column, None))
+        problems = []
+        for name, dtype in [*want, *((f.name, f.dtype) for f in view.features)]:
+            if name not in cols:
+                problems.append(f"column {name!r} is missing")
+            elif dtype is not None and not source_type_compatible(dtype, cols[name]):
+                problems.append(f"column {name!r} is {cols[name]} but the schema says {dtype}")
+        if problems:
+            raise ConfigError(
+                f"feature view {view.name!r} does not match its source {source.path}: "
+                + "; ".join(problems)
+                + f". The source has columns: {', '.join(cols)}. Fix the schema, the "
+                "field_mapping, or the data."
+            )
+
+    def plan(self) -> Plan:
+        self.offline  # noqa: B018 - fail once, clearly, if the engine cannot be built
+        return self.registry.plan(load_definitions(self.repo_path), self.check_source)
+
+    def apply(self) -> Plan:
+        """Validate the repo's definitions and store them; removed views lose online data."""
+        self.offline  # noqa: B018 - fail once, clearly, if the engine cannot be built
+        plan = self.registry.apply(load_definitions(self.repo_path), self.check_source)
+        removed = [c.name for c in plan.of("delete", "feature view")]
+        if removed:
+            self.online.delete_views(removed)
+        return plan
+
+    def teardown(self) -> None:
+        """Delete every view's online data and the registry itself."""
+        views = list(self.snapshot().feature_views)
+        if views:
+            self.online.delete_views(views)
+        self.registry.delete()
+
+    # ---- offline -----------------------------------------------------------------------------
+    def get_historical_features(
+        self,
+        entity_df: pd.DataFrame | pa.Table | str | Path,
+        features: Features | None = None,
+        full_feature_names: bool = False,
+        *,
+        feature_service: FeatureService | str | None = None,
+    ) -> RetrievalJob:
+        from tureen.offline.retrieval import get_historical_features
+
+        return get_historical_features(
+            self.offline, self.snapshot(), entity_df,
+            _pick(features, feature_service), full_feature_names,
+        )
+
+    # ---- online ------------------------------------------------------------------------------
+    def get_online_features(
+        self,
+        features: Features | None = None,
+        entity_rows: EntityRows | None = None,
+        full_feature_names: bool = False,
+        *,
+        feature_service: FeatureService | str | None = None,
+    ) -> OnlineResponse:
+        if entity_rows is None:
+            raise InvalidRequestError("get_online_features needs entity_rows.")
+        return self.online_retrieval.get_online_features(
+            _pick(features, feature_service), entity_rows, full_feature_names
+        )
+
+    async def get_online_features_async(
+        self,
+        features: Features | None = None,
+        entity_rows: EntityRows | None = None,
+        full_feature_names: bool = False,
+        *,
+        feature_service: FeatureService | str | None = None,
+    ) -> OnlineResponse:
+        if entity_rows is None:
+            raise InvalidRequestError("get_online_features needs entity_rows.")
+        return await self.online_retrieval.get_online_features_async(
+            _pick(features, feature_service), entity_rows, full_feature_names
+        )
+
+    # ---- writes ------------------------------------------------------------------------------
+    def push(self, push_source_name: str, df: Any, to: PushTo = "online") -> int:
+        from tureen.ingest import push
+
+        return push(self.snapshot(), self.offline, self.online, push_source_name, df, to)
+
+    def write_to_online_store(self, feature_view_name: str, df: Any) -> int:
+        from tureen.ingest import write_to_online_store
+
+        return write_to_online_store(self.snapshot(), self.online, feature_view_name, df)
+
+    def materialize(
+        self,
+        start_date: datetime,
+        end_date: datetime,
+        feature_views: Sequence[str] | None = None,
+        progress: Progress | None = None,
+    ) -> list[Any]:
+        from tureen.materialize import materialize
+
+        start, end = _utc(start_date), _utc(end_date)
+        if start >= end:
+            raise InvalidRequestError(
+                f"materialize: start {start.isoformat()} is not before end {end.isoformat()}."
+            )
+        done = materialize(self.snapshot(), self.offline, self.online, start, end,
+                           feature_views, progress)
+        for r in done:
+            self.registry.record_materialization(r.view, r.start, r.end)
+        return done
+
+    def materialize_incremental(
+        self,
+        end_date: datetime,
+        feature_views: Sequence[str] | None = None,
+        progress: Progress | None = None,
+    ) -> list[Any]:
+        from tureen.materialize import materialize_incremental
+
+        done = materialize_incremental(self.snapshot(), self.offline, self.online,
+                                       _utc(end_date), feature_views, progress)
+        for r in done:
+            self.registry.record_materialization(r.view, r.start, r.end)
+        return done
+
+
+def _pick(features: Features | None, service: FeatureService | str | None) -> Features:
+    if features is not None and service is not None:
+        raise InvalidRequestError("pass either features or feature_service, not both.")
+    chosen = features if features is not None else service
+    if chosen is None:
+        raise InvalidRequestError(
+            "no features requested: pass features=['view:feature', ...] or feature_service=NAME."
+        )
+    return chosen
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
