@@ -46,7 +46,9 @@ class RepoConfig(BaseModel):
 
     project: str = Field(description="Project name; namespaces keys in shared stores.")
     registry: BackendConfig = Field(
-        default_factory=lambda: BackendConfig(type="file", path="data/registry.json"),
+        default_factory=lambda: BackendConfig.model_validate(
+            {"type": "file", "path": "data/registry.json"}
+        ),
         description="Where definitions are stored: file (default) or sql.",
     )
     offline_store: BackendConfig = Field(
@@ -54,11 +56,13 @@ class RepoConfig(BaseModel):
         description="Engine for training sets and materialization: duckdb (default) or spark.",
     )
     online_store: BackendConfig = Field(
-        default_factory=lambda: BackendConfig(type="sqlite", path="data/online.db"),
+        default_factory=lambda: BackendConfig.model_validate(
+            {"type": "sqlite", "path": "data/online.db"}
+        ),
         description="Low-latency store for serving: sqlite (default) or redis.",
     )
     models: BackendConfig = Field(
-        default_factory=lambda: BackendConfig(type="file", path="models"),
+        default_factory=lambda: BackendConfig.model_validate({"type": "file", "path": "models"}),
         description="Where registered models are stored (a local path or fsspec URL).",
     )
     serving: dict[str, Any] = Field(
@@ -86,8 +90,8 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             nxt = next((v for k, v in node.value if k.value == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            nxt = node.value[part]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            nxt = node.value[part] if part < len(node.value) else None
         else:
             nxt = None
         if nxt is None:

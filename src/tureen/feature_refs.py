@@ -88,7 +88,9 @@ def resolve(
                 pairs.append((view_name, f))
     else:
         if not features:
-            raise InvalidRequestError("no features requested: pass feature references or a service.")
+            raise InvalidRequestError(
+                "no features requested: pass feature references or a service."
+            )
         pairs = [_parse_ref(r) for r in features]
 
     refs: list[FeatureRef] = []
@@ -114,9 +116,10 @@ def resolve(
                 f"{suggest(view_name, known)} Known views: {', '.join(sorted(known)) or 'none'}."
             )
         if dtype is None:
+            hint = suggest(f"{view_name}:{feat}", _all_refs(snapshot))
             raise NotFoundError(
-                f"unknown feature {view_name}:{feat}.{suggest(f'{view_name}:{feat}', _all_refs(snapshot))}"
-                f" View {view_name!r} has: {', '.join(names)}."
+                f"unknown feature {view_name}:{feat}.{hint} View {view_name!r} has: "
+                f"{', '.join(names)}."
             )
         refs.append(FeatureRef(view_name, feat, dtype, on_demand))
 
@@ -134,8 +137,9 @@ def resolve(
     def want(view_name: str, feats: Sequence[str] | None) -> None:
         fv = snapshot.feature_view(view_name)
         slot = wanted.setdefault(view_name, {})
-        for f in fv.features if feats is None else [fv.feature(n) for n in feats]:
-            slot.setdefault(f.name, f)
+        fields = fv.features if feats is None else tuple(fv.feature(n) for n in feats)
+        for fld in fields:
+            slot.setdefault(fld.name, fld)
 
     odfvs: list[OnDemandFeatureView] = []
     request_fields: dict[str, Field] = {}
@@ -148,8 +152,8 @@ def resolve(
             for vname, feats in od.input_views():
                 want(vname, feats)
             for rs in od.request_sources:
-                for f in rs.schema:
-                    request_fields.setdefault(f.name, f)
+                for rf in rs.schema:
+                    request_fields.setdefault(rf.name, rf)
 
     reads = tuple(
         ViewRead(snapshot.feature_views[v], tuple(fs.values())) for v, fs in wanted.items()

@@ -150,15 +150,16 @@ class FeatureStore:
     def apply(self) -> Plan:
         """Validate the repo's definitions and store them; removed views lose online data."""
         self.offline  # noqa: B018 - fail once, clearly, if the engine cannot be built
+        before = self.registry.snapshot(fresh=True)
         plan = self.registry.apply(load_definitions(self.repo_path), self.check_source)
-        removed = [c.name for c in plan.of("delete", "feature view")]
+        removed = [before.feature_views[c.name] for c in plan.of("delete", "feature view")]
         if removed:
             self.online.delete_views(removed)
         return plan
 
     def teardown(self) -> None:
         """Delete every view's online data and the registry itself."""
-        views = list(self.snapshot().feature_views)
+        views = list(self.snapshot().feature_views.values())
         if views:
             self.online.delete_views(views)
         self.registry.delete()
@@ -212,12 +213,14 @@ class FeatureStore:
     def push(self, push_source_name: str, df: Any, to: PushTo = "online") -> int:
         from tureen.ingest import push
 
-        return push(self.snapshot(), self.offline, self.online, push_source_name, df, to)
+        written: int = push(self.snapshot(), self.offline, self.online, push_source_name, df, to)
+        return written
 
     def write_to_online_store(self, feature_view_name: str, df: Any) -> int:
         from tureen.ingest import write_to_online_store
 
-        return write_to_online_store(self.snapshot(), self.online, feature_view_name, df)
+        written: int = write_to_online_store(self.snapshot(), self.online, feature_view_name, df)
+        return written
 
     def materialize(
         self,
@@ -233,8 +236,8 @@ class FeatureStore:
             raise InvalidRequestError(
                 f"materialize: start {start.isoformat()} is not before end {end.isoformat()}."
             )
-        done = materialize(self.snapshot(), self.offline, self.online, start, end,
-                           feature_views, progress)
+        done: list[Any] = materialize(self.snapshot(), self.offline, self.online, start, end,
+                                      feature_views, progress)
         for r in done:
             self.registry.record_materialization(r.view, r.start, r.end)
         return done
@@ -247,8 +250,9 @@ class FeatureStore:
     ) -> list[Any]:
         from tureen.materialize import materialize_incremental
 
-        done = materialize_incremental(self.snapshot(), self.offline, self.online,
-                                       _utc(end_date), feature_views, progress)
+        done: list[Any] = materialize_incremental(
+            self.snapshot(), self.offline, self.online, _utc(end_date), feature_views, progress
+        )
         for r in done:
             self.registry.record_materialization(r.view, r.start, r.end)
         return done

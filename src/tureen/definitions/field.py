@@ -11,7 +11,8 @@ from tureen.types import DType, Int64, dtype_from_name
 
 
 def check_name(kind: str, name: object) -> str:
-    if not isinstance(name, str) or not name or not name.replace("_", "a").replace("-", "a").isalnum():
+    plain = isinstance(name, str) and name.replace("_", "a").replace("-", "a").isalnum()
+    if not isinstance(name, str) or not plain:
         raise InvalidRequestError(
             f"{kind} name {name!r} is invalid: use letters, digits, '_' or '-' (not empty)."
         )

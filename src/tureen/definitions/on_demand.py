@@ -119,7 +119,9 @@ class OnDemandFeatureView:
             len(next(iter(columns.values()))) if columns else 0)
         try:
             if self.mode == "pandas":
-                frame = columns if isinstance(columns, pd.DataFrame) else pd.DataFrame(dict(columns))
+                frame = (
+                    columns if isinstance(columns, pd.DataFrame) else pd.DataFrame(dict(columns))
+                )
                 result: Any = self.udf(frame)
             else:
                 data = (

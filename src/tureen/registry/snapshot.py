@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from tureen.definitions import (
     Entity,
@@ -20,6 +20,7 @@ from tureen.definitions import (
 from tureen.errors import NotFoundError, RegistryCorruptError, suggest
 
 FORMAT_VERSION = 1
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class RegistrySnapshot:
             ) from exc
 
 
-def _get(table: Mapping[str, Any], name: str, kind: str) -> Any:
+def _get(table: Mapping[str, T], name: str, kind: str) -> T:
     try:
         return table[name]
     except KeyError:

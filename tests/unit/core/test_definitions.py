@@ -28,8 +28,8 @@ src = FileSource("data/x.parquet", created_timestamp_column="created",
 
 
 def view(**kw: Any) -> FeatureView:
-    args: dict[str, Any] = dict(name="profile", entities=[account],
-                                schema=[Field("credit_score", Float32), Field("tags", Array(String))],
+    schema = [Field("credit_score", Float32), Field("tags", Array(String))]
+    args: dict[str, Any] = dict(name="profile", entities=[account], schema=schema,
                                 source=src, ttl=timedelta(days=2))
     args.update(kw)
     return FeatureView(**args)

@@ -74,10 +74,10 @@ transaction = RequestSource(
     schema=[Field("amount_vs_avg_7d", Float64)],
     mode="python",
 )
-def transaction_risk(inputs):
+def transaction_risk(inputs: dict[str, list]) -> dict[str, list]:  # type: ignore[type-arg]
     out = []
     for amount, total, count in zip(
-        inputs["amount"], inputs["total_amount_7d"], inputs["num_transactions_7d"]
+        inputs["amount"], inputs["total_amount_7d"], inputs["num_transactions_7d"], strict=True
     ):
         avg = (total / count) if total is not None and count else None
         out.append(amount / avg if avg else None)
