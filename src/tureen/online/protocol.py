@@ -1,0 +1,56 @@
+"""The seam between online retrieval and a storage backend (SQLite by default, Redis at scale).
+
+A backend stores, per feature view and entity key (:mod:`tureen.online.keys`), one encoded
+row (:mod:`tureen.online.encoding`): the latest feature values of that entity with their
+event and created timestamps. The contract every backend honours (checked by
+``tests/integration/online/test_store_contract.py``):
+
+- ``write`` never replaces a row with one whose ``(event_ts, created_ts)`` is smaller; on an
+  exact tie the later write wins (so re-materializing a range refreshes it). A backend
+  compares atomically (SQL ``UPSERT ... WHERE``, a Lua script, ...), never read-then-write.
+- ``read`` takes every (view, keys) of one request at once, so a networked backend answers
+  in one round trip, and returns rows aligned with the keys (None where absent). Keys may
+  repeat. Reading a view never written returns Nones, not an error.
+- Values are returned exactly as ``encoding.encode_rows`` produced them; decoding, TTL and
+  statuses are the retrieval service's job, identical for every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import pyarrow as pa
+
+from tureen.definitions import FeatureView
+
+# One stored row: bytes in the tureen.online.encoding format (opaque to backends).
+StoredRow = bytes
+ReadRequest = tuple[FeatureView, Sequence[bytes]]
+
+
+class OnlineStore(Protocol):
+    def write(self, view: FeatureView, keys: Sequence[bytes], rows: pa.Table) -> int:
+        """Store ``rows`` (feature columns of ``view``, ``event_timestamp``, optional
+        ``created_timestamp``; other columns ignored) under ``keys`` (one per row), newer
+        rows winning, in one transaction / pipeline. Returns the number of rows offered."""
+        ...
+
+    def read(self, requests: Sequence[ReadRequest]) -> list[list[StoredRow | None]]:
+        """For each (view, keys): the stored row of each key, or None when absent."""
+        ...
+
+    def delete_views(self, views: Sequence[FeatureView]) -> None:
+        """Drop every row of these views (on `tureen apply` removing them, or teardown)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncOnlineStore(Protocol):
+    """A backend with a native async client (e.g. redis.asyncio); servers await it."""
+
+    async def read_async(
+        self, requests: Sequence[ReadRequest]
+    ) -> list[list[StoredRow | None]]: ...

@@ -1,0 +1,240 @@
+"""OnlineResponse: the features of ``get_online_features``, in requested order.
+
+Join keys come first (as in Feast's responses), then each feature under its output name.
+Per value: a status (PRESENT / NULL_VALUE / NOT_FOUND / OUTSIDE_MAX_AGE) and the event
+timestamp of the stored row. Statuses and timestamps are derived lazily from per-row data
+so the hot path does not pay for views nobody inspects.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from tureen.definitions import Field
+from tureen.online.encoding import micros_to_datetime
+
+
+class FieldStatus(StrEnum):
+    PRESENT = "PRESENT"
+    NULL_VALUE = "NULL_VALUE"
+    NOT_FOUND = "NOT_FOUND"
+    OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+
+
+PRESENT = FieldStatus.PRESENT
+NULL_VALUE = FieldStatus.NULL_VALUE
+NOT_FOUND = FieldStatus.NOT_FOUND
+OUTSIDE_MAX_AGE = FieldStatus.OUTSIDE_MAX_AGE
+
+_EPOCH_JSON = "1970-01-01T00:00:00Z"
+
+
+def _rfc3339(us: int | None) -> str:
+    """Protobuf-JSON style timestamp: 'Z', with 0, 3 or 6 fractional digits."""
+    if us is None:
+        return _EPOCH_JSON
+    dt = micros_to_datetime(us)
+    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    frac = dt.microsecond
+    if frac == 0:
+        return base + "Z"
+    if frac % 1000 == 0:
+        return f"{base}.{frac // 1000:03d}Z"
+    return f"{base}.{frac:06d}Z"
+
+
+class OnlineColumn:
+    """One output feature: values plus the per-row data its statuses derive from.
+
+    ``row_status`` / ``event_us`` are shared by every feature of one stored view (None for
+    on-demand features: their status only depends on the value).
+    """
+
+    __slots__ = ("event_us", "field", "row_status", "values")
+
+    def __init__(
+        self,
+        field: Field,
+        values: Sequence[Any],
+        row_status: Sequence[FieldStatus] | None,
+        event_us: Sequence[int | None] | None,
+    ) -> None:
+        self.field = field
+        self.values = values
+        self.row_status = row_status
+        self.event_us = event_us
+
+    def statuses(self) -> list[FieldStatus]:
+        if self.row_status is None:
+            return [NULL_VALUE if v is None else PRESENT for v in self.values]
+        return [
+            NULL_VALUE if s is PRESENT and v is None else s
+            for s, v in zip(self.row_status, self.values, strict=True)
+        ]
+
+
+class OnlineResponse:
+    def __init__(
+        self, keys: Sequence[tuple[Field, Sequence[Any]]], columns: Sequence[OnlineColumn]
+    ) -> None:
+        self._keys = list(keys)
+        self._columns = list(columns)
+
+    # ---- shape --------------------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        """Output feature names in requested order (join keys excluded)."""
+        return [c.field.name for c in self._columns]
+
+    @property
+    def join_keys(self) -> list[str]:
+        return [f.name for f, _ in self._keys]
+
+    @property
+    def fields(self) -> list[Field]:
+        """Join keys then features, each with its dtype."""
+        return [f for f, _ in self._keys] + [c.field for c in self._columns]
+
+    def __len__(self) -> int:
+        if self._keys:
+            return len(self._keys[0][1])
+        return len(self._columns[0].values) if self._columns else 0
+
+    # ---- per-value metadata -------------------------------------------------------------
+    @property
+    def statuses(self) -> dict[str, list[FieldStatus]]:
+        """Feature name -> status per entity row."""
+        return {c.field.name: c.statuses() for c in self._columns}
+
+    @property
+    def event_timestamps(self) -> dict[str, list[datetime | None]]:
+        """Feature name -> event time (UTC) of the stored row per entity (None if absent or
+        on-demand)."""
+        out: dict[str, list[datetime | None]] = {}
+        for c in self._columns:
+            if c.event_us is None:
+                out[c.field.name] = [None] * len(c.values)
+            else:
+                out[c.field.name] = [
+                    None if us is None else micros_to_datetime(us) for us in c.event_us
+                ]
+        return out
+
+    # ---- conversions --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, list[Any]]:
+        """Name -> Python values (join keys first, then features in requested order)."""
+        out: dict[str, list[Any]] = {f.name: list(v) for f, v in self._keys}
+        for c in self._columns:
+            out[c.field.name] = list(c.values)
+        return out
+
+    def to_arrow(self) -> pa.Table:
+        """A table typed by each field's dtype (UnixTimestamp is timestamp[us, UTC])."""
+        arrays = [pa.array(list(v), type=f.dtype.arrow) for f, v in self._keys]
+        arrays += [_arrow_column(c.values, c.field) for c in self._columns]
+        return pa.Table.from_arrays(arrays, names=[f.name for f in self.fields])
+
+    def to_df(self) -> pd.DataFrame:
+        df: pd.DataFrame = self.to_arrow().to_pandas()
+        return df
+
+    def to_numpy(self) -> dict[str, np.ndarray[Any, Any]]:
+        """Name -> array of ``dtype.numpy``. Missing floats are NaN and missing timestamps
+        NaT; integer or bool columns with missing values become object arrays with None."""
+        out: dict[str, np.ndarray[Any, Any]] = {}
+        for f, vals in self._keys:
+            out[f.name] = _numpy_column(vals, f)
+        for c in self._columns:
+            out[c.field.name] = _numpy_column(c.values, c.field)
+        return out
+
+    def to_feast_json(self) -> dict[str, Any]:
+        """Feast's columnar feature-server response (JSON-ready except NaN floats)::
+
+        {"metadata": {"feature_names": [join keys..., features...]},
+         "results": [{"values": [...], "statuses": [...], "event_timestamps": [...]}, ...]}
+
+        Absent timestamps are "1970-01-01T00:00:00Z" as in Feast; bytes are base64 (as
+        protobuf JSON encodes them); timestamp values are RFC 3339 strings.
+        """
+        n = len(self)
+        results: list[dict[str, Any]] = []
+        epoch = [_EPOCH_JSON] * n
+        for f, vals in self._keys:
+            results.append({
+                "values": [_json_value(v, f) for v in vals],
+                "statuses": [PRESENT.value] * n,
+                "event_timestamps": epoch,
+            })
+        formatted: dict[int, list[str]] = {}
+        for c in self._columns:
+            stamps = epoch
+            if c.event_us is not None:
+                known = formatted.get(id(c.event_us))
+                if known is None:
+                    known = formatted[id(c.event_us)] = [_rfc3339(us) for us in c.event_us]
+                stamps = known
+            results.append({
+                "values": [_json_value(v, c.field) for v in c.values],
+                "statuses": [s.value for s in c.statuses()],
+                "event_timestamps": stamps,
+            })
+        return {"metadata": {"feature_names": self.join_keys + self.feature_names},
+                "results": results}
+
+
+def _arrow_column(values: Sequence[Any], field: Field) -> pa.Array:
+    vals = values if isinstance(values, list) else list(values)
+    return pa.array(vals, type=field.dtype.arrow, from_pandas=True)
+
+
+def _numpy_column(values: Sequence[Any], field: Field) -> np.ndarray[Any, Any]:
+    dt = field.dtype
+    vals = list(values)
+    if dt.element is not None or dt.numpy == np.dtype(object):
+        arr = np.empty(len(vals), dtype=object)
+        arr[:] = vals
+        return arr
+    if dt.name == "UnixTimestamp":
+        return np.asarray(
+            _arrow_column(vals, field).to_numpy(zero_copy_only=False), dtype="datetime64[us]"
+        )
+    if any(v is None for v in vals):
+        if dt.numpy.kind == "f":
+            return np.array([math.nan if v is None else v for v in vals], dtype=dt.numpy)
+        arr = np.empty(len(vals), dtype=object)
+        arr[:] = vals
+        return arr
+    return np.array(vals, dtype=dt.numpy)
+
+
+def _json_value(v: Any, field: Field) -> Any:
+    if v is None:
+        return None
+    name = field.dtype.element.name if field.dtype.element is not None else field.dtype.name
+    if name == "Bytes":
+        if isinstance(v, list):
+            return [None if x is None else base64.b64encode(x).decode() for x in v]
+        return base64.b64encode(v).decode()
+    if name == "UnixTimestamp":
+        if isinstance(v, list):
+            return [None if x is None else _iso(x) for x in v]
+        return _iso(v)
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _iso(v: Any) -> str:
+    if isinstance(v, datetime):
+        return v.isoformat().replace("+00:00", "Z")
+    return str(v)
