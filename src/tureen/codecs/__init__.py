@@ -10,9 +10,9 @@ No web framework, no grpc: transports call these.
 from tureen.codecs.tensor import (
     decode_binary,
     decode_json,
+    element_count,
     encode_binary,
     encode_json,
-    element_count,
 )
 
 __all__ = ["decode_binary", "decode_json", "element_count", "encode_binary", "encode_json"]

@@ -123,7 +123,7 @@ def encode_json(array: NDArray) -> list[Any]:
     if array.dtype.kind in "OUS":
         flat = array.reshape(-1)
         return [_bytes_to_str(v) for v in flat]
-    return array.reshape(-1).tolist()  # type: ignore[no-any-return]
+    return array.reshape(-1).tolist()
 
 
 def _bytes_to_str(v: Any) -> str:
@@ -138,7 +138,9 @@ def _bytes_to_str(v: Any) -> str:
     return str(v)
 
 
-def decode_binary(name: str, datatype: str, shape: Sequence[int], buf: bytes | memoryview) -> NDArray:
+def decode_binary(
+    name: str, datatype: str, shape: Sequence[int], buf: bytes | memoryview
+) -> NDArray:
     """Decode one tensor's bytes from the binary extension (zero-copy for fixed-size types)."""
     dt = check_datatype(name, datatype)
     n = element_count(shape)

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from tureen.errors import InvalidRequestError
 from tureen.serving.inference import InferInput, InferOutput, InferRequest, InferResponse
@@ -26,6 +27,8 @@ Predict = Callable[[Any], Awaitable[Any]]
 def rows_of(payload: Any) -> int:
     if isinstance(payload, np.ndarray):
         return int(payload.shape[0]) if payload.ndim else 1
+    if isinstance(payload, pd.DataFrame):
+        return len(payload)
     if isinstance(payload, InferRequest):
         return int(payload.inputs[0].shape[0]) if payload.inputs and payload.inputs[0].shape else 1
     if isinstance(payload, dict) and isinstance(payload.get("instances"), list):
@@ -36,16 +39,38 @@ def rows_of(payload: Any) -> int:
     )
 
 
+def mergeable(payloads: list[Any]) -> bool:
+    """True when the payloads are of one kind and shape, so one predict call can take them."""
+    first = payloads[0]
+    kind = type(first)
+    if not all(type(p) is kind for p in payloads):
+        return False
+    if isinstance(first, np.ndarray):
+        return all(p.ndim == first.ndim and p.shape[1:] == first.shape[1:]
+                   and p.dtype == first.dtype for p in payloads)
+    if isinstance(first, pd.DataFrame):
+        cols = list(first.columns)
+        return all(list(p.columns) == cols for p in payloads)
+    if isinstance(first, InferRequest):
+        sig = [(i.name, i.datatype, i.shape[1:]) for i in first.inputs]
+        return all([(i.name, i.datatype, i.shape[1:]) for i in p.inputs] == sig
+                   and p.parameters == first.parameters for p in payloads)
+    return isinstance(first, dict)
+
+
 def merge(payloads: list[Any]) -> Any:
     first = payloads[0]
     if isinstance(first, np.ndarray):
         return np.concatenate(payloads, axis=0)
+    if isinstance(first, pd.DataFrame):
+        return pd.concat(payloads, ignore_index=True)
     if isinstance(first, InferRequest):
         inputs = []
         for idx, inp in enumerate(first.inputs):
             parts = [p.inputs[idx].data for p in payloads]
             data = np.concatenate(parts, axis=0)
-            inputs.append(InferInput(inp.name, inp.datatype, list(data.shape), data, inp.parameters))
+            shape = list(data.shape)
+            inputs.append(InferInput(inp.name, inp.datatype, shape, data, inp.parameters))
         return replace(first, inputs=inputs, id=None)
     return {**first, "instances": [row for p in payloads for row in p["instances"]]}
 
@@ -55,6 +80,12 @@ def split(result: Any, counts: list[int]) -> list[Any]:
     pieces = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
     if isinstance(result, np.ndarray):
         return [result[a:b] for a, b in pieces]
+    if isinstance(result, pd.DataFrame):
+        return [result.iloc[a:b].reset_index(drop=True) for a, b in pieces]
+    if isinstance(result, dict) and result and all(
+        isinstance(v, np.ndarray) for v in result.values()
+    ):
+        return [{k: v[a:b] for k, v in result.items()} for a, b in pieces]
     if isinstance(result, InferResponse):
         return [
             replace(result, outputs=[
@@ -129,9 +160,14 @@ class Batcher:
             if self._on_batch is not None:
                 self._on_batch(rows)
             try:
-                merged = merge([b[0] for b in batch]) if len(batch) > 1 else batch[0][0]
-                result = await self._predict(merged)
-                parts = split(result, [b[1] for b in batch]) if len(batch) > 1 else [result]
+                payloads = [b[0] for b in batch]
+                if len(batch) == 1:
+                    parts = [await self._predict(payloads[0])]
+                elif mergeable(payloads):
+                    result = await self._predict(merge(payloads))
+                    parts = split(result, [b[1] for b in batch])
+                else:  # mixed kinds or shapes: one call each, still in this batch's turn
+                    parts = [await self._predict(p) for p in payloads]
             except BaseException as exc:  # every waiter gets the error of its batch
                 for _, _, fut in batch:
                     if not fut.done():

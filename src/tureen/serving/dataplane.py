@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
@@ -25,6 +25,7 @@ from tureen.serving.inference import InferOutput, InferRequest, InferResponse, T
 from tureen.serving.metrics import Metrics
 from tureen.serving.model import Explainer, Headers, Model
 from tureen.serving.repository import ModelRepository, Served
+from tureen.serving.runtimes.base import ArrayModel
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
 Stage = Callable[..., Any]
@@ -55,6 +56,8 @@ class _Pipeline:
     post_async: bool
     all_sync: bool
     batcher: Batcher | None
+    #: the batcher takes decoded arrays (built-in runtimes), not raw payloads
+    batch_arrays: bool = False
 
 
 class DataPlane:
@@ -91,17 +94,24 @@ class DataPlane:
         pred_a = _is_async(model.predict)
         batcher = None
         labels = (model.name, model.version)
+        arrays = isinstance(model, ArrayModel) and type(model).predict is ArrayModel.predict
         if model.max_batch_size > 1:
             def on_batch(rows: int) -> None:
                 self.metrics.observe("tureen_batch_size", labels, rows)
 
-            async def run_predict(payload: Any, _m: Model = model, _a: bool = pred_a) -> Any:
-                return await self._stage(_m.predict, _a, payload, {})
+            run_predict: Callable[[Any], Awaitable[Any]]
+            if arrays:
+                async def run_predict(x: Any, _m: Any = model) -> Any:
+                    return await self.run_blocking(_m.predict_array, x)
+            else:
+                async def run_predict(payload: Any, _m: Model = model, _a: bool = pred_a) -> Any:
+                    return await self._stage(_m.predict, _a, payload, {})
 
             batcher = Batcher(run_predict, model.max_batch_size, model.max_latency_ms, on_batch)
         self._pipelines[id(model)] = _Pipeline(
             pre, pre_a, model.predict, pred_a, post, post_a,
             not (pre_a or pred_a or post_a) and batcher is None, batcher,
+            arrays and batcher is not None,
         )
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -252,7 +262,8 @@ class DataPlane:
                     time.perf_counter() - t)
         t = time.perf_counter()
         if pipe.batcher is not None:
-            result = await pipe.batcher.submit(payload)
+            result = await pipe.batcher.submit(model.decode(payload) if pipe.batch_arrays
+                                               else payload)
         else:
             result = await self._stage(pipe.predict, pipe.predict_async, payload, headers)
         observe("tureen_request_duration_seconds", (*labels, "predict"), time.perf_counter() - t)

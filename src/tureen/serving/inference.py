@@ -117,7 +117,7 @@ class InferResponse:
         result: Any,
         output_names: list[str] | None = None,
         model_version: str | None = None,
-        id: str | None = None,  # noqa: A002 - the OIP field name
+        id: str | None = None,
     ) -> InferResponse:
         """Wrap an array, a list of arrays, a dict name→array or a DataFrame as outputs."""
         outs: list[InferOutput]

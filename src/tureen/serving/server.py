@@ -123,7 +123,9 @@ class ModelServer:
         if self._stop is not None:
             self._stop.set()
 
-    async def serve(self, models: Sequence[Model] = (), install_signal_handlers: bool = True) -> None:
+    async def serve(
+        self, models: Sequence[Model] = (), install_signal_handlers: bool = True
+    ) -> None:
         """Serve in the current event loop until ``stop()`` or a signal."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()

@@ -5,6 +5,8 @@
 | ``model.py``                  | your ``Model`` subclass      |
 | ``*.onnx``                    | ONNX Runtime                 |
 | ``*.ubj``, ``*.bst``, ``*.json`` (XGBoost) | XGBoost         |
+| ``*.pt``, ``*.pth``            | TorchScript (``tureen[torch]``) |
+| ``saved_model.pb``            | TensorFlow SavedModel (``tureen[tensorflow]``) |
 | ``*.txt`` (LightGBM)          | LightGBM                     |
 | ``*.joblib``, ``*.pkl``, ``*.pickle`` | scikit-learn (or any object with ``predict``) |
 
@@ -24,6 +26,7 @@ from tureen.serving.inference import TensorSpec
 from tureen.serving.model import Model
 
 SETTINGS_FILE = "model-settings.json"
+REGISTRY_FILE = "tureen-model.json"  # model registry metadata (tureen.models), not a model
 
 
 def read_settings(*dirs: Path) -> dict[str, Any]:
@@ -60,10 +63,18 @@ def model_from_dir(name: str, version: str, path: Path, settings: dict[str, Any]
 
         model = ONNXModel(name, f[0])
     elif f := _files(path, ".ubj", ".bst") or [p for p in _files(path, ".json")
-                                               if p.name != SETTINGS_FILE]:
+                                               if p.name not in (SETTINGS_FILE, REGISTRY_FILE)]:
         from tureen.serving.runtimes.xgb import XGBoostModel
 
         model = XGBoostModel(name, f[0])
+    elif f := _files(path, ".pt", ".pth"):
+        from tureen.serving.runtimes.torchscript import TorchScriptModel
+
+        model = TorchScriptModel(name, f[0])
+    elif (path / "saved_model.pb").is_file():
+        from tureen.serving.runtimes.tensorflow import TensorFlowModel
+
+        model = TensorFlowModel(name, path)
     elif f := _files(path, ".txt"):
         from tureen.serving.runtimes.lgbm import LightGBMModel
 

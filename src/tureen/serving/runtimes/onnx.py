@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,10 @@ def _shape(dims: list[Any]) -> list[int]:
 class ONNXModel(ArrayModel):
     platform = "onnxruntime_onnx"
     _session: Any = None
+
+    def __init__(self, name: str, path: Path) -> None:
+        super().__init__(name, path)
+        self.max_batch_size = 0  # graphs may have several inputs or fixed batch dims
 
     def load(self) -> bool:
         import onnxruntime

@@ -112,3 +112,41 @@ def encode_response(resp: InferResponse, raw: bool) -> pb.ModelInferResponse:
         else:
             getattr(t.contents, CONTENTS_FIELD[o.datatype]).extend(o.data.reshape(-1).tolist())
     return out
+
+
+# client side (used by tureen.serving.clients to call remote predictors)
+
+
+def encode_request(request: InferRequest) -> pb.ModelInferRequest:
+    """An InferRequest as a ModelInferRequest with raw input contents."""
+    msg = pb.ModelInferRequest(
+        model_name=request.model_name, model_version=request.model_version or "",
+        id=request.id or "",
+    )
+    for k, v in request.parameters.items():
+        set_param(msg.parameters[k], v)
+    for i in request.inputs:
+        t = msg.inputs.add(name=i.name, datatype=i.datatype, shape=i.shape)
+        for k, v in i.parameters.items():
+            set_param(t.parameters[k], v)
+        msg.raw_input_contents.append(encode_binary(i.data))
+    for o in request.outputs or ():
+        msg.outputs.add(name=o.name)
+    return msg
+
+
+def decode_response(msg: pb.ModelInferResponse) -> InferResponse:
+    from tureen.serving.inference import InferOutput
+
+    outs = []
+    raw = msg.raw_output_contents
+    for idx, t in enumerate(msg.outputs):
+        shape = list(t.shape)
+        if raw:
+            data = decode_binary(t.name, t.datatype, shape, raw[idx])
+        else:
+            values = getattr(t.contents, CONTENTS_FIELD.get(t.datatype, "bytes_contents"))
+            data = np.array(list(values), dtype=check_datatype(t.name, t.datatype)).reshape(shape)
+        outs.append(InferOutput(t.name, t.datatype, shape, data, _params(t.parameters)))
+    return InferResponse(msg.model_name, outs, msg.model_version or None, msg.id or None,
+                         _params(msg.parameters))

@@ -27,7 +27,7 @@ GRPC_STATUS: dict[type[TureenError], grpc.StatusCode] = {
 
 def grpc_status(exc: TureenError) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
-        code = GRPC_STATUS.get(cls)  # type: ignore[call-overload]
+        code = GRPC_STATUS.get(cls)
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL

@@ -1,4 +1,6 @@
-"""Regenerate ``inference_pb2.py`` / ``.pyi`` from ``inference.proto``: ``python -m tureen.transports.grpc.gen``.
+"""Regenerate ``inference_pb2.py`` / ``.pyi`` from ``inference.proto``.
+
+Run ``python -m tureen.transports.grpc.gen``.
 
 Needs ``grpcio-tools`` (a test extra). The generated module registers its file in a private
 descriptor pool, so it can live in one process with Triton's or KServe's own generated
@@ -16,6 +18,7 @@ HERE = Path(__file__).parent
 PROTO = "inference.proto"
 _DEFAULT_POOL = "_descriptor_pool.Default().AddSerializedFile("
 _PRIVATE_POOL = "_descriptor_pool.DescriptorPool().AddSerializedFile("
+_HEADER = "# ruff: noqa\n# mypy: ignore-errors\n"
 
 
 def generate(out_dir: Path = HERE) -> None:
@@ -29,8 +32,9 @@ def generate(out_dir: Path = HERE) -> None:
         if _DEFAULT_POOL not in code:
             raise RuntimeError("protoc output changed shape; update tureen.transports.grpc.gen")
         code = code.replace(_DEFAULT_POOL, _PRIVATE_POOL)
-        (out_dir / "inference_pb2.py").write_text(code)
-        (out_dir / "inference_pb2.pyi").write_text((Path(tmp) / "inference_pb2.pyi").read_text())
+        stub = (Path(tmp) / "inference_pb2.pyi").read_text()
+        (out_dir / "inference_pb2.py").write_text(_HEADER + code)
+        (out_dir / "inference_pb2.pyi").write_text(_HEADER + stub)
 
 
 if __name__ == "__main__":

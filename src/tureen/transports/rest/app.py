@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from tureen.errors import TureenError
 from tureen.serving.context import request_id, resolve_request_id
 from tureen.serving.dataplane import DataPlane
-from tureen.transports.rest.errors import PayloadTooLarge, http_status
+from tureen.transports.rest.errors import PayloadTooLargeError, http_status
 from tureen.transports.rest.oip import HEADER_LENGTH, decode_request, encode_response, loads
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ Hook = Callable[[], Awaitable[None]]
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
-class _Disconnected(Exception):
+class _DisconnectedError(Exception):
     pass
 
 
@@ -150,7 +150,7 @@ class RestApp:
                 reply = _json(405, {"error": f"{path} accepts {want} only; resend as {want}."})
             else:
                 reply = await handler(headers, receive, *args)
-        except _Disconnected:
+        except _DisconnectedError:
             return
         except TureenError as exc:
             reply = _json(http_status(exc), {"error": str(exc)})
@@ -185,18 +185,18 @@ class RestApp:
         limit = self.max_request_bytes
         cl = headers.get("content-length")
         if cl is not None and cl.isdigit() and int(cl) > limit:
-            raise PayloadTooLarge(_too_large(int(cl), limit))
+            raise PayloadTooLargeError(_too_large(int(cl), limit))
         chunks: list[bytes] = []
         size = 0
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
-                raise _Disconnected
+                raise _DisconnectedError
             chunk: bytes = msg.get("body", b"")
             if chunk:
                 size += len(chunk)
                 if size > limit:
-                    raise PayloadTooLarge(_too_large(size, limit))
+                    raise PayloadTooLargeError(_too_large(size, limit))
                 chunks.append(chunk)
             if not msg.get("more_body", False):
                 break

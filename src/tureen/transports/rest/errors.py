@@ -25,14 +25,14 @@ HTTP_STATUS: dict[type[TureenError], int] = {
 
 def http_status(exc: TureenError) -> int:
     for cls in type(exc).__mro__:
-        code = HTTP_STATUS.get(cls)  # type: ignore[call-overload]
+        code = HTTP_STATUS.get(cls)
         if code is not None:
             return code
     return 500
 
 
-class PayloadTooLarge(InvalidRequestError):
+class PayloadTooLargeError(InvalidRequestError):
     """The request body is larger than the server's limit (HTTP 413)."""
 
 
-HTTP_STATUS[PayloadTooLarge] = 413
+HTTP_STATUS[PayloadTooLargeError] = 413

@@ -19,7 +19,9 @@ def loads(body: bytes | memoryview, what: str = "request body") -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"{what} is not valid JSON ({exc}); send a JSON object.") from None
+        raise InvalidRequestError(
+            f"{what} is not valid JSON ({exc}); send a JSON object."
+        ) from None
 
 
 def decode_request(
@@ -122,7 +124,9 @@ def _json_data(arr: np.ndarray[Any, Any]) -> Any:
     return flat if flat.flags.c_contiguous else np.ascontiguousarray(flat)
 
 
-def encode_response(response: InferResponse, request: InferRequest | None) -> tuple[bytes, int | None]:
+def encode_response(
+    response: InferResponse, request: InferRequest | None
+) -> tuple[bytes, int | None]:
     """The body, and the JSON header length when some outputs are binary."""
     binary_default = bool(request.parameters.get("binary_data_output")) if request else False
     wanted: dict[str, bool | None] = {}
@@ -155,3 +159,65 @@ def encode_response(response: InferResponse, request: InferRequest | None) -> tu
     if not blobs:
         return head, None
     return b"".join([head, *blobs]), len(head)
+
+
+# client side (used by tureen.serving.clients to call remote predictors)
+
+
+def encode_request(request: InferRequest, binary: bool = False) -> tuple[bytes, int | None]:
+    """An OIP REST request body; with ``binary`` every tensor goes in the binary extension."""
+    inputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for i in request.inputs:
+        d: dict[str, Any] = {"name": i.name, "datatype": i.datatype, "shape": i.shape}
+        params = dict(i.parameters)
+        if binary:
+            raw = encode_binary(i.data)
+            blobs.append(raw)
+            params["binary_data_size"] = len(raw)
+        else:
+            d["data"] = _json_data(i.data)
+        if params:
+            d["parameters"] = params
+        inputs.append(d)
+    obj: dict[str, Any] = {"inputs": inputs}
+    if request.id is not None:
+        obj["id"] = request.id
+    params = dict(request.parameters)
+    if binary:
+        params["binary_data_output"] = True
+    if params:
+        obj["parameters"] = params
+    if request.outputs:
+        obj["outputs"] = [{"name": o.name, **({"parameters": o.parameters} if o.parameters else {})}
+                          for o in request.outputs]
+    head = orjson.dumps(obj, option=_NUMPY_JSON)
+    if not blobs:
+        return head, None
+    return b"".join([head, *blobs]), len(head)
+
+
+def decode_response(body: bytes, header_length: str | None) -> InferResponse:
+    from tureen.serving.inference import InferOutput
+
+    binary: memoryview | None = None
+    if header_length is not None:
+        n = int(header_length)
+        obj = loads(body[:n], "response body")
+        binary = memoryview(body)[n:]
+    else:
+        obj = loads(body, "response body")
+    outs = []
+    offset = 0
+    for t in obj.get("outputs", []):
+        params = dict(t.get("parameters") or {})
+        size = params.pop("binary_data_size", None)
+        shape = list(t["shape"])
+        if size is not None and binary is not None:
+            data = decode_binary(t["name"], t["datatype"], shape, binary[offset:offset + size])
+            offset += size
+        else:
+            data = decode_json(t["name"], t["datatype"], shape, t.get("data", []))
+        outs.append(InferOutput(t["name"], t["datatype"], shape, data, params))
+    return InferResponse(obj.get("model_name", ""), outs, obj.get("model_version"), obj.get("id"),
+                         obj.get("parameters") or {})

@@ -1,0 +1,94 @@
+"""``tureen serve-model``: the KServe container contract (same flags, same ports)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from tureen.errors import InvalidRequestError
+
+
+def _repository_for(model_dir: Path, name: str, tmp: Path) -> Path:
+    """A ``ROOT/<name>/<version>`` view of ``model_dir`` (versioned or flat) via symlinks."""
+    if not model_dir.is_dir():
+        raise InvalidRequestError(f"--model_dir {model_dir} is not a directory.")
+    subdirs = [p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    root = tmp / "models"
+    root.mkdir()
+    if subdirs and all(p.name.isdigit() for p in subdirs):
+        (root / name).symlink_to(model_dir.resolve(), target_is_directory=True)
+    else:
+        (root / name).mkdir()
+        (root / name / "1").symlink_to(model_dir.resolve(), target_is_directory=True)
+    return root
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("serve-model")
+    @click.option("--model_name", "--model-name", default="model", show_default=True,
+                  help="Name the model is served under (/v1/models/<name>).")
+    @click.option("--model_dir", "--model-dir", type=click.Path(path_type=Path),
+                  help="Directory with the model files, or with version subdirectories 1/, 2/ …")
+    @click.option("--model_repository", "--model-repository", type=click.Path(path_type=Path),
+                  help="Serve every model of a repository laid out as DIR/<name>/<version>/.")
+    @click.option("--version_policy", "--version-policy", default="latest", show_default=True,
+                  help="Which versions to serve: latest, latest:N, all, specific:1,3.")
+    @click.option("--http_port", "--http-port", default=8080, show_default=True, type=int)
+    @click.option("--grpc_port", "--grpc-port", default=8081, show_default=True, type=int)
+    @click.option("--enable_grpc/--disable_grpc", default=True, show_default=True)
+    @click.option("--host", default="0.0.0.0", show_default=True)
+    @click.option("--workers", default=1, show_default=True, type=int,
+                  help="Worker processes sharing the ports (SO_REUSEPORT).")
+    @click.option("--predictor_host", "--predictor-host",
+                  help="Forward predict to this predictor (host:port) instead of a local model.")
+    @click.option("--predictor_protocol", "--predictor-protocol", default="v1",
+                  show_default=True, type=click.Choice(["v1", "v2", "grpc-v2"]))
+    @click.option("--max_batch_size", "--max-batch-size", default=0, type=int,
+                  help="Adaptive batching: most rows per predict call (0 = off).")
+    @click.option("--max_latency_ms", "--max-latency-ms", default=5.0, type=float,
+                  help="Adaptive batching: longest wait for a batch to fill.")
+    @click.option("--max_request_mb", "--max-request-mb", default=64.0, show_default=True,
+                  type=float, help="Largest request body accepted (bigger gets HTTP 413).")
+    @click.option("--grace_seconds", default=30.0, show_default=True, type=float,
+                  help="On SIGTERM, how long in-flight requests may take to finish.")
+    @click.option("--log_level", "--log-level", default="warning", show_default=True)
+    def serve_model(
+        model_name: str, model_dir: Path | None, model_repository: Path | None,
+        version_policy: str, http_port: int, grpc_port: int, enable_grpc: bool, host: str,
+        workers: int, predictor_host: str | None, predictor_protocol: str,
+        max_batch_size: int, max_latency_ms: float, max_request_mb: float,
+        grace_seconds: float, log_level: str,
+    ) -> None:
+        """Serve a model over KServe v1, Open Inference Protocol REST and gRPC."""
+        from tureen.serving import ModelServer
+        from tureen.serving.model import Model
+
+        if not (model_dir or model_repository or predictor_host):
+            raise InvalidRequestError(
+                "nothing to serve: pass --model_dir, --model_repository or --predictor_host."
+            )
+        with tempfile.TemporaryDirectory(prefix="tureen-serve-") as tmp:
+            repo = model_repository
+            if model_dir is not None:
+                if repo is not None:
+                    raise InvalidRequestError("pass --model_dir or --model_repository, not both.")
+                repo = _repository_for(model_dir, model_name, Path(tmp))
+            models: list[Model] = []
+            if predictor_host:
+                from tureen.serving.clients import predictor_client
+                from tureen.serving.remote import RemoteModel
+
+                models.append(RemoteModel(model_name,
+                                          predictor_client(predictor_host, predictor_protocol)))
+            for m in models:
+                if max_batch_size > 1:
+                    m.max_batch_size, m.max_latency_ms = max_batch_size, max_latency_ms
+            server = ModelServer(
+                http_port, grpc_port, workers, host=host, model_repository=repo,
+                version_policy=version_policy, enable_grpc=enable_grpc,
+                max_request_bytes=int(max_request_mb * 1024 * 1024),
+                grace_seconds=grace_seconds, log_level=log_level,
+            )
+            server.start(models)

@@ -1,0 +1,211 @@
+"""Async clients for remote predictors: KServe v1 REST, OIP REST and OIP gRPC.
+
+``predictor_client(host, protocol)`` returns a ``PredictorClient``. Every client pools
+connections, applies a timeout, retries connection errors and HTTP 502/503/504 (gRPC
+UNAVAILABLE) with exponential backoff, and raises ``BackendUnavailableError`` when the
+predictor stays unreachable. A 4xx answer becomes ``InvalidRequestError`` / ``NotFoundError``
+carrying the predictor's own message. Wire encoding is borrowed from the transports
+(imported lazily) so client and server agree by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import httpx
+import orjson
+
+from tureen.errors import BackendUnavailableError, InvalidRequestError, NotFoundError, TureenError
+from tureen.serving.inference import InferRequest, InferResponse
+
+T = TypeVar("T")
+PROTOCOLS = ("v1", "v2", "grpc-v2")
+_RETRY_STATUS = {502, 503, 504}
+
+
+class PredictorClient(Protocol):
+    protocol: str
+
+    async def predict_v1(self, model: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        ...
+
+    async def infer(self, request: InferRequest, headers: dict[str, str] | None = None
+                    ) -> InferResponse: ...
+
+    async def close(self) -> None: ...
+
+
+class _RetryError(Exception):
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]], what: str, retries: int, backoff: float
+) -> T:
+    last = ""
+    for attempt in range(retries + 1):
+        try:
+            return await call()
+        except _RetryError as exc:
+            last = str(exc)
+        if attempt < retries:
+            await asyncio.sleep(backoff * (2 ** attempt))
+    raise BackendUnavailableError(
+        f"{what} failed after {retries + 1} attempts ({last}); check that the predictor is "
+        "running and reachable, then retry."
+    )
+
+
+_FORWARD = ("x-request-id", "traceparent", "authorization")
+
+
+def _forward(headers: dict[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (headers or {}).items() if k in _FORWARD}
+
+
+class HTTPPredictorClient:
+    """v1 and v2 over REST (``protocol`` is ``"v1"`` or ``"v2"``; both methods work)."""
+
+    def __init__(
+        self, base_url: str, protocol: str = "v1", timeout: float = 30.0, retries: int = 3,
+        backoff: float = 0.05, binary: bool = True, max_connections: int = 100,
+    ) -> None:
+        if "://" not in base_url:
+            base_url = "http://" + base_url
+        self.protocol = protocol
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self.binary = binary
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+        )
+
+    async def _post(self, path: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        async def call() -> httpx.Response:
+            try:
+                resp = await self._http.post(path, content=content, headers=headers)
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                raise _RetryError(f"{type(exc).__name__}: {exc}") from None
+            if resp.status_code in _RETRY_STATUS:
+                raise _RetryError(f"HTTP {resp.status_code}")
+            return resp
+
+        resp = await with_retries(call, f"POST {self.base_url}{path}", self.retries, self.backoff)
+        if resp.status_code >= 400:
+            _raise_remote(resp.status_code, resp.content, f"{self.base_url}{path}")
+        return resp
+
+    async def predict_v1(self, model: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        h = {"content-type": "application/json", **_forward(headers)}
+        resp = await self._post(f"/v1/models/{model}:predict", orjson.dumps(
+            body, option=orjson.OPT_SERIALIZE_NUMPY), h)
+        return orjson.loads(resp.content)
+
+    async def infer(self, request: InferRequest, headers: dict[str, str] | None = None
+                    ) -> InferResponse:
+        from tureen.transports.rest.oip import decode_response, encode_request
+
+        body, head_len = encode_request(request, binary=self.binary)
+        h = {"content-type": "application/json", **_forward(headers)}
+        if head_len is not None:
+            h["inference-header-content-length"] = str(head_len)
+            h["content-type"] = "application/octet-stream"
+        path = f"/v2/models/{request.model_name}"
+        if request.model_version:
+            path += f"/versions/{request.model_version}"
+        resp = await self._post(path + "/infer", body, h)
+        return decode_response(resp.content, resp.headers.get("inference-header-content-length"))
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+class GRPCPredictorClient:
+    """OIP over gRPC (``grpc-v2``) on one pooled ``grpc.aio`` channel."""
+
+    protocol = "grpc-v2"
+
+    def __init__(self, target: str, timeout: float = 30.0, retries: int = 3,
+                 backoff: float = 0.05) -> None:
+        import grpc
+
+        from tureen.transports.grpc import inference_pb2 as pb
+
+        self.target = target.split("://", 1)[-1]
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._grpc = grpc
+        self._channel = grpc.aio.insecure_channel(self.target, options=[
+            ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+            ("grpc.max_send_message_length", 256 * 1024 * 1024),
+        ])
+        self._infer = self._channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+
+    async def predict_v1(self, model: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        raise InvalidRequestError(
+            "a grpc-v2 predictor speaks the Open Inference Protocol only; send a v2 request "
+            "or point --predictor_protocol at a v1 REST predictor."
+        )
+
+    async def infer(self, request: InferRequest, headers: dict[str, str] | None = None
+                    ) -> InferResponse:
+        from tureen.transports.grpc.convert import decode_response, encode_request
+
+        msg = encode_request(request)
+        md = tuple(_forward(headers).items())
+        grpc = self._grpc
+
+        async def call() -> Any:
+            try:
+                return await self._infer(msg, timeout=self.timeout, metadata=md)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise _RetryError(f"{exc.code().name}: {exc.details()}") from None
+                code = exc.code()
+                msg_ = f"predictor at {self.target} answered {code.name}: {exc.details()}"
+                if code == grpc.StatusCode.NOT_FOUND:
+                    raise NotFoundError(msg_) from None
+                if code == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise InvalidRequestError(msg_) from None
+                raise TureenError(msg_) from None
+
+        resp = await with_retries(call, f"ModelInfer at {self.target}", self.retries, self.backoff)
+        return decode_response(resp)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+def _raise_remote(status: int, content: bytes, where: str) -> None:
+    try:
+        detail = orjson.loads(content).get("error", "")
+    except (orjson.JSONDecodeError, AttributeError):
+        detail = content[:200].decode(errors="replace")
+    msg = f"predictor {where} answered HTTP {status}: {detail}"
+    if status == 404:
+        raise NotFoundError(msg)
+    if 400 <= status < 500:
+        raise InvalidRequestError(msg)
+    raise TureenError(msg)
+
+
+def predictor_client(host: str, protocol: str = "v1", **kwargs: Any) -> PredictorClient:
+    """A client for the predictor at ``host`` (``name:port`` or a URL) speaking ``protocol``."""
+    if protocol in ("v1", "v2"):
+        return HTTPPredictorClient(host, protocol, **kwargs)
+    if protocol == "grpc-v2":
+        return GRPCPredictorClient(host, **kwargs)
+    raise InvalidRequestError(
+        f"predictor protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}."
+    )
