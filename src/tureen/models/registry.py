@@ -1,0 +1,126 @@
+"""``ModelRegistry``: the models store of a feature repo, with lineage to its feature store.
+
+``ModelRegistry.for_repo("repo")`` reads ``models:`` from ``tureen.yaml``::
+
+    models: {type: file, path: models}                 # default; relative to the repo
+    models: {type: file, path: "s3://bucket/models", storage_options: {anon: false}}
+
+Registering with a feature service derives the model's input signature from the service's
+schema (one input per feature, in the service's order, each Field's dtype mapped to its Open
+Inference Protocol datatype) and records the registry version the model was trained against.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tureen.errors import ConfigError
+from tureen.models.store import ModelStore
+from tureen.models.version import ModelVersion, TensorSig
+
+if TYPE_CHECKING:
+    from tureen.store import FeatureStore
+
+
+class ModelsConfig(BaseModel):
+    """Options of the ``models`` section (``type: file``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = "models"
+    storage_options: dict[str, Any] = {}
+
+
+def store_from_config(options: Mapping[str, Any], repo_path: Path) -> ModelStore:
+    try:
+        cfg = ModelsConfig.model_validate(dict(options))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"tureen.yaml: models options: {problems}") from exc
+    url = cfg.path
+    if "://" not in url and not Path(url).is_absolute():
+        url = str((repo_path / url).resolve())
+    return ModelStore(url, cfg.storage_options)
+
+
+class ModelRegistry:
+    def __init__(self, store: ModelStore, features: FeatureStore | None = None) -> None:
+        self.store = store
+        self.features = features
+
+    @classmethod
+    def for_repo(cls, repo_path: str | Path = ".") -> ModelRegistry:
+        from tureen.store import FeatureStore
+
+        fs = FeatureStore(repo_path)
+        cfg = fs.config.models
+        if cfg.type != "file":
+            raise ConfigError(
+                f"tureen.yaml: models.type {cfg.type!r} is unknown; use 'file' with a local "
+                "path or any fsspec URL as `path`."
+            )
+        return cls(store_from_config(cfg.options, fs.repo_path), fs)
+
+    def signature_of(self, feature_service: str) -> tuple[list[TensorSig], int, str]:
+        """(inputs, registry version, project) for a feature service of this repo."""
+        from tureen.feature_refs import resolve
+
+        if self.features is None:
+            raise ConfigError(
+                "a feature service was given but this model registry has no feature store; "
+                "use ModelRegistry.for_repo(REPO)."
+            )
+        snap = self.features.snapshot()
+        plan = resolve(snap, feature_service)
+        inputs = [TensorSig(f.name, f.dtype.oip, (-1,)) for f in plan.output_fields]
+        return inputs, snap.version, snap.project
+
+    def register(
+        self,
+        name: str,
+        path: str | Path,
+        framework: str,
+        metrics: Mapping[str, Any] | None = None,
+        feature_service: str | None = None,
+        training_set: str | Path | None = None,
+        description: str = "",
+        outputs: Sequence[TensorSig] = (),
+        inputs: Sequence[TensorSig] = (),
+    ) -> ModelVersion:
+        registry_version: int | None = None
+        project = self.features.project if self.features is not None else None
+        if feature_service is not None:
+            derived, registry_version, project = self.signature_of(feature_service)
+            inputs = inputs or derived
+        ts = None
+        if training_set is not None:
+            ts = str(training_set)
+            if "://" not in ts:
+                ts = str(Path(ts).resolve())
+        return self.store.register(
+            name, path, framework, metrics=metrics, description=description,
+            inputs=inputs, outputs=outputs, feature_service=feature_service,
+            registry_version=registry_version, project=project, training_set=ts,
+        )
+
+    def list(self, name: str | None = None) -> list[ModelVersion]:
+        return self.store.list(name)
+
+    def get(self, name: str, version: int | str | None = None) -> ModelVersion:
+        return self.store.get(name, version)
+
+    def best(self, name: str, metric: str, direction: str | None = None) -> ModelVersion:
+        return self.store.best(name, metric, direction)
+
+    def delete(self, name: str, version: int | str | None = None) -> builtins.list[int]:
+        return self.store.delete(name, version)
+
+
+def parse_model_ref(ref: str) -> tuple[str, str | None]:
+    """``"fraud:3"`` → ("fraud", "3"); ``"fraud"`` → ("fraud", None)."""
+    name, _, version = ref.partition(":")
+    return name, (version or None)
