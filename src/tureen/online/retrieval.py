@@ -60,6 +60,9 @@ class _Compiled:
     # on-demand ones; with the output field (name as returned, dtype).
     outputs: tuple[tuple[int, int, Field, str], ...]
     on_demand: tuple[OnDemandFeatureView, ...]
+    # Per on-demand view: (input name, step index, feature index) of the stored features it
+    # reads, under their own names and as ``view__feature``.
+    odfv_inputs: tuple[tuple[tuple[str, int, int], ...], ...]
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,20 @@ def _compile(plan: FeaturePlan) -> _Compiled:
         else:
             i = next(i for i, s in enumerate(steps) if s.view.name == ref.view)
             outputs.append((i, steps[i].reader.wanted.index(ref.feature), field, ref.feature))
+    odfv_inputs = []
+    step_of = {s.view.name: i for i, s in enumerate(steps)}
+    for od in plan.on_demand:
+        named: list[tuple[str, int, int]] = []
+        for view_name, selected in od.input_views():
+            i = step_of[view_name]
+            wanted = steps[i].reader.wanted
+            for feat in selected if selected else steps[i].view.feature_names:
+                j = wanted.index(feat)
+                named += [(feat, i, j), (f"{view_name}__{feat}", i, j)]
+        odfv_inputs.append(tuple(named))
     return _Compiled(
         plan=plan,
+        odfv_inputs=tuple(odfv_inputs),
         steps=steps,
         key_fields=tuple(key_fields[k] for k in plan.join_keys),
         request_fields=plan.request_fields,
@@ -281,14 +296,14 @@ class OnlineRetrieval:
 
         odfv_out: list[dict[str, Any]] = []
         if c.on_demand:
-            inputs: dict[str, Sequence[Any]] = {f.name: call.columns[f.name] for f in c.key_fields}
+            base: dict[str, Sequence[Any]] = {f.name: call.columns[f.name] for f in c.key_fields}
             for f in c.request_fields:
-                inputs[f.name] = call.columns[f.name]
-            for s, (cols, _, _) in zip(c.steps, per_step, strict=True):
-                for name, col in zip(s.reader.wanted, cols, strict=True):
-                    inputs[name] = list(col)
-                    inputs[f"{s.view.name}__{name}"] = inputs[name]
-            odfv_out = [od.transform(inputs) for od in c.on_demand]
+                base[f.name] = call.columns[f.name]
+            for od, named in zip(c.on_demand, c.odfv_inputs, strict=True):
+                inputs = dict(base)
+                for name, i, j in named:
+                    inputs[name] = list(per_step[i][0][j])
+                odfv_out.append(od.transform(inputs))
 
         columns: list[OnlineColumn] = []
         for i, j, field, feature in c.outputs:
