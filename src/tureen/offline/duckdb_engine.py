@@ -53,15 +53,17 @@ class DuckDBOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    threads: int | None = Field(None, ge=1, description="Worker threads; default all cores.")
+    threads: int | None = Field(
+        default=None, ge=1, description="Worker threads; default all cores."
+    )
     memory_limit: str | None = Field(
-        None, description="DuckDB memory limit such as '4GB'; default DuckDB's (80% of RAM)."
+        default=None, description="DuckDB memory limit such as '4GB'; default 80% of RAM."
     )
     temp_directory: str | None = Field(
-        None, description="Where DuckDB spills when over the limit (relative to the repo)."
+        default=None, description="Where DuckDB spills when over the limit (relative to the repo)."
     )
     batch_rows: int = Field(
-        100_000, ge=1, description="Rows per RecordBatch yielded to materialization."
+        default=100_000, ge=1, description="Rows per RecordBatch yielded to materialization."
     )
 
 
@@ -104,7 +106,10 @@ class DuckDBEngine:
         files = list_files(locate(source, self.repo_path))
         fs = files.location.fs
         if fs is not None:
-            cur.register_filesystem(fs)
+            name = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+            with self._lock:  # filesystems are registered database-wide, once per protocol
+                if not cur.filesystem_is_registered(name):
+                    cur.register_filesystem(fs)
         return files
 
     def _projection(
@@ -154,7 +159,7 @@ class DuckDBEngine:
                 view = read.view
                 features = [(f.name, f.dtype) for f in read.features]
                 proj, scan = self._projection(cur, view, features)
-                ttl_us = int(round(view.ttl_seconds * 1_000_000))
+                ttl_us = round(view.ttl_seconds * 1_000_000)
                 where = []
                 if hi is not None and lo is not None:
                     where.append(f"{sql.EV} <= {sql.ts_literal(hi)}")

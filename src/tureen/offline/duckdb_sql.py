@@ -148,7 +148,9 @@ def pit_query(
         on.append(f"e.{ident(entity_ts)} >= f.{EV}")
     if ttl_us > 0:
         keep = f"epoch_us(f.{EV}) >= epoch_us(e.{ident(entity_ts)}) - {int(ttl_us)}"
-        cols = [f"CASE WHEN {keep} THEN f.{ident(feat)} END AS {ident(out)}" for feat, out in outputs]
+        cols = [
+            f"CASE WHEN {keep} THEN f.{ident(feat)} END AS {ident(out)}" for feat, out in outputs
+        ]
     else:
         cols = [f"f.{ident(feat)} AS {ident(out)}" for feat, out in outputs]
     return (

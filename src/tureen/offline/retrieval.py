@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -26,8 +26,8 @@ from tureen.offline.timestamps import is_timestamp_like, normalize_column
 from tureen.registry.snapshot import RegistrySnapshot
 
 DEFAULT_TIMESTAMP = "event_timestamp"
-EntityInput = pd.DataFrame | pa.Table | str | Path
-Features = Sequence[str] | FeatureService | str
+EntityInput: TypeAlias = pd.DataFrame | pa.Table | str | Path
+Features: TypeAlias = Sequence[str] | FeatureService | str
 
 
 class RetrievalJob:
@@ -48,7 +48,8 @@ class RetrievalJob:
         return self._table
 
     def to_df(self) -> pd.DataFrame:
-        return self.to_arrow().to_pandas()
+        frame: pd.DataFrame = self.to_arrow().to_pandas()
+        return frame
 
     def to_parquet(self, path: str | Path) -> None:
         pq.write_table(self.to_arrow(), str(path))
@@ -132,7 +133,7 @@ def _entity_table(entity_df: EntityInput) -> pa.Table:
     )
 
 
-def _looks_like_datetimes(col: pd.Series) -> bool:  # type: ignore[type-arg]
+def _looks_like_datetimes(col: pd.Series) -> bool:
     first = col.dropna()
     if first.empty:
         return False
@@ -150,7 +151,7 @@ def _timestamp_column(rows: pa.Table, requested: str | None) -> str:
         return requested
     if DEFAULT_TIMESTAMP in names:
         return DEFAULT_TIMESTAMP
-    typed = [f.name for f in rows.schema if is_timestamp_like(f.type)]
+    typed: list[str] = [f.name for f in rows.schema if is_timestamp_like(f.type)]
     if len(typed) == 1:
         return typed[0]
     why = (

@@ -16,7 +16,7 @@ UTC_US = pa.timestamp("us", tz="UTC")
 
 
 def is_timestamp_like(t: pa.DataType) -> bool:
-    return pa.types.is_timestamp(t) or pa.types.is_date(t)
+    return bool(pa.types.is_timestamp(t) or pa.types.is_date(t))
 
 
 def to_utc_us(values: pa.Array | pa.ChunkedArray, column: str) -> pa.ChunkedArray:

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tests.offline_oracle import OracleView, assert_matches, write_rows
+
 from tureen.definitions import Entity, FeatureView, Field, FileSource
 from tureen.offline.protocol import OfflineEngine
 from tureen.offline.retrieval import get_historical_features
@@ -81,7 +81,8 @@ def _shown(ts: datetime, tz: timezone | None) -> datetime:
     return ts.replace(tzinfo=None) if tz is None else ts.astimezone(tz)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(d_rows=driver_rows, r_rows=rider_rows, ents=entity_rows,
        ttls=st.tuples(st.sampled_from(TTLS), st.sampled_from(TTLS)),
        entity_tz=ENTITY_TZ, ts_type=SOURCE_TS)
