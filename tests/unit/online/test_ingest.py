@@ -26,9 +26,10 @@ ACCOUNT = Entity("account", join_keys=["account_id"])
 BATCH = FileSource("data/pushed", timestamp_field="ts", created_timestamp_column="created",
                    field_mapping={"amount_usd": "amount"})
 SOURCE = PushSource("payments", BATCH)
-PAYMENTS = FeatureView("payments", [ACCOUNT],
-                       [Field("amount", Float32), Field("count", Int32), Field("tags", Array(String))],
-                       SOURCE)
+PAYMENTS = FeatureView(
+    "payments", [ACCOUNT],
+    [Field("amount", Float32), Field("count", Int32), Field("tags", Array(String))], SOURCE,
+)
 # A second view fed by the same push source: a bad column for it must stop the whole push.
 NOTES = FeatureView("notes", [ACCOUNT], [Field("note", String)], SOURCE)
 SNAP = RegistrySnapshot(project="unit", entities={"account": ACCOUNT},
@@ -42,7 +43,7 @@ def engine(tmp_path: Path) -> Iterator[Any]:
     e.close()
 
 
-def rows(n: int = 2, **override: Any) -> dict[str, list[Any]]:
+def rows(n: int = 2, **override: list[Any]) -> dict[str, list[Any]]:
     base: dict[str, list[Any]] = {
         "account_id": list(range(1, n + 1)),
         "amount": [1.5 * (i + 1) for i in range(n)],
@@ -95,7 +96,8 @@ def test_push_online_every_input_shape(store: SqliteOnlineStore, engine: Any, sh
 def test_bad_column_rejects_the_whole_push(store: SqliteOnlineStore, engine: Any, tmp_path: Path,
                                            column: str, values: list[Any], message: str) -> None:
     with pytest.raises(InvalidRequestError, match=message):
-        push(SNAP, engine, store, "payments", rows(**{column: values}), to="online_and_offline")
+        push(SNAP, engine, store, "payments", rows(2, **{column: values}),
+             to="online_and_offline")
     assert online(store, "payments:amount", "notes:note")["amount"] == [None, None]
     assert offline_files(tmp_path) == []
 
