@@ -1,0 +1,186 @@
+"""``tureen serve-features``, ``tureen serve`` and ``tureen serve-transformer``.
+
+- ``serve-features``: the Feast-compatible feature server (default port 6566) plus every
+  FeatureService as an OIP model (REST on the same port, gRPC on ``--grpc-port``).
+- ``serve``: the repo server: feature routes, FeatureService models, configured feature
+  transformers, the repo's registered models and any model providers (deployments).
+- ``serve-transformer``: a feature transformer alone, with the KServe container contract
+  (``--model_name``, ``--predictor_host``, ``--predictor_protocol``, ``--http_port``,
+  ``--grpc_port``), so it replaces a custom KServe transformer image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tureen.errors import InvalidRequestError
+
+_REPO = click.option("--repo", "-r", "repo", default=".", show_default=True,
+                     type=click.Path(path_type=Path), help="Feature repo folder.")
+
+
+def _server(http_port: int, grpc_port: int, workers: int, host: str, log_level: str,
+            routes: list[Any], model_repository: Path | None = None,
+            enable_grpc: bool = True) -> Any:
+    from tureen.serving import ModelServer
+
+    return ModelServer(http_port, grpc_port, workers, host=host, extra_routes=routes,
+                       model_repository=model_repository, enable_grpc=enable_grpc,
+                       log_level=log_level)
+
+
+def _store(repo: Path) -> Any:
+    from tureen.store import FeatureStore
+
+    return FeatureStore(repo)
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("serve-features")
+    @_REPO
+    @click.option("--host", default="0.0.0.0", show_default=True)
+    @click.option("--port", "--http-port", "-p", "port", default=6566, show_default=True,
+                  type=int, help="HTTP port (Feast routes and OIP REST).")
+    @click.option("--grpc-port", default=6567, show_default=True, type=int,
+                  help="OIP gRPC port for the FeatureService models (0: any free port).")
+    @click.option("--no-grpc", is_flag=True, help="Do not start the gRPC server.")
+    @click.option("--workers", "-w", default=1, show_default=True, type=int)
+    @click.option("--log-level", default="warning", show_default=True)
+    def serve_features(repo: Path, host: str, port: int, grpc_port: int, no_grpc: bool,
+                       workers: int, log_level: str) -> None:
+        """Serve online features with Feast's HTTP API (and each FeatureService over OIP)."""
+        from tureen.feature_server import feature_routes, feature_service_models
+
+        store = _store(repo)
+        click.echo(f"tureen feature server for {store.project} on http://{host}:{port} "
+                   f"(Feast-compatible; OIP gRPC :{'-' if no_grpc else grpc_port})", err=True)
+        server = _server(port, grpc_port, workers, host, log_level, feature_routes(store),
+                         enable_grpc=not no_grpc)
+        server.start(feature_service_models(store))
+
+    @cli.command("serve")
+    @_REPO
+    @click.option("--host", default=None, help="Bind address [serving.host or 0.0.0.0].")
+    @click.option("--http-port", "--http_port", type=int, default=None,
+                  help="HTTP port [serving.http_port or 8080].")
+    @click.option("--grpc-port", "--grpc_port", type=int, default=None,
+                  help="gRPC port [serving.grpc_port or 8081].")
+    @click.option("--workers", "-w", type=int, default=None,
+                  help="Worker processes [serving.workers or 1].")
+    @click.option("--transformer", "-t", "transformers", multiple=True,
+                  type=click.Path(path_type=Path, exists=True),
+                  help="Transformer config file (YAML); repeatable. Adds to "
+                       "serving.transformers in tureen.yaml.")
+    @click.option("--no-models", is_flag=True,
+                  help="Do not serve the registered models of the repo's model store.")
+    @click.option("--log-level", default="warning", show_default=True)
+    def serve(repo: Path, host: str | None, http_port: int | None, grpc_port: int | None,
+              workers: int | None, transformers: tuple[Path, ...], no_models: bool,
+              log_level: str) -> None:
+        """Serve the repo: feature routes, feature services, transformers and models."""
+        from tureen.feature_server import feature_routes
+        from tureen.feature_server.repo_server import repo_models, transformer_configs
+
+        store = _store(repo)
+        cfg = store.config.serving
+        host = host or str(cfg.get("host", "0.0.0.0"))
+        http_port = http_port if http_port is not None else int(cfg.get("http_port", 8080))
+        grpc_port = grpc_port if grpc_port is not None else int(cfg.get("grpc_port", 8081))
+        workers = workers if workers is not None else int(cfg.get("workers", 1))
+        models = repo_models(store, transformer_configs(store, transformers))
+        model_root = None
+        if not no_models:
+            path = Path(str(store.config.models.options.get("path", "models")))
+            model_root = path if path.is_absolute() else store.repo_path / path
+            if not model_root.is_dir():
+                model_root = None
+        click.echo(f"tureen serving {store.project}: {', '.join(m.name for m in models)}"
+                   f"{' + models in ' + str(model_root) if model_root else ''} on "
+                   f"http://{host}:{http_port} grpc :{grpc_port}", err=True)
+        server = _server(http_port, grpc_port, workers, host, log_level, feature_routes(store),
+                         model_repository=model_root)
+        server.start(models)
+
+    @cli.command("serve-transformer")
+    @click.option("--model_name", "--model-name", required=True,
+                  help="Name the transformer is served under (the InferenceService name).")
+    @click.option("--predictor_host", "--predictor-host",
+                  help="Predictor host:port (KServe sets this for a transformer).")
+    @click.option("--predictor_protocol", "--predictor-protocol", default="v1",
+                  show_default=True, type=click.Choice(["v1", "v2", "grpc-v2"]))
+    @click.option("--http_port", "--http-port", default=8080, show_default=True, type=int)
+    @click.option("--grpc_port", "--grpc-port", default=8081, show_default=True, type=int)
+    @click.option("--workers", default=1, show_default=True, type=int)
+    @click.option("--host", default="0.0.0.0", show_default=True)
+    @click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True),
+                  help="Transformer config (YAML); the flags below override it.")
+    @click.option("--feature_service", "--feature-service", help="FeatureService to read.")
+    @click.option("--repo", type=click.Path(path_type=Path),
+                  help="Feature repo (registry for datatypes; online store when in process).")
+    @click.option("--feature_server", "--feature-server",
+                  help="URL of a Feast-compatible feature server to read features from.")
+    @click.option("--entity_key", "--entity-key", multiple=True,
+                  help="JOIN_KEY=FIELD: where a join key is in the request; repeatable.")
+    @click.option("--predictor_model", "--predictor-model",
+                  help="Model name on the predictor [the --model_name].")
+    @click.option("--missing", type=click.Choice(["reject", "default", "null"]),
+                  help="Missing entity / null feature policy.")
+    @click.option("--timeout", type=float, help="Per-attempt timeout (seconds).")
+    @click.option("--retries", type=int, help="Retries with exponential backoff.")
+    @click.option("--log_level", "--log-level", default="warning", show_default=True)
+    def serve_transformer(
+        model_name: str, predictor_host: str | None, predictor_protocol: str, http_port: int,
+        grpc_port: int, workers: int, host: str, config_file: Path | None,
+        feature_service: str | None, repo: Path | None, feature_server: str | None,
+        entity_key: tuple[str, ...], predictor_model: str | None, missing: str | None,
+        timeout: float | None, retries: int | None, log_level: str,
+    ) -> None:
+        """Serve a feature transformer in front of a predictor (KServe container contract)."""
+        import yaml
+
+        from tureen.transformer import build_transformer, load_transformer_config
+
+        data: dict[str, Any] = {}
+        if config_file is not None:
+            loaded = yaml.safe_load(config_file.read_text())
+            data = dict(loaded) if isinstance(loaded, dict) else {}
+        data["name"] = model_name
+        if feature_service:
+            data["feature_service"] = feature_service
+        pred = dict(data.get("predictor") or {})
+        if predictor_host:
+            pred.update(host=predictor_host, protocol=predictor_protocol)
+        if predictor_model:
+            pred["model"] = predictor_model
+        data["predictor"] = pred
+        feats = dict(data.get("features") or {})
+        if feature_server:
+            feats.update(source="remote", url=feature_server)
+        if repo is not None:
+            feats["repo"] = str(repo)
+        data["features"] = feats
+        keys = dict(data.get("entity_keys") or {})
+        for item in entity_key:
+            k, eq, v = item.partition("=")
+            if not eq:
+                raise InvalidRequestError(f"--entity_key {item!r}: write JOIN_KEY=FIELD.")
+            keys[k] = v
+        data["entity_keys"] = keys
+        if missing:
+            data["missing"] = {**dict(data.get("missing") or {}), "policy": missing}
+        if timeout is not None:
+            data["timeout_seconds"] = timeout
+        if retries is not None:
+            data["retries"] = retries
+        config = load_transformer_config(data)
+        store = None
+        if config.features.source == "local" or config.features.repo is None:
+            store_repo = repo or (Path(config.features.repo) if config.features.repo else None)
+            if store_repo is not None:
+                store = _store(store_repo)
+        model = build_transformer(config, store=store)
+        server = _server(http_port, grpc_port, workers, host, log_level, [])
+        server.start([model])

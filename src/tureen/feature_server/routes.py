@@ -1,0 +1,169 @@
+"""Feast-compatible HTTP routes over a ``FeatureStore``.
+
+Each route is a small ASGI endpoint (no per-request Request/Response objects): read the
+body, call the store, answer JSON. Client mistakes become 400/404 with the store's message
+(``{"error": ...}``, plus Feast's ``detail`` key so Feast clients print it); unexpected errors
+become a logged 500. Blocking work (writes, materialization, the health probe) runs in a
+worker thread; online reads go through ``get_online_features_async``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pandas as pd
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from tureen.errors import TureenError
+from tureen.feature_server.feast_json import (
+    parse_materialize,
+    parse_online_request,
+    parse_push,
+    parse_write,
+)
+from tureen.store import FeatureStore
+from tureen.transports.rest.errors import http_status
+
+log = logging.getLogger(__name__)
+
+Answer = tuple[int, Any]
+Handler = Callable[[bytes], Awaitable[Answer]]
+_JSON = [(b"content-type", b"application/json")]
+
+
+class _Endpoint:
+    """An ASGI app answering one route with ``handler(body) -> (status, json-able)``."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks: list[bytes] = []
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunks.append(msg.get("body", b""))
+            if not msg.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            status, obj = await self.handler(body)
+        except TureenError as exc:
+            status, obj = http_status(exc), {"error": str(exc), "detail": str(exc)}
+        except Exception:
+            log.exception("internal error serving %s", scope.get("path"))
+            status, obj = 500, {"error": "internal server error; see the server log."}
+        data = obj if isinstance(obj, bytes) else orjson.dumps(
+            obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*_JSON, (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+
+
+class FeatureHandlers:
+    """The route logic, independent of ASGI so tests and other transports can call it."""
+
+    def __init__(self, store: FeatureStore) -> None:
+        self.store = store
+
+    async def get_online_features(self, body: bytes) -> Answer:
+        req = parse_online_request(body)
+        resp = await self.store.get_online_features_async(
+            req.features if not isinstance(req.features, str) else None,
+            req.entities, req.full_feature_names,
+            feature_service=req.features if isinstance(req.features, str) else None,
+        )
+        return 200, orjson.dumps(resp.to_feast_json(), option=orjson.OPT_SERIALIZE_NUMPY)
+
+    async def push(self, body: bytes) -> Answer:
+        req = parse_push(body)
+        n = await asyncio.to_thread(
+            self.store.push, req.push_source_name, pd.DataFrame(req.df), req.to)
+        return 200, {"status": "ok", "rows": n}
+
+    async def write_to_online_store(self, body: bytes) -> Answer:
+        req = parse_write(body)
+        n = await asyncio.to_thread(
+            self.store.write_to_online_store, req.feature_view_name, pd.DataFrame(req.df))
+        return 200, {"status": "ok", "rows": n}
+
+    async def materialize(self, body: bytes) -> Answer:
+        req = parse_materialize(body, incremental=False)
+        assert req.start is not None
+        done = await asyncio.to_thread(self.store.materialize, req.start, req.end,
+                                       req.feature_views)
+        return 200, {"status": "ok", "materialized": _summaries(done)}
+
+    async def materialize_incremental(self, body: bytes) -> Answer:
+        req = parse_materialize(body, incremental=True)
+        done = await asyncio.to_thread(self.store.materialize_incremental, req.end,
+                                       req.feature_views)
+        return 200, {"status": "ok", "materialized": _summaries(done)}
+
+    async def health(self, body: bytes) -> Answer:
+        report = await asyncio.to_thread(health_report, self.store)
+        return (200 if report["status"] == "ok" else 503), report
+
+
+def _summaries(done: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for r in done:
+        item: dict[str, Any] = {"feature_view": getattr(r, "view", str(r))}
+        for attr in ("start", "end"):
+            v = getattr(r, attr, None)
+            if v is not None:
+                item[attr] = v.isoformat()
+        rows = getattr(r, "rows", None)
+        if rows is not None:
+            item["rows"] = rows
+        out.append(item)
+    return out
+
+
+def health_report(store: FeatureStore) -> dict[str, Any]:
+    """Registry and online-store reachability, each with how long the probe took."""
+    report: dict[str, Any] = {"status": "ok"}
+    t = time.perf_counter()
+    views: list[Any] = []
+    try:
+        snap = store.registry.snapshot(fresh=True)
+        views = list(snap.feature_views.values())
+        report["registry"] = {"ok": True, "project": snap.project, "version": snap.version,
+                              "feature_views": len(views),
+                              "feature_services": len(snap.feature_services)}
+    except Exception as exc:  # any failure means unreachable; report it, do not raise
+        report["status"] = "unavailable"
+        report["registry"] = {"ok": False, "error": str(exc)}
+    report["registry"]["ms"] = round((time.perf_counter() - t) * 1000, 3)
+    t = time.perf_counter()
+    try:
+        store.online.read([(views[0], [b"\x00health"])] if views else [])
+        report["online_store"] = {"ok": True, "type": store.config.online_store.type}
+    except Exception as exc:
+        report["status"] = "unavailable"
+        report["online_store"] = {"ok": False, "type": store.config.online_store.type,
+                                  "error": str(exc)}
+    report["online_store"]["ms"] = round((time.perf_counter() - t) * 1000, 3)
+    return report
+
+
+def feature_routes(store: FeatureStore) -> list[BaseRoute]:
+    """The Feast feature-server routes over ``store`` (mount with ``extra_routes``)."""
+    h = FeatureHandlers(store)
+    post = [
+        ("/get-online-features", h.get_online_features),
+        ("/push", h.push),
+        ("/write-to-online-store", h.write_to_online_store),
+        ("/materialize", h.materialize),
+        ("/materialize-incremental", h.materialize_incremental),
+    ]
+    routes: list[BaseRoute] = [Route(p, _Endpoint(fn), methods=["POST"]) for p, fn in post]
+    routes.append(Route("/health", _Endpoint(h.health), methods=["GET"]))
+    return routes

@@ -1,0 +1,212 @@
+"""Where a transformer's features come from: the in-process store or a remote feature server.
+
+Both return a ``FeatureTable``: the service's features in registry order with their dtypes,
+values per feature (None where missing) and, on demand, Feast statuses per value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import orjson
+
+from tureen.definitions import Field
+from tureen.errors import (
+    BackendUnavailableError,
+    InvalidRequestError,
+    NotFoundError,
+    TureenError,
+)
+from tureen.feature_refs import resolve
+from tureen.online.response import OnlineResponse
+from tureen.serving.clients import with_retries
+from tureen.store import FeatureStore
+from tureen.transformer.errors import classify
+from tureen.types import dtype_from_name
+
+Columns = dict[str, list[Any]]
+_OIP_DTYPE = {"INT32": "Int32", "INT64": "Int64", "FP32": "Float32", "FP64": "Float64",
+              "BOOL": "Bool", "BYTES": "String"}
+
+
+@dataclass
+class FeatureTable:
+    fields: list[Field]
+    values: list[Sequence[Any]]
+    stored: list[bool]  # False for on-demand features (computed, never NOT_FOUND)
+    status_of: Callable[[], list[list[str]]]
+    n: int
+
+
+def table_from_response(resp: OnlineResponse, stored: list[bool]) -> FeatureTable:
+    d = resp.to_dict()
+    fields = resp.fields[len(resp.join_keys):]
+
+    def statuses() -> list[list[str]]:
+        s = resp.statuses
+        return [[str(x) for x in s[f.name]] for f in fields]
+
+    return FeatureTable(fields, [d[f.name] for f in fields], stored, statuses, len(resp))
+
+
+class FeatureSource(Protocol):
+    fields: list[Field]
+    stored: list[bool]
+    needed: list[Field]  # join keys and request fields the service needs
+
+    def load(self) -> None: ...
+
+    async def fetch(self, columns: Columns) -> FeatureTable: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalFeatures:
+    """Reads the repo's online store in process (no network hop)."""
+
+    def __init__(self, store: FeatureStore, service: str) -> None:
+        self.store = store
+        self.service = service
+        self.fields: list[Field] = []
+        self.stored: list[bool] = []
+        self.needed: list[Field] = []
+
+    def load(self) -> None:
+        from tureen.feature_server.service_model import key_fields
+
+        plan = resolve(self.store.snapshot(), self.service)
+        self.fields = plan.output_fields
+        self.stored = [not r.on_demand for r in plan.refs]
+        self.needed = key_fields(plan) + list(plan.request_fields)
+
+    def fetch_sync(self, columns: Columns) -> FeatureTable:
+        resp = self.store.get_online_features(feature_service=self.service, entity_rows=columns)
+        return table_from_response(resp, self.stored)
+
+    async def fetch(self, columns: Columns) -> FeatureTable:
+        resp = await self.store.get_online_features_async(
+            feature_service=self.service, entity_rows=columns)
+        return table_from_response(resp, self.stored)
+
+    async def close(self) -> None:
+        return None
+
+
+class RemoteFeatures:
+    """Calls ``POST {url}/get-online-features`` (tureen's or Feast's feature server)."""
+
+    def __init__(
+        self, url: str, service: str, store: FeatureStore | None, *, timeout: float,
+        retries: int, backoff: float, max_connections: int,
+    ) -> None:
+        self.url = url.rstrip("/") if "://" in url else "http://" + url.rstrip("/")
+        self.service = service
+        self.store = store
+        self.retries, self.backoff = retries, backoff
+        self.fields: list[Field] = []
+        self.stored: list[bool] = []
+        self.needed: list[Field] = []
+        self._timeout = timeout
+        self._limits = httpx.Limits(max_connections=max_connections,
+                                    max_keepalive_connections=max_connections)
+        self._http: httpx.AsyncClient | None = None
+
+    def load(self) -> None:
+        if self.store is not None:
+            LocalFeatures.load(self)  # type: ignore[arg-type]
+            return
+        # No local registry: read the typed schema the tureen feature server publishes.
+        try:
+            r = httpx.get(f"{self.url}/v2/models/{self.service}", timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(
+                f"cannot read the schema of feature service {self.service!r} from {self.url} "
+                f"({exc}); start the feature server or give the transformer a repo."
+            ) from None
+        if r.status_code != 200:
+            raise NotFoundError(
+                f"{self.url} does not publish feature service {self.service!r} "
+                f"(HTTP {r.status_code}); give the transformer the feature repo instead."
+            )
+        md = r.json()
+        self.fields = [Field(o["name"], dtype_from_name(_OIP_DTYPE[o["datatype"]]))
+                       for o in md["outputs"]]
+        self.stored = [True] * len(self.fields)
+        self.needed = [Field(i["name"], dtype_from_name(_OIP_DTYPE[i["datatype"]]))
+                       for i in md["inputs"]]
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self._timeout, limits=self._limits)
+        return self._http
+
+    async def fetch(self, columns: Columns) -> FeatureTable:
+        body = orjson.dumps({"feature_service": self.service, "entities": columns})
+        http = self._client()
+        where = f"{self.url}/get-online-features"
+
+        async def call() -> httpx.Response:
+            from tureen.serving.clients import _RetryError
+
+            try:
+                resp = await http.post(where, content=body,
+                                       headers={"content-type": "application/json"})
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                raise _RetryError(f"{type(exc).__name__}: {exc}") from None
+            if resp.status_code in (502, 503, 504):
+                raise _RetryError(f"HTTP {resp.status_code}")
+            return resp
+
+        try:
+            resp = await with_retries(call, f"POST {where}", self.retries, self.backoff)
+        except BackendUnavailableError as exc:
+            raise classify(exc) from None
+        if resp.status_code != 200:
+            detail = _detail(resp.content)
+            msg = f"feature server {where} answered HTTP {resp.status_code}: {detail}"
+            if resp.status_code == 404:
+                raise NotFoundError(msg)
+            if resp.status_code < 500:
+                raise InvalidRequestError(msg)
+            raise TureenError(msg)
+        return self._table(orjson.loads(resp.content))
+
+    def _table(self, doc: dict[str, Any]) -> FeatureTable:
+        names: list[str] = doc["metadata"]["feature_names"]
+        results: list[dict[str, Any]] = doc["results"]
+        index = {n: i for i, n in enumerate(names)}
+        values: list[Sequence[Any]] = []
+        picked: list[dict[str, Any]] = []
+        for f in self.fields:
+            i = index.get(f.name)
+            if i is None:
+                raise TureenError(
+                    f"the feature server at {self.url} did not return feature {f.name!r} of "
+                    f"service {self.service!r}; it returned {names}. Are both on the same "
+                    "registry version?"
+                )
+            picked.append(results[i])
+            values.append(results[i]["values"])
+        n = len(values[0]) if values else 0
+
+        def statuses() -> list[list[str]]:
+            return [r.get("statuses") or ["PRESENT"] * n for r in picked]
+
+        return FeatureTable(self.fields, values, self.stored, statuses, n)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+
+def _detail(content: bytes) -> str:
+    try:
+        obj = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content[:200].decode(errors="replace")
+    if isinstance(obj, dict):
+        return str(obj.get("error") or obj.get("detail") or obj)
+    return str(obj)

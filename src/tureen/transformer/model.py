@@ -1,0 +1,362 @@
+"""``FeatureTransformer``: a configured Model that enriches requests with online features.
+
+request (entity ids, any protocol) → [script.preprocess] → feature lookup → missing-value
+policy → [script.preprocess after features] → predictor (in process or remote) →
+[script.postprocess] → response (in the client's protocol).
+
+``build_transformer(config, store=..., resolve_model=...)`` picks the implementation: when
+features are read in process and the predictor is an in-process model with sync stages,
+the whole chain is one sync call the data plane runs on its thread pool (one hop, no
+network); otherwise every step is awaited on the event loop and blocking work runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from tureen.definitions import Field
+from tureen.errors import ConfigError, InvalidRequestError
+from tureen.serving.clients import predictor_client
+from tureen.serving.inference import InferResponse, TensorSpec
+from tureen.serving.model import Headers, Model
+from tureen.store import FeatureStore
+from tureen.transformer.assemble import (
+    apply_policy,
+    as_columns,
+    as_matrix,
+    check_defaults,
+    widest_datatype,
+)
+from tureen.transformer.config import TransformerConfig
+from tureen.transformer.features import Columns, FeatureTable, LocalFeatures, RemoteFeatures
+from tureen.transformer.predictor import InProcessPredictor, ModelInput, RemotePredictor
+from tureen.transformer.request_rows import extract, request_columns
+from tureen.transformer.script import UserScript
+from tureen.types import OIP_NUMPY
+
+ModelResolver = Callable[[str], Model]
+_DESCRIBE_EVERY_S = 5.0
+
+
+class FeatureTransformer(Model):
+    platform = "tureen-transformer"
+
+    def __init__(
+        self, config: TransformerConfig, *, store: FeatureStore | None = None,
+        resolve_model: ModelResolver | None = None,
+    ) -> None:
+        super().__init__(config.name)
+        self.config = config
+        self.store = store
+        self.resolve_model = resolve_model
+        self.source: LocalFeatures | RemoteFeatures | None = None
+        self.predictor: InProcessPredictor | RemotePredictor | None = None
+        self.script: UserScript | None = None
+        self.datatype = "FP64"
+        self._declared_type = False
+        self._described_at = 0.0
+        self._request_fields: list[Field] = []
+
+    # ---- setup ----------------------------------------------------------------------------
+    def load(self) -> bool:
+        c = self.config
+        self.source = self._build_source()
+        self.source.load()
+        check_defaults(c.missing.policy, c.missing.defaults, self.source.fields)
+        key_names = set()
+        for read_field in self.source.needed:
+            key_names.add(read_field.name)
+        self._request_fields = [f for f in self.source.needed if f.name not in self._join_keys()]
+        if c.script is not None:
+            self.script = UserScript(c.script.path, c.script.position)
+        self.predictor = self._build_predictor()
+        if c.input_format == "tensor":
+            self.datatype = c.predictor.input_datatype or widest_datatype(self._model_fields())
+            self._declared_type = c.predictor.input_datatype is not None
+            self._adopt_signature()
+        if self.script is None or self.script.position != "before_features":
+            self.inputs = [
+                TensorSpec(c.entity_keys.get(f.name, f.name), f.dtype.oip, [-1])
+                for f in self.source.needed
+            ]
+        self.ready = True
+        return True
+
+    def _join_keys(self) -> set[str]:
+        assert self.source is not None
+        from tureen.feature_refs import resolve
+
+        if isinstance(self.source, LocalFeatures) or self.source.store is not None:
+            store = self.source.store
+            assert store is not None
+            return set(resolve(store.snapshot(), self.config.feature_service).join_keys)
+        return {f.name for f in self.source.needed}
+
+    def _model_fields(self) -> list[Field]:
+        assert self.source is not None
+        fields = list(self.source.fields)
+        if self.config.include_request_fields:
+            fields += self._request_fields
+        return fields
+
+    def _build_source(self) -> LocalFeatures | RemoteFeatures:
+        c = self.config
+        store = self.store
+        if c.features.repo is not None:
+            store = FeatureStore(Path(c.features.repo))
+        if c.features.source == "local":
+            if store is None:
+                raise ConfigError(
+                    f"transformer {c.name!r} reads features in process but has no feature "
+                    "repo; serve it from a repo (tureen serve --repo) or set features.repo."
+                )
+            return LocalFeatures(store, c.feature_service)
+        assert c.features.url is not None
+        return RemoteFeatures(
+            c.features.url, c.feature_service, store, timeout=c.timeout_seconds,
+            retries=c.retries, backoff=c.backoff_seconds, max_connections=c.max_connections)
+
+    def _build_predictor(self) -> InProcessPredictor | RemotePredictor:
+        c, p = self.config, self.config.predictor
+        if p.host:
+            client = predictor_client(
+                p.host, p.protocol, timeout=c.timeout_seconds, retries=c.retries,
+                backoff=c.backoff_seconds,
+                **({"max_connections": c.max_connections} if p.protocol != "grpc-v2" else {}))
+            deadline = (c.timeout_seconds * (c.retries + 1)
+                        + c.backoff_seconds * (2 ** (c.retries + 1)))
+            return RemotePredictor(client, p.model or c.name, input_name=p.input_name,
+                                   deadline=deadline)
+        model: Model
+        if p.model_dir:
+            from tureen.serving.runtimes import model_from_dir, read_settings
+
+            d = Path(p.model_dir)
+            model = model_from_dir(p.model or c.name, d.name, d, read_settings(d.parent, d))
+        elif p.model and self.resolve_model is not None:
+            model = self.resolve_model(p.model)
+        else:
+            raise ConfigError(
+                f"transformer {c.name!r} has no predictor: set predictor.host (remote), "
+                "predictor.model_dir, or predictor.model (a model of this server)."
+            )
+        if not model.ready:
+            model.load()
+            from tureen.serving.runtimes import apply_declared
+
+            apply_declared(model)
+        return InProcessPredictor(model)
+
+    def _adopt_signature(self) -> None:
+        """Use the predictor's declared input datatype/name and outputs when it has them."""
+        pred = self.predictor
+        if pred is None:
+            return
+        if isinstance(pred, RemotePredictor) and not pred.inputs:
+            _describe_sync(pred, self.config)
+            self._described_at = time.monotonic()
+        ins = pred.inputs
+        if len(ins) == 1 and ins[0].datatype in OIP_NUMPY and not self._declared_type:
+            if ins[0].datatype != "BYTES":
+                self.datatype = ins[0].datatype
+            if not self.config.predictor.input_name:
+                pred.input_name = ins[0].name
+        if pred.outputs:
+            self.outputs = list(pred.outputs)
+
+    async def _maybe_describe(self) -> None:
+        pred = self.predictor
+        if not isinstance(pred, RemotePredictor) or pred.inputs or self._declared_type:
+            return
+        if time.monotonic() - self._described_at < _DESCRIBE_EVERY_S:
+            return
+        self._described_at = time.monotonic()
+        await asyncio.to_thread(self._adopt_signature)
+
+    def unload(self) -> None:
+        if isinstance(self.predictor, InProcessPredictor):
+            self.predictor.model.unload()
+
+    async def aclose(self) -> None:
+        """Close pooled connections to remote feature servers and predictors."""
+        if self.source is not None:
+            await self.source.close()
+        if isinstance(self.predictor, RemotePredictor):
+            await self.predictor.close()
+
+    # ---- request steps (shared by the sync and async paths) -----------------------------
+    def _keys(self, payload: Any) -> tuple[Columns, int]:
+        assert self.source is not None
+        return extract(payload, self.source.needed, self.config.entity_keys)
+
+    def _model_input(self, table: FeatureTable, keys: Columns) -> tuple[ModelInput, list[str]]:
+        c = self.config
+        join_cols = {k: v for k, v in keys.items() if k not in {f.name for f in
+                                                                 self._request_fields}}
+        values: list[Sequence[Any]] = apply_policy(
+            table, join_cols, c.missing.policy, c.missing.defaults)
+        fields = table.fields
+        if c.include_request_fields and self._request_fields:
+            values = [*values, *(keys[f.name] for f in self._request_fields)]
+            fields = [*fields, *self._request_fields]
+        names = [f.name for f in fields]
+        if c.input_format == "tensor":
+            return ModelInput(matrix=as_matrix(values, self.datatype, table.n),
+                              names=names), names
+        return ModelInput(columns=as_columns(values, fields), names=names), names
+
+    def _after_features_input(self, out: Any, names: list[str]) -> ModelInput:
+        if isinstance(out, ModelInput):
+            return out
+        if isinstance(out, pd.DataFrame):
+            if self.config.input_format == "columns":
+                return ModelInput(columns=[(str(k), out[k].to_numpy()) for k in out.columns])
+            return ModelInput(matrix=out.to_numpy(dtype=OIP_NUMPY[self.datatype]),
+                              names=[str(k) for k in out.columns])
+        arr = np.asarray(out)
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        return ModelInput(matrix=arr.astype(OIP_NUMPY[self.datatype], copy=False), names=names)
+
+    @staticmethod
+    def _frame(x: ModelInput, names: list[str]) -> pd.DataFrame:
+        if x.matrix is not None:
+            return pd.DataFrame(x.matrix, columns=names)
+        return pd.DataFrame(dict(x.columns or []))
+
+    def _result(self, result: Any) -> Any:
+        if isinstance(result, InferResponse):
+            result.model_name = self.name
+        return result
+
+    @staticmethod
+    def _predictions(result: Any) -> Any:
+        """What a user postprocess sees: the predictions as an array (or dict of arrays)."""
+        if isinstance(result, InferResponse):
+            if len(result.outputs) == 1:
+                return result.outputs[0].data
+            return {o.name: o.data for o in result.outputs}
+        if isinstance(result, dict) and "predictions" in result:
+            return np.asarray(result["predictions"])
+        return result
+
+    # ---- async path -------------------------------------------------------------------
+    async def predict(self, payload: Any, headers: Headers | None = None) -> Any:
+        assert self.source is not None and self.predictor is not None
+        h = headers or {}
+        script = self.script
+        if script is not None and script.position == "before_features":
+            cols, _ = request_columns(payload)
+            payload = await script.run_pre(cols)
+            if not isinstance(payload, dict):
+                raise InvalidRequestError(
+                    f"transformer script {script.path} preprocess must return columns "
+                    f"(a dict of lists), got {type(payload).__name__}."
+                )
+        keys, _ = self._keys(payload)
+        table = await self.source.fetch(keys)
+        x, names = self._model_input(table, keys)
+        if script is not None and script.position == "after_features":
+            x = self._after_features_input(await script.run_pre(self._frame(x, names)), names)
+        await self._maybe_describe()
+        if isinstance(self.predictor, InProcessPredictor) and not self.predictor.is_async:
+            result = await asyncio.to_thread(self.predictor.call_sync, x, h)
+        else:
+            result = await self.predictor.call(x, h)
+        if script is not None and script.post is not None:
+            return await script.run_post(self._predictions(result))
+        return self._result(result)
+
+
+class FusedFeatureTransformer(FeatureTransformer):
+    """Features from the in-process store and an in-process sync model: one sync call."""
+
+    def predict(self, payload: Any, headers: Headers | None = None) -> Any:
+        source, pred = self.source, self.predictor
+        assert isinstance(source, LocalFeatures) and isinstance(pred, InProcessPredictor)
+        script = self.script
+        if script is not None and script.position == "before_features" and script.pre:
+            cols, _ = request_columns(payload)
+            payload = script.pre(cols)
+        keys, _ = self._keys(payload)
+        x, names = self._model_input(source.fetch_sync(keys), keys)
+        if script is not None and script.position == "after_features" and script.pre:
+            x = self._after_features_input(script.pre(self._frame(x, names)), names)
+        result = pred.call_sync(x, headers or {})
+        if script is not None and script.post is not None:
+            return script.post(self._predictions(result))
+        return self._result(result)
+
+
+def build_transformer(
+    config: TransformerConfig, *, store: FeatureStore | None = None,
+    resolve_model: ModelResolver | None = None,
+) -> FeatureTransformer:
+    """The transformer for ``config`` (fused when everything is in process and sync)."""
+    fused = (config.features.source == "local" and not config.predictor.host
+             and not _script_is_async(config))
+    cls = FusedFeatureTransformer if fused else FeatureTransformer
+    return cls(config, store=store, resolve_model=resolve_model)
+
+
+def _script_is_async(config: TransformerConfig) -> bool:
+    if config.script is None:
+        return False
+    import ast
+
+    try:
+        tree = ast.parse(Path(config.script.path).read_text())
+    except (OSError, SyntaxError):
+        return False
+    return any(isinstance(n, ast.AsyncFunctionDef) for n in ast.walk(tree))
+
+
+def _describe_sync(pred: RemotePredictor, config: TransformerConfig) -> None:
+    """Read the remote predictor's declared signature (OIP metadata); silent on failure."""
+    p = config.predictor
+    host = p.host or ""
+    try:
+        if p.protocol == "v2":
+            base = host if "://" in host else "http://" + host
+            r = httpx.get(f"{base.rstrip('/')}/v2/models/{pred.model}", timeout=2.0)
+            if r.status_code != 200:
+                return
+            md = r.json()
+        elif p.protocol == "grpc-v2":
+            md = _grpc_metadata(host, pred.model)
+        else:
+            return
+    except Exception:  # the predictor may start later; _maybe_describe retries
+        return
+    pred.inputs = [TensorSpec(t["name"], t["datatype"], list(t["shape"]))
+                   for t in md.get("inputs", [])]
+    pred.outputs = [TensorSpec(t["name"], t["datatype"], list(t["shape"]))
+                    for t in md.get("outputs", [])]
+
+
+def _grpc_metadata(host: str, model: str) -> dict[str, Any]:
+    import grpc
+
+    from tureen.transports.grpc import inference_pb2 as pb
+
+    with grpc.insecure_channel(host.split("://", 1)[-1]) as ch:
+        call = ch.unary_unary(
+            "/inference.GRPCInferenceService/ModelMetadata",
+            request_serializer=pb.ModelMetadataRequest.SerializeToString,
+            response_deserializer=pb.ModelMetadataResponse.FromString,
+        )
+        md = call(pb.ModelMetadataRequest(name=model), timeout=2.0)
+    return {
+        "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                   for t in md.inputs],
+        "outputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                    for t in md.outputs],
+    }

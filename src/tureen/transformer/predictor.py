@@ -1,0 +1,135 @@
+"""The model a transformer feeds: in the same process (fused) or remote (split).
+
+``ModelInput`` is what the transformer built: one ``[N, F]`` matrix or typed columns. Each
+predictor turns it into the request its model speaks (a numpy array / ``InferRequest`` in
+process; KServe v1 JSON, OIP REST or OIP gRPC remotely) and returns the model's result
+unchanged; the data plane encodes it for whichever protocol the client used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tureen.codecs.table import PANDAS_CONTENT_TYPE
+from tureen.errors import BackendUnavailableError
+from tureen.serving.clients import PredictorClient
+from tureen.serving.inference import InferInput, InferRequest, InferResponse, TensorSpec
+from tureen.serving.model import Headers, Model
+from tureen.transformer.errors import UpstreamTimeoutError, classify
+from tureen.types import oip_datatype_of
+
+NDArray = np.ndarray[Any, Any]
+
+
+@dataclass
+class ModelInput:
+    matrix: NDArray | None = None
+    columns: list[tuple[str, NDArray]] | None = None
+    #: names of the matrix's columns (features in order), for v1 object rows and scripts
+    names: list[str] | None = None
+
+    def infer_request(self, model: str, input_name: str) -> InferRequest:
+        if self.matrix is not None:
+            m = self.matrix
+            return InferRequest(model, [InferInput(input_name, oip_datatype_of(m),
+                                                   list(m.shape), m)])
+        cols = self.columns or []
+        return InferRequest(
+            model, [InferInput(n, oip_datatype_of(a), [len(a)], a) for n, a in cols],
+            parameters={"content_type": PANDAS_CONTENT_TYPE},
+        )
+
+    def v1_body(self) -> dict[str, Any]:
+        if self.matrix is not None:
+            return {"instances": self.matrix.tolist()}
+        cols = self.columns or []
+        lists = [(n, _jsonable(a)) for n, a in cols]
+        n = len(lists[0][1]) if lists else 0
+        return {"instances": [{k: v[i] for k, v in lists} for i in range(n)]}
+
+
+def _jsonable(a: NDArray) -> list[Any]:
+    vals: list[Any] = a.tolist()
+    if a.dtype.kind == "f":
+        return [None if v != v else v for v in vals]
+    return [v.decode() if isinstance(v, bytes) else v for v in vals]
+
+
+class InProcessPredictor:
+    """Calls a loaded ``Model``'s preprocess / predict / postprocess directly."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.input_name = model.inputs[0].name if len(model.inputs) == 1 else "input-0"
+        stages = [model.preprocess, model.predict, model.postprocess]
+        self.is_async = any(inspect.iscoroutinefunction(s) for s in stages)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.model.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.model.outputs
+
+    def _payload(self, x: ModelInput) -> Any:
+        return x.infer_request(self.model.name, self.input_name)
+
+    def call_sync(self, x: ModelInput, headers: Headers) -> Any:
+        m = self.model
+        return m.postprocess(m.predict(m.preprocess(self._payload(x), headers), headers), headers)
+
+    async def call(self, x: ModelInput, headers: Headers) -> Any:
+        m = self.model
+        payload = self._payload(x)
+        for stage in (m.preprocess, m.predict, m.postprocess):
+            if inspect.iscoroutinefunction(stage):
+                payload = await stage(payload, headers)
+            else:
+                payload = await asyncio.to_thread(stage, payload, headers)
+        return payload
+
+    async def close(self) -> None:
+        self.model.unload()
+
+
+class RemotePredictor:
+    """Sends the model input to a predictor over v1, v2 or grpc-v2, with retries."""
+
+    is_async = True
+
+    def __init__(
+        self, client: PredictorClient, model: str, *, input_name: str | None,
+        deadline: float,
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.input_name = input_name or "input-0"
+        self.deadline = deadline
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
+
+    async def call(self, x: ModelInput, headers: Headers) -> Any:
+        try:
+            if self.client.protocol == "v1":
+                return await asyncio.wait_for(
+                    self.client.predict_v1(self.model, x.v1_body(), headers), self.deadline)
+            response: InferResponse = await asyncio.wait_for(
+                self.client.infer(x.infer_request(self.model, self.input_name), headers),
+                self.deadline)
+            return response
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"predictor {self.model!r} did not answer within {self.deadline:g} s "
+                "(including retries); check its health or raise timeout_seconds."
+            ) from None
+        except BackendUnavailableError as exc:
+            raise classify(exc) from None
+
+    async def close(self) -> None:
+        await self.client.close()
