@@ -77,6 +77,11 @@ def decode_json(name: str, datatype: str, shape: Sequence[int], data: Any) -> ND
             "array or a flat list in row-major order."
         ) from None
     if raw.size and raw.dtype.kind not in _JSON_KINDS[datatype]:
+        exact = _exact_integers(data, dt) if dt.kind in "iu" else None
+        if exact is not None:
+            if exact.size != element_count(shape):
+                raise _size_error(name, shape, int(exact.size))
+            return exact.reshape(shape)
         raise InvalidRequestError(
             f"tensor {name!r} is declared {datatype} but its data holds "
             f"{_describe_kind(raw.dtype.kind)} values; send {datatype} values or fix the datatype."
@@ -84,6 +89,19 @@ def decode_json(name: str, datatype: str, shape: Sequence[int], data: Any) -> ND
     if raw.size != element_count(shape):
         raise _size_error(name, shape, int(raw.size))
     return raw.astype(dt, copy=False).reshape(shape)
+
+
+def _exact_integers(data: list[Any], dt: np.dtype[Any]) -> NDArray | None:
+    """Integers beyond int64 (UINT64) make numpy infer floats; convert them exactly or give up."""
+    flat: list[Any] = []
+    _flatten(data, flat)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        return None
+    try:
+        out = np.array(data, dtype=dt)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return out if out.reshape(-1).tolist() == flat else None
 
 
 def _describe_kind(kind: str) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tureen.codecs.v1 import instances_of, instances_to_array, instances_to_frame
+from tureen.errors import InvalidRequestError
 from tureen.serving.inference import InferRequest, TensorSpec
 from tureen.types import OIP_NUMPY
 
@@ -69,7 +70,17 @@ class Model:
         dtype = OIP_NUMPY.get(self.inputs[0].datatype) if self.inputs else None
         if dtype is not None and dtype.kind == "O":
             dtype = None
-        return instances_to_array(inst, dtype)
+        arr = instances_to_array(inst, dtype)
+        if len(self.inputs) == 1 and self.inputs[0].shape:
+            want = self.inputs[0].shape
+            if arr.ndim != len(want) or any(
+                w != -1 and w != d for w, d in zip(want[1:], arr.shape[1:], strict=True)
+            ):
+                raise InvalidRequestError(
+                    f"model {self.name!r} expects instances of shape {want[1:]} (-1 is any "
+                    f"size) but got rows of shape {list(arr.shape[1:])}; fix the rows."
+                )
+        return arr
 
 
 @runtime_checkable

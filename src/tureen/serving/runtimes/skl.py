@@ -47,4 +47,6 @@ class SKLearnModel(ArrayModel):
         self._estimator = self._fn = None
 
     def predict_array(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
+        if isinstance(x, pd.DataFrame) and not hasattr(self._estimator, "feature_names_in_"):
+            x = x.to_numpy()  # fitted on arrays: columns are taken in request order
         return self._fn(x)

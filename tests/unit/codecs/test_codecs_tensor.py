@@ -1,0 +1,121 @@
+"""Tensor codecs: JSON and binary round trips for every OIP datatype, and the error cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tureen.codecs.tensor import decode_binary, decode_json, encode_binary, encode_json
+from tureen.errors import InvalidRequestError
+from tureen.types import OIP_NUMPY
+
+NUMERIC = [k for k in OIP_NUMPY if k != "BYTES"]
+shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)
+
+
+def numeric_arrays(datatype: str, finite: bool) -> st.SearchStrategy[np.ndarray[Any, Any]]:
+    dt = OIP_NUMPY[datatype]
+    elements = None
+    if dt.kind == "f":
+        elements = st.floats(width=dt.itemsize * 8, allow_nan=not finite,
+                             allow_infinity=not finite)
+    return hnp.arrays(dt, shapes, elements=elements)
+
+
+def bytes_arrays(text: bool) -> st.SearchStrategy[np.ndarray[Any, Any]]:
+    item = st.text(max_size=8).map(str.encode) if text else st.binary(max_size=8)
+
+    def build(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray[Any, Any]]:
+        n = int(np.prod(shape))
+        return st.lists(item, min_size=n, max_size=n).map(
+            lambda xs: np.array(xs + [b""], dtype=object)[:-1].reshape(shape))
+
+    return shapes.flatmap(build)
+
+
+def same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind == "f":
+        return bool(np.array_equal(a, b, equal_nan=True)) and a.dtype == b.dtype
+    return bool(np.array_equal(a, b)) and (a.dtype == b.dtype or a.dtype.kind == "O")
+
+
+@pytest.mark.parametrize("datatype", NUMERIC)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_json_round_trip(datatype: str, data: st.DataObject) -> None:
+    arr = data.draw(numeric_arrays(datatype, finite=True))
+    wire = orjson.loads(orjson.dumps(encode_json(arr)))
+    assert same(decode_json("x", datatype, list(arr.shape), wire), arr)
+
+
+@pytest.mark.parametrize("datatype", NUMERIC)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_binary_round_trip(datatype: str, data: st.DataObject) -> None:
+    arr = data.draw(numeric_arrays(datatype, finite=False))
+    out = decode_binary("x", datatype, list(arr.shape), encode_binary(arr))
+    assert same(out, arr)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arr=bytes_arrays(text=True))
+def test_bytes_json_round_trip(arr: np.ndarray[Any, Any]) -> None:
+    wire = orjson.loads(orjson.dumps(encode_json(arr)))
+    assert same(decode_json("x", "BYTES", list(arr.shape), wire), arr)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arr=bytes_arrays(text=False))
+def test_bytes_binary_round_trip(arr: np.ndarray[Any, Any]) -> None:
+    assert same(decode_binary("x", "BYTES", list(arr.shape), encode_binary(arr)), arr)
+
+
+def test_nested_and_flat_json_agree() -> None:
+    flat = decode_json("x", "INT32", [2, 2], [1, 2, 3, 4])
+    nested = decode_json("x", "INT32", [2, 2], [[1, 2], [3, 4]])
+    assert np.array_equal(flat, nested) and flat.dtype == np.int32
+
+
+@pytest.mark.parametrize(
+    ("datatype", "shape", "data", "needle"),
+    [
+        ("FP32", [2, 2], [1.0, 2.0, 3.0], "3 elements"),
+        ("FP32", [1, 2], ["a", "b"], "declared FP32"),
+        ("INT64", [2], [1.5, 2.0], "declared INT64"),
+        ("BOOL", [1], [1], "declared BOOL"),
+        ("FP99", [1], [1], "unknown datatype"),
+        ("FP32", [2, 2], [[1.0, 2.0], [3.0]], "ragged"),
+        ("BYTES", [1], [1], "JSON strings"),
+    ],
+)
+def test_json_errors_say_what_is_wrong(datatype: str, shape: list[int], data: Any,
+                                       needle: str) -> None:
+    with pytest.raises(InvalidRequestError, match=needle):
+        decode_json("x", datatype, shape, data)
+
+
+def test_binary_size_mismatch() -> None:
+    with pytest.raises(InvalidRequestError, match="binary bytes"):
+        decode_binary("x", "FP32", [3], b"\0" * 8)
+
+
+def test_bytes_binary_truncated() -> None:
+    with pytest.raises(InvalidRequestError, match="claims 10 bytes"):
+        decode_binary("x", "BYTES", [1], b"\x0a\0\0\0abc")
+    with pytest.raises(InvalidRequestError, match="after its 1 elements"):
+        decode_binary("x", "BYTES", [1], b"\x01\0\0\0ab")
+
+
+def test_fp16_binary_is_little_endian() -> None:
+    arr = np.array([1.5, -2.0], dtype=np.float16)
+    assert encode_binary(arr) == arr.astype("<f2").tobytes()
+    big = arr.astype(">f2")
+    assert encode_binary(big) == arr.astype("<f2").tobytes()
