@@ -50,6 +50,7 @@ class InferenceServicer:
         )
 
     async def ModelInfer(self, req: pb.ModelInferRequest, ctx: Any) -> pb.ModelInferResponse:  # noqa: N802
+        self.dp.repository.get(req.model_name, req.model_version or None)  # NOT_FOUND first
         headers = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
         request = decode_request(req, headers)
         response = await self.dp.infer(request, "grpc")

@@ -243,6 +243,7 @@ class RestApp:
         return _json(200 if ready else 503, {"name": name, "ready": ready})
 
     async def _v2_infer(self, headers: Headers, receive: Receive, name: str, v: str) -> Reply:
+        self.dataplane.repository.get(name, v or None)  # unknown model/version: 404 first
         raw = await self._body(headers, receive)
         request = decode_request(raw, headers.get(HEADER_LENGTH), name, v or None, headers)
         response = await self.dataplane.infer(request, "v2")
