@@ -122,6 +122,11 @@ class TransformerConfig(_Strict):
         description="Retries after a connection error, timeout or "
                          "502/503/504, with exponential backoff.")
     backoff_seconds: float = Field(default=0.05, ge=0, description="First retry delay; doubles.")
+    inline_budget_ms: float = Field(
+        default=1.0, ge=0,
+        description="Fused mode: run the feature lookup and model inline on the event loop "
+        "while their recent average stays under this many ms (a thread hop costs more than "
+        "that); slower calls go to a worker thread. 0: always a worker thread.")
     max_connections: int = Field(default=100, ge=1, description="Connection pool size per remote.")
 
 

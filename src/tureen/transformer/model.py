@@ -6,7 +6,7 @@ policy → [script.preprocess after features] → predictor (in process or remot
 
 ``build_transformer(config, store=..., resolve_model=...)`` picks the implementation: when
 features are read in process and the predictor is an in-process model with sync stages,
-the whole chain is one sync call the data plane runs on its thread pool (one hop, no
+the whole chain is one sync call (inline when it is fast, else in a worker thread; no
 network); otherwise every step is awaited on the event loop and blocking work runs in threads.
 """
 
@@ -277,9 +277,40 @@ class FeatureTransformer(Model):
 
 
 class FusedFeatureTransformer(FeatureTransformer):
-    """Features from the in-process store and an in-process sync model: one sync call."""
+    """Features from the in-process store and an in-process sync model, no network hop.
 
-    def predict(self, payload: Any, headers: Headers | None = None) -> Any:
+    The chain is pure CPU work plus a local SQLite point read. Calls whose recent average
+    (EWMA) stays under ``inline_budget_ms`` run inline on the event loop, because a
+    thread-pool hop costs more than the work itself and the GIL serializes it anyway; slower
+    ones run in a worker thread so the loop stays responsive. ``inline_budget_ms: 0`` always
+    offloads.
+    """
+
+    _ewma_s = 0.0
+    _calls = 0
+
+    async def predict(self, payload: Any, headers: Headers | None = None) -> Any:
+        budget = self.config.inline_budget_ms / 1000.0
+        if budget > 0 and self._calls > 0 and self._ewma_s < budget:
+            t = time.perf_counter()
+            try:
+                return self.predict_sync(payload, headers)
+            finally:
+                self._observe(time.perf_counter() - t)
+        return await asyncio.to_thread(self._timed, payload, headers)
+
+    def _timed(self, payload: Any, headers: Headers | None) -> Any:
+        t = time.perf_counter()
+        try:
+            return self.predict_sync(payload, headers)
+        finally:
+            self._observe(time.perf_counter() - t)
+
+    def _observe(self, seconds: float) -> None:
+        self._calls += 1
+        self._ewma_s = seconds if self._calls == 1 else 0.9 * self._ewma_s + 0.1 * seconds
+
+    def predict_sync(self, payload: Any, headers: Headers | None = None) -> Any:
         source, pred = self.source, self.predictor
         assert isinstance(source, LocalFeatures) and isinstance(pred, InProcessPredictor)
         script = self.script
