@@ -1,0 +1,54 @@
+"""Read a Parquet inference log back as one table (one row per served instance)."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tureen.errors import NotFoundError
+from tureen.inference_log.sinks.parquet import ENTITY, FEATURE, PREDICTION
+
+
+def read_log(
+    root: str,
+    deployment: str,
+    start: date | None = None,
+    end: date | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> pa.Table:
+    """Every logged row of ``deployment`` (dates in [start, end] when given), oldest first."""
+    fs, path = fsspec.core.url_to_fs(root, **dict(storage_options or {}))
+    base = posixpath.join(path.rstrip("/"), f"deployment={deployment}")
+    files = sorted(fs.glob(posixpath.join(base, "date=*", "part-*.parquet")))
+    picked = []
+    for f in files:
+        day = date.fromisoformat(posixpath.basename(posixpath.dirname(f))[len("date="):])
+        if (start is None or day >= start) and (end is None or day <= end):
+            picked.append(f)
+    if not picked:
+        raise NotFoundError(
+            f"no inference log for deployment {deployment!r} under {root}"
+            + (f" between {start} and {end}" if start or end else "")
+            + ". Serve requests with logging ALL or MODEL_INPUTS (parquet sink) first."
+        )
+    tables = []
+    for f in picked:
+        with fs.open(f, "rb") as fh:
+            tables.append(pq.read_table(fh))
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return table.sort_by([("timestamp", "ascending"), ("request_id", "ascending"),
+                          ("row", "ascending")])
+
+
+def columns_with(table: pa.Table, prefix: str) -> list[str]:
+    """Unprefixed names of the columns starting with ``prefix`` (ENTITY, FEATURE...)."""
+    return [c[len(prefix):] for c in table.column_names if c.startswith(prefix)]
+
+
+__all__ = ["ENTITY", "FEATURE", "PREDICTION", "columns_with", "read_log"]

@@ -1,0 +1,222 @@
+"""``InferenceLogger``: asynchronous, bounded logging of served requests.
+
+``log(record)`` only appends a reference to a bounded in-memory queue (no conversion, no
+I/O) and returns; a background thread normalizes records, applies the logging mode and
+hands batches to the sink. When the queue is full, ``policy`` decides:
+
+- ``drop_oldest`` (default): the oldest queued record is discarded (counted in ``dropped``);
+  the request never waits.
+- ``block``: the caller waits for room (up to ``block_timeout`` seconds, then the record is
+  dropped); every wait is counted in ``blocked``.
+
+``close()`` (or ``await aclose()``) stops accepting records, writes everything queued and
+closes the sink. ``stats()`` returns the counters for metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tureen.errors import InvalidRequestError
+from tureen.inference_log.protocol import LogSink, SinkWriteError
+from tureen.inference_log.record import InferenceRecord, LoggedRequest, LogMode, normalize
+
+log = logging.getLogger(__name__)
+
+
+class QueuePolicy(enum.Enum):
+    DROP_OLDEST = "drop_oldest"
+    BLOCK = "block"
+
+    @classmethod
+    def parse(cls, value: str | QueuePolicy) -> QueuePolicy:
+        if isinstance(value, QueuePolicy):
+            return value
+        try:
+            return cls(value.lower().replace("-", "_"))
+        except ValueError:
+            raise InvalidRequestError(
+                f"queue policy {value!r} is not 'drop_oldest' or 'block'."
+            ) from None
+
+
+@dataclass(frozen=True)
+class LoggerStats:
+    enqueued: int  # records accepted by log()
+    written: int  # records the sink accepted
+    dropped: int  # records discarded because the queue was full
+    blocked: int  # log() calls that had to wait for room (policy block)
+    failed: int  # records lost because the sink raised
+    queued: int  # records waiting now
+    batches: int  # sink writes
+    sink_seconds: float  # time spent in the sink
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.__dict__.items()}
+
+
+class InferenceLogger:
+    def __init__(
+        self,
+        sink: LogSink,
+        mode: LogMode | str = LogMode.ALL,
+        *,
+        capacity: int = 10_000,
+        policy: QueuePolicy | str = QueuePolicy.DROP_OLDEST,
+        batch_size: int = 1_000,
+        flush_interval: float = 1.0,
+        block_timeout: float | None = 5.0,
+    ) -> None:
+        if capacity < 1 or batch_size < 1:
+            raise InvalidRequestError("capacity and batch_size must be at least 1.")
+        self.sink = sink
+        self.mode = LogMode.parse(mode)
+        self.capacity = capacity
+        self.policy = QueuePolicy.parse(policy)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.block_timeout = block_timeout
+        self._q: collections.deque[InferenceRecord] = collections.deque()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # signalled when the flusher takes records
+        self._idle = threading.Condition(self._lock)  # signalled when nothing is pending
+        self._wake = threading.Event()
+        self._closing = False
+        self._inflight = 0
+        self._enqueued = self._written = self._dropped = self._blocked = 0
+        self._failed = self._batches = 0
+        self._sink_seconds = 0.0
+        self._thread: threading.Thread | None = None
+        if self.mode is not LogMode.NONE:
+            self._thread = threading.Thread(
+                target=self._run, name="tureen-inference-log", daemon=True
+            )
+            self._thread.start()
+
+    # ---- request path ------------------------------------------------------------------------
+    def log(self, record: InferenceRecord) -> bool:
+        """Queue ``record``; never does I/O. False if it was not accepted (mode NONE, closed,
+        or ``block`` timed out)."""
+        if self._thread is None:
+            return False
+        with self._lock:
+            if self._closing:
+                return False
+            if len(self._q) >= self.capacity:
+                if self.policy is QueuePolicy.DROP_OLDEST:
+                    self._q.popleft()
+                    self._dropped += 1
+                else:
+                    self._blocked += 1
+                    self._wake.set()
+                    room = self._room.wait_for(
+                        lambda: len(self._q) < self.capacity or self._closing, self.block_timeout
+                    )
+                    if not room or self._closing:
+                        self._dropped += 1
+                        return False
+            self._q.append(record)
+            self._enqueued += 1
+            if len(self._q) >= self.batch_size:
+                self._wake.set()
+        return True
+
+    # ---- background thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            while True:
+                with self._lock:
+                    n = min(len(self._q), self.batch_size)
+                    batch = [self._q.popleft() for _ in range(n)]
+                    self._inflight = n
+                    if n:
+                        self._room.notify_all()
+                    elif self._closing:
+                        self._idle.notify_all()
+                        return
+                    else:
+                        self._idle.notify_all()
+                        break
+                self._deliver(batch)
+
+    def _deliver(self, batch: list[InferenceRecord]) -> None:
+        t0 = time.perf_counter()
+        written = failed = 0
+        try:
+            logged: list[LoggedRequest] = []
+            for r in batch:
+                try:
+                    logged.append(normalize(r, self.mode))
+                except Exception as exc:  # a malformed record must not lose the batch
+                    failed += 1
+                    log.warning("inference log: cannot convert request %s: %s", r.request_id, exc)
+            if logged:
+                self.sink.write(logged)
+            written = len(logged)
+        except SinkWriteError as exc:
+            lost = min(exc.failed, len(batch))
+            failed, written = failed + lost, len(batch) - failed - lost
+            log.error("inference log: sink %s lost %d records: %s",
+                      type(self.sink).__name__, lost, exc)
+        except Exception as exc:
+            failed = len(batch)
+            written = 0
+            log.error("inference log: sink %s failed, %d records lost: %s",
+                      type(self.sink).__name__, len(batch), exc)
+        with self._lock:
+            self._written += written
+            self._failed += failed
+            self._batches += 1
+            self._sink_seconds += time.perf_counter() - t0
+            self._inflight = 0
+
+    # ---- control -----------------------------------------------------------------------------
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every record logged so far has been delivered (True) or timeout."""
+        if self._thread is None:
+            return True
+        self._wake.set()
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._q and not self._inflight, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop accepting records, deliver everything queued, close the sink."""
+        if self._thread is None:
+            self.sink.close()
+            return
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._room.notify_all()
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("inference log: %d records still queued after %ss", len(self._q), timeout)
+        self.sink.close()
+
+    async def aclose(self, timeout: float | None = 30.0) -> None:
+        await asyncio.to_thread(self.close, timeout)
+
+    def stats(self) -> LoggerStats:
+        with self._lock:
+            return LoggerStats(
+                enqueued=self._enqueued, written=self._written, dropped=self._dropped,
+                blocked=self._blocked, failed=self._failed, queued=len(self._q),
+                batches=self._batches, sink_seconds=self._sink_seconds,
+            )
+
+    def __enter__(self) -> InferenceLogger:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
