@@ -9,6 +9,8 @@ The tree, root first::
     ├── NotReadyError             the thing exists but cannot answer yet (model loading)
     ├── ConflictError             a concurrent writer won (registry apply); re-read and retry
     ├── BackendUnavailableError   a store or remote server cannot be reached; retry later
+    │   ├── UpstreamUnreachableError  a remote model/feature server kept failing (502)
+    │   └── UpstreamTimeoutError      a remote model/feature server did not answer in time (504)
     └── RegistryCorruptError      the stored registry cannot be read; never reset silently
 
 Core errors carry no HTTP or gRPC codes: each transport maps them in one table.
@@ -47,6 +49,14 @@ class ConflictError(TureenError):
 
 class BackendUnavailableError(TureenError):
     """A storage backend or remote server could not be reached."""
+
+
+class UpstreamUnreachableError(BackendUnavailableError):
+    """A server this one calls (predictor, feature server) refused or kept failing."""
+
+
+class UpstreamTimeoutError(BackendUnavailableError):
+    """A server this one calls (predictor, feature server) did not answer in time."""
 
 
 class RegistryCorruptError(TureenError):

@@ -1,16 +1,10 @@
-"""Errors of a remote hop (predictor or feature server), mapped to 502 / 504 by transports."""
+"""Classify a remote hop's failure (predictor or feature server) as 502 or 504."""
 
 from __future__ import annotations
 
-from tureen.errors import BackendUnavailableError
+from tureen.errors import BackendUnavailableError, UpstreamTimeoutError, UpstreamUnreachableError
 
-
-class UpstreamUnreachableError(BackendUnavailableError):
-    """The predictor or feature server refused, reset or kept failing (HTTP 502)."""
-
-
-class UpstreamTimeoutError(BackendUnavailableError):
-    """The predictor or feature server did not answer in time (HTTP 504)."""
+__all__ = ["UpstreamTimeoutError", "UpstreamUnreachableError", "classify"]
 
 
 def classify(exc: BackendUnavailableError) -> BackendUnavailableError:

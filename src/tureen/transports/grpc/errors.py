@@ -12,6 +12,7 @@ from tureen.errors import (
     NotReadyError,
     RegistryCorruptError,
     TureenError,
+    UpstreamTimeoutError,
 )
 
 GRPC_STATUS: dict[type[TureenError], grpc.StatusCode] = {
@@ -20,6 +21,7 @@ GRPC_STATUS: dict[type[TureenError], grpc.StatusCode] = {
     ConflictError: grpc.StatusCode.ABORTED,
     NotReadyError: grpc.StatusCode.UNAVAILABLE,
     BackendUnavailableError: grpc.StatusCode.UNAVAILABLE,
+    UpstreamTimeoutError: grpc.StatusCode.DEADLINE_EXCEEDED,
     RegistryCorruptError: grpc.StatusCode.INTERNAL,
     TureenError: grpc.StatusCode.INTERNAL,
 }

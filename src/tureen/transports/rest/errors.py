@@ -10,6 +10,8 @@ from tureen.errors import (
     NotReadyError,
     RegistryCorruptError,
     TureenError,
+    UpstreamTimeoutError,
+    UpstreamUnreachableError,
 )
 
 HTTP_STATUS: dict[type[TureenError], int] = {
@@ -18,6 +20,8 @@ HTTP_STATUS: dict[type[TureenError], int] = {
     ConflictError: 409,
     NotReadyError: 503,
     BackendUnavailableError: 503,
+    UpstreamUnreachableError: 502,
+    UpstreamTimeoutError: 504,
     RegistryCorruptError: 500,
     TureenError: 500,
 }
