@@ -30,6 +30,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,7 @@ EVENT_COLUMN = "event_timestamp"
 CREATED_COLUMN = "created_timestamp"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _U32 = struct.Struct("<I")
+_EVENT = struct.Struct(">Q")
 _ARR_HEAD = struct.Struct("<IB")
 
 # dtype name -> (tag, struct code or "" for variable width, storage Arrow type)
@@ -257,7 +259,7 @@ def encode_rows(features: Sequence[Field], table: pa.Table | pa.RecordBatch) -> 
 
 # ---- decoding ---------------------------------------------------------------------------------
 
-Decoder = Callable[[bytes, int], list[Any]]
+Decoder = Callable[[bytes, int], Sequence[Any]]
 
 
 def _var_reader(tag: bytes) -> Callable[[bytes, int], tuple[Any, int]]:
@@ -334,7 +336,16 @@ def compile_decoder(layout: bytes, wanted: Sequence[str]) -> Decoder:
 
     if not var and not ts_out:
         # The common hot path: numbers only.
-        def decode_fixed(b: bytes, pos: int) -> list[Any]:
+        pick: Callable[[Sequence[Any]], Sequence[Any]]
+        if idx == list(range(len(entries))):
+            pick = lambda vals: vals[:-1]  # noqa: E731 - all features, in stored order
+        elif len(idx) == 1:
+            only = idx[0]
+            pick = lambda vals: (vals[only],)  # noqa: E731
+        else:
+            pick = itemgetter(*idx)
+
+        def decode_fixed(b: bytes, pos: int) -> Sequence[Any]:
             vals = (*unpack_fixed(b, pos + nb), None)
             if b[pos : pos + nb] != no_nulls:
                 bits = int.from_bytes(b[pos : pos + nb], "little")
@@ -342,8 +353,8 @@ def compile_decoder(layout: bytes, wanted: Sequence[str]) -> Decoder:
                 for e, s in fixed_bits:
                     if bits >> e & 1:
                         lst[s] = None
-                return [lst[i] for i in idx]
-            return [vals[i] for i in idx]
+                return pick(lst)
+            return pick(vals)
 
         return decode_fixed
 
@@ -375,16 +386,22 @@ def compile_decoder(layout: bytes, wanted: Sequence[str]) -> Decoder:
 class RowReader:
     """Decodes stored rows into the ``wanted`` features; one per (view, feature list).
 
-    ``read(row) -> (event_us, values)``; decoders are compiled per layout on first sight.
+    ``read(row) -> (event_us, values)``; decoders are compiled per layout on first sight,
+    and rows with the same layout as the previous one skip the layout lookup entirely.
     """
 
-    __slots__ = ("_decoders", "wanted")
+    __slots__ = ("_decoders", "_last_dec", "_last_end", "_last_layout", "wanted")
 
     def __init__(self, wanted: Sequence[str]) -> None:
         self.wanted = tuple(wanted)
         self._decoders: dict[bytes, Decoder] = {}
+        self._last_layout = b"\xff"  # never a valid (layout length + layout) prefix
+        self._last_end = 0
+        self._last_dec: Decoder = compile_decoder(b"", ())
 
-    def read(self, row: bytes) -> tuple[int, list[Any]]:
+    def read(self, row: bytes) -> tuple[int, Sequence[Any]]:
+        if row[0] == ROW_FORMAT_VERSION and row.startswith(self._last_layout, 17):
+            return _EVENT.unpack_from(row, 1)[0] - SIGN, self._last_dec(row, self._last_end)
         version, event, _, ln = HEADER.unpack_from(row)
         end = HEADER_SIZE + ln
         layout = row[HEADER_SIZE:end]
@@ -396,6 +413,7 @@ class RowReader:
                     f"{ROW_FORMAT_VERSION}. Upgrade tureen or re-materialize the view."
                 )
             dec = self._decoders[layout] = compile_decoder(layout, self.wanted)
+        self._last_layout, self._last_end, self._last_dec = row[17:end], end, dec
         return event - SIGN, dec(row, end)
 
 
@@ -421,7 +439,7 @@ def decode_row(row: bytes) -> DecodedRow:
         raise InvalidRequestError(f"stored row has unknown format version {version}.")
     layout = row[HEADER_SIZE : HEADER_SIZE + ln]
     names = [n for n, _ in parse_layout(layout)]
-    values = compile_decoder(layout, names)(row, HEADER_SIZE + ln)
+    values = list(compile_decoder(layout, names)(row, HEADER_SIZE + ln))
     created_us = created - SIGN
     return DecodedRow(
         event - SIGN,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -36,20 +36,37 @@ NOT_FOUND = FieldStatus.NOT_FOUND
 OUTSIDE_MAX_AGE = FieldStatus.OUTSIDE_MAX_AGE
 
 _EPOCH_JSON = "1970-01-01T00:00:00Z"
+_STATUS_TEXT: dict[FieldStatus, str] = {s: s.value for s in FieldStatus}
+
+
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+
+
+def _rfc3339_many(micros: Sequence[int | None]) -> list[str]:
+    """``_rfc3339`` of many timestamps at once (numpy formats, Python only trims)."""
+    if not micros:
+        return []
+    filled = [0 if us is None else us for us in micros]
+    text = np.datetime_as_string(np.array(filled, dtype="datetime64[us]"), unit="us").tolist()
+    out = [
+        t[:19] + "Z" if us % 1_000_000 == 0 else t[:23] + "Z" if us % 1000 == 0 else t + "Z"
+        for t, us in zip(text, filled, strict=True)
+    ]
+    if None in micros:
+        out = [_EPOCH_JSON if us is None else t for t, us in zip(out, micros, strict=True)]
+    return out
 
 
 def _rfc3339(us: int | None) -> str:
     """Protobuf-JSON style timestamp: 'Z', with 0, 3 or 6 fractional digits."""
     if us is None:
         return _EPOCH_JSON
-    dt = micros_to_datetime(us)
-    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    frac = dt.microsecond
-    if frac == 0:
-        return base + "Z"
-    if frac % 1000 == 0:
-        return f"{base}.{frac // 1000:03d}Z"
-    return f"{base}.{frac:06d}Z"
+    dt = _EPOCH_NAIVE + timedelta(microseconds=us)
+    if us % 1_000_000 == 0:
+        return dt.isoformat(timespec="seconds") + "Z"
+    if us % 1000 == 0:
+        return dt.isoformat(timespec="milliseconds") + "Z"
+    return dt.isoformat(timespec="microseconds") + "Z"
 
 
 class OnlineColumn:
@@ -76,6 +93,8 @@ class OnlineColumn:
     def statuses(self) -> list[FieldStatus]:
         if self.row_status is None:
             return [NULL_VALUE if v is None else PRESENT for v in self.values]
+        if None not in self.values:
+            return list(self.row_status)
         return [
             NULL_VALUE if s is PRESENT and v is None else s
             for s, v in zip(self.row_status, self.values, strict=True)
@@ -171,21 +190,30 @@ class OnlineResponse:
         epoch = [_EPOCH_JSON] * n
         for f, vals in self._keys:
             results.append({
-                "values": [_json_value(v, f) for v in vals],
+                "values": _json_values(vals, f, native=False),
                 "statuses": [PRESENT.value] * n,
                 "event_timestamps": epoch,
             })
         formatted: dict[int, list[str]] = {}
+        status_text: dict[int, list[str]] = {}
         for c in self._columns:
             stamps = epoch
             if c.event_us is not None:
                 known = formatted.get(id(c.event_us))
                 if known is None:
-                    known = formatted[id(c.event_us)] = [_rfc3339(us) for us in c.event_us]
+                    known = formatted[id(c.event_us)] = _rfc3339_many(c.event_us)
                 stamps = known
+            if c.row_status is not None and None not in c.values:
+                # Shared by every feature of the view: convert once.
+                statuses = status_text.get(id(c.row_status))
+                if statuses is None:
+                    statuses = status_text[id(c.row_status)] = [
+                        _STATUS_TEXT[s] for s in c.row_status]
+            else:
+                statuses = [_STATUS_TEXT[s] for s in c.statuses()]
             results.append({
-                "values": [_json_value(v, c.field) for v in c.values],
-                "statuses": [s.value for s in c.statuses()],
+                "values": _json_values(c.values, c.field),
+                "statuses": statuses,
                 "event_timestamps": stamps,
             })
         return {"metadata": {"feature_names": self.join_keys + self.feature_names},
@@ -215,6 +243,19 @@ def _numpy_column(values: Sequence[Any], field: Field) -> np.ndarray[Any, Any]:
         arr[:] = vals
         return arr
     return np.array(vals, dtype=dt.numpy)
+
+
+_JSON_READY = {"Int32", "Int64", "Float32", "Float64", "String", "Bool"}
+
+
+def _json_values(values: Sequence[Any], field: Field, native: bool = True) -> list[Any]:
+    """Values as JSON-ready Python objects. ``native``: values are known to be Python
+    objects (decoded features), so numbers and strings pass through untouched."""
+    dt = field.dtype
+    name = dt.element.name if dt.element is not None else dt.name
+    if name in _JSON_READY and (native or not any(isinstance(v, np.generic) for v in values)):
+        return list(values)
+    return [_json_value(v, field) for v in values]
 
 
 def _json_value(v: Any, field: Field) -> Any:

@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -65,12 +65,17 @@ class _Compiled:
     odfv_inputs: tuple[tuple[tuple[str, int, int], ...], ...]
 
 
-@dataclass(frozen=True)
 class _Call:
-    compiled: _Compiled
-    columns: dict[str, Sequence[Any]]
-    n: int
-    requests: list[ReadRequest]
+    """One request between its read and its response (plain slots: this is per call)."""
+
+    __slots__ = ("columns", "compiled", "n", "requests")
+
+    def __init__(self, compiled: _Compiled, columns: dict[str, Sequence[Any]], n: int,
+                 requests: list[ReadRequest]) -> None:
+        self.compiled = compiled
+        self.columns = columns
+        self.n = n
+        self.requests = requests
 
 
 def _compile(plan: FeaturePlan) -> _Compiled:
@@ -270,13 +275,23 @@ class OnlineRetrieval:
         c = call.compiled
         now_us = int(self._clock() * 1_000_000)
         per_step: list[tuple[list[tuple[Any, ...]], list[FieldStatus], list[int | None]]] = []
+        status: list[FieldStatus]
         for s, blobs in zip(c.steps, rows, strict=True):
             width = len(s.reader.wanted)
-            none_row = (None,) * width
             read, ttl = s.reader.read, s.ttl_us
-            status: list[FieldStatus] = []
-            events: list[int | None] = []
-            values: list[Any] = []
+            if None not in blobs:
+                # Every key found (the common case): no per-row branching.
+                decoded = [read(b) for b in cast("Sequence[bytes]", blobs)]
+                events: list[int | None] = [d[0] for d in decoded]
+                if not ttl or not decoded or now_us - min(d[0] for d in decoded) <= ttl:
+                    status = [PRESENT] * len(decoded)
+                    cols = list(zip(*[d[1] for d in decoded], strict=True)) or [()] * width
+                    per_step.append((cols, status, events))
+                    continue
+            none_row = (None,) * width
+            status = []
+            events = []
+            values: list[Sequence[Any]] = []
             for blob in blobs:
                 if blob is None:
                     status.append(NOT_FOUND)

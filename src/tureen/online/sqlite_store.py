@@ -37,13 +37,32 @@ class SqliteOptions(BaseModel):
     busy_timeout_ms: int = Field(
         default=30_000, ge=0, description="How long a writer waits for another writer's lock."
     )
+    mmap_size_mb: int = Field(
+        default=256, ge=0, description="Memory-map this much of the file (0: off); random "
+        "point reads then skip a read() system call per page."
+    )
+    cache_size_mb: int = Field(
+        default=32, ge=0, description="Page cache per connection (one connection per thread)."
+    )
 
 
 class SqliteOnlineStore:
-    def __init__(self, path: str | Path, project: str, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        project: str,
+        busy_timeout_ms: int = 30_000,
+        mmap_size_mb: int = 256,
+        cache_size_mb: int = 32,
+    ) -> None:
         self.path = Path(path)
         self.project = project
-        self._busy_ms = busy_timeout_ms
+        self.pragmas = (
+            f"PRAGMA busy_timeout = {int(busy_timeout_ms)}",
+            f"PRAGMA mmap_size = {int(mmap_size_mb) * 1024 * 1024}",
+            f"PRAGMA cache_size = {-int(cache_size_mb) * 1024}",
+            "PRAGMA synchronous = NORMAL",
+        )
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
@@ -60,7 +79,7 @@ class SqliteOnlineStore:
         path = Path(opts.path)
         if not path.is_absolute():
             path = Path(repo_path) / path
-        return cls(path, project, opts.busy_timeout_ms)
+        return cls(path, project, opts.busy_timeout_ms, opts.mmap_size_mb, opts.cache_size_mb)
 
     # ---- connections ----------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -76,9 +95,9 @@ class SqliteOnlineStore:
                 check_same_thread=False,
                 cached_statements=512,
             )
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
+            for pragma in self.pragmas:
+                conn.execute(pragma)
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             raise BackendUnavailableError(
                 f"cannot open the SQLite online store at {self.path}: {exc}. Check the path "

@@ -148,3 +148,16 @@ def test_fixed_width_rows_need_no_per_value_work_to_build() -> None:
     encoded = encode_rows(fields, table)
     assert {len(b) for b in encoded.values} == {19 + 40 + 2 + 40}
     assert encoded.event_us == [1, 2, 3]
+
+
+def test_reader_alternates_between_layouts() -> None:
+    old = [Field("a", Float32)]
+    new = [Field("b", Int64), Field("a", Float32)]
+    ts = pa.array([0], TS)
+    row_old = encode_rows(old, pa.table({"a": pa.array([1.5], pa.float32()),
+                                         "event_timestamp": ts})).values[0]
+    row_new = encode_rows(new, pa.table({"a": pa.array([2.5], pa.float32()), "b": [7],
+                                         "event_timestamp": ts})).values[0]
+    reader = RowReader(["a", "b"])
+    got = [list(reader.read(r)[1]) for r in (row_old, row_new, row_new, row_old)]
+    assert got == [[1.5, None], [2.5, 7], [2.5, 7], [1.5, None]]
