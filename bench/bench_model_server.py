@@ -32,7 +32,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 HERE = Path(__file__).parent
-KSERVE_REF = {"v1_rps_c16": 1000.0, "v2_rps_c16": 840.0, "p99_ms_c16": (22.0, 34.0),
+KSERVE_REF: dict[str, Any] = {"v1_rps_c16": 1000.0, "v2_rps_c16": 840.0, "p99_ms_c16": (22.0, 34.0),
               "p50_ms_c1": (1.4, 1.5)}
 ROW = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
@@ -175,8 +175,9 @@ def main() -> None:
                                        str(bare_port)], env=env))
         procs.append(subprocess.Popen(
             [sys.executable, "-c", "from tureen.cli.main import main; main()", "serve-model",
-             "--model_repository", str(tmp / "models"), "--host", "127.0.0.1", "--http_port", str(http_port),
-             "--grpc_port", str(grpc_port), "--workers", "1"], env=env))
+             "--model_repository", str(tmp / "models"), "--host", "127.0.0.1",
+             "--http_port", str(http_port), "--grpc_port", str(grpc_port), "--workers", "1"],
+            env=env))
         base = f"http://127.0.0.1:{http_port}"
         wait_http(f"{base}/v2/health/ready")
         for _ in range(100):  # the bare server answers 405 to GET once it is up

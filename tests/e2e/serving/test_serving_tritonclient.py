@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -16,8 +17,8 @@ from .conftest import N_FEATURES, Server
 ROWS = np.random.default_rng(7).normal(size=(5, N_FEATURES)).astype(np.float32)
 
 
-def expected(repo: Path, version: str) -> np.ndarray:  # type: ignore[type-arg]
-    return joblib.load(repo / "lr" / version / "model.joblib").predict(ROWS)  # type: ignore[no-any-return]
+def expected(repo: Path, version: str) -> Any:
+    return joblib.load(repo / "lr" / version / "model.joblib").predict(ROWS)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -23,7 +23,8 @@ def numeric_arrays(datatype: str, finite: bool) -> st.SearchStrategy[np.ndarray[
     dt = OIP_NUMPY[datatype]
     elements = None
     if dt.kind == "f":
-        elements = st.floats(width=dt.itemsize * 8, allow_nan=not finite,
+        width: Literal[16, 32, 64] = 16 if dt.itemsize == 2 else 32 if dt.itemsize == 4 else 64
+        elements = st.floats(width=width, allow_nan=not finite,
                              allow_infinity=not finite)
     return hnp.arrays(dt, shapes, elements=elements)
 
@@ -34,7 +35,7 @@ def bytes_arrays(text: bool) -> st.SearchStrategy[np.ndarray[Any, Any]]:
     def build(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray[Any, Any]]:
         n = int(np.prod(shape))
         return st.lists(item, min_size=n, max_size=n).map(
-            lambda xs: np.array(xs + [b""], dtype=object)[:-1].reshape(shape))
+            lambda xs: np.array([*xs, b""], dtype=object)[:-1].reshape(shape))
 
     return shapes.flatmap(build)
 

@@ -189,7 +189,7 @@ async def test_repository_versions_default_load_unload(lr_repo: Path) -> None:
     assert resp.model_version == "3" and resp.outputs[0].datatype == "INT64"
     v1 = await dp.predict_v1("lr", {"instances": [[1, 0, 0, 0], [-1, 0, 0, 0]]}, {})
     assert v1 == {"predictions": [1, 0]}
-    with pytest.raises(InvalidRequestError, match="4 features|expects"):
+    with pytest.raises(InvalidRequestError, match=r"4 features|expects"):
         await dp.predict_v1("lr", {"instances": [[1, 0]]}, {})
     await dp.unload("lr")
     assert dp.list_models() == []

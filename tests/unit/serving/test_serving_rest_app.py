@@ -84,10 +84,10 @@ async def test_v1_and_v2_predict(client: httpx.AsyncClient) -> None:
     ("method", "path", "body", "status", "needle"),
     [
         ("POST", "/v2/models/m/infer", b"{not json", 400, "not valid JSON"),
-        ("POST", "/v2/models/m/infer", json.dumps({"inputs": [{**V2["inputs"][0],  # type: ignore[dict-item]
+        ("POST", "/v2/models/m/infer", json.dumps({"inputs": [{**V2["inputs"][0],
                                                                 "shape": [2, 2]}]}).encode(),
          400, "shape"),
-        ("POST", "/v2/models/m/infer", json.dumps({"inputs": [{**V2["inputs"][0],  # type: ignore[dict-item]
+        ("POST", "/v2/models/m/infer", json.dumps({"inputs": [{**V2["inputs"][0],
                                                                 "datatype": "INT8"}]}).encode(),
          400, "expects FP32"),
         ("POST", "/v2/models/nope/infer", json.dumps(V2).encode(), 404, "not served"),
@@ -192,7 +192,7 @@ def test_response_json_numbers_round_trip() -> None:
     from tureen.serving import InferOutput, InferResponse
 
     for dt in ("FP16", "FP32", "FP64", "INT8", "UINT64", "BOOL"):
-        arr = np.array([1, 0], dtype={"FP16": np.float16, "FP32": np.float32,
+        arr: np.ndarray[Any, Any] = np.array([1, 0], dtype={"FP16": np.float16, "FP32": np.float32,
                                       "FP64": np.float64, "INT8": np.int8,
                                       "UINT64": np.uint64, "BOOL": np.bool_}[dt])
         body, n = encode_response(InferResponse("m", [InferOutput("o", dt, [2], arr)]), None)
