@@ -1,0 +1,5 @@
+"""``python -m tureen`` is the ``tureen`` command."""
+
+from tureen.cli.main import main
+
+main()
