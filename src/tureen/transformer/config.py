@@ -61,6 +61,10 @@ class PredictorConfig(_Strict):
         "version directory, e.g. models/fraud/1).")
     host: str | None = Field(default=None, description="Remote predictor host:port or URL.")
     protocol: Protocol = Field(default="v1", description="What the remote predictor speaks.")
+    binary_tensors: bool = Field(
+        default=False,
+        description="v2 only: send tensors with the OIP binary extension (faster for large "
+        "batches; the predictor must support it, as tureen, KServe and Triton do).")
     input_name: str | None = Field(
         default=None,
         description="OIP input name to send (default: the predictor's declared input, "

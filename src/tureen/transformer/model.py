@@ -38,7 +38,7 @@ from tureen.transformer.assemble import (
 from tureen.transformer.config import TransformerConfig
 from tureen.transformer.features import Columns, FeatureTable, LocalFeatures, RemoteFeatures
 from tureen.transformer.predictor import InProcessPredictor, ModelInput, RemotePredictor
-from tureen.transformer.request_rows import extract, request_columns
+from tureen.transformer.request_rows import extract, from_columns, request_columns
 from tureen.transformer.script import UserScript
 from tureen.types import OIP_NUMPY
 
@@ -127,13 +127,15 @@ class FeatureTransformer(Model):
     def _build_predictor(self) -> InProcessPredictor | RemotePredictor:
         c, p = self.config, self.config.predictor
         if p.host:
-            client = predictor_client(
-                p.host, p.protocol, timeout=c.timeout_seconds, retries=c.retries,
-                backoff=c.backoff_seconds,
-                **({"max_connections": c.max_connections} if p.protocol != "grpc-v2" else {}))
+            host, protocol = p.host, p.protocol
+            opts: dict[str, Any] = {"timeout": c.timeout_seconds, "retries": c.retries,
+                                    "backoff": c.backoff_seconds}
+            if protocol != "grpc-v2":
+                opts.update(max_connections=c.max_connections, binary=p.binary_tensors)
             deadline = (c.timeout_seconds * (c.retries + 1)
                         + c.backoff_seconds * (2 ** (c.retries + 1)))
-            return RemotePredictor(client, p.model or c.name, input_name=p.input_name,
+            return RemotePredictor(lambda: predictor_client(host, protocol, **opts), protocol,
+                                   p.model or c.name, input_name=p.input_name,
                                    deadline=deadline)
         model: Model
         if p.model_dir:
@@ -193,8 +195,16 @@ class FeatureTransformer(Model):
             await self.predictor.close()
 
     # ---- request steps (shared by the sync and async paths) -----------------------------
-    def _keys(self, payload: Any) -> tuple[Columns, int]:
+    def _keys(self, payload: Any, scripted: bool = False) -> tuple[Columns, int]:
         assert self.source is not None
+        if scripted:  # a before_features script returned columns
+            if not isinstance(payload, dict):
+                raise InvalidRequestError(
+                    f"transformer script {self.config.script and self.config.script.path} "
+                    f"preprocess must return columns (a dict of lists), got "
+                    f"{type(payload).__name__}."
+                )
+            return from_columns(payload, self.source.needed, self.config.entity_keys)
         return extract(payload, self.source.needed, self.config.entity_keys)
 
     def _model_input(self, table: FeatureTable, keys: Columns) -> tuple[ModelInput, list[str]]:
@@ -255,13 +265,9 @@ class FeatureTransformer(Model):
         script = self.script
         if script is not None and script.position == "before_features":
             cols, _ = request_columns(payload)
-            payload = await script.run_pre(cols)
-            if not isinstance(payload, dict):
-                raise InvalidRequestError(
-                    f"transformer script {script.path} preprocess must return columns "
-                    f"(a dict of lists), got {type(payload).__name__}."
-                )
-        keys, _ = self._keys(payload)
+            keys, _ = self._keys(await script.run_pre(cols), scripted=True)
+        else:
+            keys, _ = self._keys(payload)
         table = await self.source.fetch(keys)
         x, names = self._model_input(table, keys)
         if script is not None and script.position == "after_features":
@@ -316,8 +322,9 @@ class FusedFeatureTransformer(FeatureTransformer):
         script = self.script
         if script is not None and script.position == "before_features" and script.pre:
             cols, _ = request_columns(payload)
-            payload = script.pre(cols)
-        keys, _ = self._keys(payload)
+            keys, _ = self._keys(script.pre(cols), scripted=True)
+        else:
+            keys, _ = self._keys(payload)
         x, names = self._model_input(source.fetch_sync(keys), keys)
         if script is not None and script.position == "after_features" and script.pre:
             x = self._after_features_input(script.pre(self._frame(x, names)), names)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,28 +100,37 @@ class InProcessPredictor:
 
 
 class RemotePredictor:
-    """Sends the model input to a predictor over v1, v2 or grpc-v2, with retries."""
+    """Sends the model input to a predictor over v1, v2 or grpc-v2, with retries.
+
+    The client (a pooled httpx or grpc.aio connection) is created on first use, inside the
+    serving event loop it belongs to (``load`` runs in a worker thread).
+    """
 
     is_async = True
 
     def __init__(
-        self, client: PredictorClient, model: str, *, input_name: str | None,
-        deadline: float,
+        self, make_client: Callable[[], PredictorClient], protocol: str, model: str, *,
+        input_name: str | None, deadline: float,
     ) -> None:
-        self.client = client
+        self.make_client = make_client
+        self.protocol = protocol
         self.model = model
         self.input_name = input_name or "input-0"
         self.deadline = deadline
         self.inputs: list[TensorSpec] = []
         self.outputs: list[TensorSpec] = []
+        self._client: PredictorClient | None = None
 
     async def call(self, x: ModelInput, headers: Headers) -> Any:
+        client = self._client
+        if client is None:
+            client = self._client = self.make_client()
         try:
-            if self.client.protocol == "v1":
+            if self.protocol == "v1":
                 return await asyncio.wait_for(
-                    self.client.predict_v1(self.model, x.v1_body(), headers), self.deadline)
+                    client.predict_v1(self.model, x.v1_body(), headers), self.deadline)
             response: InferResponse = await asyncio.wait_for(
-                self.client.infer(x.infer_request(self.model, self.input_name), headers),
+                client.infer(x.infer_request(self.model, self.input_name), headers),
                 self.deadline)
             return response
         except TimeoutError:
@@ -132,4 +142,6 @@ class RemotePredictor:
             raise classify(exc) from None
 
     async def close(self) -> None:
-        await self.client.close()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

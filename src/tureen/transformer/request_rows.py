@@ -43,8 +43,6 @@ def extract(
     """The ``needed`` fields (join keys, request fields) as columns, from any protocol."""
     if isinstance(payload, InferRequest):
         return _from_infer(payload, needed, where)
-    if isinstance(payload, dict) and "instances" not in payload and "inputs" not in payload:
-        return _from_columns(payload, needed, where)
     rows = instances_of(payload)
     if not rows:
         raise InvalidRequestError("the request has no instances; send at least one row.")
@@ -80,7 +78,7 @@ def extract(
     return cols, len(rows)
 
 
-def _from_columns(
+def from_columns(
     payload: Mapping[str, Any], needed: Sequence[Field], where: Mapping[str, str]
 ) -> tuple[Columns, int]:
     """Already columnar (what a before_features script returns)."""

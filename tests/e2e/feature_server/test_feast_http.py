@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.e2e.feature_server.servers import Server, make_repo, start
+
 from tureen.store import FeatureStore
 
 PROFILE = ["account_profile:credit_score", "account_profile:account_age_days",

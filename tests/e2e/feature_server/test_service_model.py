@@ -9,8 +9,8 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-
 from tests.e2e.feature_server.servers import FEATURES, SERVICE, Server
+
 from tureen.store import FeatureStore
 
 DTYPES = {"credit_score": "INT64", "account_age_days": "INT64", "has_2fa_installed": "BOOL",
