@@ -58,6 +58,30 @@ def expected(view: OracleView, entity: Row, entity_ts: datetime) -> set[tuple[An
     return {tuple(r[f] for f in view.features) for r in best}
 
 
+def expected_latest(
+    view: OracleView, start: datetime | None, end: datetime
+) -> dict[tuple[Any, ...], set[tuple[Any, ...]]]:
+    """For materialization: per entity key, the acceptable (features..., event, created)
+    tuples of its newest row with start <= event < end."""
+    groups: dict[tuple[Any, ...], list[Row]] = {}
+    for r in view.rows:
+        ev = utc(r["event"])
+        if ev >= utc(end) or (start is not None and ev < utc(start)):
+            continue
+        groups.setdefault(tuple(r[k] for k in view.keys), []).append(r)
+    out: dict[tuple[Any, ...], set[tuple[Any, ...]]] = {}
+    for key, rows in groups.items():
+        def rank(r: Row) -> tuple[datetime, datetime]:
+            return (utc(r["event"]), utc(r["created"]) if r["created"] is not None else _MIN)
+        top = max(rank(r) for r in rows)
+        out[key] = {
+            (*(r[f] for f in view.features), utc(r["event"]),
+             utc(r["created"]) if r["created"] is not None else None)
+            for r in rows if rank(r) == top
+        }
+    return out
+
+
 def _norm(v: Any) -> Any:
     if isinstance(v, float) and math.isnan(v):
         return "nan"

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.offline_oracle import OracleView, assert_matches, write_rows
+from tests.offline_oracle import OracleView, assert_matches, expected_latest, utc, write_rows
 
 from tureen.definitions import Entity, FeatureView, Field, FileSource
 from tureen.offline.protocol import OfflineEngine
@@ -101,3 +101,22 @@ def test_matches_oracle(
     assert table.column_names == [*df.columns, "a__a_val", "a__a_str", "b__b_val"]
     assert table.schema.field("event_timestamp").type == pa.timestamp("us", tz="UTC")
     assert_matches(table, ents, "event_timestamp", oracle)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(d_rows=driver_rows, start=st.one_of(st.none(), EVENT), end=EVENT, ts_type=SOURCE_TS)
+def test_latest_rows_match_oracle(
+    engine: OfflineEngine, repo: Path, d_rows: list[dict[str, Any]],
+    start: datetime | None, end: datetime, ts_type: pa.DataType,
+) -> None:
+    tmp = repo / uuid.uuid4().hex
+    snap, (oracle, _) = _views(tmp, d_rows, [], (timedelta(0), timedelta(0)), ts_type)
+    batches = list(engine.latest_rows(snap.feature_view("a"), start, end))
+    got = pa.Table.from_batches(batches).to_pylist() if batches else []
+    want = expected_latest(oracle, start, end)
+    assert sorted(r["driver"] for r in got) == sorted(k[0] for k in want)
+    for r in got:
+        created = utc(r["created_timestamp"]) if r["created_timestamp"] is not None else None
+        row = (r["a_val"], r["a_str"], utc(r["event_timestamp"]), created)
+        assert row in want[(r["driver"],)], (r, want[(r["driver"],)])
