@@ -45,10 +45,12 @@ def register(cli: click.Group) -> None:
                   help="Forward predict to this predictor (host:port) instead of a local model.")
     @click.option("--predictor_protocol", "--predictor-protocol", default="v1",
                   show_default=True, type=click.Choice(["v1", "v2", "grpc-v2"]))
-    @click.option("--max_batch_size", "--max-batch-size", default=0, type=int,
-                  help="Adaptive batching: most rows per predict call (0 = off).")
-    @click.option("--max_latency_ms", "--max-latency-ms", default=5.0, type=float,
-                  help="Adaptive batching: longest wait for a batch to fill.")
+    @click.option("--max_batch_size", "--max-batch-size", default=None, type=int,
+                  help="Adaptive batching: most rows per predict call; 0 turns it off. "
+                       "Default: 64 for scikit-learn/XGBoost/LightGBM, off otherwise.")
+    @click.option("--max_latency_ms", "--max-latency-ms", default=None, type=float,
+                  help="Adaptive batching: longest a request waits for a running batch "
+                       "(default 5).")
     @click.option("--max_request_mb", "--max-request-mb", default=64.0, show_default=True,
                   type=float, help="Largest request body accepted (bigger gets HTTP 413).")
     @click.option("--grace_seconds", default=30.0, show_default=True, type=float,
@@ -58,7 +60,7 @@ def register(cli: click.Group) -> None:
         model_name: str, model_dir: Path | None, model_repository: Path | None,
         version_policy: str, http_port: int, grpc_port: int, enable_grpc: bool, host: str,
         workers: int, predictor_host: str | None, predictor_protocol: str,
-        max_batch_size: int, max_latency_ms: float, max_request_mb: float,
+        max_batch_size: int | None, max_latency_ms: float | None, max_request_mb: float,
         grace_seconds: float, log_level: str,
     ) -> None:
         """Serve a model over KServe v1, Open Inference Protocol REST and gRPC."""
@@ -82,13 +84,18 @@ def register(cli: click.Group) -> None:
 
                 models.append(RemoteModel(model_name,
                                           predictor_client(predictor_host, predictor_protocol)))
+            defaults: dict[str, float] = {}
+            if max_batch_size is not None:
+                defaults["max_batch_size"] = max_batch_size
+            if max_latency_ms is not None:
+                defaults["max_latency_ms"] = max_latency_ms
             for m in models:
-                if max_batch_size > 1:
-                    m.max_batch_size, m.max_latency_ms = max_batch_size, max_latency_ms
+                m.max_batch_size = int(defaults.get("max_batch_size", m.max_batch_size))
+                m.max_latency_ms = defaults.get("max_latency_ms", m.max_latency_ms)
             server = ModelServer(
                 http_port, grpc_port, workers, host=host, model_repository=repo,
                 version_policy=version_policy, enable_grpc=enable_grpc,
                 max_request_bytes=int(max_request_mb * 1024 * 1024),
-                grace_seconds=grace_seconds, log_level=log_level,
+                grace_seconds=grace_seconds, log_level=log_level, model_defaults=defaults,
             )
             server.start(models)

@@ -54,8 +54,11 @@ class ModelRepository:
         policy: VersionPolicy | None = None,
         run_blocking: Callable[..., Any] | None = None,
         on_change: Callable[[Model, bool], None] | None = None,
+        defaults: dict[str, Any] | None = None,
     ) -> None:
+        """``defaults``: model-settings.json values for models whose files do not set them."""
         self.root = Path(root) if root else None
+        self.defaults = dict(defaults or {})
         self.policy = policy or VersionPolicy()
         self._entries: dict[str, _Entry] = {}
         self._run_blocking = run_blocking
@@ -177,7 +180,8 @@ class ModelRepository:
                     continue
                 vdir = mdir / v
                 try:
-                    model = model_from_dir(name, v, vdir, read_settings(mdir, vdir))
+                    settings = {**self.defaults, **read_settings(mdir, vdir)}
+                    model = model_from_dir(name, v, vdir, settings)
                     await self._blocking(_load_model, model)
                 except Exception as exc:
                     entry.reason = f"version {v}: {exc}"

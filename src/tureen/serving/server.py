@@ -71,7 +71,10 @@ class ModelServer:
         threads: int = 16,
         extra_routes: Sequence[BaseRoute] = (),
         log_level: str = "warning",
+        model_defaults: dict[str, Any] | None = None,
     ) -> None:
+        """``model_defaults``: model-settings.json defaults for repository models (e.g.
+        ``{"max_batch_size": 0}`` turns adaptive batching off for every built-in runtime)."""
         self.http_port = http_port
         self.grpc_port = grpc_port
         self.workers = max(1, workers)
@@ -84,6 +87,7 @@ class ModelServer:
         self.threads = threads
         self.extra_routes = list(extra_routes)
         self.log_level = log_level
+        self.model_defaults = dict(model_defaults or {})
         self.dataplane: DataPlane | None = None
         self._stop: asyncio.Event | None = None
         self._metrics_dir: str | None = None
@@ -130,7 +134,8 @@ class ModelServer:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         metrics = Metrics(self._metrics_dir)
-        repo = ModelRepository(self.model_repository, self.version_policy)
+        repo = ModelRepository(self.model_repository, self.version_policy,
+                               defaults=self.model_defaults)
         dp = self.dataplane = DataPlane(repo, metrics, threads=self.threads)
         for m in models:
             if not m.ready:

@@ -16,18 +16,24 @@ import orjson
 from starlette.routing import BaseRoute, Router
 from starlette.types import Receive, Scope, Send
 
-from tureen.errors import TureenError
+from tureen.errors import InvalidRequestError, TureenError
 from tureen.serving.context import request_id, resolve_request_id
 from tureen.serving.dataplane import DataPlane
 from tureen.transports.rest.errors import PayloadTooLargeError, http_status
-from tureen.transports.rest.oip import HEADER_LENGTH, decode_request, encode_response, loads
+from tureen.transports.rest.oip import (
+    HEADER_LENGTH,
+    decode_request,
+    encode_response_parts,
+    loads,
+)
 
 log = logging.getLogger(__name__)
 
 JSON = b"application/json"
 Headers = dict[str, str]
-# (status, body, content type, extra headers)
-Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
+# (status, body or body parts, content type, extra headers)
+Body = bytes | list[bytes | memoryview]
+Reply = tuple[int, Body, bytes, list[tuple[bytes, bytes]]]
 Handler = Callable[..., Awaitable[Reply]]
 Hook = Callable[[], Awaitable[None]]
 
@@ -162,9 +168,10 @@ class RestApp:
         finally:
             request_id.reset(token)
         status, body, ctype, extra = reply
+        size = len(body) if isinstance(body, bytes) else sum(len(p) for p in body)
         out_headers = [
             (b"content-type", ctype),
-            (b"content-length", str(len(body)).encode()),
+            (b"content-length", str(size).encode()),
             (b"x-request-id", rid.encode("latin-1")),
             *extra,
         ]
@@ -172,7 +179,12 @@ class RestApp:
         if tp:
             out_headers.append((b"traceparent", tp.encode("latin-1")))
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
-        await send({"type": "http.response.body", "body": body})
+        if isinstance(body, bytes):
+            await send({"type": "http.response.body", "body": body})
+            return
+        for i, part in enumerate(body):  # big tensors go out without being joined
+            await send({"type": "http.response.body", "body": part,
+                        "more_body": i < len(body) - 1})
 
     async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = orjson.dumps({"error": f"no route {scope.get('path')}; see GET /v2 and "
@@ -181,11 +193,15 @@ class RestApp:
                     "headers": [(b"content-type", JSON)]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _body(self, headers: Headers, receive: Receive) -> bytes:
+    async def _body(self, headers: Headers, receive: Receive) -> bytes | bytearray:
         limit = self.max_request_bytes
         cl = headers.get("content-length")
-        if cl is not None and cl.isdigit() and int(cl) > limit:
-            raise PayloadTooLargeError(_too_large(int(cl), limit))
+        if cl is not None and cl.isdigit():
+            n = int(cl)
+            if n > limit:
+                raise PayloadTooLargeError(_too_large(n, limit))
+            if n > 65536:
+                return await self._large_body(n, receive)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -201,6 +217,29 @@ class RestApp:
             if not msg.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _large_body(self, n: int, receive: Receive) -> bytearray:
+        """Copy a big body once into a buffer of its announced size (tensors view into it)."""
+        buf = bytearray(n)
+        view = memoryview(buf)
+        pos = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise _DisconnectedError
+            chunk: bytes = msg.get("body", b"")
+            end = pos + len(chunk)
+            if end > n:
+                raise InvalidRequestError(
+                    f"request body is longer than its Content-Length {n}; fix the header.")
+            view[pos:end] = chunk
+            pos = end
+            if not msg.get("more_body", False):
+                break
+        if pos != n:
+            raise InvalidRequestError(
+                f"request body has {pos} bytes but Content-Length says {n}; fix the header.")
+        return buf
 
     # v1
 
@@ -247,10 +286,10 @@ class RestApp:
         raw = await self._body(headers, receive)
         request = decode_request(raw, headers.get(HEADER_LENGTH), name, v or None, headers)
         response = await self.dataplane.infer(request, "v2")
-        body, head_len = encode_response(response, request)
+        parts, head_len = encode_response_parts(response, request)
         if head_len is None:
-            return 200, body, JSON, []
-        return 200, body, b"application/octet-stream", [
+            return 200, bytes(parts[0]), JSON, []
+        return 200, parts, b"application/octet-stream", [
             (b"inference-header-content-length", str(head_len).encode())
         ]
 

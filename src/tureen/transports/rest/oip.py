@@ -15,7 +15,7 @@ HEADER_LENGTH = "inference-header-content-length"
 _NUMPY_JSON = orjson.OPT_SERIALIZE_NUMPY
 
 
-def loads(body: bytes | memoryview, what: str = "request body") -> Any:
+def loads(body: bytes | bytearray | memoryview, what: str = "request body") -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -25,7 +25,7 @@ def loads(body: bytes | memoryview, what: str = "request body") -> Any:
 
 
 def decode_request(
-    body: bytes,
+    body: bytes | bytearray,
     header_length: str | None,
     model_name: str,
     model_version: str | None,
@@ -128,19 +128,35 @@ def encode_response(
     response: InferResponse, request: InferRequest | None
 ) -> tuple[bytes, int | None]:
     """The body, and the JSON header length when some outputs are binary."""
+    parts, n = encode_response_parts(response, request)
+    return b"".join(parts), n
+
+
+def _raw(arr: np.ndarray[Any, Any]) -> bytes | memoryview:
+    """Tensor bytes for the binary extension, without a copy when the array allows it."""
+    if arr.dtype.kind in "OUS" or arr.dtype.byteorder == ">" or not arr.flags.c_contiguous:
+        return encode_binary(arr)
+    return memoryview(arr.data).cast("B")
+
+
+def encode_response_parts(
+    response: InferResponse, request: InferRequest | None
+) -> tuple[list[bytes | memoryview], int | None]:
+    """The body as parts (JSON header, then one part per binary output) and the header length
+    when some outputs are binary."""
     binary_default = bool(request.parameters.get("binary_data_output")) if request else False
     wanted: dict[str, bool | None] = {}
     if request is not None and request.outputs:
         wanted = {o.name: o.binary_data for o in request.outputs}
     outs: list[dict[str, Any]] = []
-    blobs: list[bytes] = []
+    blobs: list[bytes | memoryview] = []
     for o in response.outputs:
         b = wanted.get(o.name)
         binary = binary_default if b is None else b
         d: dict[str, Any] = {"name": o.name, "datatype": o.datatype, "shape": o.shape}
         params = dict(o.parameters)
         if binary:
-            raw = encode_binary(o.data)
+            raw = _raw(o.data)
             blobs.append(raw)
             params["binary_data_size"] = len(raw)
         else:
@@ -157,8 +173,8 @@ def encode_response(
         obj["parameters"] = response.parameters
     head = orjson.dumps(obj, option=_NUMPY_JSON)
     if not blobs:
-        return head, None
-    return b"".join([head, *blobs]), len(head)
+        return [head], None
+    return [head, *blobs], len(head)
 
 
 # client side (used by tureen.serving.clients to call remote predictors)
