@@ -169,7 +169,7 @@ class DuckDBEngine:
                 query = sql.pit_query(
                     _ENTITY_VIEW, _ENTITY_TS, proj, proj.query(scan, where), outputs, ttl_us
                 )
-                joined = _run(cur, query, proj.what).to_arrow_table()
+                joined = _arrow(cur, query, proj.what)
                 if joined.num_rows != n:
                     raise TureenError(
                         f"internal error: point-in-time join of {view.name!r} returned "
@@ -201,13 +201,16 @@ class DuckDBEngine:
                 f"SELECT {names}, {sql.EV} AS event_timestamp, {sql.CR} AS created_timestamp "
                 f"FROM ({sql.latest_query(proj, proj.query(scan, where))})"
             )
-            reader = _run(cur, query, proj.what).to_arrow_reader(self.options.batch_rows)
-            for batch in reader:
-                if batch.num_rows:
-                    yield pa.RecordBatch.from_arrays(
-                        [c.cast(f.type) for c, f in zip(batch.columns, schema, strict=True)],
-                        schema=schema,
-                    )
+            try:
+                reader = cur.sql(query).to_arrow_reader(self.options.batch_rows)
+                for batch in reader:
+                    if batch.num_rows:
+                        yield pa.RecordBatch.from_arrays(
+                            [c.cast(f.type) for c, f in zip(batch.columns, schema, strict=True)],
+                            schema=schema,
+                        )
+            except (duckdb.Error, pa.ArrowInvalid) as exc:
+                raise _read_error(proj.what, exc) from exc
 
     def append(self, source: FileSource, table: pa.Table) -> None:
         """Write ``table`` as a new file in the source's folder (see ``append_folder``).
@@ -218,6 +221,8 @@ class DuckDBEngine:
         """
         loc = locate(source, self.repo_path)
         folder = append_folder(loc)
+        if table.num_rows == 0:
+            return
         if source.timestamp_field not in table.column_names:
             raise InvalidRequestError(
                 f"rows pushed to {source.path!r} have no {source.timestamp_field!r} column; "
@@ -243,7 +248,7 @@ class DuckDBEngine:
         with self._cursor() as cur:
             files = self._files(cur, source)
             query = f"SELECT * FROM {sql.scan(files)} LIMIT 0"
-            schema: pa.Schema = _run(cur, query, f"source {source.path!r}").to_arrow_table().schema
+            schema: pa.Schema = _arrow(cur, query, f"source {source.path!r}").schema
         mapping = dict(source.field_mapping)
         return pa.schema([f.with_name(mapping.get(f.name, f.name)) for f in schema])
 
@@ -252,15 +257,25 @@ class DuckDBEngine:
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def _run(cur: duckdb.DuckDBPyConnection, query: str, what: str) -> Any:
+def _read_error(what: str, exc: Exception) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{what}: reading its source failed: {exc}. Check that the files hold the columns "
+        "and types the definition declares."
+    )
+
+
+def _arrow(cur: duckdb.DuckDBPyConnection, query: str, what: str) -> pa.Table:
     try:
-        return cur.sql(query)
-    except duckdb.Error as exc:
-        raise InvalidRequestError(f"{what}: cannot read its source: {exc}") from exc
+        return cur.sql(query).to_arrow_table()
+    except (duckdb.Error, pa.ArrowInvalid) as exc:
+        raise _read_error(what, exc) from exc
 
 
 def _describe(cur: duckdb.DuckDBPyConnection, scan: str, source: FileSource) -> dict[str, str]:
-    rel = _run(cur, f"SELECT * FROM {scan} LIMIT 0", f"source {source.path!r}")
+    try:
+        rel = cur.sql(f"SELECT * FROM {scan} LIMIT 0")
+    except duckdb.Error as exc:
+        raise _read_error(f"source {source.path!r}", exc) from exc
     return {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
 
 

@@ -116,6 +116,19 @@ def test_missing_source_column_names_the_view(engine: OfflineEngine, repo: Path)
         fetch(engine, view_of(FileSource("s.parquet")), df)
 
 
+def test_values_that_do_not_fit_the_declared_type(engine: OfflineEngine, repo: Path) -> None:
+    pq.write_table(pa.table({"driver": [1], "trips": ["many"],
+                             "event_timestamp": pa.array([t(0)], US)}), repo / "s.parquet")
+    df = pd.DataFrame({"driver": [1], "event_timestamp": [t(1)]})
+    with pytest.raises(InvalidRequestError, match=r"'stats'.*many"):
+        fetch(engine, view_of(FileSource("s.parquet")), df)
+    with pytest.raises(InvalidRequestError, match=r"'stats'.*many"):
+        list(engine.latest_rows(view_of(FileSource("s.parquet")), None, t(2)))
+    (repo / "bad.parquet").write_text("not parquet")
+    with pytest.raises(InvalidRequestError, match=r"bad\.parquet"):
+        engine.source_schema(FileSource("bad.parquet"))
+
+
 def test_append_writes_a_new_file_that_reads_back(engine: OfflineEngine, repo: Path) -> None:
     source = FileSource("pushed", created_timestamp_column="created",
                         field_mapping={"n_trips": "trips"})
