@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +72,8 @@ class InferenceRecord:
     input_names: Sequence[str] | None = None
     #: seconds since the epoch (``time.time()``)
     timestamp: float = field(default_factory=time.time)
+    #: computes ``entities`` later, on the logger's thread (keeps parsing off the request path)
+    entities_fn: Callable[[], Mapping[str, Sequence[Any]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,10 @@ class LoggedRequest:
 
 
 def normalize(record: InferenceRecord, mode: LogMode) -> LoggedRequest:
-    entities = {k: _values(v) for k, v in (record.entities or {}).items()}
+    raw = record.entities
+    if raw is None and record.entities_fn is not None:
+        raw = record.entities_fn()
+    entities = {k: _values(v) for k, v in (raw or {}).items()}
     features = _columns(record.inputs, record.input_names, "input") if mode.inputs else {}
     predictions = _columns(record.outputs, None, "output") if mode.predictions else {}
     rows = next((len(v) for c in (features, predictions, entities) for v in c.values()), 0)

@@ -1,0 +1,209 @@
+"""``deploy export --target kserve``: a KServe InferenceService and the image that runs it.
+
+The InferenceService (``serving.kserve.io/v1beta1``) has:
+
+- ``spec.predictor.model``: ``modelFormat`` from the registered framework, ``storageUri``
+  of the model version (the models store URL; local paths must be replaced by a bucket with
+  ``--storage-uri``), ``protocolVersion: v2``; frameworks without a KServe runtime
+  (TorchScript, custom ``model.py``) run in the tureen image with ``tureen serve-model``;
+- ``spec.transformer`` (deployments with a feature service): the tureen image running
+  ``tureen serve-transformer`` with the KServe container contract (``--model_name``,
+  ``--predictor_protocol``, ``--http_port``, ``--grpc_port``, ``--workers``; KServe adds
+  ``--predictor_host``);
+- ``minReplicas: 0`` when idle unload is set (scale to zero), else 1; ``logger`` when the
+  deployment logs to an HTTP sink (KServe's own logger then emits the same CloudEvents);
+  ``batcher`` from the batching settings; ``canaryTrafficPercent`` for a canary (KServe
+  routes that share to the latest rollout, which carries the canary version's storageUri).
+
+The Dockerfile is multi-stage: dependencies are resolved from ``requirements.txt`` alone in
+the first stage (a layer Docker caches until the requirements change), then the feature repo
+is copied on top.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tureen.deployments.spec import DeploymentSpec
+from tureen.inference_log.record import LogMode
+from tureen.models import ModelVersion
+
+#: tureen framework -> KServe modelFormat name (None: served by the tureen image)
+KSERVE_FORMATS: dict[str, str | None] = {
+    "sklearn": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm", "onnx": "onnx",
+    "tensorflow": "tensorflow", "torchscript": None, "custom": None,
+}
+EXTRAS = {"xgboost": "xgboost", "lightgbm": "lightgbm", "onnx": "onnx",
+          "torchscript": "torch", "tensorflow": "tensorflow"}
+LOGGER_MODES = {LogMode.ALL: "all", LogMode.MODEL_INPUTS: "request",
+                LogMode.PREDICTIONS: "response"}
+
+
+@dataclass(frozen=True)
+class Exported:
+    manifest: Path
+    dockerfile: Path
+    requirements: Path
+    warnings: tuple[str, ...]
+
+
+def _tureen_version() -> str:
+    try:
+        return version("tureen")
+    except PackageNotFoundError:  # pragma: no cover - source tree without metadata
+        return "0.1.0"
+
+
+def inference_service(
+    spec: DeploymentSpec,
+    main: ModelVersion,
+    canary: ModelVersion | None = None,
+    *,
+    image: str = "tureen:latest",
+    storage_uri: str | None = None,
+    namespace: str | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The InferenceService dict for ``spec`` and warnings about what needs attention."""
+    warnings: list[str] = []
+    served = canary or main  # KServe's canary: the new rollout carries the canary version
+    uri = f"{storage_uri.rstrip('/')}/{served.name}/{served.version}" if storage_uri \
+        else served.uri
+    if "://" not in uri:
+        warnings.append(
+            f"storageUri {uri} is a local path a cluster cannot read; push the models store "
+            "to a bucket (models.path: s3://...) or pass --storage-uri s3://bucket/models."
+        )
+    ext: dict[str, Any] = {"minReplicas": 0 if spec.idle_unload_seconds else 1}
+    if spec.logging is not LogMode.NONE:
+        sink = spec.log_sink or ""
+        if sink.startswith(("http://", "https://")):
+            ext["logger"] = {"mode": LOGGER_MODES[spec.logging], "url": sink}
+        else:
+            warnings.append(
+                f"logging {spec.logging.value} goes to {sink or 'Parquet'}; KServe's logger "
+                "only posts CloudEvents over HTTP, so no logger is set (use --log-sink http://...)."
+            )
+    predictor: dict[str, Any] = dict(ext)
+    if spec.batching is not None:
+        predictor["batcher"] = {"maxBatchSize": spec.batching.max_batch_size,
+                                "maxLatency": max(1, round(spec.batching.max_latency_ms))}
+    if canary is not None and spec.canary is not None:
+        predictor["canaryTrafficPercent"] = round(spec.canary.percent)
+    fmt = KSERVE_FORMATS.get(main.framework)
+    if fmt is not None:
+        predictor["model"] = {"modelFormat": {"name": fmt}, "protocolVersion": "v2",
+                              "storageUri": uri}
+    else:
+        predictor["containers"] = [{
+            "name": "kserve-container", "image": image,
+            "command": ["tureen", "serve-model"],
+            "args": ["--model_name", spec.name, "--model_dir", "/mnt/models",
+                     "--http_port", "8080", "--grpc_port", "8081",
+                     "--workers", str(spec.workers)],
+            "env": [{"name": "STORAGE_URI", "value": uri}],
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+        }]
+    body: dict[str, Any] = {"predictor": predictor}
+    if spec.feature_service is not None:
+        args = ["--model_name", spec.name, "--predictor_protocol", "v2",
+                "--http_port", "8080", "--grpc_port", "8081", "--workers", str(spec.workers),
+                "--feature_service", spec.feature_service, "--repo", "/app/repo",
+                "--predictor_model", spec.name]
+        if spec.transformer and spec.transformer.endswith((".yaml", ".yml")):
+            args += ["--config", f"/app/transformer/{Path(spec.transformer).name}"]
+        body["transformer"] = {**ext, "containers": [{
+            "name": "kserve-container", "image": image,
+            "command": ["tureen", "serve-transformer"], "args": args,
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+        }]}
+        body["transformer"].pop("logger", None)
+    metadata: dict[str, Any] = {
+        "name": spec.name,
+        "labels": {"app.kubernetes.io/managed-by": "tureen",
+                   "tureen.dev/model": main.name, "tureen.dev/model-version": str(main.version)},
+        "annotations": {"tureen.dev/framework": main.framework},
+    }
+    if canary is not None:
+        metadata["labels"]["tureen.dev/canary-version"] = str(canary.version)
+    if namespace:
+        metadata["namespace"] = namespace
+    return ({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+             "metadata": metadata, "spec": body}, warnings)
+
+
+def requirements(spec: DeploymentSpec, main: ModelVersion) -> str:
+    extras = sorted({e for e in (EXTRAS.get(main.framework),) if e}
+                    | ({"kafka"} if (spec.log_sink or "").startswith("kafka://") else set())
+                    | {"redis"})
+    return f"tureen[{','.join(extras)}]=={_tureen_version()}\n"
+
+
+def dockerfile(spec: DeploymentSpec) -> str:
+    lines = [
+        "# syntax=docker/dockerfile:1",
+        f"# tureen deployment {spec.name}: generated by `tureen deploy export`.",
+        "# Stage 1 resolves dependencies from requirements.txt only, so this layer is cached",
+        "# until the requirements change; the feature repo is copied in the final stage.",
+        "FROM python:3.11-slim AS deps",
+        "WORKDIR /build",
+        "COPY requirements.txt .",
+        "RUN --mount=type=cache,target=/root/.cache/pip \\",
+        "    pip wheel --wheel-dir /wheels -r requirements.txt",
+        "",
+        "FROM python:3.11-slim",
+        "ENV PYTHONUNBUFFERED=1",
+        "COPY --from=deps /wheels /wheels",
+        "RUN pip install --no-cache-dir --no-index /wheels/* && rm -rf /wheels",
+        "WORKDIR /app",
+        "COPY repo/ /app/repo/",
+    ]
+    if spec.transformer:
+        lines.append("COPY transformer/ /app/transformer/")
+    lines += [
+        "RUN useradd --uid 1000 --create-home tureen && chown -R tureen /app",
+        "USER 1000",
+        "EXPOSE 8080 8081",
+        'ENTRYPOINT ["tureen"]',
+        'CMD ["serve-transformer", "--help"]',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_kserve(
+    spec: DeploymentSpec,
+    main: ModelVersion,
+    canary: ModelVersion | None,
+    out_dir: Path,
+    *,
+    repo_path: Path | None = None,
+    image: str = "tureen:latest",
+    storage_uri: str | None = None,
+    namespace: str | None = None,
+) -> Exported:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest, warnings = inference_service(spec, main, canary, image=image,
+                                           storage_uri=storage_uri, namespace=namespace)
+    m = out_dir / f"{spec.name}-inferenceservice.yaml"
+    m.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    d = out_dir / "Dockerfile"
+    d.write_text(dockerfile(spec))
+    r = out_dir / "requirements.txt"
+    r.write_text(requirements(spec, main))
+    if repo_path is not None:  # the definitions the transformer needs (not the data)
+        dest = out_dir / "repo"
+        dest.mkdir(exist_ok=True)
+        for f in [repo_path / "tureen.yaml", *sorted(repo_path.glob("*.py"))]:
+            if f.is_file():
+                shutil.copy2(f, dest / f.name)
+    if spec.transformer:
+        (out_dir / "transformer").mkdir(exist_ok=True)
+        shutil.copy2(spec.transformer, out_dir / "transformer" / Path(spec.transformer).name)
+    (out_dir / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\nrepo/data/online.db*\n")
+    return Exported(m, d, r, tuple(warnings))

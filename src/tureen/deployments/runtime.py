@@ -1,0 +1,454 @@
+"""``DeploymentModel``: one started deployment, served as one model named after it.
+
+Per request it picks a version (the main one, or the canary for ``percent`` of requests,
+split deterministically so the share is exact over any window), runs that version's chain —
+the feature-enriched transformer when the deployment has a feature service (online features
+fetched in process, then the model), else the model alone — and hands an
+``InferenceRecord`` (the features exactly as fed to the model, the predictions, the entity
+keys) to the deployment's ``InferenceLogger``.
+
+Changing the served version never fails a request: the new version is loaded off the event
+loop while the old one keeps serving; then one reference swap routes new requests to it, and
+the old version is unloaded only after its last in-flight request has finished. A background
+task re-reads the deployment spec from the registry every ``refresh_seconds`` (so
+``tureen deploy update`` reaches a running server) and, with ``idle_unload_seconds`` set,
+unloads the model after that long without requests; the next request loads it again (a
+"cold start", logged with its duration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import gc
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing import util as mp_util
+from pathlib import Path
+from typing import Any
+
+from tureen.deployments.spec import DeploymentSpec
+from tureen.errors import NotReadyError
+from tureen.inference_log import InferenceLogger, InferenceRecord, LogMode, sink_from_url
+from tureen.models import ModelRegistry
+from tureen.serving.context import request_id
+from tureen.serving.model import Headers, Model
+from tureen.store import FeatureStore
+
+log = logging.getLogger(__name__)
+_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
+
+
+def log_path(repo_path: Path, deployment: str, component: str) -> Path:
+    """Where a serving process writes a deployment's log lines (``deploy logs`` reads it)."""
+    return repo_path / ".tureen" / "logs" / f"{deployment}-{component}.log"
+
+
+def _file_logger(repo_path: Path, deployment: str, component: str, source: str
+                 ) -> logging.Logger:
+    """``tureen.deployments.<deployment>.<component>``, also written to the deployment's log
+    file; ``source`` (e.g. ``tureen.transformer``) is forwarded to the same file."""
+    path = log_path(repo_path, deployment, component)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"tureen.deployments.{deployment}.{component}")
+    if not any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        if source:
+            src = logging.getLogger(source)
+            src.addHandler(handler)
+            if src.level == logging.NOTSET or src.level > logging.INFO:
+                src.setLevel(logging.INFO)
+    return logger
+
+#: the model input the transformer built for the current request (see _CapturingPredictor)
+_captured: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "tureen_deployment_capture", default=None)
+
+SpecSource = Callable[[], DeploymentSpec]
+
+
+@dataclass
+class VersionStats:
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=4096))
+
+    def as_dict(self) -> dict[str, float]:
+        lat = sorted(self.latencies)
+
+        def q(p: float) -> float:
+            return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0.0
+
+        return {"requests": self.requests, "errors": self.errors,
+                "mean_seconds": self.seconds / self.requests if self.requests else 0.0,
+                "p50_seconds": q(0.5), "p99_seconds": q(0.99)}
+
+
+class _Engine:
+    """One loaded version: its model (or transformer + model) and in-flight requests."""
+
+    def __init__(self, version: int, model: Model, transformer: Model | None,
+                 entity_fn: Callable[[Any], Mapping[str, Sequence[Any]]] | None) -> None:
+        self.version = version
+        self.model = model
+        self.transformer = transformer
+        self.entity_fn = entity_fn
+        self.inflight = 0
+        self.retired = False
+        stages = [model.preprocess, model.predict, model.postprocess]
+        self.sync = not any(inspect.iscoroutinefunction(s) for s in stages)
+
+    def _bare_sync(self, payload: Any, headers: Headers) -> tuple[Any, Any]:
+        m = self.model
+        x = m.preprocess(payload, headers)
+        return x, m.postprocess(m.predict(x, headers), headers)
+
+    async def call(self, payload: Any, headers: Headers) -> tuple[Any, Any]:
+        """(model input as fed, result)."""
+        if self.transformer is not None:
+            holder: list[Any] = []
+            token = _captured.set(holder)
+            try:
+                result = await self.transformer.predict(payload, headers)
+            finally:
+                _captured.reset(token)
+            return (holder[-1] if holder else None), result
+        if self.sync:
+            return await asyncio.to_thread(self._bare_sync, payload, headers)
+        m = self.model
+        fed = await _stage(m.preprocess, payload, headers)
+        out = await _stage(m.predict, fed, headers)
+        return fed, await _stage(m.postprocess, out, headers)
+
+    def unload(self) -> None:
+        if self.transformer is not None:
+            self.transformer.unload()
+        self.model.unload()
+        self.model.ready = False
+
+
+async def _stage(fn: Callable[..., Any], payload: Any, headers: Headers) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        return await fn(payload, headers)
+    return await asyncio.to_thread(fn, payload, headers)
+
+
+def _capturing(predictor: Any) -> Any:
+    """Wrap a transformer's in-process predictor so the model input can be logged."""
+    from tureen.transformer.predictor import InProcessPredictor, ModelInput
+
+    class _CapturingPredictor(InProcessPredictor):
+        def call_sync(self, x: ModelInput, headers: Headers) -> Any:
+            holder = _captured.get()
+            if holder is not None:
+                holder.append(x)
+            return super().call_sync(x, headers)
+
+        async def call(self, x: ModelInput, headers: Headers) -> Any:
+            holder = _captured.get()
+            if holder is not None:
+                holder.append(x)
+            return await super().call(x, headers)
+
+    return _CapturingPredictor(predictor.model)
+
+
+class DeploymentModel(Model):
+    platform = "tureen-deployment"
+
+    def __init__(
+        self,
+        spec: DeploymentSpec,
+        store: FeatureStore,
+        models: ModelRegistry,
+        *,
+        spec_source: SpecSource | None = None,
+        refresh_seconds: float = 1.0,
+        cache_dir: Path | None = None,
+    ) -> None:
+        super().__init__(spec.name, "1")
+        self.spec = spec
+        self.store = store
+        self.models = models
+        self.spec_source = spec_source
+        self.refresh_seconds = refresh_seconds
+        self.cache_dir = cache_dir or store.repo_path / ".tureen" / "model-cache"
+        self.logger: InferenceLogger | None = None
+        self.stats: dict[int, VersionStats] = {}
+        self.cold_starts = 0
+        self.swaps = 0
+        self._engines: dict[int, _Engine] | None = None
+        self._acc = 0.0
+        self._last_request = time.monotonic()
+        self._watcher: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._finalizer: Any = None
+        self.log = log
+
+    # ---- building ---------------------------------------------------------------------------
+    def _build(self, version: int, spec: DeploymentSpec) -> _Engine:
+        from tureen.serving.runtimes import apply_declared, model_from_dir, read_settings
+
+        d = self.models.store.fetch(spec.model, version, self.cache_dir)
+        if spec.feature_service is None:
+            model = model_from_dir(spec.model, str(version), d, read_settings(d.parent, d))
+            model.load()
+            apply_declared(model)
+            return _Engine(version, model, None, None)
+        from tureen.transformer import build_transformer, load_transformer_config
+        from tureen.transformer.request_rows import extract
+
+        data: dict[str, Any] = {}
+        if spec.transformer and spec.transformer.endswith((".yaml", ".yml")):
+            data = load_transformer_config(spec.transformer).model_dump(exclude_none=True)
+        elif spec.transformer:
+            data["script"] = {"path": spec.transformer}
+        data.update(name=spec.name, feature_service=spec.feature_service)
+        data["predictor"] = {**dict(data.get("predictor") or {}), "model": spec.model,
+                             "model_dir": str(d)}
+        data["predictor"].pop("host", None)
+        data.setdefault("features", {"source": "local"})
+        t = build_transformer(load_transformer_config(data), store=self.store)
+        t.load()
+        pred = t.predictor
+        assert pred is not None and t.source is not None
+        inner: Model = getattr(pred, "model", None) or t
+        if hasattr(pred, "model"):  # in process: capture the exact model input for the log
+            t.predictor = _capturing(pred)
+        needed = t.source.needed
+        where = dict(t.config.entity_keys)
+        from tureen.feature_refs import resolve
+
+        keys = set(resolve(self.store.snapshot(), spec.feature_service).join_keys)
+
+        def entities(payload: Any) -> Mapping[str, Sequence[Any]]:
+            cols, _ = extract(payload, needed, where)
+            return {k: v for k, v in cols.items() if k in keys}
+
+        return _Engine(version, inner, t, entities)
+
+    def _build_all(self, versions: Sequence[int], spec: DeploymentSpec) -> dict[int, _Engine]:
+        return {v: self._build(v, spec) for v in versions}
+
+    def load(self) -> bool:
+        repo = self.store.repo_path
+        self.log = _file_logger(repo, self.name, "predictor", "")
+        if self.spec.feature_service:
+            _file_logger(repo, self.name, "transformer", "tureen.transformer")
+        t0 = time.perf_counter()
+        self._engines = self._build_all(self.spec.versions, self.spec)
+        self.log.info("deployment %s: loaded %s versions %s in %.1f ms", self.name,
+                      self.spec.model, self.spec.versions, (time.perf_counter() - t0) * 1000)
+        self._adopt_signature()
+        if self.spec.logging is not LogMode.NONE and self.logger is None:
+            sink = sink_from_url(self.spec.log_sink, self.store.repo_path)
+            self.logger = InferenceLogger(sink, self.spec.logging)
+            # forked server workers skip atexit; multiprocessing finalizers run in both
+            self._finalizer = mp_util.Finalize(self, self.logger.close, exitpriority=10)
+        self.ready = True
+        return True
+
+    def _adopt_signature(self) -> None:
+        eng = (self._engines or {}).get(self.spec.version)
+        if eng is not None:
+            src = eng.transformer or eng.model
+            self.inputs, self.outputs = list(src.inputs), list(src.outputs)
+
+    def unload(self) -> None:
+        engines, self._engines = self._engines, None
+        for e in (engines or {}).values():
+            e.unload()
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+
+    async def aclose(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        await asyncio.to_thread(self.unload)
+
+    # ---- request path -----------------------------------------------------------------------
+    def _route(self, engines: dict[int, _Engine]) -> _Engine:
+        c = self.spec.canary
+        main = engines[self.spec.version]
+        if c is None or c.version not in engines:
+            return main
+        self._acc += c.percent
+        if self._acc >= 100.0:
+            self._acc -= 100.0
+            return engines[c.version]
+        return main
+
+    async def predict(self, payload: Any, headers: Headers | None = None) -> Any:
+        h = headers or {}
+        self._last_request = time.monotonic()
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        if self.spec.state != "started":
+            raise NotReadyError(
+                f"deployment {self.name!r} is stopped; run `tureen deploy start {self.name}`."
+            )
+        engines = self._engines
+        if engines is None:
+            engines = await self._cold_start()
+        eng = self._route(engines)
+        eng.inflight += 1
+        stats = self.stats.setdefault(eng.version, VersionStats())
+        t0 = time.perf_counter()
+        try:
+            fed, result = await eng.call(payload, h)
+        except Exception:
+            stats.errors += 1
+            raise
+        finally:
+            dt = time.perf_counter() - t0
+            stats.requests += 1
+            stats.seconds += dt
+            stats.latencies.append(dt)
+            eng.inflight -= 1
+            if eng.retired and eng.inflight == 0:
+                asyncio.get_running_loop().create_task(self._unload_engine(eng))
+        if self.logger is not None:
+            self._log(eng, payload, fed, result)
+        return result
+
+    def _log(self, eng: _Engine, payload: Any, fed: Any, result: Any) -> None:
+        rid = request_id.get()
+        if rid == "-":
+            rid = uuid.uuid4().hex
+        inputs, names = fed, None
+        matrix = getattr(fed, "matrix", None)
+        if matrix is not None:
+            inputs, names = matrix, getattr(fed, "names", None)
+        elif getattr(fed, "columns", None) is not None:
+            inputs = dict(fed.columns)
+        fn = eng.entity_fn
+        assert self.logger is not None
+        self.logger.log(InferenceRecord(
+            request_id=rid, deployment=self.name, model_name=self.spec.model,
+            model_version=str(eng.version), inputs=inputs, outputs=result,
+            input_names=names,
+            entities_fn=(lambda: fn(payload)) if fn is not None else None,
+        ))
+
+    # ---- changes ---------------------------------------------------------------------------
+    def _lock_(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _cold_start(self) -> dict[int, _Engine]:
+        async with self._lock_():
+            if self._engines is not None:
+                return self._engines
+            t0 = time.perf_counter()
+            engines = await asyncio.to_thread(self._build_all, self.spec.versions, self.spec)
+            self._engines = engines
+            self.cold_starts += 1
+            self.log.warning("deployment %s: cold start, loaded %s versions %s in %.1f ms",
+                        self.name, self.spec.model, sorted(engines),
+                        (time.perf_counter() - t0) * 1000)
+            return engines
+
+    async def apply(self, spec: DeploymentSpec) -> None:
+        """Serve ``spec`` from now on: load new versions first, then swap, then retire."""
+        async with self._lock_():
+            old = self._engines
+            if old is None:  # unloaded (idle): the next request loads what spec says
+                self.spec = spec
+                return
+            wanted = spec.versions
+            missing = [v for v in wanted if v not in old]
+            if missing and spec.model == self.spec.model:
+                loaded = await asyncio.to_thread(self._build_all, missing, spec)
+            elif missing:
+                raise NotReadyError("a deployment cannot change its model name; recreate it.")
+            else:
+                loaded = {}
+            new = {v: old[v] for v in wanted if v in old} | loaded
+            self.spec, self._engines = spec, new  # the swap: one assignment on the loop
+            self._acc = 0.0
+            self._adopt_signature()
+            if missing or set(old) - set(new):
+                self.swaps += 1
+                self.log.warning("deployment %s now serves %s version %s%s", self.name, spec.model,
+                            spec.version, f" (canary {spec.canary.version} at "
+                            f"{spec.canary.percent:g}%)" if spec.canary else "")
+            for v, eng in old.items():
+                if v not in new:
+                    eng.retired = True
+                    if eng.inflight == 0:
+                        await self._unload_engine(eng)
+
+    async def _unload_engine(self, eng: _Engine) -> None:
+        await asyncio.to_thread(eng.unload)
+        gc.collect()
+        self.log.info("deployment %s: unloaded version %s", self.name, eng.version)
+
+    async def idle_unload(self) -> bool:
+        """Unload every version now if nothing is in flight (the idle timer calls this)."""
+        async with self._lock_():
+            engines = self._engines
+            if engines is None or any(e.inflight for e in engines.values()):
+                return False
+            self._engines = None
+            for e in engines.values():
+                e.retired = True
+            for e in engines.values():
+                await asyncio.to_thread(e.unload)
+            engines.clear()
+            gc.collect()
+            self.log.warning("deployment %s: unloaded after %.0f s idle", self.name,
+                        self.spec.idle_unload_seconds or 0)
+            return True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval())
+            try:
+                if self.spec_source is not None:
+                    fresh = await asyncio.to_thread(self.spec_source)
+                    if _differs(fresh, self.spec):
+                        await self.apply(fresh)
+                idle = self.spec.idle_unload_seconds
+                if (idle and self._engines is not None
+                        and time.monotonic() - self._last_request >= idle):
+                    await self.idle_unload()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep serving what we have; try again later
+                self.log.error("deployment %s: refresh failed: %s", self.name, exc)
+
+    def _interval(self) -> float:
+        idle = self.spec.idle_unload_seconds
+        return min(self.refresh_seconds, idle / 4) if idle else self.refresh_seconds
+
+    def status(self) -> dict[str, Any]:
+        engines = self._engines
+        return {
+            "deployment": self.name, "model": self.spec.model, "version": self.spec.version,
+            "canary": None if self.spec.canary is None else {
+                "version": self.spec.canary.version, "percent": self.spec.canary.percent},
+            "loaded_versions": sorted(engines) if engines is not None else [],
+            "cold_starts": self.cold_starts, "swaps": self.swaps,
+            "versions": {str(v): s.as_dict() for v, s in sorted(self.stats.items())},
+            "logging": None if self.logger is None else self.logger.stats().as_dict(),
+        }
+
+
+def _differs(a: DeploymentSpec, b: DeploymentSpec) -> bool:
+    da, db = a.to_dict(), b.to_dict()
+    for d in (da, db):
+        d.pop("updated_at")
+        d.pop("history")
+    return da != db
