@@ -19,7 +19,7 @@ from importlib.metadata import version as pkg_version
 from typing import Any
 
 from tureen.codecs.v1 import to_predictions
-from tureen.errors import InvalidRequestError, NotFoundError, TureenError
+from tureen.errors import InvalidRequestError, NotFoundError, NotReadyError, TureenError
 from tureen.serving.batching import Batcher
 from tureen.serving.inference import InferOutput, InferRequest, InferResponse, TensorSpec
 from tureen.serving.metrics import Metrics
@@ -134,14 +134,10 @@ class DataPlane:
         return {"name": self.server_name, "version": _VERSION, "extensions": EXTENSIONS}
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
-        entry_versions = self.repository.versions(name)
-        if not entry_versions:
-            self.repository.get(name, version)  # raises the NotFoundError with suggestions
-        if version is not None and version not in entry_versions:
-            self.repository.get(name, version)
+        """Whether the model (version) answers; NotFoundError when it is not served at all."""
         try:
             self.repository.get(name, version)
-        except TureenError:
+        except NotReadyError:
             return False
         return True
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,7 @@ class ModelRepository:
                 try:
                     settings = {**self.defaults, **read_settings(mdir, vdir)}
                     model = model_from_dir(name, v, vdir, settings)
-                    await self._blocking(_load_model, model)
+                    await load_model(model, self._blocking)
                 except Exception as exc:
                     entry.reason = f"version {v}: {exc}"
                     log.error("loading model %s version %s failed: %s", name, v, exc)
@@ -234,6 +235,14 @@ class ModelRepository:
         return await asyncio.to_thread(fn, *args)
 
 
-def _load_model(model: Model) -> None:
-    model.load()
+async def load_model(
+    model: Model, run_blocking: Callable[..., Awaitable[Any]] | None = None
+) -> None:
+    """Run ``model.load()`` — awaited when async, in a thread when sync."""
+    if inspect.iscoroutinefunction(model.load):
+        await model.load()
+    elif run_blocking is not None:
+        await run_blocking(model.load)
+    else:
+        await asyncio.to_thread(model.load)
     apply_declared(model)

@@ -27,7 +27,7 @@ from tureen.serving.context import RequestIdFilter
 from tureen.serving.dataplane import DataPlane
 from tureen.serving.metrics import Metrics
 from tureen.serving.model import Model
-from tureen.serving.repository import ModelRepository
+from tureen.serving.repository import ModelRepository, load_model
 from tureen.serving.versions import VersionPolicy
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class ModelServer:
         dp = self.dataplane = DataPlane(repo, metrics, threads=self.threads)
         for m in models:
             if not m.ready:
-                await dp.run_blocking(m.load)
+                await load_model(m, dp.run_blocking)
             dp.register(m)
         if self.model_repository is not None:
             await repo.load_all()

@@ -237,3 +237,17 @@ async def test_builtin_runtime_batches_by_default(lr_repo: Path) -> None:
     out = await asyncio.gather(*reqs)
     assert [o["predictions"] for o in out[:20]] == [[i % 2] for i in range(20)]
     assert all(np.array_equal(o.outputs[0].data, [1]) for o in out[20:])
+
+
+async def test_async_load_is_awaited() -> None:
+    from tureen.serving.repository import load_model
+
+    class AsyncLoad(Model):
+        async def load(self) -> bool:  # type: ignore[override]
+            await asyncio.sleep(0)
+            self.ready = True
+            return True
+
+    m = AsyncLoad("a")
+    await load_model(m)
+    assert m.ready
