@@ -390,31 +390,32 @@ class RowReader:
     and rows with the same layout as the previous one skip the layout lookup entirely.
     """
 
-    __slots__ = ("_decoders", "_last_dec", "_last_end", "_last_layout", "wanted")
+    __slots__ = ("_decoders", "_last", "wanted")
 
     def __init__(self, wanted: Sequence[str]) -> None:
         self.wanted = tuple(wanted)
         self._decoders: dict[bytes, Decoder] = {}
-        self._last_layout = b"\xff"  # never a valid (layout length + layout) prefix
-        self._last_end = 0
-        self._last_dec: Decoder = compile_decoder(b"", ())
+        # (layout length + layout bytes, where values start, decoder) of the last row read;
+        # one tuple, swapped atomically, so concurrent readers never mix two layouts.
+        self._last: tuple[bytes, int, Decoder] = (b"\xff", 0, compile_decoder(b"", ()))
 
     def read(self, row: bytes) -> tuple[int, Sequence[Any]]:
-        if row[0] == ROW_FORMAT_VERSION and row.startswith(self._last_layout, 17):
-            return _EVENT.unpack_from(row, 1)[0] - SIGN, self._last_dec(row, self._last_end)
+        layout_key, end, dec = self._last
+        if row[0] == ROW_FORMAT_VERSION and row.startswith(layout_key, 17):
+            return _EVENT.unpack_from(row, 1)[0] - SIGN, dec(row, end)
         version, event, _, ln = HEADER.unpack_from(row)
         end = HEADER_SIZE + ln
         layout = row[HEADER_SIZE:end]
-        dec = self._decoders.get(layout)
-        if dec is None:
+        known = self._decoders.get(layout)
+        if known is None:
             if version != ROW_FORMAT_VERSION:
                 raise InvalidRequestError(
                     f"stored row has format version {version}; this tureen reads version "
                     f"{ROW_FORMAT_VERSION}. Upgrade tureen or re-materialize the view."
                 )
-            dec = self._decoders[layout] = compile_decoder(layout, self.wanted)
-        self._last_layout, self._last_end, self._last_dec = row[17:end], end, dec
-        return event - SIGN, dec(row, end)
+            known = self._decoders[layout] = compile_decoder(layout, self.wanted)
+        self._last = (row[17:end], end, known)
+        return event - SIGN, known(row, end)
 
 
 @dataclass(frozen=True)

@@ -116,3 +116,12 @@ def test_naive_datetimes_are_utc(store: SqliteOnlineStore, engine: Any) -> None:
     naive = (T0 + timedelta(days=4)).replace(tzinfo=None)
     [done] = materialize(snap(), engine, store, T0.replace(tzinfo=None), naive, ["stats"])
     assert done.end == T0 + timedelta(days=4)
+
+
+def test_rich_progress_draws_without_failing(store: SqliteOnlineStore, engine: Any) -> None:
+    from tureen.materialize import rich_progress
+
+    with rich_progress(transient=True) as progress:
+        done = materialize(snap(), engine, store, T0, T0 + timedelta(days=10), ["stats"],
+                           progress=progress)
+    assert done[0].rows == 2

@@ -8,13 +8,15 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from tests.unit.online.conftest import NOW, SERVICE, snapshot
+from tests.unit.online.conftest import NOW, SERVICE, TXN, snapshot
 
+from tureen.definitions import Field, on_demand_feature_view
 from tureen.errors import InvalidRequestError, NotFoundError
 from tureen.online.response import FieldStatus
 from tureen.online.retrieval import OnlineRetrieval
 from tureen.online.sqlite_store import SqliteOnlineStore
 from tureen.registry.snapshot import RegistrySnapshot
+from tureen.types import Float64
 
 P, N, NF, OLD = (FieldStatus.PRESENT, FieldStatus.NULL_VALUE, FieldStatus.NOT_FOUND,
                  FieldStatus.OUTSIDE_MAX_AGE)
@@ -200,3 +202,15 @@ async def test_async_store_is_awaited(filled: SqliteOnlineStore) -> None:
                                                      {"account_id": [1]})
     assert resp.to_dict()["txn_count"] == [3]
     assert store.async_reads == 1
+
+
+def test_on_demand_view_over_request_data_only(filled: SqliteOnlineStore) -> None:
+    @on_demand_feature_view(sources=[TXN], schema=[Field("doubled", Float64)], mode="python")
+    def doubled(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {"doubled": [a * 2 for a in inputs["amount"]]}
+
+    snap = dataclasses.replace(snapshot(), on_demand_views={"doubled": doubled})
+    resp = OnlineRetrieval(filled, lambda: snap).get_online_features(
+        ["doubled:doubled"], {"amount": [1.0, 2.5]})
+    assert resp.to_dict() == {"doubled": [2.0, 5.0]}
+    assert len(resp) == 2
