@@ -1,5 +1,8 @@
 """Model server benchmark: tureen vs a bare Starlette handler, measured in the same run.
 
+The gRPC points use a Python load generator on the same two cores, so they are bounded by
+grpc.aio itself: ``bare_grpc_aio_c16`` (an empty ModelInfer handler) is that ceiling.
+
 Workload: scikit-learn LogisticRegression over 10 Float32 features, one row per request, one
 worker; wrk at 1 and 16 connections against 127.0.0.1 (v1 and OIP REST), a small async gRPC
 client (bench/model_server_grpc_load.py) for gRPC, and a 1M-element FP32 tensor through the
@@ -177,10 +180,12 @@ def main() -> None:
     try:
         build_repository(tmp / "models")
         bare_port, http_port, grpc_port = free_port(), free_port(), free_port()
-        nb_http, nb_grpc = free_port(), free_port()
+        nb_http, nb_grpc, bare_grpc = free_port(), free_port(), free_port()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         procs.append(subprocess.Popen([sys.executable, str(HERE / "model_server_bare.py"),
                                        str(bare_port)], env=env))
+        procs.append(subprocess.Popen([sys.executable, str(HERE / "model_server_grpc_bare.py"),
+                                       str(bare_grpc)], env=env))
         for hp, gp, extra in ((http_port, grpc_port, []),
                               (nb_http, nb_grpc, ["--max_batch_size", "0"])):
             procs.append(subprocess.Popen(
@@ -211,6 +216,7 @@ def main() -> None:
             "sklearn_v1_c16": ("wrk", f"{base}/v1/models/lr:predict", v1, 16),
             "sklearn_v2_c1": ("wrk", f"{base}/v2/models/lr/infer", v2, 1),
             "sklearn_v2_c16": ("wrk", f"{base}/v2/models/lr/infer", v2, 16),
+            "bare_grpc_aio_c16": ("grpc", f"127.0.0.1:{bare_grpc}", "bare", 16),
             "sklearn_grpc_c1": ("grpc", f"127.0.0.1:{grpc_port}", "lr", 1),
             "sklearn_grpc_c16": ("grpc", f"127.0.0.1:{grpc_port}", "lr", 16),
             "sklearn_nobatch_v1_c16": ("wrk", f"{nobatch}/v1/models/lr:predict", v1, 16),
@@ -248,6 +254,9 @@ def main() -> None:
                 "sklearn_nobatch_v2_vs_kserve_v2": round(
                     med["sklearn_nobatch_v2_c16"]["requests_per_s"] / KSERVE_REF["v2_rps_c16"], 2),
                 "sklearn_v1_vs_bare": round(med["sklearn_v1_c16"]["requests_per_s"] / bare, 3),
+                "sklearn_grpc_vs_bare_grpc_aio": round(
+                    med["sklearn_grpc_c16"]["requests_per_s"]
+                    / med["bare_grpc_aio_c16"]["requests_per_s"], 3),
                 "p99_c16_ms_vs_kserve_best_22ms": {
                     k: round(med[f"sklearn_{k}_c16"]["p99_ms"] / 22.0, 3)
                     for k in ("v1", "v2", "grpc")
