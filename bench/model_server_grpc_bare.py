@@ -14,7 +14,7 @@ import uvloop
 
 from tureen.transports.grpc import inference_pb2 as pb
 
-RESPONSE = pb.ModelInferResponse(model_name="bare").SerializeToString()
+RESPONSE: bytes = pb.ModelInferResponse(model_name="bare").SerializeToString()
 
 
 async def infer(request: bytes, context: Any) -> bytes:
