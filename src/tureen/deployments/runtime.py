@@ -193,6 +193,7 @@ class DeploymentModel(Model):
         self._watcher: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._finalizer: Any = None
+        self._last_payload: Any = None
         self.log = log
 
     # ---- building ---------------------------------------------------------------------------
@@ -292,6 +293,7 @@ class DeploymentModel(Model):
     async def predict(self, payload: Any, headers: Headers | None = None) -> Any:
         h = headers or {}
         self._last_request = time.monotonic()
+        self._last_payload = payload
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
         if self.spec.state != "started":
@@ -375,6 +377,7 @@ class DeploymentModel(Model):
                 raise NotReadyError("a deployment cannot change its model name; recreate it.")
             else:
                 loaded = {}
+            await self._warm_up(loaded.values())
             new = {v: old[v] for v in wanted if v in old} | loaded
             self.spec, self._engines = spec, new  # the swap: one assignment on the loop
             self._acc = 0.0
@@ -390,9 +393,25 @@ class DeploymentModel(Model):
                     if eng.inflight == 0:
                         await self._unload_engine(eng)
 
+    async def _warm_up(self, engines: Any) -> None:
+        """Run the last served request through new versions before they take traffic, so
+        first-call costs (connections, caches, calibration) are not paid by clients."""
+        payload = self._last_payload
+        if payload is None:
+            return
+        for eng in engines:
+            for _ in range(3):
+                try:
+                    await eng.call(payload, {})
+                except Exception as exc:  # a request the new version rejects: still swap
+                    self.log.info("deployment %s: warm-up of version %s: %s", self.name,
+                                  eng.version, exc)
+                    break
+
     async def _unload_engine(self, eng: _Engine) -> None:
+        # no gc.collect() here: it stops every thread, and this runs while serving; dropping
+        # the references frees the model (idle unload, with no traffic, does collect)
         await asyncio.to_thread(eng.unload)
-        gc.collect()
         self.log.info("deployment %s: unloaded version %s", self.name, eng.version)
 
     async def idle_unload(self) -> bool:

@@ -1,0 +1,128 @@
+"""DeploymentModel in process: memory freed on idle unload, swaps under concurrent load,
+exact canary split, stopped deployments, per-version stats and logging."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import logging
+import weakref
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from tureen.deployments import Deployments
+from tureen.deployments.serving import deployment_model
+from tureen.errors import NotReadyError
+from tureen.inference_log.dataset import read_log
+from tureen.models import ModelRegistry
+from tureen.store import FeatureStore
+
+X = np.array([[0.5, -1.0, 2.0]], dtype=np.float32)
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    from tureen.examples.fraud import create_repo
+
+    d = create_repo(tmp_path / "repo", accounts=10)
+    FeatureStore(d).apply()
+    rng = np.random.default_rng(1)
+    for v in (1, 2):
+        x = rng.normal(size=(40, 3))
+        joblib.dump(LogisticRegression().fit(x, x[:, v - 1] > 0), tmp_path / f"m{v}.joblib")
+        ModelRegistry.for_repo(d).register("plain", tmp_path / f"m{v}.joblib", "sklearn")
+    deps = Deployments.for_repo(d)
+    deps.create("plain-d", "plain", 1, logging="ALL", idle_unload_seconds=3600)
+    deps.set_state("plain-d", "started")
+    return d
+
+
+def _estimator(model: object) -> object:
+    engines = model._engines  # type: ignore[attr-defined]
+    return next(iter(engines.values())).model._estimator
+
+
+async def test_idle_unload_frees_the_model_and_reloads(repo: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    m = deployment_model(FeatureStore(repo), "plain-d", refresh_seconds=3600)
+    await asyncio.to_thread(m.load)
+    body = {"instances": X.tolist()}
+    first = await m.predict(body, {})
+    ref = weakref.ref(_estimator(m))
+    assert await m.idle_unload()
+    gc.collect()
+    assert ref() is None  # the estimator's memory is gone
+    assert m.status()["loaded_versions"] == []
+    caplog.set_level(logging.WARNING)
+    again = await m.predict(body, {})  # the next request loads it again
+    assert np.array_equal(first, again) and m.cold_starts == 1
+    assert any("cold start" in r.getMessage() for r in caplog.records)
+    await m.aclose()
+
+
+async def test_idle_timer_unloads_without_requests(repo: Path) -> None:
+    deps = Deployments.for_repo(repo)
+    spec = dataclasses.replace(deps.get("plain-d"), idle_unload_seconds=0.2)
+    from tureen.deployments.runtime import DeploymentModel
+
+    m = DeploymentModel(spec, FeatureStore(repo), ModelRegistry.for_repo(repo),
+                        refresh_seconds=3600)
+    await asyncio.to_thread(m.load)
+    await m.predict({"instances": X.tolist()}, {})
+    for _ in range(200):  # bounded wait for the background timer
+        if m.status()["loaded_versions"] == []:
+            break
+        await asyncio.sleep(0.05)
+    assert m.status()["loaded_versions"] == []
+    await m.aclose()
+
+
+async def test_swap_under_concurrent_load_and_exact_canary(repo: Path) -> None:
+    deps = Deployments.for_repo(repo)
+    m = deployment_model(FeatureStore(repo), "plain-d", refresh_seconds=3600)
+    await asyncio.to_thread(m.load)
+    body = {"instances": X.tolist()}
+    await m.predict(body, {})
+    stop = asyncio.Event()
+
+    async def client() -> None:
+        while not stop.is_set():
+            await m.predict(body, {})
+            await asyncio.sleep(0)
+
+    def served() -> dict[str, int]:
+        return {v: int(s["requests"]) for v, s in m.status()["versions"].items()}
+
+    tasks = [asyncio.create_task(client()) for _ in range(8)]
+    await asyncio.sleep(0.2)
+    await m.apply(deps.update("plain-d", 2))
+    at_swap = served()
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.gather(*tasks)  # any failed request would raise here
+    done = served()
+    # after the swap only the requests already in flight (one per client) finish on 1
+    assert at_swap["1"] > 0 and done["1"] - at_swap["1"] <= 8
+    assert done["2"] > at_swap.get("2", 0) and m.swaps == 1
+
+    await m.apply(deps.update("plain-d", canary_version=1, canary_percent=20))
+    before = {v: s["requests"] for v, s in m.status()["versions"].items()}
+    for _ in range(1000):
+        await m.predict(body, {})
+    after = {v: s["requests"] for v, s in m.status()["versions"].items()}
+    assert after["1"] - before["1"] == 200 and after["2"] - before["2"] == 800
+
+    await m.apply(deps.set_state("plain-d", "stopped"))
+    with pytest.raises(NotReadyError, match="stopped"):
+        await m.predict(body, {})
+    await m.aclose()
+    log = read_log(str(repo / "data" / "inference_log"), "plain-d")
+    versions = log.column("model_version").to_pylist()
+    assert {"1", "2"} == set(versions)
+    assert log.num_rows == sum(after.values())  # every served request was logged on close
+    assert "feature.input_0" in log.column_names and "prediction.predictions" in log.column_names
