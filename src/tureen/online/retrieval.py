@@ -274,7 +274,7 @@ class OnlineRetrieval:
     def _finish(self, call: _Call, rows: Sequence[Sequence[StoredRow | None]]) -> OnlineResponse:
         c = call.compiled
         now_us = int(self._clock() * 1_000_000)
-        per_step: list[tuple[list[tuple[Any, ...]], list[FieldStatus], list[int | None]]] = []
+        per_step: list[tuple[list[tuple[Any, ...]], list[FieldStatus], Sequence[int | None]]] = []
         status: list[FieldStatus]
         for s, blobs in zip(c.steps, rows, strict=True):
             width = len(s.reader.wanted)
@@ -282,15 +282,15 @@ class OnlineRetrieval:
             if None not in blobs:
                 # Every key found (the common case): no per-row branching.
                 decoded = [read(b) for b in cast("Sequence[bytes]", blobs)]
-                events: list[int | None] = [d[0] for d in decoded]
-                if not ttl or not decoded or now_us - min(d[0] for d in decoded) <= ttl:
+                stamps = [d[0] for d in decoded]
+                if not ttl or not stamps or now_us - min(stamps) <= ttl:
                     status = [PRESENT] * len(decoded)
                     cols = list(zip(*[d[1] for d in decoded], strict=True)) or [()] * width
-                    per_step.append((cols, status, events))
+                    per_step.append((cols, status, stamps))
                     continue
             none_row = (None,) * width
             status = []
-            events = []
+            events: list[int | None] = []
             values: list[Sequence[Any]] = []
             for blob in blobs:
                 if blob is None:
@@ -320,12 +320,10 @@ class OnlineRetrieval:
                     inputs[name] = list(per_step[i][0][j])
                 odfv_out.append(od.transform(inputs))
 
-        columns: list[OnlineColumn] = []
-        for i, j, field, feature in c.outputs:
-            if i >= 0:
-                cols, status, events = per_step[i]
-                columns.append(OnlineColumn(field, cols[j], status, events))
-            else:
-                columns.append(OnlineColumn(field, _as_list(odfv_out[j][feature]), None, None))
+        columns = [
+            OnlineColumn(field, per_step[i][0][j], per_step[i][1], per_step[i][2]) if i >= 0
+            else OnlineColumn(field, _as_list(odfv_out[j][feature]), None, None)
+            for i, j, field, feature in c.outputs
+        ]
         keys = [(f, call.columns[f.name]) for f in c.key_fields]
         return OnlineResponse(keys, columns)

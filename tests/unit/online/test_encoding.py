@@ -97,7 +97,7 @@ def _table(fields: list[Field], rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(tables())
 def test_round_trip_every_dtype(case: tuple[list[Field], list[dict[str, Any]]]) -> None:
     fields, rows = case
