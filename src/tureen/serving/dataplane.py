@@ -57,7 +57,9 @@ class _Pipeline:
     all_sync: bool
     batcher: Batcher | None
     #: the batcher takes decoded arrays (built-in runtimes), not raw payloads
-    batch_arrays: bool = False
+    batch_arrays: bool
+    #: this model's own threads: a model that blocks them all cannot starve the others
+    executor: ThreadPoolExecutor
 
 
 class DataPlane:
@@ -65,10 +67,12 @@ class DataPlane:
         self,
         repository: ModelRepository | None = None,
         metrics: Metrics | None = None,
-        threads: int = 16,
+        threads: int = 8,
         server_name: str = "tureen",
     ) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tureen-model")
+        """``threads``: threads per served model version for its sync handlers."""
+        self.threads = threads
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tureen-load")
         self.metrics = metrics or Metrics()
         self.repository = repository or ModelRepository()
         self.repository._run_blocking = self.run_blocking
@@ -85,8 +89,12 @@ class DataPlane:
 
     def _on_change(self, model: Model, added: bool) -> None:
         if not added:
-            self._pipelines.pop(id(model), None)
+            old = self._pipelines.pop(id(model), None)
+            if old is not None:
+                old.executor.shutdown(wait=False)
             return
+        executor = ThreadPoolExecutor(max_workers=self.threads,
+                                      thread_name_prefix=f"tureen-{model.name}-{model.version}")
         pre = model.preprocess if _overrides(model, "preprocess") else None
         post = model.postprocess if _overrides(model, "postprocess") else None
         pre_a = pre is not None and _is_async(pre)
@@ -102,24 +110,29 @@ class DataPlane:
             run_predict: Callable[[Any], Awaitable[Any]]
             if arrays:
                 async def run_predict(x: Any, _m: Any = model) -> Any:
-                    return await self.run_blocking(_m.predict_array, x)
+                    return await self.run_blocking(_m.predict_array, x, executor=executor)
             else:
                 async def run_predict(payload: Any, _m: Model = model, _a: bool = pred_a) -> Any:
-                    return await self._stage(_m.predict, _a, payload, {})
+                    return await self._stage(_m.predict, _a, payload, {}, executor)
 
             batcher = Batcher(run_predict, model.max_batch_size, model.max_latency_ms, on_batch)
         self._pipelines[id(model)] = _Pipeline(
             pre, pre_a, model.predict, pred_a, post, post_a,
             not (pre_a or pred_a or post_a) and batcher is None, batcher,
-            arrays and batcher is not None,
+            arrays and batcher is not None, executor,
         )
 
-    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run_blocking(
+        self, fn: Callable[..., Any], *args: Any, executor: ThreadPoolExecutor | None = None
+    ) -> Any:
+        """Run ``fn(*args)`` in a thread (with the caller's context: request id for logs)."""
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
-        return await loop.run_in_executor(self.executor, ctx.run, fn, *args)
+        return await loop.run_in_executor(executor or self.executor, ctx.run, fn, *args)
 
     def close(self) -> None:
+        for pipe in self._pipelines.values():
+            pipe.executor.shutdown(wait=False, cancel_futures=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     # health and metadata
@@ -214,7 +227,8 @@ class DataPlane:
                     f"model {name!r} has no explainer; call :predict, or add an explain() "
                     "method to the model."
                 )
-            result = await self._stage(model.explain, _is_async(model.explain), body, headers)
+            result = await self._stage(model.explain, _is_async(model.explain), body, headers,
+                                       self._pipelines[id(model)].executor)
             status = "ok"
             return result if isinstance(result, dict) else {"explanations": to_predictions(result)}
         finally:
@@ -241,19 +255,22 @@ class DataPlane:
         mt.observe("tureen_request_duration_seconds", (m.name, m.version, "total"),
                    time.perf_counter() - t0)
 
-    async def _stage(self, fn: Stage, is_async: bool, payload: Any, headers: Headers) -> Any:
+    async def _stage(self, fn: Stage, is_async: bool, payload: Any, headers: Headers,
+                     executor: ThreadPoolExecutor) -> Any:
         if is_async:
             return await fn(payload, headers)
-        return await self.run_blocking(fn, payload, headers)
+        return await self.run_blocking(fn, payload, headers, executor=executor)
 
     async def _run(self, model: Model, pipe: _Pipeline, payload: Any, headers: Headers) -> Any:
         if pipe.all_sync:  # one hop to the thread pool for every stage
-            return await self.run_blocking(self._run_sync, model, pipe, payload, headers)
+            return await self.run_blocking(self._run_sync, model, pipe, payload, headers,
+                                           executor=pipe.executor)
         observe = self.metrics.observe
         labels = (model.name, model.version)
         if pipe.pre is not None:
             t = time.perf_counter()
-            payload = await self._stage(pipe.pre, pipe.pre_async, payload, headers)
+            payload = await self._stage(pipe.pre, pipe.pre_async, payload, headers,
+                                        pipe.executor)
             observe("tureen_request_duration_seconds", (*labels, "preprocess"),
                     time.perf_counter() - t)
         t = time.perf_counter()
@@ -261,11 +278,13 @@ class DataPlane:
             result = await pipe.batcher.submit(model.decode(payload) if pipe.batch_arrays
                                                else payload)
         else:
-            result = await self._stage(pipe.predict, pipe.predict_async, payload, headers)
+            result = await self._stage(pipe.predict, pipe.predict_async, payload, headers,
+                                       pipe.executor)
         observe("tureen_request_duration_seconds", (*labels, "predict"), time.perf_counter() - t)
         if pipe.post is not None:
             t = time.perf_counter()
-            result = await self._stage(pipe.post, pipe.post_async, result, headers)
+            result = await self._stage(pipe.post, pipe.post_async, result, headers,
+                                       pipe.executor)
             observe("tureen_request_duration_seconds", (*labels, "postprocess"),
                     time.perf_counter() - t)
         return result

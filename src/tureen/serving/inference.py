@@ -34,11 +34,17 @@ class TensorSpec:
 
 @dataclass(slots=True)
 class InferInput:
+    """One input tensor. Positional order differs from KServe's ``InferInput``; the keyword
+    names (``name``, ``shape``, ``datatype``, ``data``, ``parameters``) are the same."""
+
     name: str
     datatype: str
     shape: list[int]
     data: NDArray
     parameters: Parameters = field(default_factory=dict)
+
+    def as_numpy(self) -> NDArray:
+        return self.data
 
 
 @dataclass(slots=True)
@@ -63,6 +69,10 @@ class InferRequest:
     @property
     def is_table(self) -> bool:
         return self.parameters.get("content_type") == PANDAS_CONTENT_TYPE
+
+    def get_input_by_name(self, name: str) -> InferInput | None:
+        """KServe's lookup: the input called ``name``, or None."""
+        return next((i for i in self.inputs if i.name == name), None)
 
     def input(self, name: str) -> InferInput:
         for i in self.inputs:
@@ -94,6 +104,9 @@ class InferOutput:
     data: NDArray
     parameters: Parameters = field(default_factory=dict)
 
+    def as_numpy(self) -> NDArray:
+        return self.data
+
     @classmethod
     def of(cls, name: str, data: Any) -> InferOutput:
         arr = data if isinstance(data, np.ndarray) else np.asarray(data)
@@ -109,6 +122,9 @@ class InferResponse:
     model_version: str | None = None
     id: str | None = None
     parameters: Parameters = field(default_factory=dict)
+
+    def get_output_by_name(self, name: str) -> InferOutput | None:
+        return next((o for o in self.outputs if o.name == name), None)
 
     @classmethod
     def of(

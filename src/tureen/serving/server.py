@@ -68,7 +68,7 @@ class ModelServer:
         enable_grpc: bool = True,
         max_request_bytes: int = 64 * 1024 * 1024,
         grace_seconds: float = 30.0,
-        threads: int = 16,
+        threads: int = 8,
         extra_routes: Sequence[BaseRoute] = (),
         log_level: str = "warning",
         model_defaults: dict[str, Any] | None = None,

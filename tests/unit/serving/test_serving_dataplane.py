@@ -251,3 +251,35 @@ async def test_async_load_is_awaited() -> None:
     m = AsyncLoad("a")
     await load_model(m)
     assert m.ready
+
+
+async def test_a_model_blocking_its_threads_does_not_starve_another() -> None:
+    gate = threading.Event()
+
+    class Stuck(Model):
+        def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+            gate.wait(10)
+            return [0]
+
+    dp = DataPlane(threads=2)
+    dp.register(loaded(Stuck("stuck")))
+    dp.register(loaded(Doubler("fast")))
+    stuck = [asyncio.create_task(dp.predict_v1("stuck", {"instances": [[1]]}, {}))
+             for _ in range(3)]
+    try:
+        body = await asyncio.wait_for(dp.predict_v1("fast", {"instances": [[1, 2]]}, {}), 5)
+        assert body == {"predictions": [[2.0, 4.0]]}
+    finally:
+        gate.set()
+        await asyncio.gather(*stuck)
+        dp.close()
+
+
+def test_kserve_style_accessors() -> None:
+    req = fp32_request("m", [[1, 2]])
+    inp = req.get_input_by_name("x")
+    assert inp is not None and inp.as_numpy().shape == (1, 2)
+    assert req.get_input_by_name("nope") is None
+    resp = InferResponse.of("m", np.zeros(2), ["y"])
+    out = resp.get_output_by_name("y")
+    assert out is not None and out.as_numpy().tolist() == [0.0, 0.0]
