@@ -108,14 +108,23 @@ def register(cli: click.Group) -> None:
                         "metadata": r.json() if r.status_code == 200 else r.text}
             except httpx.HTTPError as exc:
                 live = {"error": str(exc)}
+        from tureen.deployments.runtime import read_status
+
+        workers = read_status(Path(repo).resolve(), name)
         if as_json:
-            print_json({**spec.to_dict(), "server": live})
+            print_json({**spec.to_dict(), "server": live, "workers": workers})
             return
         table(f"deployment {name}", _COLUMNS, [_row(spec)])
         if spec.history:
             console.print(f"previous versions: {list(spec.history)}")
         if live is not None:
             console.print(f"server: {live}")
+        rows = [[w["pid"], v, s["requests"], s["errors"], f"{s['p50_seconds'] * 1000:.2f}",
+                 f"{s['p99_seconds'] * 1000:.2f}", w["loaded_versions"], w["cold_starts"]]
+                for w in workers for v, s in w["versions"].items()]
+        if rows:
+            table("serving workers (per version)", ["pid", "version", "requests", "errors",
+                  "p50 ms", "p99 ms", "loaded", "cold starts"], rows)
 
     for state, verb in (("started", "start"), ("stopped", "stop")):
         def make(state: str = state, verb: str = verb) -> None:

@@ -23,7 +23,9 @@ import collections
 import contextvars
 import gc
 import inspect
+import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +49,24 @@ _FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
 def log_path(repo_path: Path, deployment: str, component: str) -> Path:
     """Where a serving process writes a deployment's log lines (``deploy logs`` reads it)."""
     return repo_path / ".tureen" / "logs" / f"{deployment}-{component}.log"
+
+
+def status_path(repo_path: Path, deployment: str, pid: int) -> Path:
+    return repo_path / ".tureen" / "status" / f"{deployment}.{pid}.json"
+
+
+def read_status(repo_path: Path, deployment: str, max_age_seconds: float = 30.0
+                ) -> list[dict[str, Any]]:
+    """The live status files of ``deployment`` (one per serving worker, fresh ones only)."""
+    out = []
+    for p in sorted((repo_path / ".tureen" / "status").glob(f"{deployment}.*.json")):
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if time.time() - float(data.get("at", 0)) <= max_age_seconds:
+            out.append(data)
+    return out
 
 
 def _file_logger(repo_path: Path, deployment: str, component: str, source: str
@@ -435,6 +455,7 @@ class DeploymentModel(Model):
         while True:
             await asyncio.sleep(self._interval())
             try:
+                await asyncio.to_thread(self._write_status)
                 if self.spec_source is not None:
                     fresh = await asyncio.to_thread(self.spec_source)
                     if _differs(fresh, self.spec):
@@ -451,6 +472,14 @@ class DeploymentModel(Model):
     def _interval(self) -> float:
         idle = self.spec.idle_unload_seconds
         return min(self.refresh_seconds, idle / 4) if idle else self.refresh_seconds
+
+    def _write_status(self) -> None:
+        """Publish ``status()`` for ``tureen deploy status`` (one file per worker process)."""
+        path = status_path(self.store.repo_path, self.name, os.getpid())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**self.status(), "pid": os.getpid(), "at": time.time()}))
+        os.replace(tmp, path)
 
     def status(self) -> dict[str, Any]:
         engines = self._engines

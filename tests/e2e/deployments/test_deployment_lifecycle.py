@@ -128,6 +128,16 @@ def test_lifecycle(repo: Path, tmp_path: Path) -> None:
         SERVED["fraud"] += len(got)
         share = sum(r.json()["predictions"][0] == 2.0 for r in got) / len(got)
         assert 0.15 <= share <= 0.25, share
+        deadline = time.monotonic() + 30  # per-version metrics published by the server
+        while True:
+            st = json.loads(tureen("deploy", "status", "fraud", "--repo", str(repo),
+                                   "--json").stdout)
+            per = {v: s["requests"] for w in st["workers"] for v, s in w["versions"].items()}
+            if per.get("2", 0) >= 400 and per.get("1", 0) >= 1600:
+                break
+            assert time.monotonic() < deadline, st["workers"]
+            time.sleep(0.5)
+        assert st["workers"][0]["canary"] == {"version": 2, "percent": 20.0}
 
         # ---- idle unload, then reload on the next request (cold start logged) ------------
         assert _predict(server, "idle") == 2.0
