@@ -123,6 +123,37 @@ def drive(url: str, accounts: list[int], concurrency: int, seconds: float
     return tuple(out)  # type: ignore[return-value]
 
 
+def log_call_cost(n: int = 100_000) -> dict[str, float]:
+    """Microseconds per ``InferenceLogger.log`` on the request path (record built + queued),
+    against the bare lower bound of appending to a deque; the sink is a real Parquet sink."""
+    import collections
+
+    import numpy as np
+
+    from tureen.inference_log import InferenceLogger, InferenceRecord
+    from tureen.inference_log.sinks.parquet import ParquetSink
+
+    x = np.ones((1, 7))
+    out = np.array([0.3])
+    with tempfile.TemporaryDirectory() as tmp:
+        logger = InferenceLogger(ParquetSink(tmp), "ALL", capacity=n + 1)
+        t0 = time.perf_counter()
+        for i in range(n):
+            logger.log(InferenceRecord(str(i), "d", "m", "1", x, out))
+        per_call = (time.perf_counter() - t0) / n
+        dq: collections.deque[Any] = collections.deque()
+        t0 = time.perf_counter()
+        for i in range(n):
+            dq.append(InferenceRecord(str(i), "d", "m", "1", x, out))
+        bare = (time.perf_counter() - t0) / n
+        t0 = time.perf_counter()
+        logger.close()
+        close_s = time.perf_counter() - t0
+        written = logger.stats().written
+    return {"log_call_us": per_call * 1e6, "bare_deque_append_us": bare * 1e6,
+            "records": n, "written_on_close": written, "close_flush_s": close_s}
+
+
 def _p99(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else float("nan")
@@ -137,6 +168,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(args.root or tempfile.mkdtemp(prefix="tureen-bench-logging-"))
     root.mkdir(parents=True, exist_ok=True)
+    cost = log_call_cost()
     repo, accounts = setup(root)
     port = _port()
     log = (root / "serve.log").open("wb")
@@ -196,6 +228,7 @@ def main() -> None:
         "bench": "inference logging on the fused quickstart deployment (tureen serve, v1)",
         "concurrency": args.concurrency, "seconds_per_round": args.seconds,
         "rounds": args.rounds,
+        "request_path_cost": cost,
         "rps_logging_none": rps["NONE"], "rps_logging_all_parquet": rps["ALL"],
         "median_rps_none": statistics.median(rps["NONE"]),
         "median_rps_all": statistics.median(rps["ALL"]),
