@@ -9,6 +9,8 @@ import os
 import re
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("tureen_request_id", default="-")
+#: "name:version" of the model serving the current request, for log lines
+model_label: contextvars.ContextVar[str] = contextvars.ContextVar("tureen_model", default="-")
 
 _counter = itertools.count(1)
 _prefix = os.urandom(4).hex()
@@ -31,8 +33,9 @@ def resolve_request_id(x_request_id: str | None, traceparent: str | None) -> str
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds ``record.request_id`` so formats can show ``%(request_id)s``."""
+    """Adds ``record.request_id`` and ``record.model`` (``%(request_id)s``, ``%(model)s``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
+        record.model = model_label.get()
         return True

@@ -21,6 +21,7 @@ from typing import Any
 from tureen.codecs.v1 import to_predictions
 from tureen.errors import InvalidRequestError, NotFoundError, NotReadyError, TureenError
 from tureen.serving.batching import Batcher
+from tureen.serving.context import model_label
 from tureen.serving.inference import InferOutput, InferRequest, InferResponse, TensorSpec
 from tureen.serving.metrics import Metrics
 from tureen.serving.model import Explainer, Headers, Model
@@ -242,6 +243,7 @@ class DataPlane:
             raise
         served.inflight += 1
         self.metrics.inc("tureen_inflight_requests", (name,))
+        model_label.set(f"{name}:{served.model.version}")
         return served
 
     def _release(self, served: Served, protocol: str, status: str, t0: float) -> None:

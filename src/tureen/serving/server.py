@@ -214,16 +214,17 @@ def _run(coro: Any) -> None:
     uvloop.run(coro)
 
 
+LOG_FORMAT = ("%(asctime)s %(levelname)s %(process)d %(name)s [%(request_id)s %(model)s]: "
+              "%(message)s")
+
+
 def _configure_logging(level: str) -> None:
+    """Every serving log line names its request id and model:version."""
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(process)d %(name)s [%(request_id)s]: %(message)s"
-        ))
-        handler.addFilter(RequestIdFilter())
-        root.addHandler(handler)
+        root.addHandler(logging.StreamHandler())
     root.setLevel(level.upper())
     for h in root.handlers:
+        h.setFormatter(logging.Formatter(LOG_FORMAT))
         if not any(isinstance(f, RequestIdFilter) for f in h.filters):
             h.addFilter(RequestIdFilter())

@@ -10,14 +10,17 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as tgrpc
 
 from tureen.errors import BackendUnavailableError
 from tureen.serving import DataPlane, InferInput, InferRequest
 from tureen.serving.clients import predictor_client
 from tureen.serving.remote import RemoteModel
+from tureen.transports.grpc import inference_pb2 as pb
 
 from .conftest import N_FEATURES, SLOW, Server, start_server, write_custom, write_lr
 
@@ -43,9 +46,25 @@ async def test_version_swap_under_load_drops_nothing(fresh_repo: Path) -> None:
                 r = await client.post("/v1/models/lr:predict", json={"instances": [ROW]})
                 results.append((r.status_code, "v1" if r.status_code == 200 else r.text))
 
+    async def grpc_load() -> None:
+        req = pb.ModelInferRequest(model_name="lr")
+        req.inputs.add(name="input-0", datatype="FP32", shape=[1, N_FEATURES])
+        req.raw_input_contents.append(np.asarray([ROW], dtype=np.float32).tobytes())
+        async with grpc.aio.insecure_channel(server.grpc_target) as ch:
+            infer = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                   request_serializer=pb.ModelInferRequest.SerializeToString,
+                                   response_deserializer=pb.ModelInferResponse.FromString)
+            while not stop.is_set():
+                try:
+                    resp = await infer(req)
+                    results.append((200, resp.model_version))
+                except grpc.aio.AioRpcError as exc:
+                    results.append((500, f"{exc.code()}: {exc.details()}"))
+
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            tasks = [asyncio.create_task(load(client, i % 2 == 0)) for i in range(8)]
+            tasks = [asyncio.create_task(load(client, i % 2 == 0)) for i in range(6)]
+            tasks += [asyncio.create_task(grpc_load()) for _ in range(2)]
             await asyncio.sleep(0.5)
             shutil.move(str(staged / "lr" / "2"), str(fresh_repo / "lr" / "2"))
             r = await client.post("/v2/repository/models/lr/load")
@@ -75,6 +94,8 @@ def test_workers_share_ports_and_metrics(fresh_repo: Path) -> None:
                            headers={"connection": "close"})
                 assert r.status_code == 200
             time.sleep(1.5)  # every worker writes its snapshot at least once a second
+            for _ in range(4):  # gRPC answers in every worker too
+                assert tgrpc.InferenceServerClient(server.grpc_target).is_server_ready()
             for _ in range(6):
                 text = c.get("/metrics", headers={"connection": "close"}).text
                 line = next(ln for ln in text.splitlines() if ln.startswith(

@@ -84,6 +84,7 @@ def _guard(name: str, fn: Handler) -> Handler:
         rid = resolve_request_id(md.get("x-request-id"), md.get("traceparent"))
         token = request_id.set(rid)
         try:
+            ctx.set_trailing_metadata((("x-request-id", rid),))
             return await fn(req, ctx)
         except TureenError as exc:
             await ctx.abort(grpc_status(exc), str(exc))
