@@ -136,7 +136,7 @@ def grpc_load(target: str, model: str, conns: int, seconds: float) -> dict[str, 
     return json.loads(out)  # type: ignore[no-any-return]
 
 
-def binary_roundtrip(base: str, repeats: int = 10) -> dict[str, float]:
+def binary_roundtrip(base: str, repeats: int = 20) -> dict[str, float]:
     x = np.random.default_rng(1).random(1_000_000, dtype=np.float32)
     head = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1_000_000],
                                    "parameters": {"binary_data_size": x.nbytes}}],
@@ -257,6 +257,11 @@ def main() -> None:
                 "sklearn_grpc_vs_bare_grpc_aio": round(
                     med["sklearn_grpc_c16"]["requests_per_s"]
                     / med["bare_grpc_aio_c16"]["requests_per_s"], 3),
+                "p99_c16_vs_bare_starlette_p99": {
+                    k: round(med[f"sklearn_{k}_c16"]["p99_ms"]
+                             / med["bare_starlette_c16"]["p99_ms"], 3)
+                    for k in ("v1", "v2")
+                },
                 "p99_c16_ms_vs_kserve_best_22ms": {
                     k: round(med[f"sklearn_{k}_c16"]["p99_ms"] / 22.0, 3)
                     for k in ("v1", "v2", "grpc")
