@@ -89,10 +89,10 @@ class DataPlane:
         self.repository.register(model)
 
     def _on_change(self, model: Model, added: bool) -> None:
+        old = self._pipelines.pop(id(model), None)
+        if old is not None:
+            old.executor.shutdown(wait=False)
         if not added:
-            old = self._pipelines.pop(id(model), None)
-            if old is not None:
-                old.executor.shutdown(wait=False)
             return
         executor = ThreadPoolExecutor(max_workers=self.threads,
                                       thread_name_prefix=f"tureen-{model.name}-{model.version}")

@@ -71,6 +71,8 @@ class ModelRepository:
 
     def get(self, name: str, version: str | None = None) -> Served:
         entry = self._entries.get(name)
+        if entry is not None and not entry.versions and entry.state == "LOADING":
+            raise NotReadyError(f"model {name!r} is still loading; retry shortly.")
         if entry is None or not entry.versions:
             raise NotFoundError(
                 f"model {name!r} is not served.{suggest(name, self._entries)} "
@@ -95,7 +97,15 @@ class ModelRepository:
         return sorted(entry.versions, key=version_key) if entry else []
 
     def all_ready(self) -> bool:
-        return all(s.model.ready for e in self._entries.values() for s in e.versions.values())
+        return all(
+            e.state != "LOADING" and all(s.model.ready for s in e.versions.values())
+            for e in self._entries.values()
+        )
+
+    def announce(self) -> None:
+        """Mark every model on disk as loading (its requests get 503) before ``load_all``."""
+        for name in self._disk_names():
+            self._entries.setdefault(name, _Entry(state="LOADING"))
 
     def models(self) -> list[Model]:
         return [s.model for e in self._entries.values() for s in e.versions.values()]
@@ -108,8 +118,10 @@ class ModelRepository:
             entry = self._entries.get(name)
             if entry is None or not entry.versions:
                 reason = entry.reason if entry else ""
-                out.append({"name": name, "version": "", "state": "UNAVAILABLE",
-                            "reason": reason or "unloaded"})
+                state = "LOADING" if entry is not None and entry.state == "LOADING" else \
+                    "UNAVAILABLE"
+                out.append({"name": name, "version": "", "state": state,
+                            "reason": reason or ("" if state == "LOADING" else "unloaded")})
                 continue
             for v in sorted(entry.versions, key=version_key):
                 ready = entry.versions[v].model.ready
@@ -186,6 +198,7 @@ class ModelRepository:
                     await load_model(model, self._blocking)
                 except Exception as exc:
                     entry.reason = f"version {v}: {exc}"
+                    entry.state = "UNAVAILABLE"
                     log.error("loading model %s version %s failed: %s", name, v, exc)
                     raise InvalidRequestError(
                         f"model {name!r} version {v} failed to load: {exc}. Fix the files in "
@@ -200,6 +213,7 @@ class ModelRepository:
                 self._retire_later(entry.versions.pop(v))
             entry.refresh_default()
             entry.reason = ""
+            entry.state = "READY"
             return sorted(entry.versions, key=version_key)
 
     async def unload(self, name: str) -> None:
@@ -210,6 +224,7 @@ class ModelRepository:
         entry.versions.clear()
         entry.default = None
         entry.reason = "unloaded"
+        entry.state = "UNAVAILABLE"
         await asyncio.gather(*(self._retire(s) for s in retired))
 
     def _retire_later(self, served: Served) -> None:

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import tempfile
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -89,6 +90,8 @@ class ModelServer:
         self.log_level = log_level
         self.model_defaults = dict(model_defaults or {})
         self.dataplane: DataPlane | None = None
+        #: True when model loading failed; ``start`` then exits with status 1
+        self.failed = False
         self._stop: asyncio.Event | None = None
         self._metrics_dir: str | None = None
 
@@ -99,6 +102,8 @@ class ModelServer:
         _configure_logging(self.log_level)
         if self.workers == 1:
             _run(self.serve(models))
+            if self.failed:
+                sys.exit(1)
             return
         with tempfile.TemporaryDirectory(prefix="tureen-metrics-") as mdir:
             self._metrics_dir = mdir
@@ -117,10 +122,14 @@ class ModelServer:
             signal.signal(signal.SIGINT, forward)
             for p in procs:
                 p.join()
+            if any(p.exitcode for p in procs):
+                sys.exit(1)
 
     def _worker(self, models: list[Model]) -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         _run(self.serve(models))
+        if self.failed:
+            sys.exit(1)
 
     def stop(self) -> None:
         """Ask a running ``serve`` to drain and return (thread-safe via the loop)."""
@@ -137,12 +146,9 @@ class ModelServer:
         repo = ModelRepository(self.model_repository, self.version_policy,
                                defaults=self.model_defaults)
         dp = self.dataplane = DataPlane(repo, metrics, threads=self.threads)
-        for m in models:
-            if not m.ready:
-                await load_model(m, dp.run_blocking)
+        for m in models:  # served at once; not ready (503) until loaded below
             dp.register(m)
-        if self.model_repository is not None:
-            await repo.load_all()
+        repo.announce()
 
         from tureen.transports.rest import build_app
 
@@ -164,9 +170,11 @@ class ModelServer:
         writer = loop.create_task(_write_metrics(metrics)) if self._metrics_dir else None
         web_task = loop.create_task(web.serve(sockets=[sock]))
         stop_task = loop.create_task(self._stop.wait())
-        log.warning("serving %s on http :%s grpc :%s (pid %s)", dp.list_models(),
+        loader = loop.create_task(self._load(dp, repo, models))
+        log.warning("listening on http :%s grpc :%s (pid %s); loading models",
                     self.http_port, self.grpc_port if grpc_server else "-", os.getpid())
         await asyncio.wait({web_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        loader.cancel()
         web.should_exit = True
         drains = [web_task]
         if grpc_server is not None:
@@ -178,6 +186,22 @@ class ModelServer:
         metrics.remove_snapshot()
         dp.close()
         sock.close()
+
+    async def _load(self, dp: DataPlane, repo: ModelRepository, models: Sequence[Model]) -> None:
+        """Load everything while already answering health checks; any failure stops the
+        server with a non-zero exit (as KServe does), after saying what failed."""
+        try:
+            for m in models:
+                if not m.ready:
+                    await load_model(m, dp.run_blocking)
+                    dp.register(m)  # rebuild its pipeline: load may set batching
+            await repo.load_all()
+        except Exception as exc:
+            log.error("loading models failed, stopping: %s", exc)
+            self.failed = True
+            self.stop()
+            return
+        log.warning("ready: serving %s", dp.list_models())
 
     async def _start_grpc(self, dp: DataPlane) -> Any:
         import grpc

@@ -22,7 +22,7 @@ from tureen.serving.clients import predictor_client
 from tureen.serving.remote import RemoteModel
 from tureen.transports.grpc import inference_pb2 as pb
 
-from .conftest import N_FEATURES, SLOW, Server, start_server, write_custom, write_lr
+from .conftest import N_FEATURES, SLOW, Server, start_server, wait_ready, write_custom, write_lr
 
 ROW = [0.25] * N_FEATURES
 
@@ -209,3 +209,50 @@ def test_serve_model_with_predictor_host(server: Server) -> None:
         assert "predictor" in r.json()["error"]
     finally:
         assert front.stop() == 0
+
+
+SLOW_LOAD = '''
+import time
+from tureen.serving import Model
+
+
+class SlowLoad(Model):
+    def load(self):
+        time.sleep(3)
+        self.ready = True
+        return True
+
+    def predict(self, payload, headers=None):
+        return [1]
+'''
+
+
+def test_live_at_once_and_503_until_loaded(fresh_repo: Path) -> None:
+    write_custom(fresh_repo, "late", SLOW_LOAD)
+    server = start_server(fresh_repo, wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # wait until it listens
+            try:
+                live = httpx.get(f"{server.url}/v2/health/live", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert live.status_code == 200
+        ready = httpx.get(f"{server.url}/v2/health/ready")
+        r = httpx.post(f"{server.url}/v1/models/late:predict", json={"instances": [[1]]})
+        assert ready.status_code == 503 and ready.json() == {"ready": False}
+        assert r.status_code == 503 and "loading" in r.json()["error"]
+        wait_ready(server)
+        r = httpx.post(f"{server.url}/v1/models/late:predict", json={"instances": [[1]]})
+        assert r.json() == {"predictions": [1]}
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_broken_model_stops_the_server_with_an_error(fresh_repo: Path) -> None:
+    (fresh_repo / "broken" / "1").mkdir(parents=True)
+    (fresh_repo / "broken" / "1" / "model.joblib").write_bytes(b"not a pickle")
+    server = start_server(fresh_repo, wait=False)
+    assert server.proc.wait(timeout=60) == 1
