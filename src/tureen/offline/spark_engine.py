@@ -175,7 +175,8 @@ class SparkEngine:
             if loc.file_format == "csv":
                 df = reader.option("header", "true").option("inferSchema", "false").csv(paths)
             else:
-                df = reader.option("mergeSchema", "true").parquet(*paths)
+                merge = "true" if len(paths) > 1 else "false"
+                df = reader.option("mergeSchema", merge).parquet(*paths)
         except AnalysisException as exc:
             raise InvalidRequestError(f"cannot read source {loc.written!r}: {exc}") from exc
         return df, nanos

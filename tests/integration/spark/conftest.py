@@ -47,6 +47,9 @@ def spark() -> Iterator[Any]:
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
+    # Warm up: PySpark's first call imports IPython (when installed), which raises the
+    # recursion limit; done here, it does not surprise hypothesis inside a test.
+    session.range(1).selectExpr("id + 1").count()
     try:
         yield session
     finally:
