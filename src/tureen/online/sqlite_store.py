@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -25,6 +26,11 @@ from tureen.online.protocol import ReadRequest, StoredRow
 
 # SQLite's default limit on host parameters is 32766 since 3.32; stay well below it.
 _MAX_IN = 500
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced: when its thread ends, the thread-local
+    reference goes away and the connection is closed and freed instead of piling up."""
 
 
 class SqliteOptions(BaseModel):
@@ -66,7 +72,7 @@ class SqliteOnlineStore:
         )
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._closed = False
         self._sql: dict[tuple[str, int], str] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +101,7 @@ class SqliteOnlineStore:
                 isolation_level=None,
                 check_same_thread=False,
                 cached_statements=512,
+                factory=_Connection,
             )
             for pragma in self.pragmas:
                 conn.execute(pragma)
@@ -105,7 +112,7 @@ class SqliteOnlineStore:
                 "and its permissions (online_store.path in tureen.yaml)."
             ) from exc
         with self._lock:
-            self._conns.append(conn)
+            self._conns.add(conn)
         self._local.conn = conn
         return conn
 
@@ -208,7 +215,8 @@ class SqliteOnlineStore:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            conns, self._conns = self._conns, []
+            conns = list(self._conns)
+            self._conns = weakref.WeakSet()
         for c in conns:
             c.close()
         self._local = threading.local()

@@ -1,7 +1,9 @@
-"""SqliteOnlineStore configuration through the backend table, as tureen.yaml reaches it."""
+"""SqliteOnlineStore specifics: configuration through the backend table, connections."""
 
 from __future__ import annotations
 
+import gc
+import threading
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,22 @@ def test_absolute_path_and_option_typos(tmp_path: Path) -> None:
         load_backend("online_store",
                      BackendConfig.model_validate({"type": "sqlite", "mmap_size_mb": -1}),
                      tmp_path, "p")
+
+
+def test_connections_of_finished_threads_are_freed(tmp_path: Path) -> None:
+    store = SqliteOnlineStore(tmp_path / "o.db", "p")
+    try:
+        def read() -> None:
+            store.read([])
+            store._conn().execute("SELECT 1")
+
+        for _ in range(3):
+            threads = [threading.Thread(target=read) for _ in range(10)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        gc.collect()
+        assert len(store._conns) <= 2  # this thread's, plus at most one not yet collected
+    finally:
+        store.close()
