@@ -111,3 +111,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                "--feature-service", SERVICE, "--metrics", f'{{"auc": 0.{v}}}',
                "--repo", str(repo))
     yield repo
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_gc() -> Iterator[None]:
+    """DeploymentModel freezes the collector's generations; later tests must not inherit it."""
+    import gc
+
+    yield
+    gc.unfreeze()
