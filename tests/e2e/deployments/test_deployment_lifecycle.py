@@ -99,8 +99,8 @@ def test_lifecycle(repo: Path, tmp_path: Path) -> None:
             load.wait_for(2.0)
         assert load.errors == []
         SERVED["fraud"] += len(load.served())
-        for per in load.results:
-            seq = [v for v, _ in per]
+        for client in load.results:
+            seq = [v for v, _ in client]
             first2 = seq.index(2.0)
             assert set(seq[:first2]) == {1.0} and set(seq[first2:]) == {2.0}
 
@@ -132,7 +132,8 @@ def test_lifecycle(repo: Path, tmp_path: Path) -> None:
         while True:
             st = json.loads(tureen("deploy", "status", "fraud", "--repo", str(repo),
                                    "--json").stdout)
-            per = {v: s["requests"] for w in st["workers"] for v, s in w["versions"].items()}
+            per: dict[str, int] = {v: s["requests"] for w in st["workers"]
+                                   for v, s in w["versions"].items()}
             if per.get("2", 0) >= 400 and per.get("1", 0) >= 1600:
                 break
             assert time.monotonic() < deadline, st["workers"]
