@@ -283,3 +283,19 @@ def test_kserve_style_accessors() -> None:
     resp = InferResponse.of("m", np.zeros(2), ["y"])
     out = resp.get_output_by_name("y")
     assert out is not None and out.as_numpy().tolist() == [0.0, 0.0]
+
+
+async def test_unloaded_versions_are_freed(lr_repo: Path) -> None:
+    import gc
+    import weakref
+
+    repo = ModelRepository(lr_repo, VersionPolicy.parse("all"))
+    dp = DataPlane(repo)
+    await repo.load_all()
+    await dp.predict_v1("lr", {"instances": [[1, 0, 0, 0]]}, {})
+    refs = [weakref.ref(m) for m in repo.models()]
+    assert len(refs) == 3
+    await dp.unload("lr")
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+    dp.close()
