@@ -73,8 +73,23 @@ if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
 """
 
+# KEYS: entity hashes; ARGV: for each key, a field count then its fields. Returns every
+# HMGET reply, flattened (false where a field is absent): many entities in one command.
+_READ_SCRIPT = """
+local out, a = {}, 1
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  local r = redis.call('HMGET', KEYS[i], unpack(ARGV, a + 1, a + n))
+  for j = 1, n do out[#out + 1] = r[j] end
+  a = a + n + 1
+end
+return out
+"""
+_SCRIPTS = {"write": _WRITE_SCRIPT, "read": _READ_SCRIPT}
+
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterError, RedisClusterException)
 Command = tuple[Any, ...]
+_Assemble = Callable[[list[Any]], list[list[StoredRow | None]]]
 
 
 class RedisOptions(BaseModel):
@@ -131,7 +146,7 @@ class RedisOnlineStore:
         self._prefix = f"{options.key_prefix}:{project}:".encode()
         self._ttl = options.key_ttl_seconds or 0
         self._client: Any = self._make_client()
-        self._sha: str | None = None
+        self._shas: dict[str, str] = {}
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
@@ -237,8 +252,7 @@ class RedisOnlineStore:
                 try:
                     self._pipeline(commands)
                 except NoScriptError:  # the server restarted or its script cache was flushed
-                    self._sha = None
-                    sha = self._script_sha()
+                    sha = self._script_sha(reload=True)
                     self._pipeline([(c[0], sha, *c[2:]) for c in commands])
                 except ResponseError as exc:  # e.g. OOM (maxmemory) or a read-only replica
                     raise BackendUnavailableError(
@@ -248,11 +262,12 @@ class RedisOnlineStore:
                     ) from exc
         return len(keys)
 
-    def _script_sha(self) -> str:
-        if self._sha is None:
-            sha = self._client.script_load(_WRITE_SCRIPT)
-            self._sha = sha if isinstance(sha, str) else sha.decode()
-        return self._sha
+    def _script_sha(self, script: str = "write", reload: bool = False) -> str:
+        sha = None if reload else self._shas.get(script)
+        if sha is None:
+            loaded = self._client.script_load(_SCRIPTS[script])
+            sha = self._shas[script] = loaded if isinstance(loaded, str) else loaded.decode()
+        return sha
 
     def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
@@ -262,10 +277,9 @@ class RedisOnlineStore:
         return result
 
     # ---- reads --------------------------------------------------------------------------
-    def _plan(
-        self, requests: Sequence[ReadRequest]
-    ) -> tuple[list[Command], Callable[[list[Any]], list[list[StoredRow | None]]]]:
-        """One HMGET per distinct entity key, and how to place the answers."""
+    def _plan(self, requests: Sequence[ReadRequest]) -> tuple[list[Command], _Assemble]:
+        """One HMGET per distinct entity key (all its views at once), and how to place the
+        answers; with several keys on one server, the HMGETs become a single script call."""
         fields_of: dict[bytes, dict[bytes, int]] = {}
         places: list[tuple[bytes, int, int, bytes]] = []
         for i, (view, keys) in enumerate(requests):
@@ -291,6 +305,13 @@ class RedisOnlineStore:
 
         return commands, assemble
 
+    def _multi_get(self, commands: Sequence[Command], sha: str) -> Command:
+        argv: list[Any] = []
+        for c in commands:
+            argv.append(len(c) - 2)
+            argv.extend(c[2:])
+        return ("EVALSHA", sha, len(commands), *[c[1] for c in commands], *argv)
+
     def read(self, requests: Sequence[ReadRequest]) -> list[list[StoredRow | None]]:
         commands, assemble = self._plan(requests)
         if not commands:
@@ -298,7 +319,15 @@ class RedisOnlineStore:
         with self._guard("reading from the online store"):
             if len(commands) == 1:
                 return assemble([self._client.execute_command(*commands[0])])
-            return assemble(self._pipeline(commands))
+            if self.cluster:  # keys live on several nodes: one pipeline, split per node
+                return assemble(self._pipeline(commands))
+            try:
+                flat = self._client.execute_command(
+                    *self._multi_get(commands, self._script_sha("read")))
+            except NoScriptError:
+                flat = self._client.execute_command(
+                    *self._multi_get(commands, self._script_sha("read", reload=True)))
+            return assemble(_regroup(flat, commands))
 
     async def read_async(self, requests: Sequence[ReadRequest]) -> list[list[StoredRow | None]]:
         commands, assemble = self._plan(requests)
@@ -308,10 +337,21 @@ class RedisOnlineStore:
         with self._guard("reading from the online store"):
             if len(commands) == 1:
                 return assemble([await client.execute_command(*commands[0])])
-            pipe = client.pipeline(transaction=False)
-            for c in commands:
-                pipe.execute_command(*c)
-            return assemble(await pipe.execute())
+            if self.cluster:
+                pipe = client.pipeline(transaction=False)
+                for c in commands:
+                    pipe.execute_command(*c)
+                return assemble(await pipe.execute())
+            sha = self._shas.get("read")
+            try:
+                if sha is None:
+                    raise NoScriptError("not loaded yet")
+                flat = await client.execute_command(*self._multi_get(commands, sha))
+            except NoScriptError:
+                loaded = await client.script_load(_SCRIPTS["read"])
+                sha = self._shas["read"] = loaded if isinstance(loaded, str) else loaded.decode()
+                flat = await client.execute_command(*self._multi_get(commands, sha))
+            return assemble(_regroup(flat, commands))
 
     # ---- maintenance --------------------------------------------------------------------
     def _project_keys(self) -> Iterator[bytes]:
@@ -358,6 +398,16 @@ class RedisOnlineStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _regroup(flat: list[Any], commands: Sequence[Command]) -> list[list[Any]]:
+    """The multi-get script's flat reply cut back into one list per HMGET."""
+    out, pos = [], 0
+    for c in commands:
+        n = len(c) - 2
+        out.append(flat[pos:pos + n])
+        pos += n
+    return out
 
 
 def _glob_escape(raw: bytes) -> bytes:

@@ -135,9 +135,12 @@ def test_one_hash_per_entity_holds_every_view_and_is_read_with_one_hmget(
         assert [len(g) for g in got] == [40, 3, 1]
         assert got[1][2] is None and got[1][0] == got[1][1]
         stats = raw.info("commandstats")
-        # 41 distinct entities asked for (0..39 and 99): one HMGET each, for all views at once
+        # 41 distinct entities asked for (0..39 and 99): one HMGET each, for all their views,
+        # all sent as one command (a script call) in one round trip
         assert stats["cmdstat_hmget"]["calls"] == 41
-        assert set(stats) - {"cmdstat_config|resetstat", "cmdstat_info"} == {"cmdstat_hmget"}
+        assert stats["cmdstat_evalsha"]["calls"] == 1
+        assert set(stats) - {"cmdstat_config|resetstat", "cmdstat_info", "cmdstat_script|load"
+                             } == {"cmdstat_hmget", "cmdstat_evalsha"}
     finally:
         raw.close()
         store.close()
@@ -203,6 +206,26 @@ async def test_async_read_matches_sync_read(local: RedisOnlineStore) -> None:
         await local.aclose()
 
 
+async def test_async_read_reloads_scripts_after_a_restart(own_server: RedisProcess) -> None:
+    store = RedisOnlineStore.from_config({"url": own_server.url}, Path("."), "arestart")
+    a = view("a")
+    put(store, a, [1, 2], 1.0)
+    try:
+        assert len((await store.read_async([(a, keys(a, [1, 2]))]))[0]) == 2
+        own_server.kill()
+        with pytest.raises(BackendUnavailableError):
+            await store.read_async([(a, keys(a, [1, 2]))])
+        own_server.start()
+        assert await store.read_async([(a, keys(a, [1, 2]))]) == [[None, None]]
+        put(store, a, [1, 2], 1.0)
+        got = await store.read_async([(a, keys(a, [1, 2, 3]))])
+        assert [None if r is None else decode_row(r).values["x"] for r in got[0]] == [
+            2.0, 3.0, None]
+    finally:
+        await store.aclose()
+        store.close()
+
+
 async def test_async_read_on_a_cluster(redis_cluster: LocalCluster) -> None:
     store = cluster_store(redis_cluster, project())
     a = view("a")
@@ -227,6 +250,7 @@ def test_connection_loss_is_reported_and_the_next_call_reconnects(
     a = view("a")
     put(store, a, [1], 1.0)
     assert xs(store, a, [1]) == [2.0]  # x is the value plus the id
+    assert xs(store, a, [1, 5]) == [2.0, None]  # several keys: the read script is loaded
 
     own_server.kill()
     with pytest.raises(BackendUnavailableError) as info:
@@ -236,8 +260,9 @@ def test_connection_loss_is_reported_and_the_next_call_reconnects(
     with pytest.raises(BackendUnavailableError, match="did not complete"):
         put(store, a, [1, 2], 2.0, T0 + timedelta(hours=1))
 
-    own_server.start()  # same port, empty data, no cached Lua script
+    own_server.start()  # same port, empty data, no cached Lua scripts
     assert xs(store, a, [1]) == [None]
+    assert xs(store, a, [1, 2]) == [None, None]  # reloads the read script
     assert put(store, a, [1, 2], 3.0) == 2  # reloads the script the new server lacks
     assert xs(store, a, [1, 2]) == [4.0, 5.0]
     store.close()
