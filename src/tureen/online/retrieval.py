@@ -17,8 +17,10 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 from tureen.definitions import FeatureService, FeatureView, Field, OnDemandFeatureView
@@ -187,6 +189,36 @@ def _missing(f: Field, given: list[str], row: int | None = None) -> InvalidReque
     )
 
 
+_NUMBER = (int, float, np.integer, np.floating)
+_ACCEPTS: dict[str, tuple[type, ...]] = {
+    "Int32": (int, np.integer),
+    "Int64": (int, np.integer),
+    "Float32": _NUMBER,
+    "Float64": _NUMBER,
+    "Bool": (bool, np.bool_),
+    "String": (str,),
+    "Bytes": (bytes,),
+    "UnixTimestamp": (datetime, str, np.datetime64),
+}
+
+
+def _check_request_field(f: Field, values: Sequence[Any]) -> None:
+    """Request-time values must fit their declared dtype (None is a null)."""
+    if f.dtype.element is not None:
+        ok: tuple[type, ...] = (list, tuple, np.ndarray)
+    else:
+        ok = _ACCEPTS[f.dtype.name]
+    strict_bool = f.dtype.name != "Bool"
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        if not isinstance(v, ok) or (strict_bool and isinstance(v, (bool, np.bool_))):
+            raise InvalidRequestError(
+                f"request field {f.name!r} expects {f.dtype.name} values, got "
+                f"{type(v).__name__} {v!r} in entity row {i}."
+            )
+
+
 def _as_list(col: Any) -> list[Any]:
     return col.tolist() if hasattr(col, "tolist") else list(col)
 
@@ -259,6 +291,8 @@ class OnlineRetrieval:
     def _prepare(self, features: Features, entity_rows: EntityRows, full: bool) -> _Call:
         c = self._compiled(features, full)
         columns, n = _columns(entity_rows, c.key_fields + c.request_fields)
+        for f in c.request_fields:
+            _check_request_field(f, columns[f.name])
         requests: list[ReadRequest] = []
         for s in c.steps:
             enc = s.encoder

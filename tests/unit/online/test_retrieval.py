@@ -145,6 +145,10 @@ def test_missing_key_and_request_field_errors_say_what_was_given(
     with pytest.raises(InvalidRequestError, match="different lengths"):
         retrieval.get_online_features(["amount_ratio:amount_ratio"],
                                       {"account_id": [1, 2], "amount": [1.0]})
+    with pytest.raises(InvalidRequestError, match=r"request field 'amount' expects Float64 "
+                       r"values, got str 'ten' in entity row 1"):
+        retrieval.get_online_features(["amount_ratio:amount_ratio"],
+                                      {"account_id": [1, 2], "amount": [1, "ten"]})
     with pytest.raises(NotFoundError, match="Did you mean"):
         retrieval.get_online_features(["account_stats:spnd"], {"account_id": [1]})
 
