@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 import pandas as pd
-from starlette.routing import BaseRoute, Route
+from starlette.datastructures import URLPath
+from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from tureen.errors import TureenError
@@ -154,16 +155,47 @@ def health_report(store: FeatureStore) -> dict[str, Any]:
     return report
 
 
+class FeastRoutes(BaseRoute):
+    """All feature routes as one Starlette route matched by an exact path lookup (the
+    router tries it before regex routes, so the hot path pays one dict lookup)."""
+
+    def __init__(self, table: dict[str, tuple[str, _Endpoint]]) -> None:
+        self.table = table
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        entry = self.table.get(scope["path"])
+        if entry is None:
+            return Match.NONE, {}
+        method = scope["method"]
+        ok = method == entry[0] or (entry[0] == "GET" and method == "HEAD")
+        return (Match.FULL if ok else Match.PARTIAL), {}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        want, endpoint = self.table[scope["path"]]
+        if scope["method"] != want and not (want == "GET" and scope["method"] == "HEAD"):
+            body = orjson.dumps({"error": f"{scope['path']} accepts {want} only.",
+                                 "detail": f"{scope['path']} accepts {want} only."})
+            await send({"type": "http.response.start", "status": 405,
+                        "headers": [*_JSON, (b"allow", want.encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await endpoint(scope, receive, send)
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)
+
+
 def feature_routes(store: FeatureStore) -> list[BaseRoute]:
     """The Feast feature-server routes over ``store`` (mount with ``extra_routes``)."""
     h = FeatureHandlers(store)
-    post = [
-        ("/get-online-features", h.get_online_features),
-        ("/push", h.push),
-        ("/write-to-online-store", h.write_to_online_store),
-        ("/materialize", h.materialize),
-        ("/materialize-incremental", h.materialize_incremental),
-    ]
-    routes: list[BaseRoute] = [Route(p, _Endpoint(fn), methods=["POST"]) for p, fn in post]
-    routes.append(Route("/health", _Endpoint(h.health), methods=["GET"]))
-    return routes
+    table: dict[str, tuple[str, _Endpoint]] = {
+        "/get-online-features": ("POST", _Endpoint(h.get_online_features)),
+        "/push": ("POST", _Endpoint(h.push)),
+        "/write-to-online-store": ("POST", _Endpoint(h.write_to_online_store)),
+        "/materialize": ("POST", _Endpoint(h.materialize)),
+        "/materialize-incremental": ("POST", _Endpoint(h.materialize_incremental)),
+        "/health": ("GET", _Endpoint(h.health)),
+    }
+    return [FeastRoutes(table)]

@@ -22,9 +22,10 @@ from tureen.errors import (
 )
 from tureen.feature_refs import resolve
 from tureen.online.response import OnlineResponse
-from tureen.serving.clients import with_retries
 from tureen.store import FeatureStore
 from tureen.transformer.errors import classify
+from tureen.transformer.http_client import post_with_retries
+from tureen.transformer.http_pool import HttpPool
 from tureen.types import dtype_from_name
 
 Columns = dict[str, list[Any]]
@@ -110,9 +111,8 @@ class RemoteFeatures:
         self.stored: list[bool] = []
         self.needed: list[Field] = []
         self._timeout = timeout
-        self._limits = httpx.Limits(max_connections=max_connections,
-                                    max_keepalive_connections=max_connections)
-        self._http: httpx.AsyncClient | None = None
+        self._max_connections = max_connections
+        self._pool: HttpPool | None = None
 
     def load(self) -> None:
         if self.store is not None:
@@ -138,38 +138,26 @@ class RemoteFeatures:
         self.needed = [Field(i["name"], dtype_from_name(_OIP_DTYPE[i["datatype"]]))
                        for i in md["inputs"]]
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self._timeout, limits=self._limits)
-        return self._http
+    def _client(self) -> HttpPool:
+        if self._pool is None:  # created in the serving loop, on first use
+            self._pool = HttpPool(self.url, self._max_connections, self._timeout)
+        return self._pool
 
     async def fetch(self, columns: Columns) -> FeatureTable:
         body = orjson.dumps({"feature_service": self.service, "entities": columns})
-        http = self._client()
-        where = f"{self.url}/get-online-features"
-
-        async def call() -> httpx.Response:
-            from tureen.serving.clients import _RetryError
-
-            try:
-                resp = await http.post(where, content=body,
-                                       headers={"content-type": "application/json"})
-            except (httpx.TransportError, httpx.TimeoutException) as exc:
-                raise _RetryError(f"{type(exc).__name__}: {exc}") from None
-            if resp.status_code in (502, 503, 504):
-                raise _RetryError(f"HTTP {resp.status_code}")
-            return resp
-
         try:
-            resp = await with_retries(call, f"POST {where}", self.retries, self.backoff)
+            resp = await post_with_retries(self._client(), "/get-online-features", body,
+                                           {"content-type": "application/json"},
+                                           self.retries, self.backoff)
         except BackendUnavailableError as exc:
             raise classify(exc) from None
-        if resp.status_code != 200:
+        if resp.status != 200:
             detail = _detail(resp.content)
-            msg = f"feature server {where} answered HTTP {resp.status_code}: {detail}"
-            if resp.status_code == 404:
+            msg = (f"feature server {self.url}/get-online-features answered HTTP "
+                   f"{resp.status}: {detail}")
+            if resp.status == 404:
                 raise NotFoundError(msg)
-            if resp.status_code < 500:
+            if resp.status < 500:
                 raise InvalidRequestError(msg)
             raise TureenError(msg)
         return self._table(orjson.loads(resp.content))
@@ -198,8 +186,8 @@ class RemoteFeatures:
         return FeatureTable(self.fields, values, self.stored, statuses, n)
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._pool is not None:
+            await self._pool.close()
 
 
 def _detail(content: bytes) -> str:

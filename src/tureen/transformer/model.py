@@ -24,7 +24,7 @@ import pandas as pd
 
 from tureen.definitions import Field
 from tureen.errors import ConfigError, InvalidRequestError
-from tureen.serving.clients import predictor_client
+from tureen.serving.clients import PredictorClient, predictor_client
 from tureen.serving.inference import InferResponse, TensorSpec
 from tureen.serving.model import Headers, Model
 from tureen.store import FeatureStore
@@ -37,6 +37,7 @@ from tureen.transformer.assemble import (
 )
 from tureen.transformer.config import TransformerConfig
 from tureen.transformer.features import Columns, FeatureTable, LocalFeatures, RemoteFeatures
+from tureen.transformer.http_client import PooledHTTPPredictorClient
 from tureen.transformer.predictor import InProcessPredictor, ModelInput, RemotePredictor
 from tureen.transformer.request_rows import extract, from_columns, request_columns
 from tureen.transformer.script import UserScript
@@ -134,9 +135,14 @@ class FeatureTransformer(Model):
                 opts.update(max_connections=c.max_connections, binary=p.binary_tensors)
             deadline = (c.timeout_seconds * (c.retries + 1)
                         + c.backoff_seconds * (2 ** (c.retries + 1)))
-            return RemotePredictor(lambda: predictor_client(host, protocol, **opts), protocol,
-                                   p.model or c.name, input_name=p.input_name,
-                                   deadline=deadline)
+
+            def make_client() -> PredictorClient:
+                if protocol == "grpc-v2":
+                    return predictor_client(host, protocol, **opts)
+                return PooledHTTPPredictorClient(host, protocol, **opts)
+
+            return RemotePredictor(make_client, protocol, p.model or c.name,
+                                   input_name=p.input_name, deadline=deadline)
         model: Model
         if p.model_dir:
             from tureen.serving.runtimes import model_from_dir, read_settings
