@@ -39,9 +39,16 @@ class _Reader:
     headers: dict[str, str] = field(default_factory=dict)
     body: list[bytes] = field(default_factory=list)
     done: bool = False
+    keep_alive: bool = False
+    parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        # read here: the parser resets its keep-alive flag once the message is complete
+        if self.parser is not None:
+            self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -116,15 +123,14 @@ class HttpPool:
         if writer.transport.get_write_buffer_size() > 65536:
             await writer.drain()
         state = _Reader()
-        parser = httptools.HttpResponseParser(state)
+        parser = state.parser = httptools.HttpResponseParser(state)
         while not state.done:
             data = await reader.read(65536)
             if not data:
                 raise ConnectionResetError("the server closed the connection")
             parser.feed_data(data)
         body = state.body[0] if len(state.body) == 1 else b"".join(state.body)
-        return PoolResponse(parser.get_status_code(), state.headers, body), \
-            parser.should_keep_alive()
+        return PoolResponse(parser.get_status_code(), state.headers, body), state.keep_alive
 
     async def close(self) -> None:
         self._closed = True
