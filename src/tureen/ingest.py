@@ -80,6 +80,8 @@ def _cast(name: str, arr: pa.Array | pa.ChunkedArray, dtype: DType, view: str) -
     """``arr`` as ``dtype.arrow`` or an InvalidRequestError naming the column."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    if pa.types.is_null(arr.type):  # every value missing: nulls of the declared type
+        return pa.nulls(len(arr), dtype.arrow)
     if dtype is UnixTimestamp and (pa.types.is_string(arr.type) or pa.types.is_large_string(
         arr.type
     )):

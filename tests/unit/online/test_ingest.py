@@ -179,3 +179,11 @@ def test_int64_keys_from_pandas_and_naive_times(store: SqliteOnlineStore, engine
         ["payments:amount"], {"account_id": [1]}).event_timestamps["amount"]
     assert stamps == [datetime(2026, 2, 1, 0, 0, 0, 500_000, tzinfo=UTC)]
     assert Int64 in {f.dtype for f in PAYMENTS.key_fields}
+
+
+def test_all_null_feature_column_is_stored_as_nulls(store: SqliteOnlineStore) -> None:
+    write_to_online_store(SNAP, store, "notes", rows(note=[None, None]))
+    resp = OnlineRetrieval(store, lambda: SNAP).get_online_features(
+        ["notes:note"], {"account_id": [1, 2]})
+    assert resp.to_dict()["note"] == [None, None]
+    assert [str(s) for s in resp.statuses["note"]] == ["NULL_VALUE", "NULL_VALUE"]
