@@ -60,7 +60,7 @@ def apply_policy(
 ) -> list[Sequence[Any]]:
     """Feature columns with missing values handled; raises for ``reject``."""
     values = table.values
-    holes = [j for j, col in enumerate(values) if None in col or _has_nan(col)]
+    holes = [j for j, col in enumerate(values) if _has_missing(col)]
     if not holes:
         return values
     if policy == "null":
@@ -91,8 +91,12 @@ def apply_policy(
     return values
 
 
-def _has_nan(col: Sequence[Any]) -> bool:
-    return any(isinstance(v, float) and math.isnan(v) for v in col)
+def _has_missing(col: Sequence[Any]) -> bool:
+    """None or NaN anywhere (``v != v`` only holds for NaN)."""
+    for v in col:
+        if v is None or v != v:
+            return True
+    return False
 
 
 def widest_datatype(fields: Sequence[Field]) -> str:

@@ -65,6 +65,7 @@ class FeatureTransformer(Model):
         self._declared_type = False
         self._described_at = 0.0
         self._request_fields: list[Field] = []
+        self._request_names: set[str] = set()
 
     # ---- setup ----------------------------------------------------------------------------
     def load(self) -> bool:
@@ -72,10 +73,8 @@ class FeatureTransformer(Model):
         self.source = self._build_source()
         self.source.load()
         check_defaults(c.missing.policy, c.missing.defaults, self.source.fields)
-        key_names = set()
-        for read_field in self.source.needed:
-            key_names.add(read_field.name)
         self._request_fields = [f for f in self.source.needed if f.name not in self._join_keys()]
+        self._request_names = {f.name for f in self._request_fields}
         if c.script is not None:
             self.script = UserScript(c.script.path, c.script.position)
         self.predictor = self._build_predictor()
@@ -215,8 +214,7 @@ class FeatureTransformer(Model):
 
     def _model_input(self, table: FeatureTable, keys: Columns) -> tuple[ModelInput, list[str]]:
         c = self.config
-        join_cols = {k: v for k, v in keys.items() if k not in {f.name for f in
-                                                                 self._request_fields}}
+        join_cols = {k: v for k, v in keys.items() if k not in self._request_names}
         values: list[Sequence[Any]] = apply_policy(
             table, join_cols, c.missing.policy, c.missing.defaults)
         fields = table.fields
@@ -225,8 +223,8 @@ class FeatureTransformer(Model):
             fields = [*fields, *self._request_fields]
         names = [f.name for f in fields]
         if c.input_format == "tensor":
-            return ModelInput(matrix=as_matrix(values, self.datatype, table.n),
-                              names=names), names
+            return ModelInput(matrix=as_matrix(values, self.datatype, table.n), names=names,
+                              datatype=self.datatype), names
         return ModelInput(columns=as_columns(values, fields), names=names), names
 
     def _after_features_input(self, out: Any, names: list[str]) -> ModelInput:

@@ -33,12 +33,14 @@ class ModelInput:
     columns: list[tuple[str, NDArray]] | None = None
     #: names of the matrix's columns (features in order), for v1 object rows and scripts
     names: list[str] | None = None
+    #: OIP datatype of ``matrix`` when known (saves inspecting the array)
+    datatype: str | None = None
 
     def infer_request(self, model: str, input_name: str) -> InferRequest:
         if self.matrix is not None:
             m = self.matrix
-            return InferRequest(model, [InferInput(input_name, oip_datatype_of(m),
-                                                   list(m.shape), m)])
+            dt = self.datatype or oip_datatype_of(m)
+            return InferRequest(model, [InferInput(input_name, dt, list(m.shape), m)])
         cols = self.columns or []
         return InferRequest(
             model, [InferInput(n, oip_datatype_of(a), [len(a)], a) for n, a in cols],

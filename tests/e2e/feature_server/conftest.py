@@ -17,6 +17,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(repo: Path) -> Iterator[Server]:
     s = start(["serve-features", "--repo", str(repo), "--host", "127.0.0.1"],
-              repo / "server.log", ready="/health")
+              repo / "server.log")
     yield s
     assert s.stop() == 0, s.log.read_text()

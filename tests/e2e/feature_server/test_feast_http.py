@@ -140,7 +140,7 @@ def test_health(server: Server) -> None:
 def test_materialize_routes_and_unhealthy_registry(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "fresh", materialize=False)
     s = start(["serve-features", "--repo", str(repo), "--host", "127.0.0.1"],
-              tmp_path / "server.log", ready="/health")
+              tmp_path / "server.log")
     try:
         body = {"features": PROFILE, "entities": {"account_id": [1001]}}
         before = post(s, "/get-online-features", body).json()
