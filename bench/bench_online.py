@@ -149,6 +149,7 @@ def main() -> None:
             threaded = OnlineRetrieval(store, lambda: snap, offload_sync_reads=True)
             res["async_thread"].append(asyncio.run(_async_bench(threaded, refs, rows_1,
                                                                 calls // 4)))
+        decode = _decode_bench(raw.execute(one_sql, (keys[0],)).fetchone()[0], reader)
         threads = _thread_bench(Path(tmp) / "online.db", table, keys, reader, store.pragmas)
         threads.update(_reads_during_write(store, view, keys, reader))
         store.close()
@@ -167,6 +168,7 @@ def main() -> None:
         "hundred_entities": {"tureen": many, "raw_select_plus_decode": rawn,
                              "tureen_plus_feast_json": median_of(res["tureen_many_json"]),
                              "overhead_ratio_p50": round(many["p50_us"] / rawn["p50_us"], 2)},
+        "decode_one_row_10_float32_ns": decode,
         "async_one_entity": {"inline_read": median_of(res["async_inline"]),
                              "read_in_thread": median_of(res["async_thread"])},
         "threads_4_readers": threads,
@@ -197,6 +199,31 @@ async def _async_bench(retrieval: OnlineRetrieval, refs: list[str],
         times.append(clock() - t)
     times.sort()
     return times[len(times) // 2] / 1000, times[int(len(times) * 0.99)] / 1000
+
+
+def _decode_bench(row: bytes, reader: RowReader, n: int = 200_000) -> dict[str, float]:
+    """ns per decode of one stored row: tureen's format vs orjson and pickle of the same
+    values (pickle is only a speed reference: it is never used, a shared store must not
+    become code execution)."""
+    import pickle
+
+    import orjson
+
+    ev, values = reader.read(row)
+    as_json = orjson.dumps({"event_ts": ev, "created_ts": ev,
+                            "values": dict(zip(FEATURES, values, strict=True))})
+    as_pickle = pickle.dumps((ev, ev, tuple(values)))
+    out: dict[str, float] = {}
+    for name, fn, arg in (("tureen_row_reader", reader.read, row),
+                          ("orjson_loads", orjson.loads, as_json),
+                          ("pickle_loads", pickle.loads, as_pickle)):
+        t = time.perf_counter_ns()
+        for _ in range(n):
+            fn(arg)
+        out[name] = round((time.perf_counter_ns() - t) / n, 1)
+    out["row_bytes_tureen"] = len(row)
+    out["row_bytes_json"] = len(as_json)
+    return out
 
 
 def _thread_bench(path: Path, table: str, keys: list[bytes], reader: RowReader,

@@ -335,10 +335,13 @@ def compile_decoder(layout: bytes, wanted: Sequence[str]) -> Decoder:
     no_nulls = bytes(nb)
 
     if not var and not ts_out:
-        # The common hot path: numbers only.
+        # The common hot path: numbers only. ``startswith`` checks the null bitmap without
+        # copying it; with no nulls and every feature wanted in stored order, the unpacked
+        # tuple is the answer as is.
+        in_order = idx == list(range(len(entries)))
         pick: Callable[[Sequence[Any]], Sequence[Any]]
-        if idx == list(range(len(entries))):
-            pick = lambda vals: vals[:-1]  # noqa: E731 - all features, in stored order
+        if len(idx) == 0:
+            pick = lambda vals: ()  # noqa: E731
         elif len(idx) == 1:
             only = idx[0]
             pick = lambda vals: (vals[only],)  # noqa: E731
@@ -346,15 +349,16 @@ def compile_decoder(layout: bytes, wanted: Sequence[str]) -> Decoder:
             pick = itemgetter(*idx)
 
         def decode_fixed(b: bytes, pos: int) -> Sequence[Any]:
-            vals = (*unpack_fixed(b, pos + nb), None)
-            if b[pos : pos + nb] != no_nulls:
-                bits = int.from_bytes(b[pos : pos + nb], "little")
-                lst = list(vals)
-                for e, s in fixed_bits:
-                    if bits >> e & 1:
-                        lst[s] = None
-                return pick(lst)
-            return pick(vals)
+            if b.startswith(no_nulls, pos):
+                if in_order:
+                    return unpack_fixed(b, pos + nb)
+                return pick((*unpack_fixed(b, pos + nb), None))
+            lst = [*unpack_fixed(b, pos + nb), None]
+            bits = int.from_bytes(b[pos : pos + nb], "little")
+            for e, s in fixed_bits:
+                if bits >> e & 1:
+                    lst[s] = None
+            return pick(lst) if not in_order else lst[:-1]
 
         return decode_fixed
 
