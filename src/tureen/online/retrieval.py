@@ -237,9 +237,11 @@ class OnlineRetrieval:
         self._async_store = store if isinstance(store, AsyncOnlineStore) else None
         self._offload = offload_sync_reads
         self._clock = clock
-        self._snap: RegistrySnapshot | None = None
-        self._tag: tuple[Any, ...] = ()
-        self._plans: dict[tuple[Any, ...], _Compiled] = {}
+        # (snapshot, its (project, version, updated_at), plans compiled from it): one tuple,
+        # swapped atomically, so a thread still holding an older snapshot can never put its
+        # plan into the cache of a newer one.
+        self._cache: tuple[RegistrySnapshot | None, tuple[Any, ...], dict[Any, _Compiled]] = (
+            None, (), {})
 
     # ---- public API ---------------------------------------------------------------------
     def get_online_features(
@@ -273,19 +275,19 @@ class OnlineRetrieval:
     # ---- shared steps -------------------------------------------------------------------
     def _compiled(self, features: Features, full: bool) -> _Compiled:
         snap = self._provider()
-        if snap is not self._snap:
-            tag = (snap.project, snap.version, snap.updated_at)
-            if tag != self._tag:
-                self._plans = {}
-                self._tag = tag
-            self._snap = snap
+        cached, tag, plans = self._cache
+        if snap is not cached:
+            new_tag = (snap.project, snap.version, snap.updated_at)
+            if new_tag != tag:
+                plans = {}
+            self._cache = (snap, new_tag, plans)
         key = _cache_key(features, full)
-        compiled = self._plans.get(key)
+        compiled = plans.get(key)
         if compiled is None:
             compiled = _compile(resolve(snap, features, full))
-            if len(self._plans) >= _PLAN_CACHE_SIZE:
-                self._plans = {}
-            self._plans[key] = compiled
+            if len(plans) >= _PLAN_CACHE_SIZE:
+                plans.clear()
+            plans[key] = compiled
         return compiled
 
     def _prepare(self, features: Features, entity_rows: EntityRows, full: bool) -> _Call:
