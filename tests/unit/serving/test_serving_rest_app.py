@@ -199,3 +199,11 @@ def test_response_json_numbers_round_trip() -> None:
         assert n is None
         out = decode_response(body, None).outputs[0]
         assert out.datatype == dt and np.array_equal(out.data, arr) and out.data.dtype == arr.dtype
+
+
+async def test_library_input_errors_are_400(client: httpx.AsyncClient) -> None:
+    body = {"parameters": {"content_type": "pd"}, "inputs": [
+        {"name": f"f{i}", "datatype": "FP32", "shape": [1], "data": [1.0]} for i in range(3)]}
+    r = await client.post("/v2/models/lr/infer", json=body)
+    assert r.status_code == 400, r.text
+    assert "rejected the input" in r.json()["error"]

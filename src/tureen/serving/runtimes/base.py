@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tureen.errors import InvalidRequestError
 from tureen.serving.model import Headers, Model
 
 
@@ -25,4 +26,15 @@ class ArrayModel(Model):
         return self.predict_array(self.decode(payload))
 
     def predict_array(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
+        """Rows in, one result per row out; input errors raise InvalidRequestError."""
+        try:
+            return self.run(x)
+        except (ValueError, TypeError) as exc:  # what the libraries raise for bad input
+            raise InvalidRequestError(
+                f"model {self.name!r} rejected the input: {exc}. Check it against "
+                f"GET /v2/models/{self.name}."
+            ) from None
+
+    def run(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
+        """The library call (override in each runtime)."""
         raise NotImplementedError

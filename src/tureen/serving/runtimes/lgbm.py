@@ -27,5 +27,5 @@ class LightGBMModel(ArrayModel):
     def unload(self) -> None:
         self._booster = None
 
-    def predict_array(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
+    def run(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
         return self._booster.predict(x, num_threads=1)

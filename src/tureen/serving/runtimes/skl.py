@@ -46,7 +46,7 @@ class SKLearnModel(ArrayModel):
     def unload(self) -> None:
         self._estimator = self._fn = None
 
-    def predict_array(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
+    def run(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
         if isinstance(x, pd.DataFrame) and not hasattr(self._estimator, "feature_names_in_"):
             x = x.to_numpy()  # fitted on arrays: columns are taken in request order
         return self._fn(x)

@@ -30,5 +30,5 @@ class XGBoostModel(ArrayModel):
     def unload(self) -> None:
         self._booster = None
 
-    def predict_array(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
+    def run(self, x: np.ndarray[Any, Any] | pd.DataFrame) -> Any:
         return self._booster.inplace_predict(x)
