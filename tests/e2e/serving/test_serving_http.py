@@ -101,3 +101,18 @@ def test_binary_large_tensor_round_trip(server: Server) -> None:
                    headers={"inference-header-content-length": str(len(head))}, timeout=30)
     n = int(r.headers["inference-header-content-length"])
     assert np.array_equal(np.frombuffer(r.content[n:], dtype=np.float32), x)
+
+
+async def test_grpc_repository_load_with_model_in_field_1(server: Server) -> None:
+    """KServe's proto puts model_name in field 1 (our repository_name)."""
+    async with grpc.aio.insecure_channel(server.grpc_target) as ch:
+        load = ch.unary_unary("/inference.GRPCInferenceService/RepositoryModelLoad",
+                              request_serializer=pb.RepositoryModelLoadRequest.SerializeToString,
+                              response_deserializer=pb.RepositoryModelLoadResponse.FromString)
+        await load(pb.RepositoryModelLoadRequest(repository_name="echo"))
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await load(pb.RepositoryModelLoadRequest())
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await load(pb.RepositoryModelLoadRequest(model_name="ghost"))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from tureen.errors import TureenError
+from tureen.errors import InvalidRequestError, TureenError
 from tureen.serving.context import request_id, resolve_request_id
 from tureen.serving.dataplane import DataPlane
 from tureen.transports.grpc import inference_pb2 as pb
@@ -68,14 +68,23 @@ class InferenceServicer:
     async def RepositoryModelLoad(  # noqa: N802
         self, req: pb.RepositoryModelLoadRequest, ctx: Any
     ) -> pb.RepositoryModelLoadResponse:
-        await self.dp.load(req.model_name)
+        await self.dp.load(_model_name(req))
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(  # noqa: N802
         self, req: pb.RepositoryModelUnloadRequest, ctx: Any
     ) -> pb.RepositoryModelUnloadResponse:
-        await self.dp.unload(req.model_name)
+        await self.dp.unload(_model_name(req))
         return pb.RepositoryModelUnloadResponse()
+
+
+def _model_name(req: Any) -> str:
+    """Triton's clients send the model in field 2 (``model_name``); KServe's proto declares
+    ``model_name`` as field 1, which arrives here as ``repository_name``. Accept both."""
+    name = req.model_name or req.repository_name
+    if not name:
+        raise InvalidRequestError("the request names no model; set model_name.")
+    return str(name)
 
 
 def _guard(name: str, fn: Handler) -> Handler:
