@@ -1,0 +1,75 @@
+"""gRPC messages ⇄ InferRequest/InferResponse for every datatype, typed and raw contents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tureen.errors import InvalidRequestError
+from tureen.serving import InferInput, InferOutput, InferRequest, InferResponse
+from tureen.transports.grpc import convert
+from tureen.transports.grpc import inference_pb2 as pb
+from tureen.types import OIP_NUMPY
+
+NUMERIC = [k for k in OIP_NUMPY if k != "BYTES"]
+shapes = hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=4)
+
+
+def arrays(datatype: str) -> st.SearchStrategy[np.ndarray[Any, Any]]:
+    if datatype == "BYTES":
+        return shapes.flatmap(lambda s: st.lists(st.binary(max_size=5), min_size=int(np.prod(s)),
+                                                 max_size=int(np.prod(s))).map(
+            lambda xs: np.array([*xs, b""], dtype=object)[:-1].reshape(s)))
+    return hnp.arrays(OIP_NUMPY[datatype], shapes)
+
+
+def same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+
+
+@pytest.mark.parametrize("raw", [True, False])
+@pytest.mark.parametrize("datatype", [*NUMERIC, "BYTES"])
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_response_round_trip(datatype: str, raw: bool, data: st.DataObject) -> None:
+    arr = data.draw(arrays(datatype))
+    resp = InferResponse("m", [InferOutput("o", datatype, list(arr.shape), arr)], "1", "id")
+    msg = pb.ModelInferResponse.FromString(convert.encode_response(resp, raw).SerializeToString())
+    back = convert.decode_response(msg)
+    assert back.model_version == "1" and back.id == "id"
+    out = back.outputs[0]
+    assert out.datatype == datatype and same(out.data, arr)
+    if datatype != "BYTES":
+        assert out.data.dtype == arr.dtype
+
+
+@pytest.mark.parametrize("datatype", [*NUMERIC, "BYTES"])
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_request_round_trip_raw(datatype: str, data: st.DataObject) -> None:
+    arr = data.draw(arrays(datatype))
+    req = InferRequest("m", [InferInput("x", datatype, list(arr.shape), arr)],
+                       parameters={"content_type": "np", "n": 3, "f": 0.5, "b": True})
+    msg = pb.ModelInferRequest.FromString(convert.encode_request(req).SerializeToString())
+    back = convert.decode_request(msg, {})
+    assert back.parameters == {"content_type": "np", "n": 3, "f": 0.5, "b": True}
+    assert same(back.inputs[0].data, arr)
+
+
+def test_typed_contents_errors() -> None:
+    msg = pb.ModelInferRequest(model_name="m")
+    t = msg.inputs.add(name="x", datatype="FP16", shape=[1])
+    with pytest.raises(InvalidRequestError, match="raw_input_contents"):
+        convert.decode_request(msg, {})
+    t.datatype = "INT32"
+    t.contents.int_contents.extend([1, 2])
+    with pytest.raises(InvalidRequestError, match="holds 2"):
+        convert.decode_request(msg, {})
+    msg.raw_input_contents.extend([b"", b""])
+    with pytest.raises(InvalidRequestError, match="one raw entry per input"):
+        convert.decode_request(msg, {})
