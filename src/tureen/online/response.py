@@ -105,8 +105,8 @@ class OnlineResponse:
     def __init__(
         self, keys: Sequence[tuple[Field, Sequence[Any]]], columns: Sequence[OnlineColumn]
     ) -> None:
-        self._keys = list(keys)
-        self._columns = list(columns)
+        self._keys = keys
+        self._columns = columns
 
     # ---- shape --------------------------------------------------------------------------
     @property

@@ -50,6 +50,15 @@ class _ViewStep:
     encoder: KeyEncoder
     reader: RowReader
     ttl_us: int
+    keys_of: Callable[[Mapping[str, Sequence[Any]]], list[bytes]]
+
+
+def _keys_of(enc: KeyEncoder) -> Callable[[Mapping[str, Sequence[Any]]], list[bytes]]:
+    """Entity columns -> key bytes per row, specialized for the common single join key."""
+    if len(enc.names) == 1:
+        name, one = enc.names[0], enc.encode_one
+        return lambda columns: [one(v) for v in columns[name]]
+    return enc.encode_columns
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class _Compiled:
     plan: FeaturePlan
     steps: tuple[_ViewStep, ...]
     key_fields: tuple[Field, ...]
+    needed: tuple[Field, ...]  # join keys then request fields: what entity rows must hold
     request_fields: tuple[Field, ...]
     # Per output: (step index, feature index) for stored features, (-1, odfv index) for
     # on-demand ones; with the output field (name as returned, dtype).
@@ -81,15 +91,16 @@ class _Call:
 
 
 def _compile(plan: FeaturePlan) -> _Compiled:
-    steps = tuple(
-        _ViewStep(
+    steps = []
+    for r in plan.reads:
+        enc = encoder_for(r.view.key_fields)
+        steps.append(_ViewStep(
             view=r.view,
-            encoder=encoder_for(r.view.key_fields),
+            encoder=enc,
             reader=RowReader([f.name for f in r.features]),
             ttl_us=int(r.view.ttl_seconds * 1_000_000),
-        )
-        for r in plan.reads
-    )
+            keys_of=_keys_of(enc),
+        ))
     key_fields: dict[str, Field] = {}
     for s in steps:
         for f in s.view.key_fields:
@@ -114,11 +125,13 @@ def _compile(plan: FeaturePlan) -> _Compiled:
                 j = wanted.index(feat)
                 named += [(feat, i, j), (f"{view_name}__{feat}", i, j)]
         odfv_inputs.append(tuple(named))
+    keys = tuple(key_fields[k] for k in plan.join_keys)
     return _Compiled(
         plan=plan,
         odfv_inputs=tuple(odfv_inputs),
-        steps=steps,
-        key_fields=tuple(key_fields[k] for k in plan.join_keys),
+        steps=tuple(steps),
+        key_fields=keys,
+        needed=keys + plan.request_fields,
         request_fields=plan.request_fields,
         outputs=tuple(outputs),
         on_demand=plan.on_demand,
@@ -292,19 +305,10 @@ class OnlineRetrieval:
 
     def _prepare(self, features: Features, entity_rows: EntityRows, full: bool) -> _Call:
         c = self._compiled(features, full)
-        columns, n = _columns(entity_rows, c.key_fields + c.request_fields)
+        columns, n = _columns(entity_rows, c.needed)
         for f in c.request_fields:
             _check_request_field(f, columns[f.name])
-        requests: list[ReadRequest] = []
-        for s in c.steps:
-            enc = s.encoder
-            names = enc.names
-            if len(names) == 1:
-                one = enc.encode_one
-                keys = [one(v) for v in columns[names[0]]]
-            else:
-                keys = enc.encode_columns(columns)
-            requests.append((s.view, keys))
+        requests: list[ReadRequest] = [(s.view, s.keys_of(columns)) for s in c.steps]
         return _Call(c, columns, n, requests)
 
     def _finish(self, call: _Call, rows: Sequence[Sequence[StoredRow | None]]) -> OnlineResponse:
