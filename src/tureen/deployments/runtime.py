@@ -5,7 +5,9 @@ split deterministically so the share is exact over any window), runs that versio
 the feature-enriched transformer when the deployment has a feature service (online features
 fetched in process, then the model), else the model alone — and hands an
 ``InferenceRecord`` (the features exactly as fed to the model, the predictions, the entity
-keys) to the deployment's ``InferenceLogger``.
+keys) to the deployment's ``InferenceLogger``. With batching, the data plane merges
+concurrent requests into one call: it is logged as one record (all rows, the request id of
+the request that opened the batch).
 
 Changing the served version never fails a request: the new version is loaded off the event
 loop while the old one keeps serving; then one reference swap routes new requests to it, and
@@ -229,6 +231,9 @@ class DeploymentModel(Model):
         self._finalizer: Any = None
         self._last_payload: Any = None
         self.log = log
+        if spec.batching is not None:  # the data plane's adaptive batcher merges requests
+            self.max_batch_size = spec.batching.max_batch_size
+            self.max_latency_ms = spec.batching.max_latency_ms
 
     # ---- building ---------------------------------------------------------------------------
     def _build(self, version: int, spec: DeploymentSpec) -> _Engine:

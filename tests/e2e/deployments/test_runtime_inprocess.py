@@ -126,3 +126,26 @@ async def test_swap_under_concurrent_load_and_exact_canary(repo: Path) -> None:
     assert {"1", "2"} == set(versions)
     assert log.num_rows == sum(after.values())  # every served request was logged on close
     assert "feature.input_0" in log.column_names and "prediction.predictions" in log.column_names
+
+
+async def test_batching_merges_concurrent_requests_through_the_data_plane(repo: Path) -> None:
+    from tureen.serving import DataPlane
+
+    deps = Deployments.for_repo(repo)
+    deps.create("batched", "plain", 1, batching="max_batch_size=64,max_latency_ms=50",
+                logging="ALL")
+    deps.set_state("batched", "started")
+    m = deployment_model(FeatureStore(repo), "batched", refresh_seconds=3600)
+    await asyncio.to_thread(m.load)
+    dp = DataPlane()
+    dp.register(m)
+    body = {"instances": X.tolist()}
+    single = await dp.predict_v1("batched", body, {})
+    results = await asyncio.gather(*(dp.predict_v1("batched", body, {}) for _ in range(32)))
+    assert all(r == single for r in results)
+    calls = m.status()["versions"]["1"]["requests"]
+    assert calls < 33  # merged: fewer model calls than requests
+    await m.aclose()
+    dp.close()
+    log = read_log(str(repo / "data" / "inference_log"), "batched")
+    assert log.num_rows == 33  # every row of every request was logged
