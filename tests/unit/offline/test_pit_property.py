@@ -36,7 +36,7 @@ rider_rows = st.lists(
 )
 entity_rows = st.lists(
     st.fixed_dictionaries({
-        "driver": st.integers(0, 4),
+        "driver": st.one_of(st.none(), st.integers(0, 4)),  # None: a missing key
         "rider": st.sampled_from(["r0", "r1", "r2", "r3"]),
         "event_timestamp": st.integers(-2, 20).map(lambda q: T0 + timedelta(minutes=30 * q)),
         "label": st.integers(0, 1),
