@@ -134,8 +134,10 @@ class _Engine:
     """One loaded version: its model (or transformer + model) and in-flight requests."""
 
     def __init__(self, version: int, model: Model, transformer: Model | None,
-                 entity_fn: Callable[[Any], Mapping[str, Sequence[Any]]] | None) -> None:
+                 entity_fn: Callable[[Any], Mapping[str, Sequence[Any]]] | None,
+                 entity_keys: Sequence[str] | None = None) -> None:
         self.version = version
+        self.entity_keys = entity_keys
         self.model = model
         self.transformer = transformer
         self.entity_fn = entity_fn
@@ -267,15 +269,17 @@ class DeploymentModel(Model):
             t.predictor = _capturing(pred)
         needed = t.source.needed
         where = dict(t.config.entity_keys)
-        from tureen.feature_refs import resolve
-
-        keys = set(resolve(self.store.snapshot(), spec.feature_service).join_keys)
 
         def entities(payload: Any) -> Mapping[str, Sequence[Any]]:
+            # the join keys and the request-time fields (e.g. amount) the features needed:
+            # with them the offline store can recompute exactly what was served (logs skew)
             cols, _ = extract(payload, needed, where)
-            return {k: v for k, v in cols.items() if k in keys}
+            return cols
 
-        return _Engine(version, inner, t, entities)
+        from tureen.feature_refs import resolve
+
+        keys = tuple(resolve(self.store.snapshot(), spec.feature_service).join_keys)
+        return _Engine(version, inner, t, entities, keys)
 
     def _build_all(self, versions: Sequence[int], spec: DeploymentSpec) -> dict[int, _Engine]:
         return {v: self._build(v, spec) for v in versions}
@@ -384,6 +388,7 @@ class DeploymentModel(Model):
             model_version=str(eng.version), inputs=inputs, outputs=result,
             input_names=names,
             entities_fn=(lambda: fn(payload)) if fn is not None else None,
+            entity_keys=eng.entity_keys,
         ))
 
     # ---- changes ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tureen.errors import NotFoundError
-from tureen.inference_log.sinks.parquet import ENTITY, FEATURE, PREDICTION
+from tureen.inference_log.sinks.parquet import ENTITY, FEATURE, PREDICTION, REQUEST
 
 
 def read_log(
@@ -51,4 +51,4 @@ def columns_with(table: pa.Table, prefix: str) -> list[str]:
     return [c[len(prefix):] for c in table.column_names if c.startswith(prefix)]
 
 
-__all__ = ["ENTITY", "FEATURE", "PREDICTION", "columns_with", "read_log"]
+__all__ = ["ENTITY", "FEATURE", "PREDICTION", "REQUEST", "columns_with", "read_log"]

@@ -74,6 +74,9 @@ class InferenceRecord:
     timestamp: float = field(default_factory=time.time)
     #: computes ``entities`` later, on the logger's thread (keeps parsing off the request path)
     entities_fn: Callable[[], Mapping[str, Sequence[Any]]] | None = None
+    #: when set, only these of the entity columns are entity keys; the others are request
+    #: fields (request-time data such as an amount) and are logged as ``request_fields``
+    entity_keys: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class LoggedRequest:
     entities: Columns
     features: Columns
     predictions: Columns
+    request_fields: Columns = field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +102,7 @@ class LoggedRequest:
             "model_version": self.model_version,
             "timestamp": self.timestamp.isoformat(),
             "entities": self.entities,
+            "request_fields": self.request_fields,
             "features": self.features,
             "predictions": self.predictions,
         }
@@ -108,6 +113,11 @@ def normalize(record: InferenceRecord, mode: LogMode) -> LoggedRequest:
     if raw is None and record.entities_fn is not None:
         raw = record.entities_fn()
     entities = {k: _values(v) for k, v in (raw or {}).items()}
+    request_fields: Columns = {}
+    if record.entity_keys is not None:
+        keys = set(record.entity_keys)
+        request_fields = {k: v for k, v in entities.items() if k not in keys}
+        entities = {k: v for k, v in entities.items() if k in keys}
     features = _columns(record.inputs, record.input_names, "input") if mode.inputs else {}
     predictions = _columns(record.outputs, None, "output") if mode.predictions else {}
     rows = next((len(v) for c in (features, predictions, entities) for v in c.values()), 0)
@@ -121,6 +131,7 @@ def normalize(record: InferenceRecord, mode: LogMode) -> LoggedRequest:
         entities=entities,
         features=features,
         predictions=predictions,
+        request_fields=request_fields,
     )
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from tureen.errors import InvalidRequestError
 from tureen.feature_refs import resolve
-from tureen.inference_log.dataset import ENTITY, FEATURE, columns_with
+from tureen.inference_log.dataset import ENTITY, FEATURE, REQUEST, columns_with
 from tureen.store import FeatureStore
 
 
@@ -90,7 +90,8 @@ def compute_skew(
         log = log.slice(log.num_rows - limit)
     entity: dict[str, Any] = {k: log.column(ENTITY + k) for k in plan.join_keys}
     for f in plan.request_fields:  # request data the on-demand views need
-        col = FEATURE + f.name if FEATURE + f.name in log.column_names else None
+        col = next((c for c in (REQUEST + f.name, FEATURE + f.name, ENTITY + f.name)
+                    if c in log.column_names), None)
         if col is None:
             raise InvalidRequestError(
                 f"service {feature_service!r} needs request field {f.name!r}, which was not "

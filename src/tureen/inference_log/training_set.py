@@ -13,8 +13,9 @@ Two ways to match a label to what was served, chosen from the label file's colum
 
 Every label matches at most one logged row; labels without a match are dropped and counted.
 The output has one row per matched label: the entity keys, the features exactly as the model
-saw them (their own names), ``served_at``, ``request_id``, ``row``, ``model_name``,
-``model_version``, the predictions as ``prediction__<name>``, then the label columns.
+saw them (their own names), request-time fields as ``request__<name>``, ``served_at``,
+``request_id``, ``row``, ``model_name``, ``model_version``, the predictions as
+``prediction__<name>``, then the label columns.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tureen.errors import InvalidRequestError
-from tureen.inference_log.dataset import ENTITY, FEATURE, PREDICTION, columns_with
+from tureen.inference_log.dataset import ENTITY, FEATURE, PREDICTION, REQUEST, columns_with
 
 DEFAULT_LABEL_TIMESTAMP = "event_timestamp"
 
@@ -45,6 +46,8 @@ def _served(log: pa.Table) -> pd.DataFrame:
     for c in df.columns:
         if c.startswith(ENTITY):
             rename[c] = c[len(ENTITY):]
+        elif c.startswith(REQUEST):
+            rename[c] = "request__" + c[len(REQUEST):]
         elif c.startswith(FEATURE):
             rename[c] = c[len(FEATURE):]
         elif c.startswith(PREDICTION):

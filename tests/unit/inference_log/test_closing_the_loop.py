@@ -127,3 +127,32 @@ def test_skew_and_training_set_cli_on_a_real_repo(repo: Path) -> None:
     r = run(cli, ["logs", "skew", "nothing-here", "--feature-service", "fraud_detection_v1",
                   "--repo", str(repo)])
     assert r.exit_code == 1 and "no inference log" in r.output
+
+
+def test_skew_recomputes_on_demand_features_from_logged_request_fields(repo: Path) -> None:
+    labels = pd.read_parquet(repo / "data" / "labels.parquet").head(15)
+    with FeatureStore(repo) as store:
+        offline = store.get_historical_features(
+            labels[["account_id", "event_timestamp", "amount"]],
+            feature_service="fraud_detection_v2").to_df()
+    features = [c for c in offline.columns
+                if c not in ("account_id", "event_timestamp", "amount")]
+    assert "amount_vs_avg_7d" in features  # an on-demand feature that needs `amount`
+    records = []
+    for i, row in offline.iterrows():
+        ts = pd.Timestamp(row["event_timestamp"]).to_pydatetime()
+        ctx = {"account_id": [int(row["account_id"])], "amount": [float(row["amount"])]}
+        records.append(InferenceRecord(
+            f"v2-{i}", "fraud2", "m", "1",
+            {f: [None if pd.isna(row[f]) else row[f]] for f in features}, np.array([0.1]),
+            entities_fn=lambda c=ctx: c, entity_keys=("account_id",),  # type: ignore[misc]
+            timestamp=ts.timestamp()))
+    _write_log(repo / "data" / "inference_log", records)
+    log = read_log(str(repo / "data" / "inference_log"), "fraud2")
+    assert "request.amount" in log.column_names and "entity.amount" not in log.column_names
+    r = CliRunner().invoke(cli, ["logs", "skew", "fraud2", "--feature-service",
+                                 "fraud_detection_v2", "--repo", str(repo), "--json"])
+    assert r.exit_code == 0, r.output
+    report = {f["feature"]: f for f in json.loads(r.output)["features"]}
+    assert report["amount_vs_avg_7d"]["compared"] == 15
+    assert all(f["mismatches"] == 0 for f in report.values()), report

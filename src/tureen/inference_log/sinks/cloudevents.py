@@ -64,8 +64,13 @@ def events(
     out = []
     if r.features or not r.predictions:
         body: dict[str, Any] = {"id": r.request_id, "inputs": _tensors(r.features)}
+        params: dict[str, Any] = {}
         if r.entities:
-            body["parameters"] = {"entities": r.entities}
+            params["entities"] = r.entities
+        if r.request_fields:
+            params["request_fields"] = r.request_fields
+        if params:
+            body["parameters"] = params
         out.append(({**base, "ce-type": REQUEST_TYPE}, orjson.dumps(body, default=str)))
     if r.predictions:
         resp = {"model_name": r.model_name, "model_version": r.model_version,

@@ -6,7 +6,8 @@ name and renamed when complete, so readers never see a partial file.
 
 Columns: ``request_id``, ``row`` (index within the request), ``deployment``, ``model_name``,
 ``model_version``, ``timestamp`` (timestamp[us, UTC]), then ``entity.<key>``,
-``feature.<name>`` and ``prediction.<name>`` for the logged values.
+``request.<field>`` (request-time data the features needed), ``feature.<name>`` and
+``prediction.<name>`` for the logged values.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 
 from tureen.inference_log.record import LoggedRequest
 
-ENTITY, FEATURE, PREDICTION = "entity.", "feature.", "prediction."
+ENTITY, REQUEST, FEATURE, PREDICTION = "entity.", "request.", "feature.", "prediction."
 META = ("request_id", "row", "deployment", "model_name", "model_version", "timestamp")
 
 
@@ -40,8 +41,8 @@ def to_table(batch: Sequence[LoggedRequest]) -> pa.Table:
         cols["model_name"].extend([r.model_name] * n)
         cols["model_version"].extend([r.model_version] * n)
         cols["timestamp"].extend([r.timestamp] * n)
-        for prefix, values in ((ENTITY, r.entities), (FEATURE, r.features),
-                               (PREDICTION, r.predictions)):
+        for prefix, values in ((ENTITY, r.entities), (REQUEST, r.request_fields),
+                               (FEATURE, r.features), (PREDICTION, r.predictions)):
             for k, v in values.items():
                 col = cols.get(prefix + k)
                 if col is None:
