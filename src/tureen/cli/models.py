@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from tureen.cli.output import console, json_option, print_json, repo_option, table
-from tureen.errors import InvalidRequestError
+from tureen.errors import ConflictError, InvalidRequestError
 from tureen.models import FRAMEWORKS, ModelRegistry, ModelVersion, TensorSig, parse_model_ref
 
 
@@ -62,6 +62,20 @@ def _describe(mv: ModelVersion) -> None:
         rows = [["input", t.name, t.datatype, list(t.shape)] for t in mv.inputs]
         rows += [["output", t.name, t.datatype, list(t.shape)] for t in mv.outputs]
         table("signature", ["", "name", "datatype", "shape"], rows)
+
+
+def _check_unused(repo: str, name: str, version: int | None) -> None:
+    from tureen.deployments import Deployments
+
+    users = [
+        f"{d.name} ({name}:{v})" for d in Deployments.for_repo(repo).list() if d.model == name
+        for v in d.versions if version is None or v == version
+    ]
+    if users:
+        raise ConflictError(
+            f"deployments serve this model: {', '.join(users)}. Update or delete them first, "
+            "or pass --force."
+        )
 
 
 def register(cli: click.Group) -> None:
@@ -122,12 +136,15 @@ def register(cli: click.Group) -> None:
     @models.command()
     @click.argument("ref")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @click.option("--force", is_flag=True, help="Delete even if a deployment serves it.")
     @repo_option
     @json_option
-    def delete(ref: str, yes: bool, repo: str, as_json: bool) -> None:
+    def delete(ref: str, yes: bool, force: bool, repo: str, as_json: bool) -> None:
         """Delete NAME:VERSION, or every version of NAME."""
         name, version = parse_model_ref(ref)
         reg = ModelRegistry.for_repo(repo)
+        if not force:
+            _check_unused(repo, name, reg.get(name, version).version if version else None)
         what = f"{name} version {version}" if version else f"every version of {name}"
         if not yes and not as_json:
             reg.get(name, version)  # fail before asking when it does not exist

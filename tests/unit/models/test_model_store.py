@@ -198,3 +198,19 @@ def test_cli_register_list_describe_best_delete(repo: Path, sk_model: Path) -> N
     assert [m["version"] for m in json.loads(r.output)] == [2]
     r = run(cli, ["models", "describe", "frad", "--repo", str(repo)])
     assert r.exit_code == 1 and "Did you mean 'fraud'" in r.output
+
+
+def test_cli_refuses_to_delete_a_deployed_version(repo: Path, sk_model: Path) -> None:
+    from tureen.deployments import Deployments
+
+    reg = ModelRegistry.for_repo(repo)
+    reg.register("served", sk_model, "sklearn")
+    reg.register("served", sk_model, "sklearn")
+    Deployments.for_repo(repo).create("svc", "served", 1)
+    run = CliRunner().invoke
+    r = run(cli, ["models", "delete", "served:1", "-y", "--repo", str(repo)])
+    assert r.exit_code == 1 and "svc (served:1)" in r.output
+    r = run(cli, ["models", "delete", "served:2", "-y", "--repo", str(repo)])
+    assert r.exit_code == 0, r.output
+    r = run(cli, ["models", "delete", "served:1", "-y", "--force", "--repo", str(repo)])
+    assert r.exit_code == 0, r.output
