@@ -73,3 +73,41 @@ def test_typed_contents_errors() -> None:
     msg.raw_input_contents.extend([b"", b""])
     with pytest.raises(InvalidRequestError, match="one raw entry per input"):
         convert.decode_request(msg, {})
+
+
+class _Ctx:
+    def __init__(self, md: tuple[tuple[str, str], ...]) -> None:
+        self.md = md
+        self.trailing: tuple[tuple[str, str], ...] = ()
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.md
+
+    def set_trailing_metadata(self, md: tuple[tuple[str, str], ...]) -> None:
+        self.trailing = md
+
+
+async def test_grpc_metadata_reaches_the_model_as_headers() -> None:
+    from tureen.serving import DataPlane, Model
+    from tureen.transports.grpc.servicer import InferenceServicer, _guard
+
+    seen: list[dict[str, str]] = []
+
+    class Seer(Model):
+        async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+            seen.append(dict(headers or {}))
+            return payload.as_numpy()
+
+    m = Seer("seer")
+    m.load()
+    dp = DataPlane()
+    dp.register(m)
+    req = pb.ModelInferRequest(model_name="seer")
+    req.inputs.add(name="x", datatype="INT32", shape=[1]).contents.int_contents.append(7)
+    ctx = _Ctx((("x-request-id", "g-1"), ("x-tenant", "acme"), ("bin-bin", b"\0")))  # type: ignore[arg-type]
+    call = _guard("ModelInfer", InferenceServicer(dp).ModelInfer)
+    resp = await call(req, ctx)
+    assert list(resp.outputs[0].contents.int_contents) == [7]
+    assert seen[0]["x-tenant"] == "acme" and "bin-bin" not in seen[0]
+    assert ctx.trailing == (("x-request-id", "g-1"),)
+    dp.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +19,8 @@ from tureen.transports.grpc.errors import grpc_status
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "inference.GRPCInferenceService"
+#: the text metadata of the call being served (the model sees it as request headers)
+_metadata: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("tureen_grpc_md")
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
@@ -51,8 +54,7 @@ class InferenceServicer:
 
     async def ModelInfer(self, req: pb.ModelInferRequest, ctx: Any) -> pb.ModelInferResponse:  # noqa: N802
         self.dp.repository.get(req.model_name, req.model_version or None)  # NOT_FOUND first
-        headers = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
-        request = decode_request(req, headers)
+        request = decode_request(req, _metadata.get())
         response = await self.dp.infer(request, "grpc")
         return encode_response(response, raw=bool(req.raw_input_contents))
 
@@ -89,7 +91,8 @@ def _model_name(req: Any) -> str:
 
 def _guard(name: str, fn: Handler) -> Handler:
     async def call(req: Any, ctx: grpc.aio.ServicerContext) -> Any:
-        md = dict(ctx.invocation_metadata() or ())
+        md = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
+        _metadata.set(md)
         rid = resolve_request_id(md.get("x-request-id"), md.get("traceparent"))
         token = request_id.set(rid)
         try:
