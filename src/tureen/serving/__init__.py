@@ -8,7 +8,11 @@ Public names:
 - ``InferRequest``, ``InferInput``, ``RequestedOutput``, ``InferResponse``, ``InferOutput``,
   ``TensorSpec``: the OIP request/response types (numpy tensors).
 - ``ModelRepository``, ``VersionPolicy``: models on disk (``ROOT/<name>/<version>/``).
-- ``tureen.serving.clients``: async clients for remote predictors (v1, v2, grpc-v2).
+- ``tureen.serving.clients``: async clients for remote predictors (v1, v2, grpc-v2):
+  ``predictor_client(host, protocol)``; ``tureen.serving.remote.RemoteModel`` forwards
+  predict to one (KServe transformer shape: override preprocess/postprocess).
+- ``tureen.transports.rest.build_app(dataplane, extra_routes=[...])`` and
+  ``tureen.transports.grpc.add_inference_service(server, dataplane)``: the transports.
 """
 
 from tureen.serving.dataplane import DataPlane
