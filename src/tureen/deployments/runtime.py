@@ -230,7 +230,6 @@ class DeploymentModel(Model):
         self._last_request = time.monotonic()
         self._watcher: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
-        self._finalizer: Any = None
         self._last_payload: Any = None
         self.log = log
         if spec.batching is not None:  # the data plane's adaptive batcher merges requests
@@ -298,11 +297,8 @@ class DeploymentModel(Model):
         # full collection otherwise costs hundreds of ms on the serving thread, and loading a
         # new version later is what tends to trigger one (measured: 276 ms -> 3 ms).
         _freeze()
-        if self.spec.logging is not LogMode.NONE and self.logger is None:
-            sink = sink_from_url(self.spec.log_sink, self.store.repo_path)
-            self.logger = InferenceLogger(sink, self.spec.logging)
-            # forked server workers skip atexit; multiprocessing finalizers run in both
-            self._finalizer = mp_util.Finalize(self, self.logger.close, exitpriority=10)
+        if self.logger is None:
+            self.logger = self._new_logger()
         self.ready = True
         return True
 
@@ -418,17 +414,21 @@ class DeploymentModel(Model):
             if old is None:  # unloaded (idle): the next request loads what spec says
                 self.spec = spec
                 return
-            wanted = spec.versions
-            missing = [v for v in wanted if v not in old]
-            if missing and spec.model == self.spec.model:
-                loaded = await asyncio.to_thread(self._build_all, missing, spec)
-            elif missing:
+            if spec.model != self.spec.model:
                 raise NotReadyError("a deployment cannot change its model name; recreate it.")
-            else:
-                loaded = {}
+            wanted = spec.versions
+            rebuild = (spec.feature_service, spec.transformer) != (
+                self.spec.feature_service, self.spec.transformer)
+            keep = {} if rebuild else {v: old[v] for v in wanted if v in old}
+            missing = [v for v in wanted if v not in keep]
+            loaded = await asyncio.to_thread(self._build_all, missing, spec) if missing else {}
             await self._warm_up(loaded.values())
-            new = {v: old[v] for v in wanted if v in old} | loaded
+            new = keep | loaded
+            logger_change = (spec.logging, spec.log_sink) != (self.spec.logging,
+                                                              self.spec.log_sink)
             self.spec, self._engines = spec, new  # the swap: one assignment on the loop
+            if logger_change:
+                await self._replace_logger()
             _freeze()
             self._acc = 0.0
             self._adopt_signature()
@@ -438,10 +438,27 @@ class DeploymentModel(Model):
                             spec.version, f" (canary {spec.canary.version} at "
                             f"{spec.canary.percent:g}%)" if spec.canary else "")
             for v, eng in old.items():
-                if v not in new:
+                if new.get(v) is not eng:
                     eng.retired = True
                     if eng.inflight == 0:
                         await self._unload_engine(eng)
+
+    def _new_logger(self) -> InferenceLogger | None:
+        if self.spec.logging is LogMode.NONE:
+            return None
+        sink = sink_from_url(self.spec.log_sink, self.store.repo_path)
+        logger = InferenceLogger(sink, self.spec.logging)
+        # forked server workers skip atexit; multiprocessing finalizers run in both
+        mp_util.Finalize(logger, logger.close, exitpriority=10)
+        return logger
+
+    async def _replace_logger(self) -> None:
+        """Logging settings changed: new records go to a new logger, the old one drains."""
+        old, self.logger = self.logger, await asyncio.to_thread(self._new_logger)
+        if old is not None:
+            await old.aclose()
+        self.log.warning("deployment %s: logging %s to %s", self.name,
+                         self.spec.logging.value, self.spec.log_sink or "parquet")
 
     async def _warm_up(self, engines: Any) -> None:
         """Run the last served request through new versions before they take traffic, so

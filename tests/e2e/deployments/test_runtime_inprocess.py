@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from tureen.deployments import Deployments
 from tureen.deployments.serving import deployment_model
 from tureen.errors import NotReadyError
+from tureen.inference_log import LogMode
 from tureen.inference_log.dataset import read_log
 from tureen.models import ModelRegistry
 from tureen.store import FeatureStore
@@ -149,3 +150,22 @@ async def test_batching_merges_concurrent_requests_through_the_data_plane(repo: 
     dp.close()
     log = read_log(str(repo / "data" / "inference_log"), "batched")
     assert log.num_rows == 33  # every row of every request was logged
+
+
+async def test_logging_settings_change_while_serving(repo: Path, tmp_path: Path) -> None:
+    deps = Deployments.for_repo(repo)
+    m = deployment_model(FeatureStore(repo), "plain-d", refresh_seconds=3600)
+    await asyncio.to_thread(m.load)
+    body = {"instances": X.tolist()}
+    await m.predict(body, {})
+    spec = deps.get("plain-d")
+    await m.apply(dataclasses.replace(spec, logging=LogMode.NONE))
+    assert m.logger is None
+    await m.predict(body, {})  # not logged
+    other = tmp_path / "other-log"
+    await m.apply(dataclasses.replace(spec, log_sink=str(other)))
+    await m.predict(body, {})
+    await m.aclose()
+    assert read_log(str(repo / "data" / "inference_log"), "plain-d").num_rows == 1
+    assert read_log(str(other), "plain-d").num_rows == 1
+    assert m.swaps == 0  # same version: the engines were kept
