@@ -24,10 +24,12 @@ views) inside Spark and writes it as a Parquet dataset without collecting it.
 
 from __future__ import annotations
 
+import contextlib
 import gc
-import logging
 import os
 import sys
+import tempfile
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -53,8 +56,6 @@ from tureen.offline.source_files import list_files, locate
 from tureen.offline.timestamps import UTC_US, to_utc_us
 from tureen.types import DType
 
-log = logging.getLogger(__name__)
-
 ROW = "__tureen_row"
 _TS = "__tureen_ts"
 _EV, _CR = "__ev", "__cr"
@@ -62,14 +63,9 @@ _KIND, _T, _C, _P, _M = "__kind", "__t", "__c", "__p", "__m"
 _SPARK_READABLE = ("hdfs", "s3a", "s3", "gs", "abfs", "abfss", "wasb", "wasbs", "file")
 
 _SCALARS: dict[str, st.DataType] = {
-    "Int32": st.IntegerType(),
-    "Int64": st.LongType(),
-    "Float32": st.FloatType(),
-    "Float64": st.DoubleType(),
-    "String": st.StringType(),
-    "Bytes": st.BinaryType(),
-    "Bool": st.BooleanType(),
-    "UnixTimestamp": st.TimestampType(),
+    "Int32": st.IntegerType(), "Int64": st.LongType(), "Float32": st.FloatType(),
+    "Float64": st.DoubleType(), "String": st.StringType(), "Bytes": st.BinaryType(),
+    "Bool": st.BooleanType(), "UnixTimestamp": st.TimestampType(),
 }
 
 
@@ -90,6 +86,12 @@ class SparkOptions(BaseModel):
     )
     batch_rows: int = Field(
         default=100_000, ge=1, description="Rows per RecordBatch yielded to materialization."
+    )
+    staging_dir: str | None = Field(
+        default=None,
+        description="Where entity rows are staged as Parquet for Spark to read: a folder or "
+        "URL every executor can reach. Default: a local temporary folder with a local[...] "
+        "master (much faster than sending rows through the driver), else no staging.",
     )
 
 
@@ -274,9 +276,9 @@ class SparkEngine:
         outputs = [(f"{r.view.name}__{f.name}", f.dtype) for r in plan.reads for f in r.features]
         if not plan.reads:
             return entity_rows
-        entities = self.spark.createDataFrame(keyed)
-        joined = self._join(entities, plan, _TS, _bounds(ts))
-        table = self._collect(joined.select(ROW, *[_q(name) for name, _ in outputs]))
+        with self._staged(keyed) as entities:
+            joined = self._join(entities, plan, _TS, _bounds(ts))
+            table = self._collect(joined.select(ROW, *[_q(name) for name, _ in outputs]))
         if table.num_rows != n:
             raise TureenError(
                 f"internal error: the Spark point-in-time join returned {table.num_rows} rows "
@@ -303,28 +305,44 @@ class SparkEngine:
         executors, rows in input order. ``entity_rows`` is an Arrow table or a Parquet
         dataset path (its order: files by name, then rows within each file). ``mode`` is
         Spark's save mode (error, overwrite, append)."""
-        if isinstance(entity_rows, pa.Table):
-            table = entity_rows
-            idx = table.schema.get_field_index(timestamp_column)
-            table = table.set_column(idx, pa.field(timestamp_column, UTC_US),
-                                     _entity_timestamps(table, timestamp_column))
-            table = table.append_column(ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
-            entities = self.spark.createDataFrame(table)
-            order = [sf.col(ROW)]
-            drop = [ROW]
-        else:
-            raw = self.spark.read.parquet(str(entity_rows))
-            entities = raw.select(
-                "*", sf.col("_metadata.file_path").alias("__file"),
-                sf.col("_metadata.row_index").alias(ROW),
-            )
-            entities = entities.withColumn(timestamp_column, _as_timestamp(timestamp_column, set()))
-            order = [sf.col("__file"), sf.col(ROW)]
-            drop = ["__file", ROW]
-        entity_columns = [c for c in entities.columns if c not in drop]
-        joined = self._join(entities, plan, timestamp_column, None).orderBy(*order)
-        final = _assemble(joined, plan, entity_columns)
-        final.write.mode(mode).parquet(str(path))
+        with contextlib.ExitStack() as stack:
+            if isinstance(entity_rows, pa.Table):
+                table = entity_rows
+                idx = table.schema.get_field_index(timestamp_column)
+                table = table.set_column(idx, pa.field(timestamp_column, UTC_US),
+                                         _entity_timestamps(table, timestamp_column))
+                table = table.append_column(
+                    ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+                entities = stack.enter_context(self._staged(table))
+                order, drop = [sf.col(ROW)], [ROW]
+            else:
+                raw = self.spark.read.parquet(str(entity_rows))
+                entities = raw.select(
+                    "*", sf.col("_metadata.file_path").alias("__file"),
+                    sf.col("_metadata.row_index").alias(ROW),
+                ).withColumn(timestamp_column, _as_timestamp(timestamp_column, set()))
+                order, drop = [sf.col("__file"), sf.col(ROW)], ["__file", ROW]
+            entity_columns = [c for c in entities.columns if c not in drop]
+            joined = self._join(entities, plan, timestamp_column, None).orderBy(*order)
+            _assemble(joined, plan, entity_columns).write.mode(mode).parquet(str(path))
+
+    @contextlib.contextmanager
+    def _staged(self, table: pa.Table) -> Iterator[DataFrame]:
+        """``table`` as a Spark DataFrame: written as Parquet where executors read it (see
+        ``staging_dir``), or sent through the driver when there is nowhere to stage."""
+        where = self.options.staging_dir
+        if where is None and not (self.spark.sparkContext.master or "").startswith("local"):
+            yield self.spark.createDataFrame(table)
+            return
+        with contextlib.ExitStack() as stack:
+            base = where or stack.enter_context(tempfile.TemporaryDirectory(prefix="tureen-"))
+            fs, folder = fsspec.core.url_to_fs(base)
+            path = f"{folder.rstrip('/')}/entities-{uuid.uuid4().hex}.parquet"
+            pq.write_table(table, path, filesystem=fs)
+            try:
+                yield self.spark.read.parquet(fs.unstrip_protocol(path))
+            finally:
+                fs.rm(path)
 
     def latest_rows(
         self, view: FeatureView, start: datetime | None, end: datetime

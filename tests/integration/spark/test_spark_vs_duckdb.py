@@ -24,8 +24,9 @@ from tureen.offline.retrieval import get_historical_features
 pytestmark = pytest.mark.slow
 
 # Spark answers in 1-3 s per query, so fewer examples than DuckDB's 150.
-SPARK_EXAMPLES = settings(max_examples=20, deadline=None,
+SPARK_EXAMPLES = settings(max_examples=15, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture])
+COMPARE_EXAMPLES = settings(SPARK_EXAMPLES, max_examples=10)
 
 # The offline engineer's hypothesis oracle test, unchanged, with fewer examples.
 _handle: Any = getattr(prop.test_matches_oracle, "hypothesis")  # noqa: B009 - set by @given
@@ -43,7 +44,7 @@ def _unique(views: list[OracleView], row: dict[str, Any]) -> bool:
     return all(len(expected(v, row, row["event_timestamp"])) == 1 for v in views)
 
 
-@SPARK_EXAMPLES
+@COMPARE_EXAMPLES
 @given(d_rows=prop.driver_rows, r_rows=prop.rider_rows, ents=prop.entity_rows,
        ttls=st.tuples(st.sampled_from(prop.TTLS), st.sampled_from(prop.TTLS)),
        entity_tz=prop.ENTITY_TZ, ts_type=prop.SOURCE_TS)
