@@ -174,7 +174,8 @@ class SqlRegistryStore:
             raise RegistryCorruptError(
                 f"the registry of project {self.project!r} in {self.describe()} is not valid "
                 f"JSON ({exc}). It was left untouched. Restore it from a database backup, or "
-                "run `tureen registry delete` and `tureen apply` to rebuild it."
+                f"delete its row (DELETE FROM {self._docs.name} WHERE project = "
+                f"'{self.project}') and run `tureen apply` to rebuild it."
             ) from exc
         doc["version"] = int(row.version)
         return doc
