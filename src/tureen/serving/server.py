@@ -73,9 +73,12 @@ class ModelServer:
         extra_routes: Sequence[BaseRoute] = (),
         log_level: str = "warning",
         model_defaults: dict[str, Any] | None = None,
+        gil_switch_ms: float = 0.5,
     ) -> None:
         """``model_defaults``: model-settings.json defaults for repository models (e.g.
-        ``{"max_batch_size": 0}`` turns adaptive batching off for every built-in runtime)."""
+        ``{"max_batch_size": 0}`` turns adaptive batching off for every built-in runtime).
+        ``gil_switch_ms``: the interpreter's thread switch interval; Python's 5 ms default
+        can hold a finished predict thread back from the event loop for up to 5 ms."""
         self.http_port = http_port
         self.grpc_port = grpc_port
         self.workers = max(1, workers)
@@ -89,6 +92,7 @@ class ModelServer:
         self.extra_routes = list(extra_routes)
         self.log_level = log_level
         self.model_defaults = dict(model_defaults or {})
+        self.gil_switch_ms = gil_switch_ms
         self.dataplane: DataPlane | None = None
         #: True when model loading failed; ``start`` then exits with status 1
         self.failed = False
@@ -141,6 +145,7 @@ class ModelServer:
     ) -> None:
         """Serve in the current event loop until ``stop()`` or a signal."""
         loop = asyncio.get_running_loop()
+        sys.setswitchinterval(self.gil_switch_ms / 1000.0)
         self._stop = asyncio.Event()
         metrics = Metrics(self._metrics_dir)
         repo = ModelRepository(self.model_repository, self.version_policy,
