@@ -6,7 +6,8 @@
 """
 
 from tureen.transformer.config import TransformerConfig, load_transformer_config
-from tureen.transformer.model import FeatureTransformer, FusedFeatureTransformer, build_transformer
+from tureen.transformer.fused import FusedFeatureTransformer
+from tureen.transformer.model import FeatureTransformer, build_transformer
 
 __all__ = [
     "FeatureTransformer",

@@ -131,6 +131,10 @@ class TransformerConfig(_Strict):
         description="Fused mode: run the feature lookup and model inline on the event loop "
         "while their recent average stays under this many ms (a thread hop costs more than "
         "that); slower calls go to a worker thread. 0: always a worker thread.")
+    max_batch_rows: int = Field(
+        default=256, ge=1,
+        description="Fused mode: requests arriving together share one feature read and one "
+        "model call, up to this many rows (1: never merge). Scripts disable merging.")
     max_connections: int = Field(default=100, ge=1, description="Connection pool size per remote.")
 
 

@@ -53,6 +53,16 @@ def table_from_response(resp: OnlineResponse, stored: list[bool]) -> FeatureTabl
     return FeatureTable(fields, [d[f.name] for f in fields], stored, statuses, len(resp))
 
 
+def registry_schema(store: FeatureStore, service: str
+                    ) -> tuple[list[Field], list[bool], list[Field]]:
+    """(output fields in order, stored-or-on-demand per field, join keys + request fields)."""
+    from tureen.feature_server.service_model import key_fields
+
+    plan = resolve(store.snapshot(), service)
+    return (plan.output_fields, [not r.on_demand for r in plan.refs],
+            key_fields(plan) + list(plan.request_fields))
+
+
 class FeatureSource(Protocol):
     fields: list[Field]
     stored: list[bool]
@@ -76,12 +86,7 @@ class LocalFeatures:
         self.needed: list[Field] = []
 
     def load(self) -> None:
-        from tureen.feature_server.service_model import key_fields
-
-        plan = resolve(self.store.snapshot(), self.service)
-        self.fields = plan.output_fields
-        self.stored = [not r.on_demand for r in plan.refs]
-        self.needed = key_fields(plan) + list(plan.request_fields)
+        self.fields, self.stored, self.needed = registry_schema(self.store, self.service)
 
     def fetch_sync(self, columns: Columns) -> FeatureTable:
         resp = self.store.get_online_features(feature_service=self.service, entity_rows=columns)
@@ -116,7 +121,7 @@ class RemoteFeatures:
 
     def load(self) -> None:
         if self.store is not None:
-            LocalFeatures.load(self)  # type: ignore[arg-type]
+            self.fields, self.stored, self.needed = registry_schema(self.store, self.service)
             return
         # No local registry: read the typed schema the tureen feature server publishes.
         try:

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 
@@ -38,7 +37,12 @@ from tureen.transformer.assemble import (
 from tureen.transformer.config import TransformerConfig
 from tureen.transformer.features import Columns, FeatureTable, LocalFeatures, RemoteFeatures
 from tureen.transformer.http_client import PooledHTTPPredictorClient
-from tureen.transformer.predictor import InProcessPredictor, ModelInput, RemotePredictor
+from tureen.transformer.predictor import (
+    InProcessPredictor,
+    ModelInput,
+    RemotePredictor,
+    describe_remote,
+)
 from tureen.transformer.request_rows import extract, from_columns, request_columns
 from tureen.transformer.script import UserScript
 from tureen.types import OIP_NUMPY
@@ -168,7 +172,7 @@ class FeatureTransformer(Model):
         if pred is None:
             return
         if isinstance(pred, RemotePredictor) and not pred.inputs:
-            _describe_sync(pred, self.config)
+            describe_remote(pred, self.config.predictor.host or "", self.config.predictor.protocol)
             self._described_at = time.monotonic()
         ins = pred.inputs
         if len(ins) == 1 and ins[0].datatype in OIP_NUMPY and not self._declared_type:
@@ -181,7 +185,8 @@ class FeatureTransformer(Model):
 
     async def _maybe_describe(self) -> None:
         pred = self.predictor
-        if not isinstance(pred, RemotePredictor) or pred.inputs or self._declared_type:
+        if (not isinstance(pred, RemotePredictor) or pred.protocol == "v1" or pred.inputs
+                or self._declared_type):
             return
         if time.monotonic() - self._described_at < _DESCRIBE_EVERY_S:
             return
@@ -286,63 +291,13 @@ class FeatureTransformer(Model):
         return self._result(result)
 
 
-class FusedFeatureTransformer(FeatureTransformer):
-    """Features from the in-process store and an in-process sync model, no network hop.
-
-    The chain is pure CPU work plus a local SQLite point read. Calls whose recent average
-    (EWMA) stays under ``inline_budget_ms`` run inline on the event loop, because a
-    thread-pool hop costs more than the work itself and the GIL serializes it anyway; slower
-    ones run in a worker thread so the loop stays responsive. ``inline_budget_ms: 0`` always
-    offloads.
-    """
-
-    _ewma_s = 0.0
-    _calls = 0
-
-    async def predict(self, payload: Any, headers: Headers | None = None) -> Any:
-        budget = self.config.inline_budget_ms / 1000.0
-        if budget > 0 and self._calls > 0 and self._ewma_s < budget:
-            t = time.perf_counter()
-            try:
-                return self.predict_sync(payload, headers)
-            finally:
-                self._observe(time.perf_counter() - t)
-        return await asyncio.to_thread(self._timed, payload, headers)
-
-    def _timed(self, payload: Any, headers: Headers | None) -> Any:
-        t = time.perf_counter()
-        try:
-            return self.predict_sync(payload, headers)
-        finally:
-            self._observe(time.perf_counter() - t)
-
-    def _observe(self, seconds: float) -> None:
-        self._calls += 1
-        self._ewma_s = seconds if self._calls == 1 else 0.9 * self._ewma_s + 0.1 * seconds
-
-    def predict_sync(self, payload: Any, headers: Headers | None = None) -> Any:
-        source, pred = self.source, self.predictor
-        assert isinstance(source, LocalFeatures) and isinstance(pred, InProcessPredictor)
-        script = self.script
-        if script is not None and script.position == "before_features" and script.pre:
-            cols, _ = request_columns(payload)
-            keys, _ = self._keys(script.pre(cols), scripted=True)
-        else:
-            keys, _ = self._keys(payload)
-        x, names = self._model_input(source.fetch_sync(keys), keys)
-        if script is not None and script.position == "after_features" and script.pre:
-            x = self._after_features_input(script.pre(self._frame(x, names)), names)
-        result = pred.call_sync(x, headers or {})
-        if script is not None and script.post is not None:
-            return script.post(self._predictions(result))
-        return self._result(result)
-
-
 def build_transformer(
     config: TransformerConfig, *, store: FeatureStore | None = None,
     resolve_model: ModelResolver | None = None,
 ) -> FeatureTransformer:
     """The transformer for ``config`` (fused when everything is in process and sync)."""
+    from tureen.transformer.fused import FusedFeatureTransformer
+
     fused = (config.features.source == "local" and not config.predictor.host
              and not _script_is_async(config))
     cls = FusedFeatureTransformer if fused else FeatureTransformer
@@ -359,46 +314,3 @@ def _script_is_async(config: TransformerConfig) -> bool:
     except (OSError, SyntaxError):
         return False
     return any(isinstance(n, ast.AsyncFunctionDef) for n in ast.walk(tree))
-
-
-def _describe_sync(pred: RemotePredictor, config: TransformerConfig) -> None:
-    """Read the remote predictor's declared signature (OIP metadata); silent on failure."""
-    p = config.predictor
-    host = p.host or ""
-    try:
-        if p.protocol == "v2":
-            base = host if "://" in host else "http://" + host
-            r = httpx.get(f"{base.rstrip('/')}/v2/models/{pred.model}", timeout=2.0)
-            if r.status_code != 200:
-                return
-            md = r.json()
-        elif p.protocol == "grpc-v2":
-            md = _grpc_metadata(host, pred.model)
-        else:
-            return
-    except Exception:  # the predictor may start later; _maybe_describe retries
-        return
-    pred.inputs = [TensorSpec(t["name"], t["datatype"], list(t["shape"]))
-                   for t in md.get("inputs", [])]
-    pred.outputs = [TensorSpec(t["name"], t["datatype"], list(t["shape"]))
-                    for t in md.get("outputs", [])]
-
-
-def _grpc_metadata(host: str, model: str) -> dict[str, Any]:
-    import grpc
-
-    from tureen.transports.grpc import inference_pb2 as pb
-
-    with grpc.insecure_channel(host.split("://", 1)[-1]) as ch:
-        call = ch.unary_unary(
-            "/inference.GRPCInferenceService/ModelMetadata",
-            request_serializer=pb.ModelMetadataRequest.SerializeToString,
-            response_deserializer=pb.ModelMetadataResponse.FromString,
-        )
-        md = call(pb.ModelMetadataRequest(name=model), timeout=2.0)
-    return {
-        "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
-                   for t in md.inputs],
-        "outputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
-                    for t in md.outputs],
-    }

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import numpy as np
 
 from tureen.codecs.table import PANDAS_CONTENT_TYPE
@@ -147,3 +148,44 @@ class RemotePredictor:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def describe_remote(pred: RemotePredictor, host: str, protocol: str) -> None:
+    """Read the remote predictor's declared signature (OIP metadata); silent on failure."""
+    try:
+        if protocol == "v2":
+            base = host if "://" in host else "http://" + host
+            r = httpx.get(f"{base.rstrip('/')}/v2/models/{pred.model}", timeout=2.0)
+            if r.status_code != 200:
+                return
+            md = r.json()
+        elif protocol == "grpc-v2":
+            md = _grpc_metadata(host, pred.model)
+        else:
+            return
+    except Exception:  # the predictor may start later; _maybe_describe retries
+        return
+    pred.inputs = [TensorSpec(t["name"], t["datatype"], list(t["shape"]))
+                   for t in md.get("inputs", [])]
+    pred.outputs = [TensorSpec(t["name"], t["datatype"], list(t["shape"]))
+                    for t in md.get("outputs", [])]
+
+
+def _grpc_metadata(host: str, model: str) -> dict[str, Any]:
+    import grpc
+
+    from tureen.transports.grpc import inference_pb2 as pb
+
+    with grpc.insecure_channel(host.split("://", 1)[-1]) as ch:
+        call = ch.unary_unary(
+            "/inference.GRPCInferenceService/ModelMetadata",
+            request_serializer=pb.ModelMetadataRequest.SerializeToString,
+            response_deserializer=pb.ModelMetadataResponse.FromString,
+        )
+        md = call(pb.ModelMetadataRequest(name=model), timeout=2.0)
+    return {
+        "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                   for t in md.inputs],
+        "outputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                    for t in md.outputs],
+    }

@@ -213,3 +213,26 @@ def test_bad_requests_are_400(env: Env, body: Any, needle: str) -> None:
         r = httpx.post(f"{server.url}/v1/models/fraud:predict", json=body)
         assert r.status_code == 400, r.text
         assert needle in r.json()["error"]
+
+
+# ---- concurrent requests share batches without mixing answers ------------------------------
+
+async def test_concurrent_requests_get_their_own_rows_and_errors(env: Env) -> None:
+    import asyncio
+
+    ids = [1001 + i for i in range(40)]
+    want = {a: row for a, row in zip(ids, features(env, ids, [5.0] * len(ids)), strict=True)}
+    async with httpx.AsyncClient(base_url=env.main.url, timeout=30) as client:
+        async def one(i: int) -> tuple[int, httpx.Response]:
+            acct = 900_000 + i if i % 7 == 3 else ids[i]
+            return acct, await client.post("/v1/models/echo_reject:predict", json={
+                "instances": [{"account_id": acct, "amount": 5.0}]})
+
+        for _ in range(3):
+            results = await asyncio.gather(*(one(i) for i in range(len(ids))))
+            for acct, r in results:
+                if acct >= 900_000:
+                    assert r.status_code == 404 and f"account_id={acct}" in r.json()["error"]
+                else:
+                    assert r.status_code == 200, r.text
+                    np.testing.assert_allclose(r.json()["predictions"][0], want[acct])
