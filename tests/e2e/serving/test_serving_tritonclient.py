@@ -49,6 +49,8 @@ def test_http_infer_sklearn(http: thttp.InferenceServerClient, server: Server,
         np.testing.assert_array_equal(res.as_numpy("output-0"), expected(server.repo, version))
     res = http.infer("lr", [inp])  # default version: the highest
     np.testing.assert_array_equal(res.as_numpy("output-0"), expected(server.repo, "2"))
+    res = http.infer("lr", [inp], request_compression_algorithm="gzip")
+    np.testing.assert_array_equal(res.as_numpy("output-0"), expected(server.repo, "2"))
 
 
 def test_grpc_infer_sklearn(grpc: tgrpc.InferenceServerClient, server: Server) -> None:

@@ -207,3 +207,22 @@ async def test_library_input_errors_are_400(client: httpx.AsyncClient) -> None:
     r = await client.post("/v2/models/lr/infer", json=body)
     assert r.status_code == 400, r.text
     assert "rejected the input" in r.json()["error"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_compressed_requests(client: httpx.AsyncClient, encoding: str) -> None:
+    import gzip
+    import zlib
+
+    raw = json.dumps({"instances": [[1, 2]]}).encode()
+    body = gzip.compress(raw) if encoding == "gzip" else zlib.compress(raw)
+    r = await client.post("/v1/models/m:predict", content=body,
+                          headers={"content-encoding": encoding})
+    assert r.json() == {"predictions": [[2.0, 4.0]]}
+    bomb = gzip.compress(b"[" + b" " * 50_000 + b"]")  # small on the wire, over the limit inflated
+    r = await client.post("/v1/models/m:predict", content=bomb,
+                          headers={"content-encoding": "gzip"})
+    assert r.status_code == 413
+    r = await client.post("/v1/models/m:predict", content=b"nope",
+                          headers={"content-encoding": "br"})
+    assert r.status_code == 400 and "gzip" in r.json()["error"]

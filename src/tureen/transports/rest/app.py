@@ -9,6 +9,7 @@ other areas (e.g. Feast-compatible feature routes) mount into the same app and p
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -194,6 +195,14 @@ class RestApp:
         await send({"type": "http.response.body", "body": body})
 
     async def _body(self, headers: Headers, receive: Receive) -> bytes | bytearray:
+        """The request body, inflated when sent with Content-Encoding gzip or deflate."""
+        body = await self._raw_body(headers, receive)
+        encoding = headers.get("content-encoding")
+        if encoding and encoding != "identity":
+            return _inflate(body, encoding.strip().lower(), self.max_request_bytes)
+        return body
+
+    async def _raw_body(self, headers: Headers, receive: Receive) -> bytes | bytearray:
         limit = self.max_request_bytes
         cl = headers.get("content-length")
         if cl is not None and cl.isdigit():
@@ -316,6 +325,24 @@ class RestApp:
     async def _metrics(self, headers: Headers, receive: Receive) -> Reply:
         text = self.dataplane.metrics.render().encode()
         return 200, text, b"text/plain; version=0.0.4; charset=utf-8", []
+
+
+def _inflate(body: bytes | bytearray, encoding: str, limit: int) -> bytes:
+    """Decompress a gzip/deflate body, refusing to grow past ``limit`` (no zip bombs)."""
+    if encoding == "gzip":
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        d = zlib.decompressobj()
+    else:
+        raise InvalidRequestError(
+            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or identity.")
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidRequestError(f"the {encoding} request body is corrupt ({exc}).") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise PayloadTooLargeError(_too_large(limit + 1, limit))
+    return out
 
 
 def _too_large(size: int, limit: int) -> str:
