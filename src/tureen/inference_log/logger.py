@@ -2,7 +2,9 @@
 
 ``log(record)`` only appends a reference to a bounded in-memory queue (no conversion, no
 I/O) and returns; a background thread normalizes records, applies the logging mode and
-hands batches to the sink. When the queue is full, ``policy`` decides:
+hands batches of up to ``batch_size`` to the sink. The thread takes the whole queue at once
+(so ``log`` never waits behind it); at most ``capacity`` records wait in the queue and as
+many more may be in the sink's hands. When the queue is full, ``policy`` decides:
 
 - ``drop_oldest`` (default): the oldest queued record is discarded (counted in ``dropped``);
   the request never waits.
@@ -134,11 +136,10 @@ class InferenceLogger:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             while True:
-                with self._lock:
-                    n = min(len(self._q), self.batch_size)
-                    batch = [self._q.popleft() for _ in range(n)]
-                    self._inflight = n
-                    if n:
+                with self._lock:  # O(1) under the lock: take the whole queue
+                    taken, self._q = self._q, collections.deque()
+                    self._inflight = len(taken)
+                    if taken:
                         self._room.notify_all()
                     elif self._closing:
                         self._idle.notify_all()
@@ -146,7 +147,11 @@ class InferenceLogger:
                     else:
                         self._idle.notify_all()
                         break
-                self._deliver(batch)
+                while taken:
+                    n = min(len(taken), self.batch_size)
+                    self._deliver([taken.popleft() for _ in range(n)])
+                with self._lock:
+                    self._inflight = 0
 
     def _deliver(self, batch: list[InferenceRecord]) -> None:
         t0 = time.perf_counter()
@@ -177,7 +182,7 @@ class InferenceLogger:
             self._failed += failed
             self._batches += 1
             self._sink_seconds += time.perf_counter() - t0
-            self._inflight = 0
+            self._inflight = max(0, self._inflight - len(batch))
 
     # ---- control -----------------------------------------------------------------------------
     def flush(self, timeout: float | None = 30.0) -> bool:

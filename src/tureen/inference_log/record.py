@@ -139,6 +139,9 @@ def _values(v: Any) -> list[Any]:
     if isinstance(v, np.ndarray):
         if v.ndim == 2 and v.shape[1] == 1:
             v = v[:, 0]
+        if v.dtype.kind in "biuf":  # numbers: tolist() already gives Python scalars
+            out: list[Any] = v.tolist() if v.ndim else [v.item()]
+            return out
         if v.ndim > 1:
             return [_py(r) for r in v.tolist()]
         if v.dtype.kind == "M":
@@ -185,6 +188,8 @@ def _columns(obj: Any, names: Sequence[str] | None, prefix: str) -> Columns:
     arr = obj if isinstance(obj, np.ndarray) else np.asarray(obj)
     if arr.ndim == 2 and arr.shape[1] > 1 and (names is not None or prefix == "input"):
         cols = list(names) if names is not None else [f"{prefix}_{j}" for j in range(arr.shape[1])]
+        if arr.dtype.kind in "biuf":
+            return dict(zip(cols, arr.T.tolist(), strict=True))
         return {c: _values(arr[:, j]) for j, c in enumerate(cols)}
     key = names[0] if names else ("predictions" if prefix == "output" else f"{prefix}-0")
     return {key: _values(arr)}
