@@ -114,7 +114,13 @@ def register(cli: click.Group) -> None:
         if as_json:
             print_json({**spec.to_dict(), "server": live, "workers": workers})
             return
-        table(f"deployment {name}", _COLUMNS, [_row(spec)])
+        for col, value in zip(_COLUMNS, _row(spec), strict=True):
+            console.print(f"{col + ':':<17}{value}")
+        if spec.batching:
+            console.print(f"{'batching:':<17}max_batch_size={spec.batching.max_batch_size}, "
+                          f"max_latency_ms={spec.batching.max_latency_ms:g}")
+        if spec.transformer:
+            console.print(f"{'transformer:':<17}{spec.transformer}")
         if spec.history:
             console.print(f"previous versions: {list(spec.history)}")
         if live is not None:
