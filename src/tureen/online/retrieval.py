@@ -73,7 +73,8 @@ class _Compiled:
     outputs: tuple[tuple[int, int, Field, str], ...]
     on_demand: tuple[OnDemandFeatureView, ...]
     # Per on-demand view: (input name, step index, feature index) of the stored features it
-    # reads, under their own names and as ``view__feature``.
+    # reads, under their feature names: exactly the columns offline retrieval hands the same
+    # function (plus the request fields), so training and serving cannot skew.
     odfv_inputs: tuple[tuple[tuple[str, int, int], ...], ...]
 
 
@@ -123,7 +124,7 @@ def _compile(plan: FeaturePlan) -> _Compiled:
             wanted = steps[i].reader.wanted
             for feat in selected if selected else steps[i].view.feature_names:
                 j = wanted.index(feat)
-                named += [(feat, i, j), (f"{view_name}__{feat}", i, j)]
+                named.append((feat, i, j))
         odfv_inputs.append(tuple(named))
     keys = tuple(key_fields[k] for k in plan.join_keys)
     return _Compiled(
@@ -351,9 +352,8 @@ class OnlineRetrieval:
 
         odfv_out: list[dict[str, Any]] = []
         if c.on_demand:
-            base: dict[str, Sequence[Any]] = {f.name: call.columns[f.name] for f in c.key_fields}
-            for f in c.request_fields:
-                base[f.name] = call.columns[f.name]
+            base: dict[str, Sequence[Any]] = {
+                f.name: call.columns[f.name] for f in c.request_fields}
             for od, named in zip(c.on_demand, c.odfv_inputs, strict=True):
                 inputs = dict(base)
                 for name, i, j in named:

@@ -63,7 +63,7 @@ def amount_ratio(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
 @on_demand_feature_view(sources=[MERCHANT_RISK, TXN],
                         schema=[Field("risky_amount", Float64)], mode="pandas")
 def risky_amount(df: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"risky_amount": df["merchant_risk__risk"] * df["amount"]})
+    return pd.DataFrame({"risky_amount": df["risk"] * df["amount"]})
 
 
 SERVICE = FeatureService("fraud", [ACCOUNT_STATS[["txn_count", "spend"]], amount_ratio])
