@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -87,22 +88,23 @@ class CloudEventsSink:
         headers: Mapping[str, str] | None = None,
         timeout: float = 10.0,
         retries: int = 2,
+        concurrency: int = 8,
     ) -> None:
         self.url = url
         self.namespace = namespace
         self.retries = retries
         self.sent = 0
-        self._client = httpx.Client(timeout=timeout, headers=dict(headers or {}))
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._client = httpx.Client(timeout=timeout, headers=dict(headers or {}), limits=limits)
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="tureen-cloudevents")
 
     def write(self, batch: Sequence[LoggedRequest]) -> None:
-        failed = 0
-        for r in batch:
-            for headers, body in events(r, self.namespace):
-                if self._post(headers, body):
-                    self.sent += 1
-                else:
-                    failed += 1
-        if failed:
+        """POST every event of the batch, ``concurrency`` at a time."""
+        posts = [(i, e) for i, r in enumerate(batch) for e in events(r, self.namespace)]
+        results = list(self._pool.map(lambda p: self._post(*p[1]), posts))
+        self.sent += sum(results)
+        failed = len({i for (i, _), ok in zip(posts, results, strict=True) if not ok})
+        if failed:  # records with at least one undelivered event
             raise SinkWriteError(
                 f"{failed} inference log events could not be delivered to {self.url}.", failed
             )
@@ -123,4 +125,5 @@ class CloudEventsSink:
         return False
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self._client.close()
