@@ -3,9 +3,11 @@
 Workload: one entity (``account_id``, Int64) and one view of ten Float32 features, 10,000
 entities materialized into SQLite; each request asks for one random entity x 10 features
 with Feast's request JSON (the same body for both servers). One worker each; wrk at 1 and
-16 connections; medians over ``--runs``. Feast runs from its own venv
-(``/work/peers/feast``); when it is missing, its numbers measured earlier on this machine are
-quoted instead. The bare lower bound is a Starlette handler returning a canned response.
+16 connections; all servers run at once and are measured back to back in each run
+(interleaved, so background load hits them alike); medians over ``--runs``. Feast runs from
+its own venv (``/work/peers/feast``); when it is missing, its numbers measured earlier on
+this machine are quoted instead. The bare lower bound is a Starlette handler returning a
+canned response.
 
     python bench/bench_feature_server.py [--duration 5] [--runs 3] [--no-feast]
 """
@@ -13,6 +15,7 @@ quoted instead. The bare lower bound is a Starlette handler returning a canned r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -249,15 +252,20 @@ def main() -> None:
         canned = tmp / "canned.json"
         bp = free_port()
         servers["bare"] = ([sys.executable, "-c", BARE, str(bp), str(canned)], bp, None, None)
-        for name, (cmd, port, cwd, env) in servers.items():
-            url = f"http://127.0.0.1:{port}/get-online-features"
-            with process(cmd, url, tmp / f"{name}.log", cwd=cwd, env=env, method="POST",
-                         body=probe):
-                if name == "tureen":
-                    canned.write_bytes(httpx.post(url, content=probe).content)
-                res = results.setdefault(name, {"c1": [], "c16": []})
-                for _run in range(args.runs):
-                    for conns in (1, 16):
+        with contextlib.ExitStack() as stack:
+            urls: dict[str, str] = {}
+            for name, (cmd, port, cwd, env) in servers.items():
+                url = urls[name] = f"http://127.0.0.1:{port}/get-online-features"
+                if name == "bare":
+                    canned.write_bytes(httpx.post(urls["tureen"], content=probe).content)
+                stack.enter_context(process(cmd, url, tmp / f"{name}.log", cwd=cwd, env=env,
+                                            method="POST", body=probe))
+            # Interleaved: each run measures every server back to back, so load from other
+            # work on the machine hits all of them alike.
+            for _run in range(args.runs):
+                for conns in (1, 16):
+                    for name, url in urls.items():
+                        res = results.setdefault(name, {"c1": [], "c16": []})
                         res[f"c{conns}"].append(wrk(url, lua, conns, args.duration, tmp))
     summary: dict[str, Any] = {k: {c: median_of(v) for c, v in r.items()}
                                for k, r in results.items()}

@@ -133,8 +133,9 @@ class TransformerConfig(_Strict):
         "that); slower calls go to a worker thread. 0: always a worker thread.")
     max_batch_rows: int = Field(
         default=256, ge=1,
-        description="Fused mode: requests arriving together share one feature read and one "
-        "model call, up to this many rows (1: never merge). Scripts disable merging.")
+        description="Requests arriving together share one model call, up to this many rows "
+        "(1: never merge): fused mode also shares the feature read; split mode merges the "
+        "predictor calls of requests that queue while one is in flight. Scripts disable it.")
     max_connections: int = Field(default=100, ge=1, description="Connection pool size per remote.")
 
 

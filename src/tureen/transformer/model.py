@@ -23,6 +23,7 @@ import pandas as pd
 
 from tureen.definitions import Field
 from tureen.errors import ConfigError, InvalidRequestError
+from tureen.serving.batching import Batcher
 from tureen.serving.clients import PredictorClient, predictor_client
 from tureen.serving.inference import InferResponse, TensorSpec
 from tureen.serving.model import Headers, Model
@@ -49,6 +50,10 @@ from tureen.types import OIP_NUMPY
 
 ModelResolver = Callable[[str], Model]
 _DESCRIBE_EVERY_S = 5.0
+# Split mode: while a predictor call is in flight, requests queue at most this long before
+# their own call starts (they usually go as one call when the in-flight one returns).
+_BATCH_WAIT_MS = 1.0
+NDArray = np.ndarray[Any, Any]
 
 
 class FeatureTransformer(Model):
@@ -70,6 +75,7 @@ class FeatureTransformer(Model):
         self._described_at = 0.0
         self._request_fields: list[Field] = []
         self._request_names: set[str] = set()
+        self._batcher: Batcher | None = None
 
     # ---- setup ----------------------------------------------------------------------------
     def load(self) -> bool:
@@ -82,6 +88,8 @@ class FeatureTransformer(Model):
         if c.script is not None:
             self.script = UserScript(c.script.path, c.script.position)
         self.predictor = self._build_predictor()
+        if isinstance(self.predictor, RemotePredictor) and c.max_batch_rows > 1:
+            self._batcher = Batcher(self._call_remote, c.max_batch_rows, _BATCH_WAIT_MS)
         if c.input_format == "tensor":
             self.datatype = c.predictor.input_datatype or widest_datatype(self._model_fields())
             self._declared_type = c.predictor.input_datatype is not None
@@ -93,6 +101,12 @@ class FeatureTransformer(Model):
             ]
         self.ready = True
         return True
+
+    async def _call_remote(self, matrix: NDArray) -> Any:
+        """One predictor call for the rows of concurrent requests (see ``Batcher``)."""
+        assert isinstance(self.predictor, RemotePredictor)
+        x = ModelInput(matrix=matrix, datatype=self.datatype)
+        return await self.predictor.call(x, {})
 
     def _join_keys(self) -> set[str]:
         assert self.source is not None
@@ -284,6 +298,8 @@ class FeatureTransformer(Model):
         await self._maybe_describe()
         if isinstance(self.predictor, InProcessPredictor) and not self.predictor.is_async:
             result = await asyncio.to_thread(self.predictor.call_sync, x, h)
+        elif self._batcher is not None and x.matrix is not None and script is None:
+            result = await self._batcher.submit(x.matrix)
         else:
             result = await self.predictor.call(x, h)
         if script is not None and script.post is not None:

@@ -236,3 +236,25 @@ async def test_concurrent_requests_get_their_own_rows_and_errors(env: Env) -> No
                 else:
                     assert r.status_code == 200, r.text
                     np.testing.assert_allclose(r.json()["predictions"][0], want[acct])
+
+
+@pytest.mark.parametrize("predictor", ["v1", "v2", "grpc-v2"])
+async def test_split_concurrent_requests_are_batched_correctly(env: Env, predictor: str) -> None:
+    import asyncio
+
+    ids = [1001 + i for i in range(48)]
+    probs = env.clf.predict_proba(features(env, ids, [5.0] * len(ids)))
+    want = dict(zip(ids, probs, strict=True))
+    async with httpx.AsyncClient(base_url=env.split[predictor].url, timeout=30) as client:
+        async def one(i: int) -> tuple[int, httpx.Response]:
+            acct = 800_000 + i if i % 11 == 5 else ids[i]
+            return acct, await client.post("/v1/models/fraud:predict", json={
+                "instances": [{"account_id": acct, "amount": 5.0}]})
+
+        results = await asyncio.gather(*(one(i) for i in range(len(ids))))
+    for acct, r in results:
+        if acct >= 800_000:
+            assert r.status_code == 404 and f"account_id={acct}" in r.json()["error"]
+        else:
+            assert r.status_code == 200, r.text
+            np.testing.assert_allclose(r.json()["predictions"][0], want[acct], rtol=1e-5)
