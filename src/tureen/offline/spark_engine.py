@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import os
 import sys
 import tempfile
@@ -380,7 +381,7 @@ class SparkEngine:
 
     def source_schema(self, source: FileSource) -> pa.Schema:
         df, nanos = self._read(source)
-        schema = to_arrow_schema(df.schema)
+        schema = _arrow_schema(df.schema)
         mapping = dict(source.field_mapping)
         return pa.schema([
             pa.field(mapping.get(f.name, f.name),
@@ -421,6 +422,14 @@ def _key(name: str) -> str:
 
 def view_key(view: FeatureView, name: str) -> DType:
     return next(f.dtype for f in view.key_fields if f.name == name)
+
+
+def _arrow_schema(schema: st.StructType) -> pa.Schema:
+    # PySpark 4.0 converts timestamps to UTC by itself; 4.1+ asks for the time zone.
+    if "timezone" in inspect.signature(to_arrow_schema).parameters:
+        kwargs: dict[str, Any] = {"timezone": "UTC"}
+        return to_arrow_schema(schema, **kwargs)
+    return to_arrow_schema(schema)
 
 
 def _physical(source: FileSource, columns: Sequence[str], logical: str, what: str) -> str:
@@ -532,10 +541,15 @@ def _assemble(joined: DataFrame, plan: FeaturePlan, entity_columns: list[str]) -
         reads={r.view.name: [f.name for f in r.features] for r in plan.reads},
         refs=[(r.view, r.feature, r.on_demand) for r in plan.refs],
         entity_columns=entity_columns,
-        arrow_schema=to_arrow_schema(out_schema),
+        arrow_schema=_arrow_schema(out_schema),
     )
     inputs = [*entity_columns, *[f"{v}__{f}" for v, fs in spec.reads.items() for f in fs]]
-    return joined.select(*[_q(c) for c in inputs]).mapInArrow(spec.run, out_schema)
+    with warnings.catch_warnings():
+        # PySpark >= 4.1 warns that pandas 3 is not fully supported; this path hands
+        # on-demand views pandas frames built from Arrow, which pandas 3 handles.
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas",
+                                FutureWarning)
+        return joined.select(*[_q(c) for c in inputs]).mapInArrow(spec.run, out_schema)
 
 
 @dataclass
