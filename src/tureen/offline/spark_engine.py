@@ -19,7 +19,8 @@ rows first, created), and each entity row takes the last feature row before it
 
 ``historical_features`` returns Arrow on the driver (the OfflineEngine contract);
 ``historical_features_to_parquet`` builds the whole training set (final names, on-demand
-views) inside Spark and writes it as a Parquet dataset without collecting it.
+views: :mod:`tureen.offline.spark_training`) inside Spark and writes it as a Parquet dataset
+without collecting it.
 """
 
 from __future__ import annotations
@@ -32,15 +33,13 @@ import sys
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
@@ -195,7 +194,8 @@ class SparkEngine:
         out: list[Column] = []
         for name, dt in [*((f.name, f.dtype) for f in view.key_fields), *features]:
             phys = _physical(source, cols, name, what)
-            value = _as_timestamp(phys, nanos) if dt.name == "UnixTimestamp" else sf.col(_q(phys))
+            is_ts = dt.name == "UnixTimestamp"
+            value = _as_timestamp(phys, nanos) if is_ts else sf.col(quote(phys))
             out.append(value.cast(spark_type(dt)).alias(name))
         types = dict(raw.dtypes)
         out.append(_timestamp(source, cols, types, nanos, source.timestamp_field,
@@ -226,18 +226,18 @@ class SparkEngine:
             feats = [(f.name, f.dtype) for f in read.features]
             src = self._projection(view, feats, cond)
             for k in keys:  # an ASOF equality never matches a null key
-                src = src.where(sf.col(_q(k)).isNotNull())
+                src = src.where(sf.col(quote(k)).isNotNull())
             payload = sf.struct(sf.col(_EV).alias("ev"),
-                               *[sf.col(_q(n)).alias(f"f{i}") for i, (n, _) in enumerate(feats)])
+                               *[sf.col(quote(n)).alias(f"f{i}") for i, (n, _) in enumerate(feats)])
             right = src.select(
-                *[sf.col(_q(k)).alias(_key(k)) for k in keys],
+                *[sf.col(quote(k)).alias(_key(k)) for k in keys],
                 sf.col(_EV).alias(_T), sf.lit(0).alias(_KIND), sf.col(_CR).alias(_C),
                 payload.alias(_P),
             )
             left = acc.select(
-                "*", *[sf.col(_q(k)).cast(spark_type(view_key(view, k))).alias(_key(k))
+                "*", *[sf.col(quote(k)).cast(spark_type(view_key(view, k))).alias(_key(k))
                        for k in keys],
-                sf.col(_q(ts)).alias(_T), sf.lit(1).alias(_KIND),
+                sf.col(quote(ts)).alias(_T), sf.lit(1).alias(_KIND),
                 sf.lit(None).cast(st.TimestampType()).alias(_C),
                 sf.lit(None).cast(right.schema[_P].dataType).alias(_P),
             )
@@ -254,9 +254,9 @@ class SparkEngine:
             valid = sf.col(f"{_M}.ev").isNotNull()
             if ttl_us > 0:
                 valid = valid & (sf.unix_micros(sf.col(f"{_M}.ev"))
-                                 >= sf.unix_micros(sf.col(_q(ts))) - sf.lit(ttl_us))
+                                 >= sf.unix_micros(sf.col(quote(ts))) - sf.lit(ttl_us))
             acc = matched.select(
-                *[sf.col(_q(c)) for c in acc.columns],
+                *[sf.col(quote(c)) for c in acc.columns],
                 *[sf.when(valid, sf.col(f"{_M}.f{i}")).alias(f"{view.name}__{n}")
                   for i, (n, _) in enumerate(feats)],
             )
@@ -279,7 +279,7 @@ class SparkEngine:
             return entity_rows
         with self._staged(keyed) as entities:
             joined = self._join(entities, plan, _TS, _bounds(ts))
-            table = self._collect(joined.select(ROW, *[_q(name) for name, _ in outputs]))
+            table = self._collect(joined.select(ROW, *[quote(name) for name, _ in outputs]))
         if table.num_rows != n:
             raise TureenError(
                 f"internal error: the Spark point-in-time join returned {table.num_rows} rows "
@@ -306,6 +306,8 @@ class SparkEngine:
         executors, rows in input order. ``entity_rows`` is an Arrow table or a Parquet
         dataset path (its order: files by name, then rows within each file). ``mode`` is
         Spark's save mode (error, overwrite, append)."""
+        from tureen.offline.spark_training import assemble
+
         with contextlib.ExitStack() as stack:
             if isinstance(entity_rows, pa.Table):
                 table = entity_rows
@@ -325,7 +327,7 @@ class SparkEngine:
                 order, drop = [sf.col("__file"), sf.col(ROW)], ["__file", ROW]
             entity_columns = [c for c in entities.columns if c not in drop]
             joined = self._join(entities, plan, timestamp_column, None).orderBy(*order)
-            _assemble(joined, plan, entity_columns).write.mode(mode).parquet(str(path))
+            assemble(joined, plan, entity_columns).write.mode(mode).parquet(str(path))
 
     @contextlib.contextmanager
     def _staged(self, table: pa.Table) -> Iterator[DataFrame]:
@@ -354,12 +356,12 @@ class SparkEngine:
         if start is not None:
             cond = cond & (sf.unix_micros(sf.col(_EV)) >= sf.lit(_micros(start)))
         src = self._projection(view, features, cond)
-        window = Window.partitionBy(*[_q(k) for k, _ in keys]).orderBy(
+        window = Window.partitionBy(*[quote(k) for k, _ in keys]).orderBy(
             sf.col(_EV).desc(), sf.col(_CR).desc_nulls_last()
         )
         latest = (
             src.withColumn("__rn", sf.row_number().over(window)).where(sf.col("__rn") == 1)
-            .select(*[_q(n) for n, _ in [*keys, *features]],
+            .select(*[quote(n) for n, _ in [*keys, *features]],
                     sf.col(_EV).alias("event_timestamp"), sf.col(_CR).alias("created_timestamp"))
         )
         schema = pa.schema(
@@ -381,7 +383,7 @@ class SparkEngine:
 
     def source_schema(self, source: FileSource) -> pa.Schema:
         df, nanos = self._read(source)
-        schema = _arrow_schema(df.schema)
+        schema = arrow_schema(df.schema)
         mapping = dict(source.field_mapping)
         return pa.schema([
             pa.field(mapping.get(f.name, f.name),
@@ -411,7 +413,7 @@ class SparkEngine:
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def _q(name: str) -> str:
+def quote(name: str) -> str:
     """A column name quoted for Spark (dots and spaces are legal in tureen names' sources)."""
     return "`" + name.replace("`", "``") + "`"
 
@@ -424,7 +426,7 @@ def view_key(view: FeatureView, name: str) -> DType:
     return next(f.dtype for f in view.key_fields if f.name == name)
 
 
-def _arrow_schema(schema: st.StructType) -> pa.Schema:
+def arrow_schema(schema: st.StructType) -> pa.Schema:
     # PySpark 4.0 converts timestamps to UTC by itself; 4.1+ asks for the time zone.
     if "timezone" in inspect.signature(to_arrow_schema).parameters:
         kwargs: dict[str, Any] = {"timezone": "UTC"}
@@ -447,7 +449,7 @@ def _physical(source: FileSource, columns: Sequence[str], logical: str, what: st
 
 
 def _as_timestamp(column: str, nanos: set[str]) -> Column:
-    col = sf.col(_q(column))
+    col = sf.col(quote(column))
     if column in nanos:  # int64 nanoseconds: keep the instant, truncate to microseconds
         return sf.timestamp_micros(sf.floor(col / sf.lit(1000)).cast(st.LongType()))
     return col.cast(st.TimestampType())  # NTZ and dates are taken in the session zone, UTC
@@ -521,75 +523,6 @@ def _micros(when: datetime) -> int:
         when = when.replace(tzinfo=UTC)
     delta = when - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-# ---- final assembly of a training set inside Spark -------------------------------------------
-def _assemble(joined: DataFrame, plan: FeaturePlan, entity_columns: list[str]) -> DataFrame:
-    """Entity columns, then each requested feature under its final name; on-demand views run
-    on the executors over Arrow batches with the same ``transform`` serving uses."""
-    full = plan.full_feature_names
-    if not plan.on_demand:
-        return joined.select(
-            *[_q(c) for c in entity_columns],
-            *[sf.col(_q(f"{r.view}__{r.feature}")).alias(r.output_name(full)) for r in plan.refs],
-        )
-    fields = [joined.schema[c] for c in entity_columns]
-    fields += [st.StructField(r.output_name(full), spark_type(r.dtype)) for r in plan.refs]
-    out_schema = st.StructType(fields)
-    spec = _BatchSpec(
-        odfvs=[o.to_dict() for o in plan.on_demand],
-        reads={r.view.name: [f.name for f in r.features] for r in plan.reads},
-        refs=[(r.view, r.feature, r.on_demand) for r in plan.refs],
-        entity_columns=entity_columns,
-        arrow_schema=_arrow_schema(out_schema),
-    )
-    inputs = [*entity_columns, *[f"{v}__{f}" for v, fs in spec.reads.items() for f in fs]]
-    with warnings.catch_warnings():
-        # PySpark >= 4.1 warns that pandas 3 is not fully supported; this path hands
-        # on-demand views pandas frames built from Arrow, which pandas 3 handles.
-        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas",
-                                FutureWarning)
-        return joined.select(*[_q(c) for c in inputs]).mapInArrow(spec.run, out_schema)
-
-
-@dataclass
-class _BatchSpec:
-    """Everything an executor needs to finish batches: plain data, so it pickles anywhere
-    tureen is installed (on-demand views travel as their registry dicts)."""
-
-    odfvs: list[dict[str, Any]]
-    reads: dict[str, list[str]]
-    refs: list[tuple[str, str, bool]]
-    entity_columns: list[str]
-    arrow_schema: pa.Schema
-
-    def run(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from tureen.definitions import OnDemandFeatureView
-
-        odfvs = [OnDemandFeatureView.from_dict(d) for d in self.odfvs]
-        for b in batches:
-            computed: dict[tuple[str, str], pa.Array] = {}
-            for odfv in odfvs:
-                inputs: dict[str, Any] = {}
-                for vname, feats in odfv.input_views():
-                    for fname in feats or self.reads[vname]:
-                        inputs[fname] = b.column(f"{vname}__{fname}")
-                for source in odfv.request_sources:
-                    for f in source.schema:
-                        inputs[f.name] = b.column(f.name)
-                frame = (pa.table(inputs).to_pandas() if inputs
-                         else pd.DataFrame(index=range(b.num_rows)))
-                result = odfv.transform(frame)
-                for f in odfv.features:
-                    computed[(odfv.name, f.name)] = pa.array(
-                        result[f.name], type=f.dtype.arrow, from_pandas=True)
-            arrays = [b.column(c) for c in self.entity_columns] + [
-                computed[(v, f)] if od else b.column(f"{v}__{f}") for v, f, od in self.refs
-            ]
-            yield pa.RecordBatch.from_arrays(
-                [a.cast(t.type) for a, t in zip(arrays, self.arrow_schema, strict=True)],
-                schema=self.arrow_schema,
-            )
 
 
 __all__ = ["SparkEngine", "SparkOptions", "spark_type"]
