@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import util as mp_util
@@ -41,7 +40,7 @@ from tureen.deployments.spec import DeploymentSpec
 from tureen.errors import NotReadyError
 from tureen.inference_log import InferenceLogger, InferenceRecord, LogMode, sink_from_url
 from tureen.models import ModelRegistry
-from tureen.serving.context import request_id
+from tureen.serving.context import new_request_id, request_id
 from tureen.serving.model import Headers, Model
 from tureen.store import FeatureStore
 
@@ -369,8 +368,8 @@ class DeploymentModel(Model):
 
     def _log(self, eng: _Engine, payload: Any, fed: Any, result: Any) -> None:
         rid = request_id.get()
-        if rid == "-":
-            rid = uuid.uuid4().hex
+        if rid == "-":  # called outside a transport (in process): a cheap unique id
+            rid = new_request_id()
         inputs, names = fed, None
         matrix = getattr(fed, "matrix", None)
         if matrix is not None:

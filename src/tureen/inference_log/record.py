@@ -21,8 +21,11 @@ import numpy as np
 import pandas as pd
 
 from tureen.errors import InvalidRequestError
+from tureen.serving.inference import InferRequest, InferResponse
 
-Columns = dict[str, list[Any]]
+#: column name → values: a list of Python values, or a 1-D numeric numpy array (kept as an
+#: array so numeric columns reach Parquet without a per-value Python conversion)
+Columns = dict[str, Any]
 
 
 class LogMode(enum.Enum):
@@ -101,11 +104,16 @@ class LoggedRequest:
             "model_name": self.model_name,
             "model_version": self.model_version,
             "timestamp": self.timestamp.isoformat(),
-            "entities": self.entities,
-            "request_fields": self.request_fields,
-            "features": self.features,
-            "predictions": self.predictions,
+            "entities": as_lists(self.entities),
+            "request_fields": as_lists(self.request_fields),
+            "features": as_lists(self.features),
+            "predictions": as_lists(self.predictions),
         }
+
+
+def as_lists(cols: Columns) -> dict[str, list[Any]]:
+    """The columns with every value a plain Python list (for JSON)."""
+    return {k: v.tolist() if isinstance(v, np.ndarray) else list(v) for k, v in cols.items()}
 
 
 def normalize(record: InferenceRecord, mode: LogMode) -> LoggedRequest:
@@ -135,13 +143,15 @@ def normalize(record: InferenceRecord, mode: LogMode) -> LoggedRequest:
     )
 
 
-def _values(v: Any) -> list[Any]:
+def _values(v: Any) -> Any:
+    """One column's values: a 1-D numeric array as is, anything else as a Python list."""
     if isinstance(v, np.ndarray):
         if v.ndim == 2 and v.shape[1] == 1:
             v = v[:, 0]
-        if v.dtype.kind in "biuf":  # numbers: tolist() already gives Python scalars
-            out: list[Any] = v.tolist() if v.ndim else [v.item()]
-            return out
+        if v.dtype.kind in "biuf":
+            if v.ndim == 1:
+                return v
+            return v.tolist() if v.ndim else [v.item()]
         if v.ndim > 1:
             return [_py(r) for r in v.tolist()]
         if v.dtype.kind == "M":
@@ -166,10 +176,10 @@ def _py(x: Any) -> Any:
 
 
 def _columns(obj: Any, names: Sequence[str] | None, prefix: str) -> Columns:
-    from tureen.serving.inference import InferRequest, InferResponse
-
     if obj is None:
         return {}
+    if isinstance(obj, np.ndarray):
+        return _array_columns(obj, names, prefix)
     if isinstance(obj, InferRequest):
         return {i.name: _values(i.data) for i in obj.inputs}
     if isinstance(obj, InferResponse):
@@ -185,11 +195,13 @@ def _columns(obj: Any, names: Sequence[str] | None, prefix: str) -> Columns:
     if isinstance(obj, list | tuple) and obj and isinstance(obj[0], Mapping):
         keys = list(obj[0])
         return {str(k): [_py(r.get(k)) for r in obj] for k in keys}
-    arr = obj if isinstance(obj, np.ndarray) else np.asarray(obj)
+    return _array_columns(np.asarray(obj), names, prefix)
+
+
+def _array_columns(arr: np.ndarray[Any, Any], names: Sequence[str] | None,
+                   prefix: str) -> Columns:
     if arr.ndim == 2 and arr.shape[1] > 1 and (names is not None or prefix == "input"):
         cols = list(names) if names is not None else [f"{prefix}_{j}" for j in range(arr.shape[1])]
-        if arr.dtype.kind in "biuf":
-            return dict(zip(cols, arr.T.tolist(), strict=True))
         return {c: _values(arr[:, j]) for j, c in enumerate(cols)}
     key = names[0] if names else ("predictions" if prefix == "output" else f"{prefix}-0")
     return {key: _values(arr)}

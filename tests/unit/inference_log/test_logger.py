@@ -17,6 +17,7 @@ from tureen.inference_log import (
     SinkWriteError,
     normalize,
 )
+from tureen.inference_log.record import as_lists
 from tureen.serving.inference import InferInput, InferRequest, InferResponse
 
 
@@ -174,7 +175,7 @@ async def test_aclose_from_event_loop() -> None:
 )
 def test_modes_keep_ids_and_entities(mode: str, features: bool, predictions: bool) -> None:
     r = normalize(rec(3), LogMode.parse(mode))
-    assert (r.request_id, r.entities, r.rows) == ("r3", {"account_id": [3]}, 1)
+    assert (r.request_id, as_lists(r.entities), r.rows) == ("r3", {"account_id": [3]}, 1)
     assert bool(r.features) is features and bool(r.predictions) is predictions
 
 
@@ -182,16 +183,17 @@ def test_normalize_shapes_of_inputs_and_outputs() -> None:
     x = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
     r = normalize(InferenceRecord("a", "d", "m", "2", x, np.array([0, 1]),
                                   input_names=["f1", "f2"]), LogMode.ALL)
-    assert r.features == {"f1": [1.0, 3.0], "f2": [2.0, 4.0]}
-    assert r.predictions == {"predictions": [0, 1]} and r.rows == 2
+    assert as_lists(r.features) == {"f1": [1.0, 3.0], "f2": [2.0, 4.0]}
+    assert as_lists(r.predictions) == {"predictions": [0, 1]} and r.rows == 2
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
-    assert normalize(InferenceRecord("b", "d", "m", "1", frame, {"predictions": [0.5, 0.7]}),
-                     LogMode.ALL).features == {"a": [1, 2], "b": ["x", "y"]}
+    assert as_lists(normalize(InferenceRecord("b", "d", "m", "1", frame,
+                                              {"predictions": [0.5, 0.7]}),
+                              LogMode.ALL).features) == {"a": [1, 2], "b": ["x", "y"]}
     req = InferRequest("m", [InferInput("in", "BYTES", [2], np.array([b"p", b"q"], object))])
     resp = InferResponse.of("m", {"score": np.array([[0.1], [0.9]])})
     r = normalize(InferenceRecord("c", "d", "m", "1", req, resp), LogMode.ALL)
-    assert r.features == {"in": ["p", "q"]} and r.predictions == {"score": [0.1, 0.9]}
+    assert r.features == {"in": ["p", "q"]} and as_lists(r.predictions) == {"score": [0.1, 0.9]}
     v1 = normalize(InferenceRecord("e", "d", "m", "1", {"instances": [[1, 2]]},
                                    {"predictions": [1]}), LogMode.ALL)
-    assert v1.features == {"input_0": [1], "input_1": [2]} and v1.predictions == {
-        "predictions": [1]}
+    assert as_lists(v1.features) == {"input_0": [1], "input_1": [2]}
+    assert as_lists(v1.predictions) == {"predictions": [1]}

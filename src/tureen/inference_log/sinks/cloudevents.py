@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from tureen.inference_log.protocol import SinkWriteError
-from tureen.inference_log.record import Columns, LoggedRequest
+from tureen.inference_log.record import Columns, LoggedRequest, as_lists
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _datatype(values: list[Any]) -> str:
 
 def _tensors(cols: Columns) -> list[dict[str, Any]]:
     return [{"name": k, "datatype": _datatype(v), "shape": [len(v)], "data": v}
-            for k, v in cols.items()]
+            for k, v in as_lists(cols).items()]
 
 
 def events(
@@ -67,9 +67,9 @@ def events(
         body: dict[str, Any] = {"id": r.request_id, "inputs": _tensors(r.features)}
         params: dict[str, Any] = {}
         if r.entities:
-            params["entities"] = r.entities
+            params["entities"] = as_lists(r.entities)
         if r.request_fields:
-            params["request_fields"] = r.request_fields
+            params["request_fields"] = as_lists(r.request_fields)
         if params:
             body["parameters"] = params
         out.append(({**base, "ce-type": REQUEST_TYPE}, orjson.dumps(body, default=str)))

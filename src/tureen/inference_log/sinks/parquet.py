@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -31,36 +32,68 @@ META = ("request_id", "row", "deployment", "model_name", "model_version", "times
 
 def to_table(batch: Sequence[LoggedRequest]) -> pa.Table:
     """One row per instance; columns missing in a request are null."""
-    cols: dict[str, list[Any]] = {k: [] for k in META}
-    n_total = 0
-    for r in batch:
+    meta: dict[str, list[Any]] = {k: [] for k in META}
+    parts: dict[str, list[Any]] = {}  # column -> one chunk per request (None: absent)
+    for i, r in enumerate(batch):
         n = max(r.rows, 1)
-        cols["request_id"].extend([r.request_id] * n)
-        cols["row"].extend(range(n))
-        cols["deployment"].extend([r.deployment] * n)
-        cols["model_name"].extend([r.model_name] * n)
-        cols["model_version"].extend([r.model_version] * n)
-        cols["timestamp"].extend([r.timestamp] * n)
+        if n == 1:
+            meta["request_id"].append(r.request_id)
+            meta["row"].append(0)
+            meta["deployment"].append(r.deployment)
+            meta["model_name"].append(r.model_name)
+            meta["model_version"].append(r.model_version)
+            meta["timestamp"].append(r.timestamp)
+        else:
+            meta["request_id"].extend([r.request_id] * n)
+            meta["row"].extend(range(n))
+            meta["deployment"].extend([r.deployment] * n)
+            meta["model_name"].extend([r.model_name] * n)
+            meta["model_version"].extend([r.model_version] * n)
+            meta["timestamp"].extend([r.timestamp] * n)
         for prefix, values in ((ENTITY, r.entities), (REQUEST, r.request_fields),
                                (FEATURE, r.features), (PREDICTION, r.predictions)):
             for k, v in values.items():
-                col = cols.get(prefix + k)
+                col = parts.get(prefix + k)
                 if col is None:
-                    col = cols[prefix + k] = [None] * n_total
-                col.extend(v[:n] if len(v) >= n else [*v, *([None] * (n - len(v)))])
-        n_total += n
-        for col in cols.values():
-            if len(col) < n_total:
-                col.extend([None] * (n_total - len(col)))
-    arrays = {}
-    for k, v in cols.items():
-        if k == "timestamp":
-            arrays[k] = pa.array(v, pa.timestamp("us", tz="UTC"))
-        elif k == "row":
-            arrays[k] = pa.array(v, pa.int32())
-        else:
-            arrays[k] = pa.array(v)
+                    col = parts[prefix + k] = [None] * i
+                col.append(v if len(v) == n else _fit(v, n))
+        for col in parts.values():
+            if len(col) <= i:
+                col.append(None)
+    sizes = [max(r.rows, 1) for r in batch]
+    arrays: dict[str, pa.Array] = {
+        "request_id": pa.array(meta["request_id"], pa.string()),
+        "row": pa.array(meta["row"], pa.int32()),
+        "deployment": pa.array(meta["deployment"], pa.string()),
+        "model_name": pa.array(meta["model_name"], pa.string()),
+        "model_version": pa.array(meta["model_version"], pa.string()),
+        "timestamp": pa.array(meta["timestamp"], pa.timestamp("us", tz="UTC")),
+    }
+    for name, chunks in parts.items():
+        arrays[name] = _column(chunks, sizes)
     return pa.table(arrays)
+
+
+def _fit(v: Any, n: int) -> list[Any]:
+    vals = v.tolist() if isinstance(v, np.ndarray) else list(v)
+    return vals[:n] if len(vals) >= n else [*vals, *([None] * (n - len(vals)))]
+
+
+def _column(chunks: list[Any], sizes: list[int]) -> pa.Array:
+    """Numeric array chunks become one array without a per-value Python step."""
+    if all(isinstance(c, np.ndarray) for c in chunks):
+        kinds = {c.dtype.kind for c in chunks}
+        if len(kinds) == 1 or kinds <= {"i", "u", "f"}:
+            return pa.array(np.concatenate(chunks))
+    values: list[Any] = []
+    for c, n in zip(chunks, sizes, strict=True):
+        if c is None:
+            values.extend([None] * n)
+        elif isinstance(c, np.ndarray):
+            values.extend(c.tolist())
+        else:
+            values.extend(c)
+    return pa.array(values)
 
 
 class ParquetSink:
