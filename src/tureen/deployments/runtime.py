@@ -26,6 +26,7 @@ import collections
 import contextvars
 import gc
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -35,6 +36,8 @@ from dataclasses import dataclass, field
 from multiprocessing import util as mp_util
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tureen.deployments.spec import DeploymentSpec
 from tureen.errors import NotReadyError
@@ -159,6 +162,8 @@ class _Engine:
                 result = await self.transformer.predict(payload, headers)
             finally:
                 _captured.reset(token)
+            if isinstance(result, _WithInput):  # this request was part of a merged batch
+                return result.fed, result.result
             return (holder[-1] if holder else None), result
         if self.sync:
             return await asyncio.to_thread(self._bare_sync, payload, headers)
@@ -178,6 +183,56 @@ async def _stage(fn: Callable[..., Any], payload: Any, headers: Headers) -> Any:
     if inspect.iscoroutinefunction(fn):
         return await fn(payload, headers)
     return await asyncio.to_thread(fn, payload, headers)
+
+
+@dataclass
+class _WithInput:
+    """A merged-batch result for one request, with that request's slice of the model input."""
+
+    result: Any
+    fed: Any
+
+
+def _split_input(x: Any, counts: list[int]) -> list[Any]:
+    from tureen.transformer.predictor import ModelInput
+
+    bounds = np.cumsum([0, *counts]).tolist()
+    spans = list(itertools.pairwise(bounds))
+    if x.matrix is not None:
+        return [ModelInput(matrix=x.matrix[a:b], names=x.names) for a, b in spans]
+    return [ModelInput(columns=[(n, c[a:b]) for n, c in (x.columns or [])], names=x.names)
+            for a, b in spans]
+
+
+def _logged(transformer: Any) -> Any:
+    """The fused transformer merges concurrent requests into one model call. To log each
+    request's own features, the merged model input is split back by rows and travels with
+    each request's result (unwrapped in ``_Engine.call``)."""
+    from tureen.transformer.fused import FusedFeatureTransformer
+
+    if type(transformer) is not FusedFeatureTransformer:
+        return transformer
+
+    class _LoggedFused(FusedFeatureTransformer):
+        def _compute(self, batch: list[Any]) -> list[Any]:
+            holder: list[Any] = []
+            token = _captured.set(holder)
+            try:
+                out = super()._compute(batch)
+            finally:
+                _captured.reset(token)
+            counts = [item.rows for item in batch]
+            if len(holder) == 1 and len(batch) > 1:  # one merged call
+                fed = _split_input(holder[0], counts)
+            elif len(holder) == len(batch):  # one call per request
+                fed = holder
+            else:  # some requests failed before the model: no input to pair reliably
+                fed = [None] * len(batch)
+            return [o if isinstance(o, BaseException) else _WithInput(o, f)
+                    for o, f in zip(out, fed, strict=True)]
+
+    return _LoggedFused(transformer.config, store=transformer.store,
+                        resolve_model=transformer.resolve_model)
 
 
 def _capturing(predictor: Any) -> Any:
@@ -258,7 +313,7 @@ class DeploymentModel(Model):
                              "model_dir": str(d)}
         data["predictor"].pop("host", None)
         data.setdefault("features", {"source": "local"})
-        t = build_transformer(load_transformer_config(data), store=self.store)
+        t = _logged(build_transformer(load_transformer_config(data), store=self.store))
         t.load()
         pred = t.predictor
         assert pred is not None and t.source is not None

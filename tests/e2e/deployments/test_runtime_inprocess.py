@@ -9,6 +9,7 @@ import gc
 import logging
 import weakref
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -169,3 +170,42 @@ async def test_logging_settings_change_while_serving(repo: Path, tmp_path: Path)
     assert read_log(str(repo / "data" / "inference_log"), "plain-d").num_rows == 1
     assert read_log(str(other), "plain-d").num_rows == 1
     assert m.swaps == 0  # same version: the engines were kept
+
+
+async def test_merged_requests_log_their_own_features(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tureen.examples.fraud import create_repo
+
+    d = create_repo(tmp_path / "fused", accounts=30)
+    with FeatureStore(d) as fs:
+        fs.apply()
+        now = datetime.now(UTC)
+        fs.materialize(now - timedelta(days=40), now + timedelta(minutes=1))
+    x = np.random.default_rng(2).normal(size=(50, 6))
+    joblib.dump(LogisticRegression().fit(x, x[:, 0] > 0), tmp_path / "six.joblib")
+    ModelRegistry.for_repo(d).register("six", tmp_path / "six.joblib", "sklearn",
+                                       feature_service="fraud_detection_v1")
+    deps = Deployments.for_repo(d)
+    deps.create("fused-d", "six", 1, logging="ALL")
+    deps.set_state("fused-d", "started")
+    store = FeatureStore(d)
+    m = deployment_model(store, "fused-d", refresh_seconds=3600)
+    await asyncio.to_thread(m.load)
+    accounts = list(range(1001, 1031))
+    await m.predict({"instances": [{"account_id": 1001}]}, {})
+    # concurrent requests: the fused transformer merges them into shared model calls
+    await asyncio.gather(*(m.predict({"instances": [{"account_id": a}]}, {})
+                           for a in accounts * 3))
+    calls = m.status()["versions"]["1"]["requests"]
+    transformer: Any = m._engines[1].transformer  # type: ignore[index]
+    assert transformer._calls < calls  # requests were merged into fewer model calls
+    await m.aclose()
+    log = read_log(str(d / "data" / "inference_log"), "fused-d").to_pandas()
+    assert len(log) == calls == 91 and log["request_id"].is_unique
+    online = store.get_online_features(
+        feature_service="fraud_detection_v1",
+        entity_rows=[{"account_id": a} for a in accounts]).to_dict()
+    score = dict(zip(online["account_id"], online["credit_score"], strict=True))
+    for _, row in log.iterrows():  # every row carries its own entity's features
+        assert row["feature.credit_score"] == score[int(row["entity.account_id"])]
