@@ -100,13 +100,13 @@ class LocalCluster:
                  *[f"127.0.0.1:{p}" for p in ports], "--cluster-replicas", "0", "--cluster-yes"],
                 check=True, capture_output=True, timeout=60,
             )
-            self._wait_ok(30.0)
+            self.wait_ok(30.0)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ok(self, timeout: float) -> None:
+    def wait_ok(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             states = [

@@ -268,6 +268,31 @@ def test_connection_loss_is_reported_and_the_next_call_reconnects(
     store.close()
 
 
+def test_a_dead_cluster_node_is_reported_and_its_return_picked_up(tmp_path: Path) -> None:
+    need_redis_server()
+    cluster = LocalCluster(tmp_path / "cluster").start()
+    store = cluster_store(cluster, "nodeloss", connect_timeout_seconds=1,
+                          socket_timeout_seconds=2)
+    try:
+        a = view("a")
+        ids = list(range(60))
+        put(store, a, ids, 1.0)
+        victim = cluster.nodes[1]
+        victim.kill()
+        with pytest.raises(BackendUnavailableError, match="Redis Cluster"):
+            xs(store, a, ids)  # 60 entities: some live on the dead node
+        victim.start()  # same port and nodes.conf: it rejoins with its slots
+        cluster.wait_ok(30.0)
+        got = xs(store, a, ids)  # the restarted node kept no data (no persistence here)
+        assert all(g in (None, 1.0 + i) for g, i in zip(got, ids, strict=True))
+        assert None in got and any(g is not None for g in got)
+        put(store, a, ids, 2.0)
+        assert xs(store, a, ids) == [2.0 + i for i in ids]
+    finally:
+        store.close()
+        cluster.stop()
+
+
 def test_killed_client_connections_reconnect_transparently(own_server: RedisProcess) -> None:
     store = RedisOnlineStore.from_config({"url": own_server.url}, Path("."), "kick")
     a = view("a")
