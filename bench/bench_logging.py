@@ -5,7 +5,10 @@ declares two deployments with the quickstart's fused transformer settings: ``q-n
 (logging NONE) and ``q-all`` (logging ALL to the default Parquet sink). One ``tureen serve``
 serves both. A client process drives each deployment in turn with ``--concurrency``
 single-row v1 requests for ``--seconds`` per round, alternating NONE/ALL for ``--rounds``
-rounds; the JSON reports the median throughput of each and their ratio (target ≥ 0.90).
+rounds; the JSON reports the median throughput of each and their ratio (target ≥ 0.90),
+and, because a shared 2-core machine makes wall-clock rounds swing, the server process's
+CPU time per request in each mode (including the logger thread's work, measured over the
+round and a pause that lets the logger finish): its inverse ratio is the capacity ratio.
 
 Then, under the same load on ``q-all``, the served version is switched ``--swaps`` times
 (1 → 2 → 1 …, every 4 s, as ``deploy update`` does); the inference log tells when the new
@@ -156,6 +159,12 @@ def log_call_cost(n: int = 100_000) -> dict[str, float]:
             "records": n, "written_on_close": written, "close_flush_s": close_s}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _p99(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else float("nan")
@@ -194,9 +203,11 @@ def main() -> None:
         for name in ("q-none", "q-all"):  # warm up both
             drive(f"{base}/v1/models/{name}:predict", accounts, args.concurrency, 1.0)
         rps: dict[str, list[float]] = {"NONE": [], "ALL": []}
+        cpu_us: dict[str, list[float]] = {"NONE": [], "ALL": []}
         failures = 0
         for _ in range(args.rounds):
             for name, mode in (("q-none", "NONE"), ("q-all", "ALL")):
+                cpu0 = _cpu_seconds(proc.pid)
                 ok, failed, _lat = drive(f"{base}/v1/models/{name}:predict", accounts,
                                          args.concurrency, args.seconds)
                 rps[mode].append(ok / args.seconds)
@@ -204,6 +215,7 @@ def main() -> None:
                 # let the logger write this round's records before the next round starts, so
                 # its work is charged to the round that logged (the same pause after both)
                 time.sleep(2.0)
+                cpu_us[mode].append((_cpu_seconds(proc.pid) - cpu0) / max(ok, 1) * 1e6)
 
         # ---- swaps under load: 1 -> 2 -> 1 -> ... every 4 s -----------------------------
         ctx = multiprocessing.get_context("spawn")
@@ -251,6 +263,12 @@ def main() -> None:
         "median_rps_none": statistics.median(rps["NONE"]),
         "median_rps_all": statistics.median(rps["ALL"]),
         "ratio_all_over_none": statistics.median(rps["ALL"]) / statistics.median(rps["NONE"]),
+        # wall-clock rounds swing with whatever else runs on the machine; the server's CPU
+        # time per request does not, and its inverse ratio is the capacity ratio
+        "server_cpu_us_per_request_none": cpu_us["NONE"],
+        "server_cpu_us_per_request_all": cpu_us["ALL"],
+        "capacity_ratio_all_over_none_by_cpu": statistics.median(cpu_us["NONE"])
+        / statistics.median(cpu_us["ALL"]),
         "failed_requests_throughput_rounds": failures,
         "logged_rows_q_all": len(table),
         "swaps": swaps,
