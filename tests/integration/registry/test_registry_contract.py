@@ -128,9 +128,10 @@ def test_delete_forgets_document_and_history(backend: Backend) -> None:
 
 
 def test_projects_are_isolated(backend: Backend) -> None:
-    if backend.config["type"] == "file":
-        pytest.skip("a file registry holds one project per file by construction")
-    other = Backend(backend.config, backend.repo, backend.project + "_other")
+    config = dict(backend.config)
+    if config["type"] == "file":  # a file registry holds one project: another file
+        config["path"] = str(backend.repo / "other-registry.json")
+    other = Backend(config, backend.repo, backend.project + "_other")
     backend.open().save(_doc(who="one"), 0, "one")
     assert other.open().load() is None
     other.open().save(_doc(who="two"), 0, "two")
