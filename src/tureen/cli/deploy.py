@@ -33,7 +33,7 @@ def _show(spec: DeploymentSpec, as_json: bool, message: str) -> None:
 
 
 def _log_file(repo: str, name: str, component: str) -> Path:
-    from tureen.deployments.runtime import log_path
+    from tureen.deployments.status import log_path
 
     return log_path(Path(repo).resolve(), name, component)
 
@@ -108,7 +108,7 @@ def register(cli: click.Group) -> None:
                         "metadata": r.json() if r.status_code == 200 else r.text}
             except httpx.HTTPError as exc:
                 live = {"error": str(exc)}
-        from tureen.deployments.runtime import read_status
+        from tureen.deployments.status import read_status
 
         workers = read_status(Path(repo).resolve(), name)
         if as_json:

@@ -22,24 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import collections
-import contextvars
 import gc
-import inspect
-import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from multiprocessing import util as mp_util
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from tureen.deployments.engine import Engine, build_engine
 from tureen.deployments.spec import DeploymentSpec
+from tureen.deployments.status import VersionStats, file_logger, status_path
 from tureen.errors import NotReadyError
 from tureen.inference_log import InferenceLogger, InferenceRecord, LogMode, sink_from_url
 from tureen.models import ModelRegistry
@@ -48,14 +43,6 @@ from tureen.serving.model import Headers, Model
 from tureen.store import FeatureStore
 
 log = logging.getLogger(__name__)
-_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
-
-
-def log_path(repo_path: Path, deployment: str, component: str) -> Path:
-    """Where a serving process writes a deployment's log lines (``deploy logs`` reads it)."""
-    return repo_path / ".tureen" / "logs" / f"{deployment}-{component}.log"
-
-
 _unfreeze_registered = False
 
 
@@ -69,190 +56,7 @@ def _freeze() -> None:
     gc.freeze()
 
 
-def status_path(repo_path: Path, deployment: str, pid: int) -> Path:
-    return repo_path / ".tureen" / "status" / f"{deployment}.{pid}.json"
-
-
-def read_status(repo_path: Path, deployment: str, max_age_seconds: float = 30.0
-                ) -> list[dict[str, Any]]:
-    """The live status files of ``deployment`` (one per serving worker, fresh ones only)."""
-    out = []
-    for p in sorted((repo_path / ".tureen" / "status").glob(f"{deployment}.*.json")):
-        try:
-            data = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue
-        if time.time() - float(data.get("at", 0)) <= max_age_seconds:
-            out.append(data)
-    return out
-
-
-def _file_logger(repo_path: Path, deployment: str, component: str, source: str
-                 ) -> logging.Logger:
-    """``tureen.deployments.<deployment>.<component>``, also written to the deployment's log
-    file; ``source`` (e.g. ``tureen.transformer``) is forwarded to the same file."""
-    path = log_path(repo_path, deployment, component)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    logger = logging.getLogger(f"tureen.deployments.{deployment}.{component}")
-    if not any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter(_FORMAT))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        if source:
-            src = logging.getLogger(source)
-            src.addHandler(handler)
-            if src.level == logging.NOTSET or src.level > logging.INFO:
-                src.setLevel(logging.INFO)
-    return logger
-
-#: the model input the transformer built for the current request (see _CapturingPredictor)
-_captured: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
-    "tureen_deployment_capture", default=None)
-
 SpecSource = Callable[[], DeploymentSpec]
-
-
-@dataclass
-class VersionStats:
-    requests: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    latencies: collections.deque[float] = field(
-        default_factory=lambda: collections.deque(maxlen=4096))
-
-    def as_dict(self) -> dict[str, float]:
-        lat = sorted(self.latencies)
-
-        def q(p: float) -> float:
-            return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0.0
-
-        return {"requests": self.requests, "errors": self.errors,
-                "mean_seconds": self.seconds / self.requests if self.requests else 0.0,
-                "p50_seconds": q(0.5), "p99_seconds": q(0.99)}
-
-
-class _Engine:
-    """One loaded version: its model (or transformer + model) and in-flight requests."""
-
-    def __init__(self, version: int, model: Model, transformer: Model | None,
-                 entity_fn: Callable[[Any], Mapping[str, Sequence[Any]]] | None,
-                 entity_keys: Sequence[str] | None = None) -> None:
-        self.version = version
-        self.entity_keys = entity_keys
-        self.model = model
-        self.transformer = transformer
-        self.entity_fn = entity_fn
-        self.inflight = 0
-        self.retired = False
-        stages = [model.preprocess, model.predict, model.postprocess]
-        self.sync = not any(inspect.iscoroutinefunction(s) for s in stages)
-
-    def _bare_sync(self, payload: Any, headers: Headers) -> tuple[Any, Any]:
-        m = self.model
-        x = m.preprocess(payload, headers)
-        return x, m.postprocess(m.predict(x, headers), headers)
-
-    async def call(self, payload: Any, headers: Headers) -> tuple[Any, Any]:
-        """(model input as fed, result)."""
-        if self.transformer is not None:
-            holder: list[Any] = []
-            token = _captured.set(holder)
-            try:
-                result = await self.transformer.predict(payload, headers)
-            finally:
-                _captured.reset(token)
-            if isinstance(result, _WithInput):  # this request was part of a merged batch
-                return result.fed, result.result
-            return (holder[-1] if holder else None), result
-        if self.sync:
-            return await asyncio.to_thread(self._bare_sync, payload, headers)
-        m = self.model
-        fed = await _stage(m.preprocess, payload, headers)
-        out = await _stage(m.predict, fed, headers)
-        return fed, await _stage(m.postprocess, out, headers)
-
-    def unload(self) -> None:
-        if self.transformer is not None:
-            self.transformer.unload()
-        self.model.unload()
-        self.model.ready = False
-
-
-async def _stage(fn: Callable[..., Any], payload: Any, headers: Headers) -> Any:
-    if inspect.iscoroutinefunction(fn):
-        return await fn(payload, headers)
-    return await asyncio.to_thread(fn, payload, headers)
-
-
-@dataclass
-class _WithInput:
-    """A merged-batch result for one request, with that request's slice of the model input."""
-
-    result: Any
-    fed: Any
-
-
-def _split_input(x: Any, counts: list[int]) -> list[Any]:
-    from tureen.transformer.predictor import ModelInput
-
-    bounds = np.cumsum([0, *counts]).tolist()
-    spans = list(itertools.pairwise(bounds))
-    if x.matrix is not None:
-        return [ModelInput(matrix=x.matrix[a:b], names=x.names) for a, b in spans]
-    return [ModelInput(columns=[(n, c[a:b]) for n, c in (x.columns or [])], names=x.names)
-            for a, b in spans]
-
-
-def _logged(transformer: Any) -> Any:
-    """The fused transformer merges concurrent requests into one model call. To log each
-    request's own features, the merged model input is split back by rows and travels with
-    each request's result (unwrapped in ``_Engine.call``)."""
-    from tureen.transformer.fused import FusedFeatureTransformer
-
-    if type(transformer) is not FusedFeatureTransformer:
-        return transformer
-
-    class _LoggedFused(FusedFeatureTransformer):
-        def _compute(self, batch: list[Any]) -> list[Any]:
-            holder: list[Any] = []
-            token = _captured.set(holder)
-            try:
-                out = super()._compute(batch)
-            finally:
-                _captured.reset(token)
-            counts = [item.rows for item in batch]
-            if len(holder) == 1 and len(batch) > 1:  # one merged call
-                fed = _split_input(holder[0], counts)
-            elif len(holder) == len(batch):  # one call per request
-                fed = holder
-            else:  # some requests failed before the model: no input to pair reliably
-                fed = [None] * len(batch)
-            return [o if isinstance(o, BaseException) else _WithInput(o, f)
-                    for o, f in zip(out, fed, strict=True)]
-
-    return _LoggedFused(transformer.config, store=transformer.store,
-                        resolve_model=transformer.resolve_model)
-
-
-def _capturing(predictor: Any) -> Any:
-    """Wrap a transformer's in-process predictor so the model input can be logged."""
-    from tureen.transformer.predictor import InProcessPredictor, ModelInput
-
-    class _CapturingPredictor(InProcessPredictor):
-        def call_sync(self, x: ModelInput, headers: Headers) -> Any:
-            holder = _captured.get()
-            if holder is not None:
-                holder.append(x)
-            return super().call_sync(x, headers)
-
-        async def call(self, x: ModelInput, headers: Headers) -> Any:
-            holder = _captured.get()
-            if holder is not None:
-                holder.append(x)
-            return await super().call(x, headers)
-
-    return _CapturingPredictor(predictor.model)
 
 
 class DeploymentModel(Model):
@@ -279,7 +83,7 @@ class DeploymentModel(Model):
         self.stats: dict[int, VersionStats] = {}
         self.cold_starts = 0
         self.swaps = 0
-        self._engines: dict[int, _Engine] | None = None
+        self._engines: dict[int, Engine] | None = None
         self._acc = 0.0
         self._last_request = time.monotonic()
         self._watcher: asyncio.Task[None] | None = None
@@ -291,57 +95,16 @@ class DeploymentModel(Model):
             self.max_latency_ms = spec.batching.max_latency_ms
 
     # ---- building ---------------------------------------------------------------------------
-    def _build(self, version: int, spec: DeploymentSpec) -> _Engine:
-        from tureen.serving.runtimes import apply_declared, model_from_dir, read_settings
 
-        d = self.models.store.fetch(spec.model, version, self.cache_dir)
-        if spec.feature_service is None:
-            model = model_from_dir(spec.model, str(version), d, read_settings(d.parent, d))
-            model.load()
-            apply_declared(model)
-            return _Engine(version, model, None, None)
-        from tureen.transformer import build_transformer, load_transformer_config
-        from tureen.transformer.request_rows import extract
-
-        data: dict[str, Any] = {}
-        if spec.transformer and spec.transformer.endswith((".yaml", ".yml")):
-            data = load_transformer_config(spec.transformer).model_dump(exclude_none=True)
-        elif spec.transformer:
-            data["script"] = {"path": spec.transformer}
-        data.update(name=spec.name, feature_service=spec.feature_service)
-        data["predictor"] = {**dict(data.get("predictor") or {}), "model": spec.model,
-                             "model_dir": str(d)}
-        data["predictor"].pop("host", None)
-        data.setdefault("features", {"source": "local"})
-        t = _logged(build_transformer(load_transformer_config(data), store=self.store))
-        t.load()
-        pred = t.predictor
-        assert pred is not None and t.source is not None
-        inner: Model = getattr(pred, "model", None) or t
-        if hasattr(pred, "model"):  # in process: capture the exact model input for the log
-            t.predictor = _capturing(pred)
-        needed = t.source.needed
-        where = dict(t.config.entity_keys)
-
-        def entities(payload: Any) -> Mapping[str, Sequence[Any]]:
-            # the join keys and the request-time fields (e.g. amount) the features needed:
-            # with them the offline store can recompute exactly what was served (logs skew)
-            cols, _ = extract(payload, needed, where)
-            return cols
-
-        from tureen.feature_refs import resolve
-
-        keys = tuple(resolve(self.store.snapshot(), spec.feature_service).join_keys)
-        return _Engine(version, inner, t, entities, keys)
-
-    def _build_all(self, versions: Sequence[int], spec: DeploymentSpec) -> dict[int, _Engine]:
-        return {v: self._build(v, spec) for v in versions}
+    def _build_all(self, versions: Sequence[int], spec: DeploymentSpec) -> dict[int, Engine]:
+        return {v: build_engine(v, spec, self.store, self.models, self.cache_dir)
+                for v in versions}
 
     def load(self) -> bool:
         repo = self.store.repo_path
-        self.log = _file_logger(repo, self.name, "predictor", "")
+        self.log = file_logger(repo, self.name, "predictor", "")
         if self.spec.feature_service:
-            _file_logger(repo, self.name, "transformer", "tureen.transformer")
+            file_logger(repo, self.name, "transformer", "tureen.transformer")
         t0 = time.perf_counter()
         self._engines = self._build_all(self.spec.versions, self.spec)
         self.log.info("deployment %s: loaded %s versions %s in %.1f ms", self.name,
@@ -376,7 +139,7 @@ class DeploymentModel(Model):
         await asyncio.to_thread(self.unload)
 
     # ---- request path -----------------------------------------------------------------------
-    def _route(self, engines: dict[int, _Engine]) -> _Engine:
+    def _route(self, engines: dict[int, Engine]) -> Engine:
         c = self.spec.canary
         main = engines[self.spec.version]
         if c is None or c.version not in engines:
@@ -421,7 +184,7 @@ class DeploymentModel(Model):
             self._log(eng, payload, fed, result)
         return result
 
-    def _log(self, eng: _Engine, payload: Any, fed: Any, result: Any) -> None:
+    def _log(self, eng: Engine, payload: Any, fed: Any, result: Any) -> None:
         rid = request_id.get()
         if rid == "-":  # called outside a transport (in process): a cheap unique id
             rid = new_request_id()
@@ -447,7 +210,7 @@ class DeploymentModel(Model):
             self._lock = asyncio.Lock()
         return self._lock
 
-    async def _cold_start(self) -> dict[int, _Engine]:
+    async def _cold_start(self) -> dict[int, Engine]:
         async with self._lock_():
             if self._engines is not None:
                 return self._engines
@@ -529,7 +292,7 @@ class DeploymentModel(Model):
                                   eng.version, exc)
                     break
 
-    async def _unload_engine(self, eng: _Engine) -> None:
+    async def _unload_engine(self, eng: Engine) -> None:
         # no gc.collect() here: it stops every thread, and this runs while serving; dropping
         # the references frees the model (idle unload, with no traffic, does collect)
         await asyncio.to_thread(eng.unload)
