@@ -16,6 +16,7 @@ import orjson
 from tureen.definitions import Field
 from tureen.errors import (
     BackendUnavailableError,
+    ConfigError,
     InvalidRequestError,
     NotFoundError,
     TureenError,
@@ -109,6 +110,11 @@ class RemoteFeatures:
         retries: int, backoff: float, max_connections: int,
     ) -> None:
         self.url = url.rstrip("/") if "://" in url else "http://" + url.rstrip("/")
+        if not self.url.startswith("http://"):
+            raise ConfigError(
+                f"features.url {url!r}: the feature server is reached over plain http:// "
+                "(in-cluster); terminate TLS in front of the transformer instead."
+            )
         self.service = service
         self.store = store
         self.retries, self.backoff = retries, backoff

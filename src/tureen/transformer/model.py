@@ -154,8 +154,8 @@ class FeatureTransformer(Model):
                         + c.backoff_seconds * (2 ** (c.retries + 1)))
 
             def make_client() -> PredictorClient:
-                if protocol == "grpc-v2":
-                    return predictor_client(host, protocol, **opts)
+                if protocol == "grpc-v2" or host.startswith("https://"):
+                    return predictor_client(host, protocol, **opts)  # TLS: httpx-based
                 return PooledHTTPPredictorClient(host, protocol, **opts)
 
             return RemotePredictor(make_client, protocol, p.model or c.name,
