@@ -132,15 +132,13 @@ def register(cli: click.Group) -> None:
         """Build a point-in-time-correct training set."""
         store = FeatureStore(repo)
         chosen = _features(service, features)
-        with console.status("Joining features point-in-time..."):
-            tbl = store.get_historical_features(entities, chosen, full_feature_names).to_arrow()
-        if out.lower().endswith(".csv"):
-            tbl.to_pandas().to_csv(out, index=False)
-        else:
-            import pyarrow.parquet as pq
+        import pyarrow.dataset as ds
 
-            pq.write_table(tbl, out)
-        console.print(f"Wrote {tbl.num_rows} rows × {tbl.num_columns} columns to {out}.")
+        with console.status("Joining features point-in-time..."):
+            store.get_historical_features(entities, chosen, full_feature_names).to_file(out)
+        written = ds.dataset(out, format="csv" if out.lower().endswith(".csv") else "parquet")
+        console.print(f"Wrote {written.count_rows()} rows × {len(written.schema)} columns "
+                      f"to {out}.")
 
     @cli.command("get-online-features")
     @repo_option

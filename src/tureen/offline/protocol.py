@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -39,3 +40,19 @@ class OfflineEngine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class WritesTrainingSets(Protocol):
+    """An engine that can write a finished training set as Parquet itself (Spark: from the
+    executors, never collected on the driver). ``RetrievalJob.to_parquet`` uses it."""
+
+    def historical_features_to_parquet(
+        self,
+        entity_rows: pa.Table,
+        plan: FeaturePlan,
+        timestamp_column: str,
+        path: str | Path,
+        *,
+        mode: str = "error",
+    ) -> None: ...

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from tureen.definitions import FeatureService
 from tureen.errors import InvalidRequestError, NotFoundError
 from tureen.feature_refs import FeaturePlan, resolve
-from tureen.offline.protocol import OfflineEngine
+from tureen.offline.protocol import OfflineEngine, WritesTrainingSets
 from tureen.offline.timestamps import is_timestamp_like, normalize_column
 from tureen.registry.snapshot import RegistrySnapshot
 
@@ -33,8 +33,14 @@ Features: TypeAlias = Sequence[str] | FeatureService | str
 class RetrievalJob:
     """A training set, computed on first use and cached."""
 
-    def __init__(self, run: Callable[[], pa.Table], plan: FeaturePlan) -> None:
+    def __init__(
+        self,
+        run: Callable[[], pa.Table],
+        plan: FeaturePlan,
+        write_parquet: Callable[[Path], None] | None = None,
+    ) -> None:
         self._run = run
+        self._write_parquet = write_parquet
         self._table: pa.Table | None = None
         self.plan = plan
 
@@ -52,7 +58,21 @@ class RetrievalJob:
         return frame
 
     def to_parquet(self, path: str | Path) -> None:
+        """Write Parquet; an engine that writes training sets itself (Spark) does it without
+        bringing the rows into this process (the result is then a Parquet dataset folder)."""
+        if self._table is None and self._write_parquet is not None:
+            self._write_parquet(Path(path))
+            return
         pq.write_table(self.to_arrow(), str(path))
+
+    def to_file(self, path: str | Path) -> None:
+        """Write ``.csv`` as CSV and anything else as Parquet, creating parent folders."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".csv":
+            pacsv.write_csv(self.to_arrow(), str(out))
+        else:
+            self.to_parquet(out)
 
 
 def get_historical_features(
@@ -78,32 +98,14 @@ def get_historical_features(
             f"entity_df has {nulls} rows without a value in {ts_col!r}; every row needs the "
             "time to look features up at."
         )
-    return RetrievalJob(lambda: _build(engine, plan, rows, ts_col), plan)
+    write: Callable[[Path], None] | None = None
+    if isinstance(engine, WritesTrainingSets):
+        direct = engine
 
+        def write(path: Path) -> None:
+            direct.historical_features_to_parquet(rows, plan, ts_col, path)
 
-def retrieve_to_file(
-    engine: OfflineEngine,
-    snapshot: RegistrySnapshot,
-    entity_path: str | Path,
-    features: Features,
-    output_path: str | Path,
-    full_feature_names: bool = False,
-    timestamp_column: str | None = None,
-) -> pa.Table:
-    """For the CLI: read entity rows from a Parquet/CSV file, write the training set to
-    ``output_path`` (``.csv`` writes CSV, anything else Parquet); returns the table."""
-    job = get_historical_features(
-        engine, snapshot, entity_path, features, full_feature_names,
-        timestamp_column=timestamp_column,
-    )
-    table = job.to_arrow()
-    out = Path(output_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
-        pacsv.write_csv(table, str(out))
-    else:
-        pq.write_table(table, str(out))
-    return table
+    return RetrievalJob(lambda: _build(engine, plan, rows, ts_col), plan, write)
 
 
 # ---- validation ----------------------------------------------------------------------------

@@ -79,6 +79,17 @@ def test_training_set_to_parquet_matches_the_in_memory_one(engine: Any, repo: Pa
                    names={("stats", "trips"): "trips"})
 
 
+def test_retrieval_job_to_parquet_is_written_by_spark(engine: Any, repo: Path) -> None:
+    """`FeatureStore.get_historical_features(...).to_parquet()` (and the CLI) use the
+    engine's own writer: the output is Spark's dataset folder, not one driver-side file."""
+    snap, oracle, entities = _setup(repo)
+    job = get_historical_features(engine, snap, pd.DataFrame(entities), ["stats:trips"])
+    job.to_parquet(repo / "train")
+    assert (repo / "train").is_dir() and any((repo / "train").glob("part-*.parquet"))
+    assert_matches(pq.read_table(repo / "train"), entities, "event_timestamp", [oracle],
+                   names={("stats", "trips"): "trips"})
+
+
 def test_training_set_from_a_parquet_dataset_keeps_file_then_row_order(
     engine: Any, repo: Path
 ) -> None:

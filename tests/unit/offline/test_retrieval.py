@@ -23,7 +23,7 @@ from tureen.definitions import (
 )
 from tureen.errors import InvalidRequestError, NotFoundError
 from tureen.offline.protocol import OfflineEngine
-from tureen.offline.retrieval import get_historical_features, retrieve_to_file
+from tureen.offline.retrieval import get_historical_features
 from tureen.registry.snapshot import RegistrySnapshot
 from tureen.types import Float32, Float64, Int64, String
 
@@ -171,8 +171,9 @@ def test_entity_rows_from_files(engine: OfflineEngine, repo: Path) -> None:
     pq.write_table(table, repo / "entities.parquet")
     pacsv.write_csv(table, repo / "entities.csv")
     for path in (repo / "entities.parquet", str(repo / "entities.csv")):
-        out = retrieve_to_file(engine, SNAP, path, ["stats:trips"], repo / "out" / "train.csv")
-        assert out.column("trips").to_pylist() == [4, 10, None]
+        job = get_historical_features(engine, SNAP, path, ["stats:trips"])
+        job.to_file(repo / "out" / "train.csv")
+        assert job.to_arrow().column("trips").to_pylist() == [4, 10, None]
         assert pacsv.read_csv(repo / "out" / "train.csv").num_rows == 3
     with pytest.raises(NotFoundError, match="entity file"):
         get_historical_features(engine, SNAP, repo / "missing.parquet", ["stats:trips"])
