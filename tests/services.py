@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import pytest
 
@@ -42,3 +43,16 @@ def require_redis() -> str:
     _require("Redis", "127.0.0.1", 6379,
              "start redis-server or set TUREEN_TEST_REDIS_URL to run the Redis tests.")
     return REDIS_URL
+
+
+def require_module(name: str, install: str) -> Any:
+    """Import an optional framework, or skip (laptop) / fail (CI) saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        msg = f"{name} is not installed; {install} to run this test."
+        if REQUIRED:
+            pytest.fail(msg + " (TUREEN_REQUIRE_SERVICES=1, so this is a failure)")
+        pytest.skip(msg)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
+from tests.services import require_module
 
 from tureen.models import ModelStore
 from tureen.serving.inference import InferInput, InferRequest
@@ -15,7 +15,7 @@ from tureen.serving.runtimes import model_from_dir
 
 
 def test_torchscript_register_and_serve(tmp_path: Path) -> None:
-    torch: Any = pytest.importorskip("torch", reason="pip install 'tureen[torch]'")
+    torch: Any = require_module("torch", "pip install torch==2.13.0 (CPU) or 'tureen[torch]'")
 
     class Net(torch.nn.Module):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -48,7 +48,7 @@ def test_torchscript_register_and_serve(tmp_path: Path) -> None:
 
 
 def test_tensorflow_register_and_serve(tmp_path: Path) -> None:
-    tf: Any = pytest.importorskip("tensorflow", reason="pip install 'tureen[tensorflow]'")
+    tf: Any = require_module("tensorflow", "pip install 'tureen[tensorflow]'")
 
     class Lin(tf.Module):  # type: ignore[misc]
         def __init__(self) -> None:
