@@ -52,7 +52,8 @@ def register(cli: click.Group) -> None:
     def serve_features(repo: Path, host: str, port: int, grpc_port: int, no_grpc: bool,
                        workers: int, log_level: str) -> None:
         """Serve online features with Feast's HTTP API (and each FeatureService over OIP)."""
-        from tureen.feature_server import feature_routes, feature_service_models
+        from tureen.feature_server import feature_service_models
+        from tureen.transports.rest.feast import feature_routes
 
         store = _store(repo)
         click.echo(f"tureen feature server for {store.project} on http://{host}:{port} "
@@ -81,8 +82,8 @@ def register(cli: click.Group) -> None:
               workers: int | None, transformers: tuple[Path, ...], no_models: bool,
               log_level: str) -> None:
         """Serve the repo: feature routes, feature services, transformers and models."""
-        from tureen.feature_server import feature_routes
         from tureen.feature_server.repo_server import repo_models, transformer_configs
+        from tureen.transports.rest.feast import feature_routes
 
         store = _store(repo)
         cfg = store.config.serving
