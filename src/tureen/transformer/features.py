@@ -23,10 +23,10 @@ from tureen.errors import (
 )
 from tureen.feature_refs import resolve
 from tureen.online.response import OnlineResponse
+from tureen.serving.clients import post_with_retries
+from tureen.serving.http_pool import HttpPool
 from tureen.store import FeatureStore
 from tureen.transformer.errors import classify
-from tureen.transformer.http_client import post_with_retries
-from tureen.transformer.http_pool import HttpPool
 from tureen.types import dtype_from_name
 
 Columns = dict[str, list[Any]]

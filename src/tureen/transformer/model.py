@@ -37,7 +37,6 @@ from tureen.transformer.assemble import (
 )
 from tureen.transformer.config import TransformerConfig
 from tureen.transformer.features import Columns, FeatureTable, LocalFeatures, RemoteFeatures
-from tureen.transformer.http_client import PooledHTTPPredictorClient
 from tureen.transformer.predictor import (
     InProcessPredictor,
     ModelInput,
@@ -154,9 +153,7 @@ class FeatureTransformer(Model):
                         + c.backoff_seconds * (2 ** (c.retries + 1)))
 
             def make_client() -> PredictorClient:
-                if protocol == "grpc-v2" or host.startswith("https://"):
-                    return predictor_client(host, protocol, **opts)  # TLS: httpx-based
-                return PooledHTTPPredictorClient(host, protocol, **opts)
+                return predictor_client(host, protocol, **opts)
 
             return RemotePredictor(make_client, protocol, p.model or c.name,
                                    input_name=p.input_name, deadline=deadline)

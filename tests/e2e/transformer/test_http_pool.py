@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tureen.transformer.http_pool import HttpPool, PoolConnectError, PoolTimeoutError
+from tureen.serving.http_pool import HttpPool, PoolConnectError, PoolTimeoutError
 
 Behaviour = Callable[[bytes], Awaitable[tuple[bytes, bool]]]
 
