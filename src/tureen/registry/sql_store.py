@@ -152,8 +152,11 @@ class SqlRegistryStore:
             return
         try:
             self._meta.create_all(self._engine, checkfirst=True)
-        except (IntegrityError, sa.exc.ProgrammingError):
-            # Another process created the tables between our check and our CREATE.
+        except (IntegrityError, sa.exc.ProgrammingError, OperationalError):
+            # Another process created the tables between our check and our CREATE
+            # (PostgreSQL reports it as IntegrityError/ProgrammingError, SQLite as
+            # OperationalError "table ... already exists"). The second try sees them; if the
+            # database is really unreachable, it raises again and _connect says so.
             self._meta.create_all(self._engine, checkfirst=True)
         self._tables_ready = True
 

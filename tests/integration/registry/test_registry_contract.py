@@ -159,7 +159,11 @@ def test_two_processes_racing_lose_nothing(backend: Backend, initial: int) -> No
         # Both processes read the same version before either writes: one of them must lose.
         for p in procs:
             assert p.stdout is not None
-            assert p.stdout.readline().split() == ["ready", str(initial)]
+            line = p.stdout.readline()
+            if not line:  # the worker died: show why instead of an empty line
+                p.kill()
+                pytest.fail(f"race worker exited early: {p.communicate()[1]}")
+            assert line.split() == ["ready", str(initial)]
         for p in procs:
             assert p.stdin is not None
             p.stdin.write("go\n")
@@ -169,6 +173,7 @@ def test_two_processes_racing_lose_nothing(backend: Backend, initial: int) -> No
         for p in procs:
             if p.poll() is None:
                 p.kill()
+            p.communicate()  # reap and close the pipes, whatever happened
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
     lines = [out.split("\n") for out, _ in outputs]
