@@ -45,6 +45,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_online import percentiles
 from bench.workload import ensure_workload, make_snapshot
 
 from tureen.materialize import materialize
@@ -81,20 +82,6 @@ def private_redis() -> Iterator[str]:
         finally:
             proc.kill()
             proc.wait()
-
-
-def percentiles(fn: Callable[[int], object], calls: int) -> tuple[float, float]:
-    for i in range(min(calls, 500)):
-        fn(i)
-    gc.collect()
-    times = []
-    clock = time.perf_counter_ns
-    for i in range(calls):
-        t = clock()
-        fn(i)
-        times.append(clock() - t)
-    times.sort()
-    return times[len(times) // 2] / 1000, times[int(len(times) * 0.99)] / 1000
 
 
 async def apercentiles(fn: Callable[[int], Awaitable[object]], calls: int) -> tuple[float, float]:

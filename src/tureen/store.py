@@ -189,10 +189,8 @@ class FeatureStore:
         *,
         feature_service: FeatureService | str | None = None,
     ) -> OnlineResponse:
-        if entity_rows is None:
-            raise InvalidRequestError("get_online_features needs entity_rows.")
         return self.online_retrieval.get_online_features(
-            _pick(features, feature_service), entity_rows, full_feature_names
+            _pick(features, feature_service), _rows(entity_rows), full_feature_names
         )
 
     async def get_online_features_async(
@@ -203,10 +201,8 @@ class FeatureStore:
         *,
         feature_service: FeatureService | str | None = None,
     ) -> OnlineResponse:
-        if entity_rows is None:
-            raise InvalidRequestError("get_online_features needs entity_rows.")
         return await self.online_retrieval.get_online_features_async(
-            _pick(features, feature_service), entity_rows, full_feature_names
+            _pick(features, feature_service), _rows(entity_rows), full_feature_names
         )
 
     # ---- writes ------------------------------------------------------------------------------
@@ -267,6 +263,15 @@ def _pick(features: Features | None, service: FeatureService | str | None) -> Fe
             "no features requested: pass features=['view:feature', ...] or feature_service=NAME."
         )
     return chosen
+
+
+def _rows(entity_rows: EntityRows | None) -> EntityRows:
+    if entity_rows is None:
+        raise InvalidRequestError(
+            "get_online_features needs entity_rows: [{'join_key': value}, ...] or "
+            "{'join_key': [values]}."
+        )
+    return entity_rows
 
 
 def _utc(ts: datetime) -> datetime:
