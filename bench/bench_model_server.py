@@ -1,14 +1,13 @@
-"""Model server benchmark: tureen vs a bare Starlette handler, measured in the same run.
-
-The gRPC points use a Python load generator on the same two cores, so they are bounded by
-grpc.aio itself: ``bare_grpc_aio_c16`` (an empty ModelInfer handler) is that ceiling.
+"""Model server benchmark: tureen vs KServe 0.21 and a bare Starlette handler, in one run.
 
 Workload: scikit-learn LogisticRegression over 10 Float32 features, one row per request, one
-worker; wrk at 1 and 16 connections against 127.0.0.1 (v1 and OIP REST), a small async gRPC
-client (bench/model_server_grpc_load.py) for gRPC, and a 1M-element FP32 tensor through the
-binary extension. Prints JSON with medians over ``--runs`` and ratios against the bare
-Starlette ceiling of this run and against KServe 0.21's numbers measured earlier on this
-machine (quoted, KServe is not installed here).
+worker. wrk drives v1 and OIP REST, h2load (nghttp2-client) drives OIP gRPC (one ModelInfer
+per HTTP/2 stream, raw_input_contents), both native load generators at 1 and 16 connections
+against 127.0.0.1. KServe 0.21 serves the same joblib file through its own data plane
+(``kserve_sklearn_peer.py``, run from ``--kserve-python``, default
+``/work/peers/kserve/bin/python``). A 1M-element FP32 tensor goes through the binary
+extension. Prints JSON: medians over ``--runs`` rounds and ratios against KServe measured in
+this run (and, for the record, against the numbers quoted in the issue).
 
     python bench/bench_model_server.py [--duration 5] [--runs 3]
 """
@@ -38,6 +37,7 @@ from sklearn.linear_model import LogisticRegression
 HERE = Path(__file__).parent
 KSERVE_REF: dict[str, Any] = {"v1_rps_c16": 1000.0, "v2_rps_c16": 840.0, "p99_ms_c16": (22.0, 34.0),
               "p50_ms_c1": (1.4, 1.5)}
+KSERVE_PY = Path("/work/peers/kserve/bin/python")
 ROW = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 TRIVIAL = '''
@@ -128,12 +128,50 @@ def wrk(url: str, body: str, conns: int, seconds: float, lua_dir: Path) -> dict[
             "errors": int(bad.group(1)) if bad else 0, **({"socket": 1} if errs else {})}
 
 
-def grpc_load(target: str, model: str, conns: int, seconds: float) -> dict[str, float]:
+def grpc_body(path: Path, model: str) -> Path:
+    """An h2load request body: one gRPC length-prefixed ModelInferRequest."""
+    from tureen.transports.grpc import inference_pb2 as pb
+
+    req = pb.ModelInferRequest(model_name=model)
+    req.inputs.add(name="input-0", datatype="FP32", shape=[1, 10])
+    req.raw_input_contents.append(np.asarray([ROW], dtype=np.float32).tobytes())
+    msg = req.SerializeToString()
+    path.write_bytes(b"\x00" + len(msg).to_bytes(4, "big") + msg)
+    return path
+
+
+def check_grpc(target: str, model: str) -> None:
+    """One real gRPC call first: h2load sees HTTP status 200 even when grpc-status is not 0."""
+    import grpc
+
+    from tureen.transports.grpc import inference_pb2 as pb
+
+    req = pb.ModelInferRequest(model_name=model)
+    req.inputs.add(name="input-0", datatype="FP32", shape=[1, 10])
+    req.raw_input_contents.append(np.asarray([ROW], dtype=np.float32).tobytes())
+    with grpc.insecure_channel(target) as ch:
+        call = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                              request_serializer=pb.ModelInferRequest.SerializeToString,
+                              response_deserializer=pb.ModelInferResponse.FromString)
+        resp = call(req, timeout=30)
+    assert resp.outputs, f"{target}: empty ModelInfer response"
+
+
+def h2load(target: str, body: Path, conns: int, seconds: float, tmp: Path) -> dict[str, float]:
+    """gRPC ModelInfer load with h2load; p50/p99 from its per-request log."""
+    log = tmp / f"h2load-{target.replace(':', '_')}-{conns}.tsv"
     out = subprocess.run(
-        [sys.executable, str(HERE / "model_server_grpc_load.py"), target, model, str(conns),
-         str(seconds)], capture_output=True, text=True, check=True,
+        ["h2load", "-t1", f"-c{conns}", "-m1", "-D", str(int(seconds)), "-d", str(body),
+         "-H", "content-type: application/grpc", "-H", "te: trailers", f"--log-file={log}",
+         f"http://{target}/inference.GRPCInferenceService/ModelInfer"],
+        capture_output=True, text=True, check=True,
     ).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
+    rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line]
+    lat = np.array([int(r[2]) for r in rows], dtype=np.float64) / 1000.0
+    bad = sum(1 for r in rows if r[1] != "200")
+    return {"requests_per_s": rps, "p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "p99_ms": round(float(np.percentile(lat, 99)), 3), "errors": bad}
 
 
 def binary_roundtrip(base: str, repeats: int = 20) -> dict[str, float]:
@@ -168,19 +206,28 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
 
 
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--kserve-python", type=Path, default=KSERVE_PY,
+                    help="python of a venv with kserve==0.21.0 and scikit-learn; skipped when "
+                         "absent (the issue's quoted numbers are used instead)")
     args = ap.parse_args()
-    if not shutil.which("wrk"):
-        sys.exit("wrk is not installed: apt-get install -y wrk")
+    for tool, pkg in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed: apt-get install -y {pkg}")
     tmp = Path(tempfile.mkdtemp(prefix="tureen-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         build_repository(tmp / "models")
         bare_port, http_port, grpc_port = free_port(), free_port(), free_port()
         nb_http, nb_grpc, bare_grpc = free_port(), free_port(), free_port()
+        ks_http, ks_grpc = free_port(), free_port()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         procs.append(subprocess.Popen([sys.executable, str(HERE / "model_server_bare.py"),
                                        str(bare_port)], env=env))
@@ -193,10 +240,21 @@ def main() -> None:
                  "serve-model", "--model_repository", str(tmp / "models"), "--host",
                  "127.0.0.1", "--http_port", str(hp), "--grpc_port", str(gp), "--workers", "1",
                  *extra], env=env))
+        kserve = args.kserve_python.exists()
+        if kserve:
+            procs.append(subprocess.Popen(
+                [str(args.kserve_python), str(HERE / "kserve_sklearn_peer.py"), "--model_name",
+                 "lr", "--http_port", str(ks_http), "--grpc_port", str(ks_grpc),
+                 "--enable_latency_logging", "False",
+                 str(tmp / "models" / "lr" / "1" / "model.joblib")],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         base = f"http://127.0.0.1:{http_port}"
         nobatch = f"http://127.0.0.1:{nb_http}"
+        ks = f"http://127.0.0.1:{ks_http}"
         wait_http(f"{base}/v2/health/ready")
         wait_http(f"{nobatch}/v2/health/ready")
+        if kserve:
+            wait_http(f"{ks}/v2/health/ready")
         for _ in range(100):  # the bare server answers 405 to GET once it is up
             try:
                 httpx.get(f"http://127.0.0.1:{bare_port}/v1/models/bare:predict")
@@ -204,6 +262,11 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         time.sleep(0.5)
+        body = grpc_body(tmp / "infer_lr.bin", "lr")
+        bare_body = grpc_body(tmp / "infer_bare.bin", "bare")
+        targets = [f"127.0.0.1:{grpc_port}", f"127.0.0.1:{nb_grpc}"]
+        for t in targets + ([f"127.0.0.1:{ks_grpc}"] if kserve else []):
+            check_grpc(t, "lr")
         v1 = json.dumps({"instances": [ROW]})
         v2 = json.dumps({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 10],
                                      "data": ROW}]})
@@ -212,62 +275,68 @@ def main() -> None:
                                    v1, 16),
             "trivial_sync_v1_c16": ("wrk", f"{base}/v1/models/trivial:predict", v1, 16),
             "trivial_async_v1_c16": ("wrk", f"{base}/v1/models/trivial_async:predict", v1, 16),
-            "sklearn_v1_c1": ("wrk", f"{base}/v1/models/lr:predict", v1, 1),
-            "sklearn_v1_c16": ("wrk", f"{base}/v1/models/lr:predict", v1, 16),
-            "sklearn_v2_c1": ("wrk", f"{base}/v2/models/lr/infer", v2, 1),
-            "sklearn_v2_c16": ("wrk", f"{base}/v2/models/lr/infer", v2, 16),
-            "bare_grpc_aio_c16": ("grpc", f"127.0.0.1:{bare_grpc}", "bare", 16),
-            "sklearn_grpc_c1": ("grpc", f"127.0.0.1:{grpc_port}", "lr", 1),
-            "sklearn_grpc_c16": ("grpc", f"127.0.0.1:{grpc_port}", "lr", 16),
-            "sklearn_nobatch_v1_c16": ("wrk", f"{nobatch}/v1/models/lr:predict", v1, 16),
-            "sklearn_nobatch_v2_c16": ("wrk", f"{nobatch}/v2/models/lr/infer", v2, 16),
-            "sklearn_nobatch_grpc_c16": ("grpc", f"127.0.0.1:{nb_grpc}", "lr", 16),
+            "bare_grpc_aio_c16": ("h2", f"127.0.0.1:{bare_grpc}", bare_body, 16),
         }
+        servers = [("sklearn", base, grpc_port), ("sklearn_nobatch", nobatch, nb_grpc)]
+        if kserve:
+            servers.append(("kserve", ks, ks_grpc))
+        for label, url, gport in servers:
+            for c in (1, 16):
+                points[f"{label}_v1_c{c}"] = ("wrk", f"{url}/v1/models/lr:predict", v1, c)
+                points[f"{label}_v2_c{c}"] = ("wrk", f"{url}/v2/models/lr/infer", v2, c)
+                points[f"{label}_grpc_c{c}"] = ("h2", f"127.0.0.1:{gport}", body, c)
         results: dict[str, list[dict[str, float]]] = {k: [] for k in points}
         for _ in range(args.runs):
-            for key, (kind, target, body, conns) in points.items():
+            for key, (kind, target, payload, conns) in points.items():
                 if kind == "wrk":
-                    results[key].append(wrk(target, body, conns, args.duration, tmp))
+                    results[key].append(wrk(target, payload, conns, args.duration, tmp))
                 else:
-                    results[key].append(grpc_load(target, body, conns, args.duration))
+                    results[key].append(h2load(target, payload, conns, args.duration, tmp))
         med = {k: median_of(v) for k, v in results.items()}
         binary = binary_roundtrip(base)
         bare = med["bare_starlette_c16"]["requests_per_s"]
-        report = {
+        protos = ("v1", "v2", "grpc")
+
+        def vs_kserve(label: str) -> dict[str, Any]:
+            if not kserve:
+                return {"v1": ratio(med[f"{label}_v1_c16"]["requests_per_s"],
+                                    KSERVE_REF["v1_rps_c16"]),
+                        "v2": ratio(med[f"{label}_v2_c16"]["requests_per_s"],
+                                    KSERVE_REF["v2_rps_c16"]),
+                        "source": "the issue's quoted KServe numbers (no KServe venv here)"}
+            return {p: ratio(med[f"{label}_{p}_c16"]["requests_per_s"],
+                             med[f"kserve_{p}_c16"]["requests_per_s"]) for p in protos}
+
+        report: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "runs": args.runs, "seconds_per_point":
-                        args.duration},
+                        args.duration, "load_generators": {"rest": "wrk -t1",
+                                                           "grpc": "h2load -t1 -m1"},
+                        "kserve": "0.21 measured in this run" if kserve else "not installed"},
             "medians": med,
             "binary_1M_fp32": binary,
             "ratios": {
-                "trivial_sync_vs_bare": round(med["trivial_sync_v1_c16"]["requests_per_s"] / bare,
-                                              3),
-                "trivial_async_vs_bare": round(
-                    med["trivial_async_v1_c16"]["requests_per_s"] / bare, 3),
-                "sklearn_v1_vs_kserve_v1": round(
-                    med["sklearn_v1_c16"]["requests_per_s"] / KSERVE_REF["v1_rps_c16"], 2),
-                "sklearn_v2_vs_kserve_v2": round(
-                    med["sklearn_v2_c16"]["requests_per_s"] / KSERVE_REF["v2_rps_c16"], 2),
-                "sklearn_grpc_vs_kserve_v2": round(
-                    med["sklearn_grpc_c16"]["requests_per_s"] / KSERVE_REF["v2_rps_c16"], 2),
-                "sklearn_nobatch_v1_vs_kserve_v1": round(
-                    med["sklearn_nobatch_v1_c16"]["requests_per_s"] / KSERVE_REF["v1_rps_c16"], 2),
-                "sklearn_nobatch_v2_vs_kserve_v2": round(
-                    med["sklearn_nobatch_v2_c16"]["requests_per_s"] / KSERVE_REF["v2_rps_c16"], 2),
-                "sklearn_v1_vs_bare": round(med["sklearn_v1_c16"]["requests_per_s"] / bare, 3),
-                "sklearn_grpc_vs_bare_grpc_aio": round(
-                    med["sklearn_grpc_c16"]["requests_per_s"]
-                    / med["bare_grpc_aio_c16"]["requests_per_s"], 3),
-                "p99_c16_vs_bare_starlette_p99": {
-                    k: round(med[f"sklearn_{k}_c16"]["p99_ms"]
-                             / med["bare_starlette_c16"]["p99_ms"], 3)
-                    for k in ("v1", "v2")
+                "throughput_c16_vs_kserve": vs_kserve("sklearn"),
+                "throughput_c16_vs_kserve_without_batching": vs_kserve("sklearn_nobatch"),
+                "p99_c16_vs_kserve": {
+                    p: ratio(med[f"sklearn_{p}_c16"]["p99_ms"], med[f"kserve_{p}_c16"]["p99_ms"])
+                    for p in protos} if kserve else {
+                    p: ratio(med[f"sklearn_{p}_c16"]["p99_ms"], KSERVE_REF["p99_ms_c16"][0])
+                    for p in protos},
+                "p50_c1_vs_kserve": {
+                    p: ratio(med[f"sklearn_{p}_c1"]["p50_ms"], med[f"kserve_{p}_c1"]["p50_ms"])
+                    for p in protos} if kserve else {},
+                "throughput_c16_vs_issue_reference": {
+                    "v1": ratio(med["sklearn_v1_c16"]["requests_per_s"], KSERVE_REF["v1_rps_c16"]),
+                    "v2": ratio(med["sklearn_v2_c16"]["requests_per_s"], KSERVE_REF["v2_rps_c16"]),
                 },
-                "p99_c16_ms_vs_kserve_best_22ms": {
-                    k: round(med[f"sklearn_{k}_c16"]["p99_ms"] / 22.0, 3)
-                    for k in ("v1", "v2", "grpc")
-                },
+                "trivial_sync_vs_bare": ratio(med["trivial_sync_v1_c16"]["requests_per_s"], bare),
+                "trivial_async_vs_bare": ratio(med["trivial_async_v1_c16"]["requests_per_s"],
+                                               bare),
+                "sklearn_grpc_vs_bare_grpc_aio": ratio(
+                    med["sklearn_grpc_c16"]["requests_per_s"],
+                    med["bare_grpc_aio_c16"]["requests_per_s"]),
             },
-            "kserve_0_21_reference": KSERVE_REF,
+            "kserve_issue_reference": KSERVE_REF,
             "targets": {"throughput_vs_kserve": ">= 4", "p99_vs_kserve": "<= 0.25",
                         "trivial_vs_bare": ">= 0.6", "binary_MB_per_s": ">= 300"},
         }

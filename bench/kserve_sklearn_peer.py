@@ -2,7 +2,8 @@
 
 Run with KServe's interpreter (``/work/peers/kserve/bin/python``), never imported by tureen.
 It does what KServe's sklearnserver does for a joblib model: v1 ``instances`` and OIP v2 /
-gRPC tensors in, ``predict`` out (as tureen's sklearn runtime), with KServe's default flags (one worker).
+gRPC tensors in, ``predict`` out (as tureen's sklearn runtime), one worker. The benchmark
+passes ``--enable_latency_logging False`` so KServe is measured at its fastest.
 
     python kserve_sklearn_peer.py --model_name lr --http_port P --grpc_port G MODEL.joblib
 """
