@@ -1,0 +1,223 @@
+"""HPACK header compression for HTTP/2 (RFC 7541).
+
+``Decoder`` implements every representation: indexed fields, literals with and without
+indexing and never indexed, dynamic table size updates, the static and dynamic tables with
+eviction, and Huffman-coded strings. A header block made only of indexed fields decodes the
+same way for as long as the dynamic table is unchanged, so such blocks are cached by their
+bytes (clients such as grpcio send byte-identical blocks for every call after the first);
+any change to the table clears the cache.
+
+``Encoder`` uses only static-table indexes and literals without indexing, never Huffman:
+valid HPACK that needs no dynamic table state on the peer's side.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from tureen.transports.grpc import huffman
+
+Header = tuple[str, str]
+
+STATIC_TABLE: tuple[Header, ...] = (
+    (":authority", ""), (":method", "GET"), (":method", "POST"), (":path", "/"),
+    (":path", "/index.html"), (":scheme", "http"), (":scheme", "https"), (":status", "200"),
+    (":status", "204"), (":status", "206"), (":status", "304"), (":status", "400"),
+    (":status", "404"), (":status", "500"), ("accept-charset", ""),
+    ("accept-encoding", "gzip, deflate"), ("accept-language", ""), ("accept-ranges", ""),
+    ("accept", ""), ("access-control-allow-origin", ""), ("age", ""), ("allow", ""),
+    ("authorization", ""), ("cache-control", ""), ("content-disposition", ""),
+    ("content-encoding", ""), ("content-language", ""), ("content-length", ""),
+    ("content-location", ""), ("content-range", ""), ("content-type", ""), ("cookie", ""),
+    ("date", ""), ("etag", ""), ("expect", ""), ("expires", ""), ("from", ""), ("host", ""),
+    ("if-match", ""), ("if-modified-since", ""), ("if-none-match", ""), ("if-range", ""),
+    ("if-unmodified-since", ""), ("last-modified", ""), ("link", ""), ("location", ""),
+    ("max-forwards", ""), ("proxy-authenticate", ""), ("proxy-authorization", ""),
+    ("range", ""), ("referer", ""), ("refresh", ""), ("retry-after", ""), ("server", ""),
+    ("set-cookie", ""), ("strict-transport-security", ""), ("transfer-encoding", ""),
+    ("user-agent", ""), ("vary", ""), ("via", ""), ("www-authenticate", ""),
+)
+_STATIC_LEN = len(STATIC_TABLE)
+ENTRY_OVERHEAD = 32
+_CACHE_LIMIT = 512
+
+
+class HpackError(ValueError):
+    """A header block that cannot be decoded (an HTTP/2 COMPRESSION_ERROR)."""
+
+
+def decode_int(data: bytes | bytearray | memoryview, pos: int, prefix: int) -> tuple[int, int]:
+    """The integer at ``data[pos]`` with an N-bit prefix (§5.1) and the position after it."""
+    mask = (1 << prefix) - 1
+    try:
+        value = data[pos] & mask
+        pos += 1
+        if value < mask:
+            return value, pos
+        shift = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            value += (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return value, pos
+            if shift > 28:
+                raise HpackError("HPACK integer is longer than 4 continuation bytes")
+    except IndexError:
+        raise HpackError("header block ends inside an integer") from None
+
+
+def encode_int(value: int, prefix: int, first: int = 0) -> bytes:
+    """``value`` with an N-bit prefix; ``first`` holds the pattern bits above the prefix."""
+    mask = (1 << prefix) - 1
+    if value < mask:
+        return bytes((first | value,))
+    out = bytearray((first | mask,))
+    value -= mask
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_str(value: str) -> bytes:
+    raw = value.encode("latin-1")
+    return encode_int(len(raw), 7) + raw
+
+
+class Decoder:
+    def __init__(self, max_table_size: int = 4096) -> None:
+        #: the most the peer may set the table to (our SETTINGS_HEADER_TABLE_SIZE)
+        self.max_allowed = max_table_size
+        self.max_size = max_table_size
+        self.size = 0
+        self.table: deque[tuple[str, str, int]] = deque()
+        self._cache: dict[bytes, tuple[Header, ...]] = {}
+
+    def _add(self, name: str, value: str) -> None:
+        size = len(name) + len(value) + ENTRY_OVERHEAD
+        self._cache.clear()
+        if size > self.max_size:  # §4.4: an entry larger than the table empties it
+            self.table.clear()
+            self.size = 0
+            return
+        while self.size + size > self.max_size:
+            self.size -= self.table.pop()[2]
+        self.table.appendleft((name, value, size))
+        self.size += size
+
+    def _resize(self, new: int) -> None:
+        if new > self.max_allowed:
+            raise HpackError(f"dynamic table size update to {new} exceeds the limit "
+                             f"{self.max_allowed}")
+        self._cache.clear()
+        self.max_size = new
+        while self.size > new:
+            self.size -= self.table.pop()[2]
+
+    def _get(self, index: int) -> Header:
+        if 0 < index <= _STATIC_LEN:
+            return STATIC_TABLE[index - 1]
+        i = index - _STATIC_LEN - 1
+        if index == 0 or i >= len(self.table):
+            raise HpackError(f"header index {index} is outside the static and dynamic tables "
+                             f"({_STATIC_LEN + len(self.table)} entries)")
+        name, value, _ = self.table[i]
+        return name, value
+
+    def _string(self, data: bytes, pos: int) -> tuple[str, int]:
+        huff = data[pos] & 0x80 if pos < len(data) else 0
+        length, pos = decode_int(data, pos, 7)
+        end = pos + length
+        if end > len(data):
+            raise HpackError("header block ends inside a string literal")
+        raw = data[pos:end]
+        if huff:
+            try:
+                raw = huffman.decode(raw)
+            except huffman.HuffmanError as exc:
+                raise HpackError(str(exc)) from None
+        return raw.decode("latin-1"), end
+
+    def decode(self, block: bytes) -> tuple[Header, ...]:
+        """The headers of one complete header block, in order (do not mutate the result)."""
+        hit = self._cache.get(block)
+        if hit is not None:
+            return hit
+        out: list[Header] = []
+        pos, n = 0, len(block)
+        only_indexed = True
+        changes = 0
+        while pos < n:
+            b = block[pos]
+            if b & 0x80:  # §6.1 indexed field
+                index, pos = decode_int(block, pos, 7)
+                out.append(self._get(index))
+                continue
+            only_indexed = False
+            if b & 0xE0 == 0x20:  # §6.3 dynamic table size update
+                if out:
+                    raise HpackError("dynamic table size update after a header field")
+                size, pos = decode_int(block, pos, 5)
+                self._resize(size)
+                changes += 1
+                continue
+            indexing = b & 0x40  # §6.2.1 incremental indexing, else §6.2.2/§6.2.3
+            index, pos = decode_int(block, pos, 6 if indexing else 4)
+            if index:
+                name = self._get(index)[0]
+            else:
+                name, pos = self._string(block, pos)
+            value, pos = self._string(block, pos)
+            out.append((name, value))
+            if indexing:
+                self._add(name, value)
+                changes += 1
+        result = tuple(out)
+        if only_indexed and not changes:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[bytes(block)] = result
+        return result
+
+
+_STATIC_FULL = {h: i + 1 for i, h in reversed(list(enumerate(STATIC_TABLE)))}
+_STATIC_NAME = {h[0]: i + 1 for i, h in reversed(list(enumerate(STATIC_TABLE)))}
+
+
+class Encoder:
+    """Static indexes and literals without indexing only; no Huffman."""
+
+    def __init__(self) -> None:
+        self._pending_size: int | None = None
+
+    def set_max_table_size(self, size: int) -> None:
+        """The peer's SETTINGS_HEADER_TABLE_SIZE: announce it in the next block (§4.2).
+        We never insert, so any value at most the setting is valid; use the setting."""
+        self._pending_size = size
+
+    def prefix(self) -> bytes:
+        """The size update owed at the start of the next header block, if any."""
+        if self._pending_size is None:
+            return b""
+        size, self._pending_size = self._pending_size, None
+        return encode_int(size, 5, 0x20)
+
+    def encode(self, headers: Iterable[Header]) -> bytes:
+        out = bytearray(self.prefix())
+        for name, value in headers:
+            out += encode_field(name, value)
+        return bytes(out)
+
+
+def encode_field(name: str, value: str) -> bytes:
+    full = _STATIC_FULL.get((name, value))
+    if full is not None:
+        return encode_int(full, 7, 0x80)
+    index = _STATIC_NAME.get(name)
+    if index is not None:
+        return encode_int(index, 4) + encode_str(value)
+    return b"\x00" + encode_str(name) + encode_str(value)
