@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -40,12 +41,25 @@ _STATUS_TEXT: dict[FieldStatus, str] = {s: s.value for s in FieldStatus}
 
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)
+#: recent event times already formatted (rows of one entity are read again and again)
+_STAMP_CACHE: dict[int | None, str] = {}
 
 
 def _rfc3339_many(micros: Sequence[int | None]) -> list[str]:
     """``_rfc3339`` of many timestamps at once (numpy formats, Python only trims)."""
     if not micros:
         return []
+    if len(micros) <= 4:  # numpy's per-call overhead dominates for a few rows
+        cache = _STAMP_CACHE
+        if len(cache) > 65_536:
+            cache.clear()
+        out: list[str] = []
+        for us in micros:
+            text = cache.get(us)
+            if text is None:
+                text = cache[us] = _rfc3339(us)
+            out.append(text)
+        return out
     filled = [0 if us is None else us for us in micros]
     text = np.datetime_as_string(np.array(filled, dtype="datetime64[us]"), unit="us").tolist()
     out = [
@@ -177,47 +191,55 @@ class OnlineResponse:
         return out
 
     def to_feast_json(self) -> dict[str, Any]:
-        """Feast's columnar feature-server response (JSON-ready except NaN floats)::
+        """Feast's columnar feature-server response as Python objects (see
+        ``feast_json_bytes``; NaN floats become None, as in the JSON)."""
+        out: dict[str, Any] = orjson.loads(self.feast_json_bytes())
+        return out
+
+    def feast_json_bytes(self) -> bytes:
+        """Feast's columnar feature-server response, serialized::
 
         {"metadata": {"feature_names": [join keys..., features...]},
          "results": [{"values": [...], "statuses": [...], "event_timestamps": [...]}, ...]}
 
         Absent timestamps are "1970-01-01T00:00:00Z" as in Feast; bytes are base64 (as
-        protobuf JSON encodes them); timestamp values are RFC 3339 strings.
+        protobuf JSON encodes them); timestamp values are RFC 3339 strings; NaN is null.
+        Statuses and timestamps shared by every feature of one view are encoded once
+        (as pre-serialized fragments) and the whole body in one ``orjson.dumps``.
         """
+        frag = orjson.Fragment
         n = len(self)
+        epoch = frag(orjson.dumps([_EPOCH_JSON] * n))
         results: list[dict[str, Any]] = []
-        epoch = [_EPOCH_JSON] * n
-        for f, vals in self._keys:
-            results.append({
-                "values": _json_values(vals, f, native=False),
-                "statuses": [PRESENT.value] * n,
-                "event_timestamps": epoch,
-            })
-        formatted: dict[int, list[str]] = {}
-        status_text: dict[int, list[str]] = {}
+        if self._keys:
+            present = frag(orjson.dumps([PRESENT.value] * n))
+            results = [{"values": _json_values(vals, f, native=False), "statuses": present,
+                        "event_timestamps": epoch} for f, vals in self._keys]
+        stamps_of: dict[int, orjson.Fragment] = {}
+        statuses_of: dict[int, orjson.Fragment] = {}
         for c in self._columns:
+            vals = c.values
             stamps = epoch
             if c.event_us is not None:
-                known = formatted.get(id(c.event_us))
+                known = stamps_of.get(id(c.event_us))
                 if known is None:
-                    known = formatted[id(c.event_us)] = _rfc3339_many(c.event_us)
+                    known = stamps_of[id(c.event_us)] = frag(
+                        orjson.dumps(_rfc3339_many(c.event_us)))
                 stamps = known
-            if c.row_status is not None and None not in c.values:
-                # Shared by every feature of the view: convert once.
-                statuses = status_text.get(id(c.row_status))
-                if statuses is None:
-                    statuses = status_text[id(c.row_status)] = [
-                        _STATUS_TEXT[s] for s in c.row_status]
-            else:
+            statuses: orjson.Fragment | list[str] | None = None
+            if c.row_status is not None and None not in vals:
+                statuses = statuses_of.get(id(c.row_status))
+                if statuses is None:  # shared by every feature of the view: encode once
+                    statuses = statuses_of[id(c.row_status)] = frag(orjson.dumps(
+                        [_STATUS_TEXT[s] for s in c.row_status]))
+            if statuses is None:
                 statuses = [_STATUS_TEXT[s] for s in c.statuses()]
-            results.append({
-                "values": _json_values(c.values, c.field),
-                "statuses": statuses,
-                "event_timestamps": stamps,
-            })
-        return {"metadata": {"feature_names": self.join_keys + self.feature_names},
-                "results": results}
+            results.append({"values": vals if c.field.dtype.name in _JSON_READY
+                            else _json_values(vals, c.field),
+                            "statuses": statuses, "event_timestamps": stamps})
+        return orjson.dumps(
+            {"metadata": {"feature_names": self.join_keys + self.feature_names},
+             "results": results}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _arrow_column(values: Sequence[Any], field: Field) -> pa.Array:
