@@ -1,9 +1,11 @@
 """``ModelServer``: the composition root for serving.
 
-In each worker process it builds one ``DataPlane``, the REST app (KServe v1 + OIP) on uvicorn
-and the OIP gRPC service on ``grpc.aio``, all on one event loop. ``workers > 1`` forks that
-many processes sharing the ports through ``SO_REUSEPORT``; their metrics are summed on scrape.
-SIGTERM/SIGINT stop accepting, drain requests in flight (up to ``grace_seconds``) and exit.
+In each worker process it builds one ``DataPlane``, the REST app (KServe v1 + OIP) on tureen's
+HTTP/1.1 server (``http_server="tureen"``, native handlers; ``"uvicorn"`` runs the same app
+over ASGI) and the OIP gRPC service on ``grpc.aio``, all on one event loop. ``workers > 1``
+forks that many processes sharing the ports through ``SO_REUSEPORT``; their metrics are
+summed on scrape. SIGTERM/SIGINT stop accepting, drain requests in flight (up to
+``grace_seconds``) and exit.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from tureen.serving.versions import VersionPolicy
 log = logging.getLogger(__name__)
 
 MAX_GRPC_MESSAGE = 256 * 1024 * 1024
+HTTP_SERVERS = ("tureen", "uvicorn")
+KEEP_ALIVE_SECONDS = 5.0
 
 
 class _Uvicorn(uvicorn.Server):
@@ -74,12 +78,19 @@ class ModelServer:
         log_level: str = "warning",
         model_defaults: dict[str, Any] | None = None,
         gil_switch_ms: float | None = None,
+        http_server: str = "tureen",
     ) -> None:
         """``model_defaults``: model-settings.json defaults for repository models (e.g.
         ``{"max_batch_size": 0}`` turns adaptive batching off for every built-in runtime).
         ``gil_switch_ms``: set the interpreter's thread switch interval (Python's default is
         5 ms; a smaller one hands finished predict threads back to the loop sooner, at the
-        cost of more switching — no gain was measurable on the 2-core bench machine)."""
+        cost of more switching — no gain was measurable on the 2-core bench machine).
+        ``http_server``: ``"tureen"`` (native fast path) or ``"uvicorn"`` (the ASGI app on
+        uvicorn)."""
+        if http_server not in HTTP_SERVERS:
+            raise ValueError(f"http_server {http_server!r} is unknown; use one of "
+                             f"{', '.join(HTTP_SERVERS)}.")
+        self.http_server = http_server
         self.http_port = http_port
         self.grpc_port = grpc_port
         self.workers = max(1, workers)
@@ -162,12 +173,22 @@ class ModelServer:
         app = build_app(dp, self.extra_routes, max_request_bytes=self.max_request_bytes)
         sock = bind_socket(self.host, self.http_port, reuse_port=True)
         self.http_port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, http="httptools", loop="none", lifespan="on", access_log=False,
-            log_level=self.log_level, timeout_graceful_shutdown=int(self.grace_seconds),
-            log_config=None,
-        )
-        web = _Uvicorn(config)
+        web_task: asyncio.Task[Any] | None = None
+        if self.http_server == "uvicorn":
+            web = _Uvicorn(uvicorn.Config(
+                app, http="httptools", loop="none", lifespan="on", access_log=False,
+                log_level=self.log_level, timeout_graceful_shutdown=int(self.grace_seconds),
+                log_config=None, timeout_keep_alive=int(KEEP_ALIVE_SECONDS),
+            ))
+        else:
+            from tureen.transports.http1 import HTTPServer
+
+            native = HTTPServer(
+                app, max_body_bytes=self.max_request_bytes,
+                keep_alive_timeout=KEEP_ALIVE_SECONDS,
+                body_limit_advice="send smaller batches or raise --max_request_mb",
+            )
+            await native.start(sock)
         grpc_server = None
         if self.enable_grpc:
             grpc_server = await self._start_grpc(dp)
@@ -175,15 +196,22 @@ class ModelServer:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
         writer = loop.create_task(_write_metrics(metrics)) if self._metrics_dir else None
-        web_task = loop.create_task(web.serve(sockets=[sock]))
+        if self.http_server == "uvicorn":
+            web_task = loop.create_task(web.serve(sockets=[sock]))
         stop_task = loop.create_task(self._stop.wait())
         loader = loop.create_task(self._load(dp, repo, models))
-        log.warning("listening on http :%s grpc :%s (pid %s); loading models",
-                    self.http_port, self.grpc_port if grpc_server else "-", os.getpid())
-        await asyncio.wait({web_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        log.warning("listening on http :%s (%s) grpc :%s (pid %s); loading models",
+                    self.http_port, self.http_server, self.grpc_port if grpc_server else "-",
+                    os.getpid())
+        await asyncio.wait({stop_task} if web_task is None else {web_task, stop_task},
+                           return_when=asyncio.FIRST_COMPLETED)
         loader.cancel()
-        web.should_exit = True
-        drains = [web_task]
+        drains: list[asyncio.Future[Any]] = []
+        if web_task is not None:
+            web.should_exit = True
+            drains.append(web_task)
+        else:
+            drains.append(loop.create_task(native.shutdown(self.grace_seconds)))
         if grpc_server is not None:
             drains.append(loop.create_task(grpc_server.stop(self.grace_seconds)))
         await asyncio.gather(*drains, return_exceptions=True)

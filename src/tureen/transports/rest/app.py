@@ -1,13 +1,17 @@
-"""The REST app: KServe v1 and OIP v2 routes on a thin ASGI fast path.
+"""The REST app: KServe v1 and OIP v2 routes as native handlers, also served over ASGI.
 
-``build_app(dataplane, extra_routes=[...])`` returns one ASGI app. Its own routes are matched
-by string operations and answered with raw ASGI messages (no per-request Request/Response
-objects); any other path is handed to a Starlette ``Router`` built from ``extra_routes``, so
-other areas (e.g. Feast-compatible feature routes) mount into the same app and port.
+``build_app(dataplane, extra_routes=[...])`` returns one app. Its own routes are matched by
+string operations; each is a handler ``(headers, body bytes, *path args) -> Reply``. The app
+is a ``NativeResolver`` for tureen's HTTP/1.1 server (``resolve(method, path)`` hands out the
+handler; no ASGI messages at all) and an ASGI app for any other server (the body is read from
+``receive``). Other paths go to ``extra_routes``: those exposing a native table
+(``NativeResolver``, e.g. the Feast routes) are resolved natively first, the rest through a
+Starlette ``Router``, so other areas mount into the same app and port.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from tureen.errors import InvalidRequestError, TureenError
 from tureen.serving.context import request_id, resolve_request_id
 from tureen.serving.dataplane import DataPlane
+from tureen.transports.http1.native import Headers, NativeHandler, NativeResolver, Reply
 from tureen.transports.rest.errors import PayloadTooLargeError, http_status
 from tureen.transports.rest.oip import (
     HEADER_LENGTH,
@@ -31,10 +36,8 @@ from tureen.transports.rest.oip import (
 log = logging.getLogger(__name__)
 
 JSON = b"application/json"
-Headers = dict[str, str]
-# (status, body or body parts, content type, extra headers)
-Body = bytes | list[bytes | memoryview]
-Reply = tuple[int, Body, bytes, list[tuple[bytes, bytes]]]
+Raw = bytes | bytearray  # a big body arrives as one bytearray (tensors view into it)
+# (headers, raw body, *path args) -> Reply
 Handler = Callable[..., Awaitable[Reply]]
 Hook = Callable[[], Awaitable[None]]
 
@@ -63,6 +66,7 @@ class RestApp:
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
         self._router = Router(list(extra_routes), default=self._not_found) if extra_routes else None
+        self._native_routes = [r for r in extra_routes if isinstance(r, NativeResolver)]
         self._fixed: dict[str, tuple[str, Handler]] = {
             "/": ("GET", self._root),
             "/v1/models": ("GET", self._v1_list),
@@ -139,9 +143,62 @@ class RestApp:
                 return "POST", handler, (parts[0],)
         return None
 
+    # native entry (tureen's HTTP/1.1 server)
+
+    def resolve(self, method: str, path: str) -> NativeHandler | None:
+        match = self._match(method, path)
+        if match is None:
+            for route in self._native_routes:
+                handler = route.resolve(method, path)
+                if handler is not None:
+                    return handler
+            if self._router is None:
+                return functools.partial(_not_found_reply, path)
+            return None  # the server hands it to the Router over ASGI
+        want, handler, args = match
+        return functools.partial(self._call, method, path, want, handler, args)
+
+    def error_reply(self, headers: Headers, status: int, message: str) -> Reply:
+        """The server's own rejection (413 before the body is read), stamped like ours."""
+        return self._stamp(_json(status, {"error": message}), headers)
+
+    def _stamp(self, reply: Reply, headers: Headers, rid: str | None = None) -> Reply:
+        tp = headers.get("traceparent")
+        if rid is None:
+            rid = resolve_request_id(headers.get("x-request-id"), tp)
+        status, out, ctype, extra = reply
+        extra = [*extra, (b"x-request-id", rid.encode("latin-1"))]
+        if tp:
+            extra.append((b"traceparent", tp.encode("latin-1")))
+        return status, out, ctype, extra
+
+    async def _call(self, method: str, path: str, want: str, handler: Handler,
+                    args: tuple[str, ...], headers: Headers, body: bytes | bytearray) -> Reply:
+        """Run ``handler`` under the request id; map errors; stamp the id on the reply."""
+        rid = resolve_request_id(headers.get("x-request-id"), headers.get("traceparent"))
+        token = request_id.set(rid)
+        try:
+            if method != want and not (want == "GET" and method == "HEAD"):
+                reply = _json(405, {"error": f"{path} accepts {want} only; resend as {want}."})
+                reply[3].append((b"allow", want.encode()))
+            else:
+                reply = await handler(headers, body, *args)
+        except TureenError as exc:
+            reply = _json(http_status(exc), {"error": str(exc)})
+        except Exception:
+            log.exception("internal error serving %s %s (request id %s)", method, path, rid)
+            reply = _json(500, {"error": f"internal server error; the server log has the "
+                                         f"details under request id {rid}."})
+        finally:
+            request_id.reset(token)
+        return self._stamp(reply, headers, rid)
+
+    # ASGI entry (uvicorn, httpx.ASGITransport)
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        match = self._match(scope["method"], path)
+        method: str = scope["method"]
+        match = self._match(method, path)
         if match is None:
             if self._router is not None:
                 await self._router(scope, receive, send)
@@ -150,53 +207,38 @@ class RestApp:
             return
         want, handler, args = match
         headers: Headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        rid = resolve_request_id(headers.get("x-request-id"), headers.get("traceparent"))
-        token = request_id.set(rid)
-        try:
-            if scope["method"] != want and not (want == "GET" and scope["method"] == "HEAD"):
-                reply = _json(405, {"error": f"{path} accepts {want} only; resend as {want}."})
-            else:
-                reply = await handler(headers, receive, *args)
-        except _DisconnectedError:
-            return
-        except TureenError as exc:
-            reply = _json(http_status(exc), {"error": str(exc)})
-        except Exception:
-            log.exception("internal error serving %s %s (request id %s)",
-                          scope["method"], path, rid)
-            reply = _json(500, {"error": f"internal server error; the server log has the "
-                                         f"details under request id {rid}."})
-        finally:
-            request_id.reset(token)
-        status, body, ctype, extra = reply
-        size = len(body) if isinstance(body, bytes) else sum(len(p) for p in body)
-        out_headers = [
-            (b"content-type", ctype),
-            (b"content-length", str(size).encode()),
-            (b"x-request-id", rid.encode("latin-1")),
-            *extra,
-        ]
-        tp = headers.get("traceparent")
-        if tp:
-            out_headers.append((b"traceparent", tp.encode("latin-1")))
+        body: bytes | bytearray = b""
+        if method == want:
+            try:
+                body = await self._raw_body(headers, receive)
+            except _DisconnectedError:
+                return
+            except TureenError as exc:
+                handler = functools.partial(_raise, exc)
+        status, out, ctype, extra = await self._call(method, path, want, handler, args,
+                                                     headers, body)
+        size = len(out) if isinstance(out, bytes) else sum(len(p) for p in out)
+        out_headers = [(b"content-type", ctype), (b"content-length", str(size).encode()), *extra]
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
-        if isinstance(body, bytes):
-            await send({"type": "http.response.body", "body": body})
+        if isinstance(out, bytes):
+            await send({"type": "http.response.body", "body": out})
             return
-        for i, part in enumerate(body):  # big tensors go out without being joined
+        for i, part in enumerate(out):  # big tensors go out without being joined
             await send({"type": "http.response.body", "body": part,
-                        "more_body": i < len(body) - 1})
+                        "more_body": i < len(out) - 1})
 
     async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = orjson.dumps({"error": f"no route {scope.get('path')}; see GET /v2 and "
-                                      "GET /v1/models for what this server offers."})
-        await send({"type": "http.response.start", "status": 404,
-                    "headers": [(b"content-type", JSON)]})
+        status, body, ctype, _ = await _not_found_reply(str(scope.get("path")), {}, b"")
+        assert isinstance(body, bytes)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", ctype),
+                                (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _body(self, headers: Headers, receive: Receive) -> bytes | bytearray:
+    def _body(self, headers: Headers, body: bytes | bytearray) -> bytes | bytearray:
         """The request body, inflated when sent with Content-Encoding gzip or deflate."""
-        body = await self._raw_body(headers, receive)
+        if len(body) > self.max_request_bytes:
+            raise PayloadTooLargeError(_too_large(len(body), self.max_request_bytes))
         encoding = headers.get("content-encoding")
         if encoding and encoding != "identity":
             return _inflate(body, encoding.strip().lower(), self.max_request_bytes)
@@ -252,47 +294,47 @@ class RestApp:
 
     # v1
 
-    async def _root(self, headers: Headers, receive: Receive) -> Reply:
+    async def _root(self, headers: Headers, body: Raw) -> Reply:
         return _json(200, {"status": "alive"})
 
-    async def _v1_list(self, headers: Headers, receive: Receive) -> Reply:
+    async def _v1_list(self, headers: Headers, body: Raw) -> Reply:
         return _json(200, {"models": self.dataplane.list_models()})
 
-    async def _v1_model(self, headers: Headers, receive: Receive, name: str) -> Reply:
+    async def _v1_model(self, headers: Headers, body: Raw, name: str) -> Reply:
         ready = self.dataplane.model_ready(name)
         return _json(200 if ready else 503, {"name": name, "ready": ready})
 
-    async def _v1_predict(self, headers: Headers, receive: Receive, name: str) -> Reply:
-        body = loads(await self._body(headers, receive))
-        result = await self.dataplane.predict_v1(name, body, headers)
+    async def _v1_predict(self, headers: Headers, body: Raw, name: str) -> Reply:
+        payload = loads(self._body(headers, body))
+        result = await self.dataplane.predict_v1(name, payload, headers)
         return _json(200, result)
 
-    async def _v1_explain(self, headers: Headers, receive: Receive, name: str) -> Reply:
-        body = loads(await self._body(headers, receive))
-        return _json(200, await self.dataplane.explain_v1(name, body, headers))
+    async def _v1_explain(self, headers: Headers, body: Raw, name: str) -> Reply:
+        payload = loads(self._body(headers, body))
+        return _json(200, await self.dataplane.explain_v1(name, payload, headers))
 
     # v2
 
-    async def _v2_meta(self, headers: Headers, receive: Receive) -> Reply:
+    async def _v2_meta(self, headers: Headers, body: Raw) -> Reply:
         return _json(200, self.dataplane.server_metadata())
 
-    async def _live(self, headers: Headers, receive: Receive) -> Reply:
+    async def _live(self, headers: Headers, body: Raw) -> Reply:
         return _json(200, {"live": True})
 
-    async def _ready(self, headers: Headers, receive: Receive) -> Reply:
+    async def _ready(self, headers: Headers, body: Raw) -> Reply:
         ready = self.dataplane.ready()
         return _json(200 if ready else 503, {"ready": ready})
 
-    async def _v2_model(self, headers: Headers, receive: Receive, name: str, v: str) -> Reply:
+    async def _v2_model(self, headers: Headers, body: Raw, name: str, v: str) -> Reply:
         return _json(200, self.dataplane.model_metadata(name, v or None))
 
-    async def _v2_model_ready(self, headers: Headers, receive: Receive, name: str, v: str) -> Reply:
+    async def _v2_model_ready(self, headers: Headers, body: Raw, name: str, v: str) -> Reply:
         ready = self.dataplane.model_ready(name, v or None)
         return _json(200 if ready else 503, {"name": name, "ready": ready})
 
-    async def _v2_infer(self, headers: Headers, receive: Receive, name: str, v: str) -> Reply:
+    async def _v2_infer(self, headers: Headers, body: Raw, name: str, v: str) -> Reply:
         self.dataplane.repository.get(name, v or None)  # unknown model/version: 404 first
-        raw = await self._body(headers, receive)
+        raw = self._body(headers, body)
         request = decode_request(raw, headers.get(HEADER_LENGTH), name, v or None, headers)
         response = await self.dataplane.infer(request, "v2")
         parts, head_len = encode_response_parts(response, request)
@@ -304,27 +346,36 @@ class RestApp:
 
     # repository extension
 
-    async def _repo_index(self, headers: Headers, receive: Receive) -> Reply:
-        raw = await self._body(headers, receive)
+    async def _repo_index(self, headers: Headers, body: Raw) -> Reply:
+        raw = self._body(headers, body)
         opts = loads(raw) if raw.strip() else {}
         index = self.dataplane.repository_index()
         if isinstance(opts, dict) and opts.get("ready"):
             index = [m for m in index if m["state"] == "READY"]
         return _json(200, index)
 
-    async def _repo_load(self, headers: Headers, receive: Receive, name: str) -> Reply:
-        await self._body(headers, receive)
+    async def _repo_load(self, headers: Headers, body: Raw, name: str) -> Reply:
+        self._body(headers, body)
         await self.dataplane.load(name)
         return _json(200, {})
 
-    async def _repo_unload(self, headers: Headers, receive: Receive, name: str) -> Reply:
-        await self._body(headers, receive)
+    async def _repo_unload(self, headers: Headers, body: Raw, name: str) -> Reply:
+        self._body(headers, body)
         await self.dataplane.unload(name)
         return _json(200, {})
 
-    async def _metrics(self, headers: Headers, receive: Receive) -> Reply:
+    async def _metrics(self, headers: Headers, body: Raw) -> Reply:
         text = self.dataplane.metrics.render().encode()
         return 200, text, b"text/plain; version=0.0.4; charset=utf-8", []
+
+
+async def _not_found_reply(path: str, headers: Headers, body: Raw) -> Reply:
+    return _json(404, {"error": f"no route {path}; see GET /v2 and GET /v1/models for what "
+                                "this server offers."})
+
+
+async def _raise(exc: Exception, *args: Any) -> Reply:
+    raise exc
 
 
 def _inflate(body: bytes | bytearray, encoding: str, limit: int) -> bytes:

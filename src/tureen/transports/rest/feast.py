@@ -1,15 +1,18 @@
 """Feast-compatible HTTP routes over a ``FeatureStore``.
 
-Each route is a small ASGI endpoint (no per-request Request/Response objects): read the
-body, call the store, answer JSON. Client mistakes become 400/404 with the store's message
-(``{"error": ...}``, plus Feast's ``detail`` key so Feast clients print it); unexpected errors
-become a logged 500. Blocking work (writes, materialization, the health probe) runs in a
-worker thread; online reads go through ``get_online_features_async``.
+Each route is a handler ``handler(body) -> (status, json-able)`` served two ways: natively
+(``FeastRoutes.resolve``, for tureen's HTTP/1.1 server through the REST app) and as a small
+ASGI endpoint (no per-request Request/Response objects) for any other server.
+Client mistakes become 400/404 with the store's message (``{"error": ...}``, plus Feast's
+``detail`` key so Feast clients print it); unexpected errors become a logged 500. Blocking
+work (writes, materialization, the health probe) runs in a worker thread; online reads go
+through ``get_online_features_async``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,20 +32,39 @@ from tureen.feature_server.feast_json import (
     parse_write,
 )
 from tureen.store import FeatureStore
+from tureen.transports.http1.native import Headers, NativeHandler, Reply
 from tureen.transports.rest.errors import http_status
 
 log = logging.getLogger(__name__)
 
 Answer = tuple[int, Any]
 Handler = Callable[[bytes], Awaitable[Answer]]
-_JSON = [(b"content-type", b"application/json")]
+JSON = b"application/json"
+_JSON = [(b"content-type", JSON)]
 
 
 class _Endpoint:
-    """An ASGI app answering one route with ``handler(body) -> (status, json-able)``."""
+    """One route: ``handler(body) -> (status, json-able)``, natively (``native``) or as an
+    ASGI app."""
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
+
+    async def answer(self, path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            status, obj = await self.handler(body)
+        except TureenError as exc:
+            status, obj = http_status(exc), {"error": str(exc), "detail": str(exc)}
+        except Exception:
+            log.exception("internal error serving %s", path)
+            status, obj = 500, {"error": "internal server error; see the server log."}
+        data = obj if isinstance(obj, bytes) else orjson.dumps(
+            obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+        return status, data
+
+    async def native(self, path: str, headers: Headers, body: bytes) -> Reply:
+        status, data = await self.answer(path, body)
+        return status, data, JSON, []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         chunks: list[bytes] = []
@@ -54,15 +76,7 @@ class _Endpoint:
             if not msg.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        try:
-            status, obj = await self.handler(body)
-        except TureenError as exc:
-            status, obj = http_status(exc), {"error": str(exc), "detail": str(exc)}
-        except Exception:
-            log.exception("internal error serving %s", scope.get("path"))
-            status, obj = 500, {"error": "internal server error; see the server log."}
-        data = obj if isinstance(obj, bytes) else orjson.dumps(
-            obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+        status, data = await self.answer(str(scope.get("path")), body)
         await send({"type": "http.response.start", "status": status,
                     "headers": [*_JSON, (b"content-length", str(len(data)).encode())]})
         await send({"type": "http.response.body", "body": data})
@@ -155,12 +169,33 @@ def health_report(store: FeatureStore) -> dict[str, Any]:
     return report
 
 
+def _wrong_method(path: str, want: str) -> bytes:
+    msg = f"{path} accepts {want} only."
+    return orjson.dumps({"error": msg, "detail": msg})
+
+
+async def _method_not_allowed(path: str, want: str, headers: Headers, body: bytes) -> Reply:
+    return 405, _wrong_method(path, want), JSON, [(b"allow", want.encode())]
+
+
 class FeastRoutes(BaseRoute):
     """All feature routes as one Starlette route matched by an exact path lookup (the
-    router tries it before regex routes, so the hot path pays one dict lookup)."""
+    router tries it before regex routes, so the hot path pays one dict lookup); also a
+    ``NativeResolver`` over the same table."""
 
     def __init__(self, table: dict[str, tuple[str, _Endpoint]]) -> None:
         self.table = table
+        self._native = {path: functools.partial(ep.native, path)
+                        for path, (_, ep) in table.items()}
+
+    def resolve(self, method: str, path: str) -> NativeHandler | None:
+        entry = self.table.get(path)
+        if entry is None:
+            return None
+        want = entry[0]
+        if method != want and not (want == "GET" and method == "HEAD"):
+            return functools.partial(_method_not_allowed, path, want)
+        return self._native[path]
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
@@ -175,8 +210,7 @@ class FeastRoutes(BaseRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         want, endpoint = self.table[scope["path"]]
         if scope["method"] != want and not (want == "GET" and scope["method"] == "HEAD"):
-            body = orjson.dumps({"error": f"{scope['path']} accepts {want} only.",
-                                 "detail": f"{scope['path']} accepts {want} only."})
+            body = _wrong_method(scope["path"], want)
             await send({"type": "http.response.start", "status": 405,
                         "headers": [*_JSON, (b"allow", want.encode())]})
             await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,400 @@
+"""One HTTP/1.1 connection (RFC 9112): httptools parses, requests are answered in order.
+
+Requests queue per connection (pipelining); only the head of the queue runs. A native
+request runs once its whole body is in, through ``start_eager`` — when its handler never
+suspends, the response is written inside ``data_received`` with no Task. Anything else runs
+as an ASGI cycle (``asgi.Cycle``) that streams the body. Limit violations and malformed
+input queue a canned error response after the requests before them, then close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import httptools
+
+from tureen.transports.eager import start_eager
+from tureen.transports.http1 import response
+from tureen.transports.http1.native import NativeHandler, RendersErrors, Reply
+
+if TYPE_CHECKING:
+    from tureen.transports.http1.asgi import Cycle
+    from tureen.transports.http1.server import ServerState
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUE = 32  # pipelined requests buffered before reading pauses
+HIGH_WATER = 256 * 1024  # unconsumed ASGI body bytes before reading pauses
+SMALL_BODY = 64 * 1024  # bodies up to this size are joined with the head into one write
+
+
+class Request:
+    __slots__ = ("body", "buffered", "canned", "complete", "continued", "cycle", "expect",
+                 "handler", "headers", "is_head", "keep_alive", "method", "path", "query",
+                 "raw_headers", "raw_path", "running", "size", "version")
+
+    def __init__(self) -> None:
+        self.method = "GET"
+        self.path = "/"
+        self.raw_path = b"/"
+        self.query = b""
+        self.version = "1.1"
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.headers: dict[str, str] = {}
+        self.keep_alive = True
+        self.handler: NativeHandler | None = None
+        self.body: list[bytes] = []
+        self.size = 0  # body bytes received
+        self.buffered = 0  # body bytes not yet handed to the app
+        self.complete = False
+        self.running = False
+        self.is_head = False
+        self.expect = False
+        self.continued = False
+        self.canned: bytes | None = None
+        self.cycle: Cycle | None = None
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.loop = state.loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.queue: deque[Request] = deque()
+        self.parsing: Request | None = None
+        self.url = b""
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.in_head = False
+        self.closed = False
+        self.stopped = False  # a fatal response is queued: parser output is ignored
+        self.discarding = False  # fatal response sent; reading on until the client goes
+        self.read_paused = False
+        self.write_paused = False
+        self.advancing = False
+        self.idle_ticks = 0
+        self.waiters: list[asyncio.Future[None]] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.state.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state.connections.discard(self)
+        for req in self.queue:
+            if req.cycle is not None:
+                req.cycle.disconnected()
+        self._wake_writers()
+
+    def data_received(self, data: bytes) -> None:
+        self.idle_ticks = 0
+        if self.discarding or self.stopped:
+            return
+        if self.in_head:
+            self.head_bytes += len(data)
+            if self.head_bytes > self.state.max_header_bytes:
+                self._header_too_large()
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # served as a plain request; the bytes after it are another protocol: stop there
+            if self.queue:
+                self.queue[-1].keep_alive = False
+            self.stopped = True
+        except httptools.HttpParserError as exc:
+            self._fatal(400, f"malformed HTTP/1.1 request ({exc}); fix the client's request "
+                             "line, headers or chunked framing.")
+        self.update_reading()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_writers()
+        self.update_reading()
+        self._advance()
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes; connection_lost tells running cycles
+
+    # parser callbacks
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.raw_headers = []
+        self.head_bytes = 0
+        self.in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > self.state.max_header_bytes:
+            self._header_too_large()
+            return
+        self.raw_headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        if self.stopped:
+            return
+        req = Request()
+        parser = self.parser
+        req.method = method = parser.get_method().decode("ascii")
+        req.version = parser.get_http_version()
+        req.keep_alive = parser.should_keep_alive()
+        req.is_head = method == "HEAD"
+        req.raw_headers = self.raw_headers
+        req.headers = headers = {k.decode("latin-1"): v.decode("latin-1")
+                                 for k, v in self.raw_headers}
+        url = self.url
+        if url[:1] != b"/":  # absolute-form or asterisk-form (RFC 9112 §3.2)
+            parsed = httptools.parse_url(url)
+            url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
+        q = url.find(b"?")
+        raw_path, req.query = (url, b"") if q < 0 else (url[:q], url[q + 1:])
+        req.raw_path = raw_path
+        path = raw_path.decode("latin-1")
+        req.path = path = unquote(path) if "%" in path else path
+        resolver = self.state.resolver
+        req.handler = resolver.resolve(method, path) if resolver is not None else None
+        if req.handler is None and self.state.app is None:
+            req.handler = self.state.not_found
+        req.expect = headers.get("expect", "").lower() == "100-continue"
+        cl = headers.get("content-length")
+        if cl is not None and cl.isdigit() and int(cl) > self.state.max_body_bytes:
+            req.canned = self._too_large(int(cl), headers)
+            self.stopped = True
+        self.parsing = req
+        self.queue.append(req)
+        self._advance()
+
+    def on_body(self, body: bytes) -> None:
+        req = self.parsing
+        if req is None or self.stopped:
+            return
+        req.size += len(body)
+        if req.size > self.state.max_body_bytes:
+            req.canned = self._too_large(req.size, req.headers)
+            self.stopped = True
+            req.body.clear()
+            if req.cycle is not None:
+                req.cycle.disconnected()
+            return
+        req.body.append(body)
+        req.buffered += len(body)
+        if req.cycle is not None:
+            req.cycle.wake()
+
+    def on_message_complete(self) -> None:
+        req = self.parsing
+        if req is None or self.stopped:
+            return
+        self.parsing = None
+        req.complete = True
+        if req.cycle is not None:
+            req.cycle.wake()
+        elif req is self.queue[0]:
+            self._advance()
+
+    # running requests in order
+
+    def _advance(self) -> None:
+        if self.advancing:
+            return
+        self.advancing = True
+        try:
+            while self.queue and not self.closed and not self.write_paused:
+                req = self.queue[0]
+                if req.running:
+                    return
+                if req.canned is not None:
+                    self.send_fatal(req.canned)
+                    return
+                if req.expect and not req.continued and not req.complete:
+                    req.continued = True
+                    self.transport.write(response.CONTINUE)
+                if req.handler is None:
+                    from tureen.transports.http1.asgi import Cycle
+
+                    req.running = True
+                    req.cycle = Cycle(self, req)
+                    task = self.loop.create_task(req.cycle.run())
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+                    return
+                if not req.complete:
+                    return
+                req.running = True
+                self._run_native(req, req.handler)
+        finally:
+            self.advancing = False
+
+    def _run_native(self, req: Request, handler: NativeHandler) -> None:
+        body = req.body
+        data = body[0] if len(body) == 1 else b"".join(body)
+        req.body = []
+        done = functools.partial(self._native_done, req)
+        try:
+            coro = handler(req.headers, data)
+        except Exception as exc:
+            done(None, exc)
+            return
+        task = start_eager(coro, done, self.loop)  # type: ignore[arg-type]
+        if task is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def _native_done(self, req: Request, reply: Reply | None, exc: BaseException | None) -> None:
+        if self.closed:
+            return  # the client left: drop the result
+        if exc is not None or reply is None:
+            if isinstance(exc, asyncio.CancelledError):
+                return
+            log.error("native handler for %s %s failed", req.method, req.path, exc_info=exc)
+            reply = (500, b'{"error":"internal server error; see the server log."}',
+                     b"application/json", [])
+        status, body, ctype, extra = reply
+        close = not req.keep_alive or self.state.draining
+        write = self.transport.write
+        if isinstance(body, bytes):
+            h = response.head(status, ctype, len(body), extra, close)
+            if req.is_head or not body:
+                write(h)
+            elif len(body) <= SMALL_BODY:
+                write(h + body)
+            else:
+                write(h)
+                write(body)
+        else:
+            h = response.head(status, ctype, sum(len(p) for p in body), extra, close)
+            if req.is_head:
+                write(h)
+            else:
+                self.transport.writelines([h, *body])
+        self.finish(req, close)
+
+    def finish(self, req: Request, close: bool) -> None:
+        """``req`` (the head of the queue) is answered; go on with the next or close."""
+        if self.queue and self.queue[0] is req:
+            self.queue.popleft()
+        if close or self.closed:
+            self.close()
+            return
+        if self.read_paused:
+            self.update_reading()
+        self._advance()
+
+    # limits, errors, flow control
+
+    def _too_large(self, size: int, headers: dict[str, str]) -> bytes:
+        limit = self.state.max_body_bytes
+        message = (f"request body of {size} bytes exceeds the server limit of {limit} bytes; "
+                   f"{self.state.body_limit_advice}.")
+        renderer = self.state.resolver
+        if isinstance(renderer, RendersErrors):
+            return response.closing_response(*renderer.error_reply(headers, 413, message))
+        return response.error_response(413, message)
+
+    def _header_too_large(self) -> None:
+        self._fatal(431, f"request line and headers exceed {self.state.max_header_bytes} "
+                         "bytes; send fewer or smaller headers (or a shorter URL).")
+
+    def _fatal(self, status: int, message: str) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        req = Request()
+        req.canned = response.error_response(status, message)
+        self.queue.append(req)
+        self._advance()
+
+    def send_fatal(self, data: bytes) -> None:
+        """Answer with ``data`` and close; unread input is drained (not reset) first so the
+        client sees the response instead of a connection reset."""
+        self.queue.clear()
+        self.transport.write(data)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.discarding = True
+        self.idle_ticks = 0
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def update_reading(self) -> None:
+        if self.closed or self.discarding:
+            return
+        parsing = self.parsing
+        pause = (self.write_paused or len(self.queue) > MAX_QUEUE
+                 or (parsing is not None and parsing.cycle is not None
+                     and parsing.buffered > HIGH_WATER))
+        if pause and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+        elif not pause and self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _wake_writers(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is above its high-water mark."""
+        if self.write_paused and not self.closed:
+            fut = self.loop.create_future()
+            self.waiters.append(fut)
+            await fut
+
+    # lifecycle (driven by the server)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to answer (a partly received request head has nothing to lose)."""
+        return not self.queue
+
+    def sweep(self, timeout_ticks: int) -> None:
+        """Once a second: close a connection idle for ``timeout_ticks`` sweeps, and one that
+        is only draining the input after a fatal response."""
+        if self.discarding or not self.queue:
+            self.idle_ticks += 1
+            if self.idle_ticks >= (1 if self.discarding else timeout_ticks):
+                self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+            for req in self.queue:
+                if req.cycle is not None:
+                    req.cycle.disconnected()
+
+    def abort(self) -> None:
+        self.close()
+        self.transport.abort()
+        for task in list(self.tasks):
+            task.cancel()
