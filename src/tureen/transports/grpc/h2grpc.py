@@ -1,0 +1,292 @@
+"""Unary gRPC calls (the gRPC-over-HTTP2 protocol) on ``H2Connection``.
+
+A call is ``POST /inference.GRPCInferenceService/<Method>`` with ``content-type:
+application/grpc``; its body is one length-prefixed message (flag byte, 4-byte big-endian
+length; flag 1 = compressed with ``grpc-encoding``). The answer is HEADERS (``:status 200``),
+one DATA message and trailers (``grpc-status``, ``grpc-message``, ``x-request-id``), or a
+trailers-only HEADERS frame for errors. Handlers are ``handlers.InferenceServicer``'s,
+started with ``start_eager`` so that calls which never suspend finish inside
+``data_received`` and leave in the same write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import zlib
+from functools import partial
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from tureen.errors import TureenError
+from tureen.serving.context import request_id, resolve_request_id
+from tureen.serving.dataplane import DataPlane
+from tureen.transports.eager import start_eager
+from tureen.transports.grpc import h2frames as f
+from tureen.transports.grpc.errors import Status, status_of
+from tureen.transports.grpc.h2conn import H2Connection, Stream
+from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, InferenceServicer, _metadata
+from tureen.transports.grpc.hpack import encode_field, encode_str
+
+log = logging.getLogger(__name__)
+
+_PREFIX = struct.Struct(">BI")
+HEAD = encode_field(":status", "200") + encode_field("content-type", "application/grpc")
+_STATUS = [encode_field("grpc-status", str(int(s))) for s in Status]
+_RID = b"\x00" + encode_str("x-request-id")
+_ENCODINGS = "identity,deflate,gzip"
+#: request headers that are protocol, not metadata for the model
+_NOT_METADATA = frozenset(("content-type", "te", "grpc-timeout", "grpc-encoding",
+                           "grpc-accept-encoding"))
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def percent_encode(message: str) -> str:
+    """``grpc-message``'s encoding: printable ASCII but '%' as is, other UTF-8 bytes %XX."""
+    raw = message.encode()
+    if all(0x20 <= b <= 0x7E and b != 0x25 for b in raw):
+        return message
+    return "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}" for b in raw)
+
+
+def trailers(status: int, message: str, rid: str) -> bytes:
+    block = _STATUS[status]
+    if message:
+        block += encode_field("grpc-message", percent_encode(message))
+    return block + _RID + encode_str(rid)
+
+
+def parse_timeout(value: str) -> float:
+    """``grpc-timeout`` (1-8 digits and a unit) in seconds."""
+    unit = _TIMEOUT_UNITS.get(value[-1:])
+    digits = value[:-1]
+    if unit is None or not digits.isdigit() or len(digits) > 8:
+        raise ValueError(value)
+    return int(digits) * unit
+
+
+def inflate(data: memoryview, encoding: str, limit: int) -> bytes:
+    d = zlib.decompressobj(31 if encoding == "gzip" else 15)
+    out = d.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise OverflowError
+    if not d.eof:
+        raise zlib.error("truncated stream")
+    return out
+
+
+class Service:
+    """What every connection of one server shares."""
+
+    def __init__(self, dataplane: DataPlane, max_message_bytes: int, max_streams: int) -> None:
+        servicer = InferenceServicer(dataplane)
+        self.methods: dict[str, tuple[str, Any, Any]] = {
+            f"/{SERVICE_NAME}/{name}": (name, getattr(servicer, name), req)
+            for name, (req, _) in METHODS.items()
+        }
+        self.max_message = max_message_bytes
+        self.max_streams = max_streams
+        self.connections: set[GrpcConnection] = set()
+
+
+class Call:
+    __slots__ = ("deadline", "encoding", "fn", "md", "name", "req_cls", "rid", "task",
+                 "timeout", "timer")
+
+    def __init__(self, name: str, fn: Any, req_cls: Any, md: dict[str, str], rid: str) -> None:
+        self.name, self.fn, self.req_cls, self.md, self.rid = name, fn, req_cls, md, rid
+        self.deadline: float | None = None
+        self.timeout = 0.0
+        self.encoding: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+async def _run(fn: Any, req: Any, md: dict[str, str], rid: str) -> Any:
+    _metadata.set(md)
+    request_id.set(rid)
+    return await fn(req, None)
+
+
+class GrpcConnection(H2Connection):
+    def __init__(self, service: Service) -> None:
+        super().__init__(max_body=service.max_message + 5, max_streams=service.max_streams)
+        self.service = service
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.service.connections.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.service.connections.discard(self)
+        super().connection_lost(exc)
+
+    # answers
+
+    def fail_call(self, s: Stream, status: Status, message: str, rid: str = "",
+                  extra: bytes = b"") -> None:
+        """A trailers-only response."""
+        if rid == "" and isinstance(s.call, Call):
+            rid = s.call.rid
+        self.send_headers_only(s, HEAD + extra + trailers(status, message, rid or "-"))
+
+    def http_error(self, s: Stream, code: int, message: str) -> None:
+        self.send_headers_only(s, encode_field(":status", str(code)) + trailers(
+            Status.UNIMPLEMENTED if code == 405 else Status.INTERNAL, message, "-"))
+
+    # H2Connection hooks
+
+    def on_headers(self, s: Stream) -> None:
+        method = path = ctype = timeout = encoding = None
+        md: dict[str, str] = {}
+        for name, value in s.headers:
+            if name[0] == ":":
+                if name == ":method":
+                    method = value
+                elif name == ":path":
+                    path = value
+            elif name == "content-type":
+                ctype = value
+            elif name == "grpc-timeout":
+                timeout = value
+            elif name == "grpc-encoding":
+                encoding = value
+            elif name not in _NOT_METADATA and not name.endswith("-bin"):
+                md[name] = value
+        if method is None or path is None:
+            self.reset(s.id, f.PROTOCOL_ERROR)
+            return
+        if method != "POST":
+            self.http_error(s, 405, f"gRPC calls are POST requests, not {method}.")
+            return
+        if ctype is None or not (ctype == "application/grpc" or
+                                 ctype.startswith(("application/grpc+", "application/grpc;"))):
+            self.http_error(s, 415, f"content-type {ctype!r} is not application/grpc; this "
+                            "port serves gRPC only.")
+            return
+        rid = resolve_request_id(md.get("x-request-id"), md.get("traceparent"))
+        entry = self.service.methods.get(path)
+        if entry is None:
+            self.fail_call(s, Status.UNIMPLEMENTED, f"unknown method {path}; this server "
+                           f"serves {SERVICE_NAME} ({', '.join(METHODS)}).", rid)
+            return
+        call = s.call = Call(entry[0], entry[1], entry[2], md, rid)
+        if encoding is not None and encoding != "identity":
+            if encoding not in ("gzip", "deflate"):
+                self.fail_call(s, Status.UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not "
+                               f"supported; use one of {_ENCODINGS}.", rid,
+                               encode_field("grpc-accept-encoding", _ENCODINGS))
+                return
+            call.encoding = encoding
+        if timeout is not None:
+            try:
+                call.timeout = parse_timeout(timeout)
+            except ValueError:
+                self.fail_call(s, Status.INTERNAL, f"malformed grpc-timeout {timeout!r}.", rid)
+                return
+            call.deadline = self.loop.time() + call.timeout
+
+    def on_body_limit(self, s: Stream) -> None:
+        self.fail_call(s, Status.RESOURCE_EXHAUSTED, _too_large(
+            "request", None, self.service.max_message))
+
+    def on_end(self, s: Stream) -> None:
+        call = s.call
+        assert isinstance(call, Call)
+        body = s.body
+        size = len(body)
+        if size < 5:
+            self.fail_call(s, Status.INTERNAL, f"{call.name} got no request message; send "
+                           "exactly one.")
+            return
+        flag, length = _PREFIX.unpack_from(body)
+        if length + 5 != size:
+            what = "is truncated" if length + 5 > size else "holds more than one message"
+            self.fail_call(s, Status.INTERNAL, f"the request body {what}; a unary call "
+                           "carries exactly one length-prefixed message.")
+            return
+        data: Any = memoryview(body)[5:]
+        if flag & 1:
+            if call.encoding is None:
+                self.fail_call(s, Status.INTERNAL, "the message is flagged compressed but the "
+                               "call has no grpc-encoding; send grpc-encoding: gzip.")
+                return
+            try:
+                data = inflate(data, call.encoding, self.service.max_message)
+            except OverflowError:
+                self.fail_call(s, Status.RESOURCE_EXHAUSTED, _too_large(
+                    "decompressed request", None, self.service.max_message))
+                return
+            except zlib.error as exc:
+                self.fail_call(s, Status.INTERNAL, f"cannot {call.encoding}-decompress the "
+                               f"request message: {exc}.")
+                return
+        try:
+            req = call.req_cls.FromString(data)
+        except DecodeError:
+            self.fail_call(s, Status.INTERNAL, f"the request is not a valid "
+                           f"{call.req_cls.DESCRIPTOR.full_name} message.")
+            return
+        finally:
+            del data
+        s.body = bytearray()
+        if call.deadline is not None and self.loop.time() >= call.deadline:
+            self._expire(s)
+            return
+        task = start_eager(_run(call.fn, req, call.md, call.rid), partial(self._finished, s),
+                           self.loop)
+        if task is not None and s.id in self.streams:
+            call.task = task
+            if call.deadline is not None:
+                call.timer = self.loop.call_at(call.deadline, self._expire, s)
+
+    def on_reset(self, s: Stream) -> None:
+        call = s.call
+        if isinstance(call, Call):
+            if call.timer is not None:
+                call.timer.cancel()
+            if call.task is not None:
+                call.task.cancel()
+
+    # completion
+
+    def _finished(self, s: Stream, result: Any, exc: BaseException | None) -> None:
+        call = s.call
+        if call.timer is not None:
+            call.timer.cancel()
+        if self.streams.get(s.id) is not s:
+            return  # reset by the client, expired, or the connection is gone
+        if exc is None:
+            payload = result.SerializeToString()
+            if len(payload) > self.service.max_message:
+                self.fail_call(s, Status.RESOURCE_EXHAUSTED, _too_large(
+                    "response", len(payload), self.service.max_message))
+                return
+            self.send_response(s, HEAD, _PREFIX.pack(0, len(payload)) + payload,
+                               trailers(0, "", call.rid))
+        elif isinstance(exc, TureenError):
+            self.fail_call(s, status_of(exc), str(exc))
+        elif isinstance(exc, asyncio.CancelledError):
+            self.fail_call(s, Status.CANCELLED, "the call was cancelled by the server.")
+        else:
+            log.error("internal error in %s (request id %s)", call.name, call.rid,
+                      exc_info=exc)
+            self.fail_call(s, Status.INTERNAL, "internal server error; the server log has "
+                           f"the details under request id {call.rid}.")
+
+    def _expire(self, s: Stream) -> None:
+        if self.streams.get(s.id) is not s:
+            return
+        call = s.call
+        if call.task is not None:
+            call.task.cancel()
+        self.fail_call(s, Status.DEADLINE_EXCEEDED, f"{call.name} did not finish within the "
+                       f"call's deadline of {call.timeout:g} s.")
+
+
+def _too_large(what: str, size: int | None, limit: int) -> str:
+    got = f" of {size} bytes" if size is not None else ""
+    return (f"the {what}{got} is over the gRPC message limit of {limit} bytes; send a "
+            "smaller message or raise the server's limit.")
