@@ -76,8 +76,8 @@ class Cycle:
         conn, req = self.conn, self.req
         if conn.closed:
             return
-        if req.canned is not None:  # the body outgrew the limit while streaming
-            if self.started:
+        if req.canned is not None:  # the body outgrew the limit (or broke) while streaming
+            if self.head_sent:
                 conn.close()
             else:
                 conn.send_fatal(req.canned)

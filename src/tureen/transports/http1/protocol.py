@@ -200,7 +200,9 @@ class Connection(asyncio.Protocol):
             self.stopped = True
             req.body.clear()
             if req.cycle is not None:
-                req.cycle.disconnected()
+                req.cycle.disconnected()  # the cycle sends the 413 when it ends
+            else:
+                self._advance()
             return
         req.body.append(body)
         req.buffered += len(body)
@@ -325,9 +327,18 @@ class Connection(asyncio.Protocol):
         if self.stopped:
             return
         self.stopped = True
-        req = Request()
-        req.canned = response.error_response(status, message)
-        self.queue.append(req)
+        canned = response.error_response(status, message)
+        req = self.parsing
+        if req is not None:  # the request whose body broke is answered with the error
+            req.canned = canned
+            req.body.clear()
+            if req.cycle is not None:
+                req.cycle.disconnected()
+                return
+        else:
+            req = Request()
+            req.canned = canned
+            self.queue.append(req)
         self._advance()
 
     def send_fatal(self, data: bytes) -> None:
