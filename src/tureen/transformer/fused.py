@@ -24,7 +24,7 @@ from tureen.serving.batching import split
 from tureen.serving.model import Headers
 from tureen.transformer.features import Columns, LocalFeatures
 from tureen.transformer.model import FeatureTransformer
-from tureen.transformer.predictor import InProcessPredictor
+from tureen.transformer.predictor import InProcessPredictor, ModelInput
 from tureen.transformer.request_rows import request_columns
 
 
@@ -32,7 +32,9 @@ from tureen.transformer.request_rows import request_columns
 class _Pending:
     keys: Columns
     rows: int
-    future: asyncio.Future[Any]
+    #: resolves to (result, this request's model input or None when not asked for)
+    future: asyncio.Future[tuple[Any, ModelInput | None]]
+    with_input: bool
 
 
 class FusedFeatureTransformer(FeatureTransformer):
@@ -62,15 +64,29 @@ class FusedFeatureTransformer(FeatureTransformer):
         finally:
             self._observe(time.perf_counter() - t)
 
-    # ---- entry point ------------------------------------------------------------------------
+    # ---- entry points -----------------------------------------------------------------------
     async def predict(self, payload: Any, headers: Headers | None = None) -> Any:
+        result, _ = await self._serve(payload, headers, with_input=False)
+        return result
+
+    async def predict_with_input(
+        self, payload: Any, headers: Headers | None = None
+    ) -> tuple[Any, ModelInput | None]:
+        """As ``FeatureTransformer.predict_with_input``; in a merged batch the model input is
+        this request's own rows of the batch's input."""
+        return await self._serve(payload, headers, with_input=True)
+
+    async def _serve(
+        self, payload: Any, headers: Headers | None, with_input: bool
+    ) -> tuple[Any, ModelInput | None]:
         if self.script is not None or self.config.max_batch_rows <= 1:
             if self._inline():
-                return self._timed(self.predict_sync, payload, headers)
-            return await asyncio.to_thread(self._timed, self.predict_sync, payload, headers)
+                return self._timed(self._predict_one, payload, headers)  # type: ignore[no-any-return]
+            return await asyncio.to_thread(
+                self._timed, self._predict_one, payload, headers)
         keys, rows = self._keys(payload)  # request errors surface here, for this request only
         loop = asyncio.get_running_loop()
-        pending = _Pending(keys, rows, loop.create_future())
+        pending = _Pending(keys, rows, loop.create_future(), with_input)
         self._queue.append(pending)
         if not self._running and not self._scheduled:
             self._scheduled = True
@@ -123,14 +139,21 @@ class FusedFeatureTransformer(FeatureTransformer):
                 item.future.set_result(outcome)
 
     def _compute(self, batch: list[_Pending]) -> list[Any]:
-        """One result (or exception) per request; merged when there are several."""
+        """Per request, (result, model input or None) or the exception; merged when there
+        are several."""
         if len(batch) > 1:
             names = list(batch[0].keys)
             merged = {k: [v for item in batch for v in item.keys[k]] for k in names}
+            counts = [item.rows for item in batch]
             try:
-                return split(self._run(merged), [item.rows for item in batch])
+                result, x = self._run(merged)
             except Exception:  # isolate: one bad entity must not fail its neighbours
                 pass
+            else:
+                fed: list[ModelInput | None] = (
+                    list(x.split(counts)) if any(item.with_input for item in batch)
+                    else [None] * len(batch))
+                return list(zip(split(result, counts), fed, strict=True))
         out: list[Any] = []
         for item in batch:
             try:
@@ -139,14 +162,17 @@ class FusedFeatureTransformer(FeatureTransformer):
                 out.append(exc)
         return out
 
-    def _run(self, keys: Columns) -> Any:
+    def _run(self, keys: Columns) -> tuple[Any, ModelInput]:
         source, pred = self.source, self.predictor
         assert isinstance(source, LocalFeatures) and isinstance(pred, InProcessPredictor)
         x, _ = self._model_input(source.fetch_sync(keys), keys)
-        return self._result(pred.call_sync(x, {}))
+        return self._result(pred.call_sync(x, {})), x
 
     # ---- one request, with scripts ----------------------------------------------------------
     def predict_sync(self, payload: Any, headers: Headers | None = None) -> Any:
+        return self._predict_one(payload, headers)[0]
+
+    def _predict_one(self, payload: Any, headers: Headers | None) -> tuple[Any, ModelInput]:
         source, pred = self.source, self.predictor
         assert isinstance(source, LocalFeatures) and isinstance(pred, InProcessPredictor)
         script = self.script
@@ -160,5 +186,5 @@ class FusedFeatureTransformer(FeatureTransformer):
             x = self._after_features_input(script.pre(self._frame(x, names)), names)
         result = pred.call_sync(x, headers or {})
         if script is not None and script.post is not None:
-            return script.post(self._predictions(result))
-        return self._result(result)
+            return script.post(self._predictions(result)), x
+        return self._result(result), x

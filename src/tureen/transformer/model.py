@@ -280,6 +280,14 @@ class FeatureTransformer(Model):
 
     # ---- async path -------------------------------------------------------------------
     async def predict(self, payload: Any, headers: Headers | None = None) -> Any:
+        result, _ = await self.predict_with_input(payload, headers)
+        return result
+
+    async def predict_with_input(
+        self, payload: Any, headers: Headers | None = None
+    ) -> tuple[Any, ModelInput | None]:
+        """The answer and the exact model input it was computed from (after features,
+        request-time fields and any script), e.g. for the inference log."""
         assert self.source is not None and self.predictor is not None
         h = headers or {}
         script = self.script
@@ -300,8 +308,8 @@ class FeatureTransformer(Model):
         else:
             result = await self.predictor.call(x, h)
         if script is not None and script.post is not None:
-            return await script.run_post(self._predictions(result))
-        return self._result(result)
+            return await script.run_post(self._predictions(result)), x
+        return self._result(result), x
 
 
 def build_transformer(

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,16 @@ class ModelInput:
             model, [InferInput(n, oip_datatype_of(a), [len(a)], a) for n, a in cols],
             parameters={"content_type": PANDAS_CONTENT_TYPE},
         )
+
+    def split(self, counts: Sequence[int]) -> list[ModelInput]:
+        """Cut a merged batch back into consecutive per-request slices of ``counts`` rows."""
+        bounds = [0, *itertools.accumulate(counts)]
+        spans = list(itertools.pairwise(bounds))
+        if self.matrix is not None:
+            return [ModelInput(matrix=self.matrix[a:b], names=self.names,
+                               datatype=self.datatype) for a, b in spans]
+        return [ModelInput(columns=[(n, c[a:b]) for n, c in (self.columns or [])],
+                           names=self.names) for a, b in spans]
 
     def v1_body(self) -> dict[str, Any]:
         if self.matrix is not None:
