@@ -20,10 +20,10 @@ import httptools
 
 from tureen.transports.eager import start_eager
 from tureen.transports.http1 import response
+from tureen.transports.http1.asgi import Cycle
 from tureen.transports.http1.native import NativeHandler, RendersErrors, Reply
 
 if TYPE_CHECKING:
-    from tureen.transports.http1.asgi import Cycle
     from tureen.transports.http1.server import ServerState
 
 log = logging.getLogger(__name__)
@@ -238,8 +238,6 @@ class Connection(asyncio.Protocol):
                     req.continued = True
                     self.transport.write(response.CONTINUE)
                 if req.handler is None:
-                    from tureen.transports.http1.asgi import Cycle
-
                     req.running = True
                     req.cycle = Cycle(self, req)
                     task = self.loop.create_task(req.cycle.run())
