@@ -73,7 +73,7 @@ def check(port: int) -> list[int]:
                               response_deserializer=pb.ModelInferResponse.FromString)
         resp, info = call.with_call(request_bytes(), timeout=10)
     assert info.code() == grpc.StatusCode.OK, info.code()
-    return np.frombuffer(resp.raw_output_contents[0], dtype=np.int64).tolist()
+    return [int(v) for v in np.frombuffer(resp.raw_output_contents[0], dtype=np.int64)]
 
 
 def wait_grpc(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

@@ -140,7 +140,8 @@ async def test_bad_preface_is_a_protocol_error() -> None:
 
 
 async def test_request_and_response_leave_in_one_write() -> None:
-    peer = await connect(Blob())
+    conn = Blob()
+    peer = await connect(conn)
     peer.frames()
     before = len(peer.t.writes)
     peer.send(peer.headers(1), f.frame(f.DATA, f.END_STREAM, 1, b"hello"))
@@ -149,8 +150,8 @@ async def test_request_and_response_leave_in_one_write() -> None:
     assert kinds(frames) == [f.HEADERS, f.DATA, f.HEADERS]
     assert peer.dec.decode(frames[2][3]) == (("a", "b"),)
     assert frames[2][1] & f.END_STREAM
-    assert bytes(peer.conn.ended[0].body) == b"hello"
-    assert not peer.conn.streams
+    assert bytes(conn.ended[0].body) == b"hello"
+    assert not conn.streams
 
 
 @pytest.mark.parametrize("size", [4 << 20, 64 << 20])

@@ -1,0 +1,68 @@
+"""gRPC framing on the HTTP/2 connection, without a network: eager calls answer inside
+data_received, timeouts, percent-encoding, the status table."""
+
+from __future__ import annotations
+
+import pytest
+
+from tureen.errors import NotFoundError, NotReadyError, TureenError
+from tureen.serving import DataPlane
+from tureen.transports.grpc import h2frames as f
+from tureen.transports.grpc import inference_pb2 as pb
+from tureen.transports.grpc.errors import Status, grpc_status, status_of
+from tureen.transports.grpc.h2grpc import GrpcConnection, Service, parse_timeout, percent_encode
+from tureen.transports.grpc.hpack import Decoder, Encoder
+
+from .test_h2conn import FakeTransport, Peer
+
+
+def call_frames(path: str, message: bytes) -> bytes:
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", path),
+               (":authority", "x"), ("content-type", "application/grpc")]
+    body = b"\0" + len(message).to_bytes(4, "big") + message
+    return (f.frame(f.HEADERS, f.END_HEADERS, 1, Encoder().encode(headers)) +
+            f.frame(f.DATA, f.END_STREAM, 1, body))
+
+
+async def test_a_call_that_never_suspends_is_answered_inside_data_received() -> None:
+    dp = DataPlane()
+    conn = GrpcConnection(Service(dp, 1 << 20, 100))
+    t = FakeTransport()
+    conn.connection_made(t)  # type: ignore[arg-type]
+    conn.data_received(f.PREFACE + f.settings({}))
+    peer = Peer(conn, t)
+    peer.frames()
+    conn.data_received(call_frames("/inference.GRPCInferenceService/ServerLive",
+                                   pb.ServerLiveRequest().SerializeToString()))
+    frames = peer.frames()  # no event-loop turn in between
+    assert [k for k, *_ in frames] == [f.HEADERS, f.DATA, f.HEADERS]
+    assert pb.ServerLiveResponse.FromString(frames[1][3][5:]).live
+    trailers = dict(Decoder().decode(frames[2][3]))
+    assert trailers["grpc-status"] == "0" and trailers["x-request-id"]
+    dp.close()
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("1H", 3600.0), ("2M", 120.0), ("3S", 3.0), ("250m", 0.25), ("10u", 1e-5), ("7n", 7e-9),
+])
+def test_parse_timeout(value: str, seconds: float) -> None:
+    assert parse_timeout(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["", "S", "1x", "123456789S", "-1S"])
+def test_parse_timeout_rejects(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_timeout(bad)
+
+
+def test_percent_encode() -> None:
+    assert percent_encode("plain text ok") == "plain text ok"
+    assert percent_encode("50% ü\n") == "50%25 %C3%BC%0A"
+
+
+def test_status_table_uses_the_grpc_integers() -> None:
+    assert status_of(NotFoundError("x")) == Status.NOT_FOUND
+    assert int(Status.NOT_FOUND) == 5
+    assert status_of(NotReadyError("x")) == 14
+    assert status_of(TureenError("x")) == Status.INTERNAL
+    assert grpc_status(NotFoundError("x")).name == "NOT_FOUND"
