@@ -23,6 +23,7 @@ from tureen.errors import InvalidRequestError, NotFoundError, NotReadyError, Tur
 from tureen.serving.batching import Batcher
 from tureen.serving.context import model_label
 from tureen.serving.inference import InferOutput, InferRequest, InferResponse, TensorSpec
+from tureen.serving.inline import InlineBudget
 from tureen.serving.metrics import Metrics
 from tureen.serving.model import Explainer, Headers, Model
 from tureen.serving.repository import ModelRepository, Served
@@ -61,6 +62,8 @@ class _Pipeline:
     batch_arrays: bool
     #: this model's own threads: a model that blocks them all cannot starve the others
     executor: ThreadPoolExecutor
+    #: whether its sync work is short enough to run on the event loop
+    budget: InlineBudget
 
 
 class DataPlane:
@@ -104,6 +107,7 @@ class DataPlane:
         batcher = None
         labels = (model.name, model.version)
         arrays = isinstance(model, ArrayModel) and type(model).predict is ArrayModel.predict
+        budget = InlineBudget(model.inline_budget_ms)
         if model.max_batch_size > 1:
             def on_batch(rows: int) -> None:
                 self.metrics.observe("tureen_batch_size", labels, rows)
@@ -111,16 +115,24 @@ class DataPlane:
             run_predict: Callable[[Any], Awaitable[Any]]
             if arrays:
                 async def run_predict(x: Any, _m: Any = model) -> Any:
-                    return await self.run_blocking(_m.predict_array, x, executor=executor)
+                    if budget.inline():
+                        return budget.timed(_m.predict_array, x)
+                    return await self.run_blocking(budget.timed, _m.predict_array, x,
+                                                   executor=executor)
             else:
                 async def run_predict(payload: Any, _m: Model = model, _a: bool = pred_a) -> Any:
-                    return await self._stage(_m.predict, _a, payload, {}, executor)
+                    if _a:
+                        return await _m.predict(payload, {})
+                    if budget.inline():
+                        return budget.timed(_m.predict, payload, {})
+                    return await self.run_blocking(budget.timed, _m.predict, payload, {},
+                                                   executor=executor)
 
             batcher = Batcher(run_predict, model.max_batch_size, model.max_latency_ms, on_batch)
         self._pipelines[id(model)] = _Pipeline(
             pre, pre_a, model.predict, pred_a, post, post_a,
             not (pre_a or pred_a or post_a) and batcher is None, batcher,
-            arrays and batcher is not None, executor,
+            arrays and batcher is not None, executor, budget,
         )
 
     async def run_blocking(
@@ -264,9 +276,11 @@ class DataPlane:
         return await self.run_blocking(fn, payload, headers, executor=executor)
 
     async def _run(self, model: Model, pipe: _Pipeline, payload: Any, headers: Headers) -> Any:
-        if pipe.all_sync:  # one hop to the thread pool for every stage
-            return await self.run_blocking(self._run_sync, model, pipe, payload, headers,
-                                           executor=pipe.executor)
+        if pipe.all_sync:  # every stage inline, or one hop to the thread pool for all
+            if pipe.budget.inline():
+                return pipe.budget.timed(self._run_sync, model, pipe, payload, headers)
+            return await self.run_blocking(pipe.budget.timed, self._run_sync, model, pipe,
+                                           payload, headers, executor=pipe.executor)
         observe = self.metrics.observe
         labels = (model.name, model.version)
         if pipe.pre is not None:

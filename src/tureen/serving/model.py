@@ -37,6 +37,9 @@ class Model:
         #: adaptive batching: > 1 turns it on for v1, v2 and gRPC alike
         self.max_batch_size = 0
         self.max_latency_ms = 5.0
+        #: sync stages run on the event loop while their recent average stays under this
+        #: many ms (0: always in a worker thread, as KServe does; see serving.inline)
+        self.inline_budget_ms = 0.0
 
     def load(self) -> bool:
         self.ready = True

@@ -16,11 +16,11 @@ re-run one by one so each gets its own answer or error. Scripts disable merging.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from tureen.serving.batching import split
+from tureen.serving.inline import InlineBudget
 from tureen.serving.model import Headers
 from tureen.transformer.features import Columns, LocalFeatures
 from tureen.transformer.model import FeatureTransformer
@@ -38,11 +38,9 @@ class _Pending:
 
 
 class FusedFeatureTransformer(FeatureTransformer):
-    _ewma_s = 0.0
-    _calls = 0
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._budget = InlineBudget(self.config.inline_budget_ms)
         self._queue: list[_Pending] = []
         self._scheduled = False
         self._running = False
@@ -50,19 +48,10 @@ class FusedFeatureTransformer(FeatureTransformer):
 
     # ---- timing ---------------------------------------------------------------------------
     def _inline(self) -> bool:
-        budget = self.config.inline_budget_ms / 1000.0
-        return budget > 0 and self._calls > 0 and self._ewma_s < budget
-
-    def _observe(self, seconds: float) -> None:
-        self._calls += 1
-        self._ewma_s = seconds if self._calls == 1 else 0.9 * self._ewma_s + 0.1 * seconds
+        return self._budget.inline()
 
     def _timed(self, fn: Any, *args: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            self._observe(time.perf_counter() - t)
+        return self._budget.timed(fn, *args)
 
     # ---- entry points -----------------------------------------------------------------------
     async def predict(self, payload: Any, headers: Headers | None = None) -> Any:

@@ -11,8 +11,9 @@
 | ``*.joblib``, ``*.pkl``, ``*.pickle`` | scikit-learn (or any object with ``predict``) |
 
 An optional ``model-settings.json`` (in the model or the version directory) sets
-``max_batch_size``, ``max_latency_ms``, ``method`` (e.g. ``predict_proba``), and overrides the
-declared ``inputs`` / ``outputs`` (lists of ``{"name", "datatype", "shape"}``).
+``max_batch_size``, ``max_latency_ms``, ``inline_budget_ms``, ``method`` (e.g.
+``predict_proba``), and overrides the declared ``inputs`` / ``outputs`` (lists of
+``{"name", "datatype", "shape"}``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def apply_settings(model: Model, settings: dict[str, Any]) -> None:
         model.max_batch_size = int(settings["max_batch_size"])
     if "max_latency_ms" in settings:
         model.max_latency_ms = float(settings["max_latency_ms"])
+    if "inline_budget_ms" in settings:
+        model.inline_budget_ms = float(settings["inline_budget_ms"])
     model._declared = {  # type: ignore[attr-defined]
         k: [TensorSpec(t["name"], t["datatype"], list(t["shape"])) for t in settings[k]]
         for k in ("inputs", "outputs") if k in settings

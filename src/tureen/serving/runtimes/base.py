@@ -15,12 +15,14 @@ from tureen.serving.model import Headers, Model
 class ArrayModel(Model):
     """Rows in, rows out: ``predict_array`` is row-independent, so the data plane batches
     concurrent requests at the array level (adaptive, ``max_batch_size`` 64 by default; set 0
-    in model-settings.json to turn it off)."""
+    in model-settings.json to turn it off). A predict that stays under ``inline_budget_ms``
+    (1 ms by default) runs on the event loop: a thread hop would cost more than the work."""
 
     def __init__(self, name: str, path: Path) -> None:
         super().__init__(name)
         self.path = path
         self.max_batch_size = 64
+        self.inline_budget_ms = 1.0
 
     def predict(self, payload: Any, headers: Headers | None = None) -> Any:
         return self.predict_array(self.decode(payload))
