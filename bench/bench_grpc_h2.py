@@ -98,11 +98,13 @@ def h2load(port: int, body: Path, conns: int, seconds: float, log: Path) -> dict
     ).stdout
     m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
                   r"(\d+) failed, (\d+) errored", out)
-    assert m, out
+    rps = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out)
+    assert m and rps, out
     lat = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line)
+    log.unlink()  # h2load appends to an existing log file
     done = len(lat)
     return {
-        "requests_per_s": done / seconds,
+        "requests_per_s": float(rps.group(1)),
         "p50_ms": lat[done // 2] / 1000.0,
         "p99_ms": lat[min(done - 1, int(done * 0.99))] / 1000.0,
         "failed": int(m.group(4)) + int(m.group(5)),
