@@ -95,7 +95,7 @@ class FeatureHandlers:
             req.entities, req.full_feature_names,
             feature_service=req.features if isinstance(req.features, str) else None,
         )
-        return 200, orjson.dumps(resp.to_feast_json(), option=orjson.OPT_SERIALIZE_NUMPY)
+        return 200, resp.feast_json_bytes()
 
     async def push(self, body: bytes) -> Answer:
         req = parse_push(body)
