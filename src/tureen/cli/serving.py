@@ -56,12 +56,18 @@ def register(cli: click.Group) -> None:
     @click.option("--grace_seconds", default=30.0, show_default=True, type=float,
                   help="On SIGTERM, how long in-flight requests may take to finish.")
     @click.option("--log_level", "--log-level", default="warning", show_default=True)
+    @click.option("--http_server", "--http-server", default="tureen", show_default=True,
+                  type=click.Choice(["tureen", "uvicorn"]),
+                  help="HTTP/1.1 implementation: tureen's own, or uvicorn (ASGI).")
+    @click.option("--grpc_server", "--grpc-server", default="tureen", show_default=True,
+                  type=click.Choice(["tureen", "grpcio"]),
+                  help="gRPC implementation: tureen's own HTTP/2, or grpcio's grpc.aio.")
     def serve_model(
         model_name: str, model_dir: Path | None, model_repository: Path | None,
         version_policy: str, http_port: int, grpc_port: int, enable_grpc: bool, host: str,
         workers: int, predictor_host: str | None, predictor_protocol: str,
         max_batch_size: int | None, max_latency_ms: float | None, max_request_mb: float,
-        grace_seconds: float, log_level: str,
+        grace_seconds: float, log_level: str, http_server: str, grpc_server: str,
     ) -> None:
         """Serve a model over KServe v1, Open Inference Protocol REST and gRPC."""
         from tureen.serving import ModelServer
@@ -97,5 +103,6 @@ def register(cli: click.Group) -> None:
                 version_policy=version_policy, enable_grpc=enable_grpc,
                 max_request_bytes=int(max_request_mb * 1024 * 1024),
                 grace_seconds=grace_seconds, log_level=log_level, model_defaults=defaults,
+                http_server=http_server, grpc_server=grpc_server,
             )
             server.start(models)

@@ -2,7 +2,8 @@
 
 In each worker process it builds one ``DataPlane``, the REST app (KServe v1 + OIP) on tureen's
 HTTP/1.1 server (``http_server="tureen"``, native handlers; ``"uvicorn"`` runs the same app
-over ASGI) and the OIP gRPC service on ``grpc.aio``, all on one event loop. ``workers > 1``
+over ASGI) and the OIP gRPC service on tureen's own HTTP/2 (``grpc_server="tureen"``;
+``"grpcio"`` runs it on ``grpc.aio``), all on one event loop. ``workers > 1``
 forks that many processes sharing the ports through ``SO_REUSEPORT``; their metrics are
 summed on scrape. SIGTERM/SIGINT stop accepting, drain requests in flight (up to
 ``grace_seconds``) and exit.
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_GRPC_MESSAGE = 256 * 1024 * 1024
 HTTP_SERVERS = ("tureen", "uvicorn")
+GRPC_SERVERS = ("tureen", "grpcio")
 KEEP_ALIVE_SECONDS = 5.0
 
 
@@ -79,6 +81,7 @@ class ModelServer:
         model_defaults: dict[str, Any] | None = None,
         gil_switch_ms: float | None = None,
         http_server: str = "tureen",
+        grpc_server: str = "tureen",
     ) -> None:
         """``model_defaults``: model-settings.json defaults for repository models (e.g.
         ``{"max_batch_size": 0}`` turns adaptive batching off for every built-in runtime).
@@ -86,11 +89,16 @@ class ModelServer:
         5 ms; a smaller one hands finished predict threads back to the loop sooner, at the
         cost of more switching — no gain was measurable on the 2-core bench machine).
         ``http_server``: ``"tureen"`` (native fast path) or ``"uvicorn"`` (the ASGI app on
-        uvicorn)."""
+        uvicorn). ``grpc_server``: ``"tureen"`` (tureen's own HTTP/2, see
+        ``transports.grpc.h2server``) or ``"grpcio"`` (``grpc.aio``)."""
         if http_server not in HTTP_SERVERS:
             raise ValueError(f"http_server {http_server!r} is unknown; use one of "
                              f"{', '.join(HTTP_SERVERS)}.")
+        if grpc_server not in GRPC_SERVERS:
+            raise ValueError(f"grpc_server {grpc_server!r} is unknown; use one of "
+                             f"{', '.join(GRPC_SERVERS)}.")
         self.http_server = http_server
+        self.grpc_server = grpc_server
         self.http_port = http_port
         self.grpc_port = grpc_port
         self.workers = max(1, workers)
@@ -239,6 +247,13 @@ class ModelServer:
         log.warning("ready: serving %s", dp.list_models())
 
     async def _start_grpc(self, dp: DataPlane) -> Any:
+        if self.grpc_server == "tureen":
+            from tureen.transports.grpc.h2server import start_h2_server
+
+            h2 = await start_h2_server(dp, self.host, self.grpc_port,
+                                       max_message_bytes=MAX_GRPC_MESSAGE)
+            self.grpc_port = h2.port
+            return h2
         import grpc
 
         from tureen.transports.grpc import add_inference_service

@@ -162,9 +162,18 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def server(repo: Path) -> Iterator[Server]:
-    s = start_server(repo, "--version_policy", "all", "--max_request_mb", "8")
+#: tureen's own HTTP/1.1 and HTTP/2 servers (the default), and the uvicorn + grpc.aio fallback:
+#: every test against ``server`` runs on both
+IMPLEMENTATIONS = {
+    "own-servers": (),
+    "uvicorn-grpcio": ("--http_server", "uvicorn", "--grpc_server", "grpcio"),
+}
+
+
+@pytest.fixture(scope="session", params=list(IMPLEMENTATIONS))
+def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    s = start_server(repo, "--version_policy", "all", "--max_request_mb", "8",
+                     *IMPLEMENTATIONS[request.param])
     yield s
     assert s.stop() == 0
 
