@@ -11,8 +11,11 @@ Public names:
 - ``tureen.serving.clients``: async clients for remote predictors (v1, v2, grpc-v2):
   ``predictor_client(host, protocol)``; ``tureen.serving.remote.RemoteModel`` forwards
   predict to one (KServe transformer shape: override preprocess/postprocess).
-- ``tureen.transports.rest.build_app(dataplane, extra_routes=[...])`` and
-  ``tureen.transports.grpc.add_inference_service(server, dataplane)``: the transports.
+- The transports: ``tureen.transports.rest.build_app(dataplane, extra_routes=[...])`` (an ASGI
+  app that also resolves its routes natively for ``tureen.transports.http1.HTTPServer``),
+  ``tureen.transports.grpc.h2server.start_h2_server(dataplane, host, port, ...)`` (gRPC on
+  tureen's HTTP/2) and ``tureen.transports.grpc.add_inference_service(server, dataplane)``
+  (the same service on a ``grpc.aio`` server).
 """
 
 from tureen.serving.dataplane import DataPlane

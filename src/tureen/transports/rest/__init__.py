@@ -1,4 +1,5 @@
-"""REST: KServe v1 and Open Inference Protocol (v2) over one ASGI app; see ``build_app``."""
+"""REST: KServe v1 and Open Inference Protocol (v2) in one app (native handlers for tureen's
+HTTP/1.1 server, ASGI for any other); see ``build_app``."""
 
 from tureen.transports.rest.app import RestApp, build_app
 
