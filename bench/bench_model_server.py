@@ -168,6 +168,7 @@ def h2load(target: str, body: Path, conns: int, seconds: float, tmp: Path) -> di
     ).stdout
     rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
     rows = [line.split("\t") for line in log.read_text().splitlines() if line]
+    log.unlink()  # h2load appends to an existing log file
     lat = np.array([int(r[2]) for r in rows], dtype=np.float64) / 1000.0
     bad = sum(1 for r in rows if r[1] != "200")
     return {"requests_per_s": rps, "p50_ms": round(float(np.percentile(lat, 50)), 3),

@@ -16,27 +16,13 @@ import numpy as np
 import pytest
 import uvloop
 from sklearn.linear_model import LogisticRegression
+from tests.e2e.serving.conftest import ECHO
 
 from tureen.serving import DataPlane, Model, ModelRepository, VersionPolicy
 from tureen.transports.grpc.h2server import H2Server, start_h2_server
 
 N_FEATURES = 10
 T = TypeVar("T")
-
-ECHO = '''
-from tureen.serving import InferOutput, InferResponse, Model
-
-
-class Echo(Model):
-    def load(self):
-        self.ready = True
-        return True
-
-    async def predict(self, payload, headers=None):
-        return InferResponse(self.name, [
-            InferOutput(i.name.replace("in", "out"), i.datatype, i.shape, i.data)
-            for i in payload.inputs])
-'''
 
 SLOW = '''
 import time

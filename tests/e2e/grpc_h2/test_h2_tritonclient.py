@@ -1,5 +1,6 @@
-"""Triton's gRPC client against tureen's own HTTP/2 gRPC server (the pass that
-tests/e2e/serving/test_serving_tritonclient.py makes against the grpc.aio server)."""
+"""Triton's gRPC client against tureen's own HTTP/2 gRPC server started in process. Every
+datatype and the v1/v2 pass live in tests/e2e/serving/test_serving_tritonclient.py, which
+runs against both gRPC implementations through ``tureen serve-model``."""
 
 from __future__ import annotations
 
@@ -44,36 +45,6 @@ def test_health_metadata_and_infer(client: tgrpc.InferenceServerClient,
         assert res.get_response().id == "r-1"
     res = client.infer("lr", [inp])  # default version: the highest
     np.testing.assert_array_equal(res.as_numpy("output-0"), expected(server, "2"))
-
-
-ALL_TYPES = {
-    "BOOL": np.array([[True, False, True]]),
-    "UINT8": np.array([[0, 7, 255]], dtype=np.uint8),
-    "UINT16": np.array([[0, 7, 65535]], dtype=np.uint16),
-    "UINT32": np.array([[0, 7, 2**32 - 1]], dtype=np.uint32),
-    "UINT64": np.array([[0, 7, 2**64 - 1]], dtype=np.uint64),
-    "INT8": np.array([[-128, 0, 127]], dtype=np.int8),
-    "INT16": np.array([[-5, 0, 5]], dtype=np.int16),
-    "INT32": np.array([[-5, 0, 2**31 - 1]], dtype=np.int32),
-    "INT64": np.array([[-(2**63), 0, 2**63 - 1]], dtype=np.int64),
-    "FP16": np.array([[1.5, -0.25, 65504]], dtype=np.float16),
-    "FP32": np.array([[1.5, -0.25, 3.4e38]], dtype=np.float32),
-    "FP64": np.array([[1.5, -0.25, 1e308]], dtype=np.float64),
-    "BYTES": np.array([[b"a", b"", "ü".encode()]], dtype=object),
-}
-
-
-def test_every_datatype(client: tgrpc.InferenceServerClient) -> None:
-    inputs = []
-    for i, (dt, arr) in enumerate(ALL_TYPES.items()):
-        t = tgrpc.InferInput(f"in{i}", list(arr.shape), dt)
-        t.set_data_from_numpy(arr)
-        inputs.append(t)
-    res = client.infer("echo", inputs)
-    for i, (dt, arr) in enumerate(ALL_TYPES.items()):
-        got = res.as_numpy(f"out{i}")
-        np.testing.assert_array_equal(got, arr, err_msg=dt)
-        assert got.dtype == arr.dtype, dt
 
 
 def test_errors_map_to_status_codes(client: tgrpc.InferenceServerClient) -> None:
