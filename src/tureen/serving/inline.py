@@ -22,6 +22,11 @@ class InlineBudget:
         self._calls = 0
         self._ewma_s = 0.0
 
+    @property
+    def calls(self) -> int:
+        """How many calls were observed."""
+        return self._calls
+
     def inline(self) -> bool:
         """Whether the next call may run on the event loop."""
         return self._budget_s > 0 and self._calls > 0 and self._ewma_s < self._budget_s

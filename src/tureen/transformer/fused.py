@@ -47,6 +47,11 @@ class FusedFeatureTransformer(FeatureTransformer):
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- timing ---------------------------------------------------------------------------
+    @property
+    def model_calls(self) -> int:
+        """Feature reads + model calls made so far (merged requests share one)."""
+        return self._budget.calls
+
     def _inline(self) -> bool:
         return self._budget.inline()
 

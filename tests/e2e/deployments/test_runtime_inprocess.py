@@ -199,7 +199,7 @@ async def test_merged_requests_log_their_own_features(tmp_path: Path) -> None:
                            for a in accounts * 3))
     calls = m.status()["versions"]["1"]["requests"]
     transformer: Any = m._engines[1].transformer  # type: ignore[index]
-    assert transformer._calls < calls  # requests were merged into fewer model calls
+    assert transformer.model_calls < calls  # requests were merged into fewer model calls
     await m.aclose()
     log = read_log(str(d / "data" / "inference_log"), "fused-d").to_pandas()
     assert len(log) == calls == 91 and log["request_id"].is_unique
