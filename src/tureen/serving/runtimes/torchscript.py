@@ -40,7 +40,7 @@ class TorchScriptModel(ArrayModel):
         self._torch = torch
         with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; it still loads
             warnings.simplefilter("ignore", DeprecationWarning)
-            self._module = torch.jit.load(  # type: ignore[no-untyped-call]
+            self._module = torch.jit.load(  # type: ignore[no-untyped-call, unused-ignore]
                 str(self.path), map_location="cpu"
             )
         self._module.eval()
