@@ -176,6 +176,20 @@ def test_indexed_only_blocks_are_cached_until_the_table_changes() -> None:
     assert d.decode(b"\x82\xbe") == ((":method", "GET"), ("k", "v"))
 
 
+def test_literals_without_indexing_are_cached_but_never_indexed_ones_are_not() -> None:
+    d = Decoder()
+    plain = b"\x82" + b"\x04" + encode_int(len("/x/Infer"), 7) + b"/x/Infer"  # :path literal
+    first = d.decode(plain)
+    assert first == ((":method", "GET"), (":path", "/x/Infer"))
+    assert d.decode(plain) is first  # the table did not change: served from the cache
+    secret = b"\x82" + b"\x1f\x08" + encode_int(3, 7) + b"tok"  # never-indexed authorization
+    one = d.decode(secret)
+    assert one == ((":method", "GET"), ("authorization", "tok"))
+    assert d.decode(secret) is not one  # sensitive fields are decoded anew, not kept
+    d.decode(b"\x40\x01k\x01v")  # an insertion clears the cache
+    assert d.decode(plain) is not first and d.decode(plain) == first
+
+
 def test_encoder_output_decodes() -> None:
     e = Encoder()
     headers = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "0"),

@@ -2,10 +2,12 @@
 
 ``Decoder`` implements every representation: indexed fields, literals with and without
 indexing and never indexed, dynamic table size updates, the static and dynamic tables with
-eviction, and Huffman-coded strings. A header block made only of indexed fields decodes the
-same way for as long as the dynamic table is unchanged, so such blocks are cached by their
-bytes (clients such as grpcio send byte-identical blocks for every call after the first);
-any change to the table clears the cache.
+eviction, and Huffman-coded strings. A header block that does not change the dynamic table
+(indexed fields and literals without indexing) decodes the same way for as long as the
+table is unchanged, so such blocks are cached by their bytes: clients send byte-identical
+blocks for every call after the first (grpcio indexes everything; nghttp2 sends ``:path``
+and ``content-length`` as literals without indexing). Any change to the table clears the
+cache; blocks with never-indexed (sensitive) fields are not kept.
 
 ``Encoder`` uses only static-table indexes and literals without indexing, never Huffman:
 valid HPACK that needs no dynamic table state on the peer's side.
@@ -149,7 +151,7 @@ class Decoder:
             return hit
         out: list[Header] = []
         pos, n = 0, len(block)
-        only_indexed = True
+        cacheable = True
         changes = 0
         while pos < n:
             b = block[pos]
@@ -157,7 +159,6 @@ class Decoder:
                 index, pos = decode_int(block, pos, 7)
                 out.append(self._get(index))
                 continue
-            only_indexed = False
             if b & 0xE0 == 0x20:  # §6.3 dynamic table size update
                 if out:
                     raise HpackError("dynamic table size update after a header field")
@@ -166,6 +167,8 @@ class Decoder:
                 changes += 1
                 continue
             indexing = b & 0x40  # §6.2.1 incremental indexing, else §6.2.2/§6.2.3
+            if b & 0xF0 == 0x10:  # §6.2.3 never indexed: sensitive, not kept in the cache
+                cacheable = False
             index, pos = decode_int(block, pos, 6 if indexing else 4)
             if index:
                 name = self._get(index)[0]
@@ -177,7 +180,7 @@ class Decoder:
                 self._add(name, value)
                 changes += 1
         result = tuple(out)
-        if only_indexed and not changes:
+        if cacheable and not changes:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[bytes(block)] = result
