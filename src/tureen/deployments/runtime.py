@@ -35,10 +35,11 @@ from typing import Any
 from tureen.deployments.engine import Engine, build_engine
 from tureen.deployments.spec import DeploymentSpec
 from tureen.deployments.status import VersionStats, file_logger, status_path
-from tureen.errors import NotReadyError
+from tureen.errors import InvalidRequestError, NotReadyError
 from tureen.inference_log import InferenceLogger, InferenceRecord, LogMode, sink_from_url
 from tureen.models import ModelRegistry
 from tureen.serving.context import new_request_id, request_id
+from tureen.serving.metrics import Metrics
 from tureen.serving.model import Headers, Model
 from tureen.store import FeatureStore
 
@@ -81,6 +82,7 @@ class DeploymentModel(Model):
         self.cache_dir = cache_dir or store.repo_path / ".tureen" / "model-cache"
         self.logger: InferenceLogger | None = None
         self.stats: dict[int, VersionStats] = {}
+        self._metrics: Metrics | None = None
         self.cold_starts = 0
         self.swaps = 0
         self._engines: dict[int, Engine] | None = None
@@ -99,6 +101,11 @@ class DeploymentModel(Model):
     def _build_all(self, versions: Sequence[int], spec: DeploymentSpec) -> dict[int, Engine]:
         return {v: build_engine(v, spec, self.store, self.models, self.cache_dir)
                 for v in versions}
+
+    def bind_metrics(self, metrics: Metrics) -> None:
+        """Per-version request counts and latencies also go to the server's ``/metrics``
+        (``tureen_deployment_requests_total``, ``..._request_duration_seconds``)."""
+        self._metrics = metrics
 
     def load(self) -> bool:
         repo = self.store.repo_path
@@ -167,8 +174,14 @@ class DeploymentModel(Model):
         eng.inflight += 1
         stats = self.stats.setdefault(eng.version, VersionStats())
         t0 = time.perf_counter()
+        outcome = "error"
         try:
             fed, result = await eng.call(payload, h)
+            outcome = "ok"
+        except InvalidRequestError:
+            stats.errors += 1
+            outcome = "invalid"
+            raise
         except Exception:
             stats.errors += 1
             raise
@@ -177,6 +190,10 @@ class DeploymentModel(Model):
             stats.requests += 1
             stats.seconds += dt
             stats.latencies.append(dt)
+            if self._metrics is not None:
+                labels = (self.name, str(eng.version))
+                self._metrics.inc("tureen_deployment_requests_total", (*labels, outcome))
+                self._metrics.observe("tureen_deployment_request_duration_seconds", labels, dt)
             eng.inflight -= 1
             if eng.retired and eng.inflight == 0:
                 asyncio.get_running_loop().create_task(self._unload_engine(eng))

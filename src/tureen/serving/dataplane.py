@@ -24,7 +24,7 @@ from tureen.serving.batching import Batcher
 from tureen.serving.context import model_label
 from tureen.serving.inference import InferOutput, InferRequest, InferResponse, TensorSpec
 from tureen.serving.inline import InlineBudget
-from tureen.serving.metrics import Metrics
+from tureen.serving.metrics import Metrics, ReportsMetrics
 from tureen.serving.model import Explainer, Headers, Model
 from tureen.serving.repository import ModelRepository, Served
 from tureen.serving.runtimes.base import ArrayModel
@@ -97,6 +97,8 @@ class DataPlane:
             old.executor.shutdown(wait=False)
         if not added:
             return
+        if isinstance(model, ReportsMetrics):
+            model.bind_metrics(self.metrics)
         executor = ThreadPoolExecutor(max_workers=self.threads,
                                       thread_name_prefix=f"tureen-{model.name}-{model.version}")
         pre = model.preprocess if _overrides(model, "preprocess") else None

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
@@ -32,7 +32,21 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...], Sequence[float]]] = {
     "tureen_batch_size": (
         "histogram", "Rows per predict call of models with adaptive batching.",
         ("model", "version"), BATCH_BUCKETS),
+    "tureen_deployment_requests_total": (
+        "counter", "Requests of a deployment by the model version that answered (main or "
+        "canary) and outcome.", ("deployment", "version", "status"), ()),
+    "tureen_deployment_request_duration_seconds": (
+        "histogram", "Time per request of a deployment by the model version that answered.",
+        ("deployment", "version"), LATENCY_BUCKETS),
 }
+
+
+@runtime_checkable
+class ReportsMetrics(Protocol):
+    """A served model that records metrics of its own (e.g. a deployment's per-version
+    counts); the data plane hands it its ``Metrics`` when the model is registered."""
+
+    def bind_metrics(self, metrics: Metrics) -> None: ...
 
 Key = tuple[str, tuple[str, ...]]
 

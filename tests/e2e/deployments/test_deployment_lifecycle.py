@@ -4,6 +4,7 @@ split, idle unload and reload, inference log flushed on shutdown, KServe export.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -139,6 +140,13 @@ def test_lifecycle(repo: Path, tmp_path: Path) -> None:
             assert time.monotonic() < deadline, st["workers"]
             time.sleep(0.5)
         assert st["workers"][0]["canary"] == {"version": 2, "percent": 20.0}
+        # the same per-version counts on the Prometheus endpoint
+        text = httpx.get(f"{server.url}/metrics", timeout=10).text
+        scraped = {v: float(m.group(1)) for v in ("1", "2") if (m := re.search(
+            r'^tureen_deployment_requests_total\{deployment="fraud",version="' + v +
+            r'",status="ok"\} (\S+)$', text, re.M))}
+        assert scraped.get("2", 0) >= 400 and scraped.get("1", 0) >= 1600, scraped
+        assert 'tureen_deployment_request_duration_seconds_count{deployment="fraud"' in text
 
         # ---- idle unload, then reload on the next request (cold start logged) ------------
         assert _predict(server, "idle") == 2.0
