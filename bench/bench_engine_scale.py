@@ -153,7 +153,8 @@ def worker(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     engine: Any
     if args.worker == "spark":
-        from tureen.offline.spark_engine import SparkEngine, SparkOptions
+        from tureen.offline.spark_engine import SparkEngine
+        from tureen.offline.spark_session import SparkOptions
 
         engine = SparkEngine(w.root, SparkOptions(master=args.master, conf={
             "spark.driver.memory": args.driver_memory,

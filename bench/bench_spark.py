@@ -97,7 +97,8 @@ def worker(engine_name: str, args: argparse.Namespace) -> None:
     t = time.perf_counter()
     engine: Any
     if engine_name == "spark":
-        from tureen.offline.spark_engine import SparkEngine, SparkOptions
+        from tureen.offline.spark_engine import SparkEngine
+        from tureen.offline.spark_session import SparkOptions
 
         engine = SparkEngine(w.root, SparkOptions(master=args.master, conf={
             "spark.driver.memory": "4g", "spark.ui.enabled": "false",

@@ -28,8 +28,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
-import os
-import sys
 import tempfile
 import uuid
 import warnings
@@ -42,7 +40,6 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as sf
@@ -50,9 +47,10 @@ from pyspark.sql import types as st
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from tureen.definitions import FeatureView, FileSource, source_of
-from tureen.errors import BackendUnavailableError, InvalidRequestError, TureenError
+from tureen.errors import InvalidRequestError, TureenError
 from tureen.feature_refs import FeaturePlan
 from tureen.offline.source_files import list_files, locate
+from tureen.offline.spark_session import SparkOptions, runtime_conf, session
 from tureen.offline.timestamps import UTC_US, to_utc_us
 from tureen.types import DType
 
@@ -75,58 +73,6 @@ def spark_type(dtype: DType) -> st.DataType:
     return _SCALARS[dtype.name]
 
 
-class SparkOptions(BaseModel):
-    """Options of ``offline_store: {type: spark, ...}``."""
-
-    model_config = ConfigDict(extra="forbid")
-    master: str = Field(default="local[*]", description="Spark master URL.")
-    app_name: str = Field(default="tureen", description="Spark application name.")
-    conf: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Extra Spark configuration (spark.* keys)."
-    )
-    batch_rows: int = Field(
-        default=100_000, ge=1, description="Rows per RecordBatch yielded to materialization."
-    )
-    staging_dir: str | None = Field(
-        default=None,
-        description="Where entity rows are staged as Parquet for Spark to read: a folder or "
-        "URL every executor can reach. Default: a local temporary folder with a local[...] "
-        "master (much faster than sending rows through the driver), else no staging.",
-    )
-
-
-def _session(options: SparkOptions) -> tuple[SparkSession, bool]:
-    """The active session (reused: one per JVM) or a new one; True when created here."""
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        _runtime_conf(active)
-        return active, False
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.master(options.master).appName(options.app_name)
-    defaults: dict[str, str] = {
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.sql.legacy.parquet.nanosAsLong": "true",
-        "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
-    }
-    for key, value in {**defaults, **{k: str(v) for k, v in options.conf.items()}}.items():
-        builder = builder.config(key, value)
-    try:
-        spark = builder.getOrCreate()
-    except Exception as exc:  # the JVM failed to start: no Java, bad master, ...
-        raise BackendUnavailableError(
-            f"cannot start Spark (master {options.master!r}): {exc}. Check that Java 17+ is "
-            "installed (JAVA_HOME) and that offline_store.master in tureen.yaml is reachable."
-        ) from exc
-    return spark, True
-
-
-def _runtime_conf(spark: SparkSession) -> None:
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
-    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-
-
 class SparkEngine:
     """OfflineEngine on PySpark; pass ``spark`` to share an existing session."""
 
@@ -139,10 +85,10 @@ class SparkEngine:
         self.repo_path = Path(repo_path)
         self.options = options or SparkOptions()
         if spark is not None:
-            _runtime_conf(spark)
+            runtime_conf(spark)
             self.spark, self._owns = spark, False
         else:
-            self.spark, self._owns = _session(self.options)
+            self.spark, self._owns = session(self.options)
         self._appender: Any = None
 
     @classmethod

@@ -1,0 +1,69 @@
+"""The Spark session of ``SparkEngine``: its options in tureen.yaml and how it is started.
+
+One SparkSession per JVM: an active one is reused (with the settings tureen's semantics need:
+UTC session time, Arrow transfer, nanosecond Parquet timestamps read as longs); otherwise one
+is built from ``SparkOptions``. A JVM that cannot start is a ``BackendUnavailableError``
+that says what to check.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pydantic import BaseModel, ConfigDict, Field
+from pyspark.sql import SparkSession
+
+from tureen.errors import BackendUnavailableError
+
+
+class SparkOptions(BaseModel):
+    """Options of ``offline_store: {type: spark, ...}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    master: str = Field(default="local[*]", description="Spark master URL.")
+    app_name: str = Field(default="tureen", description="Spark application name.")
+    conf: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Extra Spark configuration (spark.* keys)."
+    )
+    batch_rows: int = Field(
+        default=100_000, ge=1, description="Rows per RecordBatch yielded to materialization."
+    )
+    staging_dir: str | None = Field(
+        default=None,
+        description="Where entity rows are staged as Parquet for Spark to read: a folder or "
+        "URL every executor can reach. Default: a local temporary folder with a local[...] "
+        "master (much faster than sending rows through the driver), else no staging.",
+    )
+
+
+def session(options: SparkOptions) -> tuple[SparkSession, bool]:
+    """The active session (reused: one per JVM) or a new one; True when created here."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        runtime_conf(active)
+        return active, False
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.master(options.master).appName(options.app_name)
+    defaults: dict[str, str] = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.legacy.parquet.nanosAsLong": "true",
+        "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+    }
+    for key, value in {**defaults, **{k: str(v) for k, v in options.conf.items()}}.items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # the JVM failed to start: no Java, bad master, ...
+        raise BackendUnavailableError(
+            f"cannot start Spark (master {options.master!r}): {exc}. Check that Java 17+ is "
+            "installed (JAVA_HOME) and that offline_store.master in tureen.yaml is reachable."
+        ) from exc
+    return spark, True
+
+
+def runtime_conf(spark: SparkSession) -> None:
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
