@@ -314,9 +314,42 @@ class SparkEngine:
             [pa.field(n, dt.arrow) for n, dt in [*keys, *features]]
             + [pa.field("event_timestamp", UTC_US), pa.field("created_timestamp", UTC_US)]
         )
-        table = self._collect(latest)
-        table = pa.table([table.column(f.name).cast(f.type) for f in schema], schema=schema)
-        yield from table.to_batches(max_chunksize=self.options.batch_rows)
+        for batch in self._batches(latest):
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+    def _batches(self, df: DataFrame) -> Iterator[pa.RecordBatch]:
+        """``df``'s rows in RecordBatches of at most ``batch_rows``. Where there is a staging
+        folder (see ``staging_dir``) Spark writes them there as Parquet and the driver streams
+        them back batch by batch, so its memory stays bounded; otherwise they are collected."""
+        base = self.options.staging_dir
+        local = (self.spark.sparkContext.master or "").startswith("local")
+        if base is None and not local:
+            yield from self._collect(df).to_batches(max_chunksize=self.options.batch_rows)
+            return
+        import pyarrow.dataset as ds
+
+        with contextlib.ExitStack() as stack:
+            base = base or stack.enter_context(tempfile.TemporaryDirectory(prefix="tureen-"))
+            fs, folder = fsspec.core.url_to_fs(base)
+            path = f"{folder.rstrip('/')}/latest-{uuid.uuid4().hex}"
+            conf = self.spark.conf
+            before = conf.get("spark.sql.parquet.outputTimestampType", None)
+            conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+            try:
+                df.write.parquet(fs.unstrip_protocol(path))
+            except AnalysisException as exc:
+                raise InvalidRequestError(f"Spark could not run the query: {exc}") from exc
+            finally:
+                if before is None:
+                    conf.unset("spark.sql.parquet.outputTimestampType")
+                else:
+                    conf.set("spark.sql.parquet.outputTimestampType", before)
+            try:
+                data = ds.dataset(path, format="parquet", filesystem=fs)
+                yield from data.to_batches(batch_size=self.options.batch_rows)
+            finally:
+                fs.rm(path, recursive=True)
 
     def append(self, source: FileSource, table: pa.Table) -> None:
         """Pushed rows become one new file in the source's folder, written exactly as the

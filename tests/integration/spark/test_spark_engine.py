@@ -127,6 +127,30 @@ def test_latest_rows_match_duckdb(engine: Any, repo: Path) -> None:
         duck.close()
 
 
+def test_latest_rows_stream_back_in_bounded_batches_and_leave_no_staging(
+        spark: Any, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tureen.offline.spark_engine import SparkEngine
+    from tureen.offline.spark_session import SparkOptions
+
+    snap, _, _ = _setup(repo)
+    view = snap.feature_view("stats")
+    staging = tmp_path_factory.mktemp("staging")
+    engine = SparkEngine(repo, SparkOptions(batch_rows=2, staging_dir=str(staging)),
+                         spark=spark)
+    duck = DuckDBEngine(repo)
+    try:
+        end = T0 + timedelta(hours=9)
+        batches = list(engine.latest_rows(view, None, end))
+        assert len(batches) > 1 and all(b.num_rows <= 2 for b in batches)
+        a, b = pa.Table.from_batches(batches), pa.Table.from_batches(
+            list(duck.latest_rows(view, None, end)))
+        assert a.schema == b.schema and a.sort_by("driver").equals(b.sort_by("driver"))
+        assert list(staging.iterdir()) == []  # the staged Parquet is removed afterwards
+    finally:
+        duck.close()
+        engine.close()
+
+
 def test_backend_table_builds_it_and_shares_the_running_session(spark: Any, repo: Path) -> None:
     engine = load_backend("offline_store", BackendConfig.model_validate(
         {"type": "spark", "master": "local[2]", "conf": {"spark.sql.shuffle.partitions": 2}}),
