@@ -7,7 +7,6 @@ OnDemandFeatureView and FeatureService found at module level is collected.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 from tureen.definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from tureen.errors import ConfigError, TureenError
+from tureen.user_code import NotImportableError, import_file
 
 _SKIP_DIRS = {"data", "models", "__pycache__", "venv", ".venv", "node_modules", "logs"}
 
@@ -70,26 +70,16 @@ def definition_files(repo: Path) -> list[Path]:
     return out
 
 
-def _import(path: Path, index: int) -> ModuleType:
-    name = f"_tureen_repo_{index}_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"cannot import {path}.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+def _import(path: Path) -> ModuleType:
     try:
-        spec.loader.exec_module(module)
+        return import_file(path, f"_tureen_repo_{path.stem}_", keep=False)
+    except NotImportableError as exc:
+        raise ConfigError(str(exc)) from exc
     except TureenError as exc:
-        line = _line_in(exc, path)
-        raise ConfigError(f"{path}{line}: {exc}") from exc
+        raise ConfigError(f"{path}{_line_in(exc, path)}: {exc}") from exc
     except Exception as exc:
-        line = _line_in(exc, path)
-        raise ConfigError(
-            f"{path}{line}: error while loading definitions: {type(exc).__name__}: {exc}"
-        ) from exc
-    finally:
-        sys.modules.pop(name, None)
-    return module
+        raise ConfigError(f"{path}{_line_in(exc, path)}: error while loading definitions: "
+                          f"{type(exc).__name__}: {exc}") from exc
 
 
 def _line_in(exc: BaseException, path: Path) -> str:
@@ -106,8 +96,8 @@ def load_definitions(repo: Path) -> RepoDefinitions:
     if added:  # let definition files import each other
         sys.path.insert(0, str(repo))
     try:
-        for i, path in enumerate(definition_files(repo)):
-            module = _import(path, i)
+        for path in definition_files(repo):
+            module = _import(path)
             for value in vars(module).values():
                 defs.add(value, str(path.relative_to(repo)))
     finally:

@@ -10,16 +10,12 @@ a dict of arrays for models with several outputs) and returns what the client ge
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import itertools
-import sys
 from pathlib import Path
 from typing import Any
 
 from tureen.errors import ConfigError
-
-_seq = itertools.count()
+from tureen.user_code import NotImportableError, import_file
 
 
 class UserScript:
@@ -47,16 +43,13 @@ class UserScript:
 def _load(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"transformer script {path} does not exist.")
-    mod_name = f"tureen_user_transformer_{next(_seq)}"
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{path} cannot be imported as a Python module.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
     try:
-        spec.loader.exec_module(module)
+        module = import_file(path, "tureen_user_transformer_")
+    except NotImportableError as exc:
+        raise ConfigError(str(exc)) from exc
     except Exception as exc:
         raise ConfigError(f"importing transformer script {path} failed: {exc!r}") from exc
+    mod_name = module.__name__
     classes = [
         obj for obj in vars(module).values()
         if isinstance(obj, type) and obj.__module__ == mod_name

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
-import sys
 from pathlib import Path
 
 from tureen.errors import InvalidRequestError
 from tureen.serving.model import Model
-
-_seq = itertools.count()
+from tureen.user_code import NotImportableError, import_file
 
 
 def load_custom(name: str, file: Path, model_dir: Path) -> Model:
-    mod_name = f"tureen_user_model_{next(_seq)}"
-    spec = importlib.util.spec_from_file_location(mod_name, file)
-    if spec is None or spec.loader is None:
-        raise InvalidRequestError(f"{file} cannot be imported as a Python module.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    spec.loader.exec_module(module)
+    try:
+        module = import_file(file, "tureen_user_model_")
+    except NotImportableError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    mod_name = module.__name__
     classes = [
         obj for obj in vars(module).values()
         if isinstance(obj, type) and issubclass(obj, Model) and obj.__module__ == mod_name
