@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.e2e.server_process import ServerProcess
 
 from tureen.examples.fraud import create_repo
 from tureen.store import FeatureStore
@@ -52,24 +51,7 @@ def tureen(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return r
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+Server = ServerProcess
 
 
 def serve(repo: Path, log: Path, extra: Sequence[str] = ()) -> Server:
@@ -79,7 +61,7 @@ def serve(repo: Path, log: Path, extra: Sequence[str] = ()) -> Server:
             [*CLI, "serve", "--repo", str(repo), "--http-port", str(port), "--grpc-port",
              str(free_port()), *extra],
             stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    server = Server(proc, port, log)
+    server = Server(proc, port, log=log)
     deadline = time.monotonic() + 120
     while True:
         if proc.poll() is not None:

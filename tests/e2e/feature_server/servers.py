@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import httpx
 import joblib
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from tests.e2e.server_process import ServerProcess
 
 from tureen.examples.fraud import create_repo
 from tureen.store import FeatureStore
@@ -65,29 +64,7 @@ def write_model_py(repo: Path, name: str, code: str) -> Path:
     return d
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    http_port: int
-    grpc_port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+Server = ServerProcess
 
 
 def start(args: Sequence[str], log: Path, ready: str = "/v2/health/ready",
@@ -100,7 +77,7 @@ def start(args: Sequence[str], log: Path, ready: str = "/v2/health/ready",
     with log.open("wb") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    server = Server(proc, hp, gp, log)
+    server = Server(proc, hp, gp, log=log)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:

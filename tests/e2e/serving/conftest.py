@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,6 +16,7 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
+from tests.e2e.server_process import ServerProcess
 
 N_FEATURES = 10
 
@@ -102,25 +101,7 @@ def write_custom(root: Path, name: str, code: str) -> None:
     (root / name / "1" / "model.py").write_text(code)
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    http_port: int
-    grpc_port: int
-    repo: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
+Server = ServerProcess
 
 
 def start_server(repo: Path | None, *extra: str, wait: bool = True) -> Server:
@@ -131,7 +112,7 @@ def start_server(repo: Path | None, *extra: str, wait: bool = True) -> Server:
     if repo is not None:
         args += ["--model_repository", str(repo)]
     proc = subprocess.Popen(args, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    server = Server(proc, http_port, grpc_port, repo or Path("."))
+    server = Server(proc, http_port, grpc_port, repo=repo or Path("."))
     if wait:
         wait_ready(server)
     return server
