@@ -39,6 +39,10 @@ def require_postgres() -> str:
     return POSTGRES_URL
 
 
+def redis_available() -> bool:
+    return _reachable("127.0.0.1", 6379)
+
+
 def require_redis() -> str:
     _require("Redis", "127.0.0.1", 6379,
              "start redis-server or set TUREEN_TEST_REDIS_URL to run the Redis tests.")
@@ -56,3 +60,32 @@ def require_module(name: str, install: str) -> Any:
         if REQUIRED:
             pytest.fail(msg + " (TUREEN_REQUIRE_SERVICES=1, so this is a failure)")
         pytest.skip(msg)
+
+
+# Redis key prefixes (``tureen:{project}:``) this test run wrote to the shared Redis. Fixtures
+# that write there register their project with ``redis_project`` and purge it on teardown;
+# ``tests/integration/conftest.py`` fails the run if any of them still holds a key at the end.
+REDIS_PROJECTS: set[str] = set()
+
+
+def redis_project(project: str) -> str:
+    REDIS_PROJECTS.add(project)
+    return project
+
+
+def purge_redis_project(project: str, prefix: str = "tureen") -> None:
+    """Delete every key of ``project`` in the shared Redis (tests clean up what they write)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}:{project}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch = []
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()

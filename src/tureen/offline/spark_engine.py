@@ -50,7 +50,7 @@ from tureen.definitions import FeatureView, FileSource, source_of
 from tureen.errors import InvalidRequestError, TureenError
 from tureen.feature_refs import FeaturePlan
 from tureen.offline.source_files import list_files, locate
-from tureen.offline.spark_session import SparkOptions, runtime_conf, session
+from tureen.offline.spark_session import SparkOptions, runtime_conf, session, worker_python
 from tureen.offline.timestamps import UTC_US, to_utc_us
 from tureen.types import DType
 
@@ -86,6 +86,7 @@ class SparkEngine:
         self.options = options or SparkOptions()
         if spark is not None:
             runtime_conf(spark)
+            worker_python(spark, self.options)
             self.spark, self._owns = spark, False
         else:
             self.spark, self._owns = session(self.options)

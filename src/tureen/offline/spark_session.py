@@ -29,6 +29,13 @@ class SparkOptions(BaseModel):
     batch_rows: int = Field(
         default=100_000, ge=1, description="Rows per RecordBatch yielded to materialization."
     )
+    python: str | None = Field(
+        default=None,
+        description="Python interpreter of the Spark workers. Default: this process's own "
+        "interpreter (sys.executable) with a local[...] master, unless PYSPARK_PYTHON is set; "
+        "on a cluster, PYSPARK_PYTHON or the cluster's setting (the workers need tureen "
+        "installed).",
+    )
     staging_dir: str | None = Field(
         default=None,
         description="Where entity rows are staged as Parquet for Spark to read: a folder or "
@@ -42,8 +49,8 @@ def session(options: SparkOptions) -> tuple[SparkSession, bool]:
     active = SparkSession.getActiveSession()
     if active is not None:
         runtime_conf(active)
+        worker_python(active, options)
         return active, False
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(options.master).appName(options.app_name)
     defaults: dict[str, str] = {
         "spark.sql.session.timeZone": "UTC",
@@ -60,7 +67,23 @@ def session(options: SparkOptions) -> tuple[SparkSession, bool]:
             f"cannot start Spark (master {options.master!r}): {exc}. Check that Java 17+ is "
             "installed (JAVA_HOME) and that offline_store.master in tureen.yaml is reachable."
         ) from exc
+    worker_python(spark, options)
     return spark, True
+
+
+def worker_python(spark: SparkSession, options: SparkOptions) -> None:
+    """Point the Python workers at an interpreter that can import tureen.
+
+    PySpark starts workers with ``PYSPARK_PYTHON`` or a bare ``python3`` from PATH, which on a
+    local master is usually not the virtualenv tureen runs in (``No module named 'tureen'``
+    in the first UDF). The interpreter is read from the SparkContext each time a UDF is
+    created, so this also fixes a session the user built before handing it to tureen.
+    """
+    context = spark.sparkContext
+    if options.python:
+        context.pythonExec = options.python
+    elif "PYSPARK_PYTHON" not in os.environ and (context.master or "").startswith("local"):
+        context.pythonExec = sys.executable
 
 
 def runtime_conf(spark: SparkSession) -> None:

@@ -31,6 +31,7 @@ import redis
 import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import (
@@ -194,8 +195,9 @@ class RedisOnlineStore:
     def _make_async_client(self) -> Any:
         kw = self._common()
         if not self.cluster:
+            # redis.asyncio needs its own Retry (a sync one warns and is not awaited).
             return aioredis.Redis.from_url(
-                self.urls[0], retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2), **kw
+                self.urls[0], retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.01), 2), **kw
             )
         first = urlsplit(self.urls[0])
         kw.pop("max_connections", None)

@@ -25,9 +25,11 @@ def sqlite_store(tmp_path: Path, project: str) -> OnlineStore:
 
 
 def redis_store(tmp_path: Path, project: str) -> OnlineStore:
-    from tests.services import require_redis
+    from tests.services import redis_project, require_redis
 
     from tureen.online.redis_store import RedisOnlineStore
+
+    redis_project(project)
 
     return RedisOnlineStore.from_config({"url": require_redis()}, tmp_path, project)
 

@@ -14,7 +14,7 @@ import redis
 from redis.crc import key_slot
 from tests.integration.redis.conftest import cluster_store, need_redis_server
 from tests.integration.redis.local_cluster import LocalCluster, RedisProcess, spare_ports
-from tests.services import require_redis
+from tests.services import redis_project, require_redis
 
 from tureen.backends import load_backend
 from tureen.config import BackendConfig
@@ -64,7 +64,7 @@ def xs(store: RedisOnlineStore, v: FeatureView, ids: list[int]) -> list[float | 
 
 
 def project() -> str:
-    return f"t_{uuid.uuid4().hex[:12]}"
+    return redis_project(f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from tests.services import require_postgres, require_redis
+from tests.services import redis_project, require_postgres, require_redis
 
 from tureen.config import load_config
 from tureen.examples.fraud import create_repo
@@ -30,7 +30,7 @@ def _store(repo: Path, environ: dict[str, str]) -> FeatureStore:
 
 
 def test_switching_backends_in_config_changes_no_answer(spark: Any, tmp_path: Path) -> None:
-    project = f"scale_{uuid.uuid4().hex[:10]}"
+    project = redis_project(f"scale_{uuid.uuid4().hex[:10]}")
     scaled_env = {
         "TUREEN_PROJECT": project,
         "TUREEN_REGISTRY__TYPE": "sql", "TUREEN_REGISTRY__URL": require_postgres(),
