@@ -25,9 +25,14 @@ def _reachable(host: str, port: int) -> bool:
 
 
 def _require(name: str, host: str, port: int, how: str) -> None:
-    if _reachable(host, port):
+    require_service(f"{name} at {host}:{port}", _reachable(host, port), how)
+
+
+def require_service(name: str, present: bool, how: str) -> None:
+    """Skip (laptop) or fail (``TUREEN_REQUIRE_SERVICES=1``) when ``name`` is absent."""
+    if present:
         return
-    msg = f"{name} is not reachable at {host}:{port}; {how}"
+    msg = f"{name} is not available; {how}"
     if REQUIRED:
         pytest.fail(msg + " (TUREEN_REQUIRE_SERVICES=1, so this is a failure)")
     pytest.skip(msg)
