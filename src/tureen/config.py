@@ -20,12 +20,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tureen.errors import ConfigError
+from tureen.backend_options import OPTIONS
+from tureen.errors import ConfigError, suggest
 
 CONFIG_FILE = "tureen.yaml"
 
@@ -39,6 +40,21 @@ class BackendConfig(BaseModel):
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+class ServingConfig(BaseModel):
+    """``serving:`` defaults for ``tureen serve`` and its transformers."""
+
+    model_config = ConfigDict(extra="forbid")
+    host: str | None = Field(default=None, description="Bind address (default 0.0.0.0).")
+    http_port: int | None = Field(default=None, ge=0, le=65535,
+                                  description="HTTP port (default 8080).")
+    grpc_port: int | None = Field(default=None, ge=0, le=65535,
+                                  description="gRPC port (default 8081).")
+    workers: int | None = Field(default=None, ge=1, description="Worker processes (default 1).")
+    transformers: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="Feature transformers: a mapping each (see the "
+        "transformer configuration reference) or the path of a YAML file holding one.")
 
 
 class RepoConfig(BaseModel):
@@ -65,8 +81,9 @@ class RepoConfig(BaseModel):
         default_factory=lambda: BackendConfig.model_validate({"type": "file", "path": "models"}),
         description="Where registered models are stored (a local path or fsspec URL).",
     )
-    serving: dict[str, Any] = Field(
-        default_factory=dict, description="Defaults for `tureen serve` (ports, workers)."
+    serving: ServingConfig = Field(
+        default_factory=ServingConfig, description="Defaults for `tureen serve` (ports, "
+        "workers, transformers)."
     )
 
     @field_validator("project")
@@ -100,7 +117,14 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+_DEFAULT_TYPES = {"registry": "file", "offline_store": "duckdb", "online_store": "sqlite",
+                  "models": "file"}
+
+
+def _env_overrides(data: dict[str, Any], environ: Mapping[str, str],
+                   sources: dict[tuple[str, ...], str] | None = None) -> dict[str, Any]:
+    """``data`` with ``TUREEN_<SECTION>__<FIELD>`` values applied; ``sources`` collects which
+    key paths came from which variable (so errors can name the variable)."""
     out = dict(data)
     # TYPE first: switching a backend's type drops the file's options for the old backend.
     for key, raw in sorted(environ.items(), key=lambda kv: not kv[0].endswith("__TYPE")):
@@ -120,9 +144,13 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str
             cur = target.get(part)
             if isinstance(cur, str) and i == 0:
                 cur = {"type": "file", "path": cur}
+            if cur is None and i == 0 and part in _DEFAULT_TYPES and path[1] != "type":
+                cur = {"type": _DEFAULT_TYPES[part]}  # an option of the default backend
             target[part] = dict(cur) if isinstance(cur, Mapping) else {}
             target = target[part]
         target[path[-1]] = value
+        if sources is not None:
+            sources[tuple(path)] = key
     return out
 
 
@@ -144,15 +172,113 @@ def load_config(repo: str | Path, environ: Mapping[str, str] | None = None) -> R
         raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with at least `project: NAME`.")
-    data = _env_overrides(data, os.environ if environ is None else environ)
+    sources: dict[tuple[str, ...], str] = {}
+    data = _env_overrides(data, os.environ if environ is None else environ, sources)
     try:
-        return RepoConfig.model_validate(data)
+        config = RepoConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
+        raise _config_error(path, node, sources, _located(exc, (), RepoConfig)) from exc
+    problems: list[tuple[tuple[int | str, ...], str]] = []
+    for section in _BACKEND_SECTIONS:
+        problems += _check_backend(section, getattr(config, section))
+    for i, item in enumerate(config.serving.transformers):
+        if isinstance(item, dict):
+            from tureen.transformer.config import TransformerConfig
+
+            try:
+                TransformerConfig.model_validate(item)
+            except ValidationError as exc:
+                problems += _located(exc, ("serving", "transformers", i), TransformerConfig)
+    if problems:
+        raise _config_error(path, node, sources, problems)
+    return config
+
+
+_BACKEND_SECTIONS = ("registry", "offline_store", "online_store", "models")
+Problem = tuple[tuple[int | str, ...], str]
+
+
+def _check_backend(section: str, cfg: BackendConfig) -> list[Problem]:
+    """Validate a section's options against its backend's model (built-ins; third-party
+    backends are checked when they are built)."""
+    model = OPTIONS.get((section, cfg.type))
+    if model is None:
+        known = sorted(t for s, t in OPTIONS if s == section)
+        plugins = _plugin_types(section)
+        if cfg.type in plugins:
+            return []
+        choices = known + sorted(plugins)
+        return [((section, "type"), f"unknown {section} type {cfg.type!r}."
+                 f"{suggest(cfg.type, choices)} Available: {', '.join(choices)}.")]
+    try:
+        model.model_validate(cfg.options)
+    except ValidationError as exc:
+        return _located(exc, (section,), model)
+    return []
+
+
+def _plugin_types(section: str) -> set[str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name.partition(".")[2] for ep in entry_points(group="tureen.backends")
+            if ep.name.partition(".")[0] == section}
+
+
+def _fields_at(model: Any, loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the (nested) pydantic model at ``loc`` below ``model``."""
+    for part in loc:
+        if isinstance(part, int) or not isinstance(model, type) or not issubclass(
+            model, BaseModel
+        ):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return []
+        model = _model_in(info.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside ``X | None`` / ``list[X]`` (or the annotation itself)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation) if get_origin(annotation) is not None else ():
+        found = _model_in(arg)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    return annotation
+
+
+def _located(exc: ValidationError, prefix: tuple[int | str, ...], model: Any) -> list[Problem]:
+    out: list[Problem] = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden" and loc:
+            key = str(loc[-1])
+            known = _fields_at(model, loc[:-1])
+            msg = (f"unknown key {key!r}.{suggest(key, known)} "
+                   f"Known keys: {', '.join(known) or 'none'}.")
+        out.append(((*prefix, *loc), msg))
+    return out
+
+
+#: pydantic's names for union members in error locations (``str | dict`` items)
+_UNION_TAGS = {"str", "dict[str,any]"}
+
+
+def _config_error(path: Path, node: yaml.Node | None,
+                  sources: Mapping[tuple[str, ...], str], problems: list[Problem]) -> ConfigError:
+    lines = []
+    for loc, msg in problems:
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        var = next((v for k, v in sources.items() if tuple(map(str, loc))[:len(k)] == k), None)
+        if var is not None:
+            at = f"environment variable {var}"
+        else:
             line = _line_of(node, loc)
-            field = ".".join(str(p) for p in loc) or "(top level)"
             at = f"{path}:{line}" if line else str(path)
-            problems.append(f"{at}: field `{field}`: {err['msg']}")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from exc
+        lines.append(f"{at}: field `{field}`: {msg}")
+    return ConfigError("invalid configuration:\n  " + "\n  ".join(lines))

@@ -32,6 +32,10 @@ def _server(http_port: int, grpc_port: int, workers: int, host: str, log_level: 
                        log_level=log_level)
 
 
+def _first(flag: int | None, configured: int | None, default: int) -> int:
+    return flag if flag is not None else configured if configured is not None else default
+
+
 def _store(repo: Path) -> Any:
     from tureen.store import FeatureStore
 
@@ -87,10 +91,10 @@ def register(cli: click.Group) -> None:
 
         store = _store(repo)
         cfg = store.config.serving
-        host = host or str(cfg.get("host", "0.0.0.0"))
-        http_port = http_port if http_port is not None else int(cfg.get("http_port", 8080))
-        grpc_port = grpc_port if grpc_port is not None else int(cfg.get("grpc_port", 8081))
-        workers = workers if workers is not None else int(cfg.get("workers", 1))
+        host = host or cfg.host or "0.0.0.0"
+        http_port = _first(http_port, cfg.http_port, 8080)
+        grpc_port = _first(grpc_port, cfg.grpc_port, 8081)
+        workers = _first(workers, cfg.workers, 1)
         models = repo_models(store, transformer_configs(store, transformers))
         model_root = None
         if not no_models:

@@ -63,10 +63,7 @@ def transformer_configs(store: FeatureStore, extra: Sequence[str | Path] = ()
                         ) -> list[TransformerConfig]:
     """``serving.transformers`` of tureen.yaml plus config files given explicitly."""
     configs: list[TransformerConfig] = []
-    listed = store.config.serving.get("transformers", [])
-    if not isinstance(listed, list):
-        raise ConfigError("tureen.yaml: serving.transformers must be a list of transformers.")
-    for item in listed:
+    for item in store.config.serving.transformers:
         if isinstance(item, str):
             path = Path(item)
             configs.append(load_transformer_config(

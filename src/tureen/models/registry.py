@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from tureen.backend_options import ModelsOptions
 from tureen.errors import ConfigError
 from tureen.models.store import ModelStore
 from tureen.models.version import ModelVersion, TensorSig
@@ -27,17 +28,9 @@ if TYPE_CHECKING:
     from tureen.store import FeatureStore
 
 
-class ModelsConfig(BaseModel):
-    """Options of the ``models`` section (``type: file``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    path: str = "models"
-    storage_options: dict[str, Any] = {}
-
-
 def store_from_config(options: Mapping[str, Any], repo_path: Path) -> ModelStore:
     try:
-        cfg = ModelsConfig.model_validate(dict(options))
+        cfg = ModelsOptions.model_validate(dict(options))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"tureen.yaml: models options: {problems}") from exc

@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
+from tureen.backend_options import DuckDBOptions as DuckDBOptions  # re-exported
 from tureen.definitions import FeatureView, FileSource, source_of
 from tureen.errors import InvalidRequestError, TureenError
 from tureen.feature_refs import FeaturePlan
@@ -46,25 +46,6 @@ log = logging.getLogger(__name__)
 
 _ENTITY_VIEW = "__tureen_entities"
 _ENTITY_TS = "__tureen_ts"
-
-
-class DuckDBOptions(BaseModel):
-    """Options of ``offline_store: {type: duckdb, ...}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    threads: int | None = Field(
-        default=None, ge=1, description="Worker threads; default all cores."
-    )
-    memory_limit: str | None = Field(
-        default=None, description="DuckDB memory limit such as '4GB'; default 80% of RAM."
-    )
-    temp_directory: str | None = Field(
-        default=None, description="Where DuckDB spills when over the limit (relative to the repo)."
-    )
-    batch_rows: int = Field(
-        default=100_000, ge=1, description="Rows per RecordBatch yielded to materialization."
-    )
 
 
 class DuckDBEngine:

@@ -46,11 +46,12 @@ from pyspark.sql import functions as sf
 from pyspark.sql import types as st
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from tureen.backend_options import SparkOptions
 from tureen.definitions import FeatureView, FileSource, source_of
 from tureen.errors import InvalidRequestError, TureenError
 from tureen.feature_refs import FeaturePlan
 from tureen.offline.source_files import list_files, locate
-from tureen.offline.spark_session import SparkOptions, runtime_conf, session, worker_python
+from tureen.offline.spark_session import runtime_conf, session, worker_python
 from tureen.offline.timestamps import UTC_US, to_utc_us
 from tureen.types import DType
 
@@ -356,7 +357,8 @@ class SparkEngine:
         """Pushed rows become one new file in the source's folder, written exactly as the
         DuckDB engine writes them (pyarrow, hidden name then rename), so both read them."""
         if self._appender is None:
-            from tureen.offline.duckdb_engine import DuckDBEngine, DuckDBOptions
+            from tureen.backend_options import DuckDBOptions
+            from tureen.offline.duckdb_engine import DuckDBEngine
 
             self._appender = DuckDBEngine(self.repo_path, DuckDBOptions(threads=1))
         self._appender.append(source, table)

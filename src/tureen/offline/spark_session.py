@@ -11,37 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
-from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import SparkSession
 
+from tureen.backend_options import SparkOptions as SparkOptions  # re-exported
 from tureen.errors import BackendUnavailableError
-
-
-class SparkOptions(BaseModel):
-    """Options of ``offline_store: {type: spark, ...}``."""
-
-    model_config = ConfigDict(extra="forbid")
-    master: str = Field(default="local[*]", description="Spark master URL.")
-    app_name: str = Field(default="tureen", description="Spark application name.")
-    conf: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Extra Spark configuration (spark.* keys)."
-    )
-    batch_rows: int = Field(
-        default=100_000, ge=1, description="Rows per RecordBatch yielded to materialization."
-    )
-    python: str | None = Field(
-        default=None,
-        description="Python interpreter of the Spark workers. Default: this process's own "
-        "interpreter (sys.executable) with a local[...] master, unless PYSPARK_PYTHON is set; "
-        "on a cluster, PYSPARK_PYTHON or the cluster's setting (the workers need tureen "
-        "installed).",
-    )
-    staging_dir: str | None = Field(
-        default=None,
-        description="Where entity rows are staged as Parquet for Spark to read: a folder or "
-        "URL every executor can reach. Default: a local temporary folder with a local[...] "
-        "master (much faster than sending rows through the driver), else no staging.",
-    )
 
 
 def session(options: SparkOptions) -> tuple[SparkSession, bool]:

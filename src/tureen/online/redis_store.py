@@ -30,7 +30,6 @@ import pyarrow as pa
 import redis
 import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -48,6 +47,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from tureen.backend_options import RedisOptions
 from tureen.definitions import FeatureView
 from tureen.errors import BackendUnavailableError, InvalidRequestError
 from tureen.online.encoding import encode_rows
@@ -91,40 +91,6 @@ _SCRIPTS = {"write": _WRITE_SCRIPT, "read": _READ_SCRIPT}
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterError, RedisClusterException)
 Command = tuple[Any, ...]
 _Assemble = Callable[[list[Any]], list[list[StoredRow | None]]]
-
-
-class RedisOptions(BaseModel):
-    """``online_store: {type: redis, ...}`` options in tureen.yaml."""
-
-    model_config = ConfigDict(extra="forbid")
-    url: str | list[str] = Field(
-        default="redis://localhost:6379/0",
-        description="redis:// or rediss:// URL; a list of node URLs means a Redis Cluster.",
-    )
-    cluster: bool = Field(
-        default=False, description="Treat `url` as a Redis Cluster node (implied by a list)."
-    )
-    key_ttl_seconds: int | None = Field(
-        default=None, gt=0,
-        description="Expire an entity's hash this long after its last write (default: never).",
-    )
-    key_prefix: str = Field(default="tureen", pattern=r"^[A-Za-z0-9_\-.]+$")
-    connect_timeout_seconds: float = Field(default=2.0, gt=0)
-    socket_timeout_seconds: float = Field(default=5.0, gt=0)
-    write_batch_size: int = Field(
-        default=5000, ge=1, description="Rows per pipelined round trip when writing."
-    )
-    max_connections: int | None = Field(default=None, ge=1)
-
-    @field_validator("url")
-    @classmethod
-    def _urls(cls, v: str | list[str]) -> str | list[str]:
-        for u in [v] if isinstance(v, str) else v:
-            if urlsplit(u).scheme not in ("redis", "rediss", "unix"):
-                raise ValueError(f"{u!r} is not a redis://, rediss:// or unix:// URL")
-        if isinstance(v, list) and not v:
-            raise ValueError("give at least one cluster node URL")
-        return v
 
 
 def redact(url: str) -> str:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
 
+from tureen.backend_options import SqliteOptions
 from tureen.definitions import FeatureView
 from tureen.errors import BackendUnavailableError, InvalidRequestError
 from tureen.online.encoding import encode_rows
@@ -31,26 +31,6 @@ _MAX_IN = 500
 class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced: when its thread ends, the thread-local
     reference goes away and the connection is closed and freed instead of piling up."""
-
-
-class SqliteOptions(BaseModel):
-    """``online_store: {type: sqlite, ...}`` options in tureen.yaml."""
-
-    model_config = ConfigDict(extra="forbid")
-    path: str = Field(
-        default="data/online.db",
-        description="Database file; relative paths are relative to the feature repo.",
-    )
-    busy_timeout_ms: int = Field(
-        default=30_000, ge=0, description="How long a writer waits for another writer's lock."
-    )
-    mmap_size_mb: int = Field(
-        default=256, ge=0, description="Memory-map this much of the file (0: off); random "
-        "point reads then skip a read() system call per page."
-    )
-    cache_size_mb: int = Field(
-        default=32, ge=0, description="Page cache per connection (one connection per thread)."
-    )
 
 
 class SqliteOnlineStore:

@@ -19,14 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
+from tureen.backend_options import FileRegistryOptions
 from tureen.errors import ConflictError, RegistryCorruptError
-
-
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    path: str = "data/registry.json"
 
 
 class FileRegistryStore:
@@ -39,7 +33,7 @@ class FileRegistryStore:
     def from_config(
         cls, options: Mapping[str, Any], repo_path: Path, project: str
     ) -> FileRegistryStore:
-        opts = _Options.model_validate(dict(options))
+        opts = FileRegistryOptions.model_validate(dict(options))
         p = Path(opts.path).expanduser()
         return cls(p if p.is_absolute() else repo_path / p)
 

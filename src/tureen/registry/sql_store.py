@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
+from tureen.backend_options import DEFAULT_SQL_TABLE, SqlRegistryOptions
 from tureen.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -34,21 +34,7 @@ from tureen.errors import (
     RegistryCorruptError,
 )
 
-DEFAULT_TABLE = "tureen_registry"
-
-
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    url: str = Field(description="SQLAlchemy URL, e.g. postgresql://user@host:5432/db.")
-    cache_ttl_seconds: float = Field(
-        default=5.0, ge=0,
-        description="How long servers may serve a cached registry before re-reading it.",
-    )
-    table: str = Field(
-        default=DEFAULT_TABLE, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Name of the documents table; history goes to <table>_history.",
-    )
-    connect_timeout_seconds: int = Field(default=5, ge=1)
+DEFAULT_TABLE = DEFAULT_SQL_TABLE
 
 
 def normalize_url(url: str, repo_path: Path | None = None) -> URL:
@@ -107,7 +93,7 @@ class SqlRegistryStore:
     def from_config(
         cls, options: Mapping[str, Any], repo_path: Path, project: str
     ) -> SqlRegistryStore:
-        opts = _Options.model_validate(dict(options))
+        opts = SqlRegistryOptions.model_validate(dict(options))
         return cls(
             normalize_url(opts.url, repo_path),
             project,

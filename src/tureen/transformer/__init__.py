@@ -3,11 +3,35 @@
 - ``TransformerConfig`` / ``load_transformer_config(dict | path)``: the configuration.
 - ``build_transformer(config, store=..., resolve_model=...)`` → ``FeatureTransformer``, a
   ``tureen.serving.Model`` served like any other (KServe v1, OIP REST, OIP gRPC).
+
+The serving classes are imported on first use, so reading a configuration (``tureen.yaml``
+checks its transformers when it loads) does not import the serving stack.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tureen.transformer.config import TransformerConfig, load_transformer_config
-from tureen.transformer.fused import FusedFeatureTransformer
-from tureen.transformer.model import FeatureTransformer, build_transformer
+
+if TYPE_CHECKING:
+    from tureen.transformer.fused import FusedFeatureTransformer
+    from tureen.transformer.model import FeatureTransformer, build_transformer
+
+_LAZY = {
+    "FusedFeatureTransformer": "tureen.transformer.fused",
+    "FeatureTransformer": "tureen.transformer.model",
+    "build_transformer": "tureen.transformer.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tureen.transformer' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "FeatureTransformer",

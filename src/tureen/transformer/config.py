@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tureen.errors import ConfigError
 
@@ -88,6 +95,12 @@ class MissingPolicy(_Strict):
         "(v2/gRPC) or null (v1).")
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="Feature name -> value used by the default policy.")
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _yaml_null(cls, v: Any) -> Any:
+        # `policy: null` in YAML is None, not the string: it means the null policy
+        return "null" if v is None else v
 
 
 class ScriptConfig(_Strict):
