@@ -5,14 +5,19 @@ with your models.
 """
 
 from tureen.definitions import (
+    Aggregation,
+    AvroFormat,
     Entity,
     FeatureService,
     FeatureView,
     Field,
     FileSource,
+    JsonFormat,
+    KafkaSource,
     OnDemandFeatureView,
     PushSource,
     RequestSource,
+    StreamFeatureView,
     on_demand_feature_view,
 )
 from tureen.errors import (
@@ -41,7 +46,9 @@ from tureen.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aggregation",
     "Array",
+    "AvroFormat",
     "BackendUnavailableError",
     "Bool",
     "Bytes",
@@ -58,12 +65,15 @@ __all__ = [
     "Int32",
     "Int64",
     "InvalidRequestError",
+    "JsonFormat",
+    "KafkaSource",
     "NotFoundError",
     "NotReadyError",
     "OnDemandFeatureView",
     "PushSource",
     "RegistryCorruptError",
     "RequestSource",
+    "StreamFeatureView",
     "String",
     "TureenError",
     "UnixTimestamp",

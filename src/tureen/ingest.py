@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tureen.definitions import FeatureView, Field, FileSource, source_of
+from tureen.definitions import FeatureView, Field, FileSource, StreamFeatureView, source_of
 from tureen.errors import InvalidRequestError
 from tureen.offline.protocol import OfflineEngine
 from tureen.online.encoding import CREATED_COLUMN, EVENT_COLUMN
@@ -217,6 +217,13 @@ def push(
             f"push: to must be 'online', 'offline' or 'online_and_offline', got {to!r}."
         )
     source, views = snapshot.push_source(source_name)
+    windowed = [v.name for v in views if isinstance(v, StreamFeatureView) and v.aggregations]
+    if windowed:
+        raise InvalidRequestError(
+            f"push source {source_name!r} feeds stream view(s) {windowed} with windowed "
+            "aggregations: send its events through the stream path (POST /ingest/"
+            f"{source_name}, or FeatureStore.ingest) so the windows see them."
+        )
     cols = _arrow_columns(df)
     tables = [validate_rows(v, cols) for v in views]
     n = tables[0].num_rows if tables else 0

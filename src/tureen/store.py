@@ -26,6 +26,7 @@ from tureen.definitions import (
     FeatureView,
     OnDemandFeatureView,
     PushSource,
+    StreamFeatureView,
     source_of,
 )
 from tureen.errors import ConfigError, InvalidRequestError, NotFoundError
@@ -117,6 +118,9 @@ class FeatureStore:
 
     def check_source(self, view: FeatureView) -> None:
         """Raise ConfigError if ``view``'s schema does not match its source file."""
+        if isinstance(view, StreamFeatureView):  # its event log, once events arrived
+            self.check_source(view.input_view)
+            return
         source = source_of(view)
         try:
             schema = self.offline.source_schema(source)

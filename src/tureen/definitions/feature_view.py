@@ -11,6 +11,7 @@ from tureen.definitions.field import Entity, Field, check_name
 from tureen.definitions.sources import (
     DataSource,
     FileSource,
+    KafkaSource,
     PushSource,
     RequestSource,
     source_from_dict,
@@ -40,7 +41,7 @@ class FeatureView:
     name: str
     entities: Sequence[Entity]
     schema: Sequence[Field]
-    source: FileSource | PushSource
+    source: FileSource | PushSource | KafkaSource
     ttl: timedelta | None = None
     online: bool = True
     description: str = ""
@@ -51,16 +52,7 @@ class FeatureView:
         check_name("FeatureView", self.name)
         object.__setattr__(self, "entities", tuple(self.entities))
         object.__setattr__(self, "schema", tuple(self.schema))
-        if isinstance(self.source, RequestSource):
-            raise InvalidRequestError(
-                f"FeatureView {self.name!r}: a RequestSource has no stored rows; use it in an "
-                "on-demand feature view instead."
-            )
-        if not isinstance(self.source, (FileSource, PushSource)):
-            raise InvalidRequestError(
-                f"FeatureView {self.name!r}: source must be a FileSource or PushSource, "
-                f"got {type(self.source).__name__}."
-            )
+        self._check_source()
         for e in self.entities:
             if not isinstance(e, Entity):
                 raise InvalidRequestError(
@@ -84,6 +76,23 @@ class FeatureView:
             raise InvalidRequestError(
                 f"FeatureView {self.name!r} has no features: its schema only names join keys."
             )
+
+    def _check_source(self) -> None:
+        if isinstance(self.source, RequestSource):
+            raise InvalidRequestError(
+                f"FeatureView {self.name!r}: a RequestSource has no stored rows; use it in an "
+                "on-demand feature view instead."
+            )
+        if not isinstance(self.source, (FileSource, PushSource)):
+            raise InvalidRequestError(
+                f"FeatureView {self.name!r}: source must be a FileSource or PushSource, "
+                f"got {type(self.source).__name__} (a KafkaSource feeds a StreamFeatureView)."
+            )
+
+    @property
+    def offline_source(self) -> FileSource:
+        """The files holding this view's feature rows (a push source's batch source)."""
+        return self.source if isinstance(self.source, FileSource) else self.source.batch_source
 
     @property
     def join_keys(self) -> tuple[str, ...]:
@@ -138,8 +147,12 @@ class FeatureView:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], entities: Mapping[str, Entity]) -> FeatureView:
+        if d.get("kind") == "stream":
+            from tureen.definitions.stream import StreamFeatureView
+
+            return StreamFeatureView.from_dict(d, entities)
         src = source_from_dict(d["source"])
-        assert isinstance(src, (FileSource, PushSource))
+        assert isinstance(src, (FileSource, PushSource, KafkaSource))
         return cls(
             name=d["name"],
             entities=[entities[n] for n in d["entities"]],
@@ -154,8 +167,9 @@ class FeatureView:
 
 
 def source_of(view: FeatureView) -> FileSource:
-    """The file rows of ``view`` live in (a push source's batch source)."""
-    return view.source.batch_source if isinstance(view.source, PushSource) else view.source
+    """The files ``view``'s feature rows live in (a push source's batch source; a stream
+    view's offline log)."""
+    return view.offline_source
 
 
 __all__ = ["DataSource", "FeatureView", "FeatureViewProjection", "source_of"]
