@@ -6,6 +6,8 @@ The tree, root first::
     ├── NotFoundError             a named thing (feature, view, service, model, version) is absent
     ├── InvalidRequestError       the caller sent something malformed; fix the input and retry
     │   └── ConfigError           tureen.yaml or a definition file is wrong (names file/line/field)
+    ├── UnauthenticatedError      no credentials, or credentials that are not valid (401)
+    ├── PermissionDeniedError     valid credentials without the right to do this (403)
     ├── NotReadyError             the thing exists but cannot answer yet (model loading)
     ├── ConflictError             a concurrent writer won (registry apply); re-read and retry
     ├── BackendUnavailableError   a store or remote server cannot be reached; retry later
@@ -37,6 +39,17 @@ class InvalidRequestError(TureenError):
 
 class ConfigError(InvalidRequestError):
     """A configuration or definition file is invalid."""
+
+
+class UnauthenticatedError(TureenError):
+    """The caller sent no credentials, or credentials that are invalid, expired or revoked.
+
+    The message never says which of those it was to a network caller, nor which resources
+    exist; the server log has the reason under the request id."""
+
+
+class PermissionDeniedError(TureenError):
+    """The caller is authenticated but none of its roles allows the action on the resource."""
 
 
 class NotReadyError(TureenError):

@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "tureen.cli.models",
     "tureen.cli.deploy",
     "tureen.cli.logs",
+    "tureen.cli.auth",
 )
 
 

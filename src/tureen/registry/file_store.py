@@ -28,6 +28,7 @@ class FileRegistryStore:
         self.path = path
         self._history = path.with_name(path.name + ".history.jsonl")
         self._lock = path.with_name(path.name + ".lock")
+        self._uses = path.with_name(path.name + ".token-uses.json")
 
     @classmethod
     def from_config(
@@ -108,7 +109,30 @@ class FileRegistryStore:
                 continue  # a torn last line from a crash loses one history record, not the registry
         return out
 
+    def token_uses(self) -> dict[str, str]:
+        """When each API token was last used (ISO timestamps), kept beside the registry."""
+        try:
+            doc = json.loads(self._uses.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
+
+    def record_token_uses(self, uses: Mapping[str, str]) -> None:
+        with self._locked():
+            merged = self.token_uses()
+            for k, v in uses.items():
+                merged[k] = max(v, merged.get(k, v))
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".token-uses-",
+                                       suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(merged, fh)
+                os.replace(tmp, self._uses)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
     def delete(self) -> None:
         with self._locked():
-            for p in (self.path, self._history):
+            for p in (self.path, self._history, self._uses):
                 p.unlink(missing_ok=True)

@@ -86,6 +86,12 @@ class SqlRegistryStore:
             sa.Column("at", sa.String(40), nullable=False),
             sa.Column("summary", sa.Text, nullable=False),
         )
+        self._uses = sa.Table(
+            f"{table}_token_uses", meta,
+            sa.Column("project", sa.String(200), primary_key=True),
+            sa.Column("token_id", sa.String(64), primary_key=True),
+            sa.Column("last_used_at", sa.String(40), nullable=False),
+        )
         self._meta = meta
         self._tables_ready = False
 
@@ -221,10 +227,42 @@ class SqlRegistryStore:
             ).all()
         return [{"version": int(r.version), "at": r.at, "summary": r.summary} for r in rows]
 
+    def token_uses(self) -> dict[str, str]:
+        """When each API token was last used (ISO timestamps)."""
+        with self._connect(write=False) as conn:
+            rows = conn.execute(
+                sa.select(self._uses.c.token_id, self._uses.c.last_used_at)
+                .where(self._uses.c.project == self.project)
+            ).all()
+        return {r.token_id: r.last_used_at for r in rows}
+
+    def record_token_uses(self, uses: Mapping[str, str]) -> None:
+        u = self._uses
+        for token_id, at in uses.items():
+            for _attempt in range(3):
+                try:
+                    with self._connect(write=True) as conn:
+                        done = conn.execute(
+                            sa.update(u).where(u.c.project == self.project,
+                                               u.c.token_id == token_id,
+                                               u.c.last_used_at < at)
+                            .values(last_used_at=at)
+                        ).rowcount
+                        if not done and conn.execute(
+                            sa.select(u.c.token_id).where(u.c.project == self.project,
+                                                          u.c.token_id == token_id)
+                        ).first() is None:
+                            conn.execute(sa.insert(u).values(
+                                project=self.project, token_id=token_id, last_used_at=at))
+                    break
+                except IntegrityError:  # another server inserted it first: update instead
+                    continue
+
     def delete(self) -> None:
         with self._connect(write=True) as conn:
             conn.execute(sa.delete(self._docs).where(self._docs.c.project == self.project))
             conn.execute(sa.delete(self._hist).where(self._hist.c.project == self.project))
+            conn.execute(sa.delete(self._uses).where(self._uses.c.project == self.project))
 
     def close(self) -> None:
         self._engine.dispose()
