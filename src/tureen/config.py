@@ -25,6 +25,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tureen.auth.settings import AuditSettings, AuthSettings, TLSSettings
 from tureen.backend_options import OPTIONS
 from tureen.errors import ConfigError, suggest
 
@@ -55,6 +56,13 @@ class ServingConfig(BaseModel):
     transformers: list[str | dict[str, Any]] = Field(
         default_factory=list, description="Feature transformers: a mapping each (see the "
         "transformer configuration reference) or the path of a YAML file holding one.")
+    auth: AuthSettings | None = Field(
+        default=None, description="Authentication and roles; auth is on when set (see "
+        "docs/security.md).")
+    tls: TLSSettings | None = Field(default=None, description="Certificate and key for "
+                                    "HTTPS and gRPC over TLS; client CA for mTLS.")
+    audit: AuditSettings | None = Field(default=None, description="Audit log of writes, "
+                                        "deploys, model control and admin actions.")
 
 
 class RepoConfig(BaseModel):

@@ -24,12 +24,9 @@ Every model rejects unknown keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from tureen.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 AuthType = Literal["token", "oidc", "mtls"]
 
@@ -129,21 +126,3 @@ class AuditSettings(_Strict):
     queue_size: int = Field(default=10_000, ge=100,
                             description="Events waiting to be written; beyond, oldest drop.")
 
-
-class SecuritySettings(_Strict):
-    """The security part of ``serving`` in ``tureen.yaml``."""
-
-    auth: AuthSettings | None = None
-    tls: TLSSettings | None = None
-    audit: AuditSettings | None = None
-
-
-def security_settings(serving: Mapping[str, Any] | None) -> SecuritySettings:
-    """Validate ``serving.auth/tls/audit``; errors name the field and what to write."""
-    section = {k: v for k, v in (serving or {}).items() if k in SecuritySettings.model_fields}
-    try:
-        return SecuritySettings.model_validate(section)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"serving.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"tureen.yaml: {problems}") from None

@@ -20,9 +20,7 @@ def _store(repo: str) -> Any:
 
 
 def _security(store: Any) -> Any:
-    from tureen.auth.settings import security_settings
-
-    return security_settings(store.config.serving)
+    return store.config.serving
 
 
 def _local_audit(store: Any, action: str, resource: str, outcome: str) -> None:

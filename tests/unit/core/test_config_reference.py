@@ -85,3 +85,12 @@ def test_every_transformer_key_is_in_the_transformer_reference() -> None:
                     "## Transformer configuration reference")
     documented = {_first_ticked(row[0]) for row in _rows(text) if row and "`" in row[0]}
     assert documented == flat_fields(TransformerConfig)
+
+
+def test_every_security_key_is_in_the_security_reference() -> None:
+    text = _section((ROOT / "docs" / "security.md").read_text(),
+                    "## Security configuration reference")
+    documented = {_first_ticked(row[0]) for row in _rows(text) if row and "`" in row[0]}
+    expected = {k for k in flat_fields(ServingConfig)
+                if k.split(".")[0] in ("auth", "tls", "audit")}
+    assert documented == expected
