@@ -189,19 +189,30 @@ def register(cli: click.Group) -> None:
     @click.option("--storage-uri", help="Bucket prefix the models are pushed to "
                   "(s3://bucket/models); default: the models store URL.")
     @click.option("--namespace", help="Kubernetes namespace.")
+    @click.option("--auth", "auth", type=click.Choice(["server", "mesh"]),
+                  help="Who authenticates requests: the tureen server (serving.auth of the "
+                       "repo) or the mesh (the pod runs with --insecure). Default: server when "
+                       "tureen.yaml sets serving.auth, else mesh.")
     @repo_option
     @json_option
     def export(name: str, target: str, out_dir: str, image: str, storage_uri: str | None,
-               namespace: str | None, repo: str, as_json: bool) -> None:
+               namespace: str | None, auth: str | None, repo: str, as_json: bool) -> None:
         """Write a KServe InferenceService and a Dockerfile for NAME."""
         from tureen.deployments.export import export_kserve
 
         deps = Deployments.for_repo(repo)
+        has_auth = deps.features.config.serving.auth is not None
+        if auth is None:
+            auth = "server" if has_auth else "mesh"
+        elif auth == "server" and not has_auth:
+            raise ConfigError("--auth server needs serving.auth in tureen.yaml (the image "
+                              "carries it); set it, or export with --auth mesh.")
         spec = deps.get(name)
         main = deps.models.get(spec.model, spec.version)
         canary = deps.models.get(spec.model, spec.canary.version) if spec.canary else None
         done = export_kserve(spec, main, canary, Path(out_dir), repo_path=Path(repo).resolve(),
-                             image=image, storage_uri=storage_uri, namespace=namespace)
+                             image=image, storage_uri=storage_uri, namespace=namespace,
+                             auth=auth)
         if as_json:
             print_json({"manifest": str(done.manifest), "dockerfile": str(done.dockerfile),
                         "requirements": str(done.requirements),

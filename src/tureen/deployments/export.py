@@ -15,6 +15,13 @@ The InferenceService (``serving.kserve.io/v1beta1``) has:
   ``batcher`` from the batching settings; ``canaryTrafficPercent`` for a canary (KServe
   routes that share to the latest rollout, which carries the canary version's storageUri).
 
+The bind address and the authentication are stated in the container args: a tureen server
+binds 127.0.0.1 unless told otherwise, so in a pod it gets ``--host 0.0.0.0``; with
+``auth="server"`` it authenticates itself (``serving.auth`` of the repo's ``tureen.yaml`` baked
+into the image), with ``auth="mesh"`` (the default when the repo has no ``serving.auth``) the
+args say ``--insecure`` and a comment in the manifest says why: the mesh (Istio
+AuthorizationPolicy, a gateway) must authenticate, and a pod without its sidecar would be open.
+
 The Dockerfile is multi-stage: dependencies are resolved from ``requirements.txt`` alone in
 the first stage (a layer Docker caches until the requirements change), then the feature repo
 is copied on top.
@@ -45,6 +52,21 @@ LOGGER_MODES = {LogMode.ALL: "all", LogMode.MODEL_INPUTS: "request",
                 LogMode.PREDICTIONS: "response"}
 
 
+AUTH_MODES = ("server", "mesh")
+MESH_COMMENT = (
+    "# --insecure: this server does not authenticate requests itself. The exporting repo has "
+    "no\n# serving.auth, so authentication is left to the mesh (Istio AuthorizationPolicy, "
+    "a gateway).\n# A pod without its sidecar would serve anyone who reaches it: set "
+    "serving.auth and\n# export with --auth server to have tureen check tokens itself.\n")
+
+
+def bind_args(auth: str) -> list[str]:
+    """Inside a pod the server must listen on every interface; say how it is protected."""
+    if auth not in AUTH_MODES:
+        raise ValueError(f"auth must be one of {AUTH_MODES}")
+    return ["--host", "0.0.0.0"] + (["--insecure"] if auth == "mesh" else [])
+
+
 @dataclass(frozen=True)
 class Exported:
     manifest: Path
@@ -68,9 +90,11 @@ def inference_service(
     image: str = "tureen:latest",
     storage_uri: str | None = None,
     namespace: str | None = None,
+    auth: str = "mesh",
 ) -> tuple[dict[str, Any], list[str]]:
     """The InferenceService dict for ``spec`` and warnings about what needs attention."""
     warnings: list[str] = []
+    bind = bind_args(auth)
     served = canary or main  # KServe's canary: the new rollout carries the canary version
     uri = f"{storage_uri.rstrip('/')}/{served.name}/{served.version}" if storage_uri \
         else served.uri
@@ -105,7 +129,7 @@ def inference_service(
             "command": ["tureen", "serve-model"],
             "args": ["--model_name", spec.name, "--model_dir", "/mnt/models",
                      "--http_port", "8080", "--grpc_port", "8081",
-                     "--workers", str(spec.workers)],
+                     "--workers", str(spec.workers), *bind],
             "env": [{"name": "STORAGE_URI", "value": uri}],
             "ports": [{"containerPort": 8080, "protocol": "TCP"}],
         }]
@@ -114,7 +138,7 @@ def inference_service(
         args = ["--model_name", spec.name, "--predictor_protocol", "v2",
                 "--http_port", "8080", "--grpc_port", "8081", "--workers", str(spec.workers),
                 "--feature_service", spec.feature_service, "--repo", "/app/repo",
-                "--predictor_model", spec.name]
+                "--predictor_model", spec.name, *bind]
         if spec.transformer and spec.transformer.endswith((".yaml", ".yml")):
             args += ["--config", f"/app/transformer/{Path(spec.transformer).name}"]
         body["transformer"] = {**ext, "containers": [{
@@ -135,6 +159,17 @@ def inference_service(
         metadata["namespace"] = namespace
     return ({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
              "metadata": metadata, "spec": body}, warnings)
+
+
+def manifest_text(manifest: dict[str, Any]) -> str:
+    """The manifest as YAML, with the reason for every ``--insecure`` in a comment above it."""
+    out: list[str] = []
+    for line in yaml.safe_dump(manifest, sort_keys=False).splitlines(keepends=True):
+        if line.strip() == "- --insecure":
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + c + "\n" for c in MESH_COMMENT.splitlines())
+        out.append(line)
+    return "".join(out)
 
 
 def requirements(spec: DeploymentSpec, main: ModelVersion) -> str:
@@ -168,6 +203,10 @@ def dockerfile(spec: DeploymentSpec) -> str:
     lines += [
         "RUN useradd --uid 1000 --create-home tureen && chown -R tureen /app",
         "USER 1000",
+        "# tureen servers bind 127.0.0.1 unless told otherwise: the InferenceService args pass",
+        "# --host 0.0.0.0 and either serving.auth (in repo/tureen.yaml) or --insecure with a",
+        "# comment saying which mesh authenticates instead. Without either the server refuses",
+        "# to start on 0.0.0.0.",
         "EXPOSE 8080 8081",
         'ENTRYPOINT ["tureen"]',
         'CMD ["serve-transformer", "--help"]',
@@ -186,12 +225,14 @@ def export_kserve(
     image: str = "tureen:latest",
     storage_uri: str | None = None,
     namespace: str | None = None,
+    auth: str = "mesh",
 ) -> Exported:
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest, warnings = inference_service(spec, main, canary, image=image,
-                                           storage_uri=storage_uri, namespace=namespace)
+                                           storage_uri=storage_uri, namespace=namespace,
+                                           auth=auth)
     m = out_dir / f"{spec.name}-inferenceservice.yaml"
-    m.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    m.write_text(manifest_text(manifest))
     d = out_dir / "Dockerfile"
     d.write_text(dockerfile(spec))
     r = out_dir / "requirements.txt"

@@ -199,7 +199,16 @@ def test_export_kserve_manifest_is_a_valid_inference_service(repo: Path, tmp_pat
     args = spec["transformer"]["containers"][0]["args"]
     assert args[:2] == ["--model_name", "exp"] and "--predictor_protocol" in args
     assert args[args.index("--workers") + 1] == "2"
+    # the bind and the auth are explicit: no serving.auth in the repo → mesh, said in a comment
+    assert args[args.index("--host") + 1] == "0.0.0.0" and "--insecure" in args
+    text = Path(files["manifest"]).read_text()
+    for line_no, line in enumerate(lines := text.splitlines()):
+        if line.strip() == "- --insecure":
+            assert lines[line_no - 1].strip().startswith("#")
+            assert "mesh" in "\n".join(lines[line_no - 5:line_no])
+    assert text.count("- --insecure") == 2  # the transformer and the tureen predictor
     docker = Path(files["dockerfile"]).read_text()
+    assert "--host 0.0.0.0" in docker and "--insecure" in docker
     assert docker.count("FROM ") == 2 and "COPY requirements.txt" in docker
     assert docker.index("COPY requirements.txt") < docker.index("COPY repo/")
     assert (out / "repo" / "tureen.yaml").is_file()
