@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 import pyarrow as pa
 
+from tureen.auth import Action, require
 from tureen.backends import load_backend
 from tureen.config import RepoConfig, load_config
 from tureen.definitions import (
@@ -153,6 +154,7 @@ class FeatureStore:
 
     def apply(self) -> Plan:
         """Validate the repo's definitions and store them; removed views lose online data."""
+        require(Action.ADMIN, project=self.project)
         self.offline  # noqa: B018 - fail once, clearly, if the engine cannot be built
         before = self.registry.snapshot(fresh=True)
         plan = self.registry.apply(load_definitions(self.repo_path), self.check_source)
@@ -163,6 +165,7 @@ class FeatureStore:
 
     def teardown(self) -> None:
         """Delete every view's online data and the registry itself."""
+        require(Action.ADMIN, project=self.project)
         views = list(self.snapshot().feature_views.values())
         if views:
             self.online.delete_views(views)
@@ -179,6 +182,7 @@ class FeatureStore:
     ) -> RetrievalJob:
         from tureen.offline.retrieval import get_historical_features
 
+        require(Action.READ_FEATURES, project=self.project)
         return get_historical_features(
             self.offline, self.snapshot(), entity_df,
             _pick(features, feature_service), full_feature_names,
@@ -193,6 +197,7 @@ class FeatureStore:
         *,
         feature_service: FeatureService | str | None = None,
     ) -> OnlineResponse:
+        require(Action.READ_FEATURES, project=self.project)
         return self.online_retrieval.get_online_features(
             _pick(features, feature_service), _rows(entity_rows), full_feature_names
         )
@@ -205,18 +210,21 @@ class FeatureStore:
         *,
         feature_service: FeatureService | str | None = None,
     ) -> OnlineResponse:
+        require(Action.READ_FEATURES, project=self.project)
         return await self.online_retrieval.get_online_features_async(
             _pick(features, feature_service), _rows(entity_rows), full_feature_names
         )
 
     # ---- writes ------------------------------------------------------------------------------
     def push(self, push_source_name: str, df: Any, to: PushTo = "online") -> int:
+        require(Action.WRITE_FEATURES, project=self.project)
         from tureen.ingest import push
 
         written: int = push(self.snapshot(), self.offline, self.online, push_source_name, df, to)
         return written
 
     def write_to_online_store(self, feature_view_name: str, df: Any) -> int:
+        require(Action.WRITE_FEATURES, project=self.project)
         from tureen.ingest import write_to_online_store
 
         written: int = write_to_online_store(self.snapshot(), self.online, feature_view_name, df)
@@ -231,6 +239,7 @@ class FeatureStore:
     ) -> list[Any]:
         from tureen.materialize import materialize
 
+        require(Action.WRITE_FEATURES, project=self.project)
         start, end = _utc(start_date), _utc(end_date)
         if start >= end:
             raise InvalidRequestError(
@@ -250,6 +259,7 @@ class FeatureStore:
     ) -> list[Any]:
         from tureen.materialize import materialize_incremental
 
+        require(Action.WRITE_FEATURES, project=self.project)
         done: list[Any] = materialize_incremental(
             self.snapshot(), self.offline, self.online, _utc(end_date), feature_views, progress
         )

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tureen.auth import Action, permitted, require
 from tureen.deployments.spec import (
     Batching,
     Canary,
@@ -42,10 +43,16 @@ class Deployments:
         return {n: DeploymentSpec.from_dict(d) for n, d in raw.items()}
 
     def list(self) -> list[DeploymentSpec]:
-        return sorted(self._all().values(), key=lambda s: s.name)
+        """The deployments the caller may manage (all of them in process)."""
+        p = self.features.project
+        return sorted((s for s in self._all().values()
+                       if permitted(Action.DEPLOY, name=s.name, project=p)),
+                      key=lambda s: s.name)
 
     def get(self, name: str) -> DeploymentSpec:
-        specs = self._all()
+        require(Action.DEPLOY, name=name, project=self.features.project)
+        specs = {n: s for n, s in self._all().items()
+                 if permitted(Action.DEPLOY, name=n, project=self.features.project)}
         if name not in specs:
             raise NotFoundError(
                 f"no deployment named {name!r}.{suggest(name, specs)} Deployments: "
@@ -56,6 +63,7 @@ class Deployments:
     # ---- writing ----------------------------------------------------------------------------
     def _change(self, name: str, fn: Callable[[DeploymentSpec | None], DeploymentSpec | None],
                 summary: str) -> DeploymentSpec | None:
+        require(Action.DEPLOY, name=name, project=self.features.project)
         result: dict[str, DeploymentSpec | None] = {}
 
         def edit(section: Any) -> Any:

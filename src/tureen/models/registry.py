@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from tureen.auth import Action, require
 from tureen.backend_options import ModelsOptions
 from tureen.errors import ConfigError
 from tureen.models.store import ModelStore
@@ -86,6 +87,7 @@ class ModelRegistry:
     ) -> ModelVersion:
         registry_version: int | None = None
         project = self.features.project if self.features is not None else None
+        require(Action.DEPLOY, name=name, project=project)
         if feature_service is not None:
             derived, registry_version, project = self.signature_of(feature_service)
             inputs = inputs or derived
@@ -110,6 +112,8 @@ class ModelRegistry:
         return self.store.best(name, metric, direction)
 
     def delete(self, name: str, version: int | str | None = None) -> builtins.list[int]:
+        require(Action.DEPLOY, name=name,
+                project=self.features.project if self.features is not None else None)
         return self.store.delete(name, version)
 
 
