@@ -42,6 +42,10 @@ class Deployments:
         raw = self.features.registry.snapshot(fresh=fresh).extra.get(SECTION) or {}
         return {n: DeploymentSpec.from_dict(d) for n, d in raw.items()}
 
+    def specs(self) -> dict[str, DeploymentSpec]:
+        """Every spec, unchecked: for the serving runtime itself (not a caller's request)."""
+        return self._all()
+
     def list(self) -> list[DeploymentSpec]:
         """The deployments the caller may manage (all of them in process)."""
         p = self.features.project
