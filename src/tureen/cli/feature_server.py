@@ -81,10 +81,11 @@ def register(cli: click.Group) -> None:
                        "serving.transformers in tureen.yaml.")
     @click.option("--no-models", is_flag=True,
                   help="Do not serve the registered models of the repo's model store.")
+    @click.option("--no-console", is_flag=True, help="Do not mount the web console at /console/.")
     @click.option("--log-level", default="warning", show_default=True)
     def serve(repo: Path, host: str | None, http_port: int | None, grpc_port: int | None,
               workers: int | None, transformers: tuple[Path, ...], no_models: bool,
-              log_level: str) -> None:
+              no_console: bool, log_level: str) -> None:
         """Serve the repo: feature routes, feature services, transformers and models."""
         from tureen.feature_server.repo_server import repo_models, transformer_configs
         from tureen.transports.rest.feast import feature_routes
@@ -105,7 +106,16 @@ def register(cli: click.Group) -> None:
         click.echo(f"tureen serving {store.project}: {', '.join(m.name for m in models)}"
                    f"{' + models in ' + str(model_root) if model_root else ''} on "
                    f"http://{host}:{http_port} grpc :{grpc_port}", err=True)
-        server = _server(http_port, grpc_port, workers, host, log_level, feature_routes(store),
+        routes = feature_routes(store)
+        if not no_console:
+            from starlette.routing import Mount
+
+            from tureen.console import ConsoleApp, ConsoleServices, Endpoints
+
+            console = ConsoleApp(ConsoleServices(repo, Endpoints(host, http_port, grpc_port),
+                                                 store=store))
+            routes = [*routes, Mount("/console", app=console)]
+        server = _server(http_port, grpc_port, workers, host, log_level, routes,
                          model_repository=model_root)
         server.start(models)
 

@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "tureen.cli.deploy",
     "tureen.cli.logs",
     "tureen.cli.auth",
+    "tureen.cli.console",
 )
 
 

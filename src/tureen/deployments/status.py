@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
+from tureen.serving.context import RequestIdFilter
+
+_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s [%(request_id)s]: %(message)s"
 
 
 def log_path(repo_path: Path, deployment: str, component: str) -> Path:
@@ -47,6 +49,7 @@ def file_logger(repo_path: Path, deployment: str, component: str, source: str
     if not any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
         handler = logging.FileHandler(path)
         handler.setFormatter(logging.Formatter(_FORMAT))
+        handler.addFilter(RequestIdFilter())  # the console filters lines by request id
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         if source:

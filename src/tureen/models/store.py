@@ -96,6 +96,27 @@ class ModelStore:
                 out.append(int(v))
         return sorted(out)
 
+    def version_numbers(self, name: str) -> builtins.list[int]:
+        """The listed versions of ``name``, ascending, without reading metadata ([] when
+        none). Locally this is one directory listing: a version directory appears complete
+        (renamed in one step), so its name is enough; elsewhere the metadata is globbed."""
+        check_name(name)
+        if not self.is_local:
+            return self._versions(name)
+        try:
+            with os.scandir(self._p(name)) as entries:
+                return sorted(int(e.name) for e in entries if e.name.isdigit() and e.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def read(self, name: str, version: int) -> ModelVersion | None:
+        """One version's metadata without listing the others; None when it is not there."""
+        check_name(name)
+        try:
+            return self._read(name, int(version))
+        except FileNotFoundError:
+            return None
+
     def versions(self, name: str) -> list[ModelVersion]:
         return [self._read(name, v) for v in self._versions(name)]
 

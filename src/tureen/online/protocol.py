@@ -54,3 +54,11 @@ class AsyncOnlineStore(Protocol):
     async def read_async(
         self, requests: Sequence[ReadRequest]
     ) -> list[list[StoredRow | None]]: ...
+
+
+@runtime_checkable
+class CountsRows(Protocol):
+    """A backend that can say how many entities a view holds without scanning the store
+    (the console's "online row count"); Redis, keyed by entity, cannot."""
+
+    def count_rows(self, view: FeatureView) -> int: ...

@@ -101,6 +101,16 @@ class SqliteOnlineStore:
         name = view if isinstance(view, str) else view.name
         return f'"{self.project}:{name}"'
 
+    def count_rows(self, view: FeatureView) -> int:
+        """How many entities ``view`` holds online (0 when it was never written)."""
+        try:
+            row = self._conn().execute(f"SELECT COUNT(*) FROM {self.table(view)}").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise BackendUnavailableError(f"cannot count rows in {self.path}: {exc}") from exc
+        return int(row[0])
+
     # ---- writes ---------------------------------------------------------------------------
     def write(self, view: FeatureView, keys: Sequence[bytes], rows: pa.Table) -> int:
         if len(keys) != rows.num_rows:

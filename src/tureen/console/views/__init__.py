@@ -1,0 +1,27 @@
+"""The console's pages, one module per area; each exposes ``ROUTES``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tureen.console.app import Route
+
+
+def all_routes() -> list[Route]:
+    from tureen.console.views import (
+        deploy_actions,
+        deployments,
+        entities,
+        features,
+        live,
+        models,
+        overview,
+        pipelines,
+    )
+
+    out: list[Route] = []
+    for mod in (overview, features, entities, models, deploy_actions, deployments, live,
+                pipelines):
+        out.extend(mod.ROUTES)
+    return out

@@ -1,0 +1,124 @@
+"""Every page renders, its JSON twin carries what it shows, and no user string or secret
+leaks into the HTML unescaped."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import httpx
+import pytest
+from tests.unit.console.conftest import SECRET, XSS
+
+PAGES = [
+    "/", "/features", "/features/account_profile", "/features/hostile_view",
+    "/features/transaction_risk", "/features/account_profile?k.account_id=1001",
+    "/services", "/services/fraud_detection_v1", "/entities", "/entities/account",
+    "/entities/account?k.account_id=1001", "/models", "/models/clf", "/models/clf?sort=auc",
+    "/models/clf/2", "/models/clf/compare?a=1&b=3", "/deployments", "/deployments/new",
+    "/deployments/fraud", "/deployments/fraud/logs", "/deployments/fraud/requests",
+    "/pipelines",
+]
+
+
+def _json_path(page: str) -> str:
+    path, _, query = page.partition("?")
+    path = "/index" if path == "/" else path
+    return f"{path}.json" + (f"?{query}" if query else "")
+
+
+@pytest.mark.parametrize("page", PAGES)
+async def test_page_and_its_json_twin(client: httpx.AsyncClient, page: str) -> None:
+    r = await client.get(page)
+    assert r.status_code == 200, r.text[:2000]
+    assert r.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    body = r.text
+    assert XSS not in body  # escaped everywhere
+    assert SECRET not in body
+    j = await client.get(_json_path(page))
+    assert j.status_code == 200
+    assert j.headers["content-type"] == "application/json"
+    assert SECRET not in j.text
+    same = await client.get(page, headers={"accept": "application/json"})
+    assert _stable(same.json()) == _stable(j.json())
+
+
+def _stable(obj: object) -> object:
+    """The twin without the clock (``as_of``: when a lookup ran)."""
+    if isinstance(obj, dict):
+        return {k: _stable(v) for k, v in obj.items() if k != "as_of"}
+    if isinstance(obj, list):
+        return [_stable(v) for v in obj]
+    return obj
+
+
+def _cells(page: str, table_id: str) -> list[list[str]]:
+    """The text of each body row of table ``table_id``."""
+    body = page.split(f'id="{table_id}"', 1)[1].split("<tbody", 1)[1].split("</tbody>", 1)[0]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)
+    return [[html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+             for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)] for r in rows]
+
+
+@pytest.mark.parametrize(("page", "table", "key", "column"), [
+    ("/features", "views", "views", "name"),
+    ("/services", "services", "services", "name"),
+    ("/entities", "entities", "entities", "name"),
+    ("/models", "models", "models", "name"),
+    ("/deployments", "deployments", "deployments", "name"),
+])
+async def test_twin_rows_are_the_table_rows(client: httpx.AsyncClient, page: str, table: str,
+                                            key: str, column: str) -> None:
+    twin = (await client.get(page + ".json")).json()[key]
+    cells = _cells((await client.get(page)).text, table)
+    assert [row[0] for row in cells] == [str(item[column]) for item in twin]
+    assert twin, "the fixture has something to list"
+
+
+async def test_hostile_strings_are_shown_escaped(client: httpx.AsyncClient) -> None:
+    r = await client.get("/features/hostile_view")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text
+    j = (await client.get("/features/hostile_view.json")).json()
+    assert j["description"] == XSS and j["owner"] == XSS and j["tags"] == {"team": XSS}
+    m = await client.get("/models/clf/1")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in m.text and XSS not in m.text
+
+
+async def test_json_twin_numbers_match_the_table(client: httpx.AsyncClient) -> None:
+    j = (await client.get("/models/clf.json?sort=auc&order=desc")).json()
+    assert [v["version"] for v in j["versions"]] == [3, 2, 1]
+    page = (await client.get("/models/clf?sort=auc&order=desc")).text
+    rows = re.findall(r'<th scope="row"><a href="/models/clf/(\d+)">', page)
+    assert [int(x) for x in rows] == [3, 2, 1]
+    for v in j["versions"]:
+        assert f"{v['metrics']['auc']:.4f}".rstrip("0") in page
+
+
+async def test_secrets_are_masked(client: httpx.AsyncClient) -> None:
+    j = (await client.get("/deployments/fraud.json")).json()
+    assert j["log_sink"] is not None and SECRET not in j["log_sink"]
+    assert "***" in j["log_sink"]
+
+
+async def test_unknown_page_and_name(client: httpx.AsyncClient) -> None:
+    r = await client.get("/features/nope")
+    assert r.status_code == 404
+    assert "no feature view named 'nope'" in html.unescape(r.text)
+    r = await client.get("/models/..%2F..%2Fetc.json")  # never a path on disk
+    assert r.status_code == 404
+    r = await client.get("/models/.versions.json")
+    assert r.status_code == 400 and "model name '.versions' is not valid" in r.json()["error"]
+    r = await client.get("/nothing.json")
+    assert r.status_code == 404 and "error" in r.json()
+
+
+async def test_bad_query_is_a_clear_error(client: httpx.AsyncClient) -> None:
+    r = await client.get("/models/clf.json?after=garbage")
+    assert r.status_code == 400 and "cursor" in r.json()["error"]
+    r = await client.get("/models/clf.json?limit=100000")
+    assert r.status_code == 400 and "limit" in r.json()["error"]
+    r = await client.get("/models/clf.json?sort=nope")
+    assert r.status_code == 400 and "no metric 'nope'" in r.json()["error"]
+    r = await client.get("/features/account_profile.json?k.account_id=abc")
+    assert r.status_code == 400 and "not a Int64" in r.json()["error"]
