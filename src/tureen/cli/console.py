@@ -65,7 +65,7 @@ def register(cli: click.Group) -> None:
         services = ConsoleServices(repo)
         cfg = services.features.config.serving
         services.endpoints = Endpoints(
-            host=serving_host or str(cfg.get("host", "127.0.0.1")),
-            http_port=serving_http_port or int(cfg.get("http_port", 8080)),
-            grpc_port=serving_grpc_port or int(cfg.get("grpc_port", 8081)))
+            host=serving_host or cfg.host or "127.0.0.1",
+            http_port=serving_http_port or cfg.http_port or 8080,
+            grpc_port=serving_grpc_port or cfg.grpc_port or 8081)
         _run(_serve(ConsoleApp(services), host, port))

@@ -74,9 +74,9 @@ class ConsoleServices:
         self.repo_path = self.features.repo_path
         self.project = self.features.project
         self.endpoints = endpoints or Endpoints(
-            host=str(self.features.config.serving.get("host", "127.0.0.1")),
-            http_port=int(self.features.config.serving.get("http_port", 8080)),
-            grpc_port=int(self.features.config.serving.get("grpc_port", 8081)),
+            host=self.features.config.serving.host or "127.0.0.1",
+            http_port=self.features.config.serving.http_port or 8080,
+            grpc_port=self.features.config.serving.grpc_port or 8081,
         )
         self.cache = TtlCache()
         #: optional providers, set by the areas that offer them (see ``tureen.console``)

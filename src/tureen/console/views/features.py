@@ -12,7 +12,14 @@ from tureen.console.paging import after, decode_cursor, limit_arg
 from tureen.console.redact import redact_url
 from tureen.console.services import ConsoleServices
 from tureen.console.views.lineage import models_using, service_deployments
-from tureen.definitions import FeatureService, FeatureView, OnDemandFeatureView, PushSource
+from tureen.definitions import (
+    FeatureService,
+    FeatureView,
+    KafkaSource,
+    OnDemandFeatureView,
+    PushSource,
+    source_of,
+)
 from tureen.definitions.field import Field
 from tureen.errors import InvalidRequestError, TureenError
 from tureen.online.protocol import CountsRows
@@ -21,9 +28,14 @@ from tureen.registry.snapshot import RegistrySnapshot
 
 def _source(view: FeatureView) -> dict[str, Any]:
     src = view.source
-    file = src.batch_source if isinstance(src, PushSource) else src
-    return {"kind": "push" if isinstance(src, PushSource) else "file",
+    file = source_of(view)
+    kind = "push" if isinstance(src, PushSource) else "kafka" if isinstance(
+        src, KafkaSource) else "file"
+    return {"kind": kind,
             "push_source": src.name if isinstance(src, PushSource) else None,
+            "topic": src.topic if isinstance(src, KafkaSource) else None,
+            "bootstrap_servers": redact_url(src.bootstrap_servers)
+            if isinstance(src, KafkaSource) else None,
             "path": redact_url(file.path) if "://" in file.path else file.path,
             "timestamp_field": file.timestamp_field,
             "created_timestamp_column": file.created_timestamp_column}
