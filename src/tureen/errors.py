@@ -12,7 +12,8 @@ The tree, root first::
     ├── ConflictError             a concurrent writer won (registry apply); re-read and retry
     ├── BackendUnavailableError   a store or remote server cannot be reached; retry later
     │   ├── UpstreamUnreachableError  a remote model/feature server kept failing (502)
-    │   └── UpstreamTimeoutError      a remote model/feature server did not answer in time (504)
+    │   ├── UpstreamTimeoutError      a remote model/feature server did not answer in time (504)
+    │   └── PortInUseError        a server cannot listen: another process holds the port
     └── RegistryCorruptError      the stored registry cannot be read; never reset silently
 
 Core errors carry no HTTP or gRPC codes: each transport maps them in one table.
@@ -70,6 +71,19 @@ class UpstreamUnreachableError(BackendUnavailableError):
 
 class UpstreamTimeoutError(BackendUnavailableError):
     """A server this one calls (predictor, feature server) did not answer in time."""
+
+
+class PortInUseError(BackendUnavailableError):
+    """A server cannot bind its port because another process listens there. Servers raise it
+    with the address and the flag that sets the port; the CLI prints it as one line."""
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, address: str | None = None,
+                      flag: str | None = None) -> PortInUseError:
+        where = f" {address}" if address else ""
+        how = f"pass {flag} with a free port" if flag else "pick another port"
+        return cls(f"cannot listen on{where}: the address is already in use ({exc.strerror}). "
+                   f"Stop the process that holds it (e.g. another tureen server) or {how}.")
 
 
 class RegistryCorruptError(TureenError):

@@ -284,8 +284,10 @@ def send_requests(http_port: int, grpc_port: int, accounts: list[tuple[int, floa
 
 def run_quickstart(
     *, accounts: int = 1000, repeats: int = 200, keep: Path | None = None,
-    on_step: StepHook | None = None,
+    on_step: StepHook | None = None, http_port: int | None = None, grpc_port: int | None = None,
 ) -> QuickstartResult:
+    """Run the demo; the server listens on ``http_port`` / ``grpc_port`` (free ones when
+    None)."""
     t0 = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="tureen-quickstart-") if keep is None else None
     repo = (Path(tmp) / "fraud") if tmp else Path(keep or ".")
@@ -293,7 +295,8 @@ def run_quickstart(
     steps = _Steps(result, on_step)
     try:
         build_repo(repo, steps, accounts, result)
-        http_port, grpc_port = _free_port(), _free_port()
+        http_port = http_port or _free_port()
+        grpc_port = grpc_port or _free_port()
         with steps.step("start `tureen serve` (fused feature transformer)") as s:
             server = running_server(repo, http_port, grpc_port)
             server.__enter__()

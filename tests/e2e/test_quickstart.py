@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,18 @@ import pytest
 CLI = [sys.executable, "-c", "from tureen.cli.main import main; main()"]
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.mark.slow
 def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
+    http_port, grpc_port = _free_port(), _free_port()
     proc = subprocess.run([*CLI, "quickstart", "--json", "--requests", "20",
-                           "--keep", str(tmp_path / "repo")],
+                           "--keep", str(tmp_path / "repo"), "--http_port", str(http_port),
+                           "--grpc-port", str(grpc_port)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -29,6 +38,8 @@ def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     assert out["metrics"]["auc"] > 0.5
     assert (tmp_path / "repo" / "models" / "fraud_model" / "1" / "model.joblib").is_file()
     assert "✓" in proc.stderr  # progress was shown
+    server = next(s for s in out["steps"] if s["step"].startswith("start"))
+    assert server["detail"] == f"http :{http_port}, grpc :{grpc_port}"  # the ports asked for
 
 
 def test_quickstart_fails_with_nonzero_exit(tmp_path: Path) -> None:

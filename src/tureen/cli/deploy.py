@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tureen.cli.output import console, err_console, json_option, print_json, repo_option, table
-from tureen.deployments import Deployments, DeploymentSpec
 from tureen.errors import ConfigError, NotFoundError
-from tureen.models import parse_model_ref
+
+if TYPE_CHECKING:
+    from tureen.deployments import Deployments, DeploymentSpec
+
+
+def _deployments(repo: str) -> Deployments:
+    from tureen.deployments import Deployments
+
+    return Deployments.for_repo(repo)
 
 
 def _row(s: DeploymentSpec) -> list[Any]:
@@ -63,8 +70,10 @@ def register(cli: click.Group) -> None:
                workers: int, logging_mode: str, log_sink: str | None, batching: str | None,
                idle_unload: float | None, repo: str, as_json: bool) -> None:
         """Declare deployment NAME (stopped until `deploy start`)."""
+        from tureen.models.registry import parse_model_ref
+
         model, version = parse_model_ref(model_ref)
-        deps = Deployments.for_repo(repo)
+        deps = _deployments(repo)
         if name in deps.models.store.names():
             raise ConfigError(
                 f"deployment name {name!r} is also a registered model's name; `tureen serve` "
@@ -82,7 +91,7 @@ def register(cli: click.Group) -> None:
     @json_option
     def list_(repo: str, as_json: bool) -> None:
         """Every deployment of the repo."""
-        specs = Deployments.for_repo(repo).list()
+        specs = _deployments(repo).list()
         if as_json:
             print_json([s.to_dict() for s in specs])
             return
@@ -96,7 +105,7 @@ def register(cli: click.Group) -> None:
     @json_option
     def status(name: str, url: str | None, repo: str, as_json: bool) -> None:
         """The spec of NAME and, with --url, whether a running server has it ready."""
-        spec = Deployments.for_repo(repo).get(name)
+        spec = _deployments(repo).get(name)
         live: dict[str, Any] | None = None
         if url:
             import httpx
@@ -139,7 +148,7 @@ def register(cli: click.Group) -> None:
             @repo_option
             @json_option
             def cmd(name: str, repo: str, as_json: bool) -> None:
-                spec = Deployments.for_repo(repo).set_state(name, state)
+                spec = _deployments(repo).set_state(name, state)
                 _show(spec, as_json, f"Deployment [bold]{name}[/] {state}.")
         make()
 
@@ -149,7 +158,7 @@ def register(cli: click.Group) -> None:
     @repo_option
     def delete(name: str, yes: bool, repo: str) -> None:
         """Delete deployment NAME (its logs and models stay)."""
-        deps = Deployments.for_repo(repo)
+        deps = _deployments(repo)
         deps.get(name)
         if not yes:
             click.confirm(f"Delete deployment {name}?", abort=True)
@@ -170,7 +179,7 @@ def register(cli: click.Group) -> None:
                canary_percent: float | None, promote: bool, clear_canary: bool, repo: str,
                as_json: bool) -> None:
         """Change what NAME serves; a running `tureen serve` switches without failed requests."""
-        spec = Deployments.for_repo(repo).update(
+        spec = _deployments(repo).update(
             name, version, rollback=rollback, canary_version=canary_version,
             canary_percent=canary_percent, promote=promote, clear_canary=clear_canary)
         canary = (f", canary {spec.canary.version} at {spec.canary.percent:g}%"
@@ -200,7 +209,7 @@ def register(cli: click.Group) -> None:
         """Write a KServe InferenceService and a Dockerfile for NAME."""
         from tureen.deployments.export import export_kserve
 
-        deps = Deployments.for_repo(repo)
+        deps = _deployments(repo)
         has_auth = deps.features.config.serving.auth is not None
         if auth is None:
             auth = "server" if has_auth else "mesh"
@@ -231,7 +240,7 @@ def register(cli: click.Group) -> None:
     @repo_option
     def logs(name: str, component: str, tail: int, follow: bool, repo: str) -> None:
         """Server log lines of NAME (written by `tureen serve` to .tureen/logs/)."""
-        Deployments.for_repo(repo).get(name)
+        _deployments(repo).get(name)
         path = _log_file(repo, name, component)
         if not path.is_file():
             raise NotFoundError(

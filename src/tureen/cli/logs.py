@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
 from tureen.cli.output import console, json_option, print_json, repo_option, table
 from tureen.errors import InvalidRequestError, NotFoundError, TureenError
-from tureen.inference_log.dataset import read_log
-from tureen.inference_log.sinks import parquet_root
+
+
+def parquet_root(url: str | None, repo: str) -> str:
+    from tureen.inference_log.sinks import parquet_root
+
+    return parquet_root(url, repo)
+
+
+def read_log(root: str, deployment: str, start: date | None, end: date | None) -> Any:
+    from tureen.inference_log.dataset import read_log
+
+    return read_log(root, deployment, start, end)
 
 
 def _log_root(repo: str, deployment: str, log_dir: str | None) -> str:

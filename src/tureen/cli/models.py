@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tureen.cli.output import console, json_option, print_json, repo_option, table
 from tureen.errors import ConflictError, InvalidRequestError
-from tureen.models import FRAMEWORKS, ModelRegistry, ModelVersion, TensorSig, parse_model_ref
+from tureen.models.version import FRAMEWORKS, ModelVersion, TensorSig
+
+if TYPE_CHECKING:
+    from tureen.models import ModelRegistry
+
+
+def _registry(repo: str) -> ModelRegistry:
+    from tureen.models import ModelRegistry
+
+    return ModelRegistry.for_repo(repo)
+
+
+def _ref(ref: str) -> tuple[str, str | None]:
+    from tureen.models import parse_model_ref
+
+    return parse_model_ref(ref)
 
 
 def _metrics(value: str | None) -> dict[str, Any] | None:
@@ -99,7 +114,7 @@ def register(cli: click.Group) -> None:
                   feature_service: str | None, training_set: str | None, description: str,
                   outputs: tuple[str, ...], repo: str, as_json: bool) -> None:
         """Copy the model at PATH into the registry as the next version of NAME."""
-        mv = ModelRegistry.for_repo(repo).register(
+        mv = _registry(repo).register(
             name, path, framework, metrics=_metrics(metrics), feature_service=feature_service,
             training_set=training_set, description=description, outputs=_outputs(outputs),
         )
@@ -114,7 +129,7 @@ def register(cli: click.Group) -> None:
     @json_option
     def list_(name: str | None, repo: str, as_json: bool) -> None:
         """Every registered model version (of NAME if given)."""
-        versions = ModelRegistry.for_repo(repo).list(name)
+        versions = _registry(repo).list(name)
         if as_json:
             print_json([{**mv.to_dict(), "uri": mv.uri} for mv in versions])
             return
@@ -126,8 +141,8 @@ def register(cli: click.Group) -> None:
     @json_option
     def describe(ref: str, repo: str, as_json: bool) -> None:
         """Metadata of NAME[:VERSION] (latest version by default)."""
-        name, version = parse_model_ref(ref)
-        mv = ModelRegistry.for_repo(repo).get(name, version)
+        name, version = _ref(ref)
+        mv = _registry(repo).get(name, version)
         if as_json:
             print_json({**mv.to_dict(), "uri": mv.uri})
             return
@@ -141,8 +156,8 @@ def register(cli: click.Group) -> None:
     @json_option
     def delete(ref: str, yes: bool, force: bool, repo: str, as_json: bool) -> None:
         """Delete NAME:VERSION, or every version of NAME."""
-        name, version = parse_model_ref(ref)
-        reg = ModelRegistry.for_repo(repo)
+        name, version = _ref(ref)
+        reg = _registry(repo)
         if not force:
             _check_unused(repo, name, reg.get(name, version).version if version else None)
         what = f"{name} version {version}" if version else f"every version of {name}"
@@ -164,7 +179,7 @@ def register(cli: click.Group) -> None:
     @json_option
     def best(name: str, metric: str, direction: str | None, repo: str, as_json: bool) -> None:
         """The version of NAME with the best METRIC."""
-        mv = ModelRegistry.for_repo(repo).best(name, metric, direction)
+        mv = _registry(repo).best(name, metric, direction)
         if as_json:
             print_json({**mv.to_dict(), "uri": mv.uri})
             return

@@ -1,4 +1,8 @@
-"""Shared CLI output: rich console, tables, progress bars, JSON for scripts."""
+"""Shared CLI output: rich console, tables, progress bars, JSON for scripts.
+
+rich is imported on first output, not when the command line is parsed (``tureen --help``
+stays fast).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,34 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """A rich ``Console`` created on first use."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+console: Any = _LazyConsole()
+err_console: Any = _LazyConsole(stderr=True)
 
 repo_option = click.option(
     "--repo", "-r", default=".", show_default=True, envvar="TUREEN_REPO",
@@ -39,6 +62,8 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left")
     for c in columns:
         t.add_column(c)
@@ -53,8 +78,16 @@ def progress_bar(enabled: bool = True) -> Iterator[Any]:
     if not enabled:
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=False) as prog:
+                  TimeElapsedColumn(), console=err_console.get(), transient=False) as prog:
         tasks: dict[str, Any] = {}
 
         def update(label: str, done: int, total: int) -> None:

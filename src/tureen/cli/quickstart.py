@@ -17,8 +17,11 @@ def register(cli: click.Group) -> None:
     @click.option("--keep", type=click.Path(path_type=Path),
                   help="Build the repo in this (new) folder and keep it, instead of a "
                        "temporary folder.")
+    @click.option("--http_port", type=int, help="HTTP port of the demo server [a free one].")
+    @click.option("--grpc_port", type=int, help="gRPC port of the demo server [a free one].")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-    def quickstart(accounts: int, repeats: int, keep: Path | None, as_json: bool) -> None:
+    def quickstart(accounts: int, repeats: int, keep: Path | None, http_port: int | None,
+                   grpc_port: int | None, as_json: bool) -> None:
         """Build a fraud-detection repo, train, serve and score it, end to end (< 60 s)."""
         from rich.console import Console
         from rich.table import Table
@@ -37,7 +40,7 @@ def register(cli: click.Group) -> None:
 
         try:
             result = run_quickstart(accounts=accounts, repeats=repeats, keep=keep,
-                                    on_step=on_step)
+                                    on_step=on_step, http_port=http_port, grpc_port=grpc_port)
         finally:
             status.stop()
         if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,8 +17,16 @@ from tureen.cli.output import (
     table,
 )
 from tureen.errors import InvalidRequestError, NotFoundError
-from tureen.registry.service import Plan
-from tureen.store import FeatureStore
+
+if TYPE_CHECKING:
+    from tureen.registry.service import Plan
+    from tureen.store import FeatureStore
+
+
+def _store(repo: str) -> FeatureStore:
+    from tureen.store import FeatureStore
+
+    return FeatureStore(repo)
 
 
 def _parse_time(value: str, what: str) -> datetime:
@@ -62,13 +70,13 @@ def register(cli: click.Group) -> None:
     @repo_option
     def plan(repo: str) -> None:
         """Show what `tureen apply` would create, change or delete."""
-        _print_plan(FeatureStore(repo).plan(), applied=False)
+        _print_plan(_store(repo).plan(), applied=False)
 
     @cli.command()
     @repo_option
     def apply(repo: str) -> None:
         """Validate the repo's definitions and store them in the registry."""
-        store = FeatureStore(repo)
+        store = _store(repo)
         plan = store.apply()
         _print_plan(plan, applied=True)
         console.print(f"Registry version {store.snapshot().version} "
@@ -81,7 +89,7 @@ def register(cli: click.Group) -> None:
         """Delete all online data and the registry (definition files are kept)."""
         if not yes:
             click.confirm("Delete every view's online data and the registry?", abort=True)
-        FeatureStore(repo).teardown()
+        _store(repo).teardown()
         console.print("Torn down: online data and registry deleted.")
 
     @cli.command()
@@ -93,7 +101,7 @@ def register(cli: click.Group) -> None:
     def materialize(repo: str, start: str, end: str, views: tuple[str, ...],
                     no_progress: bool) -> None:
         """Load the latest rows in [START, END) per entity into the online store."""
-        store = FeatureStore(repo)
+        store = _store(repo)
         with progress_bar(not no_progress) as progress:
             done = store.materialize(_parse_time(start, "START"), _parse_time(end, "END"),
                                      list(views) or None, progress)
@@ -109,7 +117,7 @@ def register(cli: click.Group) -> None:
     def materialize_incremental(repo: str, end: str, views: tuple[str, ...],
                                 no_progress: bool) -> None:
         """Materialize each view from where the last run stopped up to END ('now' works)."""
-        store = FeatureStore(repo)
+        store = _store(repo)
         with progress_bar(not no_progress) as progress:
             done = store.materialize_incremental(_parse_time(end, "END"),
                                                  list(views) or None, progress)
@@ -130,7 +138,7 @@ def register(cli: click.Group) -> None:
                                 features: tuple[str, ...], out: str,
                                 full_feature_names: bool) -> None:
         """Build a point-in-time-correct training set."""
-        store = FeatureStore(repo)
+        store = _store(repo)
         chosen = _features(service, features)
         import pyarrow.dataset as ds
 
@@ -152,7 +160,7 @@ def register(cli: click.Group) -> None:
                             entity: tuple[str, ...], full_feature_names: bool,
                             as_json: bool) -> None:
         """Read features of one or more entities from the online store."""
-        store = FeatureStore(repo)
+        store = _store(repo)
         rows = _entity_rows(store, entity)
         resp = store.get_online_features(_features(service, features), rows, full_feature_names)
         if as_json:
@@ -168,7 +176,7 @@ def register(cli: click.Group) -> None:
     @click.option("--history", is_flag=True, help="Print the apply history instead.")
     def registry_dump(repo: str, history: bool) -> None:
         """Print the registry (or its history) as JSON."""
-        store = FeatureStore(repo)
+        store = _store(repo)
         print_json(store.registry.history() if history else store.snapshot().to_dict())
 
     @cli.group()
@@ -180,7 +188,7 @@ def register(cli: click.Group) -> None:
     @json_option
     def features_list(repo: str, as_json: bool) -> None:
         """List feature views, on-demand views and services."""
-        snap = FeatureStore(repo).snapshot()
+        snap = _store(repo).snapshot()
         rows: list[list[Any]] = []
         for v in snap.feature_views.values():
             rows.append(["feature view", v.name, ", ".join(v.join_keys),
@@ -207,7 +215,7 @@ def register(cli: click.Group) -> None:
     @json_option
     def features_describe(repo: str, name: str, as_json: bool) -> None:
         """Describe one view or service as stored in the registry."""
-        snap = FeatureStore(repo).snapshot()
+        snap = _store(repo).snapshot()
         obj: Any
         if name in snap.feature_services:
             obj = snap.feature_services[name]
