@@ -214,13 +214,13 @@ class OIDCVerifier:
         except jwt.PyJWTError as exc:
             log.info("OIDC token refused: %s", exc)
             return None
-        ident = self.identity(claims, token)
+        ident = self.identity(claims)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.pop(next(iter(self._verified)))
         self._verified[token] = (ident, float(claims["exp"]))
         return ident
 
-    def identity(self, claims: Mapping[str, Any], token: str) -> Identity:
+    def identity(self, claims: Mapping[str, Any]) -> Identity:
         s = self.settings
         roles = tuple(s.role_map.get(r, r) for r in _strings(claim(claims, s.role_claim)))
         projects = _strings(claim(claims, s.project_claim)) if s.project_claim else ()
@@ -229,5 +229,5 @@ class OIDCVerifier:
         return Identity(
             subject=str(subject if subject is not None else claims.get("sub", "?"))[:200],
             source="oidc", roles=roles, projects=projects, names=names,
-            expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC), credential=token,
+            expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),
         )

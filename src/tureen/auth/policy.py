@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -62,8 +62,6 @@ class Identity:
     names: tuple[str, ...] = ()  # deployment / model name patterns
     expires_at: datetime | None = None
     token_id: str | None = None
-    #: what the caller presented, for forwarding to an internal call (never logged)
-    credential: str | None = field(default=None, repr=False, compare=False)
 
     def describe(self) -> str:
         scope = []

@@ -282,7 +282,7 @@ class TokenAuthenticator:
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self._last_flush = time.monotonic()
             threading.Thread(target=self.flush, name="tureen-token-uses", daemon=True).start()
-        return Identity(**{**entry.identity.__dict__, "credential": token})
+        return entry.identity
 
     def flush(self) -> None:
         """Write the last-used times gathered since the last flush beside the registry."""
