@@ -1,0 +1,239 @@
+"""What authentication and TLS cost: the same servers with auth off, API tokens, OIDC (cached
+key) and TLS, measured back to back in each round.
+
+Workload: scikit-learn LogisticRegression over 10 Float32 features, one row per request (v1,
+OIP REST, OIP gRPC), and the Feast route ``/get-online-features`` (one entity of the fraud
+example repo, fraud_detection_v1). One worker per server, 16 connections; wrk for REST,
+h2load for gRPC (``https://`` with ALPN h2 for the TLS point; h2load prints the negotiated
+cipher). OIDC tokens are RS256 JWTs from a JWKS served locally by this script; after the first
+request the key and the verified token are cached, so the request path makes no network call
+(the JWKS fetch count is reported). Medians over ``--runs`` rounds; ratios against auth off
+(and TLS against plaintext gRPC) measured in the same round.
+
+    python bench/bench_auth.py [--duration 5] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from bench_model_server import (  # noqa: E402
+    ROW,
+    build_repository,
+    check_grpc,
+    free_port,
+    grpc_body,
+    median_of,
+    ratio,
+    wait_http,
+)
+from tests.e2e.auth.jwks_server import Issuer  # noqa: E402
+
+from tureen.auth.devcert import make_dev_certs  # noqa: E402
+from tureen.auth.tokens import Tokens  # noqa: E402
+from tureen.examples.fraud import create_repo  # noqa: E402
+from tureen.store import FeatureStore  # noqa: E402
+
+CLI = [sys.executable, "-c", "from tureen.cli.main import main; main()"]
+TARGETS = {"token_vs_off": 0.95, "oidc_vs_off": 0.90, "grpc_tls_vs_plain": 0.70}
+
+
+def wrk(url: str, body: str, conns: int, seconds: float, tmp: Path,
+        token: str | None) -> dict[str, float]:
+    lua = tmp / f"post{abs(hash((body, token)))}.lua"
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"\n' if token else ""
+    lua.write_text('wrk.method = "POST"\nwrk.body = ' + json.dumps(body) +
+                   '\nwrk.headers["Content-Type"] = "application/json"\n' + auth)
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "--latency", "-s",
+                          str(lua), url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"requests_per_s": rps, "errors": int(bad.group(1)) if bad else 0}
+
+
+def h2load(target: str, body: Path, conns: int, seconds: float, token: str | None,
+           tls: bool) -> tuple[dict[str, float], str | None]:
+    headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    if token:
+        headers += ["-H", f"authorization: Bearer {token}"]
+    scheme = "https" if tls else "http"
+    out = subprocess.run(
+        ["h2load", "-t1", f"-c{conns}", "-m1", "-D", str(int(seconds)), "-d", str(body),
+         *headers, f"{scheme}://{target}/inference.GRPCInferenceService/ModelInfer"],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
+    ok = re.search(r"status codes: (\d+) 2xx", out)
+    cipher = re.search(r"Cipher: (\S+)", out)
+    proto = re.search(r"TLS Protocol: (\S+)", out)
+    return ({"requests_per_s": rps, "ok_2xx": int(ok.group(1)) if ok else 0},
+            f"{proto.group(1)} {cipher.group(1)}" if cipher and proto else None)
+
+
+def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("wb") as f:
+        return subprocess.Popen([*CLI, *args], stdout=f, stderr=subprocess.STDOUT, env=env)
+
+
+def status(url: str, token: str | None, body: str) -> int:
+    h = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(url, content=body, headers=h, timeout=10).status_code
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--conns", type=int, default=16)
+    args = ap.parse_args()
+    for tool, pkg in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed: apt-get install -y {pkg}")
+    tmp = Path(tempfile.mkdtemp(prefix="tureen-bench-auth-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    issuer = Issuer()
+    try:
+        build_repository(tmp / "models")
+        repo = create_repo(tmp / "repo", accounts=200, days=10)
+        with FeatureStore(repo) as fs:
+            fs.apply()
+            now = datetime.now(UTC)
+            fs.materialize(now - timedelta(days=11), now + timedelta(minutes=1))
+        plain_yaml = (repo / "tureen.yaml").read_text()
+        (repo / "tureen.yaml").write_text(
+            plain_yaml + "serving:\n  auth:\n    type: [token, oidc]\n    oidc:\n"
+            f"      issuer: {issuer.url}\n      audience: tureen\n")
+        token, _ = Tokens(FeatureStore(repo).registry).create(["admin"], name="bench")
+        jwt = issuer.token(roles=["admin"], exp_in=3600)
+        noauth = tmp / "repo_noauth"
+        shutil.copytree(repo, noauth)
+        (noauth / "tureen.yaml").write_text(plain_yaml)
+        certs = make_dev_certs(tmp / "certs")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        ports: dict[str, tuple[int, int]] = {}
+        base = ["serve-model", "--model_repository", str(tmp / "models"), "--workers", "1"]
+        modes = {
+            "off": [],
+            "token": ["--repo", str(repo), "--auth", "token"],
+            "oidc": ["--repo", str(repo), "--auth", "oidc"],
+            "tls": ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)],
+        }
+        for mode, extra in modes.items():
+            hp, gp = free_port(), free_port()
+            ports[mode] = (hp, gp)
+            procs.append(start([*base, "--http_port", str(hp), "--grpc_port", str(gp), *extra],
+                               tmp / f"model-{mode}.log", env))
+        fports = {"off": free_port(), "token": free_port(), "oidc": free_port()}
+        for mode, r in (("off", noauth), ("token", repo), ("oidc", repo)):
+            extra = ["--auth", mode] if mode != "off" else []
+            procs.append(start(["serve-features", "--repo", str(r), "--no-grpc", "--port",
+                                str(fports[mode]), *extra], tmp / f"features-{mode}.log", env))
+        for mode in ("off", "token", "oidc"):
+            wait_http(f"http://127.0.0.1:{ports[mode][0]}/v2/health/ready")
+            wait_http(f"http://127.0.0.1:{fports[mode]}/health")
+        deadline = time.monotonic() + 60
+        while True:  # the TLS server: ready over https
+            try:
+                if httpx.get(f"https://localhost:{ports['tls'][0]}/v2/health/ready",
+                             verify=str(certs.ca), timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+        creds = {"off": None, "token": token, "oidc": jwt}
+        v1 = json.dumps({"instances": [ROW]})
+        v2 = json.dumps({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 10],
+                                     "data": ROW}]})
+        feast = json.dumps({"feature_service": "fraud_detection_v1",
+                            "entities": {"account_id": [1001]}})
+        body = grpc_body(tmp / "infer.bin", "lr")
+        check_grpc(f"127.0.0.1:{ports['off'][1]}", "lr")
+        # every point answers 200 with its credential and 401 without (the bench measures
+        # real authentication, not a server that ignores it)
+        for mode in ("token", "oidc"):
+            url = f"http://127.0.0.1:{ports[mode][0]}/v1/models/lr:predict"
+            furl = f"http://127.0.0.1:{fports[mode]}/get-online-features"
+            assert status(url, creds[mode], v1) == 200 and status(url, None, v1) == 401
+            assert status(furl, creds[mode], feast) == 200 and status(furl, None, feast) == 401
+        fetches_before = issuer.fetches
+        points: dict[str, Any] = {}
+        for mode in ("off", "token", "oidc"):
+            hp, gp = ports[mode]
+            points[f"v1_{mode}"] = ("wrk", f"http://127.0.0.1:{hp}/v1/models/lr:predict", v1,
+                                    creds[mode])
+            points[f"v2_{mode}"] = ("wrk", f"http://127.0.0.1:{hp}/v2/models/lr/infer", v2,
+                                    creds[mode])
+            points[f"grpc_{mode}"] = ("h2", f"127.0.0.1:{gp}", body, creds[mode], False)
+            points[f"feast_{mode}"] = ("wrk", f"http://127.0.0.1:{fports[mode]}"
+                                       "/get-online-features", feast, creds[mode])
+        points["grpc_tls"] = ("h2", f"localhost:{ports['tls'][1]}", body, None, True)
+        results: dict[str, list[dict[str, float]]] = {k: [] for k in points}
+        cipher = None
+        for _ in range(args.runs):
+            for key, spec in points.items():
+                if spec[0] == "wrk":
+                    results[key].append(wrk(spec[1], spec[2], args.conns, args.duration, tmp,
+                                            spec[3]))
+                else:
+                    res, c = h2load(spec[1], spec[2], args.conns, args.duration, spec[3],
+                                    spec[4])
+                    results[key].append(res)
+                    cipher = c or cipher
+        med = {k: median_of(v) for k, v in results.items()}
+        rps = {k: v["requests_per_s"] for k, v in med.items()}
+        report = {
+            "machine": {"cpus": os.cpu_count(), "loadavg_start_end": None,
+                        "runs": args.runs, "seconds_per_point": args.duration,
+                        "connections": args.conns, "workers": 1,
+                        "load_generators": {"rest": "wrk -t1", "grpc": "h2load -t1 -m1"}},
+            "medians": med,
+            "ratios": {
+                "token_vs_off": {p: ratio(rps[f"{p}_token"], rps[f"{p}_off"])
+                                 for p in ("v1", "v2", "grpc", "feast")},
+                "oidc_cached_vs_off": {p: ratio(rps[f"{p}_oidc"], rps[f"{p}_off"])
+                                       for p in ("v1", "v2", "grpc", "feast")},
+                "grpc_tls_vs_plain": ratio(rps["grpc_tls"], rps["grpc_off"]),
+            },
+            "tls": {"negotiated": cipher, "alpn": "h2", "certificate": "ECDSA P-256 (dev CA)"},
+            "jwks_fetches_during_load": issuer.fetches - fetches_before,
+            "targets": TARGETS,
+        }
+        return_report(report)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        issuer.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+LOAD_AT_START = os.getloadavg()
+
+
+def return_report(report: dict[str, Any]) -> None:
+    report["machine"]["loadavg_start_end"] = [list(LOAD_AT_START), list(os.getloadavg())]
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
