@@ -24,7 +24,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tureen.definitions import FeatureView, Field, FileSource, StreamFeatureView, source_of
+from tureen.definitions import (
+    FeatureView,
+    Field,
+    FileSource,
+    KafkaSource,
+    StreamFeatureView,
+    source_of,
+)
 from tureen.errors import InvalidRequestError
 from tureen.offline.protocol import OfflineEngine
 from tureen.online.encoding import CREATED_COLUMN, EVENT_COLUMN
@@ -39,7 +46,7 @@ Rows: TypeAlias = Any
 _TS = pa.timestamp("us", tz="UTC")
 
 
-def _arrow_columns(df: Rows) -> dict[str, pa.Array | pa.ChunkedArray]:
+def arrow_columns(df: Rows) -> dict[str, pa.Array | pa.ChunkedArray]:
     """Input rows as Arrow columns, converted one column at a time so errors name it."""
     if isinstance(df, (pa.Table, pa.RecordBatch)):
         return {name: df.column(name) for name in df.schema.names}
@@ -136,10 +143,14 @@ def _timestamp_column(
     return arr
 
 
-def validate_rows(view: FeatureView, cols: Mapping[str, pa.Array | pa.ChunkedArray]) -> pa.Table:
+def validate_rows(view: FeatureView, cols: Mapping[str, pa.Array | pa.ChunkedArray],
+                  naming: FileSource | KafkaSource | None = None) -> pa.Table:
     """The rows for ``view``, typed by its schema: join keys, features (by feature name),
-    ``event_timestamp`` and ``created_timestamp``. Raises before anything is stored."""
-    src = source_of(view)
+    ``event_timestamp`` and ``created_timestamp``. Raises before anything is stored.
+
+    ``naming`` is where the input's column names come from (field mapping, timestamp
+    columns): by default the view's offline source; a KafkaSource for stream messages."""
+    src = naming if naming is not None else source_of(view)
     inverse = {feat: col for col, feat in src.field_mapping.items()}
     out: dict[str, pa.Array] = {}
     missing: list[str] = []
@@ -185,7 +196,7 @@ def _write_online(store: OnlineStore, view: FeatureView, table: pa.Table) -> int
     return store.write(view, keys, table)
 
 
-def _offline_table(source: FileSource, views: Sequence[FeatureView], tables: Sequence[pa.Table]
+def offline_table(source: FileSource, views: Sequence[FeatureView], tables: Sequence[pa.Table]
                    ) -> pa.Table:
     """Rows in the batch source's own column names (inverse field mapping applied)."""
     inverse = {feat: col for col, feat in source.field_mapping.items()}
@@ -224,14 +235,14 @@ def push(
             "aggregations: send its events through the stream path (POST /ingest/"
             f"{source_name}, or FeatureStore.ingest) so the windows see them."
         )
-    cols = _arrow_columns(df)
+    cols = arrow_columns(df)
     tables = [validate_rows(v, cols) for v in views]
     n = tables[0].num_rows if tables else 0
     if to in ("offline", "online_and_offline"):
         if engine is None:
             raise InvalidRequestError("push to the offline store needs an offline engine.")
         if n:
-            engine.append(source.batch_source, _offline_table(source.batch_source, views, tables))
+            engine.append(source.batch_source, offline_table(source.batch_source, views, tables))
     if to in ("online", "online_and_offline"):
         if store is None:
             raise InvalidRequestError("push to the online store needs an online store.")
@@ -250,10 +261,11 @@ def write_to_online_store(
     ``event_timestamp``); a newer stored row is never replaced by an older one.
     """
     view = snapshot.feature_view(view_name)
-    table = validate_rows(view, _arrow_columns(df))
+    table = validate_rows(view, arrow_columns(df))
     if table.num_rows == 0:
         return 0
     return _write_online(store, view, table)
 
 
-__all__ = ["PushTo", "push", "validate_rows", "write_to_online_store"]
+__all__ = ["PushTo", "arrow_columns", "offline_table", "push", "validate_rows",
+           "write_to_online_store"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -242,7 +242,7 @@ class WindowState:
         keys: Sequence[bytes],
         joins: Sequence[tuple[Any, ...]],
         ts_us: Sequence[int],
-        columns: dict[str, Sequence[Any]],
+        columns: Mapping[str, Sequence[Any]],
     ) -> int:
         """Add on-time events; returns how many fell into an already closed window (they
         are skipped: the caller flags events behind the watermark before this)."""

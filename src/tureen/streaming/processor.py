@@ -1,0 +1,382 @@
+"""The stream processor: one source (a Kafka topic or a push source) and every stream view
+it feeds. Transport-free: the Kafka consumer and the HTTP routes hand it decoded events.
+
+For each batch, in this order:
+
+1. validate every event against every view of the source (``tureen.ingest.validate_rows``,
+   the same checks as ``push``); a bad event becomes a dead letter with the reason, the
+   others go on;
+2. mark events behind the watermark as late (per partition: the watermark is the oldest
+   partition's newest event time minus the source's ``watermark_delay``; it only moves
+   forward). Latest-value views take late events anyway (the online store keeps the newer
+   row); windows never count them;
+3. add on-time events to each aggregation view's windows and close every window the
+   watermark passed;
+4. queue the online rows (latest values, closed windows) and write them
+   (``write_online``); a store that is down raises BackendUnavailableError with the rows
+   still queued, so the caller pauses and retries without reprocessing anything;
+5. buffer the offline rows; ``flush`` writes the window logs, then the event log (whose
+   part records the watermark state). Offsets are committed only after ``flush``.
+
+After a restart, ``restore`` rebuilds the windows from the event log (events not flagged
+late, one per event id) and resumes the watermark state its newest parts recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tureen.definitions import FeatureView, FileSource, KafkaSource, PushSource, StreamFeatureView
+from tureen.errors import InvalidRequestError
+from tureen.ingest import arrow_columns, offline_table, validate_rows
+from tureen.online.encoding import CREATED_COLUMN, EVENT_COLUMN
+from tureen.online.keys import encoder_for
+from tureen.online.protocol import OnlineStore
+from tureen.streaming.event_log import EVENT_ID, LATE, LogFolder, dedupe, merge_states
+from tureen.streaming.windows import WindowRows, WindowState
+from tureen.types import Float32, Float64, UnixTimestamp
+
+log = logging.getLogger(__name__)
+_TS = pa.timestamp("us", tz="UTC")
+Source = KafkaSource | PushSource
+
+
+@dataclass(slots=True)
+class Event:
+    """One decoded message or pushed row; ``error`` is set when it could not be decoded."""
+
+    row: dict[str, Any] | None
+    event_id: str
+    partition: str
+    seq: int | None = None  # position in the partition (Kafka offset): replays are skipped
+    payload: bytes | None = None
+    key: bytes | None = None
+    error: str = ""
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    event: Event
+    reason: str
+
+
+@dataclass
+class ViewCounters:
+    """What one view has seen since the process started (the status and /metrics)."""
+
+    rows: int = 0
+    late: int = 0
+    dead_letters: int = 0
+    windows_emitted: int = 0
+    online_rows_written: int = 0
+    last_event_us: int | None = None
+
+
+@dataclass
+class BatchResult:
+    accepted: int
+    late: int
+    dead: list[DeadLetter]
+    newest_event_us: int | None
+    windows_emitted: int = 0
+
+
+@dataclass
+class _Buffers:
+    events: list[pa.Table] = field(default_factory=list)
+    windows: dict[str, list[pa.Table]] = field(default_factory=dict)
+    rows: int = 0
+
+
+def _micros(arr: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    return np.asarray(pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def epoch_numbers_to_timestamps(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Numbers are seconds since the epoch (JSON has no timestamp type)."""
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        us = pc.round(pc.multiply(pc.cast(arr, pa.float64()), 1_000_000.0))
+        return pc.cast(pc.cast(us, pa.int64()), _TS)
+    return arr
+
+
+class StreamProcessor:
+    """Ingests events of one source into its views' online rows, windows and offline logs."""
+
+    def __init__(
+        self,
+        source: Source,
+        views: Sequence[StreamFeatureView],
+        store: OnlineStore | None,
+        repo_path: Path,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not views:
+            raise InvalidRequestError(f"source {source.name!r} feeds no stream feature view.")
+        self.source = source
+        self.views = tuple(views)
+        self.store = store
+        self.clock = clock
+        self.naming: FileSource | KafkaSource = (
+            source if isinstance(source, KafkaSource) else source.batch_source)
+        self.delay_us = (int(source.watermark_delay.total_seconds() * 1_000_000)
+                         if isinstance(source, KafkaSource) else 0)
+        self.offline = any(v.offline for v in self.views)
+        self.event_log = LogFolder.of(source.batch_source, repo_path)
+        self.window_logs = {v.name: LogFolder.of(v.offline_source, repo_path)
+                            for v in self.views if v.aggregations}
+        self.windows = {
+            v.name: WindowState(v, {f.name for f in v.schema if f.dtype in (Float32, Float64)})
+            for v in self.views if v.aggregations
+        }
+        self._inputs = {v.name: v.input_view for v in self.views}
+        self._encoders = {v.name: encoder_for(v.key_fields) for v in self.views}
+        self.newest: dict[str, int] = {}
+        self.watermark: int | None = None
+        self.positions: dict[str, int] = {}  # last seq of each partition in the event log
+        self._seen: dict[str, int] = {}  # last seq of each partition processed
+        self.counters = {v.name: ViewCounters() for v in self.views}
+        self._pending: list[tuple[FeatureView, list[bytes], pa.Table]] = []
+        self._buf = _Buffers()
+
+    # ---- restart -------------------------------------------------------------------------
+    def restore(self) -> int:
+        """Resume the watermark and rebuild open windows from the event log; returns the
+        number of events re-read."""
+        state = merge_states(self.event_log.states())
+        self.newest = {p: int(t) for p, t in state["newest"].items()}
+        self.watermark = state["watermark"]
+        self.positions = {p: int(s) for p, s in state["positions"].items()}
+        self._seen = dict(self.positions)
+        if not self.windows:
+            return 0
+        closed = state["closed"]
+        starts = [closed[v] - self.windows[v].max_window - self.windows[v].slide
+                  for v in self.windows if v in closed]
+        since = min(starts) if starts and len(starts) == len(self.windows) else None
+        ts_col = self.source.batch_source.timestamp_field
+        table = self.event_log.read(since=(ts_col, since) if since is not None else None)
+        n = 0
+        if table is not None and table.num_rows:
+            table = dedupe(table, [EVENT_ID])
+            if LATE in table.column_names:
+                table = table.filter(pc.invert(pc.fill_null(table.column(LATE), False)))
+            cols = {c: table.column(c) for c in table.column_names}
+            for view in self.views:
+                if not view.aggregations:
+                    continue
+                rows = validate_rows(self._inputs[view.name], cols)
+                self._feed(view, rows, np.ones(rows.num_rows, dtype=bool))
+            n = table.num_rows
+        for name, ws in self.windows.items():
+            ws.restore(closed.get(name))
+        return n
+
+    # ---- one batch -----------------------------------------------------------------------
+    def _validate(self, events: Sequence[Event]) -> tuple[list[Event], list[pa.Table],
+                                                          list[DeadLetter]]:
+        dead = [DeadLetter(e, e.error) for e in events if e.row is None]
+        good = [e for e in events if e.row is not None]
+        if not good:
+            return [], [], dead
+        try:
+            return good, self._tables(good), dead
+        except InvalidRequestError:
+            pass
+        ok: list[Event] = []
+        for e in good:  # find the bad ones, then validate the rest as one batch
+            try:
+                self._tables([e])
+                ok.append(e)
+            except InvalidRequestError as exc:
+                dead.append(DeadLetter(e, str(exc)))
+        return ok, (self._tables(ok) if ok else []), dead
+
+    def _tables(self, events: Sequence[Event]) -> list[pa.Table]:
+        cols = arrow_columns([e.row for e in events])
+        for name in (self.naming.timestamp_field, self.naming.created_timestamp_column):
+            if name and name in cols:
+                cols[name] = epoch_numbers_to_timestamps(cols[name])
+        return [validate_rows(self._inputs[v.name], cols, self.naming) for v in self.views]
+
+    def _lateness(self, events: Sequence[Event], ts: np.ndarray[Any, Any]) -> np.ndarray[Any,
+                                                                                         Any]:
+        late = np.zeros(len(events), dtype=bool)
+        newest, wm, delay = self.newest, self.watermark, self.delay_us
+        for i, e in enumerate(events):
+            t = int(ts[i])
+            if wm is not None and t < wm:
+                late[i] = True
+                continue
+            cur = newest.get(e.partition)
+            if cur is None or t > cur:
+                newest[e.partition] = t
+                low = min(newest.values()) - delay
+                if wm is None or low > wm:
+                    wm = low
+        self.watermark = wm
+        return late
+
+    def forget_position(self, partition: str) -> None:
+        """The partition restarted from scratch (topic re-created): stop skipping its
+        sequence numbers."""
+        self.positions.pop(partition, None)
+        self._seen.pop(partition, None)
+
+    def _fresh(self, events: Sequence[Event]) -> list[Event]:
+        """Events not processed before (a replay after a restart repeats some)."""
+        seen = self._seen
+        out = []
+        for e in events:
+            if e.seq is not None:
+                last = seen.get(e.partition)
+                if last is not None and e.seq <= last:
+                    continue
+                seen[e.partition] = e.seq
+            out.append(e)
+        return out
+
+    def process(self, events: Sequence[Event]) -> BatchResult:
+        """Validate, route and queue one batch (see the module docstring); then write the
+        online rows. Raises BackendUnavailableError if the online store is down (the rows
+        stay queued: call ``write_online`` until it succeeds)."""
+        events = self._fresh(events)
+        good, tables, dead = self._validate(events)
+        for c in self.counters.values():
+            c.dead_letters += len(dead)
+        if not good:
+            return BatchResult(0, 0, dead, None)
+        ts = _micros(tables[0].column(EVENT_COLUMN))
+        late = self._lateness(good, ts)
+        on_time = ~late
+        n_late = int(late.sum())
+        emitted = 0
+        newest = int(ts.max())
+        for view, table in zip(self.views, tables, strict=True):
+            c = self.counters[view.name]
+            c.rows += len(good)
+            c.late += n_late
+            c.last_event_us = newest if c.last_event_us is None else max(c.last_event_us, newest)
+            if not view.aggregations:
+                if view.online:
+                    self._pending.append((view, self._encoders[view.name].encode_arrow(table),
+                                          table))
+                continue
+            rows = self._add_windows(view, table, on_time)
+            emitted += len(rows)
+        if self.offline:
+            self._buffer_events(good, tables, late)
+        self.write_online()
+        return BatchResult(len(good), n_late, dead, newest, emitted)
+
+    def _add_windows(self, view: StreamFeatureView, table: pa.Table,
+                     on_time: np.ndarray[Any, Any]) -> WindowRows:
+        self._feed(view, table, on_time)
+        if self.watermark is None:
+            return WindowRows([], [], [], [])
+        rows = self.windows[view.name].close_until(self.watermark)
+        if len(rows):
+            self._queue_windows(view, rows)
+        return rows
+
+    def _feed(self, view: StreamFeatureView, table: pa.Table,
+              on_time: np.ndarray[Any, Any]) -> None:
+        ws = self.windows[view.name]
+        if not on_time.all():
+            table = table.filter(pa.array(on_time))
+        if table.num_rows:
+            cols: dict[str, list[Any]] = {}
+            for col in ws.columns:
+                if col in cols:
+                    continue
+                arr = table.column(col)
+                if pa.types.is_timestamp(arr.type):
+                    arr = pc.cast(arr, pa.int64())
+                cols[col] = arr.to_pylist()
+            keys = self._encoders[view.name].encode_arrow(table)
+            joins = list(zip(*[table.column(k).to_pylist() for k in view.join_keys],
+                             strict=True))
+            ws.add(keys, joins, _micros(table.column(EVENT_COLUMN)).tolist(), cols)
+
+    def _queue_windows(self, view: StreamFeatureView, rows: WindowRows) -> None:
+        ends = pa.array(rows.ends_us, pa.int64()).cast(_TS)
+        cols: dict[str, pa.Array] = {}
+        for i, k in enumerate(view.key_fields):
+            cols[k.name] = pa.array([j[i] for j in rows.entity_values], k.dtype.arrow)
+        for f, values in zip(view.features, rows.values, strict=True):
+            if f.dtype is UnixTimestamp:
+                cols[f.name] = pa.array(values, pa.int64()).cast(_TS)
+            else:
+                cols[f.name] = pa.array(values, f.dtype.arrow)
+        cols[EVENT_COLUMN] = ends
+        cols[CREATED_COLUMN] = ends
+        table = pa.table(cols)
+        c = self.counters[view.name]
+        c.windows_emitted += table.num_rows
+        if view.online:
+            self._pending.append((view, rows.keys, table))
+        self._buf.windows.setdefault(view.name, []).append(table)
+        self._buf.rows += table.num_rows
+
+    def _buffer_events(self, events: Sequence[Event], tables: Sequence[pa.Table],
+                       late: np.ndarray[Any, Any]) -> None:
+        inputs = [self._inputs[v.name] for v in self.views]
+        table = offline_table(self.source.batch_source, inputs, tables)
+        table = table.append_column(EVENT_ID, pa.array([e.event_id for e in events],
+                                                       pa.string()))
+        table = table.append_column(LATE, pa.array(late))
+        self._buf.events.append(table)
+        self._buf.rows += table.num_rows
+
+    # ---- writes ----------------------------------------------------------------------------
+    @property
+    def pending_online(self) -> int:
+        return sum(t.num_rows for _, _, t in self._pending)
+
+    def write_online(self) -> int:
+        """Write the queued online rows, oldest first; raises (rows kept) if the store fails."""
+        done = 0
+        while self._pending:
+            view, keys, table = self._pending[0]
+            if self.store is not None:
+                self.store.write(view, keys, table)
+            self._pending.pop(0)
+            self.counters[view.name].online_rows_written += table.num_rows
+            done += table.num_rows
+        return done
+
+    @property
+    def buffered_rows(self) -> int:
+        return self._buf.rows
+
+    def flush(self) -> int:
+        """Write buffered offline rows: window logs first, the event log last (its part
+        records the watermark state, so it is the checkpoint). Raises, keeping the buffer,
+        if a write fails; parts written before the failure are harmless duplicates."""
+        buf = self._buf
+        if not buf.rows:
+            return 0
+        for name, tables in list(buf.windows.items()):
+            self.window_logs[name].write(pa.concat_tables(tables))
+            del buf.windows[name]
+        self.positions = dict(self._seen)
+        if buf.events:
+            self.event_log.write(pa.concat_tables(buf.events, promote_options="default"),
+                                 self.state())
+        n, self._buf = buf.rows, _Buffers()
+        return n
+
+    def state(self) -> dict[str, Any]:
+        return {"newest": dict(self.newest), "watermark": self.watermark,
+                "positions": dict(self.positions),
+                "closed": {n: w.closed_us for n, w in self.windows.items()
+                           if w.closed_us is not None}}
