@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tureen.auth.settings import AuditSettings, AuthSettings, TLSSettings
 from tureen.backend_options import OPTIONS
 from tureen.errors import ConfigError, suggest
+from tureen.streaming.config import StreamingConfig
 
 CONFIG_FILE = "tureen.yaml"
 
@@ -92,6 +93,10 @@ class RepoConfig(BaseModel):
     serving: ServingConfig = Field(
         default_factory=ServingConfig, description="Defaults for `tureen serve` (ports, "
         "workers, transformers)."
+    )
+    streaming: StreamingConfig = Field(
+        default_factory=StreamingConfig, description="How `tureen ingest` consumes streams "
+        "(brokers, batches, checkpoints, dead letters)."
     )
 
     @field_validator("project")

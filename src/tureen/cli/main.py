@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "tureen.cli.logs",
     "tureen.cli.auth",
     "tureen.cli.console",
+    "tureen.cli.ingest",
 )
 
 

@@ -170,16 +170,34 @@ class StreamProcessor:
             table = dedupe(table, [EVENT_ID])
             if LATE in table.column_names:
                 table = table.filter(pc.invert(pc.fill_null(table.column(LATE), False)))
-            cols = {c: table.column(c) for c in table.column_names}
             for view in self.views:
                 if not view.aggregations:
                     continue
-                rows = validate_rows(self._inputs[view.name], cols)
+                rows = self.validate_log_rows(view, table)
                 self._feed(view, rows, np.ones(rows.num_rows, dtype=bool))
             n = table.num_rows
         for name, ws in self.windows.items():
             ws.restore(closed.get(name))
         return n
+
+    def validate_log_rows(self, view: StreamFeatureView, table: pa.Table) -> pa.Table:
+        """Rows of the event log typed for ``view`` (log column names)."""
+        cols = {c: table.column(c) for c in table.column_names}
+        return validate_rows(self._inputs[view.name], cols)
+
+    def replay(self, view: StreamFeatureView, table: pa.Table, until_us: int) -> pa.Table | None:
+        """Backfill: feed event-log rows (already deduplicated, not late) into ``view``'s
+        windows, close them up to ``until_us`` and queue the rows online; returns the
+        window rows (None if no window closed)."""
+        rows = self.validate_log_rows(view, table)
+        self._feed(view, rows, np.ones(rows.num_rows, dtype=bool))
+        emitted = self.windows[view.name].close_until(until_us)
+        if not len(emitted):
+            return None
+        self._queue_windows(view, emitted)
+        out = pa.concat_tables(self._buf.windows.pop(view.name))
+        self._buf.rows -= out.num_rows
+        return out
 
     # ---- one batch -----------------------------------------------------------------------
     def _validate(self, events: Sequence[Event]) -> tuple[list[Event], list[pa.Table],

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from tureen.backend_options import OPTIONS
 from tureen.config import RepoConfig, ServingConfig, _model_in
+from tureen.streaming.config import StreamingConfig
 from tureen.transformer.config import TransformerConfig
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -78,6 +79,7 @@ def test_every_section_is_in_the_readme_reference() -> None:
     ref = readme_reference()
     assert {s for s, _ in ref} == set(RepoConfig.model_fields)
     assert ref[("serving", "—")] == set(ServingConfig.model_fields)
+    assert ref[("streaming", "—")] == set(StreamingConfig.model_fields)
 
 
 def test_every_transformer_key_is_in_the_transformer_reference() -> None:

@@ -1,0 +1,287 @@
+"""The Kafka consumer of one KafkaSource: batches in, offsets committed once durable.
+
+The loop: consume up to ``batch_max_messages`` (waiting at most ``batch_wait_ms``), decode,
+hand the batch to the ``StreamProcessor`` (online rows written at once, offline rows
+buffered), send dead letters to ``<topic><dead_letter_suffix>``; at least every
+``flush_interval_seconds`` a checkpoint writes the offline parts, flushes the dead-letter
+producer and only then commits the next offsets. So a crash (even ``kill -9``) loses
+nothing: the consumer group resumes from the last commit and the processor skips what the
+offline log already holds.
+
+When the online store (or the disk) fails, the consumer pauses its partitions, keeps its
+group membership alive, retries with backoff up to ``retry_max_seconds`` apart and resumes
+when the write goes through — nothing is dropped and nothing more is read meanwhile. The
+state (``backpressure`` with the BackendUnavailable message, ``broker_unavailable`` while
+librdkafka cannot reach the brokers) is in the status.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tureen.definitions import KafkaSource
+from tureen.errors import BackendUnavailableError, ConfigError
+from tureen.streaming.config import StreamingConfig
+from tureen.streaming.decode import BadMessageError, decoder_for
+from tureen.streaming.processor import DeadLetter, Event, StreamProcessor
+
+log = logging.getLogger(__name__)
+
+# Settings tureen owns: offsets are committed by the loop, never automatically.
+_FIXED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
+_DEFAULTS = {
+    "auto.offset.reset": "earliest",
+    "session.timeout.ms": 6000,      # faster group joins after a restart
+    "heartbeat.interval.ms": 500,
+    "fetch.wait.max.ms": 5,          # low latency: do not let the broker sit on a fetch
+    "fetch.min.bytes": 1,
+    "queued.max.messages.kbytes": 65536,
+}
+
+
+def consumer_config(source: KafkaSource, cfg: StreamingConfig, group: str,
+                    on_error: Callable[[Any], None]) -> dict[str, Any]:
+    servers = source.bootstrap_servers or cfg.bootstrap_servers
+    if not servers:
+        raise ConfigError(
+            f"KafkaSource {source.name!r} names no bootstrap_servers and tureen.yaml has no "
+            "streaming.bootstrap_servers: set one of them."
+        )
+    conf: dict[str, Any] = {**_DEFAULTS, **cfg.consumer, **_FIXED}
+    conf.update({"bootstrap.servers": servers, "group.id": group, "error_cb": on_error})
+    return conf
+
+
+class KafkaIngester:
+    """Consumes one source's topic into its processor until ``stop`` is set."""
+
+    def __init__(
+        self,
+        source: KafkaSource,
+        make_processor: Callable[[], StreamProcessor],
+        cfg: StreamingConfig,
+        group: str,
+        stop: threading.Event,
+    ) -> None:
+        self.source = source
+        self.cfg = cfg
+        self.group = group
+        self.stop = stop
+        self.make_processor = make_processor
+        self.processor = make_processor()
+        self.state = "starting"
+        self.error: str | None = None
+        self.lag_messages: int | None = None
+        self.lag_seconds: float | None = None
+        self.dlq_topic = source.topic + cfg.dead_letter_suffix
+        self._decode = decoder_for(source)
+        self._next: dict[int, int] = {}      # partition -> next offset to commit
+        self._last_ts: dict[int, int] = {}   # partition -> kafka timestamp (ms) last seen
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._paused = False
+        self._lag_at = 0.0
+        self._unwritten = 0
+
+    # ---- librdkafka callbacks --------------------------------------------------------------
+    def _on_error(self, err: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        code = err.code()
+        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
+                    KafkaError._RESOLVE):
+            if self.state not in ("backpressure",):
+                self.state = "broker_unavailable"
+            self.error = f"BackendUnavailable: Kafka at {self.servers}: {err.str()}"
+        log.warning("kafka %s: %s", self.source.name, err.str())
+
+    @property
+    def servers(self) -> str:
+        return self.source.bootstrap_servers or self.cfg.bootstrap_servers
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        self.processor = self.make_processor()
+        self.processor.restore()
+        for tp in partitions:
+            try:
+                _, high = consumer.get_watermark_offsets(tp, timeout=5)
+            except Exception:
+                continue
+            known = self.processor.positions.get(str(tp.partition))
+            if known is not None and high <= known:
+                log.warning("%s[%d]: the topic restarted below offset %d (now %d); reading it "
+                            "from the start", self.source.topic, tp.partition, known, high)
+                self.processor.forget_position(str(tp.partition))
+        log.info("%s: assigned %s", self.source.name, [tp.partition for tp in partitions])
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        try:
+            self.checkpoint()
+        except BackendUnavailableError as exc:  # the next owner replays what we could not
+            log.warning("%s: checkpoint before rebalance failed: %s", self.source.name, exc)
+        self._next.clear()
+
+    # ---- the loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        conf = consumer_config(self.source, self.cfg, self.group, self._on_error)
+        self._consumer = Consumer(conf)
+        self._producer = Producer({"bootstrap.servers": self.servers, "linger.ms": 5,
+                                   "enable.idempotence": True, **self.cfg.producer})
+        self._consumer.subscribe([self.source.topic], on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke)
+        last_flush = time.monotonic()
+        wait = self.cfg.batch_wait_ms / 1000
+        try:
+            while not self.stop.is_set():
+                if self.processor.pending_online:
+                    self._backpressure()
+                    continue
+                msgs = self._consumer.consume(self.cfg.batch_max_messages, wait)
+                if msgs:
+                    self._handle(msgs)
+                if time.monotonic() - self._lag_at > self.cfg.status_interval_seconds:
+                    self._measure_lag()
+                    self._lag_at = time.monotonic()
+                due = time.monotonic() - last_flush >= self.cfg.flush_interval_seconds
+                if due or self.processor.buffered_rows >= self.cfg.file_max_rows:
+                    try:
+                        self.checkpoint()
+                        last_flush = time.monotonic()
+                    except BackendUnavailableError as exc:
+                        self._failed_write(exc)
+            self.checkpoint()
+        finally:
+            self._consumer.close()
+            self._producer.flush(5)
+            self.state = "stopped"
+
+    def _handle(self, msgs: list[Any]) -> None:
+        events: list[Event] = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if not err.is_fatal():
+                    self._on_error(err)
+                    continue
+                raise BackendUnavailableError(f"Kafka consumer failed: {err.str()}")
+            p, off = m.partition(), m.offset()
+            ts = m.timestamp()[1]
+            self._next[p] = off + 1
+            self._last_ts[p] = ts
+            eid = f"{p}:{off}:{ts}"
+            try:
+                events.append(Event(self._decode(m.value()), eid, str(p), off, m.value(),
+                                    m.key()))
+            except BadMessageError as exc:
+                events.append(Event(None, eid, str(p), off, m.value(), m.key(), str(exc)))
+        if not events:
+            return
+        if self.state in ("starting", "broker_unavailable"):
+            self.state, self.error = "running", None
+        try:
+            res = self.processor.process(events)
+        except BackendUnavailableError as exc:
+            self._unwritten = len(events)  # read, but not yet visible: still lag
+            self._failed_write(exc)
+            return
+        for d in res.dead:
+            self._dead_letter(d)
+
+    def _dead_letter(self, d: DeadLetter) -> None:
+        headers = [("tureen.reason", d.reason.encode()[:4096]),
+                   ("tureen.source", self.source.name.encode()),
+                   ("tureen.event_id", d.event.event_id.encode())]
+        while True:
+            try:
+                self._producer.produce(self.dlq_topic, value=d.event.payload, key=d.event.key,
+                                       headers=headers)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def checkpoint(self) -> None:
+        """Make everything processed durable, then commit the offsets after it."""
+        if self._consumer is None:
+            return
+        self.processor.write_online()
+        left = self._producer.flush(10) if self._producer is not None else 0
+        if left:
+            raise BackendUnavailableError(
+                f"{left} dead letters were not delivered to {self.dlq_topic}; offsets are not "
+                "committed until they are.")
+        self.processor.flush()
+        if not self._next:
+            return
+        from confluent_kafka import TopicPartition
+
+        offsets = [TopicPartition(self.source.topic, p, o) for p, o in self._next.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as exc:
+            raise BackendUnavailableError(f"committing offsets to Kafka failed: {exc}") from exc
+        self._next.clear()
+
+    def _failed_write(self, exc: BackendUnavailableError) -> None:
+        self.state, self.error = "backpressure", f"BackendUnavailable: {exc}"
+        log.warning("%s: %s; pausing consumption", self.source.name, exc)
+        if not self._paused:
+            assignment = self._consumer.assignment()
+            if assignment:
+                self._consumer.pause(assignment)
+            self._paused = True
+
+    def _backpressure(self) -> None:
+        """Retry the queued writes with backoff, polling so the group keeps us."""
+        delay = 0.05
+        while not self.stop.is_set():
+            try:
+                self.processor.write_online()
+                self.checkpoint()
+                break
+            except BackendUnavailableError as exc:
+                self._failed_write(exc)
+                deadline = time.monotonic() + delay
+                self._measure_lag()
+                while time.monotonic() < deadline and not self.stop.is_set():
+                    self._consumer.poll(0.05)  # heartbeats; paused: no messages
+                delay = min(delay * 2, self.cfg.retry_max_seconds)
+        if self._paused:
+            assignment = self._consumer.assignment()
+            if assignment:
+                self._consumer.resume(assignment)
+            self._paused = False
+        self._unwritten = 0
+        self.state, self.error = "running", None
+
+    def _measure_lag(self) -> None:
+        if self._consumer is None:
+            return
+        total = 0
+        known = False
+        from confluent_kafka import TopicPartition
+
+        for tp in self._consumer.assignment():
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=1.0)
+            except Exception:
+                continue
+            if high < 0:
+                continue
+            pos = self._next.get(tp.partition)
+            if pos is None:
+                pos_list = self._consumer.position([TopicPartition(tp.topic, tp.partition)])
+                pos = pos_list[0].offset if pos_list and pos_list[0].offset >= 0 else high
+            total += max(high - pos, 0)
+            known = True
+        total += self._unwritten
+        self.lag_messages = total if known else None
+        if total and self._last_ts:
+            self.lag_seconds = max(0.0, time.time() - max(self._last_ts.values()) / 1000)
+        elif known:
+            self.lag_seconds = 0.0

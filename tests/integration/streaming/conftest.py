@@ -1,0 +1,3 @@
+from tests.integration.streaming.broker import broker
+
+__all__ = ["broker"]

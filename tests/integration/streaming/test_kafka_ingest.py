@@ -1,0 +1,172 @@
+"""``tureen ingest`` against a real Kafka-protocol broker (Tansu, see broker.py)."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration.streaming.broker import Broker
+from tests.integration.streaming.repo import (
+    Ingester,
+    caught_up,
+    event,
+    log_rows,
+    make_repo,
+    online_values,
+    statuses,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+def events(n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out, t = [], 0.0
+    for i in range(n):
+        t += rng.uniform(0, 6)
+        out.append(event(i, rng.randint(1, 8), t - rng.uniform(0, 45),
+                         round(rng.uniform(1, 500), 2), rng.choice("abcdefg")))
+    return out
+
+
+def run_to_end(repo: Path, total: int) -> None:
+    ing = Ingester(repo)
+    try:
+        wait_for(lambda: caught_up(repo, total, ing.proc.pid), 90, "the ingester to catch up")
+    finally:
+        ing.stop()
+
+
+def test_kill_9_mid_batch_loses_and_doubles_nothing(broker: Broker, tmp_path: Path) -> None:
+    evs = events(20_000, 7)
+    clean_topic, crash_topic = f"clean-{uuid.uuid4().hex[:6]}", f"crash-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(clean_topic, 1)
+    broker.create_topic(crash_topic, 1)
+    broker.produce(clean_topic, evs)
+    clean = make_repo(tmp_path / "clean", broker.bootstrap, clean_topic)
+    crashed = make_repo(tmp_path / "crashed", broker.bootstrap, crash_topic)
+    run_to_end(clean, len(evs))
+
+    def produce_slowly() -> None:  # events keep arriving while the ingester is killed
+        for i in range(0, len(evs), 500):
+            broker.produce(crash_topic, evs[i:i + 500])
+            time.sleep(0.15)
+
+    producer = threading.Thread(target=produce_slowly)
+    producer.start()
+    killed_at = []
+    try:
+        for pause in (1.5, 1.0):  # kill -9 twice while it is busy
+            ing = Ingester(crashed)
+            try:
+                wait_for(lambda: (st := statuses(crashed).get("last_tx")) is not None
+                         and st.pid == ing.proc.pid and st.rows_total > 0, 60,  # noqa: B023
+                         "the ingester to get going")
+                time.sleep(pause + random.uniform(0.0, 0.3))
+            finally:
+                ing.kill9()
+            killed_at.append(statuses(crashed)["last_tx"].rows_total)
+    finally:
+        producer.join()
+    assert 0 < sum(killed_at) < len(evs), killed_at
+    run_to_end(crashed, 0)
+    accounts = list(range(1, 9))
+    assert online_values(crashed, accounts) == online_values(clean, accounts)
+    assert log_rows(crashed) == log_rows(clean)
+    assert len(log_rows(clean)) == len(evs)
+    assert log_rows(crashed, "_windows/tx_stats") == log_rows(clean, "_windows/tx_stats")
+    assert log_rows(clean, "_windows/tx_stats")
+
+
+def test_poison_messages_go_to_the_dead_letter_topic(broker: Broker, tmp_path: Path) -> None:
+    topic = f"poison-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(topic, 1)
+    good = events(50, 3)
+    bad: list[dict[str, Any] | bytes] = [
+        b"{not json", b"[1, 2]", {"account_id": 1, "amount": "lots", "ts": good[0]["ts"]},
+        {"account_id": 2, "amount": 1.0, "merchant": "a"},  # no event time
+    ]
+    mixed: list[dict[str, Any] | bytes] = [*good[:25], *bad, *good[25:]]
+    broker.produce(topic, mixed)
+    repo = make_repo(tmp_path / "r", broker.bootstrap, topic)
+    run_to_end(repo, len(mixed))
+    st = statuses(repo)["last_tx"]
+    assert st.rows_total == 50 and st.dead_letters_total == 4
+    dead = broker.consume_all(topic + ".dlq", 4)
+    assert sorted(m.value() for m in dead if isinstance(m.value(), bytes))[0] == b"[1, 2]"
+    reasons = [dict(m.headers())["tureen.reason"].decode() for m in dead]
+    assert any("JSON" in r for r in reasons) and any("ts" in r for r in reasons)
+    assert len(log_rows(repo)) == 50
+
+
+def test_late_and_out_of_order_events(broker: Broker, tmp_path: Path) -> None:
+    topic = f"late-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(topic, 1)
+    # watermark_delay is 30 s: 100 s then 80 s (out of order, on time) then 10 s (late)
+    evs = [event(0, 1, 100, 1.0, "a"), event(1, 1, 80, 2.0, "b"), event(2, 1, 10, 4.0, "c"),
+           event(3, 1, 400, 8.0, "d")]
+    broker.produce(topic, evs)
+    repo = make_repo(tmp_path / "r", broker.bootstrap, topic)
+    run_to_end(repo, len(evs))
+    st = statuses(repo)["tx_stats"]
+    assert st.late_total == 1 and st.rows_total == 4
+    windows = log_rows(repo, "_windows/tx_stats")
+    assert windows[0]["sum_amount_10m"] == 3.0  # the late 4.0 is in no window
+    assert [r["_tureen_late"] for r in log_rows(repo)] == [True, False, False, False]
+    last = online_values(repo, [1])["last_tx"]
+    assert last["amount"] == [8.0]
+
+
+def test_online_store_down_pauses_and_loses_nothing(broker: Broker, tmp_path: Path) -> None:
+    topic = f"bp-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(topic, 1)
+    repo = make_repo(tmp_path / "r", broker.bootstrap, topic)
+    ing = Ingester(repo)
+    try:
+        broker.produce(topic, events(20, 1))
+        wait_for(lambda: caught_up(repo, 20, ing.proc.pid), 60, "first batch")
+        lock = sqlite3.connect(repo / "data" / "online.db", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")  # the online store is now unavailable to writers
+        more = events(200, 2)
+        broker.produce(topic, more)
+        wait_for(lambda: statuses(repo)["last_tx"].state == "backpressure", 30, "backpressure")
+        st = statuses(repo)["last_tx"]
+        assert st.error and "BackendUnavailable" in st.error
+        assert st.lag_messages and st.lag_messages > 0
+        lock.execute("ROLLBACK")
+        lock.close()
+        wait_for(lambda: caught_up(repo, 220, ing.proc.pid), 60, "catching up")
+        assert statuses(repo)["last_tx"].state == "running"
+    finally:
+        ing.stop()
+    assert len(log_rows(repo)) == 220
+
+
+def test_broker_restart(broker: Broker, tmp_path: Path) -> None:
+    topic = f"restart-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(topic, 1)
+    repo = make_repo(tmp_path / "r", broker.bootstrap, topic)
+    ing = Ingester(repo)
+    try:
+        broker.produce(topic, events(30, 5))
+        wait_for(lambda: caught_up(repo, 30, ing.proc.pid), 60, "before the restart")
+        broker.stop()
+        wait_for(lambda: statuses(repo)["last_tx"].state == "broker_unavailable", 30,
+                 "the ingester to notice")
+        broker.start()
+        broker.create_topic(topic, 1)
+        later = [event(100 + i, 1, 10_000 + i, 1000.0 + i, "z") for i in range(10)]
+        broker.produce(topic, later)
+        wait_for(lambda: online_values(repo, [1])["last_tx"]["amount"] == [1009.0], 90,
+                 "events produced after the restart")
+        assert statuses(repo)["last_tx"].state == "running"
+    finally:
+        ing.stop()
+    assert len(log_rows(repo)) == 40
