@@ -79,8 +79,10 @@ class ConsoleServices:
             grpc_port=self.features.config.serving.grpc_port or 8081,
         )
         self.cache = TtlCache()
-        #: optional providers, set by the areas that offer them (see ``tureen.console``)
-        self.pipeline_runs: Any = None
+        from tureen.console.runs import PipelineRuns
+
+        self.pipeline_runs: PipelineRuns | None = PipelineRuns(self.repo_path)
+        #: view name -> streaming status (lag, rates), when a stream feeds the view
         self.streaming_status: Any = None
 
     @cached_property

@@ -67,7 +67,50 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     deps = Deployments.for_repo(repo)
     deps.create("fraud", "clf", 1, logging="ALL",
                 log_sink=f"kafka://user:{SECRET}@127.0.0.1:1/?sasl.password={SECRET}")
+    write_run(repo, "clf", 3)
     yield repo
+
+
+RUN_ID = "20261206-101500-3f2a1c"
+CONFUSION = [[41.0, 9.0], [6.0, 44.0]]
+
+
+def write_run(repo: Path, model: str, version: int) -> str:
+    """A finished pipeline run record as the pipelines runner writes it (KFP metadata)."""
+    from tureen.pipelines import ArtifactRecord, CacheInfo, RunRecord, RunStore, TaskRecord
+    from tureen.pipelines.records import TaskIO
+
+    now = datetime.now(UTC)
+    cls = ArtifactRecord(name="metrics", type="system.ClassificationMetrics", metadata={
+        "confusionMatrix": {"annotationSpecs": [{"displayName": "legit"},
+                                                {"displayName": XSS}],
+                            "rows": [{"row": r} for r in CONFUSION]},
+        "confidenceMetrics": [{"confidenceThreshold": t, "falsePositiveRate": f,
+                               "recall": r} for t, f, r in
+                              [(1.0, 0.0, 0.0), (0.5, 0.1, 0.8), (0.0, 1.0, 1.0)]]})
+    scalars = ArtifactRecord(name="scalars", type="system.Metrics",
+                             metadata={"auc": 0.91, "accuracy": 0.85})
+    registered = ArtifactRecord(name="model", type="system.Model",
+                                metadata={"tureen.model": model, "tureen.version": version})
+    tasks = [
+        TaskRecord(id="training-set", name="training-set", state="CACHED", duration_s=0.01,
+                   cache=CacheInfo(hit=True, reason="same code, inputs and data snapshot")),
+        TaskRecord(id="train", name="train", state="SUCCEEDED", duration_s=1.5,
+                   depends_on=["training-set"],
+                   cache=CacheInfo(hit=False, reason="parameter learning_rate changed")),
+        TaskRecord(id="evaluate", name="evaluate", state="SUCCEEDED", duration_s=0.4,
+                   depends_on=["train"],
+                   outputs=TaskIO(artifacts={"metrics": [cls], "scalars": [scalars]})),
+        TaskRecord(id="register", name="register", state="SUCCEEDED", duration_s=0.2,
+                   depends_on=["evaluate"], outputs=TaskIO(artifacts={"model": [registered]})),
+        TaskRecord(id="deploy-gate", name="deploy-gate", state="SKIPPED",
+                   depends_on=["register"], reason="auc below the champion's"),
+    ]
+    RunStore.for_repo(repo).create(RunRecord(
+        id=RUN_ID, pipeline="train_fraud", source="pipelines/train_fraud.py",
+        state="SUCCEEDED", created_at=now, finished_at=now, duration_s=2.1,
+        parameters={"learning_rate": 0.1, "note": XSS}, tasks=tasks))
+    return RUN_ID
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ PAGES = [
     "/entities/account?k.account_id=1001", "/models", "/models/clf", "/models/clf?sort=auc",
     "/models/clf/2", "/models/clf/compare?a=1&b=3", "/deployments", "/deployments/new",
     "/deployments/fraud", "/deployments/fraud/logs", "/deployments/fraud/requests",
-    "/pipelines",
+    "/pipelines", "/pipelines/20261206-101500-3f2a1c",
 ]
 
 
@@ -122,3 +122,43 @@ async def test_bad_query_is_a_clear_error(client: httpx.AsyncClient) -> None:
     assert r.status_code == 400 and "no metric 'nope'" in r.json()["error"]
     r = await client.get("/features/account_profile.json?k.account_id=abc")
     assert r.status_code == 400 and "not a Int64" in r.json()["error"]
+
+
+async def test_pipeline_run_page(client: httpx.AsyncClient) -> None:
+    from tests.unit.console.conftest import CONFUSION, RUN_ID
+
+    twin = (await client.get(f"/pipelines/{RUN_ID}.json")).json()
+    assert twin["classification"]["matrix"] == CONFUSION
+    assert twin["model"] == {"name": "clf", "version": 3}
+    assert [t["state"] for t in twin["tasks"]] == ["CACHED", "SUCCEEDED", "SUCCEEDED",
+                                                     "SUCCEEDED", "SKIPPED"]
+    page = (await client.get(f"/pipelines/{RUN_ID}")).text
+    cells = re.findall(r'class="cell" data-row="(\d)" data-col="(\d)">([\d.]+)<', page)
+    assert {(int(r), int(c)): float(v) for r, c, v in cells} == {
+        (i, j): CONFUSION[i][j] for i in range(2) for j in range(2)}
+    assert "ROC curve (AUC" in page and 'data-state="SKIPPED"' in page
+    runs = (await client.get("/pipelines.json")).json()
+    assert [r["id"] for r in runs["runs"]] == [RUN_ID]
+    assert runs["runs"][0]["metrics"]["evaluate.auc"] == 0.91
+    r = await client.get("/pipelines/..%2Fetc.json")
+    assert r.status_code == 404
+    r = await client.get("/pipelines/not-a-run.json")
+    assert r.status_code == 400 and "is not a run id" in r.json()["error"]
+
+
+async def test_promote_a_runs_model_to_a_canary(client: httpx.AsyncClient) -> None:
+    from tests.unit.console.conftest import RUN_ID
+
+    page = (await client.get(f"/pipelines/{RUN_ID}")).text
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+    r = await client.post(f"/pipelines/{RUN_ID}/promote", data={
+        "csrf_token": token, "deployment": "fraud", "canary_percent": "20"})
+    assert r.status_code == 303, r.text
+    spec = (await client.get("/deployments/fraud.json")).json()
+    assert spec["canary"] == {"version": 3, "percent": 20.0}
+    r = await client.post(f"/pipelines/{RUN_ID}/promote", data={
+        "csrf_token": token, "deployment": "fraud", "canary_percent": "500"})
+    assert r.status_code == 400 and "between 0 and 100" in html.unescape(r.text)
+    token_ok = {"csrf_token": token}
+    assert (await client.post("/deployments/fraud/clear-canary", data=token_ok)
+            ).status_code == 303

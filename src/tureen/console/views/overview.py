@@ -59,7 +59,7 @@ def overview(req: ConsoleRequest, svc: ConsoleServices) -> Page:
                  "summary": h.get("summary", "")} for h in reversed(history)]
     runs = None
     if svc.pipeline_runs is not None:
-        runs = len(svc.pipeline_runs.list_runs(limit=1000))
+        runs = svc.pipeline_runs.count()
     data = {
         "project": svc.project,
         "registry": {"version": snap.version, "updated_at": snap.updated_at},
