@@ -4,6 +4,7 @@ confusion matrix and ROC curve, as the dicts the pages and their JSON twins show
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,7 @@ def _roc_auc(fpr: list[float], tpr: list[float]) -> float | None:
     if len(fpr) < 2:
         return None
     pts = sorted(zip(fpr, tpr, strict=True))
-    return sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(pts, pts[1:],
-                                                                        strict=False))
+    return sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in itertools.pairwise(pts))
 
 
 def summary(run: RunRecord) -> dict[str, Any]:
