@@ -96,7 +96,7 @@ def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[float]],
     shaded by its share of the row (darker = more), with the text colour flipped to stay
     legible."""
     n = len(labels)
-    cell, left, top = 64, 110, 60
+    cell, left, top = 64, 120, 60
     width, height = left + n * cell + 20, top + n * cell + 40
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
              f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
@@ -107,10 +107,12 @@ def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[float]],
              f'{top + n * cell / 2:.0f})" text-anchor="middle" class="chart-title">actual</text>']
     for j, lab in enumerate(labels):
         parts.append(f'<text x="{left + j * cell + cell / 2:.0f}" y="{top - 8}" '
-                     f'text-anchor="middle">{escape(lab)}</text>')
+                     f'text-anchor="middle"><title>{escape(lab)}</title>{escape(_short(lab, 9))}'
+                     '</text>')
     for i, row in enumerate(matrix):
         parts.append(f'<text x="{left - 8}" y="{top + i * cell + cell / 2 + 4:.0f}" '
-                     f'text-anchor="end">{escape(labels[i])}</text>')
+                     f'text-anchor="end"><title>{escape(labels[i])}</title>'
+                     f'{escape(_short(labels[i], 16))}</text>')
         total = sum(row) or 1
         for j, value in enumerate(row):
             share = value / total
@@ -124,6 +126,10 @@ def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[float]],
                          f'data-row="{i}" data-col="{j}">{_count(value)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _count(v: float) -> str:

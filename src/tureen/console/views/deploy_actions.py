@@ -46,6 +46,7 @@ def field_of(message: str, fields: list[str]) -> str:
 
 CREATE_FIELDS = ["name", "model", "feature_service", "transformer", "workers", "logging",
                  "log_sink", "batching", "idle_unload"]
+ADVANCED = ["transformer", "workers", "log_sink", "batching", "idle_unload"]
 
 
 def _form_page(req: ConsoleRequest, svc: ConsoleServices, values: dict[str, str],
@@ -54,7 +55,7 @@ def _form_page(req: ConsoleRequest, svc: ConsoleServices, values: dict[str, str]
     data = {"form": values, "errors": errors, "models": svc.model_index.names(),
             "feature_services": sorted(snap.feature_services),
             "advanced": values.get("advanced") == "1" or any(
-                k in errors for k in CREATE_FIELDS[3:]),
+                k in errors or values.get(k, "") not in ("", "1") for k in ADVANCED),
             "log_modes": ["NONE", "ALL", "MODEL_INPUTS", "PREDICTIONS"]}
     return Page("deployment_new.html", data, "New deployment", status,
                 crumbs=[("Deployments", "/deployments")])
