@@ -20,11 +20,12 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
+from tureen import watermarks
 from tureen.definitions import FeatureView
 from tureen.errors import InvalidRequestError
 from tureen.offline.protocol import OfflineEngine
 from tureen.online.keys import encoder_for
-from tureen.online.protocol import OnlineStore
+from tureen.online.protocol import KeepsMarkers, OnlineStore
 from tureen.registry.snapshot import RegistrySnapshot
 
 Progress = Callable[[str, int, int], None]
@@ -38,6 +39,11 @@ class MaterializeResult(NamedTuple):
     start: datetime
     end: datetime
     rows: int
+    #: what was detected (the online store changed, or lost the view's data), else None
+    note: str | None = None
+    #: where it was written and the marker token recorded with it (``tureen.watermarks``)
+    store: str | None = None
+    token: str | None = None
 
 
 def _utc(when: datetime) -> datetime:
@@ -116,18 +122,25 @@ def materialize(
             f"materialize: start {start.isoformat()} must be before end {end.isoformat()}."
         )
     out: list[MaterializeResult] = []
+    where, marks = watermarks.location(store), watermarks.markers(store)
     for view in _views(snapshot, views):
+        token = watermarks.token_for(snapshot, view, store, marks)
         rows = materialize_view(engine, store, view, start, end, progress)
-        out.append(MaterializeResult(view.name, start, end, rows))
+        _mark(store, view, token)
+        out.append(MaterializeResult(view.name, start, end, rows, None, where, token))
     return out
 
 
-def incremental_start(snapshot: RegistrySnapshot, view: FeatureView, end: datetime) -> (
-    datetime | None
-):
-    """Where an incremental run of ``view`` starts: the end of the last materialization,
-    else ``end - ttl``, else (ttl 0) None, meaning the beginning of the data."""
-    last = snapshot.last_materialized(view.name)
+def _mark(store: OnlineStore, view: FeatureView, token: str) -> None:
+    if isinstance(store, KeepsMarkers):  # after the rows: a marker vouches for written data
+        store.set_marker(view.name, token)
+
+
+def incremental_start(snapshot: RegistrySnapshot, view: FeatureView, end: datetime,
+                      last: datetime | None = None) -> datetime | None:
+    """Where an incremental run of ``view`` starts: ``last`` (the end of the last
+    materialization into this store), else ``end - ttl``, else (ttl 0) None, meaning the
+    beginning of the data."""
     if last is not None:
         return _utc(last)
     ttl = view.ttl
@@ -146,17 +159,23 @@ def materialize_incremental(
 ) -> list[MaterializeResult]:
     """Materialize each online view from where it was last materialized up to ``end``.
 
-    Views already materialized up to ``end`` or later are skipped. A view read from the
-    beginning of its data reports ``start = BEGINNING``.
+    Views already materialized into this store up to ``end`` or later are skipped. A view
+    read from the beginning of its data reports ``start = BEGINNING``. The watermark is the
+    online store's own (``tureen.watermarks``): after a switch of online store, or when the
+    store lost its data, the view is loaded from the start and ``note`` says why.
     """
     end = _utc(end)
     out: list[MaterializeResult] = []
+    where, marks = watermarks.location(store), watermarks.markers(store)
     for view in _views(snapshot, views):
-        start = incremental_start(snapshot, view, end)
+        mark = watermarks.incremental(snapshot, view, store, marks)
+        start = incremental_start(snapshot, view, end, mark.start)
         if start is not None and start >= end:
             continue
         rows = materialize_view(engine, store, view, start, end, progress)
-        out.append(MaterializeResult(view.name, start or BEGINNING, end, rows))
+        _mark(store, view, mark.token)
+        out.append(MaterializeResult(view.name, start or BEGINNING, end, rows, mark.note, where,
+                                     mark.token))
     return out
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from tureen.online.protocol import OnlineStore
     from tureen.online.response import OnlineResponse
     from tureen.online.retrieval import OnlineRetrieval
+    from tureen.watermarks import ViewState
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ class FeatureStore:
         done: list[Any] = materialize(self.snapshot(), self.offline, self.online, start, end,
                                       feature_views, progress)
         for r in done:
-            self.registry.record_materialization(r.view, r.start, r.end)
+            self.registry.record_materialization(r.view, r.start, r.end, r.store, r.token)
         return done
 
     def materialize_incremental(
@@ -264,8 +265,18 @@ class FeatureStore:
             self.snapshot(), self.offline, self.online, _utc(end_date), feature_views, progress
         )
         for r in done:
-            self.registry.record_materialization(r.view, r.start, r.end)
+            if r.note:
+                log.warning("%s", r.note)
+            self.registry.record_materialization(r.view, r.start, r.end, r.store, r.token)
         return done
+
+    def online_state(self) -> list[ViewState]:
+        """Per online view: materialized into this online store, never, or lost since
+        (``tureen.watermarks``); ``/health`` and ``tureen features list`` report it."""
+        from tureen.watermarks import states
+
+        require(Action.READ_FEATURES, project=self.project)
+        return states(self.registry.snapshot(fresh=True), self.online)
 
 
 def _pick(features: Features | None, service: FeatureService | str | None) -> Features:

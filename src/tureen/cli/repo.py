@@ -10,6 +10,7 @@ import click
 
 from tureen.cli.output import (
     console,
+    err_console,
     json_option,
     print_json,
     progress_bar,
@@ -105,9 +106,7 @@ def register(cli: click.Group) -> None:
         with progress_bar(not no_progress) as progress:
             done = store.materialize(_parse_time(start, "START"), _parse_time(end, "END"),
                                      list(views) or None, progress)
-        for r in done:
-            console.print(f"{r.view}: {r.rows} entities [{r.start:%Y-%m-%d %H:%M} → "
-                          f"{r.end:%Y-%m-%d %H:%M}]")
+        _print_done(done)
 
     @cli.command("materialize-incremental")
     @repo_option
@@ -121,9 +120,7 @@ def register(cli: click.Group) -> None:
         with progress_bar(not no_progress) as progress:
             done = store.materialize_incremental(_parse_time(end, "END"),
                                                  list(views) or None, progress)
-        for r in done:
-            console.print(f"{r.view}: {r.rows} entities [{r.start:%Y-%m-%d %H:%M} → "
-                          f"{r.end:%Y-%m-%d %H:%M}]")
+        _print_done(done)
 
     @cli.command("get-historical-features")
     @repo_option
@@ -188,26 +185,35 @@ def register(cli: click.Group) -> None:
     @json_option
     def features_list(repo: str, as_json: bool) -> None:
         """List feature views, on-demand views and services."""
-        snap = _store(repo).snapshot()
+        store = _store(repo)
+        snap = store.snapshot()
+        online = _online_states(store)
         rows: list[list[Any]] = []
         for v in snap.feature_views.values():
+            state = online.get(v.name)
             rows.append(["feature view", v.name, ", ".join(v.join_keys),
                          ", ".join(f"{f.name}:{f.dtype}" for f in v.features),
                          str(v.ttl) if v.ttl_seconds else "∞",
-                         snap.last_materialized(v.name)])
+                         state.until if state else None,
+                         state.status if state else ("offline only" if not v.online else "?")])
         for o in snap.on_demand_views.values():
             rows.append(["on-demand view", o.name, "",
-                         ", ".join(f"{f.name}:{f.dtype}" for f in o.features), "", None])
+                         ", ".join(f"{f.name}:{f.dtype}" for f in o.features), "", None, None])
         for s in snap.feature_services.values():
             rows.append(["feature service", s.name, "",
                          ", ".join(f"{v}[{','.join(f) if f else '*'}]"
-                                   for v, f in s.projections()), "", None])
+                                   for v, f in s.projections()), "", None, None])
         if as_json:
-            cols = ["kind", "name", "join_keys", "features", "ttl", "materialized_until"]
+            cols = ["kind", "name", "join_keys", "features", "ttl", "materialized_until",
+                    "online"]
             print_json([dict(zip(cols, r, strict=True)) for r in rows])
             return
-        table(f"Project {snap.project} (registry v{snap.version})",
-              ["kind", "name", "keys", "features", "ttl", "materialized until"], rows)
+        table(f"Project {snap.project} (registry v{snap.version}; online store "
+              f"{store.config.online_store.type})",
+              ["kind", "name", "keys", "features", "ttl", "materialized until", "online"], rows)
+        for state in online.values():
+            if state.status != "ok":
+                err_console.print(f"[yellow]{state.status}:[/] {state.message}")
 
     @features.command("describe")
     @repo_option
@@ -226,6 +232,25 @@ def register(cli: click.Group) -> None:
             print_json(data)
         else:
             console.print_json(data=data)
+
+
+def _print_done(done: list[Any]) -> None:
+    for r in done:
+        if r.note:
+            err_console.print(f"[yellow]note:[/] {r.note}")
+        console.print(f"{r.view}: {r.rows} entities [{r.start:%Y-%m-%d %H:%M} → "
+                      f"{r.end:%Y-%m-%d %H:%M}]")
+
+
+def _online_states(store: FeatureStore) -> dict[str, Any]:
+    """View -> its state in the online store (None for every view when it is unreachable)."""
+    from tureen.errors import BackendUnavailableError
+
+    try:
+        return {s.view: s for s in store.online_state()}
+    except BackendUnavailableError as exc:
+        err_console.print(f"[yellow]warning:[/] {exc}")
+        return {}
 
 
 def _features(service: str | None, features: tuple[str, ...]) -> Any:

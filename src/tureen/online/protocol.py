@@ -57,6 +57,26 @@ class AsyncOnlineStore(Protocol):
 
 
 @runtime_checkable
+class KeepsMarkers(Protocol):
+    """A backend that keeps, next to the data, a marker per view naming the materialization
+    that filled it. With the registry's record of where each view was materialized
+    (``tureen.watermarks``) it tells a store that holds the data from one that lost it (a
+    Redis restarted empty, a deleted file) or was never filled (the store was switched)."""
+
+    def location(self) -> str:
+        """Where the data lives, stable across processes and without secrets."""
+        ...
+
+    def markers(self) -> dict[str, str]:
+        """View name -> token of the last materialization written into this store."""
+        ...
+
+    def set_marker(self, view: str, token: str) -> None:
+        """Record ``token`` for ``view`` (after its rows were written)."""
+        ...
+
+
+@runtime_checkable
 class CountsRows(Protocol):
     """A backend that can say how many entities a view holds without scanning the store
     (the console's "online row count"); Redis, keyed by entity, cannot."""

@@ -128,6 +128,25 @@ class RedisOnlineStore:
         kind = "Redis Cluster" if self.cluster else "Redis"
         return f"{kind} at {', '.join(redact(u) for u in self.urls)}"
 
+    # ---- materialization markers (KeepsMarkers) ------------------------------------------
+    def location(self) -> str:
+        return f"{self.describe()} (key prefix {self.options.key_prefix!r})"
+
+    @property
+    def _marker_key(self) -> bytes:
+        # entity keys carry a {hash tag}; this one cannot collide with them, and the
+        # project scan of delete_views drops a view's field here too
+        return self._prefix + b"__markers__"
+
+    def markers(self) -> dict[str, str]:
+        with self._guard("reading materialization markers"):
+            raw = self._client.hgetall(self._marker_key)
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def set_marker(self, view: str, token: str) -> None:
+        with self._guard("writing a materialization marker"):
+            self._client.hset(self._marker_key, view, token)
+
     # ---- clients ------------------------------------------------------------------------
     def _common(self) -> dict[str, Any]:
         o = self.options

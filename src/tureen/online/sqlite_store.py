@@ -33,6 +33,10 @@ class _Connection(sqlite3.Connection):
     reference goes away and the connection is closed and freed instead of piling up."""
 
 
+#: one row per (project, view): the token of the materialization that filled it
+_MARKERS = "__tureen_markers"
+
+
 class SqliteOnlineStore:
     def __init__(
         self,
@@ -100,6 +104,31 @@ class SqliteOnlineStore:
         """The quoted table name holding ``view``'s rows (names cannot contain quotes)."""
         name = view if isinstance(view, str) else view.name
         return f'"{self.project}:{name}"'
+
+    # ---- materialization markers (KeepsMarkers) ------------------------------------------
+    def location(self) -> str:
+        return f"SQLite {self.path.resolve()}"
+
+    def markers(self) -> dict[str, str]:
+        try:
+            rows = self._conn().execute(
+                f"SELECT view, token FROM {_MARKERS} WHERE project = ?", (self.project,)
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return {}
+            raise BackendUnavailableError(f"cannot read {self.path}: {exc}") from exc
+        return {str(v): str(t) for v, t in rows}
+
+    def set_marker(self, view: str, token: str) -> None:
+        conn = self._conn()
+        try:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {_MARKERS} (project TEXT NOT NULL, "
+                         "view TEXT NOT NULL, token TEXT NOT NULL, PRIMARY KEY (project, view))")
+            conn.execute(f"INSERT INTO {_MARKERS} VALUES (?, ?, ?) ON CONFLICT (project, view) "
+                         "DO UPDATE SET token = excluded.token", (self.project, view, token))
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"cannot write to {self.path}: {exc}") from exc
 
     def count_rows(self, view: FeatureView) -> int:
         """How many entities ``view`` holds online (0 when it was never written)."""
@@ -196,6 +225,10 @@ class SqliteOnlineStore:
             conn.execute("BEGIN IMMEDIATE")
             for v in views:
                 conn.execute(f"DROP TABLE IF EXISTS {self.table(v)}")
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?",
+                            (_MARKERS,)).fetchone():
+                conn.executemany(f"DELETE FROM {_MARKERS} WHERE project = ? AND view = ?",
+                                 [(self.project, v.name) for v in views])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:

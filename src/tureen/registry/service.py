@@ -129,12 +129,14 @@ class Registry:
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def record_materialization(self, view: str, start: datetime, end: datetime) -> None:
+    def record_materialization(self, view: str, start: datetime, end: datetime,
+                               store: str | None = None, token: str | None = None) -> None:
         at = datetime.now(UTC)
 
         def change(s: RegistrySnapshot) -> RegistrySnapshot:
             mats = dict(s.materializations)
-            mats[view] = (*mats.get(view, ()), MaterializedInterval(start, end, at))[-50:]
+            interval = MaterializedInterval(start, end, at, store, token)
+            mats[view] = (*mats.get(view, ()), interval)[-50:]
             return dataclasses.replace(s, materializations=mats, updated_at=at)
 
         self.update(change, f"materialized {view} [{start.isoformat()}, {end.isoformat()})")

@@ -25,18 +25,29 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class MaterializedInterval:
+    """One materialization of a view: ``[start, end)`` written ``at``, into the online store
+    at ``store`` (its location; None in registries written before stores were recorded),
+    whose marker then held ``token`` (see ``tureen.watermarks``)."""
+
     start: datetime
     end: datetime
     at: datetime
+    store: str | None = None
+    token: str | None = None
 
     def to_dict(self) -> dict[str, str]:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat(),
-                "at": self.at.isoformat()}
+        d = {"start": self.start.isoformat(), "end": self.end.isoformat(),
+             "at": self.at.isoformat()}
+        if self.store is not None:
+            d["store"] = self.store
+        if self.token is not None:
+            d["token"] = self.token
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, str]) -> MaterializedInterval:
         return cls(datetime.fromisoformat(d["start"]), datetime.fromisoformat(d["end"]),
-                   datetime.fromisoformat(d["at"]))
+                   datetime.fromisoformat(d["at"]), d.get("store"), d.get("token"))
 
 
 @dataclass(frozen=True)
@@ -92,9 +103,12 @@ class RegistrySnapshot:
         assert isinstance(src, PushSource)
         return src, views
 
-    def last_materialized(self, view: str) -> datetime | None:
+    def last_materialized(self, view: str, store: str | None = None) -> datetime | None:
+        """Where materialization of ``view`` stopped (into the online store at ``store``,
+        or into any store when None)."""
         intervals = self.materializations.get(view, ())
-        return max((i.end for i in intervals), default=None)
+        return max((i.end for i in intervals if store is None or i.store == store),
+                   default=None)
 
     # ---- (de)serialization -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

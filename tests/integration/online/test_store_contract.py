@@ -17,7 +17,7 @@ from tests.integration.online.conftest import StoreFactory
 from tureen.definitions import Entity, FeatureView, Field, FileSource
 from tureen.online.encoding import DecodedRow, decode_row
 from tureen.online.keys import encoder_for
-from tureen.online.protocol import OnlineStore
+from tureen.online.protocol import KeepsMarkers, OnlineStore
 from tureen.types import (
     Array,
     Bool,
@@ -266,6 +266,20 @@ def test_delete_views_drops_only_those_views(store: OnlineStore) -> None:
     store.delete_views([drop])  # idempotent
     put(store, drop, [row(1, 3.0, T0 - timedelta(days=1))])  # an older row is accepted again
     assert one(store, drop, 1).values["x"] == 3.0
+
+
+def test_materialization_markers_per_view_dropped_with_the_view(store: OnlineStore) -> None:
+    assert isinstance(store, KeepsMarkers)
+    assert store.markers() == {}
+    keep, drop = make_view("keep"), make_view("drop")
+    put(store, keep, [row(1, 1.0, T0)])
+    store.set_marker("keep", "t1")
+    store.set_marker("drop", "t2")
+    store.set_marker("keep", "t3")  # the latest token wins
+    assert store.markers() == {"keep": "t3", "drop": "t2"}
+    store.delete_views([drop])
+    assert store.markers() == {"keep": "t3"}
+    assert one(store, keep, 1).values["x"] == 1.0  # the marker is no entity row
 
 
 def test_projects_are_isolated(store_factory: StoreFactory, tmp_path: Path) -> None:

@@ -15,7 +15,12 @@ import pytest
 from tureen.definitions import Entity, FeatureView, Field, FileSource
 from tureen.errors import InvalidRequestError
 from tureen.ingest import write_to_online_store
-from tureen.materialize import BEGINNING, materialize, materialize_incremental
+from tureen.materialize import (
+    BEGINNING,
+    MaterializeResult,
+    materialize,
+    materialize_incremental,
+)
 from tureen.online.retrieval import OnlineRetrieval
 from tureen.online.sqlite_store import SqliteOnlineStore
 from tureen.registry.snapshot import MaterializedInterval, RegistrySnapshot
@@ -38,6 +43,12 @@ def snap(**mats: datetime) -> RegistrySnapshot:
         feature_views={v.name: v for v in (STATS, FOREVER, ARCHIVE)},
         materializations={k: (MaterializedInterval(T0, v, v),) for k, v in mats.items()},
     )
+
+
+def recorded(done: list[MaterializeResult]) -> RegistrySnapshot:
+    """The snapshot after the facade recorded ``done`` (with the store and its token)."""
+    return dataclasses.replace(snap(), materializations={
+        r.view: (MaterializedInterval(r.start, r.end, r.end, r.store, r.token),) for r in done})
 
 
 @pytest.fixture
@@ -67,7 +78,7 @@ def test_materialize_takes_newest_row_in_range(store: SqliteOnlineStore, engine:
     calls: list[tuple[str, int, int]] = []
     done = materialize(snap(), engine, store, T0, T0 + timedelta(days=4), ["stats"],
                        progress=lambda *a: calls.append(a))
-    assert done == [("stats", T0, T0 + timedelta(days=4), 2)]
+    assert [r[:4] for r in done] == [("stats", T0, T0 + timedelta(days=4), 2)]
     assert values(store) == [1.5, 3.0]  # day 5 is outside [start, end); created breaks the tie
     assert calls[0] == ("stats", 0, 0)
     assert calls[-1] == ("stats", 2, 2)
@@ -95,20 +106,21 @@ def test_incremental_starts_at_last_run_else_ttl_else_beginning(
     store: SqliteOnlineStore, engine: Any
 ) -> None:
     end = T0 + timedelta(days=4)
-    done = {r.view: r for r in materialize_incremental(snap(), engine, store, end)}
+    first = materialize_incremental(snap(), engine, store, end)
+    done = {r.view: r for r in first}
     # stats: never materialized, ttl 2 days -> [day 2, day 4): only account 2 (day 3).
-    assert done["stats"] == ("stats", end - timedelta(days=2), end, 1)
+    assert done["stats"][:4] == ("stats", end - timedelta(days=2), end, 1)
     assert values(store) == [None, 3.0]
     # forever: ttl 0 -> from the beginning of the data.
-    assert done["forever"] == ("forever", BEGINNING, end, 2)
+    assert done["forever"][:4] == ("forever", BEGINNING, end, 2)
     assert values(store, "forever") == [1.5, 3.0]
     # Recorded up to day 4: the next run covers [day 4, day 6) and picks up day 5.
-    later = {r.view: r for r in materialize_incremental(
-        snap(stats=end, forever=end), engine, store, T0 + timedelta(days=6))}
-    assert later["stats"] == ("stats", end, T0 + timedelta(days=6), 1)
+    second = materialize_incremental(recorded(first), engine, store, T0 + timedelta(days=6))
+    later = {r.view: r for r in second}
+    assert later["stats"][:4] == ("stats", end, T0 + timedelta(days=6), 1)
     assert values(store) == [5.0, 3.0]
     # Already materialized past the requested end: nothing to do.
-    assert materialize_incremental(snap(stats=T0 + timedelta(days=6)), engine, store,
+    assert materialize_incremental(recorded(second), engine, store,
                                    T0 + timedelta(days=6), ["stats"]) == []
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from tureen.feature_server.feast_json import (
     parse_push,
     parse_write,
 )
+from tureen.feature_server.health import health_report
 from tureen.store import FeatureStore
 from tureen.transports.http1.native import Headers, NativeHandler, Reply
 from tureen.transports.rest.errors import http_status
@@ -140,33 +140,6 @@ def _summaries(done: list[Any]) -> list[dict[str, Any]]:
             item["rows"] = rows
         out.append(item)
     return out
-
-
-def health_report(store: FeatureStore) -> dict[str, Any]:
-    """Registry and online-store reachability, each with how long the probe took."""
-    report: dict[str, Any] = {"status": "ok"}
-    t = time.perf_counter()
-    views: list[Any] = []
-    try:
-        snap = store.registry.snapshot(fresh=True)
-        views = list(snap.feature_views.values())
-        report["registry"] = {"ok": True, "project": snap.project, "version": snap.version,
-                              "feature_views": len(views),
-                              "feature_services": len(snap.feature_services)}
-    except Exception as exc:  # any failure means unreachable; report it, do not raise
-        report["status"] = "unavailable"
-        report["registry"] = {"ok": False, "error": str(exc)}
-    report["registry"]["ms"] = round((time.perf_counter() - t) * 1000, 3)
-    t = time.perf_counter()
-    try:
-        store.online.read([(views[0], [b"\x00health"])] if views else [])
-        report["online_store"] = {"ok": True, "type": store.config.online_store.type}
-    except Exception as exc:
-        report["status"] = "unavailable"
-        report["online_store"] = {"ok": False, "type": store.config.online_store.type,
-                                  "error": str(exc)}
-    report["online_store"]["ms"] = round((time.perf_counter() - t) * 1000, 3)
-    return report
 
 
 def _wrong_method(path: str, want: str) -> bytes:
