@@ -66,6 +66,16 @@ class ServingConfig(BaseModel):
                                         "deploys, model control and admin actions.")
 
 
+class IngestConfig(BaseModel):
+    """``ingest:`` rows that arrive at run time (push, write-to-online-store, streams)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_clock_skew_seconds: float | None = Field(
+        default=300.0, ge=0, description="Reject rows whose event time is more than this "
+        "ahead of the server's clock (newer wins online, so a row dated in the future would "
+        "hide every later write); null: no limit.")
+
+
 class RepoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -90,6 +100,8 @@ class RepoConfig(BaseModel):
         default_factory=lambda: BackendConfig.model_validate({"type": "file", "path": "models"}),
         description="Where registered models are stored (a local path or fsspec URL).",
     )
+    ingest: IngestConfig = Field(
+        default_factory=IngestConfig, description="Checks on rows written at run time.")
     serving: ServingConfig = Field(
         default_factory=ServingConfig, description="Defaults for `tureen serve` (ports, "
         "workers, transformers)."

@@ -18,6 +18,7 @@ one frame can feed several views; they are not written offline either.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeAlias
 
 import pandas as pd
@@ -36,7 +37,7 @@ from tureen.errors import InvalidRequestError
 from tureen.offline.protocol import OfflineEngine
 from tureen.online.encoding import CREATED_COLUMN, EVENT_COLUMN
 from tureen.online.keys import encoder_for
-from tureen.online.protocol import OnlineStore
+from tureen.online.protocol import CountsStored, OnlineStore
 from tureen.registry.snapshot import RegistrySnapshot
 from tureen.types import DType, UnixTimestamp, source_type_compatible
 
@@ -44,6 +45,21 @@ PushTo = Literal["online", "offline", "online_and_offline"]
 # A pandas DataFrame, Arrow table or batch, list of dicts, or dict of lists.
 Rows: TypeAlias = Any
 _TS = pa.timestamp("us", tz="UTC")
+#: how far ahead of this machine's clock an event may be dated (``ingest.max_clock_skew_seconds``):
+#: newer wins online, so one row dated 2099 would otherwise pin its value for good
+DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+class WriteResult(int):
+    """The number of rows accepted (an ``int``, as before), plus per view how many were
+    ignored online because the stored row is newer (newer-wins)."""
+
+    ignored_older: dict[str, int]
+
+    def __new__(cls, rows: int, ignored_older: Mapping[str, int] | None = None) -> WriteResult:
+        out = super().__new__(cls, rows)
+        out.ignored_older = {k: v for k, v in (ignored_older or {}).items() if v}
+        return out
 
 
 def arrow_columns(df: Rows) -> dict[str, pa.Array | pa.ChunkedArray]:
@@ -144,12 +160,16 @@ def _timestamp_column(
 
 
 def validate_rows(view: FeatureView, cols: Mapping[str, pa.Array | pa.ChunkedArray],
-                  naming: FileSource | KafkaSource | None = None) -> pa.Table:
+                  naming: FileSource | KafkaSource | None = None, *,
+                  max_clock_skew: timedelta | None = DEFAULT_MAX_CLOCK_SKEW,
+                  now: datetime | None = None) -> pa.Table:
     """The rows for ``view``, typed by its schema: join keys, features (by feature name),
     ``event_timestamp`` and ``created_timestamp``. Raises before anything is stored.
 
     ``naming`` is where the input's column names come from (field mapping, timestamp
-    columns): by default the view's offline source; a KafkaSource for stream messages."""
+    columns): by default the view's offline source; a KafkaSource for stream messages.
+    An event dated more than ``max_clock_skew`` after ``now`` (this machine's clock) is
+    rejected naming its row (None: no limit)."""
     src = naming if naming is not None else source_of(view)
     inverse = {feat: col for col, feat in src.field_mapping.items()}
     out: dict[str, pa.Array] = {}
@@ -182,6 +202,8 @@ def validate_rows(view: FeatureView, cols: Mapping[str, pa.Array | pa.ChunkedArr
         ts_name = EVENT_COLUMN
     event = _timestamp_column(ts_name, cols, view.name, required=True)
     assert event is not None
+    if max_clock_skew is not None:
+        _check_clock_skew(event, ts_name, view.name, max_clock_skew, now)
     out[EVENT_COLUMN] = event
     created = (
         _timestamp_column(src.created_timestamp_column, cols, view.name, required=False)
@@ -191,9 +213,40 @@ def validate_rows(view: FeatureView, cols: Mapping[str, pa.Array | pa.ChunkedArr
     return pa.table(out)
 
 
+def _check_clock_skew(event: pa.Array, column: str, view: str, skew: timedelta,
+                      now: datetime | None) -> None:
+    limit = (now or datetime.now(UTC)) + skew
+    ahead = pc.greater(event, pa.scalar(limit, _TS))
+    if not pc.any(ahead).as_py():
+        return
+    row = int(pc.index(ahead, True).as_py())
+    when = event[row].as_py()
+    raise InvalidRequestError(
+        f"row {row} of {view!r}: {column} {when.isoformat()} is "
+        f"{_ahead(when - limit + skew)} ahead of this server's clock (at most "
+        f"{_ahead(skew)} of clock skew is accepted). Newer wins online, so a value dated in "
+        "the future would hide every later write: fix the timestamp (or raise "
+        "ingest.max_clock_skew_seconds in tureen.yaml); nothing was stored."
+    )
+
+
+def _ahead(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} seconds"
+
+
 def _write_online(store: OnlineStore, view: FeatureView, table: pa.Table) -> int:
+    """Write ``table`` online; returns how many rows were ignored because the stored row is
+    newer (0 when the backend cannot tell)."""
     keys = encoder_for(view.key_fields).encode_arrow(table)
-    return store.write(view, keys, table)
+    if isinstance(store, CountsStored):
+        stored = store.write_counted(view, keys, table)
+        return int(table.num_rows) - stored
+    store.write(view, keys, table)
+    return 0
 
 
 def offline_table(source: FileSource, views: Sequence[FeatureView], tables: Sequence[pa.Table]
@@ -217,8 +270,11 @@ def push(
     source_name: str,
     df: Rows,
     to: PushTo = "online",
-) -> int:
-    """Push rows to every view fed by push source ``source_name``; returns the row count.
+    *,
+    max_clock_skew: timedelta | None = DEFAULT_MAX_CLOCK_SKEW,
+) -> WriteResult:
+    """Push rows to every view fed by push source ``source_name``; returns the row count
+    (with ``ignored_older``: per view, rows the online store kept a newer value for).
 
     ``to`` is "online", "offline" or "online_and_offline". Views with ``online=False`` are
     only written offline.
@@ -236,8 +292,10 @@ def push(
             f"{source_name}, or FeatureStore.ingest) so the windows see them."
         )
     cols = arrow_columns(df)
-    tables = [validate_rows(v, cols) for v in views]
+    now = datetime.now(UTC)
+    tables = [validate_rows(v, cols, max_clock_skew=max_clock_skew, now=now) for v in views]
     n = tables[0].num_rows if tables else 0
+    ignored: dict[str, int] = {}
     if to in ("offline", "online_and_offline"):
         if engine is None:
             raise InvalidRequestError("push to the offline store needs an offline engine.")
@@ -248,24 +306,26 @@ def push(
             raise InvalidRequestError("push to the online store needs an online store.")
         for view, table in zip(views, tables, strict=True):
             if view.online and n:
-                _write_online(store, view, table)
-    return n
+                ignored[view.name] = _write_online(store, view, table)
+    return WriteResult(n, ignored)
 
 
 def write_to_online_store(
-    snapshot: RegistrySnapshot, store: OnlineStore, view_name: str, df: Rows
-) -> int:
-    """Validate rows against view ``view_name`` and write them online; returns the count.
+    snapshot: RegistrySnapshot, store: OnlineStore, view_name: str, df: Rows, *,
+    max_clock_skew: timedelta | None = DEFAULT_MAX_CLOCK_SKEW,
+) -> WriteResult:
+    """Validate rows against view ``view_name`` and write them online; returns the count
+    (with ``ignored_older``).
 
     The event time is read from the view source's ``timestamp_field`` (or a column named
     ``event_timestamp``); a newer stored row is never replaced by an older one.
     """
     view = snapshot.feature_view(view_name)
-    table = validate_rows(view, arrow_columns(df))
+    table = validate_rows(view, arrow_columns(df), max_clock_skew=max_clock_skew)
     if table.num_rows == 0:
-        return 0
-    return _write_online(store, view, table)
+        return WriteResult(0)
+    return WriteResult(table.num_rows, {view.name: _write_online(store, view, table)})
 
 
-__all__ = ["PushTo", "arrow_columns", "offline_table", "push", "validate_rows",
-           "write_to_online_store"]
+__all__ = ["DEFAULT_MAX_CLOCK_SKEW", "PushTo", "WriteResult", "arrow_columns", "offline_table",
+           "push", "validate_rows", "write_to_online_store"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +25,7 @@ from tureen.definitions import (
     Entity,
     FeatureService,
     FeatureView,
+    FileSource,
     OnDemandFeatureView,
     PushSource,
     StreamFeatureView,
@@ -37,6 +38,7 @@ from tureen.repo_loader import load_definitions
 from tureen.types import source_type_compatible
 
 if TYPE_CHECKING:
+    from tureen.ingest import WriteResult
     from tureen.offline.protocol import OfflineEngine
     from tureen.offline.retrieval import RetrievalJob
     from tureen.online.protocol import OnlineStore
@@ -59,6 +61,7 @@ class FeatureStore:
         self.repo_path = Path(repo_path).resolve()
         self.config = config if config is not None else load_config(self.repo_path)
         self.project = self.config.project
+        self._duckdb: OfflineEngine | None = None  # schema checks (see _schema_reader)
 
     def _backend(self, section: str) -> Any:
         return load_backend(section, getattr(self.config, section), self.repo_path, self.project)
@@ -92,6 +95,9 @@ class FeatureStore:
             if backend is not None:
                 backend.close()
         self.__dict__.pop("online_retrieval", None)
+        if self._duckdb is not None:
+            self._duckdb.close()
+            self._duckdb = None
 
     def __enter__(self) -> FeatureStore:
         return self
@@ -125,7 +131,7 @@ class FeatureStore:
             return
         source = source_of(view)
         try:
-            schema = self.offline.source_schema(source)
+            schema = self._schema_reader(source).source_schema(source)
         except NotFoundError as exc:
             if isinstance(view.source, PushSource):
                 log.info("push source %s has no offline rows yet", view.source.name)
@@ -149,14 +155,27 @@ class FeatureStore:
                 "field_mapping, or the data."
             )
 
+    def _schema_reader(self, source: FileSource) -> OfflineEngine:
+        """What reads a source's schema for plan/apply: DuckDB (in process, milliseconds) for
+        files it can read, so checking definitions never starts Spark; the configured
+        engine for the URLs only it reads (hdfs://, s3a://, ...)."""
+        if self.config.offline_store.type == "duckdb" or (
+            "://" in source.path and not source.path.startswith(("file://", "s3://", "gs://",
+                                                                "az://", "abfs://", "memory://"))
+        ):
+            return self.offline
+        if self._duckdb is None:
+            from tureen.offline.duckdb_engine import DuckDBEngine
+
+            self._duckdb = DuckDBEngine(self.repo_path)
+        return self._duckdb
+
     def plan(self) -> Plan:
-        self.offline  # noqa: B018 - fail once, clearly, if the engine cannot be built
         return self.registry.plan(load_definitions(self.repo_path), self.check_source)
 
     def apply(self) -> Plan:
         """Validate the repo's definitions and store them; removed views lose online data."""
         require(Action.ADMIN, project=self.project)
-        self.offline  # noqa: B018 - fail once, clearly, if the engine cannot be built
         before = self.registry.snapshot(fresh=True)
         plan = self.registry.apply(load_definitions(self.repo_path), self.check_source)
         removed = [before.feature_views[c.name] for c in plan.of("delete", "feature view")]
@@ -217,19 +236,28 @@ class FeatureStore:
         )
 
     # ---- writes ------------------------------------------------------------------------------
-    def push(self, push_source_name: str, df: Any, to: PushTo = "online") -> int:
+    def push(self, push_source_name: str, df: Any, to: PushTo = "online") -> WriteResult:
+        """Rows pushed (an int) with ``ignored_older``: per view, rows the online store kept
+        a newer value for."""
         require(Action.WRITE_FEATURES, project=self.project)
         from tureen.ingest import push
 
-        written: int = push(self.snapshot(), self.offline, self.online, push_source_name, df, to)
-        return written
+        # the offline engine (Spark: seconds to start) only when rows go offline
+        engine = self.offline if to in ("offline", "online_and_offline") else None
+        store = self.online if to in ("online", "online_and_offline") else None
+        return push(self.snapshot(), engine, store, push_source_name, df, to,
+                    max_clock_skew=self._max_clock_skew())
 
-    def write_to_online_store(self, feature_view_name: str, df: Any) -> int:
+    def write_to_online_store(self, feature_view_name: str, df: Any) -> WriteResult:
         require(Action.WRITE_FEATURES, project=self.project)
         from tureen.ingest import write_to_online_store
 
-        written: int = write_to_online_store(self.snapshot(), self.online, feature_view_name, df)
-        return written
+        return write_to_online_store(self.snapshot(), self.online, feature_view_name, df,
+                                     max_clock_skew=self._max_clock_skew())
+
+    def _max_clock_skew(self) -> timedelta | None:
+        seconds = self.config.ingest.max_clock_skew_seconds
+        return None if seconds is None else timedelta(seconds=seconds)
 
     def materialize(
         self,

@@ -167,3 +167,15 @@ def parse_materialize(body: bytes, incremental: bool) -> MaterializeRequest:
     end = _timestamp(obj.get("end_ts"), "end_ts", route)
     start = None if incremental else _timestamp(obj.get("start_ts"), "start_ts", route)
     return MaterializeRequest(start, end, _views(obj, route))
+
+
+def write_answer(rows: int) -> dict[str, Any]:
+    """The body of a successful /push or /write-to-online-store: rows accepted, and per view
+    the rows ignored online because a newer value is stored (newer wins)."""
+    ignored = dict(getattr(rows, "ignored_older", None) or {})
+    out: dict[str, Any] = {"status": "ok", "rows": int(rows), "ignored_older": ignored}
+    if ignored:
+        total = sum(ignored.values())
+        out["note"] = (f"{total} row(s) were older than the stored value of their entity and "
+                       "were not written online (newer event time wins).")
+    return out

@@ -57,6 +57,16 @@ class AsyncOnlineStore(Protocol):
 
 
 @runtime_checkable
+class CountsStored(Protocol):
+    """A backend whose write can tell how many rows it stored: the others were older than
+    what it holds (newer wins), and a push reports them as ignored."""
+
+    def write_counted(self, view: FeatureView, keys: Sequence[bytes], rows: pa.Table) -> int:
+        """``write``, returning the number of rows stored (not offered)."""
+        ...
+
+
+@runtime_checkable
 class KeepsMarkers(Protocol):
     """A backend that keeps, next to the data, a marker per view naming the materialization
     that filled it. With the registry's record of where each view was materialized

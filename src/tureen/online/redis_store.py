@@ -217,6 +217,12 @@ class RedisOnlineStore:
 
     # ---- writes -------------------------------------------------------------------------
     def write(self, view: FeatureView, keys: Sequence[bytes], rows: pa.Table) -> int:
+        self.write_counted(view, keys, rows)
+        return len(keys)
+
+    def write_counted(self, view: FeatureView, keys: Sequence[bytes], rows: pa.Table) -> int:
+        """``write``; returns how many rows were stored (the script answers 0 for a row
+        older than the stored one)."""
         if len(keys) != rows.num_rows:
             raise InvalidRequestError(
                 f"write to {view.name!r}: {len(keys)} keys for {rows.num_rows} rows."
@@ -228,6 +234,7 @@ class RedisOnlineStore:
         size = self.options.write_batch_size
         after = (f" The write of {len(keys)} rows of {view.name!r} did not complete (some rows "
                  "may be stored; re-running it is safe, as rows never replace newer ones).")
+        stored = 0
         with self._guard(f"writing {view.name!r} to the online store", after):
             sha = self._script_sha()
             for start in range(0, len(keys), size):
@@ -237,17 +244,18 @@ class RedisOnlineStore:
                                     strict=True)
                 ]
                 try:
-                    self._pipeline(commands)
+                    answers = self._pipeline(commands)
                 except NoScriptError:  # the server restarted or its script cache was flushed
                     sha = self._script_sha(reload=True)
-                    self._pipeline([(c[0], sha, *c[2:]) for c in commands])
+                    answers = self._pipeline([(c[0], sha, *c[2:]) for c in commands])
                 except ResponseError as exc:  # e.g. OOM (maxmemory) or a read-only replica
                     raise BackendUnavailableError(
                         f"{self.describe()} refused part of the write of {view.name!r}: {exc}."
                         f"{after} Free memory on the server (maxmemory) or point "
                         "online_store.url at a writable primary."
                     ) from exc
-        return len(keys)
+                stored += sum(1 for a in answers if a == 1)
+        return stored
 
     def _script_sha(self, script: str = "write", reload: bool = False) -> str:
         sha = None if reload else self._shas.get(script)

@@ -142,6 +142,11 @@ class SqliteOnlineStore:
 
     # ---- writes ---------------------------------------------------------------------------
     def write(self, view: FeatureView, keys: Sequence[bytes], rows: pa.Table) -> int:
+        self.write_counted(view, keys, rows)
+        return len(keys)
+
+    def write_counted(self, view: FeatureView, keys: Sequence[bytes], rows: pa.Table) -> int:
+        """``write``; returns how many rows were stored (the others were older)."""
         if len(keys) != rows.num_rows:
             raise InvalidRequestError(
                 f"write to {view.name!r}: {len(keys)} keys for {rows.num_rows} rows."
@@ -169,7 +174,9 @@ class SqliteOnlineStore:
                     "event_ts INTEGER NOT NULL, created_ts INTEGER NOT NULL, "
                     "value BLOB NOT NULL) WITHOUT ROWID"
                 )
+                before = conn.total_changes
                 conn.executemany(sql, params)
+                stored = conn.total_changes - before
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -178,7 +185,7 @@ class SqliteOnlineStore:
             raise BackendUnavailableError(
                 f"writing {len(keys)} rows of {view.name!r} to {self.path} failed: {exc}"
             ) from exc
-        return len(keys)
+        return stored
 
     # ---- reads ----------------------------------------------------------------------------
     def read(self, requests: Sequence[ReadRequest]) -> list[list[StoredRow | None]]:

@@ -115,6 +115,32 @@ def test_push_and_write_to_online_store(server: Server) -> None:
     assert res[2]["statuses"] == ["PRESENT", "PRESENT"]
 
 
+def test_push_dated_2099_is_refused_and_older_rows_are_reported(server: Server) -> None:
+    """Issue 11 #13: one push dated 2099 used to pin a value; later pushes answered
+    {"rows": 1} and were silently dropped."""
+    now = datetime.now(UTC)
+
+    def stats(n: int, when: datetime) -> dict[str, Any]:
+        ts = when.isoformat()
+        return {"push_source_name": "transaction_stats_push", "to": "online",
+                "df": {"account_id": [1007], "num_transactions_7d": [n],
+                       "total_amount_7d": [1.0], "has_fraud_7d": [False],
+                       "event_timestamp": [ts], "created": [ts]}}
+
+    r = post(server, "/push", stats(1, datetime(2099, 1, 1, tzinfo=UTC)))
+    assert r.status_code == 400
+    assert "row 0" in r.json()["detail"] and "2099-01-01" in r.json()["detail"]
+    r = post(server, "/push", stats(7, now))
+    assert r.status_code == 200 and r.json()["ignored_older"] == {}
+    r = post(server, "/push", stats(3, now - timedelta(hours=1)))
+    assert r.status_code == 200
+    assert r.json()["ignored_older"] == {"transaction_stats": 1} and "older" in r.json()["note"]
+    got = post(server, "/get-online-features", {
+        "features": ["transaction_stats:num_transactions_7d"],
+        "entities": {"account_id": [1007]}}).json()["results"][1]["values"]
+    assert got == [7]
+
+
 @pytest.mark.parametrize(("path", "body", "needle"), [
     ("/push", {"push_source_name": "nope", "df": {"account_id": [1]}}, "nope"),
     ("/push", {"push_source_name": "transaction_stats_push", "df": {"account_id": [1]},

@@ -17,7 +17,7 @@ from tests.integration.online.conftest import StoreFactory
 from tureen.definitions import Entity, FeatureView, Field, FileSource
 from tureen.online.encoding import DecodedRow, decode_row
 from tureen.online.keys import encoder_for
-from tureen.online.protocol import KeepsMarkers, OnlineStore
+from tureen.online.protocol import CountsStored, KeepsMarkers, OnlineStore
 from tureen.types import (
     Array,
     Bool,
@@ -253,6 +253,25 @@ def test_large_reads_cover_every_key(store: OnlineStore) -> None:
     got = get(store, view, list(range(3000)))
     assert [g is not None for g in got] == [i % 2 == 0 for i in range(3000)]
     assert all(g.values["n"] == i for i, g in enumerate(got) if g is not None)
+
+
+def test_write_counted_says_how_many_rows_were_stored(store: OnlineStore) -> None:
+    assert isinstance(store, CountsStored)
+    view = make_view()
+
+    def counted(rows: Sequence[dict[str, Any]]) -> int:
+        fields = [*view.key_fields, *view.features]
+        schema = pa.schema([pa.field(f.name, f.dtype.arrow) for f in fields]
+                           + [pa.field("event_timestamp", TS), pa.field("created_timestamp", TS)])
+        table = pa.Table.from_pylist([{"created_timestamp": None, **r} for r in rows],
+                                     schema=schema)
+        return store.write_counted(view, encoder_for(view.key_fields).encode_arrow(table), table)
+
+    assert counted([row(1, 1.0, T0), row(2, 2.0, T0)]) == 2
+    # row 1 is older than what is stored: ignored; row 2 is newer: stored
+    assert counted([row(1, 9.0, T0 - timedelta(days=1)),
+                    row(2, 8.0, T0 + timedelta(seconds=1))]) == 1
+    assert [r.values["x"] if r else None for r in get(store, view, [1, 2])] == [1.0, 8.0]
 
 
 # ---- maintenance -----------------------------------------------------------------------------

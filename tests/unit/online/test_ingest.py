@@ -187,3 +187,44 @@ def test_all_null_feature_column_is_stored_as_nulls(store: SqliteOnlineStore) ->
         ["notes:note"], {"account_id": [1, 2]})
     assert resp.to_dict()["note"] == [None, None]
     assert [str(s) for s in resp.statuses["note"]] == ["NULL_VALUE", "NULL_VALUE"]
+
+
+# ---- clock skew and ignored rows (issue 11 #13) ----------------------------------------------
+
+def test_event_time_far_in_the_future_is_rejected_naming_the_row(
+    store: SqliteOnlineStore, engine: Any, tmp_path: Path
+) -> None:
+    future = datetime(2099, 1, 1, tzinfo=UTC)
+    with pytest.raises(InvalidRequestError) as e:
+        push(SNAP, engine, store, "payments", rows(3, ts=[NOW, future, NOW]),
+             to="online_and_offline")
+    msg = str(e.value)
+    assert "row 1" in msg and "2099-01-01" in msg and "clock" in msg
+    assert "nothing was stored" in msg
+    assert online(store, "payments:amount")["amount"] == [None, None]
+    assert offline_files(tmp_path) == []
+
+
+def test_small_clock_skew_is_accepted_and_the_limit_is_configurable(
+    store: SqliteOnlineStore
+) -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    assert write_to_online_store(SNAP, store, "notes", rows(1, ts=[soon])) == 1
+    later = datetime.now(UTC) + timedelta(hours=2)
+    with pytest.raises(InvalidRequestError, match="clock"):
+        write_to_online_store(SNAP, store, "notes", rows(1, ts=[later]))
+    assert write_to_online_store(SNAP, store, "notes", rows(1, ts=[later]),
+                                 max_clock_skew=timedelta(hours=3)) == 1
+
+
+def test_rows_older_than_the_stored_ones_are_reported(store: SqliteOnlineStore,
+                                                      engine: Any) -> None:
+    push(SNAP, engine, store, "payments", rows(2, ts=[NOW, NOW]))
+    result = push(SNAP, engine, store, "payments",
+                  rows(2, ts=[NOW - timedelta(days=1), NOW + timedelta(seconds=1)],
+                       amount=[9.0, 8.0]))
+    assert result == 2
+    assert result.ignored_older == {"payments": 1, "notes": 1}
+    assert online(store, "payments:amount")["amount"] == [1.5, 8.0]
+    written = write_to_online_store(SNAP, store, "notes", rows(1, ts=[NOW - timedelta(days=2)]))
+    assert written == 1 and written.ignored_older == {"notes": 1}

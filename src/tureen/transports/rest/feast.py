@@ -29,6 +29,7 @@ from tureen.feature_server.feast_json import (
     parse_online_request,
     parse_push,
     parse_write,
+    write_answer,
 )
 from tureen.feature_server.health import health_report
 from tureen.store import FeatureStore
@@ -101,13 +102,13 @@ class FeatureHandlers:
         req = parse_push(body)
         n = await asyncio.to_thread(
             self.store.push, req.push_source_name, pd.DataFrame(req.df), req.to)
-        return 200, {"status": "ok", "rows": n}
+        return 200, write_answer(n)
 
     async def write_to_online_store(self, body: bytes) -> Answer:
         req = parse_write(body)
         n = await asyncio.to_thread(
             self.store.write_to_online_store, req.feature_view_name, pd.DataFrame(req.df))
-        return 200, {"status": "ok", "rows": n}
+        return 200, write_answer(n)
 
     async def materialize(self, body: bytes) -> Answer:
         req = parse_materialize(body, incremental=False)
@@ -138,6 +139,8 @@ def _summaries(done: list[Any]) -> list[dict[str, Any]]:
         rows = getattr(r, "rows", None)
         if rows is not None:
             item["rows"] = rows
+        if getattr(r, "note", None):
+            item["note"] = r.note
         out.append(item)
     return out
 
