@@ -82,8 +82,15 @@ class ConsoleServices:
         from tureen.console.runs import PipelineRuns
 
         self.pipeline_runs: PipelineRuns | None = PipelineRuns(self.repo_path)
-        #: view name -> streaming status (lag, rates), when a stream feeds the view
-        self.streaming_status: Any = None
+
+    def streaming_status(self, view: str) -> dict[str, Any] | None:
+        """The ingester's status of ``view`` (lag, rates, state) when a stream feeds it."""
+        from tureen.streaming.status import read_statuses
+
+        statuses = self.cache.get("streaming", 2.0, lambda: {
+            s.view: s.model_dump(mode="json") for s in read_statuses(self.repo_path)})
+        found: dict[str, Any] | None = statuses.get(view)
+        return found
 
     @cached_property
     def models(self) -> ModelRegistry:

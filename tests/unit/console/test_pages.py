@@ -162,3 +162,21 @@ async def test_promote_a_runs_model_to_a_canary(client: httpx.AsyncClient) -> No
     token_ok = {"csrf_token": token}
     assert (await client.post("/deployments/fraud/clear-canary", data=token_ok)
             ).status_code == 303
+
+
+async def test_stream_lag_shows_on_the_view(client: httpx.AsyncClient, repo: object) -> None:
+    from pathlib import Path
+
+    from tureen.streaming.status import ViewStatus, write_status
+
+    assert isinstance(repo, Path)
+    write_status(repo, "txn_stream", [ViewStatus(
+        view="hostile_view", source="txn_stream", source_kind="kafka", topic="txns",
+        state="running", lag_messages=12, lag_seconds=0.25, rows_per_second=1500.0)])
+    twin = (await client.get("/features/hostile_view.json")).json()
+    stream = twin["freshness"]["stream"]
+    assert stream["lag_messages"] == 12 and stream["state"] == "running"
+    page = (await client.get("/features/hostile_view")).text
+    assert "running; lag 250.0 ms (12 messages), 1,500 rows/s" in page
+    rows = (await client.get("/features.json?q=hostile")).json()["views"]
+    assert rows[0]["stream_lag_seconds"] == 0.25

@@ -94,15 +94,17 @@ def view_list(req: ConsoleRequest, svc: ConsoleServices) -> Page:
     for v in page.items:
         if isinstance(v, FeatureView):
             last = snap.last_materialized(v.name)
+            stream = svc.streaming_status(v.name)
             rows.append({"name": v.name, "kind": "batch", "entities": [e.name for e in
                          v.entities], "features": len(v.features), "source": _source(v)["kind"],
                          "ttl_seconds": v.ttl_seconds, "online": v.online, "owner": v.owner,
-                         "tags": dict(v.tags), "last_materialized": last})
+                         "tags": dict(v.tags), "last_materialized": last,
+                         "stream_lag_seconds": stream.get("lag_seconds") if stream else None})
         else:
             rows.append({"name": v.name, "kind": "on-demand", "entities": [],
                          "features": len(v.features), "source": "request",
                          "ttl_seconds": None, "online": True, "owner": "", "tags": {},
-                         "last_materialized": None})
+                         "last_materialized": None, "stream_lag_seconds": None})
     data = {"filters": {"q": q, "entity": entity, "tag": tag, "owner": owner},
             "entities": sorted(snap.entities), "views": rows, "next": page.next,
             "total": len(views)}
@@ -118,9 +120,7 @@ def _freshness(svc: ConsoleServices, view: FeatureView) -> dict[str, Any]:
     online = svc.features.online
     if isinstance(online, CountsRows):
         count = svc.cache.get(("rows", view.name), 10.0, lambda: online.count_rows(view))
-    stream = None
-    if svc.streaming_status is not None:
-        stream = svc.streaming_status(view.name)
+    stream = svc.streaming_status(view.name)
     return {"online_store": store, "last_materialized": snap.last_materialized(view.name),
             "materializations": list(reversed(mats)), "online_rows": count,
             "stream": stream}

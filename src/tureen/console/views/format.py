@@ -55,9 +55,9 @@ def num(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
-        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+        if value != 0 and (abs(value) >= 1e12 or abs(value) < 1e-3):
             return f"{value:.{digits}g}"
-        return f"{value:.{digits}f}".rstrip("0").rstrip(".") if "." in f"{value}" else str(value)
+        return f"{value:,.{digits}f}".rstrip("0").rstrip(".")
     return str(value)
 
 
