@@ -3,7 +3,8 @@
 A page of versions sorted by number reads one directory listing and the page's metadata
 files, however many versions exist. Sorting by a metric or filtering needs every version's
 metrics: those are kept as compact summaries (metrics, feature service, framework, creation
-time), each read once and re-read only when its metadata file changes.
+time), each read once and re-read when its metadata file changed (checked at most every
+``RECHECK_SECONDS``; new and deleted versions show at once).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +20,8 @@ from typing import Any
 
 from tureen.models.store import ModelStore
 from tureen.models.version import METADATA_FILE, ModelVersion, check_name
+
+RECHECK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class ModelIndex:
     def __init__(self, store: ModelStore) -> None:
         self.store = store
         self._summaries: dict[str, dict[int, tuple[int, Summary]]] = {}
+        self._checked: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -65,14 +70,22 @@ class ModelIndex:
     def summaries(self, name: str) -> list[Summary]:
         """Every version's summary, ascending by version (re-read when the file changed)."""
         check_name(name)
+        now = time.monotonic()
         with self._lock:
             cache = self._summaries.setdefault(name, {})
+            recheck = now - self._checked.get(name, -RECHECK_SECONDS) >= RECHECK_SECONDS
+            if recheck:
+                self._checked[name] = now
         numbers = self.versions(name)
         out: list[Summary] = []
         fresh: dict[int, tuple[int, Summary]] = {}
         for v in numbers:
-            stamp = self._stamp(name, v)
             hit = cache.get(v)
+            if hit is not None and not recheck:
+                fresh[v] = hit
+                out.append(hit[1])
+                continue
+            stamp = self._stamp(name, v)
             if hit is not None and hit[0] == stamp:
                 fresh[v] = hit
                 out.append(hit[1])

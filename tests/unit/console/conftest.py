@@ -3,7 +3,7 @@ versions and a deployment: what the console's in-process tests read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -77,7 +77,15 @@ CONFUSION = [[41.0, 9.0], [6.0, 44.0]]
 
 def write_run(repo: Path, model: str, version: int) -> str:
     """A finished pipeline run record as the pipelines runner writes it (KFP metadata)."""
-    from tureen.pipelines import ArtifactRecord, CacheInfo, RunRecord, RunStore, TaskRecord
+    from tureen.pipelines import (
+        ArtifactRecord,
+        CacheInfo,
+        RunRecord,
+        RunState,
+        RunStore,
+        TaskRecord,
+        TaskState,
+    )
     from tureen.pipelines.records import TaskIO
 
     now = datetime.now(UTC)
@@ -93,29 +101,29 @@ def write_run(repo: Path, model: str, version: int) -> str:
     registered = ArtifactRecord(name="model", type="system.Model",
                                 metadata={"tureen.model": model, "tureen.version": version})
     tasks = [
-        TaskRecord(id="training-set", name="training-set", state="CACHED", duration_s=0.01,
+        TaskRecord(id="training-set", name="training-set", state=TaskState.CACHED, duration_s=0.01,
                    cache=CacheInfo(hit=True, reason="same code, inputs and data snapshot")),
-        TaskRecord(id="train", name="train", state="SUCCEEDED", duration_s=1.5,
+        TaskRecord(id="train", name="train", state=TaskState.SUCCEEDED, duration_s=1.5,
                    depends_on=["training-set"],
                    cache=CacheInfo(hit=False, reason="parameter learning_rate changed")),
-        TaskRecord(id="evaluate", name="evaluate", state="SUCCEEDED", duration_s=0.4,
+        TaskRecord(id="evaluate", name="evaluate", state=TaskState.SUCCEEDED, duration_s=0.4,
                    depends_on=["train"],
                    outputs=TaskIO(artifacts={"metrics": [cls], "scalars": [scalars]})),
-        TaskRecord(id="register", name="register", state="SUCCEEDED", duration_s=0.2,
+        TaskRecord(id="register", name="register", state=TaskState.SUCCEEDED, duration_s=0.2,
                    depends_on=["evaluate"], outputs=TaskIO(artifacts={"model": [registered]})),
-        TaskRecord(id="deploy-gate", name="deploy-gate", state="SKIPPED",
+        TaskRecord(id="deploy-gate", name="deploy-gate", state=TaskState.SKIPPED,
                    depends_on=["register"], reason="auc below the champion's"),
     ]
     RunStore.for_repo(repo).create(RunRecord(
         id=RUN_ID, pipeline="train_fraud", source="pipelines/train_fraud.py",
-        state="SUCCEEDED", created_at=now, finished_at=now, duration_s=2.1,
+        state=RunState.SUCCEEDED, created_at=now, finished_at=now, duration_s=2.1,
         parameters={"learning_rate": 0.1, "note": XSS}, tasks=tasks))
     return RUN_ID
 
 
 @pytest.fixture
-async def client(repo: Path) -> Iterator[httpx.AsyncClient]:
+async def client(repo: Path) -> AsyncIterator[httpx.AsyncClient]:
     app = console_app(repo)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as c:
-        yield c  # type: ignore[misc]
+        yield c

@@ -63,6 +63,10 @@ def test_a_page_of_versions_reads_only_that_page(tmp_path: Path) -> None:
     reads.clear()
     index.summaries("big")  # unchanged files are not read again
     assert reads == []
+    store.update_metrics("big", 7, {"auc": 0.99})
+    index._checked.clear()  # as when RECHECK_SECONDS have passed
+    assert {s.version: s.metrics["auc"] for s in index.summaries("big")}[7] == 0.99
+    assert reads == [7]
 
 
 def test_urls_and_options_lose_their_secrets() -> None:

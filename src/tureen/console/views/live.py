@@ -19,6 +19,7 @@ from tureen.console.http import ConsoleRequest, Stream, seg
 from tureen.console.logtail import LogFilter, follow, tail
 from tureen.console.services import ConsoleServices
 from tureen.console.views.deployments import _live, charts
+from tureen.deployments import DeploymentSpec
 
 STREAM_SECONDS = 15.0
 STATUS_SECONDS = 1.0
@@ -83,7 +84,12 @@ def _offsets_id(offsets: dict[str, int]) -> str:
 
 
 def status_snapshot(svc: ConsoleServices, name: str, with_charts: bool) -> dict[str, Any]:
-    spec = svc.deployments.get(name)
+    """The live part of a deployment's page. The caller was allowed to see the deployment
+    when the stream opened; ticks read the registry snapshot the store caches."""
+    raw = (svc.features.snapshot().extra.get("deployments") or {}).get(name)
+    if raw is None:
+        return {"name": name, "deleted": True}
+    spec = DeploymentSpec.from_dict(raw)
     workers = svc.rates.sample(name).workers
     out = {"name": name, "state": spec.state, "version": spec.version,
            "canary": None if spec.canary is None else {"version": spec.canary.version,
