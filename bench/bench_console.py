@@ -222,22 +222,25 @@ def sse_latency(repo: Path, browser: Any, lines: int = 20) -> dict[str, Any]:
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{port}/deployments/dep-01/logs?level=INFO")
         page.wait_for_selector("text=Live: new lines appear")
-        page.evaluate("""() => {
+        token = os.urandom(4).hex()  # this run's lines only (the file keeps earlier runs')
+        page.evaluate("""(token) => {
             window.__seen = {};
-            new MutationObserver(() => {
-              for (const td of document.querySelectorAll('#log-lines td:last-child')) {
-                const m = td.textContent.match(/bench-marker-(\\d+)/);
-                if (m && !(m[1] in window.__seen)) window.__seen[m[1]] = Date.now();
+            const re = new RegExp("bench-" + token + "-([0-9]+)");
+            new MutationObserver((records) => {
+              const now = Date.now();
+              for (const rec of records) for (const tr of rec.addedNodes) {
+                const m = (tr.textContent || "").match(re);
+                if (m && !(m[1] in window.__seen)) window.__seen[m[1]] = now;
               }
             }).observe(document.querySelector('#log-lines tbody'), {childList: true});
-        }""")
+        }""", token)
         path = repo / ".tureen" / "logs" / "dep-01-predictor.log"
         sent: dict[str, float] = {}
         for i in range(lines):
             with path.open("a") as f:
                 sent[str(i)] = time.time() * 1000
                 f.write(f"2026-12-06 11:00:00,000 INFO 4242 tureen.deployments.dep-01.predictor"
-                        f" [bench-{i}]: bench-marker-{i}\n")
+                        f" [bench-{i}]: bench-{token}-{i}\n")
             time.sleep(0.15)
         deadline = time.monotonic() + 5
         seen: dict[str, float] = {}
@@ -340,6 +343,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--reuse", action="store_true", help="keep a repo built by an earlier run")
+    ap.add_argument("--parts", default="pages,sse,serving",
+                    help="which parts to run (comma-separated: pages, sse, serving)")
     args = ap.parse_args()
     result: dict[str, Any] = {"benchmark": "console", "loadavg_before": os.getloadavg(),
                               "cpus": os.cpu_count()}
@@ -348,19 +353,24 @@ def main() -> None:
     result["setup_seconds"] = round(time.perf_counter() - t0, 1)
     result["registry"] = {"feature_views": 200, "model_versions": 1000, "deployments": 50,
                           "pipeline_runs": 20}
-    result["page_server_time"] = asyncio.run(page_times(repo, args.rounds, args.requests))
+    parts = set(args.parts.split(","))
+    if "pages" in parts:
+        result["page_server_time"] = asyncio.run(page_times(repo, args.rounds, args.requests))
     if args.no_browser or not Path(CHROMIUM).exists():
         result["sse"] = "skipped (no browser)"
-        result["serving"] = serving_while_watched(repo, None, args.rounds, args.seconds)
+        if "serving" in parts:
+            result["serving"] = serving_while_watched(repo, None, args.rounds, args.seconds)
     else:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
-                result["sse"] = sse_latency(repo, browser)
-                result["serving"] = serving_while_watched(repo, browser, args.rounds,
-                                                          args.seconds)
+                if "sse" in parts:
+                    result["sse"] = sse_latency(repo, browser)
+                if "serving" in parts:
+                    result["serving"] = serving_while_watched(repo, browser, args.rounds,
+                                                              args.seconds)
             finally:
                 browser.close()
     result["loadavg_after"] = os.getloadavg()

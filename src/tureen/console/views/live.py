@@ -23,6 +23,7 @@ from tureen.deployments import DeploymentSpec
 
 STREAM_SECONDS = 15.0
 STATUS_SECONDS = 1.0
+SPEC_SECONDS = 5.0  # how often a status stream re-reads the spec (counts: every tick)
 
 
 def event(kind: str, data: Any, event_id: str | None = None) -> bytes:
@@ -83,13 +84,19 @@ def _offsets_id(offsets: dict[str, int]) -> str:
     return ",".join(f"{c}:{n}" for c, n in sorted(offsets.items()))
 
 
-def status_snapshot(svc: ConsoleServices, name: str, with_charts: bool) -> dict[str, Any]:
-    """The live part of a deployment's page. The caller was allowed to see the deployment
-    when the stream opened; ticks read the registry snapshot the store caches."""
+def cached_spec(svc: ConsoleServices, name: str) -> DeploymentSpec | None:
+    """The spec as the registry snapshot the store caches has it (a status stream's caller
+    was allowed to see the deployment when the stream opened)."""
     raw = (svc.features.snapshot().extra.get("deployments") or {}).get(name)
-    if raw is None:
+    return None if raw is None else DeploymentSpec.from_dict(raw)
+
+
+def status_snapshot(svc: ConsoleServices, name: str, with_charts: bool,
+                    spec: DeploymentSpec | None = None) -> dict[str, Any]:
+    """The live part of a deployment's page."""
+    spec = spec or cached_spec(svc, name)
+    if spec is None:
         return {"name": name, "deleted": True}
-    spec = DeploymentSpec.from_dict(raw)
     workers = svc.rates.sample(name).workers
     out = {"name": name, "state": spec.state, "version": spec.version,
            "canary": None if spec.canary is None else {"version": spec.canary.version,
@@ -111,8 +118,11 @@ async def status_stream(req: ConsoleRequest, svc: ConsoleServices) -> Stream:
         yield b"retry: 500\n\n"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STREAM_SECONDS
+        spec, read_at = None, -SPEC_SECONDS
         while loop.time() < deadline:
-            snap = await asyncio.to_thread(status_snapshot, svc, name, with_charts)
+            if loop.time() - read_at >= SPEC_SECONDS:
+                spec, read_at = await asyncio.to_thread(cached_spec, svc, name), loop.time()
+            snap = await asyncio.to_thread(status_snapshot, svc, name, with_charts, spec)
             yield event("status", snap)
             await asyncio.sleep(STATUS_SECONDS)
 
