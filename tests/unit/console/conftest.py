@@ -57,6 +57,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         fs.apply()
         now = datetime.now(UTC)
         fs.materialize(now - timedelta(days=40), now + timedelta(minutes=1))
+        # an earlier materialization into a Redis whose URL holds a password
+        fs.registry.record_materialization("account_profile", now - timedelta(days=2),
+                                           now - timedelta(days=1),
+                                           store=f"redis://:{SECRET}@10.0.0.9:6379/0")
     src = root / "model"
     src.mkdir()
     (src / "model.py").write_text(MODEL_PY)

@@ -95,6 +95,14 @@ async def test_json_twin_numbers_match_the_table(client: httpx.AsyncClient) -> N
         assert f"{v['metrics']['auc']:.4f}".rstrip("0") in page
 
 
+async def test_materializations_per_store_without_passwords(client: httpx.AsyncClient) -> None:
+    fresh = (await client.get("/features/account_profile.json")).json()["freshness"]
+    stores = [s["store"] for s in fresh["per_store"]]
+    assert len(stores) == 2 and "redis://:***@10.0.0.9:6379/0" in stores
+    page = (await client.get("/features/account_profile")).text
+    assert "redis://:***@10.0.0.9:6379/0" in page
+
+
 async def test_secrets_are_masked(client: httpx.AsyncClient) -> None:
     j = (await client.get("/deployments/fraud.json")).json()
     assert j["log_sink"] is not None and SECRET not in j["log_sink"]

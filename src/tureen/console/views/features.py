@@ -114,16 +114,30 @@ def view_list(req: ConsoleRequest, svc: ConsoleServices) -> Page:
 def _freshness(svc: ConsoleServices, view: FeatureView) -> dict[str, Any]:
     snap = svc.features.snapshot()
     store = svc.features.config.online_store.type
-    mats = [{"store": store, "start": i.start, "end": i.end, "at": i.at}
-            for i in snap.materializations.get(view.name, ())][-5:]
+    intervals = snap.materializations.get(view.name, ())
+    mats = [{"store": _where(i.store), "start": i.start, "end": i.end, "at": i.at}
+            for i in intervals][-5:]
+    per_store: dict[str, Any] = {}
+    for i in intervals:  # the last materialization into each online store
+        key = _where(i.store)
+        if key not in per_store or i.end > per_store[key]:
+            per_store[key] = i.end
     count: int | None = None
     online = svc.features.online
     if isinstance(online, CountsRows):
         count = svc.cache.get(("rows", view.name), 10.0, lambda: online.count_rows(view))
     stream = svc.streaming_status(view.name)
     return {"online_store": store, "last_materialized": snap.last_materialized(view.name),
+            "per_store": [{"store": k, "until": v} for k, v in per_store.items()],
             "materializations": list(reversed(mats)), "online_rows": count,
             "stream": stream}
+
+
+def _where(location: str | None) -> str:
+    """A store's location as pages may show it (no password)."""
+    if not location:
+        return "(not recorded)"
+    return redact_url(location) or "" if "://" in location else location
 
 
 def _parse_key(text: str, field: Field) -> Any:
