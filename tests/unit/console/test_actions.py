@@ -139,3 +139,37 @@ async def test_forms_are_bounded(client: httpx.AsyncClient) -> None:
     assert r.status_code == 400
     r = await client.post("/deployments", json={"name": "x"})  # no form: no token either
     assert r.status_code == 403
+
+
+async def test_a_deployment_started_while_serving_is_picked_up(repo: Path) -> None:
+    """What the console's Start button relies on: a running server serves it within a tick,
+    with no restart."""
+    import gc
+
+    from tureen.deployments import Deployments
+    from tureen.deployments.watcher import DeploymentWatcher
+    from tureen.serving.dataplane import DataPlane
+
+    deps = Deployments.for_repo(repo)
+    deps.create("late", "clf", 2)
+    dp = DataPlane()
+    watcher = DeploymentWatcher(dp, deps.features, interval=0.05)
+    try:
+        assert await watcher.tick() == []  # stopped: not served
+        deps.set_state("late", "started")
+        assert await watcher.tick() == ["late"]
+        assert "late" in dp.list_models() and dp.model_ready("late")
+        assert await watcher.tick() == []  # once
+        deps.create("broken", "clf", 1, transformer=None)
+        deps.set_state("broken", "started")
+        (repo / "models" / "clf" / "1" / "model.py").rename(repo / "model.py.bak")
+        try:
+            assert await watcher.tick() == []  # fails to load: logged, retried, not fatal
+        finally:
+            (repo / "model.py.bak").rename(repo / "models" / "clf" / "1" / "model.py")
+        assert await watcher.tick() == ["broken"]
+    finally:
+        for name in ("late", "broken"):
+            deps.delete(name)
+        dp.close()
+        gc.unfreeze()
