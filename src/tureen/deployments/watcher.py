@@ -12,11 +12,12 @@ spec.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from tureen.deployments.serving import _spec
 from tureen.deployments.service import Deployments
+from tureen.deployments.serving import _spec
 from tureen.models import ModelRegistry
 from tureen.serving.repository import load_model
 from tureen.store import FeatureStore
@@ -73,7 +74,7 @@ class DeploymentWatcher:
             if spec.state != "started" or name in served:
                 continue
             model = DeploymentModel(spec, self.store, self.models,
-                                    spec_source=lambda n=name: _spec(self.deployments, n))
+                                    spec_source=functools.partial(_spec, self.deployments, name))
             try:
                 await load_model(model, self.dataplane.run_blocking)
             except Exception as exc:
