@@ -101,7 +101,8 @@ def create(req: ConsoleRequest, svc: ConsoleServices) -> Page | Redirect:
 
 
 def _act(req: ConsoleRequest, svc: ConsoleServices, form: str, flash: str,
-         fields: list[str], run: Any) -> Page | Redirect:
+         run: Any) -> Page | Redirect:
+    """Run one change; its error (with nothing changed) goes next to form ``form``."""
     name = req.params["name"]
     try:
         run(name)
@@ -115,12 +116,12 @@ def _act(req: ConsoleRequest, svc: ConsoleServices, form: str, flash: str,
 
 
 def start(req: ConsoleRequest, svc: ConsoleServices) -> Page | Redirect:
-    return _act(req, svc, "state", "started", [],
+    return _act(req, svc, "state", "started",
                 lambda n: svc.deployments.set_state(n, "started"))
 
 
 def stop(req: ConsoleRequest, svc: ConsoleServices) -> Page | Redirect:
-    return _act(req, svc, "state", "stopped", [],
+    return _act(req, svc, "state", "stopped",
                 lambda n: svc.deployments.set_state(n, "stopped"))
 
 
@@ -128,7 +129,7 @@ def update(req: ConsoleRequest, svc: ConsoleServices) -> Page | Redirect:
     version = req.form.get("version", "").strip()
     if not version:
         return deployment_detail(req, svc, {"version": "pick the version to serve."}, 400)
-    return _act(req, svc, "version", "updated", [],
+    return _act(req, svc, "version", "updated",
                 lambda n: svc.deployments.update(n, version))
 
 
@@ -141,22 +142,22 @@ def canary(req: ConsoleRequest, svc: ConsoleServices) -> Page | Redirect:
     if version is None and percent is None:
         return deployment_detail(
             req, svc, {"canary": "pick a canary version and/or a percent."}, 400)
-    return _act(req, svc, "canary", "canary", [], lambda n: svc.deployments.update(
+    return _act(req, svc, "canary", "canary", lambda n: svc.deployments.update(
         n, canary_version=version, canary_percent=percent))
 
 
 def promote(req: ConsoleRequest, svc: ConsoleServices) -> Page | Redirect:
-    return _act(req, svc, "canary", "promoted", [],
+    return _act(req, svc, "canary", "promoted",
                 lambda n: svc.deployments.update(n, promote=True))
 
 
 def clear_canary(req: ConsoleRequest, svc: ConsoleServices) -> Page | Redirect:
-    return _act(req, svc, "canary", "cleared", [],
+    return _act(req, svc, "canary", "cleared",
                 lambda n: svc.deployments.update(n, clear_canary=True))
 
 
 def rollback(req: ConsoleRequest, svc: ConsoleServices) -> Page | Redirect:
-    return _act(req, svc, "version", "rolled-back", [],
+    return _act(req, svc, "version", "rolled-back",
                 lambda n: svc.deployments.update(n, rollback=True))
 
 
