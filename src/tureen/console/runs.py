@@ -79,6 +79,19 @@ class PipelineRuns:
             out.append(summary(run))
         return out, None
 
+    def registered_by(self, scan: int = 500) -> dict[tuple[str, int], str]:
+        """(model, version) -> the id of the (newest of the last ``scan``) run that
+        registered it."""
+        out: dict[tuple[str, int], str] = {}
+        for run_id in self.store.ids()[:scan]:
+            try:
+                run = self.store.get(run_id)
+            except Exception:
+                continue
+            for ref in run.registered_models():
+                out.setdefault((ref.name, ref.version), run.id)
+        return out
+
     def count(self) -> int:
         return len(self.store.ids())
 

@@ -188,3 +188,43 @@ async def test_stream_lag_shows_on_the_view(client: httpx.AsyncClient, repo: obj
     assert "running; lag 250.0 ms (12 messages), 1,500 rows/s" in page
     rows = (await client.get("/features.json?q=hostile")).json()["views"]
     assert rows[0]["stream_lag_seconds"] == 0.25
+
+
+async def test_a_version_links_the_run_that_registered_it(client: httpx.AsyncClient) -> None:
+    from tests.unit.console.conftest import RUN_ID
+
+    assert (await client.get("/models/clf/3.json")).json()["pipeline_run"] == RUN_ID
+    assert (await client.get("/models/clf/2.json")).json()["pipeline_run"] is None
+    assert f'href="/pipelines/{RUN_ID}"' in (await client.get("/models/clf/3")).text
+
+
+async def test_a_running_run_streams_until_it_ends(client: httpx.AsyncClient,
+                                                   repo: object) -> None:
+    import asyncio
+    import json
+    from pathlib import Path
+
+    from tureen.pipelines import RunState, RunStore
+
+    assert isinstance(repo, Path)
+    store = RunStore.for_repo(repo)
+    base = store.get("20261206-101500-3f2a1c")
+    running = base.model_copy(update={"id": "20261206-111500-aaaaaa",
+                                      "state": RunState.RUNNING})
+    store.create(running)
+    page = (await client.get(f"/pipelines/{running.id}")).text
+    assert f'data-sse-run="/pipelines/{running.id}/stream"' in page
+
+    async def finish() -> None:
+        await asyncio.sleep(1.5)
+        store.save(running.model_copy(update={"state": RunState.SUCCEEDED}))
+
+    task = asyncio.create_task(finish())
+    r = await client.get(f"/pipelines/{running.id}/stream")
+    await task
+    events = [(e.split("\n")[0][len("event: "):], json.loads(e.split("data: ", 1)[1]))
+              for e in r.text.split("\n\n") if e.startswith("event: ")]
+    states = [d["status"] for kind, d in events if kind == "run"]
+    assert states[0] == "RUNNING" and states[-1] == "SUCCEEDED"
+    assert events[-1] == ("end", {"status": "SUCCEEDED"})
+    assert "<svg" in events[0][1]["dag_svg"]

@@ -62,7 +62,37 @@ function watchLogs(tbody) {
   });
 }
 
+function watchRun(el) {
+  const src = new EventSource(el.dataset.sseRun);
+  src.addEventListener("run", (ev) => {
+    const run = JSON.parse(ev.data);
+    const fig = document.querySelector("[data-run-dag]");
+    if (fig && run.dag_svg.startsWith("<svg")) fig.innerHTML = run.dag_svg;
+    const tbody = document.querySelector("[data-run-tasks]");
+    if (tbody) {
+      tbody.replaceChildren(...run.tasks.map((t) => {
+        const tr = document.createElement("tr");
+        const th = document.createElement("th");
+        th.scope = "row";
+        th.textContent = t.name;
+        tr.append(th);
+        const cache = t.cache ? (t.cache.hit ? "hit" : "miss") : "";
+        const dur = t.duration_seconds == null ? "" : Number(t.duration_seconds).toFixed(2) + " s";
+        for (const v of [t.state, cache, t.cache ? t.cache.reason : "", dur]) {
+          const td = document.createElement("td");
+          td.textContent = v;
+          tr.append(td);
+        }
+        return tr;
+      }));
+    }
+    el.textContent = "Run " + run.status.toLowerCase() + ".";
+  });
+  src.addEventListener("end", () => { src.close(); });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-sse-run]").forEach(watchRun);
   document.querySelectorAll("[data-sse-status]").forEach(watchStatus);
   document.querySelectorAll("[data-sse-logs]").forEach(watchLogs);
   document.querySelectorAll("[data-copy]").forEach((btn) => {

@@ -135,6 +135,10 @@ def _detail(mv: ModelVersion, svc: ConsoleServices) -> dict[str, Any]:
     if isinstance(ts, str) and "://" in ts:
         lineage["training_set"] = redact_url(ts)
     run = lineage.get("pipeline_run")
+    if run is None and svc.pipeline_runs is not None:
+        runs = svc.pipeline_runs
+        made = svc.cache.get("registered-by", 10.0, runs.registered_by)
+        run = made.get((mv.name, mv.version))
     return {"name": mv.name, "version": mv.version, "framework": mv.framework,
             "created_at": mv.created_at, "description": mv.description,
             "metrics": dict(mv.metrics), "signature": d["signature"], "lineage": lineage,

@@ -8,14 +8,17 @@ pipeline support installed the pages say so.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from tureen.console import svg
 from tureen.console.app import Page, Redirect, route
-from tureen.console.http import ConsoleRequest, seg
+from tureen.console.http import ConsoleRequest, Stream, seg
 from tureen.console.paging import limit_arg
 from tureen.console.services import ConsoleServices
 from tureen.console.views.deploy_actions import _number
+from tureen.console.views.live import event
 from tureen.errors import InvalidRequestError, NotFoundError, TureenError
 
 UNAVAILABLE = ("pipeline runs are not available: install pipeline support "
@@ -86,7 +89,38 @@ def promote(req: ConsoleRequest, svc: ConsoleServices) -> Page | Redirect:
     return Redirect(f"/deployments/{seg(target)}?flash=canary")
 
 
+STREAM_SECONDS = 15.0
+
+
+async def run_stream(req: ConsoleRequest, svc: ConsoleServices) -> Stream:
+    """A run in progress: its state, task table and DAG every second, until it ends."""
+    runs = _runs(svc)
+    run_id = req.params["run_id"]
+    await asyncio.to_thread(runs.get, run_id)  # 404 / 400 before the stream starts
+
+    def snapshot() -> dict[str, Any]:
+        run = runs.get(run_id)
+        return {"id": run["id"], "status": run["status"], "tasks": run["tasks"],
+                "duration_seconds": run["duration_seconds"],
+                "dag_svg": str(svg.dag(run["tasks"], f"run {run['id']}"))}
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"retry: 1000\n\n"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STREAM_SECONDS
+        while loop.time() < deadline:
+            snap = await asyncio.to_thread(snapshot)
+            yield event("run", snap)
+            if snap["status"] != "RUNNING":
+                yield event("end", {"status": snap["status"]})
+                return
+            await asyncio.sleep(1.0)
+
+    return Stream(body())
+
+
 ROUTES = [
+    route("GET", "/pipelines/{run_id}/stream", stream=run_stream),
     route("GET", "/pipelines", run_list),
     route("GET", "/pipelines/{run_id}", run_detail),
     route("POST", "/pipelines/{run_id}/promote", promote),
