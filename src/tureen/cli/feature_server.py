@@ -117,6 +117,9 @@ def register(cli: click.Group) -> None:
             routes = [*routes, Mount("/console", app=console)]
         server = _server(http_port, grpc_port, workers, host, log_level, routes,
                          model_repository=model_root)
+        from tureen.deployments.watcher import watch_in
+
+        watch_in(server, store)  # deployments started while serving are served at once
         server.start(models)
 
     @cli.command("serve-transformer")

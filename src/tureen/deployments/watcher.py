@@ -89,6 +89,23 @@ class DeploymentWatcher:
         return added
 
 
+def watch_in(server: Any, store: FeatureStore, interval: float = 1.0) -> None:
+    """Run a ``DeploymentWatcher`` in each serving process of ``server`` (a ``ModelServer``)
+    once its first models are loaded. Interim: the model server has no hook for a
+    port-less surface yet; with the Transport seam this becomes ``watcher_transport``."""
+    first_load = server._load
+
+    async def load_then_watch(dp: DataPlane, repo: Any, models: Any) -> None:
+        await first_load(dp, repo, models)
+        if not getattr(server, "failed", False):
+            watcher = DeploymentWatcher(dp, store, interval)
+            _running.add(watcher)  # the loop holds tasks weakly: keep it alive
+            await watcher.start()
+
+    server._load = load_then_watch
+
+
+_running: set[DeploymentWatcher] = set()
 _served: list[FeatureStore] = []
 
 

@@ -140,8 +140,8 @@ class Pages:
         self.checked.append(name)
 
 
-def _predict(url: str, account: int = 1001) -> float:
-    r = httpx.post(f"{url}/v1/models/fraud:predict", json={"instances": [
+def _predict(url: str, account: int = 1001, name: str = "fraud") -> float:
+    r = httpx.post(f"{url}/v1/models/{name}:predict", json={"instances": [
         {"account_id": account}]}, timeout=10)
     r.raise_for_status()
     return float(r.json()["predictions"][0])
@@ -229,6 +229,23 @@ def test_console_end_to_end(repo: Path, browser: Any, tmp_path: Path) -> None:
         spec = json.loads(tureen("deploy", "status", "fraud", "--json", "--repo",
                                  str(repo)).stdout)
         assert spec["version"] == 1 and spec["history"] == []
+
+        # ---- created and started in the console of the running server: served at once ----
+        page.goto(base + "/deployments/new")
+        page.fill("#f-name", "fraud-two")
+        page.fill("#f-model", "vmodel")  # the latest version: 2
+        page.click("text=Create deployment")
+        page.wait_for_url(re.compile(r".*/deployments/fraud-two\?flash=created$"))
+        page.click("#btn-state")
+        page.wait_for_url(re.compile(r".*flash=started$"))
+
+        def second() -> bool:
+            try:
+                return _predict(server.url, name="fraud-two") == 2.0
+            except httpx.HTTPStatusError:
+                return False
+
+        _until("the deployment started while serving to answer", second, timeout=15)
 
         # ---- the pipeline run's confusion matrix, read off the SVG ------------------------
         page.goto(base + "/pipelines/20261206-101500-3f2a1c")
