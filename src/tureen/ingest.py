@@ -130,6 +130,10 @@ def _cast(name: str, arr: pa.Array | pa.ChunkedArray, dtype: DType, view: str) -
 
 
 def _parse_timestamps(name: str, arr: pa.Array) -> pa.Array:
+    try:  # fast path: every string carries its UTC offset (what JSON producers send)
+        return pc.cast(arr, _TS)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
     try:
         parsed = pd.to_datetime(pd.Series(arr.to_pylist(), dtype=object), utc=True,
                                 format="ISO8601")

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from tureen.online.protocol import OnlineStore
     from tureen.online.response import OnlineResponse
     from tureen.online.retrieval import OnlineRetrieval
+    from tureen.streaming.http_ingest import HttpIngestion, Receipt
     from tureen.watermarks import ViewState
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,9 @@ class FeatureStore:
         return self.registry.snapshot()
 
     def close(self) -> None:
+        streams = self.__dict__.pop("streams", None)
+        if streams is not None:
+            streams.close()
         for name in ("online", "offline"):
             backend = self.__dict__.pop(name, None)
             if backend is not None:
@@ -236,12 +240,36 @@ class FeatureStore:
         )
 
     # ---- writes ------------------------------------------------------------------------------
+    @cached_property
+    def streams(self) -> HttpIngestion:
+        """Stream ingestion of push sources that feed stream views (built on first use)."""
+        from tureen.streaming.http_ingest import HttpIngestion
+        from tureen.streaming.service import StreamService
+
+        return HttpIngestion(StreamService(self))
+
+    def ingest(self, source_name: str, events: Any, wait: str = "online") -> Receipt:
+        """Send events of push source ``source_name`` through its stream views (windows,
+        dead letters, offline log); ``wait`` is none, online or durable. A DataFrame or a
+        list of dicts."""
+        require(Action.WRITE_FEATURES, project=self.project)
+        if isinstance(events, pd.DataFrame):
+            events = events.to_dict("records")
+        receipt: Receipt = self.streams.ingest(source_name, events, wait)
+        return receipt
+
     def push(self, push_source_name: str, df: Any, to: PushTo = "online") -> WriteResult:
         """Rows pushed (an int) with ``ignored_older``: per view, rows the online store kept
-        a newer value for."""
+        a newer value for. A push source feeding stream views goes through the stream path
+        (``ingest``: the offline log is always written; ``to`` with offline waits until it is
+        durable)."""
         require(Action.WRITE_FEATURES, project=self.project)
-        from tureen.ingest import push
+        from tureen.ingest import WriteResult, push
 
+        _, views = self.snapshot().push_source(push_source_name)
+        if any(isinstance(v, StreamFeatureView) for v in views):
+            wait = "online" if to == "online" else "durable"
+            return WriteResult(self.ingest(push_source_name, df, wait).accepted)
         # the offline engine (Spark: seconds to start) only when rows go offline
         engine = self.offline if to in ("offline", "online_and_offline") else None
         store = self.online if to in ("online", "online_and_offline") else None

@@ -120,7 +120,7 @@ class KafkaIngester:
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         try:
-            self.checkpoint()
+            self.checkpoint(wait=True)
         except BackendUnavailableError as exc:  # the next owner replays what we could not
             log.warning("%s: checkpoint before rebalance failed: %s", self.source.name, exc)
         self._next.clear()
@@ -155,7 +155,7 @@ class KafkaIngester:
                         last_flush = time.monotonic()
                     except BackendUnavailableError as exc:
                         self._failed_write(exc)
-            self.checkpoint()
+            self.checkpoint(wait=True)
         finally:
             self._consumer.close()
             self._producer.flush(5)
@@ -205,8 +205,10 @@ class KafkaIngester:
             except BufferError:
                 self._producer.poll(0.05)
 
-    def checkpoint(self) -> None:
-        """Make everything processed durable, then commit the offsets after it."""
+    def checkpoint(self, wait: bool = False) -> None:
+        """Make everything processed durable, then commit the offsets after it (without
+        waiting for the broker's answer unless ``wait``: a lost commit is redone by the next
+        one, and a replay of what it covered is skipped)."""
         if self._consumer is None:
             return
         self.processor.write_online()
@@ -222,7 +224,7 @@ class KafkaIngester:
 
         offsets = [TopicPartition(self.source.topic, p, o) for p, o in self._next.items()]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._consumer.commit(offsets=offsets, asynchronous=not wait)
         except Exception as exc:
             raise BackendUnavailableError(f"committing offsets to Kafka failed: {exc}") from exc
         self._next.clear()

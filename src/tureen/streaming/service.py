@@ -92,6 +92,11 @@ class StreamService:
                 proc.restore()
             return proc
 
+    def push_processors(self) -> dict[str, StreamProcessor]:
+        """The push-source processors started so far."""
+        with self._lock:
+            return dict(self._processors)
+
     # ---- Kafka -----------------------------------------------------------------------------
     def kafka_sources(self) -> list[KafkaSource]:
         return [s for s, _ in self.sources.values() if isinstance(s, KafkaSource)]

