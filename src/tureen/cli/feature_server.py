@@ -82,10 +82,13 @@ def register(cli: click.Group) -> None:
     @click.option("--no-models", is_flag=True,
                   help="Do not serve the registered models of the repo's model store.")
     @click.option("--no-console", is_flag=True, help="Do not mount the web console at /console/.")
+    @click.option("--ingest/--no-ingest", "ingest", default=None,
+                  help="Also run `tureen ingest` for the repo's Kafka stream views "
+                       "[streaming.ingest_in_serve or off].")
     @click.option("--log-level", default="warning", show_default=True)
     def serve(repo: Path, host: str | None, http_port: int | None, grpc_port: int | None,
               workers: int | None, transformers: tuple[Path, ...], no_models: bool,
-              no_console: bool, log_level: str) -> None:
+              no_console: bool, ingest: bool | None, log_level: str) -> None:
         """Serve the repo: feature routes, feature services, transformers and models."""
         from tureen.feature_server.repo_server import repo_models, transformer_configs
         from tureen.transports.rest.feast import feature_routes
@@ -118,9 +121,12 @@ def register(cli: click.Group) -> None:
         server = _server(http_port, grpc_port, workers, host, log_level, routes,
                          model_repository=model_root)
         from tureen.deployments.watcher import watch_in
+        from tureen.streaming.hosting import hosted_ingest
 
         watch_in(server, store)  # deployments started while serving are served at once
-        server.start(models)
+        run_ingest = ingest if ingest is not None else store.config.streaming.ingest_in_serve
+        with hosted_ingest(store, run_ingest):
+            server.start(models)
 
     @cli.command("serve-transformer")
     @click.option("--model_name", "--model-name", required=True,

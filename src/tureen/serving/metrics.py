@@ -10,7 +10,7 @@ import bisect
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,6 +39,16 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...], Sequence[float]]] = {
         "histogram", "Time per request of a deployment by the model version that answered.",
         ("deployment", "version"), LATENCY_BUCKETS),
 }
+
+
+# Other parts of the process that export metrics of their own (e.g. the stream ingesters'
+# status): each returns Prometheus text appended to every scrape.
+EXTRA_RENDERERS: list[Callable[[], str]] = []
+
+
+def add_renderer(render: Callable[[], str]) -> None:
+    if render not in EXTRA_RENDERERS:
+        EXTRA_RENDERERS.append(render)
 
 
 @runtime_checkable
@@ -118,7 +128,7 @@ class Metrics:
                 acc = hist.setdefault(k, [0.0] * len(h))
                 for i, x in enumerate(h):
                     acc[i] += x
-        return _render(values, hist)
+        return _render(values, hist) + "".join(r() for r in EXTRA_RENDERERS)
 
 
 def _labels(names: tuple[str, ...], values: Sequence[str], extra: str = "") -> str:

@@ -230,7 +230,10 @@ class KafkaIngester:
         self._next.clear()
 
     def _failed_write(self, exc: BackendUnavailableError) -> None:
-        self.state, self.error = "backpressure", f"BackendUnavailable: {exc}"
+        self.error = f"BackendUnavailable: {exc}"
+        if self.state != "backpressure":
+            self._measure_lag()  # the status shows the waiting messages with the state
+        self.state = "backpressure"
         log.warning("%s: %s; pausing consumption", self.source.name, exc)
         if not self._paused:
             assignment = self._consumer.assignment()

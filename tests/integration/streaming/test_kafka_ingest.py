@@ -139,7 +139,7 @@ def test_online_store_down_pauses_and_loses_nothing(broker: Broker, tmp_path: Pa
         wait_for(lambda: statuses(repo)["last_tx"].state == "backpressure", 30, "backpressure")
         st = statuses(repo)["last_tx"]
         assert st.error and "BackendUnavailable" in st.error
-        assert st.lag_messages and st.lag_messages > 0
+        assert st.lag_messages and st.lag_messages > 0, st
         lock.execute("ROLLBACK")
         lock.close()
         wait_for(lambda: caught_up(repo, 220, ing.proc.pid), 60, "catching up")
@@ -166,7 +166,7 @@ def test_broker_restart(broker: Broker, tmp_path: Path) -> None:
         broker.produce(topic, later)
         wait_for(lambda: online_values(repo, [1])["last_tx"]["amount"] == [1009.0], 90,
                  "events produced after the restart")
-        assert statuses(repo)["last_tx"].state == "running"
+        wait_for(lambda: statuses(repo)["last_tx"].state == "running", 30, "running again")
     finally:
         ing.stop()
     assert len(log_rows(repo)) == 40
