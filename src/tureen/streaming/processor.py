@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ import pyarrow.compute as pc
 
 from tureen.definitions import FeatureView, FileSource, KafkaSource, PushSource, StreamFeatureView
 from tureen.errors import InvalidRequestError
-from tureen.ingest import arrow_columns, offline_table, validate_rows
+from tureen.ingest import DEFAULT_MAX_CLOCK_SKEW, arrow_columns, offline_table, validate_rows
 from tureen.online.encoding import CREATED_COLUMN, EVENT_COLUMN
 from tureen.online.keys import encoder_for
 from tureen.online.protocol import OnlineStore
@@ -119,6 +120,7 @@ class StreamProcessor:
         store: OnlineStore | None,
         repo_path: Path,
         clock: Callable[[], float] = time.time,
+        max_clock_skew: timedelta | None = DEFAULT_MAX_CLOCK_SKEW,
     ) -> None:
         if not views:
             raise InvalidRequestError(f"source {source.name!r} feeds no stream feature view.")
@@ -126,6 +128,7 @@ class StreamProcessor:
         self.views = tuple(views)
         self.store = store
         self.clock = clock
+        self.max_clock_skew = max_clock_skew  # events dated further ahead are dead letters
         self.naming: FileSource | KafkaSource = (
             source if isinstance(source, KafkaSource) else source.batch_source)
         self.delay_us = (int(source.watermark_delay.total_seconds() * 1_000_000)
@@ -183,7 +186,7 @@ class StreamProcessor:
     def validate_log_rows(self, view: StreamFeatureView, table: pa.Table) -> pa.Table:
         """Rows of the event log typed for ``view`` (log column names)."""
         cols = {c: table.column(c) for c in table.column_names}
-        return validate_rows(self._inputs[view.name], cols)
+        return validate_rows(self._inputs[view.name], cols, max_clock_skew=None)
 
     def replay(self, view: StreamFeatureView, table: pa.Table, until_us: int) -> pa.Table | None:
         """Backfill: feed event-log rows (already deduplicated, not late) into ``view``'s
@@ -224,7 +227,8 @@ class StreamProcessor:
         for name in (self.naming.timestamp_field, self.naming.created_timestamp_column):
             if name and name in cols:
                 cols[name] = epoch_numbers_to_timestamps(cols[name])
-        return [validate_rows(self._inputs[v.name], cols, self.naming) for v in self.views]
+        return [validate_rows(self._inputs[v.name], cols, self.naming,
+                              max_clock_skew=self.max_clock_skew) for v in self.views]
 
     def _lateness(self, events: Sequence[Event], ts: np.ndarray[Any, Any]) -> np.ndarray[Any,
                                                                                          Any]:

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from tureen.definitions import KafkaSource, PushSource, StreamFeatureView
@@ -72,7 +73,9 @@ class StreamService:
 
     def _new_processor(self, name: str) -> StreamProcessor:
         source, views = self.sources[name]
-        return StreamProcessor(source, views, self.store.online, self.store.repo_path)
+        skew = self.store.config.ingest.max_clock_skew_seconds
+        return StreamProcessor(source, views, self.store.online, self.store.repo_path,
+                               max_clock_skew=None if skew is None else timedelta(seconds=skew))
 
     # ---- HTTP (push sources) ---------------------------------------------------------------
     def processor(self, name: str) -> StreamProcessor:

@@ -170,3 +170,13 @@ def test_a_crash_anywhere_gives_the_clean_run_result(tmp_path: Path, seed: int) 
     assert crashed == clean
     assert clean[2], "windows were emitted"
 
+
+
+def test_future_dated_events_are_dead_letters(tmp_path: Path) -> None:
+    proc, _ = make(tmp_path)
+    future = datetime.now(UTC) + timedelta(hours=2)
+    res = proc.process([event(0, 1, 0), Event({"account_id": 2, "amt": 1.0, "merchant": "m",
+                                               "ts": future.isoformat()}, "p0:1", "p0", seq=1)])
+    assert res.accepted == 1
+    assert [d.event.event_id for d in res.dead] == ["p0:1"]
+    assert "clock" in res.dead[0].reason or "future" in res.dead[0].reason
