@@ -39,7 +39,7 @@ def events(n: int, seed: int) -> list[dict[str, Any]]:
 def run_to_end(repo: Path, total: int) -> None:
     ing = Ingester(repo)
     try:
-        wait_for(lambda: caught_up(repo, total, ing.proc.pid), 90, "the ingester to catch up")
+        wait_for(lambda: caught_up(repo, total, ing.proc.pid), 180, "the ingester to catch up")
     finally:
         ing.stop()
 
@@ -131,18 +131,18 @@ def test_online_store_down_pauses_and_loses_nothing(broker: Broker, tmp_path: Pa
     ing = Ingester(repo)
     try:
         broker.produce(topic, events(20, 1))
-        wait_for(lambda: caught_up(repo, 20, ing.proc.pid), 60, "first batch")
+        wait_for(lambda: caught_up(repo, 20, ing.proc.pid), 120, "first batch")
         lock = sqlite3.connect(repo / "data" / "online.db", isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")  # the online store is now unavailable to writers
         more = events(200, 2)
         broker.produce(topic, more)
-        wait_for(lambda: statuses(repo)["last_tx"].state == "backpressure", 30, "backpressure")
+        wait_for(lambda: statuses(repo)["last_tx"].state == "backpressure", 60, "backpressure")
         st = statuses(repo)["last_tx"]
         assert st.error and "BackendUnavailable" in st.error
         assert st.lag_messages and st.lag_messages > 0, st
         lock.execute("ROLLBACK")
         lock.close()
-        wait_for(lambda: caught_up(repo, 220, ing.proc.pid), 60, "catching up")
+        wait_for(lambda: caught_up(repo, 220, ing.proc.pid), 120, "catching up")
         assert statuses(repo)["last_tx"].state == "running"
     finally:
         ing.stop()
