@@ -143,10 +143,12 @@ class JsonFormat:
 
 @dataclass(frozen=True)
 class AvroFormat:
-    """Messages are Avro records written with ``schema_json`` (schemaless binary, or
-    Confluent's wire format: magic byte 0 and a 4-byte schema id first)."""
+    """Messages are Avro records written with ``schema_json``: schemaless binary, or with
+    ``confluent_framing=True`` Confluent's wire format (magic byte 0 and a 4-byte schema id
+    before the record; the id is not looked up, the schema given here is used)."""
 
     schema_json: str
+    confluent_framing: bool = False
 
 
 MessageFormat = Literal["json", "avro"]
@@ -157,8 +159,9 @@ class KafkaSource:
     """Events read from a Kafka topic by ``tureen ingest`` (names as in Feast).
 
     Each message is one row: a JSON object (``message_format="json"``) or an Avro record
-    (``AvroFormat(schema_json)``). ``timestamp_field`` names the event time in the message
-    (ISO-8601 string, or a number of seconds since the epoch); ``field_mapping`` renames
+    (``AvroFormat(schema_json)``; ``confluent_framing=True`` for Confluent's wire format).
+    ``timestamp_field`` names the event time in the message (ISO-8601 string, or a number
+    of seconds since the epoch); ``field_mapping`` renames
     message fields to feature names. ``batch_source`` is a Parquet folder: the offline log
     every accepted event is appended to, so training sets include streamed rows.
     ``watermark_delay`` is how far behind the newest event time an event may arrive and
@@ -264,6 +267,8 @@ class KafkaSource:
             "bootstrap_servers": self.bootstrap_servers,
             "message_format": self.format_name,
             "avro_schema": self.avro_schema,
+            "avro_confluent_framing": isinstance(self.message_format, AvroFormat)
+            and self.message_format.confluent_framing,
             "timestamp_field": self.timestamp_field,
             "created_timestamp_column": self.created_timestamp_column,
             "field_mapping": dict(self.field_mapping),
@@ -301,7 +306,8 @@ def source_from_dict(d: Mapping[str, Any]) -> DataSource:
         batch = source_from_dict(d["batch_source"])
         assert isinstance(batch, FileSource)
         fmt: MessageFormat | AvroFormat = (
-            AvroFormat(d["avro_schema"]) if d.get("message_format") == "avro" else "json"
+            AvroFormat(d["avro_schema"], bool(d.get("avro_confluent_framing", False)))
+            if d.get("message_format") == "avro" else "json"
         )
         return KafkaSource(
             d["name"], d["topic"], batch, d.get("bootstrap_servers", ""), fmt,

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from tureen.definitions import KafkaSource
+from tureen.definitions import AvroFormat, KafkaSource
 from tureen.errors import ConfigError
 
 Decoder = Callable[[bytes | None], dict[str, Any]]
@@ -31,7 +31,7 @@ def _json(value: bytes) -> dict[str, Any]:
     return row
 
 
-def _avro(schema_json: str) -> Callable[[bytes], dict[str, Any]]:
+def _avro(schema_json: str, framed: bool) -> Callable[[bytes], dict[str, Any]]:
     try:
         import fastavro
     except ImportError as exc:
@@ -44,7 +44,12 @@ def _avro(schema_json: str) -> Callable[[bytes], dict[str, Any]]:
         raise ConfigError(f"the Avro schema of a KafkaSource is not valid: {exc}") from exc
 
     def decode(value: bytes) -> dict[str, Any]:
-        body = value[5:] if len(value) > 5 and value[0] == 0 else value  # Confluent framing
+        if framed:
+            if len(value) < 5 or value[0] != 0:
+                raise BadMessageError("not in Confluent's Avro wire format (magic byte 0 and "
+                                      "a 4-byte schema id first)")
+            value = value[5:]
+        body = value
         try:
             row = fastavro.schemaless_reader(io.BytesIO(body), schema, None)
         except Exception as exc:
@@ -57,7 +62,9 @@ def _avro(schema_json: str) -> Callable[[bytes], dict[str, Any]]:
 
 
 def decoder_for(source: KafkaSource) -> Decoder:
-    inner = _avro(source.avro_schema) if source.format_name == "avro" else _json
+    fmt = source.message_format
+    inner = _avro(fmt.schema_json, fmt.confluent_framing) if isinstance(fmt, AvroFormat) \
+        else _json
 
     def decode(value: bytes | None) -> dict[str, Any]:
         if value is None:

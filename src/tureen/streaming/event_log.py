@@ -169,9 +169,10 @@ def compact(log: LogFolder, by: Sequence[str], min_files: int, target_rows: int,
     key. Returns (files before, files after); a log with fewer than ``min_files`` parts is
     left alone. New files are written before the old ones are removed, so a crash in
     between leaves duplicates (removed by the next compaction), never a gap."""
-    parts = log.parts()
+    every = log.parts()
+    parts = [p for p in every if _rows(log, p) < target_rows // 2]  # big ones stay as they are
     if len(parts) < min_files:
-        return len(parts), len(parts)
+        return len(every), len(every)
     states = []
     for p in parts:
         raw = (pq.read_schema(p, filesystem=log.fs).metadata or {}).get(STATE_KEY)
@@ -187,4 +188,8 @@ def compact(log: LogFolder, by: Sequence[str], min_files: int, target_rows: int,
         log.write(table.slice(start, target_rows).replace_schema_metadata(None), state)
         written += 1
     log.remove(parts)
-    return len(parts), written
+    return len(every), len(every) - len(parts) + written
+
+
+def _rows(log: LogFolder, path: str) -> int:
+    return int(pq.read_metadata(path, filesystem=log.fs).num_rows)

@@ -86,6 +86,7 @@ class KafkaIngester:
         self._paused = False
         self._lag_at = 0.0
         self._unwritten = 0
+        self._checkpoints = 0
 
     # ---- librdkafka callbacks --------------------------------------------------------------
     def _on_error(self, err: Any) -> None:
@@ -218,6 +219,9 @@ class KafkaIngester:
                 f"{left} dead letters were not delivered to {self.dlq_topic}; offsets are not "
                 "committed until they are.")
         self.processor.flush()
+        self._checkpoints += 1
+        if self._checkpoints % 20 == 0:
+            self.processor.compact(self.cfg.compact_min_files, self.cfg.compact_target_rows)
         if not self._next:
             return
         from confluent_kafka import TopicPartition

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from tureen.definitions import StreamFeatureView
 from tureen.online.protocol import OnlineStore
 from tureen.streaming.config import StreamingConfig
-from tureen.streaming.event_log import EVENT_ID, LATE, LogFolder, compact, dedupe, merge_states
+from tureen.streaming.event_log import EVENT_ID, LATE, dedupe, merge_states
 from tureen.streaming.processor import StreamProcessor
 
 
@@ -60,13 +60,5 @@ def backfill(view: StreamFeatureView, store: OnlineStore | None, repo_path: Path
 def compact_view(view: StreamFeatureView, repo_path: Path, cfg: StreamingConfig
                  ) -> dict[str, tuple[int, int]]:
     """Compact the view's event log and its window log; (files before, after) for each."""
-    out: dict[str, tuple[int, int]] = {}
-    events = LogFolder.of(view.event_log, repo_path)
-    out["events"] = compact(events, [EVENT_ID], cfg.compact_min_files, cfg.compact_target_rows,
-                            view.event_log.timestamp_field)
-    if view.aggregations:
-        windows = LogFolder.of(view.offline_source, repo_path)
-        out["windows"] = compact(windows, [*view.join_keys, "event_timestamp"],
-                                 cfg.compact_min_files, cfg.compact_target_rows,
-                                 "event_timestamp")
-    return out
+    proc = StreamProcessor(view.event_source, [view], None, repo_path)
+    return proc.compact(cfg.compact_min_files, cfg.compact_target_rows)

@@ -42,7 +42,14 @@ from tureen.ingest import DEFAULT_MAX_CLOCK_SKEW, arrow_columns, offline_table, 
 from tureen.online.encoding import CREATED_COLUMN, EVENT_COLUMN
 from tureen.online.keys import encoder_for
 from tureen.online.protocol import OnlineStore
-from tureen.streaming.event_log import EVENT_ID, LATE, LogFolder, dedupe, merge_states
+from tureen.streaming.event_log import (
+    EVENT_ID,
+    LATE,
+    LogFolder,
+    compact,
+    dedupe,
+    merge_states,
+)
 from tureen.streaming.windows import WindowRows, WindowState
 from tureen.types import Float32, Float64, UnixTimestamp
 
@@ -396,6 +403,18 @@ class StreamProcessor:
                                  self.state())
         n, self._buf = buf.rows, _Buffers()
         return n
+
+    def compact(self, min_files: int, target_rows: int) -> dict[str, tuple[int, int]]:
+        """Merge the logs' small parts (after a flush: nothing is buffered); (files before,
+        after) per log."""
+        out = {"events": compact(self.event_log, [EVENT_ID], min_files, target_rows,
+                                 self.source.batch_source.timestamp_field)}
+        for view in self.views:
+            if view.aggregations:
+                out[f"{view.name} windows"] = compact(
+                    self.window_logs[view.name], [*view.join_keys, EVENT_COLUMN], min_files,
+                    target_rows, EVENT_COLUMN)
+        return out
 
     def state(self) -> dict[str, Any]:
         return {"newest": dict(self.newest), "watermark": self.watermark,
