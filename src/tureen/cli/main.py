@@ -31,6 +31,7 @@ _COMMAND_MODULES = (
     "tureen.cli.auth",
     "tureen.cli.console",
     "tureen.cli.ingest",
+    "tureen.cli.pipelines",
 )
 
 

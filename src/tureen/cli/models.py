@@ -70,6 +70,8 @@ def _describe(mv: ModelVersion) -> None:
     console.print(f"  feature service:  {mv.feature_service or '-'}")
     console.print(f"  registry version: {mv.registry_version if mv.registry_version else '-'}")
     console.print(f"  training set:     {mv.training_set or '-'}")
+    if mv.pipeline_run:
+        console.print(f"  pipeline run:     {mv.pipeline_run}")
     console.print(f"  files:            {', '.join(mv.files)}")
     if mv.metrics:
         table("metrics", ["metric", "value"], [[k, f"{v:g}"] for k, v in mv.metrics.items()])

@@ -84,6 +84,8 @@ class ModelRegistry:
         description: str = "",
         outputs: Sequence[TensorSig] = (),
         inputs: Sequence[TensorSig] = (),
+        pipeline_run: str | None = None,
+        training_snapshot: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         registry_version: int | None = None
         project = self.features.project if self.features is not None else None
@@ -100,6 +102,7 @@ class ModelRegistry:
             name, path, framework, metrics=metrics, description=description,
             inputs=inputs, outputs=outputs, feature_service=feature_service,
             registry_version=registry_version, project=project, training_set=ts,
+            pipeline_run=pipeline_run, training_snapshot=training_snapshot,
         )
 
     def list(self, name: str | None = None) -> list[ModelVersion]:

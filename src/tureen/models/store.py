@@ -188,6 +188,8 @@ class ModelStore:
         registry_version: int | None = None,
         project: str | None = None,
         training_set: str | None = None,
+        pipeline_run: str | None = None,
+        training_snapshot: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         """Copy the model at ``path`` (a file or a directory) in as the next version."""
         check_name(name)
@@ -204,6 +206,7 @@ class ModelStore:
             metrics=parse_metrics(metrics), inputs=tuple(inputs), outputs=tuple(outputs),
             feature_service=feature_service, registry_version=registry_version,
             project=project, training_set=training_set, files=tuple(sorted(files)),
+            pipeline_run=pipeline_run, training_snapshot=training_snapshot,
         )
         final = self._p(name, version)
         target = self._p(name, f".staging-{uuid.uuid4().hex}") if self.is_local else final

@@ -81,6 +81,9 @@ class ModelVersion:
     project: str | None = None
     training_set: str | None = None
     files: tuple[str, ...] = ()
+    #: the pipeline run that registered it, and the data snapshot it was trained on
+    pipeline_run: str | None = None
+    training_snapshot: Mapping[str, Any] | None = None
 
     @property
     def ref(self) -> str:
@@ -104,6 +107,9 @@ class ModelVersion:
                 "feature_service": self.feature_service,
                 "registry_version": self.registry_version,
                 "training_set": self.training_set,
+                "pipeline_run": self.pipeline_run,
+                "training_snapshot": None if self.training_snapshot is None
+                else dict(self.training_snapshot),
             },
             "files": list(self.files),
         }
@@ -126,6 +132,8 @@ class ModelVersion:
             registry_version=lineage.get("registry_version"),
             project=lineage.get("project"),
             training_set=lineage.get("training_set"),
+            pipeline_run=lineage.get("pipeline_run"),
+            training_snapshot=lineage.get("training_snapshot"),
             files=tuple(d.get("files", [])),
         )
 
