@@ -67,6 +67,25 @@ def require_module(name: str, install: str) -> Any:
         pytest.skip(msg)
 
 
+KFP_REQUIRED = os.environ.get("TUREEN_REQUIRE_KFP") == "1"
+
+
+def require_kfp() -> Any:
+    """The Kubeflow Pipelines SDK, or skip: kfp pins protobuf<7, requests, urllib3 and
+    kubernetes, so CI runs its tests in a venv of their own with ``TUREEN_REQUIRE_KFP=1``
+    (then a missing kfp is a failure)."""
+    import importlib
+
+    try:
+        return importlib.import_module("kfp")
+    except ImportError:
+        msg = ("kfp is not installed; pip install 'tureen[pipelines]' (its own venv: kfp pins "
+               "protobuf<7) to run this test.")
+        if KFP_REQUIRED:
+            pytest.fail(msg + " (TUREEN_REQUIRE_KFP=1, so this is a failure)")
+        pytest.skip(msg)
+
+
 # Redis key prefixes (``tureen:{project}:``) this test run wrote to the shared Redis. Fixtures
 # that write there register their project with ``redis_project`` and purge it on teardown;
 # ``tests/integration/conftest.py`` fails the run if any of them still holds a key at the end.

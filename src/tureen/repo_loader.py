@@ -1,7 +1,8 @@
 """Load a feature repo's Python definition files and collect what they declare.
 
 Every ``*.py`` file in the repo folder and its sub-folders (except hidden folders, ``data``,
-``models`` and virtualenvs) is imported in a fresh module; every Entity, FeatureView,
+``models``, ``pipelines`` (Kubeflow pipelines, run with ``tureen pipeline``) and virtualenvs)
+is imported in a fresh module; every Entity, FeatureView,
 OnDemandFeatureView and FeatureService found at module level is collected.
 """
 
@@ -18,7 +19,8 @@ from tureen.definitions import Entity, FeatureService, FeatureView, OnDemandFeat
 from tureen.errors import ConfigError, TureenError
 from tureen.user_code import NotImportableError, import_file
 
-_SKIP_DIRS = {"data", "models", "__pycache__", "venv", ".venv", "node_modules", "logs"}
+_SKIP_DIRS = {"data", "models", "pipelines", "__pycache__", "venv", ".venv", "node_modules",
+              "logs"}
 
 
 @dataclass

@@ -63,11 +63,15 @@ def task_table(run: RunRecord) -> Table:
     table = Table(title=f"{run.pipeline} · run {run.id}", title_justify="left", expand=False)
     for col in ("task", "state", "time", "tries", "cache / reason"):
         table.add_column(col, overflow="fold")
+    by_id = {t.id: t for t in run.tasks}
     for depth, t in ordered(run.tasks):
         if t.kind == "iteration" and t.state is TaskState.SUCCEEDED:
             continue  # an iteration's tasks carry what matters
-        name = Text("  " * depth + t.name, style="dim" if t.kind not in ("container",
-                                                                       "importer") else "")
+        parent = by_id.get(t.parent or "")
+        label = t.name if parent is None or parent.kind != "iteration" \
+            else f"{t.name} {parent.name[parent.name.rfind('['):]}"
+        name = Text("  " * depth + label, style="dim" if t.kind not in ("container",
+                                                                      "importer") else "")
         table.add_row(name, Text(t.state.value, style=STATE_STYLE[t.state]), _duration(t),
                       str(t.attempts) if t.attempts > 1 else "", _note(t))
     return table
@@ -100,7 +104,12 @@ def live_view(enabled: bool = True) -> Iterator[Any]:
         yield update
 
 
-def print_run(run: RunRecord) -> None:
+def print_warnings(run: RunRecord) -> None:
+    for w in run.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}")
+
+
+def print_run(run: RunRecord, show_warnings: bool = True) -> None:
     style = RUN_STYLE.get(run.state.value, "")
     console.print(f"run [bold]{run.id}[/] of [bold]{run.pipeline}[/] ({run.source}): "
                   f"[{style}]{run.state.value}[/]"
@@ -110,7 +119,7 @@ def print_run(run: RunRecord) -> None:
                                                    run.parameters.items()))
     if run.resumed_from:
         console.print(f"  resumed from {run.resumed_from}")
-    for w in run.warnings:
+    for w in run.warnings if show_warnings else ():
         console.print(f"  [yellow]warning:[/] {w}")
     if run.tasks:
         console.print(task_table(run))

@@ -43,7 +43,7 @@ def register(cli: click.Group) -> None:
     def run(target: str, params: tuple[str, ...], resume_from: str | None, no_cache: bool,
             parallel: int | None, isolation: str | None, repo: str, as_json: bool) -> None:
         """Run TARGET (FILE.py[:PIPELINE] or a compiled YAML) on this machine."""
-        from tureen.cli.pipeline_view import live_view, print_run
+        from tureen.cli.pipeline_view import live_view, print_run, print_warnings
         from tureen.pipelines.local import PipelineRunError, run_pipeline
 
         with live_view(enabled=not as_json) as update:
@@ -51,7 +51,8 @@ def register(cli: click.Group) -> None:
                 record = run_pipeline(target, _params(params), repo=repo,
                                       use_cache=not no_cache, resume_from=resume_from,
                                       isolation=isolation, max_parallel=parallel,
-                                      on_update=update)
+                                      on_update=update,
+                                      on_start=None if as_json else print_warnings)
             except PipelineRunError as exc:
                 if as_json:
                     from tureen.pipelines.runs import RunStore
@@ -61,7 +62,7 @@ def register(cli: click.Group) -> None:
         if as_json:
             print_json(record.model_dump(mode="json"))
         else:
-            print_run(record)
+            print_run(record, show_warnings=False)
         if record.state.value != "SUCCEEDED":
             sys.exit(1)
 
@@ -79,7 +80,7 @@ def register(cli: click.Group) -> None:
         """Compile FILE.py[:PIPELINE] to KFP IR YAML that a Kubeflow backend runs."""
         from tureen.pipelines.compile import compile_pipeline, write_image_context
 
-        result = compile_pipeline(target, Path(out), image=image)
+        result = compile_pipeline(target, Path(out), image=image, repo=repo)
         console.print(f"Wrote [bold]{out}[/]: pipeline {result.name!r}, {result.tasks} tasks, "
                       f"tureen image {result.image}.")
         for w in result.warnings:

@@ -65,7 +65,10 @@ def register(cli: click.Group) -> None:
 
         dest = create_repo(Path(directory), accounts=accounts, force=force)
         console.print(f"Created feature repo [bold]{dest}[/] with sample data. Next:\n"
-                      f"  cd {directory} && tureen apply && tureen materialize-incremental now")
+                      f"  cd {directory} && tureen apply && tureen materialize-incremental now\n"
+                      "Train, register and deploy with the Kubeflow pipeline in pipelines/ "
+                      "(pip install 'tureen[pipelines]'):\n"
+                      "  tureen pipeline run pipelines/train_fraud.py")
 
     @cli.command()
     @repo_option

@@ -30,7 +30,11 @@ def create_repo(dest: Path, *, accounts: int = 1000, days: int = 30, seed: int =
     for item in TEMPLATE.iterdir():
         if item.name == "__pycache__":
             continue
-        shutil.copy2(item, dest / item.name)
+        if item.is_dir():  # pipelines/
+            shutil.copytree(item, dest / item.name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(item, dest / item.name)
     write_data(dest / "data", accounts=accounts, days=days, seed=seed, now=now)
     return dest
 

@@ -116,7 +116,8 @@ class TaskCache:
     def _last(self, identity: str) -> Path:
         return self.root / "tasks" / f"{_h(identity)[:32]}.json"
 
-    def lookup(self, identity: str, parts: KeyParts) -> tuple[TaskIO | None, CacheInfo]:
+    def lookup(self, identity: str, parts: KeyParts, task_id: str = ""
+               ) -> tuple[TaskIO | None, CacheInfo]:
         """(outputs, info) — outputs is None on a miss. ``identity``: pipeline/task path."""
         key = parts.key
         path = self._entry(key)
@@ -130,15 +131,15 @@ class TaskCache:
                                    reason="cache entry unreadable; running again")
         if entry is not None:
             gone = [a.uri for arts in outputs.artifacts.values() for a in arts
-                    if a.uri and "://" not in a.uri and not Path(a.uri).exists()]
+                    if a.digest and a.uri and "://" not in a.uri and not Path(a.uri).exists()]
             if gone:
                 return None, CacheInfo(hit=False, key=key, reason=(
                     f"cached outputs of run {entry.get('run_id')} are gone ({gone[0]})"))
+            src_task = entry.get("task_id")
+            other = f" (task {src_task})" if src_task and src_task != task_id else ""
             return outputs, CacheInfo(
-                hit=True, key=key, source_run=entry.get("run_id"),
-                source_task=entry.get("task_id"),
-                reason=f"same code, inputs and data as run {entry.get('run_id')} "
-                       f"task {entry.get('task_id')}")
+                hit=True, key=key, source_run=entry.get("run_id"), source_task=src_task,
+                reason=f"same code, inputs and data as run {entry.get('run_id')}{other}")
         try:
             old = json.loads(self._last(identity).read_text())
         except (FileNotFoundError, ValueError):

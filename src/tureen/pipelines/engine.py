@@ -56,6 +56,10 @@ SnapshotProbe = Callable[[Executor, dict[str, Any]], dict[str, Any] | None]
 _SAFE_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 _INDEX_RE = re.compile(r"\[\d+\]")
 LOG_TAIL_LINES = 20
+RUN_PLACEHOLDERS = ("{{$.pipeline_job_uuid}}", "{{$.pipeline_job_name}}",
+                    "{{$.pipeline_job_resource_name}}", "{{$.pipeline_task_uuid}}",
+                    "{{$.pipeline_job_create_time_utc}}", "{{$.pipeline_job_schedule_time_utc}}",
+                    "{{$.pipeline_root}}")
 
 
 @dataclass
@@ -101,6 +105,7 @@ class Node:
     parts: KeyParts | None = None
     retry_at: float | None = None
     t0: float = 0.0
+    key_params: dict[str, Any] = field(default_factory=dict)
 
 
 def _now() -> datetime:
@@ -114,6 +119,7 @@ def task_paths(spec: PipelineSpec) -> set[str]:
     def walk(comp: ComponentSpec, prefix: str) -> None:
         for name, t in comp.tasks.items():
             out.add(prefix + name)
+            out.add(t.display_name)
             callee = spec.component(t.component)
             if callee.is_dag:
                 walk(callee, f"{prefix}{name}/")
@@ -196,7 +202,7 @@ class Engine:
         p = node.dag.nodes[producer]
         state = {"SUCCEEDED": "SUCCEEDED", "CACHED": "SUCCEEDED", "SKIPPED": "SUCCEEDED",
                  "FAILED": "FAILED"}.get(p.rec.state.value, "CANCELLED")
-        first = next((t for t in self.run.tasks if t.state is TaskState.FAILED
+        first = next((t for t in self.run.tasks if t.state is TaskState.FAILED and t.error
                       and (t.id == p.rec.id or t.id.startswith(p.rec.id + "/"))), None)
         return {"state": state, "pipelineJobResourceName": self.run.id,
                 "pipelineTaskName": p.rec.name,
@@ -239,11 +245,17 @@ class Engine:
             if name not in params and p.has_default:
                 params[name] = p.default
         io = TaskIO(parameters=params)
+        # values naming the run (its id, name, time) are inputs of this run only: the cache
+        # key keeps the placeholder, so a rerun with the same real inputs still hits
+        node.key_params = {k: v for k, v in params.items()
+                           if isinstance(v, str) and any(p in v for p in RUN_PLACEHOLDERS)}
         ctx = self._context(node, {"inputs": {"parameterValues": params}, "outputs": {}})
         params = resolve_parameters(params, ctx)
         for name, value in list(params.items()):
             declared = iface.params_in.get(name)
-            if declared is not None:
+            # typed where a component runs; a DAG passes values through as they are (kfp
+            # declares an untyped loop item STRING, which would turn 1 into "1")
+            if declared is not None and not node.comp.is_dag:
                 params[name] = coerce(value, declared.type,
                                       f"task {node.rec.name!r} input {name!r}")
         item = node.spec.iterator.item_input if node.spec.iterator else None
@@ -396,7 +408,7 @@ class Engine:
                 self._set(node, TaskState.FAILED, error=f"data snapshot: {exc}")
                 return
         node.parts = KeyParts(
-            component_digest(component_raw, ex.raw), inputs.parameters,
+            component_digest(component_raw, ex.raw), {**inputs.parameters, **node.key_params},
             {k: [artifact_identity(a.model_dump()) for a in v]
              for k, v in inputs.artifacts.items()}, snapshot)
         if self._reuse(node):
@@ -444,7 +456,7 @@ class Engine:
         if not self.opts.use_cache:
             rec.cache = CacheInfo(hit=False, key=parts.key, reason="--no-cache")
             return False
-        outputs, info = self.cache.lookup(self._identity(node), parts)
+        outputs, info = self.cache.lookup(self._identity(node), parts, rec.id)
         rec.cache = info
         log.info("cache %s for %s: %s", "hit" if info.hit else "miss", rec.id, info.reason)
         if outputs is None:
@@ -595,7 +607,8 @@ class Engine:
                 self._start(node)
                 changed = True
         if self.failing:
-            for node in [n for n in self.queue if n.rec.state is TaskState.PENDING]:
+            for node in [n for n in self.queue if n.rec.state is TaskState.PENDING
+                         and not n.spec.all_upstream_completed]:
                 self.queue.remove(node)
                 self._set(node, TaskState.CANCELED, reason=f"not started: task {self.failing}"
                                                            " failed")

@@ -70,9 +70,11 @@ def typed_parameters(spec: PipelineSpec, given: Mapping[str, Any],
     return out
 
 
-def _resume(store: RunStore, spec: PipelineSpec, step: str) -> tuple[RunRecord, str]:
+def _resume(store: RunStore, spec: PipelineSpec, step: str, current: str
+            ) -> tuple[RunRecord, str]:
     run_id, sep, task = step.rpartition(":") if ":" in step else ("", "", step)
-    prev = store.get(run_id) if sep else store.latest(spec.name)
+    prev = store.get(run_id) if sep else next(
+        (r for r in store.iter(spec.name) if r.id != current and r.tasks), None)
     if prev is None:
         raise NotFoundError(f"--resume-from {step}: no earlier run of {spec.name!r} to resume "
                             "from; run the pipeline once first.")
@@ -121,14 +123,14 @@ def run_pipeline(
                 "packages the pipeline's components install on Kubeflow are not installed "
                 "here, and a local run never installs anything:\n" + "\n".join(lines)
                 + f"\ninstall them into this environment: pip install {pip}")
-        resume = _resume(store, spec, resume_from) if resume_from else None
+        resume = _resume(store, spec, resume_from, record.id) if resume_from else None
         if resume is not None:
             record.resumed_from = f"{resume[0].id}:{resume[1]}"
         ignored = ignored_options(spec)
         if ignored:
             msg = "a local run ignores these task settings: " + "; ".join(ignored)
             record.warnings.append(msg)
-            log.warning(msg)
+            log.info(msg)
     except TureenError as exc:
         record.state, record.error = RunState.FAILED, str(exc)
         record.finished_at = datetime.now(UTC)

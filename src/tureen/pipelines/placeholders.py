@@ -147,7 +147,25 @@ def resolve_command(elements: list[str], ctx: Context) -> list[str]:
     return out
 
 
+_INPUT_RE = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
+
+
+def _resolve_value(v: Any, ctx: Context) -> Any:
+    if isinstance(v, str) and "{{$" in v:
+        whole = _INPUT_RE.fullmatch(v)
+        values = ctx.executor_input.get("inputs", {}).get("parameterValues", {})
+        if whole is not None and whole.group(1) in values:
+            return values[whole.group(1)]  # the value itself, typed
+        return resolve_string(v, ctx)
+    if isinstance(v, list):
+        return [_resolve_value(x, ctx) for x in v]
+    if isinstance(v, dict):
+        return {k: _resolve_value(x, ctx) for k, x in v.items()}
+    return v
+
+
 def resolve_parameters(values: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """String parameter values with placeholders inside (f-string arguments) resolved."""
-    return {k: resolve_string(v, ctx) if isinstance(v, str) and "{{$" in v else v
-            for k, v in values.items()}
+    """Parameter values with placeholders inside resolved: f-string arguments, and pipeline
+    channels inside list or dict constants (a string that is exactly one input placeholder
+    becomes that input's value, keeping its type)."""
+    return {k: _resolve_value(v, ctx) for k, v in values.items()}

@@ -132,8 +132,13 @@ class RunRecord(BaseModel):
     resumed_from: str | None = None  # "RUN_ID:STEP" for --resume-from
     cache_enabled: bool = True
 
-    def task(self, task_id: str) -> TaskRecord | None:
-        return next((t for t in self.tasks if t.id == task_id), None)
+    def task(self, ref: str) -> TaskRecord | None:
+        """The task with id ``ref``, else the only task displayed as ``ref``."""
+        by_id = next((t for t in self.tasks if t.id == ref), None)
+        if by_id is not None:
+            return by_id
+        named = [t for t in self.tasks if t.name == ref]
+        return named[0] if len(named) == 1 else None
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -192,7 +192,8 @@ class PipelineSpec:
                            "container and importer executors")
             return
         for tname, t in comp.tasks.items():
-            tw = f"{where}.dag.tasks.{tname}"
+            tw = f"{where}.dag.tasks.{tname}" + (
+                f" ({t.display_name})" if t.display_name != tname else "")
             if t.component not in self.components:
                 raise _err(f"{tw}.componentRef", f"no component named {t.component!r}")
             for dep in t.depends_on:

@@ -37,10 +37,17 @@ def coerce(value: Any, ptype: str, where: str) -> Any:
         if isinstance(value, float) and _integral(value):
             return int(value)
         if isinstance(value, str):
+            text = value.strip()
             try:
-                return int(value.strip())
+                return int(text)
+            except ValueError:
+                pass
+            try:
+                f = float(text)
             except ValueError:
                 raise bad("an integer") from None
+            if _integral(f):
+                return int(f)
         raise bad("an integer")
     if ptype == "NUMBER_DOUBLE":
         if isinstance(value, int | float) and not isinstance(value, bool):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import linecache
 import os
 import signal
 import subprocess
@@ -95,7 +96,9 @@ def _run_python(job: Job) -> None:
 
     module = types.ModuleType("ephemeral_component")
     module.__file__ = f"<component {job.function}>"
-    code = compile(job.source, f"<{job.task_id}: {job.function}>", "exec", dont_inherit=True)
+    filename = f"<component {job.function} of task {job.task_id}>"
+    linecache.cache[filename] = (len(job.source), None, job.source.splitlines(True), filename)
+    code = compile(job.source, filename, "exec", dont_inherit=True)
     exec(code, module.__dict__)
     func = module.__dict__.get(job.function)
     if func is None:
@@ -126,9 +129,17 @@ def run(job: Job) -> int:
             return code
         write_digests(job)
         return 0
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as exc:
+        _print_error(exc)
         return 1
+
+
+def _print_error(exc: BaseException) -> None:
+    """The traceback from the component's own code down (not the runner's or kfp's frames)."""
+    tb = exc.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<"):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb if tb is not None else exc.__traceback__)
 
 
 def redirect(log_path: str) -> None:

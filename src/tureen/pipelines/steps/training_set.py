@@ -1,7 +1,8 @@
 """Training-set step: a point-in-time-correct training set, pinned to a data snapshot.
 
-The snapshot is what decides the rows: the registry version (the definitions), a digest of
-the entity source, and a fingerprint (size, modification time) of every source file the
+The snapshot is what decides the rows: a digest of the definitions the features come from
+(the registry version is recorded too, but it also moves when deployments change), a digest
+of the entity source, and a fingerprint (size, modification time) of every source file the
 features are read from. ``snapshot()`` computes it cheaply — the local runner uses it in the
 task's cache key, so a rerun on the same snapshot reuses the set and a rerun on changed data
 builds a new one. ``build()`` writes the set as Parquet and returns the metadata recorded on
@@ -89,15 +90,26 @@ def _sources(store: FeatureStore, refs: str | list[str]) -> dict[str, str]:
     return out
 
 
+def definitions_digest(store: FeatureStore, refs: str | list[str]) -> str:
+    """sha256 of the definitions the training set depends on (the views it reads, the
+    on-demand views it runs, the service): unlike the registry version, it does not move when
+    unrelated definitions, deployments or materialization records change."""
+    snap = store.snapshot()
+    plan = resolve(snap, refs)
+    parts = {"views": [r.view.to_dict() for r in plan.reads],
+             "on_demand": [v.to_dict() for v in plan.on_demand],
+             "refs": [r.ref for r in plan.refs]}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def snapshot(repo: str = "", config: str = "", feature_service: str = "",
              features: Sequence[str] | None = None, entities: str = "") -> dict[str, Any]:
     path, cfg = repo_config(repo, config)
     store = FeatureStore(path, config=cfg)
     refs = _features(feature_service, features)
-    snap = store.snapshot()
     return {
-        "project": snap.project,
-        "registry_version": snap.version,
+        "project": store.project,
+        "definitions_sha256": definitions_digest(store, refs),
         "entities_sha256": _file_digest(_entity_path(path, entities)),
         "sources": _sources(store, refs),
     }
@@ -139,6 +151,7 @@ def build(out_path: str, *, repo: str = "", config: str = "", feature_service: s
     return {
         "tureen.project": snap.project,
         "tureen.registry_version": snap.version,
+        "tureen.definitions_sha256": definitions_digest(store, refs),
         "tureen.feature_service": feature_service or None,
         "tureen.features": list(job.feature_names),
         "tureen.entities": entities,

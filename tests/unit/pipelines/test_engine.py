@@ -1,0 +1,264 @@
+"""The local runner on compiled pipelines (container components; no kfp needed).
+
+The YAML files in ``ir/`` are kfp's compiler output for ``ir/make_ir.py``. Each control-flow
+construct is run with the inputs that take each of its branches: kfp's own local runner once
+shipped a release where every condition silently took the false branch (kfp#13313).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tureen.errors import InvalidRequestError, NotFoundError
+from tureen.pipelines import RunState, RunStore, TaskState
+from tureen.pipelines.local import PipelineRunError, run_pipeline
+from tureen.pipelines.records import RunRecord
+
+IR = Path(__file__).parent / "ir"
+
+
+def run(repo: Path, name: str, params: dict[str, Any] | None = None, **kw: Any) -> RunRecord:
+    return run_pipeline(str(IR / f"{name}.yaml"), params or {}, repo=repo, **kw)
+
+
+def states(r: RunRecord) -> dict[str, str]:
+    return {t.id: t.state.value for t in r.tasks}
+
+
+def out(r: RunRecord, task_id: str, name: str = "out") -> Any:
+    t = r.task(task_id)
+    assert t is not None, f"no task {task_id}: {[(t.id, t.name) for t in r.tasks]}"
+    return t.outputs.parameters[name]
+
+
+@pytest.mark.parametrize(("coin", "n", "taken", "picked"), [
+    ("heads", 5, "condition-2", "H"),
+    ("tails", 5, "condition-3", "T"),
+    ("edge", 2, "condition-4", "E"),
+])
+def test_if_elif_else_take_exactly_the_matching_branch(
+        tmp_path: Path, coin: str, n: int, taken: str, picked: str) -> None:
+    r = run(tmp_path, "branches", {"coin": coin, "n": str(n)})
+    assert r.state is RunState.SUCCEEDED, r.error
+    s = states(r)
+    for branch in ("condition-2", "condition-3", "condition-4"):
+        expected = "SUCCEEDED" if branch == taken else "SKIPPED"
+        assert s[f"condition-branches-1/{branch}"] == expected, (branch, s)
+        inner = [k for k in s if k.startswith(f"condition-branches-1/{branch}/")]
+        assert inner and all(s[k] in (expected, "CACHED") for k in inner), (branch, s)
+    assert out(r, "picked") == picked  # dsl.OneOf takes the branch that ran
+    big, small = s["condition-5"], s["condition-6"]
+    assert (big, small) == (("SUCCEEDED", "SKIPPED") if n > 3 else ("SKIPPED", "SUCCEEDED"))
+    skipped = r.task("condition-6" if n > 3 else "condition-5")
+    assert skipped is not None and skipped.reason is not None
+    assert skipped.reason.startswith("condition is false: int(inputs.parameter_values[")
+
+
+def test_parallel_for_collects_typed_outputs_in_item_order(tmp_path: Path) -> None:
+    r = run(tmp_path, "loops")
+    assert r.state is RunState.SUCCEEDED, r.error
+    squares = out(r, "for-loop-1", "pipelinechannel--square-out")
+    assert squares == [1, 4, 9] and all(type(x) is int for x in squares)
+    assert out(r, "total") == 14  # the component asserts every element is an int
+    assert out(r, "total-raw") == 16 + 25  # display name of the second "total"
+    it = {i: r.task(f"for-loop-1[{i}]") for i in range(3)}
+    assert all(t is not None and t.state is TaskState.SUCCEEDED for t in it.values())
+    first_two_done = min(t.finished_at for t in list(it.values())[:2] if t and t.finished_at)
+    third = it[2]
+    assert third is not None and third.started_at is not None
+    assert third.started_at >= first_two_done  # parallelism=2: the third waited for a slot
+    r2 = run(tmp_path, "loops", {"items": "[2, 3]"})
+    assert out(r2, "total") == 13
+
+
+def test_a_failing_step_stops_the_run_keeps_earlier_outputs_and_runs_the_exit_handler(
+        tmp_path: Path) -> None:
+    r = run(tmp_path, "failing", {"message": "boom"})
+    assert r.state is RunState.FAILED
+    s = states(r)
+    assert s["exit-handler-1/fail"] == "FAILED"
+    assert s["exit-handler-1/emit-3"] == "CANCELED"  # downstream of the failure
+    assert s["exit-handler-1"] == "FAILED"
+    assert s["emit"] == "SUCCEEDED"  # the exit handler's task runs after a failure
+    assert out(r, "emit") == "exit handler ran"
+    assert s["exit-handler-1/emit-2"] in ("SUCCEEDED", "CACHED")
+    assert out(r, "exit-handler-1/emit-2") == "before"
+    failed = r.task("exit-handler-1/fail")
+    assert failed is not None and failed.error is not None
+    assert "task 'fail' failed (exit code 3" in failed.error
+    assert "about to fail: boom" in failed.error  # the tail of the task's log
+    assert r.error == failed.error
+    stored = RunStore.for_repo(tmp_path).get(r.id)
+    assert stored.state is RunState.FAILED and stored.error == r.error
+    assert "about to fail: boom" in RunStore.for_repo(tmp_path).log(r.id,
+                                                                    "exit-handler-1/fail")
+
+
+def test_retries_env_artifacts_placeholders_and_the_ignored_options_warning(
+        tmp_path: Path) -> None:
+    marker = tmp_path / "attempts"
+    r = run(tmp_path, "options", {"marker": str(marker)})
+    assert r.state is RunState.SUCCEEDED, r.error
+    flaky = r.task("flaky")
+    assert flaky is not None and flaky.attempts == 3 and marker.read_text().strip() == "3"
+    assert out(r, "show-env") == "hello"  # set_env_variable
+    assert out(r, "read-file") == "payload"  # an artifact passed between tasks
+    assert out(r, "fstring") == "id-7"  # an f-string argument with a task output inside
+    (warning,) = r.warnings
+    for part in ("cpu limit 2 (show-env)", "memory limit 1G (show-env)", "image alpine"):
+        assert part in warning
+
+
+def test_cache_hits_and_misses_say_why(tmp_path: Path) -> None:
+    first = run(tmp_path, "loops")
+    sq = "for-loop-1[0]/square"
+    t = first.task(sq)
+    assert t is not None and t.cache is not None and not t.cache.hit
+    assert t.cache.reason == "no cached result yet for this task"
+    second = run(tmp_path, "loops")
+    t = second.task(sq)
+    assert t is not None and t.state is TaskState.CACHED and t.cache is not None
+    assert t.cache.reason == f"same code, inputs and data as run {first.id}"
+    assert t.outputs.parameters == {"out": 1}
+    third = run(tmp_path, "loops", {"items": "[7, 2, 3]"})
+    t = third.task(sq)
+    assert t is not None and t.state is TaskState.SUCCEEDED and t.cache is not None
+    assert t.cache.reason == "inputs changed: x 1 → 7"
+    assert states(third)["for-loop-1[1]/square"] == "CACHED"
+    nocache = run(tmp_path, "loops", use_cache=False)
+    assert {t.cache.reason for t in nocache.tasks if t.cache} == {"--no-cache"}
+
+
+def test_cached_artifacts_that_are_gone_are_a_miss(tmp_path: Path) -> None:
+    first = run(tmp_path, "options", {"marker": str(tmp_path / "m1")})
+    w = first.task("write-file")
+    assert w is not None
+    Path(w.outputs.artifacts["data"][0].uri).unlink()
+    second = run(tmp_path, "options", {"marker": str(tmp_path / "m1")})
+    w2 = second.task("write-file")
+    assert w2 is not None and w2.cache is not None and not w2.cache.hit
+    assert "are gone" in w2.cache.reason and w2.state is TaskState.SUCCEEDED
+    assert out(second, "read-file") == "payload"
+
+
+def test_resume_from_a_step_reuses_upstream_outputs(tmp_path: Path) -> None:
+    first = run(tmp_path, "loops")
+    again = run(tmp_path, "loops", resume_from="total")
+    assert again.resumed_from == f"{first.id}:total"
+    total = again.task("total")
+    assert total is not None and total.state is TaskState.SUCCEEDED
+    assert total.cache is not None and total.cache.reason == "--resume-from total: runs again"
+    sq = again.task("for-loop-1[0]/square")
+    assert sq is not None and sq.state is TaskState.CACHED and sq.cache is not None
+    assert sq.cache.reason == f"--resume-from total: outputs of run {first.id}"
+    with pytest.raises(PipelineRunError, match=r"no task 'totl'.*total") as err:
+        run(tmp_path, "loops", resume_from="totl")
+    assert isinstance(err.value.__cause__, NotFoundError)
+
+
+def test_subprocess_isolation_gives_the_same_results(tmp_path: Path) -> None:
+    r = run(tmp_path, "branches", {"coin": "tails"}, isolation="subprocess", use_cache=False)
+    assert r.state is RunState.SUCCEEDED and out(r, "picked") == "T"
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({}, "needs parameter 'marker' (STRING); pass --param marker=VALUE"),
+    ({"marker": "x", "makrer": "y"}, "has no parameter 'makrer'. Did you mean 'marker'?"),
+])
+def test_bad_parameters_fail_with_a_run_record(tmp_path: Path, params: dict[str, str],
+                                               message: str) -> None:
+    with pytest.raises(PipelineRunError, match=re.escape(message)) as err:
+        run(tmp_path, "options", params)
+    rec = RunStore.for_repo(tmp_path).get(err.value.run_id)
+    assert rec.state is RunState.FAILED and message in (rec.error or "")
+    assert rec.tasks == []
+
+
+def test_a_parameter_of_the_wrong_type_is_named(tmp_path: Path) -> None:
+    with pytest.raises(PipelineRunError, match="parameter 'n' expects an integer"):
+        run(tmp_path, "branches", {"n": "five"})
+
+
+def test_files_that_are_not_pipelines(tmp_path: Path) -> None:
+    comp = tmp_path / "component.yaml"
+    comp.write_text("name: x\nimplementation:\n  container:\n    image: alpine\n")
+    with pytest.raises(PipelineRunError, match=r"not a pipeline|no `root`"):
+        run_pipeline(str(comp), repo=tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("root: [unclosed\n")
+    with pytest.raises(PipelineRunError, match="not valid YAML"):
+        run_pipeline(str(bad), repo=tmp_path)
+    with pytest.raises(PipelineRunError, match="does not exist"):
+        run_pipeline(str(tmp_path / "missing.yaml"), repo=tmp_path)
+    text = (IR / "branches.yaml").read_text().replace("producerTask: condition-branches-1",
+                                                      "producerTask: nowhere")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text)
+    with pytest.raises(PipelineRunError, match=r"emit-4 \(picked\).*no task 'nowhere'"):
+        run_pipeline(str(broken), repo=tmp_path)
+
+
+def test_ctrl_c_stops_running_tasks_and_records_a_canceled_run(tmp_path: Path) -> None:
+    text = (IR / "options.yaml").read_text().replace('- n=$(cat "$0"',
+                                                     '- sleep 60; n=$(cat "$0"')
+    assert "sleep 60" in text
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(text)
+    pids: list[int] = []
+
+    def interrupt(rec: RunRecord) -> None:
+        flaky = rec.task("flaky")
+        if flaky is not None and flaky.state is TaskState.RUNNING:
+            pids.extend(_children())
+            raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(str(slow), {"marker": str(tmp_path / "m")}, repo=tmp_path,
+                     on_update=interrupt)
+    assert time.monotonic() - t0 < 30
+    rec = RunStore.latest(RunStore.for_repo(tmp_path))
+    assert rec is not None and rec.state is RunState.CANCELED
+    assert states(rec)["flaky"] == "CANCELED"
+    assert pids
+    for pid in pids:  # the task's processes are gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().split(") ")[1].split()[1]) == me:
+                    out.append(int(p.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def test_invalid_conditions_fail_the_task_not_the_runner(tmp_path: Path) -> None:
+    text = (IR / "branches.yaml").read_text().replace(
+        "int(inputs.parameter_values['pipelinechannel--n']) > 3",
+        "int(inputs.parameter_values['pipelinechannel--n']) > 'x'")
+    f = tmp_path / "badcond.yaml"
+    f.write_text(text)
+    r = run_pipeline(str(f), repo=tmp_path)
+    assert r.state is RunState.FAILED
+    t = r.task("condition-5")
+    assert t is not None and t.state is TaskState.FAILED
+    assert "cannot compare int > string" in (t.error or "")
+
+
+def test_input_errors_keep_their_kind(tmp_path: Path) -> None:
+    with pytest.raises(PipelineRunError, match="expects JSON a list") as err:
+        run(tmp_path, "loops", {"items": "not json ["})
+    assert isinstance(err.value.__cause__, InvalidRequestError)
