@@ -2,8 +2,8 @@
 
 The key of a task is the sha256 of:
 
-- the component: its interface and its executor (image, command, arguments — so the
-  function's source — and environment variables; not resources, which change nothing);
+- the component: its interface and its executor (command, arguments — so the function's
+  source — and environment variables; not the image or resources, which a local run ignores);
 - its input parameter values, typed;
 - its input artifacts by content (the digest the producing task recorded), falling back to
   URI and metadata for artifacts that are not local files;
@@ -64,8 +64,9 @@ class KeyParts:
 def component_digest(component: dict[str, Any], executor: dict[str, Any]) -> str:
     iface = {k: component.get(k) for k in ("inputDefinitions", "outputDefinitions")}
     ex = json.loads(json.dumps(executor))
-    if isinstance(ex.get("container"), dict):
+    if isinstance(ex.get("container"), dict):  # what a local run ignores changes nothing
         ex["container"].pop("resources", None)
+        ex["container"].pop("image", None)
     return _h({"interface": iface, "executor": ex})
 
 

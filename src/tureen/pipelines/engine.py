@@ -19,6 +19,7 @@ Everything is recorded in the run's ``RunRecord`` as it happens.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -52,7 +53,7 @@ from tureen.pipelines.values import coerce
 from tureen.pipelines.worker import Job
 
 log = logging.getLogger(__name__)
-SnapshotProbe = Callable[[Executor, dict[str, Any]], dict[str, Any] | None]
+SnapshotProbe = Callable[[Executor, dict[str, Any], dict[str, str]], dict[str, Any] | None]
 _SAFE_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 _INDEX_RE = re.compile(r"\[\d+\]")
 LOG_TAIL_LINES = 20
@@ -106,6 +107,7 @@ class Node:
     retry_at: float | None = None
     t0: float = 0.0
     key_params: dict[str, Any] = field(default_factory=dict)
+    probe_args: tuple[Executor, dict[str, Any], dict[str, str]] | None = None
 
 
 def _now() -> datetime:
@@ -400,10 +402,12 @@ class Engine:
         art_dir = self.run_dir / "artifacts" / safe
         ex_input = executor_input(node.comp, inputs, task_dir, art_dir)
         component_raw = self.spec.doc.get("components", {}).get(node.spec.component, {})
+        env = {"TUREEN_REPO": str(self.repo), "TUREEN_PIPELINE_RUN_ID": self.run.id, **ex.env}
         snapshot = None
         if self.opts.snapshot_probe is not None:
             try:
-                snapshot = self.opts.snapshot_probe(ex, inputs.parameters)
+                snapshot = self.opts.snapshot_probe(ex, inputs.parameters, env)
+                node.probe_args = (ex, inputs.parameters, env)
             except TureenError as exc:
                 self._set(node, TaskState.FAILED, error=f"data snapshot: {exc}")
                 return
@@ -413,7 +417,6 @@ class Engine:
              for k, v in inputs.artifacts.items()}, snapshot)
         if self._reuse(node):
             return
-        env = {"TUREEN_REPO": str(self.repo), "TUREEN_PIPELINE_RUN_ID": self.run.id, **ex.env}
         job = Job(task_id=rec.id, kind=ex.kind, executor_input=ex_input, log_path="",
                   digests_path=str(task_dir / "digests.json"), workdir=str(self.repo), env=env)
         if ex.kind == "python":
@@ -476,6 +479,10 @@ class Engine:
                 return
             self.queue.remove(node)
             assert node.job is not None
+            if node.job.kind == "python" and "kfp" not in sys.modules:
+                from tureen.pipelines.loader import import_kfp
+
+                import_kfp()  # once, before the first fork: every task starts with it loaded
             node.rec.attempts += 1
             name = f"{node.seq:03d}-{_SAFE_RE.sub('_', node.rec.id)[:80]}-{node.rec.attempts}.log"
             node.job.log_path = str(self.run_dir / "logs" / name)
@@ -497,16 +504,43 @@ class Engine:
                 return
             self._set(node, TaskState.SUCCEEDED, outputs=outputs)
             if node.parts is not None and node.spec.cache_enabled:
-                self.cache.store(self._identity(node), node.parts, outputs, self.run.id,
-                                 node.rec.id)
+                key = self._probe_after(node) or node.parts
+                self.cache.store(self._identity(node), key, outputs, self.run.id, node.rec.id)
             return
         try:
             lines = Path(r.job.log_path).read_text(errors="replace").splitlines()
         except FileNotFoundError:
             lines = []
         tail = "\n".join(lines[-LOG_TAIL_LINES:])
-        self._fail_or_retry(node, f"{where} failed (exit code {code}, attempt "
-                                  f"{node.rec.attempts}). Last lines of its log:\n{tail}")
+        try:
+            err = json.loads(Path(r.job.digests_path).with_name("error.json").read_text())
+        except (OSError, ValueError):
+            err = None
+        head = f"{where} failed (exit code {code}, attempt {node.rec.attempts})"
+        if isinstance(err, dict) and err.get("tureen"):
+            self._fail_or_retry(node, f"{where} failed: {err.get('message')}")
+        elif isinstance(err, dict):
+            self._fail_or_retry(node, f"{head}: {err.get('type')}: {err.get('message')}\n"
+                                      f"Last lines of its log:\n{tail}")
+        else:
+            self._fail_or_retry(node, f"{head}. Last lines of its log:\n{tail}")
+
+    def _probe_after(self, node: Node) -> KeyParts | None:
+        """The key of a task that changed the state in its own key (the deploy gate updates
+        the deployment it keys on): its outputs are cached under the state it left behind —
+        replaying them there changes nothing — and never under the state before, where a
+        replay would claim a change that did not happen."""
+        parts, args = node.parts, node.probe_args
+        if parts is None or parts.snapshot is None or args is None or \
+                self.opts.snapshot_probe is None:
+            return None
+        try:
+            after = self.opts.snapshot_probe(*args)
+        except TureenError:
+            return None
+        if after == parts.snapshot:
+            return None
+        return KeyParts(parts.component, parts.params, parts.artifacts, after)
 
     def _fail_or_retry(self, node: Node, error: str) -> None:
         retry = node.spec.retry

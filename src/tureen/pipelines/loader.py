@@ -7,7 +7,9 @@ with several pipelines lists them, a compiled file that is not a KFP v2 pipeline
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import sys
 import tempfile
 import traceback
@@ -35,11 +37,34 @@ class LoadedPipeline:
 
 
 def kfp_available() -> bool:
+    return importlib.util.find_spec("kfp") is not None
+
+
+def import_kfp() -> None:
+    """Import kfp's DSL and compiler without its API client: ``import kfp`` also imports
+    ``kfp.client`` (google-auth, cryptography, the server API), about a second that a local
+    run never needs. ``kfp.Client`` still works: it is imported when first used."""
+    if "kfp" in sys.modules:
+        return
+    before = os.environ.get("_KFP_RUNTIME")
+    os.environ["_KFP_RUNTIME"] = "true"  # kfp/__init__ then skips its eager imports
     try:
-        import kfp  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        import kfp
+    finally:
+        if before is None:
+            del os.environ["_KFP_RUNTIME"]
+        else:
+            os.environ["_KFP_RUNTIME"] = before
+    import kfp.dsl
+
+    def lazy(name: str) -> Any:
+        if name == "Client":
+            from kfp.client import Client
+
+            return Client
+        raise AttributeError(f"module 'kfp' has no attribute {name!r}")
+
+    kfp.__getattr__ = lazy
 
 
 def split_target(target: str) -> tuple[Path, str | None]:
@@ -108,6 +133,7 @@ def pick_pipeline(path: Path, name: str | None) -> Any:
     """The pipeline object (a kfp ``GraphComponent``) named ``name`` in ``path``."""
     if not kfp_available():
         raise InvalidRequestError(f"running {path} {KFP_MISSING}")
+    import_kfp()
     module = _import_pipeline_file(path)
     found = pipelines_in(module)
     if name is not None:
@@ -142,12 +168,19 @@ def compile_to_file(pipeline: Any, out: Path) -> None:
     compiler.Compiler().compile(pipeline, package_path=str(out))
 
 
-def load(target: str) -> LoadedPipeline:
+def load(target: str, cache_dir: Path | None = None) -> LoadedPipeline:
+    """The pipeline ``target`` names; ``cache_dir`` keeps compiled IR of ``.py`` files."""
+    from tureen.pipelines import compiled
+
     path, name = split_target(target)
     if path.suffix in (".yaml", ".yml", ".json"):
         if name is not None:
             raise InvalidRequestError(f"{path} is a compiled pipeline; drop ':{name}'.")
         return read_compiled(path)
+    hit = compiled.get(cache_dir, path, name) if cache_dir is not None else None
+    if hit is not None:
+        return LoadedPipeline(str((hit["doc"].get("pipelineInfo") or {}).get("name")),
+                              hit["doc"], hit["platform"], str(path), hit["python_defaults"])
     pipeline = pick_pipeline(path, name)
     with tempfile.TemporaryDirectory(prefix="tureen-compile-") as tmp:
         out = Path(tmp) / "pipeline.yaml"
@@ -161,4 +194,6 @@ def load(target: str) -> LoadedPipeline:
     spec_inputs = getattr(pipeline.component_spec, "inputs", None) or {}
     loaded.python_defaults = {k: v.default for k, v in spec_inputs.items()
                               if getattr(v, "default", None) is not None}
+    if cache_dir is not None:
+        compiled.put(cache_dir, path, name, loaded.doc, loaded.platform, loaded.python_defaults)
     return loaded

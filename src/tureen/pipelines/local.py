@@ -102,11 +102,14 @@ def run_pipeline(
     repo_path = Path(repo).resolve()
     store, cache = RunStore.for_repo(repo_path), TaskCache.for_repo(repo_path)
     path, name = split_target(target)
+    if not path.is_absolute() and not path.exists() and (repo_path / path).exists():
+        path = repo_path / path  # relative to the repo rather than the working directory
+        target = f"{path}:{name}" if name else str(path)
     record = RunRecord(id=new_run_id(), pipeline=name or path.stem, source=target,
                        created_at=datetime.now(UTC), cache_enabled=use_cache)
     store.create(record)
     try:
-        loaded: LoadedPipeline = load(target)
+        loaded: LoadedPipeline = load(target, cache.root / "compiled")
         spec = PipelineSpec.parse(loaded.doc, loaded.platform)
         record.pipeline = spec.name
         (store.run_dir(record.id) / "pipeline.yaml").write_text(_dump(loaded))

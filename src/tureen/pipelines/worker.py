@@ -13,6 +13,7 @@ hashing on the scheduler's thread.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import linecache
@@ -130,12 +131,24 @@ def run(job: Job) -> int:
         write_digests(job)
         return 0
     except BaseException as exc:
-        _print_error(exc)
+        _print_error(exc, job)
         return 1
 
 
-def _print_error(exc: BaseException) -> None:
-    """The traceback from the component's own code down (not the runner's or kfp's frames)."""
+def _print_error(exc: BaseException, job: Job | None = None) -> None:
+    """The traceback from the component's own code down (not the runner's or kfp's frames);
+    tureen's own errors (which say what to do) as one line. The runner reads ``error.json``
+    for the task's error message."""
+    from tureen.errors import TureenError
+
+    ours = isinstance(exc, TureenError)
+    if job is not None:
+        with contextlib.suppress(OSError):
+            Path(job.digests_path).with_name("error.json").write_text(json.dumps(
+                {"type": type(exc).__name__, "message": str(exc), "tureen": ours}))
+    if ours:
+        print(f"Error: {exc}", file=sys.stderr)
+        return
     tb = exc.__traceback__
     while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<"):
         tb = tb.tb_next

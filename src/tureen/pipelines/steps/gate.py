@@ -83,6 +83,20 @@ def _metric(metrics: Mapping[str, Any], metric: str) -> float:
     return float(value)
 
 
+def served(deployment: str, repo: str = "", config: str = "",
+           env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What ``deployment`` serves now (the gate's cache key includes it)."""
+    models = registry(repo, config, env)
+    assert models.features is not None
+    try:
+        spec = Deployments(models.features, models).get(deployment)
+    except NotFoundError:
+        return {"deployment": deployment, "served": None}
+    return {"deployment": deployment, "served": f"{spec.model}:{spec.version}",
+            "canary": None if spec.canary is None else
+            f"{spec.canary.version}@{spec.canary.percent:g}%"}
+
+
 def gate(*, deployment: str, model_name: str, version: int, metrics: Mapping[str, Any],
          metric: str = "auc", threshold: float = 0.0, direction: str = "max",
          min_improvement: float = 0.0, canary_percent: float = 0.0, target: str = "auto",

@@ -16,8 +16,9 @@ SNAPSHOT_KEYS = ("tureen.project", "tureen.registry_version", "tureen.definition
                  "tureen.entities_sha256", "tureen.entity_rows_sha256", "tureen.sources")
 
 
-def registry(repo: str = "", config: str = "") -> ModelRegistry:
-    path, cfg = repo_config(repo, config)
+def registry(repo: str = "", config: str = "", env: Mapping[str, str] | None = None
+             ) -> ModelRegistry:
+    path, cfg = repo_config(repo, config, env)
     features = FeatureStore(path, config=cfg)
     return ModelRegistry(store_from_config(cfg.models.options, path), features)
 

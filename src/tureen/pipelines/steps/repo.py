@@ -56,7 +56,10 @@ def repo_path(repo: str = "") -> Path:
     return Path(repo or os.environ.get("TUREEN_REPO") or ".").resolve()
 
 
-def repo_config(repo: str = "", config: str = "") -> tuple[Path, RepoConfig]:
-    """The repo and its configuration with ``config`` applied, without touching os.environ."""
-    path = repo_path(repo)
-    return path, load_config(path, environ={**os.environ, **overrides_env(config)})
+def repo_config(repo: str = "", config: str = "", env: Mapping[str, str] | None = None
+                ) -> tuple[Path, RepoConfig]:
+    """The repo and its configuration with ``config`` applied, without touching os.environ
+    (``env``: the task's environment, when computing for a task from outside it)."""
+    environ = {**os.environ, **(env or {})}
+    path = Path(repo or environ.get("TUREEN_REPO") or ".").resolve()
+    return path, load_config(path, environ={**environ, **overrides_env(config)})

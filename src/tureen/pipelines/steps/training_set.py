@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +103,9 @@ def definitions_digest(store: FeatureStore, refs: str | list[str]) -> str:
 
 
 def snapshot(repo: str = "", config: str = "", feature_service: str = "",
-             features: Sequence[str] | None = None, entities: str = "") -> dict[str, Any]:
-    path, cfg = repo_config(repo, config)
+             features: Sequence[str] | None = None, entities: str = "",
+             env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    path, cfg = repo_config(repo, config, env)
     store = FeatureStore(path, config=cfg)
     refs = _features(feature_service, features)
     return {

@@ -3,7 +3,7 @@
 Run it on this machine (offline, in this environment; needs `pip install 'tureen[pipelines]'`):
 
     tureen pipeline run pipelines/train_fraud.py
-    tureen pipeline run pipelines/train_fraud.py -p learning_rate=0.05 -p canary_percent=20
+    tureen pipeline run pipelines/train_fraud.py -p learning_rate=0.1 -p canary_percent=20
 
 Compile it for Kubeflow Pipelines (tureen's components run in the image you build):
 
@@ -26,8 +26,9 @@ def train_fraud(
     entities: str = "data/labels.parquet",
     label: str = "is_fraud",
     test_size: float = 0.2,
-    learning_rate: float = 0.1,
+    learning_rate: float = 0.05,
     max_iter: int = 100,
+    max_depth: int = 3,
     threshold: float = 0.6,
     canary_percent: float = 10.0,
     model_name: str = "fraud_model",
@@ -35,8 +36,8 @@ def train_fraud(
     config: str = "",
 ) -> None:
     data = training_set(entities=entities, feature_service=feature_service, config=config)
-    fit = train(training_set=data.outputs["dataset"], label=label,
-                estimator="gradient_boosting", params={"max_iter": max_iter},
+    fit = train(training_set=data.outputs["dataset"], label=label, estimator="gradient_boosting",
+                params={"max_iter": max_iter, "max_depth": max_depth},
                 learning_rate=learning_rate, test_size=test_size)
     scores = evaluate(model=fit.outputs["model"], test_set=fit.outputs["test_set"])
     model = register(model=fit.outputs["model"], metrics=scores.outputs["metrics"],
@@ -46,4 +47,4 @@ def train_fraud(
     deploy_gate(metrics=scores.outputs["metrics"], deployment=deployment,
                 model_name=model.outputs["name"], version=model.outputs["version"],
                 metric="auc", threshold=threshold, canary_percent=canary_percent,
-                config=config).set_caching_options(False)  # decide on what is served now
+                config=config)
