@@ -211,11 +211,12 @@ def test_ctrl_c_stops_running_tasks_and_records_a_canceled_run(tmp_path: Path) -
     slow = tmp_path / "slow.yaml"
     slow.write_text(text)
     pids: list[int] = []
+    before = set(_children())  # other tests may have left processes of their own
 
     def interrupt(rec: RunRecord) -> None:
         flaky = rec.task("flaky")
         if flaky is not None and flaky.state is TaskState.RUNNING:
-            pids.extend(_children())
+            pids.extend(set(_children()) - before)
             raise KeyboardInterrupt
 
     t0 = time.monotonic()
