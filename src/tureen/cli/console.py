@@ -4,22 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import signal
 from pathlib import Path
 
 import click
-
-from tureen.errors import InvalidRequestError
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _serve(app: object, host: str, port: int) -> None:
@@ -48,21 +36,36 @@ def register(cli: click.Group) -> None:
     @click.option("--port", "-p", default=8888, show_default=True, type=int)
     @click.option("--insecure", is_flag=True,
                   help="Allow a non-loopback address without authentication.")
+    @click.option("--auth", "auth_types", multiple=True,
+                  type=click.Choice(["token", "oidc", "mtls"]),
+                  help="Authenticate every request [serving.auth in tureen.yaml].")
     @click.option("--serving-host", help="Where `tureen serve` runs, for the endpoints and "
                   "curl lines pages show [serving.host or 127.0.0.1].")
     @click.option("--serving-http-port", type=int, help="[serving.http_port or 8080]")
     @click.option("--serving-grpc-port", type=int, help="[serving.grpc_port or 8081]")
-    def console_cmd(repo: Path, host: str, port: int, insecure: bool, serving_host: str | None,
+    def console_cmd(repo: Path, host: str, port: int, insecure: bool,
+                    auth_types: tuple[str, ...], serving_host: str | None,
                     serving_http_port: int | None, serving_grpc_port: int | None) -> None:
         """Browse features, models, deployments, logs and pipeline runs in a browser."""
+        from tureen.auth.authn import Authenticator
+        from tureen.auth.bind import check_bind
+        from tureen.auth.guard import AuthGuard
+        from tureen.auth.settings import AuthSettings
         from tureen.console import ConsoleApp, ConsoleServices, Endpoints
         from tureen.serving.server import _run
 
-        if not is_loopback(host) and not insecure:
-            raise InvalidRequestError(
-                f"refusing to serve the console on {host}: it can change deployments and this "
-                "server has no authentication; bind 127.0.0.1, or pass --insecure.")
         services = ConsoleServices(repo)
+        settings = services.features.config.serving.auth
+        if auth_types:
+            settings = AuthSettings.model_validate(
+                {**(settings.model_dump() if settings else {}), "type": list(auth_types)})
+        warning = check_bind(host, auth=settings is not None, tls=False, insecure=insecure)
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
+        if settings is not None:
+            services.guard = AuthGuard(Authenticator(settings, services.features.registry),
+                                       project=services.project,
+                                       open_health=settings.open_health)
         cfg = services.features.config.serving
         services.endpoints = Endpoints(
             host=serving_host or cfg.host or "127.0.0.1",

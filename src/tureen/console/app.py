@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.types import Receive, Scope, Send
 
 from tureen.console import csrf as csrf_mod
+from tureen.console import session
 from tureen.console.http import (
     MAX_FORM_BYTES,
     MAX_QUERY_BYTES,
@@ -38,7 +40,13 @@ from tureen.console.http import (
 )
 from tureen.console.services import ConsoleServices
 from tureen.console.static import StaticFiles
-from tureen.errors import InvalidRequestError, NotFoundError, TureenError
+from tureen.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    TureenError,
+    UnauthenticatedError,
+)
 from tureen.serving.context import request_id, resolve_request_id
 from tureen.transports.rest.errors import http_status
 
@@ -86,6 +94,14 @@ def route(method: str, path: str, view: View | None = None,
     """``/models/{name}/{version}``: each ``{x}`` matches one path segment."""
     regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
     return Route(method, re.compile(f"^{regex}$"), view, stream)
+
+
+def status_of(exc: TureenError) -> int:
+    if isinstance(exc, UnauthenticatedError):
+        return 401
+    if isinstance(exc, (PermissionDeniedError, csrf_mod.CsrfError)):
+        return 403
+    return http_status(exc)
 
 
 def to_json(data: Any) -> bytes:
@@ -156,38 +172,73 @@ class ConsoleApp:
         query_string: bytes = scope.get("query_string", b"")
         req = ConsoleRequest(method=method, path=path, base=root, query={}, headers=headers,
                              cookies=parse_cookies(headers.get("cookie", "")),
-                             wants_json=as_json)
+                             wants_json=as_json, scheme=str(scope.get("scheme", "http")))
         new_cookie = None
         if not req.cookies.get(csrf_mod.COOKIE):
             new_cookie = csrf_mod.Csrf.new_cookie()
             req.cookies[csrf_mod.COOKIE] = new_cookie
+        guard = self.services.guard
+        bound: Any = None
+        error: BaseException | None = None
+        status = 500
         try:
-            req.query = parse_fields(query_string, "query string", MAX_QUERY_BYTES)
-            match = self._match(method, path)
-            if match is None:
-                raise NotFoundError(f"no console page {path}; start from the overview.")
-            rt, params = match
-            req.params = params
-            if method == "POST":
-                body = await _read_body(receive, MAX_FORM_BYTES)
-                ctype = headers.get("content-type", "")
-                is_form = ctype.startswith("application/x-www-form-urlencoded")
-                req.form = parse_fields(body, "form", MAX_FORM_BYTES) if is_form else {}
-                self.csrf.check(req.cookies.get(csrf_mod.COOKIE),
-                                req.form.get(csrf_mod.FIELD), headers, self._who(req))
-                if not is_form:
-                    raise InvalidRequestError(
-                        "console actions take HTML form posts "
-                        "(application/x-www-form-urlencoded).")
-            if rt.stream is not None:
-                stream = await rt.stream(req, self.services)
-                await _send_stream(send, receive, stream, rid)
-                return
-            assert rt.view is not None
-            resp = await asyncio.to_thread(self._run, rt.view, req, new_cookie, rid)
-        except TureenError as exc:
-            resp = self._finish(req, self._error_page(req, exc, http_status(exc)), new_cookie)
-        await _send(send, resp, rid)
+            try:
+                req.query = parse_fields(query_string, "query string", MAX_QUERY_BYTES)
+                if guard is not None and not session.is_public(path):
+                    bound = await session.begin(guard, req)
+                sent = await self._respond(send, receive, req, new_cookie, rid)
+                if sent is None:  # a stream, already sent
+                    status = 200
+                    return
+                resp = sent
+            except UnauthenticatedError as exc:
+                error = exc
+                resp = self._unauthenticated(req, exc, new_cookie)
+            except TureenError as exc:
+                error = exc
+                resp = self._finish(req, self._error_page(req, exc, status_of(exc)),
+                                    new_cookie)
+            status = resp.status
+            await _send(send, resp, rid)
+        finally:
+            if guard is not None:
+                guard.finish(bound, request_id=rid, route=f"{method} {path}", status=status,
+                             error=error)
+
+    async def _respond(self, send: Send, receive: Receive, req: ConsoleRequest,
+                       new_cookie: str | None, rid: str) -> Response | None:
+        method, path, headers = req.method, req.path, req.headers
+        match = self._match(method, path)
+        if match is None:
+            raise NotFoundError(f"no console page {path}; start from the overview.")
+        rt, params = match
+        req.params = params
+        if method == "POST":
+            body = await _read_body(receive, MAX_FORM_BYTES)
+            ctype = headers.get("content-type", "")
+            is_form = ctype.startswith("application/x-www-form-urlencoded")
+            req.form = parse_fields(body, "form", MAX_FORM_BYTES) if is_form else {}
+            self.csrf.check(req.cookies.get(csrf_mod.COOKIE),
+                            req.form.get(csrf_mod.FIELD), headers, self._who(req))
+            if not is_form:
+                raise InvalidRequestError(
+                    "console actions take HTML form posts "
+                    "(application/x-www-form-urlencoded).")
+        if rt.stream is not None:
+            stream = await rt.stream(req, self.services)
+            await _send_stream(send, receive, stream, rid)
+            return None
+        assert rt.view is not None
+        return await asyncio.to_thread(self._run, rt.view, req, new_cookie, rid)
+
+    def _unauthenticated(self, req: ConsoleRequest, exc: TureenError,
+                         new_cookie: str | None) -> Response:
+        """A browser is sent to the sign-in page; a script gets 401."""
+        if req.method == "GET" and not req.wants_json:
+            target = req.path + (f"?{urlencode(req.query)}" if req.query else "")
+            return self._finish(req, Redirect(f"/login?{urlencode({'next': target})}"),
+                                new_cookie)
+        return self._finish(req, self._error_page(req, exc, 401), new_cookie)
 
     def _run(self, view: View, req: ConsoleRequest, new_cookie: str | None,
              rid: str) -> Response:
@@ -197,7 +248,7 @@ class ConsoleApp:
             try:
                 result = view(req, self.services)
             except TureenError as exc:
-                result = self._error_page(req, exc, http_status(exc))
+                result = self._error_page(req, exc, status_of(exc))
             return self._finish(req, result, new_cookie)
         except Exception:
             log.exception("console: internal error on %s %s (request id %s)", req.method,
@@ -258,6 +309,7 @@ class ConsoleApp:
             page=page.data, title=page.title, crumbs=page.crumbs, req=req, base=req.base,
             csrf_field=csrf_mod.FIELD, csrf_token=self.csrf.token_for(cookie, self._who(req)),
             project=self.services.project, status=page.status,
+            who=self._who(req), auth_on=self.services.guard is not None,
         )
 
 

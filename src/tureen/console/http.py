@@ -34,6 +34,7 @@ class ConsoleRequest:
     form: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     identity: Any = None  # who is asking (set by the guard chain when auth is on)
+    scheme: str = "http"
 
     def arg(self, name: str, default: str = "") -> str:
         return self.query.get(name, default).strip()

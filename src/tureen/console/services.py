@@ -79,6 +79,8 @@ class ConsoleServices:
             grpc_port=self.features.config.serving.grpc_port or 8081,
         )
         self.cache = TtlCache()
+        #: the server's authentication (``tureen.auth.guard.AuthGuard``); None: auth is off
+        self.guard: Any = None
         from tureen.console.runs import PipelineRuns
 
         self.pipeline_runs: PipelineRuns | None = PipelineRuns(self.repo_path)

@@ -15,13 +15,14 @@ def all_routes() -> list[Route]:
         entities,
         features,
         live,
+        login,
         models,
         overview,
         pipelines,
     )
 
     out: list[Route] = []
-    for mod in (overview, features, entities, models, deploy_actions, deployments, live,
+    for mod in (overview, login, features, entities, models, deploy_actions, deployments, live,
                 pipelines):
         out.extend(mod.ROUTES)
     return out
