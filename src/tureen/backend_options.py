@@ -51,10 +51,17 @@ class DuckDBOptions(_Options):
         default=None, ge=1, description="Worker threads; default all cores."
     )
     memory_limit: str | None = Field(
-        default=None, description="DuckDB memory limit such as '4GB'; default 80% of RAM."
+        default=None, description="Most memory DuckDB may use, such as '6GB'; past it, work "
+        "spills to temp_directory. Default: half of the machine's (or container's) memory.",
     )
     temp_directory: str | None = Field(
-        default=None, description="Where DuckDB spills when over the limit (relative to the repo)."
+        default=None, description="Where DuckDB spills when over memory_limit (relative to "
+        "the repo); default a tureen-spill folder in the system temp folder. '' turns "
+        "spilling off (then going over the limit is an error).",
+    )
+    chunk_rows: int = Field(
+        default=1_000_000, ge=1, description="Entity rows joined at a time when a training "
+        "set is streamed to a file (or its entity rows do not fit one chunk).",
     )
     batch_rows: int = Field(
         default=100_000, ge=1, description="Rows per RecordBatch yielded to materialization."

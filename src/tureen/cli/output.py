@@ -96,3 +96,30 @@ def progress_bar(enabled: bool = True) -> Iterator[Any]:
             prog.update(tasks[label], completed=done, total=total or None)
 
         yield update
+
+
+@contextmanager
+def rows_progress(label: str, enabled: bool = True) -> Iterator[Any]:
+    """Yield a callback ``(rows_done, total_rows)`` drawing one bar with rows done, elapsed
+    time and the estimated time left (on stderr, so stdout stays clean for --json)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("rows"), TimeElapsedColumn(), TextColumn("ETA"),
+                  TimeRemainingColumn(), console=err_console.get(), transient=False) as prog:
+        task = prog.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total or None)
+
+        yield update

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from tureen.cli.output import (
     print_json,
     progress_bar,
     repo_option,
+    rows_progress,
     table,
 )
 from tureen.errors import InvalidRequestError, NotFoundError
@@ -127,26 +129,41 @@ def register(cli: click.Group) -> None:
 
     @cli.command("get-historical-features")
     @repo_option
-    @click.option("--entities", "-e", required=True, type=click.Path(dir_okay=False),
-                  help="Parquet or CSV file of entity rows (join keys + event_timestamp).")
+    @click.option("--entities", "-e", type=click.Path(),
+                  help="Parquet or CSV file, or folder of Parquet files, of entity rows (join "
+                  "keys + event_timestamp).")
     @click.option("--service", "-s", help="Feature service name.")
     @click.option("--features", "-f", multiple=True, help="view:feature (repeatable).")
-    @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
-                  help="Output file (.parquet or .csv).")
+    @click.option("--out", "-o", required=True, type=click.Path(),
+                  help="Output: a .parquet or .csv file, or a folder (Parquet dataset).")
     @click.option("--full-feature-names", is_flag=True, help="Name columns view__feature.")
-    def get_historical_features(repo: str, entities: str, service: str | None,
+    @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+    @json_option
+    def get_historical_features(repo: str, entities: str | None, service: str | None,
                                 features: tuple[str, ...], out: str,
-                                full_feature_names: bool) -> None:
-        """Build a point-in-time-correct training set."""
+                                full_feature_names: bool, no_progress: bool,
+                                as_json: bool) -> None:
+        """Build a point-in-time-correct training set, streamed to OUT chunk by chunk.
+
+        The result is written under a hidden staging name and renamed at the end: an error
+        or Ctrl-C leaves nothing partial at OUT."""
         store = _store(repo)
         chosen = _features(service, features)
-        import pyarrow.dataset as ds
-
-        with console.status("Joining features point-in-time..."):
-            store.get_historical_features(entities, chosen, full_feature_names).to_file(out)
-        written = ds.dataset(out, format="csv" if out.lower().endswith(".csv") else "parquet")
-        console.print(f"Wrote {written.count_rows()} rows × {len(written.schema)} columns "
-                      f"to {out}.")
+        if not entities:
+            raise InvalidRequestError("pass --entities FILE_OR_FOLDER of entity rows.")
+        job = store.get_historical_features(entities, chosen, full_feature_names)
+        started = time.monotonic()
+        with rows_progress("Joining features point-in-time", not no_progress and not as_json
+                           ) as progress:
+            rows = job.to_file(out, progress=progress)
+        columns = len(job.feature_names)
+        summary = {"rows": rows, "features": columns, "out": out,
+                   "seconds": round(time.monotonic() - started, 3)}
+        if as_json:
+            print_json(summary)
+        else:
+            console.print(f"Wrote {rows} rows × {columns} features to {out} "
+                          f"in {summary['seconds']:.1f} s.")
 
     @cli.command("get-online-features")
     @repo_option

@@ -6,21 +6,25 @@ tureen.yaml::
     offline_store:
       type: duckdb
       threads: 4             # default: all cores
-      memory_limit: 4GB      # default: DuckDB's (80% of RAM)
-      temp_directory: .tmp   # spill folder, relative to the repo; default: DuckDB's
+      memory_limit: 6GB      # default: half of the machine's memory
+      temp_directory: .tmp   # spill folder, relative to the repo; default: <tmp>/tureen-spill
+      chunk_rows: 1000000    # entity rows joined at a time when streaming a training set
 
 Point-in-time joins are one ``ASOF LEFT JOIN`` per view over a registered Arrow table that
 holds only the join keys, the entity timestamp and a row number, so entity columns are never
-copied through DuckDB and rows come back in input order.
+copied through DuckDB and rows come back in input order. Entity rows larger than one chunk
+(``historical_chunks``) are joined ``chunk_rows`` at a time against each view's rows staged
+once in a temporary table; past ``memory_limit`` DuckDB spills to ``temp_directory``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,11 +39,12 @@ import pyarrow.parquet as pq
 
 from tureen.backend_options import DuckDBOptions as DuckDBOptions  # re-exported
 from tureen.definitions import FeatureView, FileSource, source_of
-from tureen.errors import InvalidRequestError, TureenError
-from tureen.feature_refs import FeaturePlan
+from tureen.errors import BackendUnavailableError, InvalidRequestError, TureenError
+from tureen.feature_refs import FeaturePlan, ViewRead
 from tureen.offline import duckdb_sql as sql
+from tureen.offline.entity_rows import EntityRows
 from tureen.offline.source_files import FileSet, append_folder, list_files, locate
-from tureen.offline.timestamps import UTC_US, to_utc_us
+from tureen.offline.timestamps import UTC_US, normalize_column, to_utc_us
 from tureen.types import DType
 
 log = logging.getLogger(__name__)
@@ -48,20 +53,44 @@ _ENTITY_VIEW = "__tureen_entities"
 _ENTITY_TS = "__tureen_ts"
 
 
+def machine_memory_bytes() -> int:
+    """Physical memory, or the cgroup (container) limit when that is lower."""
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return int(total)
+
+
+def default_memory_limit() -> str:
+    return f"{machine_memory_bytes() // 2 // (1024 * 1024)}MiB"
+
+
 class DuckDBEngine:
     """OfflineEngine on an in-process DuckDB database (thread-safe: a cursor per call)."""
 
     def __init__(self, repo_path: Path | str = ".", options: DuckDBOptions | None = None) -> None:
         self.repo_path = Path(repo_path)
-        self.options = options or DuckDBOptions()
-        config: dict[str, Any] = {}
+        opts = options or DuckDBOptions()
+        updates: dict[str, Any] = {}
+        if opts.memory_limit is None:
+            updates["memory_limit"] = default_memory_limit()
+        if opts.temp_directory is None:
+            updates["temp_directory"] = str(Path(tempfile.gettempdir()) / "tureen-spill")
+        elif opts.temp_directory and not Path(opts.temp_directory).is_absolute():
+            updates["temp_directory"] = str(self.repo_path / opts.temp_directory)
+        self.options = opts.model_copy(update=updates)
+        config: dict[str, Any] = {"memory_limit": self.options.memory_limit,
+                                  "temp_directory": self.options.temp_directory}
         if self.options.threads is not None:
             config["threads"] = self.options.threads
-        if self.options.memory_limit is not None:
-            config["memory_limit"] = self.options.memory_limit
-        if self.options.temp_directory is not None:
-            tmp = Path(self.options.temp_directory)
-            config["temp_directory"] = str(tmp if tmp.is_absolute() else self.repo_path / tmp)
+        if self.options.temp_directory:
+            # DuckDB makes the folder itself (and removes it when it made it), not its parents.
+            Path(self.options.temp_directory).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as exc:
@@ -112,9 +141,30 @@ class DuckDBEngine:
             columns = _describe(cur, scan, source)
         return sql.Projection(source, columns, keys, features, what), scan
 
-    # ---- OfflineEngine -------------------------------------------------------------------
-    def historical_features(
-        self, entity_rows: pa.Table, plan: FeaturePlan, timestamp_column: str
+    # ---- point-in-time joins ---------------------------------------------------------------
+    def _view_source(
+        self, cur: duckdb.DuckDBPyConnection, read: ViewRead, bounds: tuple[int, int] | None
+    ) -> tuple[sql.Projection, str]:
+        """The projection of one view read and the SQL of its keyed rows, limited to the
+        rows entity times within ``bounds`` (min, max µs) can match."""
+        view = read.view
+        proj, scan = self._projection(cur, view, [(f.name, f.dtype) for f in read.features])
+        ttl_us = round(view.ttl_seconds * 1_000_000)
+        where = []
+        if bounds is not None:
+            lo, hi = bounds
+            where.append(f"{sql.EV} <= {sql.ts_literal(hi)}")
+            if ttl_us > 0:
+                where.append(f"{sql.EV} >= {sql.ts_literal(lo - ttl_us)}")
+        return proj, sql.keyed_source(proj, proj.query(scan, where))
+
+    def _join(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        entity_rows: pa.Table,
+        plan: FeaturePlan,
+        timestamp_column: str,
+        sources: Sequence[tuple[sql.Projection, str]],
     ) -> pa.Table:
         n = entity_rows.num_rows
         ts = to_utc_us(entity_rows.column(timestamp_column), timestamp_column)
@@ -131,37 +181,67 @@ class DuckDBEngine:
             for key in read.view.key_fields:
                 if key.name not in cols:
                     cols[key.name] = _entity_keys(entity_rows, key.name, key.dtype)
-        keyed = pa.table(cols)
-        lo, hi = _min_max_us(ts)
         out = entity_rows
-        with self._cursor() as cur:
-            cur.register(_ENTITY_VIEW, keyed)
-            for read in plan.reads:
+        cur.register(_ENTITY_VIEW, pa.table(cols))
+        try:
+            for read, (proj, keyed) in zip(plan.reads, sources, strict=True):
                 view = read.view
-                features = [(f.name, f.dtype) for f in read.features]
-                proj, scan = self._projection(cur, view, features)
-                ttl_us = round(view.ttl_seconds * 1_000_000)
-                where = []
-                if hi is not None and lo is not None:
-                    where.append(f"{sql.EV} <= {sql.ts_literal(hi)}")
-                    if ttl_us > 0:
-                        where.append(f"{sql.EV} >= {sql.ts_literal(lo - ttl_us)}")
                 outputs = [(f.name, f"{view.name}__{f.name}") for f in read.features]
-                query = sql.pit_query(
-                    _ENTITY_VIEW, _ENTITY_TS, proj, proj.query(scan, where), outputs, ttl_us
-                )
-                joined = _arrow(cur, query, proj.what)
+                ttl_us = round(view.ttl_seconds * 1_000_000)
+                query = sql.pit_query(_ENTITY_VIEW, _ENTITY_TS, proj, keyed, outputs, ttl_us)
+                joined = _arrow(cur, query, proj.what, self.options)
                 if joined.num_rows != n:
                     raise TureenError(
                         f"internal error: point-in-time join of {view.name!r} returned "
                         f"{joined.num_rows} rows for {n} entity rows."
                     )
-                for (_, dtype), (_, name) in zip(features, outputs, strict=True):
+                for f, (_, name) in zip(read.features, outputs, strict=True):
                     out = out.append_column(
-                        pa.field(name, dtype.arrow), joined.column(name).cast(dtype.arrow)
+                        pa.field(name, f.dtype.arrow), joined.column(name).cast(f.dtype.arrow)
                     )
+        finally:
             cur.unregister(_ENTITY_VIEW)
         return out
+
+    # ---- OfflineEngine -------------------------------------------------------------------
+    def historical_features(
+        self, entity_rows: pa.Table, plan: FeaturePlan, timestamp_column: str
+    ) -> pa.Table:
+        ts = to_utc_us(entity_rows.column(timestamp_column), timestamp_column)
+        bounds = _min_max_us(ts)
+        with self._cursor() as cur:
+            sources = [self._view_source(cur, read, bounds) for read in plan.reads]
+            return self._join(cur, entity_rows, plan, timestamp_column, sources)
+
+    def historical_chunks(
+        self, rows: EntityRows, plan: FeaturePlan, timestamp_column: str
+    ) -> Generator[pa.Table, None, None]:
+        """The point-in-time join of ``rows`` in chunks of ``chunk_rows`` entity rows, in
+        input order: each view's rows are read once into a DuckDB temporary table (which
+        spills to ``temp_directory`` past ``memory_limit``) and every chunk is joined
+        against it, so memory is bounded by the chunk, whatever the number of entity rows."""
+        size = self.options.chunk_rows
+        if rows.table is not None and rows.num_rows <= size:
+            yield self.historical_features(rows.table, plan, timestamp_column)
+            return
+        bounds = rows.timestamp_bounds(timestamp_column)
+        with self._cursor() as cur:
+            staged: list[str] = []
+            try:
+                sources = []
+                for read in plan.reads:
+                    proj, keyed = self._view_source(cur, read, bounds)
+                    name = f"__tureen_stage_{uuid.uuid4().hex}"
+                    _execute(cur, f"CREATE TEMP TABLE {sql.ident(name)} AS {keyed}", proj.what,
+                             self.options)
+                    staged.append(name)
+                    sources.append((proj, f"SELECT * FROM {sql.ident(name)}"))
+                for chunk in rows.chunks(size):
+                    chunk = normalize_column(chunk, timestamp_column)
+                    yield self._join(cur, chunk, plan, timestamp_column, sources)
+            finally:
+                for name in staged:
+                    cur.execute(f"DROP TABLE IF EXISTS {sql.ident(name)}")
 
     def latest_rows(
         self, view: FeatureView, start: datetime | None, end: datetime
@@ -245,10 +325,33 @@ def _read_error(what: str, exc: Exception) -> InvalidRequestError:
     )
 
 
-def _arrow(cur: duckdb.DuckDBPyConnection, query: str, what: str) -> pa.Table:
+def _out_of_memory(options: DuckDBOptions, exc: Exception) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"the DuckDB offline engine ran out of memory (memory_limit {options.memory_limit}, "
+        f"temp_directory {options.temp_directory or 'off'}): {str(exc).splitlines()[0]} "
+        "Give offline_store.temp_directory a folder with free disk so it can spill, raise "
+        "offline_store.memory_limit, or lower offline_store.chunk_rows."
+    )
+
+
+def _arrow(
+    cur: duckdb.DuckDBPyConnection, query: str, what: str, options: DuckDBOptions | None = None
+) -> pa.Table:
     try:
         return cur.sql(query).to_arrow_table()
+    except duckdb.OutOfMemoryException as exc:
+        raise _out_of_memory(options or DuckDBOptions(), exc) from exc
     except (duckdb.Error, pa.ArrowInvalid) as exc:
+        raise _read_error(what, exc) from exc
+
+
+def _execute(cur: duckdb.DuckDBPyConnection, query: str, what: str,
+             options: DuckDBOptions) -> None:
+    try:
+        cur.execute(query)
+    except duckdb.OutOfMemoryException as exc:
+        raise _out_of_memory(options, exc) from exc
+    except duckdb.Error as exc:
         raise _read_error(what, exc) from exc
 
 
@@ -277,11 +380,11 @@ def _entity_keys(rows: pa.Table, key: str, dtype: DType) -> pa.ChunkedArray:
         ) from None
 
 
-def _min_max_us(ts: pa.ChunkedArray) -> tuple[int | None, int | None]:
-    if len(ts) == 0:
-        return None, None
+def _min_max_us(ts: pa.ChunkedArray) -> tuple[int, int] | None:
+    if len(ts) == 0 or ts.null_count == len(ts):
+        return None
     mm = pc.min_max(ts.cast(pa.int64()))
-    return mm["min"].as_py(), mm["max"].as_py()
+    return int(mm["min"].as_py()), int(mm["max"].as_py())
 
 
 def _micros(when: datetime) -> int:

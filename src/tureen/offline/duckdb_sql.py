@@ -121,15 +121,27 @@ def ts_literal(micros: int) -> str:
     return f"make_timestamp({int(micros)}::BIGINT)::TIMESTAMPTZ"
 
 
+def keyed_source(proj: Projection, source_sql: str) -> str:
+    """``source_sql`` with the ASOF ordering key: ``__k`` = (event, created; NULL created
+    sorts lowest) when the source has created timestamps."""
+    if not proj.has_created:
+        return source_sql
+    return (
+        f"SELECT *, {{'t': {EV}, 'c': coalesce({CR}, '-infinity'::TIMESTAMPTZ)}} AS __k "
+        f"FROM ({source_sql})"
+    )
+
+
 def pit_query(
     entity_view: str,
     entity_ts: str,
     proj: Projection,
-    source_sql: str,
+    keyed_sql: str,
     outputs: Sequence[tuple[str, str]],
     ttl_us: int,
 ) -> str:
-    """Point-in-time ASOF join of the registered entity rows with one view.
+    """Point-in-time ASOF join of the registered entity rows with one view's rows
+    (``keyed_sql``: :func:`keyed_source` of its projection, or a table staged from it).
 
     For each entity row: the source row with the greatest (event, created) whose event time
     is <= the entity time (created NULL sorts lowest); it is kept only when its event time is
@@ -138,13 +150,8 @@ def pit_query(
     """
     on = [f"e.{ident(k)} = f.{ident(k)}" for k, _ in proj.keys]
     if proj.has_created:
-        src = (
-            f"SELECT *, {{'t': {EV}, 'c': coalesce({CR}, '-infinity'::TIMESTAMPTZ)}} AS __k "
-            f"FROM ({source_sql})"
-        )
         on.append(f"{{'t': e.{ident(entity_ts)}, 'c': 'infinity'::TIMESTAMPTZ}} >= f.__k")
     else:
-        src = source_sql
         on.append(f"e.{ident(entity_ts)} >= f.{EV}")
     if ttl_us > 0:
         keep = f"epoch_us(f.{EV}) >= epoch_us(e.{ident(entity_ts)}) - {int(ttl_us)}"
@@ -154,7 +161,7 @@ def pit_query(
     else:
         cols = [f"f.{ident(feat)} AS {ident(out)}" for feat, out in outputs]
     return (
-        f"SELECT {', '.join(cols)} FROM {ident(entity_view)} e ASOF LEFT JOIN ({src}) f "
+        f"SELECT {', '.join(cols)} FROM {ident(entity_view)} e ASOF LEFT JOIN ({keyed_sql}) f "
         f"ON {' AND '.join(on)} ORDER BY e.{ROW}"
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from tureen.definitions import FeatureView, FileSource
 from tureen.feature_refs import FeaturePlan
+from tureen.offline.entity_rows import EntityRows
 
 
 class OfflineEngine(Protocol):
@@ -43,13 +44,26 @@ class OfflineEngine(Protocol):
 
 
 @runtime_checkable
+class JoinsInChunks(Protocol):
+    """An engine that joins entity rows a bounded chunk at a time (DuckDB). Training sets
+    are then streamed to files without being held whole, whatever their size."""
+
+    def historical_chunks(
+        self, rows: EntityRows, plan: FeaturePlan, timestamp_column: str
+    ) -> Generator[pa.Table, None, None]:
+        """``historical_features`` of ``rows``, yielded in input order a chunk at a time
+        (each chunk's timestamp column normalized to timestamp[us, UTC])."""
+        ...
+
+
+@runtime_checkable
 class WritesTrainingSets(Protocol):
     """An engine that can write a finished training set as Parquet itself (Spark: from the
     executors, never collected on the driver). ``RetrievalJob.to_parquet`` uses it."""
 
     def historical_features_to_parquet(
         self,
-        entity_rows: pa.Table,
+        entity_rows: pa.Table | str | Path,
         plan: FeaturePlan,
         timestamp_column: str,
         path: str | Path,

@@ -9,40 +9,44 @@ column as timestamp[us, UTC]) followed by the requested features in requested or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from tureen.definitions import FeatureService
 from tureen.errors import InvalidRequestError, NotFoundError
 from tureen.feature_refs import FeaturePlan, resolve
-from tureen.offline.protocol import OfflineEngine, WritesTrainingSets
-from tureen.offline.timestamps import is_timestamp_like, normalize_column
+from tureen.offline.entity_rows import EntityInput, EntityRows, entity_rows
+from tureen.offline.protocol import JoinsInChunks, OfflineEngine, WritesTrainingSets
+from tureen.offline.timestamps import is_timestamp_like, normalize_column, to_utc_us
+from tureen.offline.training_output import Progress, output_kind, write_chunks
 from tureen.registry.snapshot import RegistrySnapshot
 
 DEFAULT_TIMESTAMP = "event_timestamp"
-EntityInput: TypeAlias = pd.DataFrame | pa.Table | str | Path
 Features: TypeAlias = Sequence[str] | FeatureService | str
 
 
 class RetrievalJob:
-    """A training set, computed on first use and cached."""
+    """A training set, computed on first use. ``to_arrow`` / ``to_df`` hold it in memory (and
+    cache it); ``to_parquet`` / ``to_file`` stream it to disk chunk by chunk when the engine
+    joins in chunks (DuckDB), or let the engine write it (Spark), without holding it here."""
 
     def __init__(
         self,
-        run: Callable[[], pa.Table],
+        chunks: Callable[[], Generator[pa.Table, None, None]],
         plan: FeaturePlan,
+        total_rows: int | None = None,
         write_parquet: Callable[[Path], None] | None = None,
     ) -> None:
-        self._run = run
+        self._chunks = chunks
         self._write_parquet = write_parquet
         self._table: pa.Table | None = None
         self.plan = plan
+        self.total_rows = total_rows
 
     @property
     def feature_names(self) -> list[str]:
@@ -50,29 +54,38 @@ class RetrievalJob:
 
     def to_arrow(self) -> pa.Table:
         if self._table is None:
-            self._table = self._run()
+            with closing(self._chunks()) as chunks:
+                parts = list(chunks)
+            self._table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         return self._table
 
     def to_df(self) -> pd.DataFrame:
         frame: pd.DataFrame = self.to_arrow().to_pandas()
         return frame
 
-    def to_parquet(self, path: str | Path) -> None:
-        """Write Parquet; an engine that writes training sets itself (Spark) does it without
-        bringing the rows into this process (the result is then a Parquet dataset folder)."""
+    def to_parquet(self, path: str | Path, *, progress: Progress | None = None) -> int:
+        """Write Parquet: one file when ``path`` ends in ``.parquet``, else a dataset folder.
+        Rows are written chunk by chunk under a staging name and renamed into place at the
+        end, so an error or Ctrl-C leaves nothing partial at ``path``. ``progress(done,
+        total)`` is called after each chunk. Returns the number of rows written."""
         if self._table is None and self._write_parquet is not None:
             self._write_parquet(Path(path))
-            return
-        pq.write_table(self.to_arrow(), str(path))
+            return self.total_rows or 0
+        return self._write(path, progress)
 
-    def to_file(self, path: str | Path) -> None:
-        """Write ``.csv`` as CSV and anything else as Parquet, creating parent folders."""
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".csv":
-            pacsv.write_csv(self.to_arrow(), str(out))
-        else:
-            self.to_parquet(out)
+    def to_file(self, path: str | Path, *, progress: Progress | None = None) -> int:
+        """``.csv`` as CSV, anything else as Parquet (see ``to_parquet``); creates parent
+        folders. Returns the number of rows written."""
+        if output_kind(path) == "csv":
+            return self._write(path, progress)
+        return self.to_parquet(path, progress=progress)
+
+    def _write(self, path: str | Path, progress: Progress | None) -> int:
+        if self._table is not None:
+            return write_chunks([self._table], path, total_rows=self._table.num_rows,
+                                progress=progress)
+        with closing(self._chunks()) as chunks:
+            return write_chunks(chunks, path, total_rows=self.total_rows, progress=progress)
 
 
 def get_historical_features(
@@ -84,66 +97,59 @@ def get_historical_features(
     *,
     timestamp_column: str | None = None,
 ) -> RetrievalJob:
-    """A lazy job building the training set for ``entity_df`` (DataFrame, Arrow table, or a
-    Parquet/CSV path). Names are resolved and the entity rows validated now; the join runs
-    on the first ``to_arrow()`` / ``to_df()`` / ``to_parquet()``."""
+    """A lazy job building the training set for ``entity_df`` (DataFrame, Arrow table, a
+    Parquet/CSV file, or a folder of Parquet files). Names are resolved and the entity rows'
+    columns validated now; the join runs on the first ``to_arrow()`` / ``to_df()`` /
+    ``to_parquet()``. Parquet entity rows are read a chunk at a time, never whole, when the
+    result is streamed to a file."""
     plan = resolve(snapshot, features, full_feature_names)
-    rows = _entity_table(entity_df)
-    ts_col = _timestamp_column(rows, timestamp_column)
-    _check_columns(rows, plan)
-    rows = normalize_column(rows, ts_col)
-    nulls = rows.column(ts_col).null_count
-    if nulls:
-        raise InvalidRequestError(
-            f"entity_df has {nulls} rows without a value in {ts_col!r}; every row needs the "
-            "time to look features up at."
-        )
+    rows = entity_rows(entity_df)
+    ts_col = _timestamp_column(rows.schema, timestamp_column)
+    _check_columns(rows.schema.names, plan)
+    _check_timestamps(rows, ts_col)
+    entity_names = rows.schema.names
+
+    def chunks() -> Generator[pa.Table, None, None]:
+        if not isinstance(engine, JoinsInChunks):
+            whole = normalize_column(rows.read_all(), ts_col)
+            yield _assemble(engine.historical_features(whole, plan, ts_col), plan, entity_names)
+            return
+        with closing(engine.historical_chunks(rows, plan, ts_col)) as joined:
+            for part in joined:
+                yield _assemble(part, plan, entity_names)
+
     write: Callable[[Path], None] | None = None
     if isinstance(engine, WritesTrainingSets):
         direct = engine
 
         def write(path: Path) -> None:
-            direct.historical_features_to_parquet(rows, plan, ts_col, path)
+            source = rows.path if rows.table is None and rows.path else rows.table
+            if source is None:
+                source = normalize_column(rows.read_all(), ts_col)
+            direct.historical_features_to_parquet(source, plan, ts_col, path)
 
-    return RetrievalJob(lambda: _build(engine, plan, rows, ts_col), plan, write)
+    return RetrievalJob(chunks, plan, rows.num_rows, write)
 
 
 # ---- validation ----------------------------------------------------------------------------
-def _entity_table(entity_df: EntityInput) -> pa.Table:
-    if isinstance(entity_df, pa.Table):
-        return entity_df
-    if isinstance(entity_df, pd.DataFrame):
-        frame = entity_df
-        for col in frame.columns:
-            if frame[col].dtype == object and _looks_like_datetimes(frame[col]):
-                # Python datetimes with mixed offsets: normalize to one UTC column.
-                frame = frame.assign(**{col: pd.to_datetime(frame[col], utc=True)})
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    if isinstance(entity_df, (str, Path)):
-        path = Path(entity_df)
-        if not path.exists():
-            raise NotFoundError(
-                f"entity file {str(path)!r} does not exist; pass a Parquet or CSV file of "
-                "entity rows (join keys and an event_timestamp column)."
-            )
-        if path.suffix.lower() in (".csv", ".tsv") or path.name.lower().endswith(".csv.gz"):
-            return pacsv.read_csv(str(path))
-        return pq.read_table(str(path))
-    raise InvalidRequestError(
-        f"entity_df must be a pandas DataFrame, a pyarrow Table or a path to a Parquet/CSV "
-        f"file, not {type(entity_df).__name__}."
-    )
+def _check_timestamps(rows: EntityRows, ts_col: str) -> None:
+    """Fail now, not half-way through a stream: the timestamp column's type must convert,
+    and (where known without reading the data) it must have no nulls."""
+    if rows.table is not None:
+        rows.table = normalize_column(rows.table, ts_col)
+        rows.schema = rows.table.schema
+    else:
+        to_utc_us(pa.array([], rows.schema.field(ts_col).type), ts_col)
+    nulls = rows.null_count(ts_col)
+    if nulls:
+        raise InvalidRequestError(
+            f"entity_df has {nulls} rows without a value in {ts_col!r}; every row needs the "
+            "time to look features up at."
+        )
 
 
-def _looks_like_datetimes(col: pd.Series) -> bool:
-    first = col.dropna()
-    if first.empty:
-        return False
-    return bool(hasattr(first.iloc[0], "tzinfo") and hasattr(first.iloc[0], "year"))
-
-
-def _timestamp_column(rows: pa.Table, requested: str | None) -> str:
-    names = rows.column_names
+def _timestamp_column(schema: pa.Schema, requested: str | None) -> str:
+    names = schema.names
     if requested is not None:
         if requested not in names:
             raise InvalidRequestError(
@@ -153,7 +159,7 @@ def _timestamp_column(rows: pa.Table, requested: str | None) -> str:
         return requested
     if DEFAULT_TIMESTAMP in names:
         return DEFAULT_TIMESTAMP
-    typed: list[str] = [f.name for f in rows.schema if is_timestamp_like(f.type)]
+    typed: list[str] = [f.name for f in schema if is_timestamp_like(f.type)]
     if len(typed) == 1:
         return typed[0]
     why = (
@@ -166,20 +172,20 @@ def _timestamp_column(rows: pa.Table, requested: str | None) -> str:
     )
 
 
-def _check_columns(rows: pa.Table, plan: FeaturePlan) -> None:
-    names = set(rows.column_names)
+def _check_columns(columns: list[str], plan: FeaturePlan) -> None:
+    names = set(columns)
     missing_keys = [k for k in plan.join_keys if k not in names]
     if missing_keys:
         raise InvalidRequestError(
             f"entity_df lacks join key column(s) {', '.join(map(repr, missing_keys))} needed by "
-            f"the requested features; its columns: {', '.join(rows.column_names)}."
+            f"the requested features; its columns: {', '.join(columns)}."
         )
     missing_req = [f.name for f in plan.request_fields if f.name not in names]
     if missing_req:
         views = ", ".join(o.name for o in plan.on_demand)
         raise InvalidRequestError(
             f"entity_df lacks request field column(s) {', '.join(map(repr, missing_req))} that "
-            f"on-demand view(s) {views} need; its columns: {', '.join(rows.column_names)}."
+            f"on-demand view(s) {views} need; its columns: {', '.join(columns)}."
         )
     clash = [n for n in plan.output_names if n in names]
     if clash:
@@ -190,8 +196,10 @@ def _check_columns(rows: pa.Table, plan: FeaturePlan) -> None:
 
 
 # ---- assembly ------------------------------------------------------------------------------
-def _build(engine: OfflineEngine, plan: FeaturePlan, rows: pa.Table, ts_col: str) -> pa.Table:
-    joined = engine.historical_features(rows, plan, ts_col)
+def _assemble(joined: pa.Table, plan: FeaturePlan, entity_names: list[str]) -> pa.Table:
+    """Entity columns, then the requested features under their final names, on-demand views
+    computed over the joined columns with the same ``transform`` serving uses."""
+    n = joined.num_rows
     computed: dict[tuple[str, str], pa.ChunkedArray | pa.Array] = {}
     for odfv in plan.on_demand:
         inputs: dict[str, Any] = {}
@@ -200,8 +208,8 @@ def _build(engine: OfflineEngine, plan: FeaturePlan, rows: pa.Table, ts_col: str
                 inputs[fname] = joined.column(f"{vname}__{fname}")
         for source in odfv.request_sources:
             for f in source.schema:
-                inputs[f.name] = rows.column(f.name)
-        frame = pa.table(inputs).to_pandas() if inputs else pd.DataFrame(index=range(len(rows)))
+                inputs[f.name] = joined.column(f.name)
+        frame = pa.table(inputs).to_pandas() if inputs else pd.DataFrame(index=range(n))
         result = odfv.transform(frame)
         for f in odfv.features:
             try:
@@ -213,7 +221,7 @@ def _build(engine: OfflineEngine, plan: FeaturePlan, rows: pa.Table, ts_col: str
                     f"on-demand view {odfv.name!r} returned values for {f.name!r} that are not "
                     f"{f.dtype.name}: {exc}"
                 ) from None
-    out = rows
+    out = joined.select(entity_names)
     for ref in plan.refs:
         name = ref.output_name(plan.full_feature_names)
         values = (

@@ -19,6 +19,11 @@ EngineFactory = Callable[[Path], OfflineEngine]
 
 ENGINES: dict[str, EngineFactory] = {
     "duckdb": lambda repo: DuckDBEngine.from_config({"threads": 2}, repo, "test"),
+    # The path of training sets larger than memory: entity rows joined 3 at a time against
+    # staged view rows, under a small memory limit that spills into the repo.
+    "duckdb-chunked": lambda repo: DuckDBEngine.from_config(
+        {"threads": 2, "chunk_rows": 3, "memory_limit": "64MB", "temp_directory": "spill"},
+        repo, "test"),
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.offline_oracle import OracleView, assert_matches, expected_latest, utc, write_rows
@@ -101,6 +102,17 @@ def test_matches_oracle(
     assert table.column_names == [*df.columns, "a__a_val", "a__a_str", "b__b_val"]
     assert table.schema.field("event_timestamp").type == pa.timestamp("us", tz="UTC")
     assert_matches(table, ents, "event_timestamp", oracle)
+    # The same training set streamed to a file, its entity rows read from a folder of two
+    # Parquet files (a chunk at a time on engines that join in chunks).
+    half = len(df) // 2
+    (tmp / "entities").mkdir()
+    df.iloc[:half].to_parquet(tmp / "entities" / "part-0.parquet", index=False)
+    df.iloc[half:].to_parquet(tmp / "entities" / "part-1.parquet", index=False)
+    streamed = get_historical_features(engine, snap, tmp / "entities",
+                                       ["a:a_val", "a:a_str", "b:b_val"],
+                                       full_feature_names=True)
+    assert streamed.to_parquet(tmp / "train.parquet") == len(ents)
+    assert_matches(pq.read_table(tmp / "train.parquet"), ents, "event_timestamp", oracle)
 
 
 @settings(max_examples=60, deadline=None,

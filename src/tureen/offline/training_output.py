@@ -1,0 +1,153 @@
+"""Writing a training set chunk by chunk: staged, then renamed into place.
+
+``write_chunks`` writes the chunks of a training set (Arrow tables, in row order) as
+
+- one Parquet file when the path ends in ``.parquet`` / ``.pq`` / ``.parq``,
+- one CSV file when it ends in ``.csv``,
+- otherwise a Parquet dataset folder of ``part-NNNNN.parquet`` files (rows in file-name order).
+
+Everything is written under a hidden staging name next to the destination (``.NAME.staging-
+<id>``) and renamed to the destination only once the last chunk is written. Any failure —
+including Ctrl-C (KeyboardInterrupt) — removes the staging file or folder, so the destination
+holds either the previous content or the complete new training set, never a partial one.
+Local paths and fsspec URLs work alike.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from tureen.errors import InvalidRequestError
+
+Progress = Callable[[int, int], None]
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+ROWS_PER_PART = 10_000_000
+
+
+def output_kind(path: str | Path) -> str:
+    """``parquet-file``, ``csv`` or ``parquet-folder`` for a destination path."""
+    name = str(path).lower().rstrip("/")
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet-file"
+    return "parquet-folder"
+
+
+def write_chunks(
+    chunks: Iterable[pa.Table],
+    path: str | Path,
+    *,
+    total_rows: int | None = None,
+    progress: Progress | None = None,
+    rows_per_part: int = ROWS_PER_PART,
+) -> int:
+    """Write ``chunks`` to ``path`` (see the module docstring); returns the rows written.
+    ``progress(rows_done, total_rows)`` is called after each chunk (total 0 if unknown)."""
+    fs, dest = fsspec.core.url_to_fs(str(path))
+    dest = dest.rstrip("/")
+    parent, name = posixpath.split(dest)
+    if not name:
+        raise InvalidRequestError(f"output path {str(path)!r} names no file or folder.")
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    kind = output_kind(dest)
+    if kind != "parquet-folder" and fs.isdir(dest):
+        raise InvalidRequestError(
+            f"output {str(path)!r} is an existing folder; name a file ending in "
+            ".parquet/.csv, or a folder without a suffix for a Parquet dataset."
+        )
+    staging = posixpath.join(parent, f".{name}.staging-{uuid.uuid4().hex[:12]}")
+    done = 0
+    try:
+        with _Sink(fs, staging, kind, rows_per_part) as sink:
+            for chunk in chunks:
+                sink.write(chunk)
+                done += chunk.num_rows
+                if progress is not None:
+                    progress(done, total_rows or 0)
+        _replace(fs, staging, dest)
+    except BaseException:
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)
+        raise
+    return done
+
+
+class _Sink:
+    """Writers for one staged output; parts of a folder roll over every ``rows_per_part``."""
+
+    def __init__(self, fs: Any, staging: str, kind: str, rows_per_part: int) -> None:
+        self.fs, self.staging, self.kind, self.rows_per_part = fs, staging, kind, rows_per_part
+        self._stack = ExitStack()
+        self._writer: Any = None
+        self._schema: pa.Schema | None = None
+        self._part = 0
+        self._in_part = 0
+
+    def __enter__(self) -> _Sink:
+        if self.kind == "parquet-folder":
+            self.fs.makedirs(self.staging, exist_ok=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _open(self, schema: pa.Schema) -> None:
+        if self.kind == "parquet-folder":
+            target = posixpath.join(self.staging, f"part-{self._part:05d}.parquet")
+            self._part += 1
+        else:
+            target = self.staging
+        fh = self._stack.enter_context(self.fs.open(target, "wb"))
+        if self.kind == "csv":
+            self._writer = pacsv.CSVWriter(fh, schema)
+        else:
+            self._writer = pq.ParquetWriter(fh, schema)
+        self._stack.callback(self._writer.close)
+        self._in_part = 0
+
+    def write(self, chunk: pa.Table) -> None:
+        if self._schema is None:
+            self._schema = chunk.schema
+        elif not chunk.schema.equals(self._schema):
+            chunk = chunk.cast(self._schema)
+        if self._writer is None:
+            self._open(self._schema)
+        elif self.kind == "parquet-folder" and self._in_part >= self.rows_per_part:
+            self._stack.close()
+            self._stack = ExitStack()
+            self._open(self._schema)
+        if chunk.num_rows:
+            self._writer.write_table(chunk)
+        self._in_part += chunk.num_rows
+
+
+def _replace(fs: Any, staging: str, dest: str) -> None:
+    """Move ``staging`` to ``dest``, replacing what is there (an old folder is moved aside
+    first and removed after, so ``dest`` is never a mix of old and new parts)."""
+    if not fs.exists(dest):
+        fs.mv(staging, dest, recursive=True)
+        return
+    if fs.isdir(dest):
+        parent, name = posixpath.split(dest)
+        aside = posixpath.join(parent, f".{name}.old-{uuid.uuid4().hex[:12]}")
+        fs.mv(dest, aside, recursive=True)
+        try:
+            fs.mv(staging, dest, recursive=True)
+        except BaseException:
+            fs.mv(aside, dest, recursive=True)
+            raise
+        fs.rm(aside, recursive=True)
+        return
+    fs.mv(staging, dest)
