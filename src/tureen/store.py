@@ -198,18 +198,25 @@ class FeatureStore:
     # ---- offline -----------------------------------------------------------------------------
     def get_historical_features(
         self,
-        entity_df: pd.DataFrame | pa.Table | str | Path,
+        entity_df: pd.DataFrame | pa.Table | str | Path | None = None,
         features: Features | None = None,
         full_feature_names: bool = False,
         *,
         feature_service: FeatureService | str | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        entity_filter: Mapping[str, Sequence[Any]] | None = None,
     ) -> RetrievalJob:
+        """A point-in-time-correct training set (see ``tureen.offline.retrieval``): for the
+        rows of ``entity_df``, or, without it, for every feature row version with
+        ``start_date <= event time < end_date`` (``entity_filter``: {join_key: [values]})."""
         from tureen.offline.retrieval import get_historical_features
 
         require(Action.READ_FEATURES, project=self.project)
         return get_historical_features(
             self.offline, self.snapshot(), entity_df,
             _pick(features, feature_service), full_feature_names,
+            start_date=start_date, end_date=end_date, entity_filter=entity_filter,
         )
 
     # ---- online ------------------------------------------------------------------------------

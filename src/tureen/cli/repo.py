@@ -137,21 +137,39 @@ def register(cli: click.Group) -> None:
     @click.option("--out", "-o", required=True, type=click.Path(),
                   help="Output: a .parquet or .csv file, or a folder (Parquet dataset).")
     @click.option("--full-feature-names", is_flag=True, help="Name columns view__feature.")
+    @click.option("--start", help="Without --entities: feature rows from this time (ISO 8601).")
+    @click.option("--end", help="Without --entities: feature rows before this time ('now').")
+    @click.option("--filter", "filters", multiple=True,
+                  help="Without --entities: only this join_key=value (repeatable).")
     @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
     @json_option
     def get_historical_features(repo: str, entities: str | None, service: str | None,
                                 features: tuple[str, ...], out: str,
-                                full_feature_names: bool, no_progress: bool,
+                                full_feature_names: bool, start: str | None, end: str | None,
+                                filters: tuple[str, ...], no_progress: bool,
                                 as_json: bool) -> None:
         """Build a point-in-time-correct training set, streamed to OUT chunk by chunk.
 
-        The result is written under a hidden staging name and renamed at the end: an error
-        or Ctrl-C leaves nothing partial at OUT."""
+        Entity rows come from --entities, or, with --start/--end, from the feature rows
+        themselves: every row version in [START, END), each with the features as of its own
+        time. The result is written under a hidden staging name and renamed at the end: an
+        error or Ctrl-C leaves nothing partial at OUT."""
         store = _store(repo)
         chosen = _features(service, features)
-        if not entities:
-            raise InvalidRequestError("pass --entities FILE_OR_FOLDER of entity rows.")
-        job = store.get_historical_features(entities, chosen, full_feature_names)
+        if entities and (start or end or filters):
+            raise InvalidRequestError("pass either --entities or --start/--end, not both.")
+        if entities:
+            job = store.get_historical_features(entities, chosen, full_feature_names)
+        elif start or end:
+            job = store.get_historical_features(
+                None, chosen, full_feature_names,
+                start_date=_parse_time(start, "--start") if start else None,
+                end_date=_parse_time(end, "--end") if end else None,
+                entity_filter=_entity_rows(store, filters, "--filter"))
+        else:
+            raise InvalidRequestError(
+                "pass --entities FILE_OR_FOLDER of entity rows, or --start/--end to use the "
+                "feature rows in that range as entity rows.")
         started = time.monotonic()
         with rows_progress("Joining features point-in-time", not no_progress and not as_json
                            ) as progress:
@@ -281,21 +299,22 @@ def _features(service: str | None, features: tuple[str, ...]) -> Any:
     return service or list(features)
 
 
-def _entity_rows(store: FeatureStore, pairs: tuple[str, ...]) -> dict[str, list[Any]]:
+def _entity_rows(store: FeatureStore, pairs: tuple[str, ...],
+                 option: str = "--entity") -> dict[str, list[Any]]:
     snap = store.snapshot()
     key_types = {f.name: f.dtype for e in snap.entities.values() for f in e.key_fields}
     rows: dict[str, list[Any]] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep:
-            raise InvalidRequestError(f"--entity {pair!r}: write join_key=value.")
+            raise InvalidRequestError(f"{option} {pair!r}: write join_key=value.")
         dtype = key_types.get(key)
         if dtype is None:
-            raise NotFoundError(f"--entity {key!r} is not a join key of any entity; known: "
+            raise NotFoundError(f"{option} {key!r} is not a join key of any entity; known: "
                                 f"{', '.join(sorted(key_types))}.")
         try:
             value: Any = dtype.python(raw) if dtype.python in (int, float, str) else raw
         except ValueError:
-            raise InvalidRequestError(f"--entity {key}={raw!r}: expected {dtype}.") from None
+            raise InvalidRequestError(f"{option} {key}={raw!r}: expected {dtype}.") from None
         rows.setdefault(key, []).append(value)
     return rows

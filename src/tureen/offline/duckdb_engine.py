@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +43,7 @@ from tureen.definitions import FeatureView, FileSource, source_of
 from tureen.errors import BackendUnavailableError, InvalidRequestError, TureenError
 from tureen.feature_refs import FeaturePlan, ViewRead
 from tureen.offline import duckdb_sql as sql
-from tureen.offline.entity_rows import EntityRows
+from tureen.offline.entity_rows import EntityRows, entity_rows
 from tureen.offline.source_files import FileSet, append_folder, list_files, locate
 from tureen.offline.timestamps import UTC_US, normalize_column, to_utc_us
 from tureen.types import DType
@@ -242,6 +243,60 @@ class DuckDBEngine:
             finally:
                 for name in staged:
                     cur.execute(f"DROP TABLE IF EXISTS {sql.ident(name)}")
+
+    def feature_row_times(
+        self,
+        reads: Sequence[ViewRead],
+        keys: Sequence[tuple[str, DType]],
+        start: datetime | None,
+        end: datetime | None,
+        entity_filter: Mapping[str, pa.Array],
+    ) -> EntityRows:
+        """Every distinct (join keys, event time) of the views' rows with start <= event <
+        end whose keys pass ``entity_filter`` (key -> allowed values), ordered by event time
+        then keys. Written by DuckDB to a temporary Parquet file (removed by ``close()``), so
+        a feature log of any size becomes entity rows streamed a chunk at a time."""
+        folder = Path(tempfile.mkdtemp(prefix=".tureen-rows-", dir=self._scratch()))
+        path = folder / "rows.parquet"
+        names = [sql.ident(k) for k, _ in keys]
+        with self._cursor() as cur:
+            filters = []
+            try:
+                for i, values in enumerate(entity_filter.values()):
+                    name = f"__tureen_filter_{uuid.uuid4().hex}_{i}"
+                    cur.register(name, pa.table({"v": values}))
+                    filters.append(name)
+                selects = []
+                for read in reads:
+                    proj, scan = self._projection(cur, read.view, [])
+                    where = [f"{k} IS NOT NULL" for k in names]
+                    if start is not None:
+                        where.append(f"{sql.EV} >= {sql.ts_literal(_micros(start))}")
+                    if end is not None:
+                        where.append(f"{sql.EV} < {sql.ts_literal(_micros(end))}")
+                    where += [f"{sql.ident(k)} IN (SELECT v FROM {sql.ident(t)})"
+                              for k, t in zip(entity_filter, filters, strict=True)]
+                    selects.append(f"SELECT {', '.join(names)}, {sql.EV} AS event_timestamp "
+                                   f"FROM ({proj.query(scan, where)})")
+                query = (f"SELECT DISTINCT * FROM ({' UNION ALL '.join(selects)}) "
+                         f"ORDER BY event_timestamp, {', '.join(names)}")
+                what = ", ".join(f"feature view {r.view.name!r}" for r in reads)
+                _execute(cur, f"COPY ({query}) TO {sql.literal(str(path))} (FORMAT parquet)",
+                         what, self.options)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            finally:
+                for name in filters:
+                    cur.unregister(name)
+        rows = entity_rows(path)
+        rows.cleanup = lambda: shutil.rmtree(folder, ignore_errors=True)
+        return rows
+
+    def _scratch(self) -> Path:
+        """A folder for temporary files: the spill folder's parent, else the system's."""
+        spill = self.options.temp_directory
+        return Path(spill).parent if spill else Path(tempfile.gettempdir())
 
     def latest_rows(
         self, view: FeatureView, start: datetime | None, end: datetime

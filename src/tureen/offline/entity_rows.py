@@ -10,7 +10,7 @@ within each file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -37,11 +37,13 @@ class EntityRows:
     table: pa.Table | None = None
     files: tuple[str, ...] = ()
     path: str | None = None  # the file or folder ``files`` were listed from
+    cleanup: Callable[[], None] | None = None  # removes temporary files behind the rows
     _footers: list[pq.FileMetaData] = field(default_factory=list, repr=False)
 
-    @property
-    def in_memory(self) -> bool:
-        return self.table is not None
+    def close(self) -> None:
+        if self.cleanup is not None:
+            self.cleanup()
+            self.cleanup = None
 
     @property
     def num_rows(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -10,8 +10,9 @@ from typing import Protocol, runtime_checkable
 import pyarrow as pa
 
 from tureen.definitions import FeatureView, FileSource
-from tureen.feature_refs import FeaturePlan
+from tureen.feature_refs import FeaturePlan, ViewRead
 from tureen.offline.entity_rows import EntityRows
+from tureen.types import DType
 
 
 class OfflineEngine(Protocol):
@@ -53,6 +54,27 @@ class JoinsInChunks(Protocol):
     ) -> Generator[pa.Table, None, None]:
         """``historical_features`` of ``rows``, yielded in input order a chunk at a time
         (each chunk's timestamp column normalized to timestamp[us, UTC])."""
+        ...
+
+
+@runtime_checkable
+class ListsFeatureRows(Protocol):
+    """An engine that can build a training set without an entity frame, from the feature
+    rows themselves (``get_historical_features(entity_df=None, start_date=, end_date=)``)."""
+
+    def feature_row_times(
+        self,
+        reads: Sequence[ViewRead],
+        keys: Sequence[tuple[str, DType]],
+        start: datetime | None,
+        end: datetime | None,
+        entity_filter: Mapping[str, pa.Array],
+    ) -> EntityRows:
+        """Every distinct (join keys ``keys``, ``event_timestamp``) of the rows of ``reads``
+        with start <= event time < end (None: unbounded) whose keys are among
+        ``entity_filter``'s values (key -> allowed values; keys absent are not filtered),
+        ordered by event time then keys; event_timestamp as timestamp[us, UTC]. The caller
+        closes the rows (``EntityRows.close``) when done."""
         ...
 
 

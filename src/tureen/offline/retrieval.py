@@ -9,8 +9,9 @@ column as timestamp[us, UTC]) followed by the requested features in requested or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -21,10 +22,16 @@ from tureen.definitions import FeatureService
 from tureen.errors import InvalidRequestError, NotFoundError
 from tureen.feature_refs import FeaturePlan, resolve
 from tureen.offline.entity_rows import EntityInput, EntityRows, entity_rows
-from tureen.offline.protocol import JoinsInChunks, OfflineEngine, WritesTrainingSets
+from tureen.offline.protocol import (
+    JoinsInChunks,
+    ListsFeatureRows,
+    OfflineEngine,
+    WritesTrainingSets,
+)
 from tureen.offline.timestamps import is_timestamp_like, normalize_column, to_utc_us
 from tureen.offline.training_output import Progress, output_kind, write_chunks
 from tureen.registry.snapshot import RegistrySnapshot
+from tureen.types import DType
 
 DEFAULT_TIMESTAMP = "event_timestamp"
 Features: TypeAlias = Sequence[str] | FeatureService | str
@@ -84,51 +91,180 @@ class RetrievalJob:
         if self._table is not None:
             return write_chunks([self._table], path, total_rows=self._table.num_rows,
                                 progress=progress)
+        report: Progress | None = None
+        if progress is not None:
+            user = progress
+
+            def report(done: int, total: int) -> None:
+                user(done, self.total_rows or total)
+
         with closing(self._chunks()) as chunks:
-            return write_chunks(chunks, path, total_rows=self.total_rows, progress=progress)
+            return write_chunks(chunks, path, total_rows=self.total_rows, progress=report)
 
 
 def get_historical_features(
     engine: OfflineEngine,
     snapshot: RegistrySnapshot,
-    entity_df: EntityInput,
+    entity_df: EntityInput | None,
     features: Features,
     full_feature_names: bool = False,
     *,
     timestamp_column: str | None = None,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    entity_filter: Mapping[str, Sequence[Any]] | None = None,
 ) -> RetrievalJob:
     """A lazy job building the training set for ``entity_df`` (DataFrame, Arrow table, a
     Parquet/CSV file, or a folder of Parquet files). Names are resolved and the entity rows'
     columns validated now; the join runs on the first ``to_arrow()`` / ``to_df()`` /
     ``to_parquet()``. Parquet entity rows are read a chunk at a time, never whole, when the
-    result is streamed to a file."""
+    result is streamed to a file.
+
+    Without ``entity_df``, the entity rows are the feature rows themselves: every distinct
+    (join keys, event time) of the requested views' rows with ``start_date <= event time <
+    end_date`` (None: unbounded; at least one is required), optionally only for the join key
+    values in ``entity_filter`` ({join_key: [values]}), each with every requested feature as
+    of its own time. Rows come ordered by ``event_timestamp`` then join keys."""
     plan = resolve(snapshot, features, full_feature_names)
+    if entity_df is None:
+        return _from_feature_rows(engine, plan, start_date, end_date, entity_filter)
+    if start_date is not None or end_date is not None or entity_filter:
+        raise InvalidRequestError(
+            "start_date, end_date and entity_filter build a training set from the feature rows "
+            "themselves; pass them without entity_df, or pass entity_df alone."
+        )
     rows = entity_rows(entity_df)
     ts_col = _timestamp_column(rows.schema, timestamp_column)
     _check_columns(rows.schema.names, plan)
     _check_timestamps(rows, ts_col)
-    entity_names = rows.schema.names
+    return _job(engine, plan, lambda: rows, ts_col, rows.num_rows)
+
+
+def _job(
+    engine: OfflineEngine,
+    plan: FeaturePlan,
+    open_rows: Callable[[], EntityRows],
+    ts_col: str,
+    total_rows: int | None,
+) -> RetrievalJob:
+    """The job joining the rows ``open_rows()`` gives (closed after each run)."""
 
     def chunks() -> Generator[pa.Table, None, None]:
-        if not isinstance(engine, JoinsInChunks):
-            whole = normalize_column(rows.read_all(), ts_col)
-            yield _assemble(engine.historical_features(whole, plan, ts_col), plan, entity_names)
-            return
-        with closing(engine.historical_chunks(rows, plan, ts_col)) as joined:
-            for part in joined:
-                yield _assemble(part, plan, entity_names)
+        rows = open_rows()
+        try:
+            job.total_rows = rows.num_rows
+            names = rows.schema.names
+            if not isinstance(engine, JoinsInChunks):
+                whole = normalize_column(rows.read_all(), ts_col)
+                yield _assemble(engine.historical_features(whole, plan, ts_col), plan, names)
+                return
+            with closing(engine.historical_chunks(rows, plan, ts_col)) as joined:
+                for part in joined:
+                    yield _assemble(part, plan, names)
+        finally:
+            rows.close()
 
     write: Callable[[Path], None] | None = None
     if isinstance(engine, WritesTrainingSets):
         direct = engine
 
         def write(path: Path) -> None:
-            source = rows.path if rows.table is None and rows.path else rows.table
-            if source is None:
-                source = normalize_column(rows.read_all(), ts_col)
-            direct.historical_features_to_parquet(source, plan, ts_col, path)
+            rows = open_rows()
+            try:
+                job.total_rows = rows.num_rows
+                source = rows.path if rows.table is None and rows.path else rows.table
+                if source is None:
+                    source = normalize_column(rows.read_all(), ts_col)
+                direct.historical_features_to_parquet(source, plan, ts_col, path)
+            finally:
+                rows.close()
 
-    return RetrievalJob(chunks, plan, rows.num_rows, write)
+    job = RetrievalJob(chunks, plan, total_rows, write)
+    return job
+
+
+def _from_feature_rows(
+    engine: OfflineEngine,
+    plan: FeaturePlan,
+    start: datetime | None,
+    end: datetime | None,
+    entity_filter: Mapping[str, Sequence[Any]] | None,
+) -> RetrievalJob:
+    if not isinstance(engine, ListsFeatureRows):
+        raise InvalidRequestError(
+            f"the {type(engine).__name__} offline engine cannot build a training set without "
+            "entity rows; pass entity_df."
+        )
+    if start is None and end is None:
+        raise InvalidRequestError(
+            "no entity rows: pass entity_df, or start_date and/or end_date to use every feature "
+            "row version in that range as an entity row."
+        )
+    start, end = _utc(start), _utc(end)
+    if start is not None and end is not None and start >= end:
+        raise InvalidRequestError(
+            f"start_date {start.isoformat()} is not before end_date {end.isoformat()}."
+        )
+    if plan.request_fields:
+        raise InvalidRequestError(
+            f"on-demand view(s) {', '.join(o.name for o in plan.on_demand)} need request "
+            f"field(s) {', '.join(f.name for f in plan.request_fields)}, which only an entity "
+            "frame can carry; pass entity_df."
+        )
+    key_types: dict[str, DType] = {}
+    for read in plan.reads:
+        for f in read.view.key_fields:
+            key_types.setdefault(f.name, f.dtype)
+    keys = [(k, key_types[k]) for k in plan.join_keys]
+    spine = [r for r in plan.reads if set(r.view.join_keys) == set(key_types)]
+    if not spine:
+        views = "; ".join(f"{r.view.name} by {', '.join(r.view.join_keys)}" for r in plan.reads)
+        raise InvalidRequestError(
+            f"without entity_df, at least one requested view must be keyed by all the join keys "
+            f"({', '.join(key_types)}), so its rows can be the entity rows; these are keyed: "
+            f"{views}. Request such a view too, or pass entity_df."
+        )
+    if DEFAULT_TIMESTAMP in key_types or DEFAULT_TIMESTAMP in plan.output_names:
+        raise InvalidRequestError(
+            f"a join key or feature is named {DEFAULT_TIMESTAMP!r}, the column that carries "
+            "each row's time here; rename it or pass entity_df."
+        )
+    filters = _entity_filter(entity_filter or {}, key_types)
+    _check_columns([*key_types, DEFAULT_TIMESTAMP], plan)
+    lister = engine
+
+    def open_rows() -> EntityRows:
+        return lister.feature_row_times(spine, keys, start, end, filters)
+
+    return _job(engine, plan, open_rows, DEFAULT_TIMESTAMP, None)
+
+
+def _entity_filter(
+    given: Mapping[str, Sequence[Any]], key_types: Mapping[str, DType]
+) -> dict[str, pa.Array]:
+    out: dict[str, pa.Array] = {}
+    for key, values in given.items():
+        dtype = key_types.get(key)
+        if dtype is None:
+            raise InvalidRequestError(
+                f"entity_filter names {key!r}, which is not a join key of the requested "
+                f"features; their join keys: {', '.join(key_types)}."
+            )
+        if isinstance(values, (str, bytes, int, float)):
+            values = [values]  # one value
+        try:
+            out[key] = pa.array(list(values), type=dtype.arrow)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise InvalidRequestError(
+                f"entity_filter values of {key!r} must be {dtype.name}: {exc}"
+            ) from None
+    return out
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    if when is None:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 # ---- validation ----------------------------------------------------------------------------

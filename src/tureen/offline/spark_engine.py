@@ -31,7 +31,7 @@ import inspect
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from tureen.backend_options import SparkOptions
 from tureen.definitions import FeatureView, FileSource, source_of
 from tureen.errors import InvalidRequestError, TureenError
-from tureen.feature_refs import FeaturePlan
+from tureen.feature_refs import FeaturePlan, ViewRead
+from tureen.offline.entity_rows import EntityRows
 from tureen.offline.source_files import list_files, locate
 from tureen.offline.spark_session import runtime_conf, session, worker_python
 from tureen.offline.timestamps import UTC_US, to_utc_us
@@ -294,6 +295,42 @@ class SparkEngine:
                 yield self.spark.read.parquet(fs.unstrip_protocol(path))
             finally:
                 fs.rm(path)
+
+    def feature_row_times(
+        self,
+        reads: Sequence[ViewRead],
+        keys: Sequence[tuple[str, DType]],
+        start: datetime | None,
+        end: datetime | None,
+        entity_filter: Mapping[str, pa.Array],
+    ) -> EntityRows:
+        """Every distinct (join keys, event time) of the views' rows in [start, end) whose
+        keys pass ``entity_filter``, ordered by event time then keys, collected on the
+        driver (the DuckDB engine's semantics)."""
+        frames = []
+        for read in reads:
+            cond: Column | None = None
+            if start is not None:
+                cond = sf.unix_micros(sf.col(_EV)) >= sf.lit(_micros(start))
+            if end is not None:
+                upper = sf.unix_micros(sf.col(_EV)) < sf.lit(_micros(end))
+                cond = upper if cond is None else cond & upper
+            src = self._projection(read.view, [], cond)
+            for k, _ in keys:
+                src = src.where(sf.col(quote(k)).isNotNull())
+            for k, values in entity_filter.items():
+                src = src.where(sf.col(quote(k)).isin(values.to_pylist()))
+            frames.append(src.select(*[quote(k) for k, _ in keys],
+                                     sf.col(_EV).alias("event_timestamp")))
+        spine = frames[0]
+        for more in frames[1:]:
+            spine = spine.unionByName(more)
+        order = [sf.col("event_timestamp"), *[sf.col(quote(k)) for k, _ in keys]]
+        table = self._collect(spine.distinct().orderBy(*order))
+        schema = pa.schema([*(pa.field(k, dt.arrow) for k, dt in keys),
+                            pa.field("event_timestamp", UTC_US)])
+        table = pa.table([table.column(f.name).cast(f.type) for f in schema], schema=schema)
+        return EntityRows(schema, table=table)
 
     def latest_rows(
         self, view: FeatureView, start: datetime | None, end: datetime

@@ -9,6 +9,10 @@ the DuckDB-only batching test.
 from __future__ import annotations
 
 import pytest
+from tests.unit.offline.test_entity_free import (  # noqa: F401
+    test_entity_free_requests_that_cannot_work_say_why,
+    test_views_keyed_by_fewer_keys_are_looked_up_as_of_each_row,
+)
 from tests.unit.offline.test_pit_cases import (  # noqa: F401
     test_both_ttl_bounds_are_inclusive,
     test_duplicate_entity_rows_are_all_kept_in_order,

@@ -15,6 +15,7 @@ from bench.workload import ensure_workload, feature_refs, make_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.offline_oracle import OracleView, assert_matches, expected
+from tests.unit.offline import test_entity_free as free
 from tests.unit.offline import test_pit_property as prop
 
 from tureen.offline.duckdb_engine import DuckDBEngine
@@ -31,6 +32,10 @@ COMPARE_EXAMPLES = settings(SPARK_EXAMPLES, max_examples=10)
 # The offline engineer's hypothesis oracle test, unchanged, with fewer examples.
 _handle: Any = getattr(prop.test_matches_oracle, "hypothesis")  # noqa: B009 - set by @given
 test_matches_oracle = SPARK_EXAMPLES(given(**_handle._given_kwargs)(_handle.inner_test))
+# ... and the entity-free one (every feature row version as of its own time).
+_free: Any = getattr(free.test_every_row_version_as_of_its_own_time, "hypothesis")  # noqa: B009
+test_every_row_version_as_of_its_own_time = SPARK_EXAMPLES(
+    given(**_free._given_kwargs)(_free.inner_test))
 
 
 @pytest.fixture
