@@ -44,7 +44,13 @@ from tureen.errors import BackendUnavailableError, InvalidRequestError, TureenEr
 from tureen.feature_refs import FeaturePlan, ViewRead
 from tureen.offline import duckdb_sql as sql
 from tureen.offline.entity_rows import EntityRows, entity_rows
-from tureen.offline.source_files import FileSet, append_folder, list_files, locate
+from tureen.offline.source_files import (
+    FileSet,
+    append_folder,
+    list_files,
+    locate,
+    overlapping,
+)
 from tureen.offline.timestamps import UTC_US, normalize_column, to_utc_us
 from tureen.types import DType
 
@@ -128,9 +134,17 @@ class DuckDBEngine:
         cur: duckdb.DuckDBPyConnection,
         view: FeatureView,
         features: Sequence[tuple[str, DType]],
+        events: tuple[int | None, int | None] = (None, None),
     ) -> tuple[sql.Projection, str]:
+        """The view's logical columns over its source files; with ``events`` (µs bounds,
+        inclusive), files whose footers show no event time in that range are not read."""
         source = source_of(view)
         files = self._files(cur, source)
+        listed = len(files.files)
+        files = overlapping(files, source.timestamp_field, *events)
+        if len(files.files) < listed:
+            log.debug("feature view %s: reading %d of %d files (the others hold no rows in "
+                      "the time range)", view.name, len(files.files), listed)
         keys = [(f.name, f.dtype) for f in view.key_fields]
         what = f"feature view {view.name!r}"
         scan = sql.scan(files)
@@ -149,14 +163,17 @@ class DuckDBEngine:
         """The projection of one view read and the SQL of its keyed rows, limited to the
         rows entity times within ``bounds`` (min, max µs) can match."""
         view = read.view
-        proj, scan = self._projection(cur, view, [(f.name, f.dtype) for f in read.features])
         ttl_us = round(view.ttl_seconds * 1_000_000)
         where = []
+        events: tuple[int | None, int | None] = (None, None)
         if bounds is not None:
             lo, hi = bounds
+            events = (lo - ttl_us if ttl_us > 0 else None, hi)
             where.append(f"{sql.EV} <= {sql.ts_literal(hi)}")
             if ttl_us > 0:
                 where.append(f"{sql.EV} >= {sql.ts_literal(lo - ttl_us)}")
+        features = [(f.name, f.dtype) for f in read.features]
+        proj, scan = self._projection(cur, view, features, events)
         return proj, sql.keyed_source(proj, proj.query(scan, where))
 
     def _join(
@@ -268,7 +285,9 @@ class DuckDBEngine:
                     filters.append(name)
                 selects = []
                 for read in reads:
-                    proj, scan = self._projection(cur, read.view, [])
+                    span = (None if start is None else _micros(start),
+                            None if end is None else _micros(end))
+                    proj, scan = self._projection(cur, read.view, [], span)
                     where = [f"{k} IS NOT NULL" for k in names]
                     if start is not None:
                         where.append(f"{sql.EV} >= {sql.ts_literal(_micros(start))}")
@@ -308,7 +327,8 @@ class DuckDBEngine:
             + [pa.field("event_timestamp", UTC_US), pa.field("created_timestamp", UTC_US)]
         )
         with self._cursor() as cur:
-            proj, scan = self._projection(cur, view, features)
+            span = (None if start is None else _micros(start), _micros(end))
+            proj, scan = self._projection(cur, view, features, span)
             where = [f"{sql.EV} < {sql.ts_literal(_micros(end))}"]
             if start is not None:
                 where.append(f"{sql.EV} >= {sql.ts_literal(_micros(start))}")

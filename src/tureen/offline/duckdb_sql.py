@@ -167,11 +167,18 @@ def pit_query(
 
 
 def latest_query(proj: Projection, source_sql: str) -> str:
-    """Per entity key, the row with the greatest (event, created); created NULL sorts lowest."""
+    """Per entity key, the row with the greatest (event, created); created NULL sorts lowest.
+
+    One hash aggregation (``arg_max`` over an (event, created) struct), not a window sort:
+    memory grows with the number of entities, not of rows."""
     keys = ", ".join(ident(k) for k, _ in proj.keys)
+    carried = [name for name, _ in proj.features] + [EV, CR]
+    payload = "{" + ", ".join(f"{literal(c)}: {ident(c)}" for c in carried) + "}"
+    order = f"{{'t': {EV}, 'c': coalesce({CR}, '-infinity'::TIMESTAMPTZ)}}"
+    picked = ", ".join(f"__r[{literal(c)}] AS {ident(c)}" for c in carried)
     return (
-        f"SELECT * FROM ({source_sql}) QUALIFY row_number() OVER "
-        f"(PARTITION BY {keys} ORDER BY {EV} DESC, {CR} DESC NULLS LAST) = 1"
+        f"SELECT {keys}, {picked} FROM (SELECT {keys}, arg_max({payload}, {order}) AS __r "
+        f"FROM ({source_sql}) GROUP BY {keys})"
     )
 
 

@@ -22,6 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from tureen.errors import InvalidRequestError, NotFoundError
+from tureen.offline.parquet_stats import file_range, leaf_index
 from tureen.offline.timestamps import UTC_US
 
 EntityInput: TypeAlias = pd.DataFrame | pa.Table | str | Path
@@ -99,24 +100,17 @@ class EntityRows:
         typ = self.schema.field(column).type
         if not pa.types.is_timestamp(typ):
             return None
-        lo: int | None = None
-        hi: int | None = None
+        ranges = []
         for meta in self._footers:
-            idx = _leaf_index(meta, column)
-            if idx is None:
+            if meta.num_rows == 0:
+                continue
+            found = file_range(meta, column)
+            if found is None:
                 return None
-            for g in range(meta.num_row_groups):
-                if meta.row_group(g).num_rows == 0:
-                    continue
-                bounds = _raw_bounds(meta, idx, g)
-                if bounds is None:
-                    return None
-                a, b = bounds
-                lo = a if lo is None else min(lo, a)
-                hi = b if hi is None else max(hi, b)
-        if lo is None or hi is None:
+            ranges.append(found)
+        if not ranges:
             return None
-        return lo, hi
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
 
     def null_count(self, column: str) -> int | None:
         """Nulls in ``column`` when known without reading the data (None: unknown)."""
@@ -124,7 +118,7 @@ class EntityRows:
             return int(self.table.column(column).null_count)
         total = 0
         for meta in self._footers:
-            idx = _leaf_index(meta, column)
+            idx = leaf_index(meta, column)
             if idx is None:
                 return None
             for g in range(meta.num_row_groups):
@@ -222,29 +216,3 @@ def _conform_table(table: pa.Table, schema: pa.Schema, path: str) -> pa.Table:
             f"entity file {path!r} has column types that do not convert to the first file's "
             f"({exc}); write every file with the same schema."
         ) from None
-
-
-def _leaf_index(meta: pq.FileMetaData, column: str) -> int | None:
-    for i in range(meta.num_columns):
-        if meta.schema.column(i).path == column:
-            return i
-    return None
-
-
-_UNIT_US = {"milliseconds": 1000, "microseconds": 1, "nanoseconds": -1000}
-
-
-def _raw_bounds(meta: pq.FileMetaData, idx: int, g: int) -> tuple[int, int] | None:
-    """(min, max) µs of row group ``g``'s timestamp column ``idx`` from its statistics."""
-    col = meta.row_group(g).column(idx)
-    stats = col.statistics
-    if stats is None or not stats.has_min_max or col.physical_type != "INT64":
-        return None
-    text = str(meta.schema.column(idx).logical_type)
-    unit = next((u for name, u in _UNIT_US.items() if f"timeUnit={name}" in text), None)
-    if unit is None:
-        return None
-    lo, hi = int(stats.min_raw), int(stats.max_raw)
-    if unit > 0:
-        return lo * unit, hi * unit
-    return lo // -unit, -(-hi // -unit)

@@ -19,6 +19,7 @@ from fsspec import AbstractFileSystem
 
 from tureen.definitions import FileSource
 from tureen.errors import InvalidRequestError, NotFoundError
+from tureen.offline.parquet_stats import cached_file_range
 
 SUFFIXES = {
     "parquet": (".parquet", ".pq", ".parq"),
@@ -167,3 +168,21 @@ def append_folder(loc: Location) -> str:
             "at a folder (move the file into it; every file in the folder is read)."
         )
     return loc.path
+
+
+def overlapping(files: FileSet, column: str, lo_us: int | None, hi_us: int | None) -> FileSet:
+    """The files of a Parquet ``files`` set that may hold rows with ``lo_us <= column <=
+    hi_us`` (None: unbounded), judged by footer statistics; files without usable statistics
+    are kept. At least one file is always kept (the query still needs a schema; its WHERE
+    clause then drops the rows)."""
+    if files.location.file_format != "parquet" or (lo_us is None and hi_us is None):
+        return files
+    keep = []
+    for f in files.files:
+        found = cached_file_range(f, column, files.location.fs)
+        if found is None or ((lo_us is None or found[1] >= lo_us)
+                             and (hi_us is None or found[0] <= hi_us)):
+            keep.append(f)
+    if not keep:
+        keep = [files.files[-1]]
+    return FileSet(files.location, tuple(keep), files.hive)

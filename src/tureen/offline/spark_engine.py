@@ -276,7 +276,23 @@ class SparkEngine:
                 order, drop = [sf.col("__file"), sf.col(ROW)], ["__file", ROW]
             entity_columns = [c for c in entities.columns if c not in drop]
             joined = self._join(entities, plan, timestamp_column, None).orderBy(*order)
-            assemble(joined, plan, entity_columns).write.mode(mode).parquet(str(path))
+            with self._micros_timestamps():  # not INT96: timestamp[us, UTC] as DuckDB writes
+                assemble(joined, plan, entity_columns).write.mode(mode).parquet(str(path))
+
+    @contextlib.contextmanager
+    def _micros_timestamps(self) -> Iterator[None]:
+        """Parquet written meanwhile stores timestamps as UTC microseconds (Spark's default,
+        INT96, reads back as naive nanoseconds)."""
+        conf = self.spark.conf
+        before = conf.get("spark.sql.parquet.outputTimestampType", None)
+        conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        try:
+            yield
+        finally:
+            if before is None:
+                conf.unset("spark.sql.parquet.outputTimestampType")
+            else:
+                conf.set("spark.sql.parquet.outputTimestampType", before)
 
     @contextlib.contextmanager
     def _staged(self, table: pa.Table) -> Iterator[DataFrame]:
@@ -372,18 +388,11 @@ class SparkEngine:
             base = base or stack.enter_context(tempfile.TemporaryDirectory(prefix="tureen-"))
             fs, folder = fsspec.core.url_to_fs(base)
             path = f"{folder.rstrip('/')}/latest-{uuid.uuid4().hex}"
-            conf = self.spark.conf
-            before = conf.get("spark.sql.parquet.outputTimestampType", None)
-            conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
             try:
-                df.write.parquet(fs.unstrip_protocol(path))
+                with self._micros_timestamps():
+                    df.write.parquet(fs.unstrip_protocol(path))
             except AnalysisException as exc:
                 raise InvalidRequestError(f"Spark could not run the query: {exc}") from exc
-            finally:
-                if before is None:
-                    conf.unset("spark.sql.parquet.outputTimestampType")
-                else:
-                    conf.set("spark.sql.parquet.outputTimestampType", before)
             try:
                 data = ds.dataset(path, format="parquet", filesystem=fs)
                 yield from data.to_batches(batch_size=self.options.batch_rows)

@@ -73,6 +73,7 @@ def test_training_set_to_parquet_matches_the_in_memory_one(engine: Any, repo: Pa
     finally:
         duck.close()
     assert written.column_names == ["driver", "event_timestamp", "amount", "trips", "per_trip"]
+    assert written.schema.field("event_timestamp").type == US  # not Spark's INT96 default
     assert written.cast(expected.schema).equals(expected)
     assert expected.equals(by_duckdb)
     assert_matches(written, entities, "event_timestamp", [oracle],

@@ -34,7 +34,7 @@ _handle: Any = getattr(prop.test_matches_oracle, "hypothesis")  # noqa: B009 - s
 test_matches_oracle = SPARK_EXAMPLES(given(**_handle._given_kwargs)(_handle.inner_test))
 # ... and the entity-free one (every feature row version as of its own time).
 _free: Any = getattr(free.test_every_row_version_as_of_its_own_time, "hypothesis")  # noqa: B009
-test_every_row_version_as_of_its_own_time = SPARK_EXAMPLES(
+test_every_row_version_as_of_its_own_time = settings(SPARK_EXAMPLES, max_examples=8)(
     given(**_free._given_kwargs)(_free.inner_test))
 
 
