@@ -26,6 +26,7 @@ import pandas as pd
 from tureen.definitions import FeatureService, FeatureView, Field, OnDemandFeatureView
 from tureen.errors import InvalidRequestError, suggest
 from tureen.feature_refs import FeaturePlan, resolve
+from tureen.online.batch_decode import MIN_ROWS, read_columns
 from tureen.online.encoding import RowReader
 from tureen.online.keys import KeyEncoder, encoder_for
 from tureen.online.protocol import AsyncOnlineStore, OnlineStore, ReadRequest, StoredRow
@@ -237,6 +238,41 @@ def _as_list(col: Any) -> list[Any]:
     return col.tolist() if hasattr(col, "tolist") else list(col)
 
 
+def _batch_step(
+    reader: RowReader, blobs: Sequence[StoredRow | None], ttl: int, now_us: int
+) -> tuple[list[list[Any]], list[FieldStatus], list[int | None]] | None:
+    """One view's rows of a batch read decoded at once (``batch_decode``), with statuses;
+    None when they do not decode as one array."""
+    n = len(blobs)
+    if None not in blobs:
+        found = read_columns(reader, cast("Sequence[bytes]", blobs))
+        if found is None:
+            return None
+        events, cols = found
+        if not ttl or now_us - min(events) <= ttl:
+            return cols, [PRESENT] * n, cast("list[int | None]", events)
+        where = list(range(n))
+    else:
+        where = [i for i, b in enumerate(blobs) if b is not None]
+        found = read_columns(reader, [cast(bytes, blobs[i]) for i in where])
+        if found is None:
+            return None
+        events, cols = found
+    status = [NOT_FOUND] * n
+    stamps: list[int | None] = [None] * n
+    out: list[list[Any]] = [[None] * n for _ in cols]
+    for j, i in enumerate(where):
+        ev = events[j]
+        stamps[i] = ev
+        if ttl and now_us - ev > ttl:
+            status[i] = OUTSIDE_MAX_AGE
+            continue
+        status[i] = PRESENT
+        for col, full in zip(cols, out, strict=True):
+            full[i] = col[j]
+    return out, status, stamps
+
+
 class OnlineRetrieval:
     def __init__(
         self,
@@ -315,11 +351,17 @@ class OnlineRetrieval:
     def _finish(self, call: _Call, rows: Sequence[Sequence[StoredRow | None]]) -> OnlineResponse:
         c = call.compiled
         now_us = int(self._clock() * 1_000_000)
-        per_step: list[tuple[list[tuple[Any, ...]], list[FieldStatus], Sequence[int | None]]] = []
+        per_step: list[tuple[Sequence[Sequence[Any]], list[FieldStatus],
+                             Sequence[int | None]]] = []
         status: list[FieldStatus]
         for s, blobs in zip(c.steps, rows, strict=True):
             width = len(s.reader.wanted)
             read, ttl = s.reader.read, s.ttl_us
+            if len(blobs) >= MIN_ROWS:
+                batch = _batch_step(s.reader, blobs, ttl, now_us)
+                if batch is not None:
+                    per_step.append(batch)
+                    continue
             if None not in blobs:
                 # Every key found (the common case): no per-row branching.
                 decoded = [read(b) for b in cast("Sequence[bytes]", blobs)]

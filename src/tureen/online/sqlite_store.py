@@ -1,7 +1,11 @@
 """SqliteOnlineStore: the embedded default online store (one file, WAL mode).
 
-One table per (project, feature view), ``entity_key BLOB PRIMARY KEY`` in a WITHOUT ROWID
-table, so a point read is one B-tree lookup and dropping a view is ``DROP TABLE``. Each
+One table per (project, feature view), so a point read is one B-tree lookup and dropping a
+view is ``DROP TABLE``. A view keyed by one integer join key gets an ``entity_id INTEGER
+PRIMARY KEY`` table (the key's value: SQLite answers a batch ``IN`` of integers about twice as
+fast as one of blobs); any other view an ``entity_key BLOB PRIMARY KEY`` WITHOUT ROWID table
+holding the canonical key bytes. The layout of an existing table is read from the file, so
+databases written before integer tables existed keep working. Each
 thread gets its own connection: WAL lets readers run while a writer commits, and sqlite3
 releases the GIL while it steps, so a threaded server reads in parallel.
 """
@@ -11,11 +15,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from tureen.backend_options import SqliteOptions
@@ -26,6 +32,41 @@ from tureen.online.protocol import ReadRequest, StoredRow
 
 # SQLite's default limit on host parameters is 32766 since 3.32; stay well below it.
 _MAX_IN = 500
+_INT_KEYS = frozenset({"Int32", "Int64"})
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one table stores entity keys: the key column and the key bytes -> column value."""
+
+    column: str
+    convert: Callable[[Sequence[bytes]], list[Any]]
+    ddl: str
+
+
+def _key_ints(keys: Sequence[bytes]) -> list[int]:
+    """The value of single-integer keys (``tureen.online.keys``: the last 8 bytes, big-endian
+    two's complement)."""
+    if len(keys) < 16:
+        return [int.from_bytes(k[-8:], "big", signed=True) for k in keys]
+    width = len(keys[0])
+    joined = b"".join(keys)
+    if len(joined) != width * len(keys):  # keys of another shape: not this layout's
+        raise InvalidRequestError("entity keys of one integer-keyed view differ in length.")
+    grid = np.frombuffer(joined, dtype=np.uint8).reshape(len(keys), width)
+    ints: list[int] = np.ascontiguousarray(grid[:, width - 8:]).view(">i8").ravel().tolist()
+    return ints
+
+
+_BLOB = _Layout("entity_key", list, "entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, "
+                "created_ts INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
+_INT = _Layout("entity_id", _key_ints, "entity_id INTEGER PRIMARY KEY, event_ts INTEGER NOT "
+               "NULL, created_ts INTEGER NOT NULL, value BLOB NOT NULL)")
+
+
+def _layout_for(view: FeatureView) -> _Layout:
+    keys = view.key_fields
+    return _INT if len(keys) == 1 and keys[0].dtype.name in _INT_KEYS else _BLOB
 
 
 class _Connection(sqlite3.Connection):
@@ -58,7 +99,8 @@ class SqliteOnlineStore:
         self._lock = threading.Lock()
         self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._closed = False
-        self._sql: dict[tuple[str, int], str] = {}
+        self._sql: dict[tuple[str, str, int], str] = {}
+        self._layouts: dict[str, _Layout] = {}  # tables known to exist -> their layout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn()  # fail early (bad path, permissions), switch the file to WAL
 
@@ -104,6 +146,19 @@ class SqliteOnlineStore:
         """The quoted table name holding ``view``'s rows (names cannot contain quotes)."""
         name = view if isinstance(view, str) else view.name
         return f'"{self.project}:{name}"'
+
+    def _layout(self, conn: sqlite3.Connection, view: FeatureView) -> _Layout | None:
+        """The layout of ``view``'s table, None when it does not exist (yet)."""
+        t = self.table(view)
+        known = self._layouts.get(t)
+        if known is None:
+            row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (t[1:-1],)).fetchone()
+            if row is None:
+                return None
+            known = _INT if "entity_id INTEGER PRIMARY KEY" in row[0] else _BLOB
+            self._layouts[t] = known
+        return known
 
     # ---- materialization markers (KeepsMarkers) ------------------------------------------
     def location(self) -> str:
@@ -154,25 +209,27 @@ class SqliteOnlineStore:
         if not keys:
             return 0
         enc = encode_rows(view.features, rows)
-        # Inserting in key order touches each B-tree page once (~3x faster than arrival
-        # order for 100k rows). The sort is stable, so equal keys keep their write order.
-        params = sorted(zip(keys, enc.event_us, enc.created_us, enc.values, strict=True),
-                        key=itemgetter(0))
         t = self.table(view)
-        sql = (
-            f"INSERT INTO {t} (entity_key, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts, value = excluded.value "
-            "WHERE (excluded.event_ts, excluded.created_ts) >= (event_ts, created_ts)"
-        )
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {t} (entity_key BLOB PRIMARY KEY, "
-                    "event_ts INTEGER NOT NULL, created_ts INTEGER NOT NULL, "
-                    "value BLOB NOT NULL) WITHOUT ROWID"
+                layout = self._layout(conn, view)
+                if layout is None:
+                    layout = _layout_for(view)
+                    conn.execute(f"CREATE TABLE {t} ({layout.ddl}")
+                    self._layouts[t] = layout
+                # Inserting in key order touches each B-tree page once (~3x faster than
+                # arrival order for 100k rows). The sort is stable: equal keys keep their
+                # write order.
+                params = sorted(zip(layout.convert(keys), enc.event_us, enc.created_us,
+                                    enc.values, strict=True), key=itemgetter(0))
+                col = layout.column
+                sql = (
+                    f"INSERT INTO {t} ({col}, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
+                    f"ON CONFLICT ({col}) DO UPDATE SET event_ts = excluded.event_ts, "
+                    "created_ts = excluded.created_ts, value = excluded.value "
+                    "WHERE (excluded.event_ts, excluded.created_ts) >= (event_ts, created_ts)"
                 )
                 before = conn.total_changes
                 conn.executemany(sql, params)
@@ -182,6 +239,7 @@ class SqliteOnlineStore:
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
+            self._layouts.pop(t, None)  # another process may have dropped or re-made it
             raise BackendUnavailableError(
                 f"writing {len(keys)} rows of {view.name!r} to {self.path} failed: {exc}"
             ) from exc
@@ -192,38 +250,45 @@ class SqliteOnlineStore:
         conn = self._conn()
         out: list[list[StoredRow | None]] = []
         for view, keys in requests:
-            t = self.table(view)
             try:
-                if len(keys) == 1:
-                    row = conn.execute(
-                        f"SELECT value FROM {t} WHERE entity_key = ?", (keys[0],)
-                    ).fetchone()
-                    out.append([row[0] if row is not None else None])
-                else:
-                    out.append(self._read_many(conn, t, keys))
-            except sqlite3.OperationalError as exc:
-                if "no such table" not in str(exc):
+                out.append(self._read_view(conn, view, keys))
+            except sqlite3.OperationalError:
+                # The table was dropped (or made again with another layout) by another
+                # process since its layout was cached: look again, once.
+                self._layouts.pop(self.table(view), None)
+                try:
+                    out.append(self._read_view(conn, view, keys))
+                except sqlite3.OperationalError as exc:
                     raise BackendUnavailableError(
                         f"reading {view.name!r} from {self.path} failed: {exc}"
                     ) from exc
-                out.append([None] * len(keys))
         return out
 
-    def _read_many(
-        self, conn: sqlite3.Connection, table: str, keys: Sequence[bytes]
+    def _read_view(
+        self, conn: sqlite3.Connection, view: FeatureView, keys: Sequence[bytes]
     ) -> list[StoredRow | None]:
-        unique = list(dict.fromkeys(keys))
-        found: dict[bytes, bytes] = {}
+        layout = self._layout(conn, view)
+        if layout is None or not keys:
+            return [None] * len(keys)
+        t = self.table(view)
+        ids = layout.convert(keys)
+        if len(ids) == 1:
+            row = conn.execute(f"SELECT value FROM {t} WHERE {layout.column} = ?",
+                               (ids[0],)).fetchone()
+            return [row[0] if row is not None else None]
+        unique = list(dict.fromkeys(ids))
+        found: dict[Any, bytes] = {}
         for i in range(0, len(unique), _MAX_IN):
             chunk = unique[i : i + _MAX_IN]
-            sql = self._sql.get((table, len(chunk)))
+            sql = self._sql.get((t, layout.column, len(chunk)))
             if sql is None:
                 marks = ",".join("?" * len(chunk))
-                sql = f"SELECT entity_key, value FROM {table} WHERE entity_key IN ({marks})"
-                self._sql[(table, len(chunk))] = sql
+                sql = (f"SELECT {layout.column}, value FROM {t} WHERE {layout.column} "
+                       f"IN ({marks})")
+                self._sql[(t, layout.column, len(chunk))] = sql
             found.update(conn.execute(sql, chunk).fetchall())
         get = found.get
-        return [get(k) for k in keys]
+        return [get(k) for k in ids]
 
     # ---- maintenance ----------------------------------------------------------------------
     def delete_views(self, views: Sequence[FeatureView]) -> None:
@@ -232,6 +297,7 @@ class SqliteOnlineStore:
             conn.execute("BEGIN IMMEDIATE")
             for v in views:
                 conn.execute(f"DROP TABLE IF EXISTS {self.table(v)}")
+                self._layouts.pop(self.table(v), None)
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?",
                             (_MARKERS,)).fetchone():
                 conn.executemany(f"DELETE FROM {_MARKERS} WHERE project = ? AND view = ?",

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import gc
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from tureen.backends import load_backend
 from tureen.config import BackendConfig
+from tureen.definitions import Entity, FeatureView, Field, FileSource
 from tureen.errors import ConfigError
+from tureen.online.encoding import decode_row
+from tureen.online.keys import encoder_for
 from tureen.online.sqlite_store import SqliteOnlineStore
+from tureen.types import Int32, Int64, String
 
 
 def test_default_path_is_relative_to_the_repo_and_uses_wal(tmp_path: Path) -> None:
@@ -56,3 +63,72 @@ def test_connections_of_finished_threads_are_freed(tmp_path: Path) -> None:
         assert len(store._conns) <= 2  # this thread's, plus at most one not yet collected
     finally:
         store.close()
+
+
+def _view(view_name: str, **keys: Any) -> FeatureView:
+    entity = Entity(view_name + "_e", join_keys=list(keys), dtype=dict(keys))
+    return FeatureView(view_name, [entity], [Field("v", Int64)], FileSource("unused.parquet"))
+
+
+def _rows(values: list[int], hour: int = 0) -> pa.Table:
+    when = datetime(2026, 1, 1, hour, tzinfo=UTC)
+    return pa.table({"v": values, "event_timestamp": pa.array([when] * len(values),
+                                                               pa.timestamp("us", tz="UTC"))})
+
+
+def _values(store: SqliteOnlineStore, view: FeatureView, keys: list[bytes]) -> list[Any]:
+    return [None if r is None else decode_row(r).values["v"]
+            for r in store.read([(view, keys)])[0]]
+
+
+def test_integer_keyed_views_get_integer_tables_and_others_blob_tables(tmp_path: Path) -> None:
+    store = SqliteOnlineStore(tmp_path / "o.db", "p")
+    by_int = _view("by_int", id=Int64)
+    by_int32 = _view("by_int32", id=Int32)
+    by_str = _view("by_str", label=String)
+    by_two = _view("by_two", a=Int64, b=Int64)
+    ints = [-(2**63), -1, 0, 7, 2**63 - 1, *range(100, 130)]
+    cases: list[tuple[FeatureView, list[dict[str, Any]]]] = [
+        (by_int, [{"id": i} for i in ints]),
+        (by_int32, [{"id": i} for i in (-(2**31), 0, 2**31 - 1)]),
+        (by_str, [{"label": s} for s in ("", "a", "é" * 3)]),
+        (by_two, [{"a": i, "b": -i} for i in range(20)]),
+    ]
+    for view, entities in cases:
+        enc = encoder_for(view.key_fields)
+        keys = [enc.encode_mapping(e) for e in entities]
+        store.write(view, keys, _rows(list(range(len(keys)))))
+        missing = enc.encode_mapping({k: "zz" if k == "label" else 1 for k in entities[0]})
+        assert _values(store, view, [*keys, keys[0], missing]) == [
+            *range(len(keys)), 0, None]
+        assert _values(store, view, keys[:1]) == [0]
+    sql = dict(store._conn().execute("SELECT name, sql FROM sqlite_master").fetchall())
+    assert "entity_id INTEGER PRIMARY KEY" in sql["p:by_int"]
+    assert "entity_id INTEGER PRIMARY KEY" in sql["p:by_int32"]
+    assert "entity_key BLOB PRIMARY KEY" in sql["p:by_str"]
+    assert "entity_key BLOB PRIMARY KEY" in sql["p:by_two"]
+    store.close()
+
+
+def test_a_blob_table_written_before_integer_tables_keeps_working(tmp_path: Path) -> None:
+    view = _view("old", id=Int64)
+    enc = encoder_for(view.key_fields)
+    keys = [enc.encode_one(i) for i in range(50)]
+    old = SqliteOnlineStore(tmp_path / "o.db", "p")
+    old._conn().execute(  # the layout every view had before
+        'CREATE TABLE "p:old" (entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, '
+        "created_ts INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
+    old.write(view, keys, _rows(list(range(50)), hour=5))
+    old.close()
+    store = SqliteOnlineStore(tmp_path / "o.db", "p")
+    assert _values(store, view, keys) == list(range(50))
+    store.write(view, keys[:10], _rows([-1] * 10, hour=1))  # older: kept out
+    store.write(view, keys[:5], _rows([99] * 5, hour=9))  # newer: stored
+    assert _values(store, view, keys[:12]) == [99] * 5 + [5, 6, 7, 8, 9, 10, 11]
+    # Another process drops the view and writes it anew (now as an integer table).
+    other = SqliteOnlineStore(tmp_path / "o.db", "p")
+    other.delete_views([view])
+    other.write(view, keys[:3], _rows([7, 8, 9]))
+    assert _values(store, view, keys[:4]) == [7, 8, 9, None]
+    other.close()
+    store.close()
