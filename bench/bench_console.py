@@ -338,9 +338,9 @@ def serving_while_watched(repo: Path, browser: Any | None, rounds: int, seconds:
         cpu_console = statistics.median(cpu_us["console"])
         if cost:  # what watching adds, as a share of the serving CPU at the plain rate
             serving_ms_per_s = cpu_plain * plain / 1000
-            extra = cost["watched_cpu_ms_per_s"] - cost["unwatched_cpu_ms_per_s"]
+            added = cost["watched_cpu_ms_per_s"] - cost["unwatched_cpu_ms_per_s"]
             cost["implied_capacity_ratio"] = round(
-                serving_ms_per_s / (serving_ms_per_s + max(0.0, extra)), 4)
+                serving_ms_per_s / (serving_ms_per_s + max(0.0, added)), 4)
         return {"console_cpu_without_load": cost, "rounds_rps": rates,
                 "plain_median_rps": round(plain, 1),
                 "console_watched_median_rps": round(console, 1),
