@@ -24,6 +24,7 @@ from tureen.deployments import DeploymentSpec
 STREAM_SECONDS = 15.0
 STATUS_SECONDS = 1.0
 SPEC_SECONDS = 5.0  # how often a status stream re-reads the spec (counts: every tick)
+CHART_TICKS = 5  # charts are redrawn every 5th tick (a browser redraws SVG at a cost)
 
 
 def event(kind: str, data: Any, event_id: str | None = None) -> bytes:
@@ -118,11 +119,13 @@ async def status_stream(req: ConsoleRequest, svc: ConsoleServices) -> Stream:
         yield b"retry: 500\n\n"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STREAM_SECONDS
-        spec, read_at = None, -SPEC_SECONDS
+        spec, read_at, tick = None, -SPEC_SECONDS, 0
         while loop.time() < deadline:
             if loop.time() - read_at >= SPEC_SECONDS:
                 spec, read_at = await asyncio.to_thread(cached_spec, svc, name), loop.time()
-            snap = await asyncio.to_thread(status_snapshot, svc, name, with_charts, spec)
+            charts_now = with_charts and tick % CHART_TICKS == 0
+            tick += 1
+            snap = await asyncio.to_thread(status_snapshot, svc, name, charts_now, spec)
             yield event("status", snap)
             await asyncio.sleep(STATUS_SECONDS)
 
