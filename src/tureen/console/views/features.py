@@ -165,7 +165,7 @@ def entity_row(req: ConsoleRequest, keys: tuple[Field, ...]) -> dict[str, Any] |
 
 
 def _vectors(svc: ConsoleServices, view: FeatureView, row: dict[str, Any]) -> dict[str, Any]:
-    import pandas as pd
+    import pyarrow as pa
 
     refs = [f"{view.name}:{f}" for f in view.feature_names]
     online = svc.features.get_online_features(features=refs, entity_rows=[row])
@@ -176,9 +176,11 @@ def _vectors(svc: ConsoleServices, view: FeatureView, row: dict[str, Any]) -> di
     offline_row: dict[str, Any] = {}
     offline_error = None
     try:
-        df = pd.DataFrame({**{k: [v] for k, v in row.items()}, "event_timestamp": [now]})
-        hist = svc.features.get_historical_features(entity_df=df, features=refs).to_df()
-        offline_row = {f: _plain(hist[f].iloc[0]) for f in view.feature_names}
+        keys = {f.name: pa.array([row[f.name]], f.dtype.arrow) for f in view.key_fields}
+        entity = pa.table({**keys, "event_timestamp": pa.array([now], pa.timestamp("us",
+                                                                                 tz="UTC"))})
+        hist = svc.features.get_historical_features(entity_df=entity, features=refs).to_arrow()
+        offline_row = {f: _plain(hist.column(f)[0].as_py()) for f in view.feature_names}
     except TureenError as exc:
         offline_error = str(exc)
     out = []
