@@ -164,7 +164,7 @@ def deploy_gate(
     namespace: str = "",
     image: str = "tureen:latest",
     storage_uri: str = "",
-    timeout_s: float = 600.0,
+    timeout_s: int = 600,
     repo: str = "",
     config: str = "",
 ) -> NamedTuple(  # type: ignore[valid-type]

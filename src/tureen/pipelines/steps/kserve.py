@@ -8,6 +8,7 @@ service account in a cluster, else from ``KUBECONFIG``.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -26,8 +27,8 @@ def _api() -> Any:
     try:
         config.load_incluster_config()
     except ConfigException:
-        try:
-            config.load_kube_config()
+        try:  # KUBECONFIG as set now (the client reads it once, when first imported)
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         except (ConfigException, FileNotFoundError) as exc:
             raise BackendUnavailableError(f"no Kubernetes credentials: not in a pod and no "
                                           f"usable KUBECONFIG ({exc}).") from None
