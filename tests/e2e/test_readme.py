@@ -19,7 +19,10 @@ documentation does. The convention (summarised in README.md, "Development"):
   ``<!-- readme-test: timeout SECONDS -->`` a longer limit for a slow block (default 300 s)
   ``<!-- readme-test: needs SERVICE -->``   the block needs ``redis``, ``postgres`` or
                                             ``java``: skipped with a reason when absent,
-                                            a failure when ``TUREEN_REQUIRE_SERVICES=1``
+                                            a failure when ``TUREEN_REQUIRE_SERVICES=1``;
+                                            or ``kfp`` (``tureen[pipelines]``): only that
+                                            block is skipped when kfp is not installed
+                                            (a failure when ``TUREEN_REQUIRE_KFP=1``)
 
   Several directives can share one comment, separated by ``;``.
 - ``curl`` fails on an HTTP error status (the session runs it with ``--fail-with-body``), so
@@ -60,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN_LANGS = {"bash": "bash", "sh": "bash", "shell": "bash", "python": "python", "py": "python"}
 DEFAULT_TIMEOUT = 300.0
-SERVICES = ("redis", "postgres", "java")
+SERVICES = ("redis", "postgres", "java", "kfp")
 LOCK = Path(os.environ.get("TMPDIR", "/tmp")) / "tureen-readme-test.lock"
 #: the session's ``curl`` fails on HTTP errors, so a refused request fails the block
 _PRELUDE = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; }\n'
@@ -234,6 +237,18 @@ def _check_needs(block: Block) -> None:
                             "set JAVA_HOME to a Java 17 runtime to run the Spark blocks.")
 
 
+def _kfp_missing() -> bool:
+    """A ``needs kfp`` block is skipped alone (the rest of the page does not depend on it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("kfp") is not None:
+        return False
+    if os.environ.get("TUREEN_REQUIRE_KFP") == "1":
+        pytest.fail("kfp is not installed; pip install 'tureen[pipelines]' "
+                    "(TUREEN_REQUIRE_KFP=1, so this is a failure)")
+    return True
+
+
 def _purge_shared(project: str) -> None:
     """Delete what the page wrote under ``project`` in the shared Redis and PostgreSQL."""
     if redis_available():
@@ -289,6 +304,8 @@ def test_page_runs_as_written(page: Path, tmp_path: Path) -> None:
         session = Session(work, _env(project))
         try:
             for block in blocks:
+                if "kfp" in block.needs and _kfp_missing():
+                    continue
                 _check_needs(block)
                 session.run(block)
         finally:
