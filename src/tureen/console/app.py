@@ -96,9 +96,15 @@ def route(method: str, path: str, view: View | None = None,
     return Route(method, re.compile(f"^{regex}$"), view, stream)
 
 
+class MethodNotAllowedError(InvalidRequestError):
+    """A console path asked with the wrong method (HTTP 405)."""
+
+
 def status_of(exc: TureenError) -> int:
     if isinstance(exc, UnauthenticatedError):
         return 401
+    if isinstance(exc, MethodNotAllowedError):
+        return 405
     if isinstance(exc, (PermissionDeniedError, csrf_mod.CsrfError)):
         return 403
     return http_status(exc)
@@ -268,7 +274,7 @@ class ConsoleApp:
                 continue
             return rt, m.groupdict()
         if allowed is not None:
-            raise InvalidRequestError(f"{path} accepts {allowed} only.")
+            raise MethodNotAllowedError(f"{path} accepts {allowed} only; resend as {allowed}.")
         return None
 
     def _who(self, req: ConsoleRequest) -> str:
@@ -298,8 +304,9 @@ class ConsoleApp:
         html = self.render(req, result)
         resp = Response(result.status, html.encode(), "text/html; charset=utf-8")
         if new_cookie is not None:
+            secure = "; Secure" if req.scheme == "https" else ""
             resp.headers.append(("set-cookie", f"{csrf_mod.COOKIE}={new_cookie}; Path="
-                                 f"{req.base or '/'}; HttpOnly; SameSite=Strict"))
+                                 f"{req.base or '/'}; HttpOnly; SameSite=Strict{secure}"))
         return resp
 
     def render(self, req: ConsoleRequest, page: Page) -> str:

@@ -119,6 +119,8 @@ async def test_unknown_page_and_name(client: httpx.AsyncClient) -> None:
     assert r.status_code == 400 and "model name '.versions' is not valid" in r.json()["error"]
     r = await client.get("/nothing.json")
     assert r.status_code == 404 and "error" in r.json()
+    r = await client.post("/features.json", data={})
+    assert r.status_code == 405 and "accepts GET only" in r.json()["error"]
 
 
 async def test_bad_query_is_a_clear_error(client: httpx.AsyncClient) -> None:
