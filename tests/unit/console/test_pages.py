@@ -230,3 +230,20 @@ async def test_a_running_run_streams_until_it_ends(client: httpx.AsyncClient,
     assert states[0] == "RUNNING" and states[-1] == "SUCCEEDED"
     assert events[-1] == ("end", {"status": "SUCCEEDED"})
     assert "<svg" in events[0][1]["dag_svg"]
+
+
+@pytest.mark.parametrize("path", [
+    "/features/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    "/features/%3Cscript%3Ealert(1)%3C/script%3E",
+    "/models/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    "/features?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    "/deployments/fraud/logs?request_id=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+])
+async def test_a_feature_named_script_is_shown_as_text(client: httpx.AsyncClient,
+                                                       path: str) -> None:
+    """Names typed into the URL (a feature called <script>alert(1)</script>) come back in
+    error messages and filled-in filters: always escaped, never markup."""
+    r = await client.get(path)
+    assert XSS not in r.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text or \
+        "&lt;script&gt;alert(1)&lt;" in r.text
