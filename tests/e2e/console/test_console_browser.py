@@ -197,7 +197,8 @@ def test_console_end_to_end(repo: Path, browser: Any, tmp_path: Path) -> None:
             "#live-requests") == str(page.request.get(base + "/deployments/fraud.json")
                                      .json()["live"]["requests"]))
         assert twin["state"] == "started" and twin["version"] == 1
-        assert page.locator("figure[data-chart=rate_svg] svg polyline").count() >= 1
+        _until("the request-rate chart to draw", lambda: page.locator(
+            "figure[data-chart=rate_svg] svg polyline").count() >= 1, timeout=15)
         pages.check("deployment-serving")
 
         # ---- a second tab streams WARNING+ log lines while the first swaps the version ------

@@ -123,7 +123,8 @@ async def status_stream(req: ConsoleRequest, svc: ConsoleServices) -> Stream:
         while loop.time() < deadline:
             if loop.time() - read_at >= SPEC_SECONDS:
                 spec, read_at = await asyncio.to_thread(cached_spec, svc, name), loop.time()
-            charts_now = with_charts and tick % CHART_TICKS == 0
+            # soon after opening (a rate needs two samples), then every CHART_TICKS ticks
+            charts_now = with_charts and (tick < 3 or tick % CHART_TICKS == 0)
             tick += 1
             snap = await asyncio.to_thread(status_snapshot, svc, name, charts_now, spec)
             yield event("status", snap)
