@@ -74,11 +74,6 @@ def register(cli: click.Group) -> None:
 
         model, version = parse_model_ref(model_ref)
         deps = _deployments(repo)
-        if name in deps.models.store.names():
-            raise ConfigError(
-                f"deployment name {name!r} is also a registered model's name; `tureen serve` "
-                "serves both under one namespace, so pick another deployment name."
-            )
         spec = deps.create(name, model, version, feature_service=feature_service,
                            transformer=transformer, workers=workers, logging=logging_mode,
                            log_sink=log_sink, batching=batching,
@@ -132,6 +127,10 @@ def register(cli: click.Group) -> None:
             console.print(f"{'transformer:':<17}{spec.transformer}")
         if spec.history:
             console.print(f"previous versions: {list(spec.history)}")
+        for w in workers:
+            if w.get("switch_error"):
+                err_console.print(f"[red]worker {w['pid']} still serves version {w['version']}:"
+                                  f"[/] {w['switch_error']}")
         if live is not None:
             console.print(f"server: {live}")
         rows = [[w["pid"], v, s["requests"], s["errors"], f"{s['p50_seconds'] * 1000:.2f}",

@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,22 @@ def _server(http_port: int, grpc_port: int, workers: int, host: str, log_level: 
     return ModelServer(http_port, grpc_port, workers, host=host, extra_routes=routes,
                        model_repository=model_repository, enable_grpc=enable_grpc,
                        log_level=log_level)
+
+
+def _registered_models(root: Path, taken: set[str]) -> Path | None:
+    """A repository view of ``root`` without the names deployments and transformers serve
+    (a Hopsworks-style deployment named after its model keeps the name)."""
+    if not root.is_dir():
+        return None
+    names = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if not any(p.name in taken for p in names):
+        return root
+    view = Path(tempfile.mkdtemp(prefix="tureen-models-"))
+    atexit.register(shutil.rmtree, view, True)
+    for p in names:
+        if p.name not in taken:
+            (view / p.name).symlink_to(p.resolve(), target_is_directory=True)
+    return view
 
 
 def _first(flag: int | None, configured: int | None, default: int) -> int:
@@ -79,15 +98,17 @@ def register(cli: click.Group) -> None:
                   type=click.Path(path_type=Path, exists=True),
                   help="Transformer config file (YAML); repeatable. Adds to "
                        "serving.transformers in tureen.yaml.")
-    @click.option("--no-models", is_flag=True,
-                  help="Do not serve the registered models of the repo's model store.")
+    @click.option("--models/--no-models", "serve_registered", default=False, show_default=True,
+                  help="Also serve every registered model of the repo's model store under its "
+                  "own name (names a deployment or transformer uses stay theirs). Off by default: "
+                  "a registered model is served when a deployment or transformer asks for it.")
     @click.option("--no-console", is_flag=True, help="Do not mount the web console at /console/.")
     @click.option("--ingest/--no-ingest", "ingest", default=None,
                   help="Also run `tureen ingest` for the repo's Kafka stream views "
                        "[streaming.ingest_in_serve or off].")
     @click.option("--log-level", default="warning", show_default=True)
     def serve(repo: Path, host: str | None, http_port: int | None, grpc_port: int | None,
-              workers: int | None, transformers: tuple[Path, ...], no_models: bool,
+              workers: int | None, transformers: tuple[Path, ...], serve_registered: bool,
               no_console: bool, ingest: bool | None, log_level: str) -> None:
         """Serve the repo: feature routes, feature services, transformers and models."""
         from tureen.feature_server.repo_server import repo_models, transformer_configs
@@ -101,11 +122,10 @@ def register(cli: click.Group) -> None:
         workers = _first(workers, cfg.workers, 1)
         models = repo_models(store, transformer_configs(store, transformers))
         model_root = None
-        if not no_models:
+        if serve_registered:
             path = Path(str(store.config.models.options.get("path", "models")))
             model_root = path if path.is_absolute() else store.repo_path / path
-            if not model_root.is_dir():
-                model_root = None
+            model_root = _registered_models(model_root, {m.name for m in models})
         click.echo(f"tureen serving {store.project}: {', '.join(m.name for m in models)}"
                    f"{' + models in ' + str(model_root) if model_root else ''} on "
                    f"http://{host}:{http_port} grpc :{grpc_port}", err=True)

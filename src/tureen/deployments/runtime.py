@@ -38,7 +38,8 @@ from tureen.deployments.status import VersionStats, file_logger, status_path
 from tureen.errors import InvalidRequestError, NotReadyError
 from tureen.inference_log import InferenceLogger, InferenceRecord, LogMode, sink_from_url
 from tureen.models import ModelRegistry
-from tureen.serving.context import new_request_id, request_id
+from tureen.serving.context import model_label, new_request_id, request_id
+from tureen.serving.inference import InferRequest, InferResponse
 from tureen.serving.metrics import Metrics
 from tureen.serving.model import Headers, Model
 from tureen.store import FeatureStore
@@ -85,6 +86,8 @@ class DeploymentModel(Model):
         self._metrics: Metrics | None = None
         self.cold_starts = 0
         self.swaps = 0
+        #: why the last attempt to apply a changed spec failed (None: it did not)
+        self.switch_error: str | None = None
         self._engines: dict[int, Engine] | None = None
         self._acc = 0.0
         self._last_request = time.monotonic()
@@ -146,7 +149,13 @@ class DeploymentModel(Model):
         await asyncio.to_thread(self.unload)
 
     # ---- request path -----------------------------------------------------------------------
-    def _route(self, engines: dict[int, Engine]) -> Engine:
+    def served_versions(self) -> list[str]:
+        """The versions requests are routed to now (main and canary), for model metadata."""
+        return [str(v) for v in sorted(self.spec.versions)]
+
+    def _route(self, engines: dict[int, Engine], pinned: str | None = None) -> Engine:
+        if pinned is not None and pinned.isdigit() and int(pinned) in engines:
+            return engines[int(pinned)]  # /v2/models/<name>/versions/<v>/infer
         c = self.spec.canary
         main = engines[self.spec.version]
         if c is None or c.version not in engines:
@@ -170,7 +179,9 @@ class DeploymentModel(Model):
         engines = self._engines
         if engines is None:
             engines = await self._cold_start()
-        eng = self._route(engines)
+        pinned = payload.model_version if isinstance(payload, InferRequest) else None
+        eng = self._route(engines, pinned)
+        model_label.set(f"{self.name}:{eng.version}")  # log lines name the version answering
         eng.inflight += 1
         stats = self.stats.setdefault(eng.version, VersionStats())
         t0 = time.perf_counter()
@@ -199,7 +210,19 @@ class DeploymentModel(Model):
                 asyncio.get_running_loop().create_task(self._unload_engine(eng))
         if self.logger is not None:
             self._log(eng, payload, fed, result)
+        if isinstance(payload, InferRequest):  # OIP responses name the version that answered
+            result = self._versioned(result, eng.version)
         return result
+
+    def _versioned(self, result: Any, version: int) -> InferResponse:
+        if isinstance(result, InferResponse):
+            out = result
+        else:
+            if isinstance(result, dict) and "predictions" in result and len(result) <= 2:
+                result = result["predictions"]
+            out = InferResponse.of(self.name, result, [o.name for o in self.outputs])
+        out.model_version = str(version)
+        return out
 
     def _log(self, eng: Engine, payload: Any, fed: Any, result: Any) -> None:
         rid = request_id.get()
@@ -348,10 +371,15 @@ class DeploymentModel(Model):
                 if (idle and self._engines is not None
                         and time.monotonic() - self._last_request >= idle):
                     await self.idle_unload()
+                self.switch_error = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep serving what we have; try again later
-                self.log.error("deployment %s: refresh failed: %s", self.name, exc)
+                if str(exc) != self.switch_error:  # once per distinct failure, not every second
+                    self.log.error("deployment %s: cannot switch to the new spec, still serving "
+                                   "%s version %s: %s", self.name, self.spec.model,
+                                   self.spec.version, exc)
+                self.switch_error = str(exc)
 
     def _interval(self) -> float:
         idle = self.spec.idle_unload_seconds
@@ -373,6 +401,7 @@ class DeploymentModel(Model):
                 "version": self.spec.canary.version, "percent": self.spec.canary.percent},
             "loaded_versions": sorted(engines) if engines is not None else [],
             "cold_starts": self.cold_starts, "swaps": self.swaps,
+            "switch_error": self.switch_error,
             "versions": {str(v): s.as_dict() for v, s in sorted(self.stats.items())},
             "logging": None if self.logger is None else self.logger.stats().as_dict(),
         }

@@ -152,6 +152,8 @@ class Deployments:
     ) -> DeploymentSpec:
         """Change the served version (or roll back), or set / promote / drop a canary."""
         current = self.get(name)
+        if rollback and current.history:
+            self._check_rollback(current)
         new_version = None if version is None else self._resolve_version(current.model, version)
         canary_v = (None if canary_version is None
                     else self._resolve_version(current.model, canary_version))
@@ -198,6 +200,20 @@ class Deployments:
         spec = self._change(name, fn, f"updated deployment {name}")
         assert spec is not None
         return spec
+
+    def _check_rollback(self, spec: DeploymentSpec) -> None:
+        """Refuse a rollback to a model version that was deleted since it was served."""
+        target = spec.history[-1]
+        try:
+            self.models.get(spec.model, target)
+        except NotFoundError:
+            left = [mv.version for mv in self.models.list(spec.model)]
+            raise InvalidRequestError(
+                f"cannot roll back deployment {spec.name!r} to {spec.model}:{target}: version "
+                f"{target} was deleted from the model registry (versions left: {left or 'none'}"
+                f"). It keeps serving {spec.model}:{spec.version}; choose a version with "
+                f"`tureen deploy update {spec.name} --version V`."
+            ) from None
 
     def delete(self, name: str) -> None:
         self.get(name)

@@ -25,7 +25,7 @@ from tureen.serving.context import model_label
 from tureen.serving.inference import InferOutput, InferRequest, InferResponse, TensorSpec
 from tureen.serving.inline import InlineBudget
 from tureen.serving.metrics import Metrics, ReportsMetrics
-from tureen.serving.model import Explainer, Headers, Model
+from tureen.serving.model import Explainer, Headers, Model, ServesVersions
 from tureen.serving.repository import ModelRepository, Served
 from tureen.serving.runtimes.base import ArrayModel
 
@@ -171,9 +171,11 @@ class DataPlane:
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         model = self.repository.get(name, version).model
+        versions = (model.served_versions() if isinstance(model, ServesVersions)
+                    else self.repository.versions(name))
         return {
             "name": name,
-            "versions": self.repository.versions(name),
+            "versions": versions,
             "platform": model.platform or type(model).__name__,
             "inputs": [t.as_dict() for t in model.inputs],
             "outputs": [t.as_dict() for t in model.outputs],
@@ -333,7 +335,8 @@ class DataPlane:
             if isinstance(result, dict) and "predictions" in result and len(result) <= 2:
                 result = result["predictions"]
             response = InferResponse.of(model.name, result, [o.name for o in model.outputs])
-        response.model_version = model.version
+        # a model that answers with one of several versions (a deployment's canary) says which
+        response.model_version = response.model_version or model.version
         response.id = request.id
         if request.outputs:
             by_name = {o.name: o for o in response.outputs}

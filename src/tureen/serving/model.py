@@ -87,6 +87,15 @@ class Model:
 
 
 @runtime_checkable
+class ServesVersions(Protocol):
+    """A model that routes each request to one of several versions of itself (a deployment
+    with a canary): metadata lists these versions, ``/versions/{v}/infer`` reaches one, and
+    its responses name the version that answered."""
+
+    def served_versions(self) -> list[str]: ...
+
+
+@runtime_checkable
 class Explainer(Protocol):
     """A model that can explain (``POST /v1/models/{name}:explain``)."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tureen.errors import InvalidRequestError, NotFoundError, NotReadyError, suggest
-from tureen.serving.model import Model
+from tureen.serving.model import Model, ServesVersions
 from tureen.serving.runtimes import apply_declared, model_from_dir, read_settings
 from tureen.serving.versions import VersionPolicy, version_key
 
@@ -73,13 +73,24 @@ class ModelRepository:
         entry = self._entries.get(name)
         if entry is not None and not entry.versions and entry.state == "LOADING":
             raise NotReadyError(f"model {name!r} is still loading; retry shortly.")
-        if entry is None or not entry.versions:
+        if entry is not None and not entry.versions and entry.reason == "unloaded":
             raise NotFoundError(
-                f"model {name!r} is not served.{suggest(name, self._entries)} "
+                f"model {name!r} was unloaded; load it again with POST "
+                f"/v2/repository/models/{name}/load. Served models: "
+                f"{sorted(self.names()) or 'none'}."
+            )
+        if entry is None or not entry.versions:
+            others = [n for n in self.names() if n != name]
+            raise NotFoundError(
+                f"model {name!r} is not served.{suggest(name, others)} "
                 f"Served models: {sorted(self.names()) or 'none'}."
             )
         v = version or entry.default
         served = entry.versions.get(v) if v else None
+        if served is None and version is not None and len(entry.versions) == 1:
+            only = next(iter(entry.versions.values()))
+            if isinstance(only.model, ServesVersions) and version in only.model.served_versions():
+                served = only  # a deployment: it routes the request to that version itself
         if served is None:
             raise NotFoundError(
                 f"model {name!r} has no version {version!r}; served versions: "

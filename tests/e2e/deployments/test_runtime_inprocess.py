@@ -209,3 +209,25 @@ async def test_merged_requests_log_their_own_features(tmp_path: Path) -> None:
     score = dict(zip(online["account_id"], online["credit_score"], strict=True))
     for _, row in log.iterrows():  # every row carries its own entity's features
         assert row["feature.credit_score"] == score[int(row["entity.account_id"])]
+
+
+async def test_a_spec_naming_a_missing_version_is_reported_once_and_keeps_serving(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A version deleted with --force after `deploy update` used to log an ERROR every second
+    while `deploy status` showed nothing wrong."""
+    deps = Deployments.for_repo(repo)
+    good = deps.get("plain-d")
+    bad = dataclasses.replace(good, version=99)
+    m = deployment_model(FeatureStore(repo), "plain-d", refresh_seconds=0.05)
+    m.spec_source = lambda: bad
+    await asyncio.to_thread(m.load)
+    caplog.set_level(logging.ERROR)
+    body = {"instances": X.tolist()}
+    await m.predict(body, {})  # starts the watcher
+    await asyncio.sleep(0.6)  # ~12 refreshes
+    errors = [r for r in caplog.records if "cannot switch" in r.getMessage()]
+    assert len(errors) == 1 and "still serving plain version 1" in errors[0].getMessage()
+    assert m.status()["switch_error"] and m.status()["version"] == 1
+    await m.predict(body, {})  # still serving
+    await m.aclose()

@@ -171,7 +171,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                      root / "oip.log", oip_port)
     servers: list[Server] = []
     try:
-        args = ["serve", "--repo", str(repo), "--host", "127.0.0.1"]
+        args = ["serve", "--repo", str(repo), "--host", "127.0.0.1", "--models"]
         for f in fused:
             args += ["-t", f]
         main = start(args, root / "main.log")

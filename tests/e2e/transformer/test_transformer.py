@@ -5,6 +5,7 @@ predictor that is down, slow or flaky."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -134,7 +135,7 @@ def test_reject_over_grpc_is_not_found(env: Env) -> None:
 
 
 def test_reject_names_a_null_feature(env: Env) -> None:
-    now = "2030-01-01T00:00:00+00:00"  # only stats exist for this account: profile is null
+    now = datetime.now(UTC).isoformat()  # only stats exist for this account: profile is null
     r = httpx.post(f"{env.main.url}/push", json={
         "push_source_name": "transaction_stats_push",
         "df": {"account_id": [777_777], "num_transactions_7d": [3], "total_amount_7d": [30.0],
