@@ -130,7 +130,7 @@ def wrk(url: str, body: str, conns: int, seconds: float, lua_dir: Path) -> dict[
 
 def grpc_body(path: Path, model: str) -> Path:
     """An h2load request body: one gRPC length-prefixed ModelInferRequest."""
-    from tureen.transports.grpc import inference_pb2 as pb
+    from tureen.codecs.pb import inference_pb2 as pb
 
     req = pb.ModelInferRequest(model_name=model)
     req.inputs.add(name="input-0", datatype="FP32", shape=[1, 10])
@@ -144,7 +144,7 @@ def check_grpc(target: str, model: str) -> None:
     """One real gRPC call first: h2load sees HTTP status 200 even when grpc-status is not 0."""
     import grpc
 
-    from tureen.transports.grpc import inference_pb2 as pb
+    from tureen.codecs.pb import inference_pb2 as pb
 
     req = pb.ModelInferRequest(model_name=model)
     req.inputs.add(name="input-0", datatype="FP32", shape=[1, 10])

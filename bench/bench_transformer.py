@@ -75,7 +75,7 @@ end
 GRPC_LOAD = textwrap.dedent('''
     import asyncio, json, sys, time
     import grpc, numpy as np
-    from tureen.transports.grpc import inference_pb2 as pb
+    from tureen.codecs.pb import inference_pb2 as pb
 
     async def main(target, model, conns, seconds):
         rng = np.random.default_rng(5)

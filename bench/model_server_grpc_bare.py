@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import uvloop
 
-from tureen.transports.grpc import inference_pb2 as pb
+from tureen.codecs.pb import inference_pb2 as pb
 
 RESPONSE: bytes = pb.ModelInferResponse(model_name="bare").SerializeToString()
 

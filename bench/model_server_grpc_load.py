@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 import orjson
 
-from tureen.transports.grpc import inference_pb2 as pb
+from tureen.codecs.pb import inference_pb2 as pb
 
 
 async def main(target: str, model: str, conns: int, seconds: float) -> dict[str, float]:

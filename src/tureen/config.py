@@ -25,9 +25,9 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tureen.auth.settings import AuditSettings, AuthSettings, TLSSettings
 from tureen.backend_options import OPTIONS
 from tureen.errors import ConfigError, suggest
+from tureen.serving.settings import ServingConfig
 from tureen.streaming.config import StreamingConfig
 
 CONFIG_FILE = "tureen.yaml"
@@ -42,28 +42,6 @@ class BackendConfig(BaseModel):
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
-
-
-class ServingConfig(BaseModel):
-    """``serving:`` defaults for ``tureen serve`` and its transformers."""
-
-    model_config = ConfigDict(extra="forbid")
-    host: str | None = Field(default=None, description="Bind address (default 0.0.0.0).")
-    http_port: int | None = Field(default=None, ge=0, le=65535,
-                                  description="HTTP port (default 8080).")
-    grpc_port: int | None = Field(default=None, ge=0, le=65535,
-                                  description="gRPC port (default 8081).")
-    workers: int | None = Field(default=None, ge=1, description="Worker processes (default 1).")
-    transformers: list[str | dict[str, Any]] = Field(
-        default_factory=list, description="Feature transformers: a mapping each (see the "
-        "transformer configuration reference) or the path of a YAML file holding one.")
-    auth: AuthSettings | None = Field(
-        default=None, description="Authentication and roles; auth is on when set (see "
-        "docs/security.md).")
-    tls: TLSSettings | None = Field(default=None, description="Certificate and key for "
-                                    "HTTPS and gRPC over TLS; client CA for mTLS.")
-    audit: AuditSettings | None = Field(default=None, description="Audit log of writes, "
-                                        "deploys, model control and admin actions.")
 
 
 class IngestConfig(BaseModel):
@@ -103,8 +81,8 @@ class RepoConfig(BaseModel):
     ingest: IngestConfig = Field(
         default_factory=IngestConfig, description="Checks on rows written at run time.")
     serving: ServingConfig = Field(
-        default_factory=ServingConfig, description="Defaults for `tureen serve` (ports, "
-        "workers, transformers)."
+        default_factory=lambda: ServingConfig(), description="Serving processes: ports, "
+        "workers, limits, auth, TLS, transformers (see tureen.serving.settings)."
     )
     streaming: StreamingConfig = Field(
         default_factory=StreamingConfig, description="How `tureen ingest` consumes streams "
@@ -307,3 +285,23 @@ def _config_error(path: Path, node: yaml.Node | None,
             at = f"{path}:{line}" if line else str(path)
         lines.append(f"{at}: field `{field}`: {msg}")
     return ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def serving_settings(section: Mapping[str, Any] | None = None,
+                     environ: Mapping[str, str] | None = None) -> ServingConfig:
+    """``ServingConfig`` from a ``serving:`` mapping (none: defaults) with the
+    ``TUREEN_SERVING__*`` environment overrides applied (for servers run without a repo)."""
+    sources: dict[tuple[str, ...], str] = {}
+    data = _env_overrides({"serving": dict(section or {})},
+                          os.environ if environ is None else environ, sources)
+    try:
+        return ServingConfig.model_validate(data.get("serving") or {})
+    except ValidationError as exc:
+        problems = _located(exc, ("serving",), ServingConfig)
+        lines = []
+        for loc, msg in problems:
+            var = next((v for k, v in sources.items() if tuple(map(str, loc))[:len(k)] == k),
+                       None)
+            where = f" (environment variable {var})" if var else ""
+            lines.append(f"{'.'.join(map(str, loc))}{where}: {msg}")
+        raise ConfigError("invalid serving settings:\n  " + "\n  ".join(lines)) from exc

@@ -5,18 +5,23 @@ The tree, root first::
     TureenError                   anything tureen raises on purpose
     ├── NotFoundError             a named thing (feature, view, service, model, version) is absent
     ├── InvalidRequestError       the caller sent something malformed; fix the input and retry
-    │   └── ConfigError           tureen.yaml or a definition file is wrong (names file/line/field)
+    │   ├── ConfigError           tureen.yaml or a definition file is wrong (names file/line/field)
+    │   ├── PayloadTooLargeError  a body, message or tensor is over a limit of this server
+    │   └── RequestTimeoutError   the client sent its request too slowly (head or body deadline)
     ├── UnauthenticatedError      no credentials, or credentials that are not valid (401)
     ├── PermissionDeniedError     valid credentials without the right to do this (403)
     ├── NotReadyError             the thing exists but cannot answer yet (model loading)
     ├── ConflictError             a concurrent writer won (registry apply); re-read and retry
+    ├── OverloadedError           this server is at a capacity limit now; retry later
+    │   └── TooManyRequestsError  this caller sends faster than allowed; slow down
     ├── BackendUnavailableError   a store or remote server cannot be reached; retry later
     │   ├── UpstreamUnreachableError  a remote model/feature server kept failing (502)
     │   ├── UpstreamTimeoutError      a remote model/feature server did not answer in time (504)
     │   └── PortInUseError        a server cannot listen: another process holds the port
     └── RegistryCorruptError      the stored registry cannot be read; never reset silently
 
-Core errors carry no HTTP or gRPC codes: each transport maps them in one table.
+Core errors carry no HTTP or gRPC codes: ``tureen.error_codes`` maps them in one table that
+every transport uses.
 Every message says what was wrong and what to do about it.
 """
 
@@ -42,6 +47,14 @@ class ConfigError(InvalidRequestError):
     """A configuration or definition file is invalid."""
 
 
+class PayloadTooLargeError(InvalidRequestError):
+    """A request body, gRPC message or tensor is larger than this server accepts."""
+
+
+class RequestTimeoutError(InvalidRequestError):
+    """The client did not send its request head or body within the server's deadline."""
+
+
 class UnauthenticatedError(TureenError):
     """The caller sent no credentials, or credentials that are invalid, expired or revoked.
 
@@ -59,6 +72,14 @@ class NotReadyError(TureenError):
 
 class ConflictError(TureenError):
     """A concurrent change won; re-read and retry."""
+
+
+class OverloadedError(TureenError):
+    """The server is at a capacity limit (requests in flight, connections); retry later."""
+
+
+class TooManyRequestsError(OverloadedError):
+    """This caller exceeded a rate limit; slow down."""
 
 
 class BackendUnavailableError(TureenError):

@@ -56,6 +56,15 @@ class FeaturePlan:
     def output_fields(self) -> list[Field]:
         return [Field(r.output_name(self.full_feature_names), r.dtype) for r in self.refs]
 
+    @property
+    def key_fields(self) -> list[Field]:
+        """The join-key fields (name and dtype) the plan needs, in ``join_keys`` order."""
+        found: dict[str, Field] = {}
+        for read in self.reads:
+            for f in read.view.key_fields:
+                found.setdefault(f.name, f)
+        return [found[k] for k in self.join_keys]
+
 
 def _parse_ref(ref: str) -> tuple[str, str]:
     if not isinstance(ref, str) or ref.count(":") != 1 or ref.startswith(":") or ref.endswith(":"):

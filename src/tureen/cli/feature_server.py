@@ -11,48 +11,39 @@
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
+from tureen.cli.serving import given
 from tureen.errors import InvalidRequestError
 
 _REPO = click.option("--repo", "-r", "repo", default=".", show_default=True,
                      type=click.Path(path_type=Path), help="Feature repo folder.")
 
 
-def _server(http_port: int, grpc_port: int, workers: int, host: str, log_level: str,
-            routes: list[Any], model_repository: Path | None = None,
-            enable_grpc: bool = True) -> Any:
-    from tureen.serving import ModelServer
+def _server(settings: Any, routes: list[Any], **options: Any) -> Any:
+    """A ModelServer from ``settings`` (tureen.yaml / TUREEN_SERVING__*) and the options
+    given on the command line."""
+    from tureen.serving.server import ModelServer
 
-    return ModelServer(http_port, grpc_port, workers, host=host, extra_routes=routes,
-                       model_repository=model_repository, enable_grpc=enable_grpc,
-                       log_level=log_level)
+    return ModelServer(settings=settings, extra_routes=routes, **options)
 
 
-def _registered_models(root: Path, taken: set[str]) -> Path | None:
-    """A repository view of ``root`` without the names deployments and transformers serve
-    (a Hopsworks-style deployment named after its model keeps the name)."""
+def _registered_models(root: Path, taken: set[str]) -> tuple[Path | None, dict[str, Path]]:
+    """The repo's registered models, without the names deployments and transformers serve
+    (a Hopsworks-style deployment named after its model keeps the name): the whole model
+    store as the repository when no name is taken, else each other model by name."""
+    from tureen.serving.repository import MODEL_NAME
+
     if not root.is_dir():
-        return None
+        return None, {}
     names = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if not any(p.name in taken for p in names):
-        return root
-    view = Path(tempfile.mkdtemp(prefix="tureen-models-"))
-    atexit.register(shutil.rmtree, view, True)
-    for p in names:
-        if p.name not in taken:
-            (view / p.name).symlink_to(p.resolve(), target_is_directory=True)
-    return view
-
-
-def _first(flag: int | None, configured: int | None, default: int) -> int:
-    return flag if flag is not None else configured if configured is not None else default
+        return root, {}
+    return None, {p.name: p.resolve() for p in names
+                  if p.name not in taken and MODEL_NAME.fullmatch(p.name)}
 
 
 def _store(repo: Path) -> Any:
@@ -79,10 +70,13 @@ def register(cli: click.Group) -> None:
         from tureen.transports.rest.feast import feature_routes
 
         store = _store(repo)
+        options = given(host=host, workers=workers, log_level=log_level)
+        options.update(http_port=port, grpc_port=grpc_port)  # this command's own defaults
+        if no_grpc:
+            options["enable_grpc"] = False
         click.echo(f"tureen feature server for {store.project} on http://{host}:{port} "
                    f"(Feast-compatible; OIP gRPC :{'-' if no_grpc else grpc_port})", err=True)
-        server = _server(port, grpc_port, workers, host, log_level, feature_routes(store),
-                         enable_grpc=not no_grpc)
+        server = _server(store.config.serving, feature_routes(store), **options)
         server.start(feature_service_models(store))
 
     @cli.command("serve")
@@ -107,39 +101,42 @@ def register(cli: click.Group) -> None:
                   help="Also run `tureen ingest` for the repo's Kafka stream views "
                        "[streaming.ingest_in_serve or off].")
     @click.option("--log-level", default="warning", show_default=True)
+    @click.option("--enable-model-control", "--enable_model_control", is_flag=True,
+                  help="Allow loading and unloading repository models over the network.")
     def serve(repo: Path, host: str | None, http_port: int | None, grpc_port: int | None,
               workers: int | None, transformers: tuple[Path, ...], serve_registered: bool,
-              no_console: bool, ingest: bool | None, log_level: str) -> None:
+              no_console: bool, ingest: bool | None, log_level: str,
+              enable_model_control: bool) -> None:
         """Serve the repo: feature routes, feature services, transformers and models."""
         from tureen.feature_server.repo_server import repo_models, transformer_configs
         from tureen.transports.rest.feast import feature_routes
 
         store = _store(repo)
-        cfg = store.config.serving
-        host = host or cfg.host or "0.0.0.0"
-        http_port = _first(http_port, cfg.http_port, 8080)
-        grpc_port = _first(grpc_port, cfg.grpc_port, 8081)
-        workers = _first(workers, cfg.workers, 1)
+        options = {k: v for k, v in (("host", host), ("http_port", http_port),
+                                     ("grpc_port", grpc_port), ("workers", workers))
+                   if v is not None}
+        options.update(given(log_level=log_level, enable_model_control=enable_model_control))
+        cfg = store.config.serving.updated(**options)
         models = repo_models(store, transformer_configs(store, transformers))
-        model_root = None
+        model_root, model_dirs = None, {}
         if serve_registered:
             path = Path(str(store.config.models.options.get("path", "models")))
             model_root = path if path.is_absolute() else store.repo_path / path
-            model_root = _registered_models(model_root, {m.name for m in models})
+            model_root, model_dirs = _registered_models(model_root, {m.name for m in models})
         click.echo(f"tureen serving {store.project}: {', '.join(m.name for m in models)}"
-                   f"{' + models in ' + str(model_root) if model_root else ''} on "
-                   f"http://{host}:{http_port} grpc :{grpc_port}", err=True)
+                   f"{' + models in ' + str(model_root) if model_root else ''}"
+                   f"{' + ' + ', '.join(model_dirs) if model_dirs else ''} on "
+                   f"http://{cfg.bind_host}:{cfg.http_port} grpc :{cfg.grpc_port}", err=True)
         routes = feature_routes(store)
         if not no_console:
             from starlette.routing import Mount
 
             from tureen.console import ConsoleApp, ConsoleServices, Endpoints
 
-            console = ConsoleApp(ConsoleServices(repo, Endpoints(host, http_port, grpc_port),
-                                                 store=store))
+            console = ConsoleApp(ConsoleServices(
+                repo, Endpoints(cfg.bind_host, cfg.http_port, cfg.grpc_port), store=store))
             routes = [*routes, Mount("/console", app=console)]
-        server = _server(http_port, grpc_port, workers, host, log_level, routes,
-                         model_repository=model_root)
+        server = _server(cfg, routes, model_repository=model_root, model_dirs=model_dirs)
         from tureen.deployments.watcher import watch_in
         from tureen.streaming.hosting import hosted_ingest
 
@@ -226,5 +223,9 @@ def register(cli: click.Group) -> None:
             if store_repo is not None:
                 store = _store(store_repo)
         model = build_transformer(config, store=store)
-        server = _server(http_port, grpc_port, workers, host, log_level, [])
+        from tureen.config import serving_settings
+
+        options = given(http_port=http_port, grpc_port=grpc_port, workers=workers, host=host,
+                        log_level=log_level)
+        server = _server(serving_settings(), [], **options)
         server.start([model])

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from tureen.errors import InvalidRequestError
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The options among ``values`` set on the command line or by their envvar: they
+    override ``serving:`` in tureen.yaml and ``TUREEN_SERVING__*``, click defaults do not."""
+    ctx = click.get_current_context()
+    return {k: v for k, v in values.items()
+            if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT,
+                                                   ParameterSource.DEFAULT_MAP)}
 
 
 def _repository_for(model_dir: Path, name: str, tmp: Path) -> Path:
@@ -40,7 +51,10 @@ def register(cli: click.Group) -> None:
     @click.option("--enable_grpc/--disable_grpc", default=True, show_default=True)
     @click.option("--host", default="0.0.0.0", show_default=True)
     @click.option("--workers", default=1, show_default=True, type=int,
-                  help="Worker processes sharing the ports (SO_REUSEPORT).")
+                  help="Worker processes sharing the ports.")
+    @click.option("--enable_model_control", "--enable-model-control", is_flag=True,
+                  help="Allow loading and unloading repository models over the network "
+                       "(/v2/repository/..., gRPC RepositoryModelLoad/Unload).")
     @click.option("--predictor_host", "--predictor-host",
                   help="Forward predict to this predictor (host:port) instead of a local model.")
     @click.option("--predictor_protocol", "--predictor-protocol", default="v1",
@@ -68,10 +82,12 @@ def register(cli: click.Group) -> None:
         workers: int, predictor_host: str | None, predictor_protocol: str,
         max_batch_size: int | None, max_latency_ms: float | None, max_request_mb: float,
         grace_seconds: float, log_level: str, http_server: str, grpc_server: str,
+        enable_model_control: bool,
     ) -> None:
         """Serve a model over KServe v1, Open Inference Protocol REST and gRPC."""
-        from tureen.serving import ModelServer
+        from tureen.config import serving_settings
         from tureen.serving.model import Model
+        from tureen.serving.server import ModelServer
 
         if not (model_dir or model_repository or predictor_host):
             raise InvalidRequestError(
@@ -98,11 +114,15 @@ def register(cli: click.Group) -> None:
             for m in models:
                 m.max_batch_size = int(defaults.get("max_batch_size", m.max_batch_size))
                 m.max_latency_ms = defaults.get("max_latency_ms", m.max_latency_ms)
-            server = ModelServer(
-                http_port, grpc_port, workers, host=host, model_repository=repo,
+            options = given(
+                http_port=http_port, grpc_port=grpc_port, workers=workers, host=host,
                 version_policy=version_policy, enable_grpc=enable_grpc,
-                max_request_bytes=int(max_request_mb * 1024 * 1024),
-                grace_seconds=grace_seconds, log_level=log_level, model_defaults=defaults,
-                http_server=http_server, grpc_server=grpc_server,
+                grace_seconds=grace_seconds, log_level=log_level, http_server=http_server,
+                grpc_server=grpc_server, enable_model_control=enable_model_control,
             )
+            if given(max_request_mb=max_request_mb):
+                options["max_request_bytes"] = int(max_request_mb * 1024 * 1024)
+            base = serving_settings()
+            server = ModelServer(settings=base, model_repository=repo,
+                                 model_defaults={**base.model_defaults, **defaults}, **options)
             server.start(models)

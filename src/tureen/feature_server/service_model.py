@@ -14,23 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tureen.codecs.typed import key_values, typed_column
 from tureen.codecs.v1 import instances_of
 from tureen.definitions import Field
 from tureen.errors import InvalidRequestError
-from tureen.feature_refs import FeaturePlan, resolve
-from tureen.feature_server.tensors import key_values, typed_column
+from tureen.feature_refs import resolve
 from tureen.serving.inference import InferOutput, InferRequest, InferResponse, TensorSpec
 from tureen.serving.model import Headers, Model
 from tureen.store import FeatureStore
-
-
-def key_fields(plan: FeaturePlan) -> list[Field]:
-    """The join-key fields (name and dtype) a plan needs, in plan order."""
-    found: dict[str, Field] = {}
-    for read in plan.reads:
-        for f in read.view.key_fields:
-            found.setdefault(f.name, f)
-    return [found[k] for k in plan.join_keys]
 
 
 class FeatureServiceModel(Model):
@@ -44,7 +35,7 @@ class FeatureServiceModel(Model):
 
     def load(self) -> bool:
         plan = resolve(self.store.snapshot(), self.service)
-        self.entity_fields = key_fields(plan) + list(plan.request_fields)
+        self.entity_fields = plan.key_fields + list(plan.request_fields)
         self.inputs = [TensorSpec(f.name, f.dtype.oip, [-1]) for f in self.entity_fields]
         self.outputs = [TensorSpec(f.name, f.dtype.oip, [-1]) for f in plan.output_fields]
         self.ready = True

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 import tempfile
 import uuid
 import warnings
@@ -44,7 +43,6 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as sf
 from pyspark.sql import types as st
-from pyspark.sql.pandas.types import to_arrow_schema
 
 from tureen.backend_options import SparkOptions
 from tureen.definitions import FeatureView, FileSource, source_of
@@ -53,6 +51,8 @@ from tureen.feature_refs import FeaturePlan, ViewRead
 from tureen.offline.entity_rows import EntityRows
 from tureen.offline.source_files import list_files, locate
 from tureen.offline.spark_session import runtime_conf, session, worker_python
+from tureen.offline.spark_training import assemble
+from tureen.offline.spark_types import arrow_schema, quote, spark_type
 from tureen.offline.timestamps import UTC_US, to_utc_us
 from tureen.types import DType
 
@@ -61,18 +61,6 @@ _TS = "__tureen_ts"
 _EV, _CR = "__ev", "__cr"
 _KIND, _T, _C, _P, _M = "__kind", "__t", "__c", "__p", "__m"
 _SPARK_READABLE = ("hdfs", "s3a", "s3", "gs", "abfs", "abfss", "wasb", "wasbs", "file")
-
-_SCALARS: dict[str, st.DataType] = {
-    "Int32": st.IntegerType(), "Int64": st.LongType(), "Float32": st.FloatType(),
-    "Float64": st.DoubleType(), "String": st.StringType(), "Bytes": st.BinaryType(),
-    "Bool": st.BooleanType(), "UnixTimestamp": st.TimestampType(),
-}
-
-
-def spark_type(dtype: DType) -> st.DataType:
-    if dtype.element is not None:
-        return st.ArrayType(spark_type(dtype.element))
-    return _SCALARS[dtype.name]
 
 
 class SparkEngine:
@@ -255,8 +243,6 @@ class SparkEngine:
         executors, rows in input order. ``entity_rows`` is an Arrow table or a Parquet
         dataset path (its order: files by name, then rows within each file). ``mode`` is
         Spark's save mode (error, overwrite, append)."""
-        from tureen.offline.spark_training import assemble
-
         with contextlib.ExitStack() as stack:
             if isinstance(entity_rows, pa.Table):
                 table = entity_rows
@@ -441,25 +427,12 @@ class SparkEngine:
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def quote(name: str) -> str:
-    """A column name quoted for Spark (dots and spaces are legal in tureen names' sources)."""
-    return "`" + name.replace("`", "``") + "`"
-
-
 def _key(name: str) -> str:
     return f"__key__{name}"
 
 
 def view_key(view: FeatureView, name: str) -> DType:
     return next(f.dtype for f in view.key_fields if f.name == name)
-
-
-def arrow_schema(schema: st.StructType) -> pa.Schema:
-    # PySpark 4.0 converts timestamps to UTC by itself; 4.1+ asks for the time zone.
-    if "timezone" in inspect.signature(to_arrow_schema).parameters:
-        kwargs: dict[str, Any] = {"timezone": "UTC"}
-        return to_arrow_schema(schema, **kwargs)
-    return to_arrow_schema(schema)
 
 
 def _physical(source: FileSource, columns: Sequence[str], logical: str, what: str) -> str:

@@ -16,7 +16,7 @@ from pyspark.sql import functions as sf
 from pyspark.sql import types as st
 
 from tureen.feature_refs import FeaturePlan
-from tureen.offline.spark_engine import arrow_schema, quote, spark_type
+from tureen.offline.spark_types import arrow_schema, quote, spark_type
 
 
 def assemble(joined: DataFrame, plan: FeaturePlan, entity_columns: list[str]) -> DataFrame:

@@ -4,8 +4,8 @@
 connections, applies a timeout, retries connection errors and HTTP 502/503/504 (gRPC
 UNAVAILABLE) with exponential backoff, and raises ``BackendUnavailableError`` when the
 predictor stays unreachable. A 4xx answer becomes ``InvalidRequestError`` / ``NotFoundError``
-carrying the predictor's own message. Wire encoding is borrowed from the transports
-(imported lazily) so client and server agree by construction.
+carrying the predictor's own message. Wire encoding is the servers' own (``tureen.codecs``),
+so client and server agree by construction.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import orjson
 
+from tureen.codecs import oip_json, oip_proto
+from tureen.codecs.pb import inference_pb2 as pb
 from tureen.errors import BackendUnavailableError, InvalidRequestError, NotFoundError, TureenError
 from tureen.serving.http_pool import HttpPool, PoolConnectError, PoolResponse, PoolTimeoutError
 from tureen.serving.inference import InferRequest, InferResponse
@@ -144,9 +146,7 @@ class HTTPPredictorClient:
 
     async def infer(self, request: InferRequest, headers: dict[str, str] | None = None
                     ) -> InferResponse:
-        from tureen.transports.rest.oip import decode_response, encode_request
-
-        body, head_len = encode_request(request, binary=self.binary)
+        body, head_len = oip_json.encode_request(request, binary=self.binary)
         h = {"content-type": "application/json", **_forward(headers)}
         if head_len is not None:
             h["inference-header-content-length"] = str(head_len)
@@ -155,7 +155,8 @@ class HTTPPredictorClient:
         if request.model_version:
             path += f"/versions/{request.model_version}"
         resp = await self._post(path + "/infer", body, h)
-        return decode_response(resp.content, resp.headers.get("inference-header-content-length"))
+        return oip_json.decode_response(
+            resp.content, resp.headers.get("inference-header-content-length"))
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -172,8 +173,6 @@ class GRPCPredictorClient:
     def __init__(self, target: str, timeout: float = 30.0, retries: int = 3,
                  backoff: float = 0.05) -> None:
         import grpc
-
-        from tureen.transports.grpc import inference_pb2 as pb
 
         self.target = target.split("://", 1)[-1]
         self.timeout = timeout
@@ -198,9 +197,7 @@ class GRPCPredictorClient:
 
     async def infer(self, request: InferRequest, headers: dict[str, str] | None = None
                     ) -> InferResponse:
-        from tureen.transports.grpc.convert import decode_response, encode_request
-
-        msg = encode_request(request)
+        msg = oip_proto.encode_request(request)
         md = tuple(_forward(headers).items())
         grpc = self._grpc
 
@@ -219,7 +216,7 @@ class GRPCPredictorClient:
                 raise TureenError(msg_) from None
 
         resp = await with_retries(call, f"ModelInfer at {self.target}", self.retries, self.backoff)
-        return decode_response(resp)
+        return oip_proto.decode_response(resp)
 
     async def close(self) -> None:
         await self._channel.close()

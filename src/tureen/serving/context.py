@@ -1,4 +1,21 @@
-"""The request id and trace context of the request being served, for logs and responses."""
+"""Who is asking, and for which request: the ``RequestContext`` of the request being served.
+
+Every transport (REST on either HTTP/1.1 server, gRPC on both HTTP/2 servers) builds one
+``RequestContext`` per request through ``GuardChain.context`` (``tureen.serving.guard``); the
+chain makes it current for the request's task, so services read it with ``current()``
+without it being threaded through every call.
+
+- ``request_id``: the caller's ``x-request-id`` when it is a valid id (1–128 characters of
+  ``A-Z a-z 0-9 . _ ~ : / + = @ -``), else the trace id of a valid W3C ``traceparent``,
+  else a new id. An invalid id is replaced, never echoed or logged raw.
+- ``bearer``: the token of an ``Authorization: Bearer ...`` header (gRPC: ``authorization``
+  metadata); ``peer_cert``: the verified TLS client certificate (``SSLSocket.getpeercert()``
+  form) when the connection has one. Authentication turns these into ``identity`` (None:
+  anonymous).
+- ``authorize(action, resource)``: what services call before doing something on a caller's
+  behalf (see ``Action``). It asks the chain's ``Authorizer``; without a current request
+  (the SDK or CLI in process) the caller is the process itself and is allowed.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +24,10 @@ import itertools
 import logging
 import os
 import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("tureen_request_id", default="-")
 #: "name:version" of the model serving the current request, for log lines
@@ -14,22 +35,132 @@ model_label: contextvars.ContextVar[str] = contextvars.ContextVar("tureen_model"
 
 _counter = itertools.count(1)
 _prefix = os.urandom(4).hex()
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,128}")
+MAX_REQUEST_ID = 128
+
+
+class Action:
+    """The actions services authorize (issue 12's roles map to these)."""
+
+    READ_FEATURES = "read_features"
+    WRITE_FEATURES = "write_features"  # push, write-to-online-store, materialize
+    PREDICT = "predict"  # resource: "model/<name>"
+    DEPLOY = "deploy"
+    MODEL_CONTROL = "model_control"  # repository load / unload; resource "model/<name>"
+    ADMIN = "admin"
 
 
 def new_request_id() -> str:
     return f"{_prefix}-{next(_counter)}"
 
 
+def valid_request_id(value: str) -> bool:
+    return _REQUEST_ID.fullmatch(value) is not None
+
+
+def valid_traceparent(value: str | None) -> str | None:
+    """``value`` when it is a well-formed W3C traceparent, else None."""
+    if value and _TRACEPARENT.fullmatch(value):
+        return value
+    return None
+
+
 def resolve_request_id(x_request_id: str | None, traceparent: str | None) -> str:
-    """The caller's ``x-request-id``, else the W3C trace id of ``traceparent``, else a new id."""
-    if x_request_id:
-        return x_request_id[:128]
+    """The caller's ``x-request-id`` if valid, else the trace id of a valid ``traceparent``,
+    else a new id. Invalid values are dropped (they could forge log lines or headers)."""
+    if x_request_id and _REQUEST_ID.fullmatch(x_request_id):
+        return x_request_id
     if traceparent:
-        m = _TRACEPARENT.match(traceparent.strip())
+        m = _TRACEPARENT.fullmatch(traceparent)
         if m:
             return m.group(1)
     return new_request_id()
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated caller."""
+
+    #: token name, OIDC ``sub``, certificate subject, or a service name
+    subject: str
+    roles: frozenset[str] = frozenset()
+    #: how it was established: "token", "oidc", "mtls", "service", ...
+    source: str = ""
+    #: anything else an authenticator knows (scopes, project, claims)
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Authorizer(Protocol):
+    """Decides whether the caller of ``ctx`` may do ``action`` on ``resource``; raises
+    ``UnauthenticatedError`` (no identity but one is needed) or ``PermissionDeniedError``."""
+
+    def check(self, ctx: RequestContext, action: str, resource: str) -> None: ...
+
+
+class AllowAll:
+    """The default: everything is allowed (no authentication configured)."""
+
+    def check(self, ctx: RequestContext, action: str, resource: str) -> None:
+        return None
+
+
+ALLOW_ALL = AllowAll()
+
+
+@dataclass(slots=True, eq=False)
+class RequestContext:
+    request_id: str
+    #: "http" or "grpc"
+    transport: str
+    #: what was called: "POST /v2/models/m/infer", "/inference.GRPCInferenceService/ModelInfer"
+    operation: str
+    #: inbound headers / gRPC text metadata, lowercase names, validated by the transport
+    headers: Mapping[str, str]
+    #: "host:port" of the client, when known
+    peer: str | None = None
+    bearer: str | None = None
+    peer_cert: Mapping[str, Any] | None = None
+    #: set by authentication; None is anonymous
+    identity: Identity | None = None
+    traceparent: str | None = None
+    authorizer: Authorizer = ALLOW_ALL
+    started: float = field(default_factory=time.monotonic)
+    #: the last (action, resource) authorized, for audit
+    action: str | None = None
+    resource: str | None = None
+    #: headers a guard wants on the response (e.g. ``www-authenticate``)
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+current_context: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "tureen_request", default=None)
+
+
+def current() -> RequestContext | None:
+    """The context of the request being served, or None outside a served request."""
+    return current_context.get()
+
+
+def authorize(action: str, resource: str) -> None:
+    """Raise unless the current caller may do ``action`` on ``resource`` (in-process callers
+    with no current request may)."""
+    ctx = current_context.get()
+    if ctx is None:
+        return
+    ctx.action, ctx.resource = action, resource
+    ctx.authorizer.check(ctx, action, resource)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of ``Bearer <token>`` (scheme case-insensitive), else None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
 
 
 class RequestIdFilter(logging.Filter):

@@ -1,8 +1,10 @@
 """``DataPlane``: the one place inference, metadata, readiness and repository logic live.
 
 Every transport (KServe v1 REST, OIP REST, OIP gRPC) decodes its wire format, calls one
-method here, and encodes the result. Errors are ``tureen.errors`` exceptions; transports map
-them to status codes in one table each.
+method here, and encodes the result. Errors are ``tureen.errors`` exceptions, mapped to
+status codes by the one table (``tureen.error_codes``). Authorization is decided here: a
+predict checks ``Action.PREDICT`` on ``model/<name>``, repository load/unload
+``Action.MODEL_CONTROL`` (and needs ``model_control`` on).
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from importlib.metadata import version as pkg_version
 from typing import Any
 
 from tureen.codecs.v1 import to_predictions
-from tureen.errors import InvalidRequestError, NotFoundError, NotReadyError, TureenError
+from tureen.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    NotReadyError,
+    PermissionDeniedError,
+    TureenError,
+)
 from tureen.serving.batching import Batcher
-from tureen.serving.context import model_label
+from tureen.serving.context import Action, authorize, model_label
 from tureen.serving.inference import InferOutput, InferRequest, InferResponse, TensorSpec
 from tureen.serving.inline import InlineBudget
 from tureen.serving.metrics import Metrics, ReportsMetrics
@@ -73,9 +81,13 @@ class DataPlane:
         metrics: Metrics | None = None,
         threads: int = 8,
         server_name: str = "tureen",
+        model_control: bool = False,
     ) -> None:
-        """``threads``: threads per served model version for its sync handlers."""
+        """``threads``: threads per served model version for its sync handlers.
+        ``model_control``: whether ``load`` / ``unload`` (the repository extension, reached
+        over the network) are allowed at all (Triton's explicit model control mode)."""
         self.threads = threads
+        self.model_control = model_control
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tureen-load")
         self.metrics = metrics or Metrics()
         self.repository = repository or ModelRepository()
@@ -190,10 +202,19 @@ class DataPlane:
         return self.repository.index()
 
     async def load(self, name: str) -> list[str]:
+        self._may_control(name)
         return await self.repository.load(name)
 
     async def unload(self, name: str) -> None:
+        self._may_control(name)
         await self.repository.unload(name)
+
+    def _may_control(self, name: str) -> None:
+        if not self.model_control:
+            raise PermissionDeniedError(
+                "model control (repository load/unload) is off on this server; start it with "
+                "--enable_model_control (serving.enable_model_control) to allow it.")
+        authorize(Action.MODEL_CONTROL, f"model/{name}")
 
     # inference
 
@@ -253,6 +274,7 @@ class DataPlane:
 
     def _acquire(self, name: str, version: str | None, protocol: str) -> Served:
         try:
+            authorize(Action.PREDICT, f"model/{name}")
             served = self.repository.get(name, version)
         except TureenError as exc:
             self.metrics.inc("tureen_requests_total", ("", "", protocol, type(exc).__name__))

@@ -1,18 +1,16 @@
 """``ModelServer``: the composition root for serving.
 
-In each worker process it builds one ``DataPlane``, the REST app (KServe v1 + OIP) on tureen's
-HTTP/1.1 server (``http_server="tureen"``, native handlers; ``"uvicorn"`` runs the same app
-over ASGI) and the OIP gRPC service on tureen's own HTTP/2 (``grpc_server="tureen"``;
-``"grpcio"`` runs it on ``grpc.aio``), all on one event loop. ``workers > 1``
-forks that many processes sharing the ports through ``SO_REUSEPORT``; their metrics are
-summed on scrape. SIGTERM/SIGINT stop accepting, drain requests in flight (up to
-``grace_seconds``) and exit.
+It is built from ``ServingConfig`` (``tureen.serving.settings``). ``start`` binds the
+listening sockets once, then serves in this process or forks ``workers`` processes that
+share them. Each serving process builds one ``DataPlane`` and one ``GuardChain`` and starts
+its transports (``tureen.serving.transport``: REST on ``http_port``, OIP gRPC on
+``grpc_port``) on one event loop; metrics of all workers are summed on scrape.
+SIGTERM/SIGINT stop accepting, drain requests in flight (up to ``grace_seconds``) and exit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -20,120 +18,108 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Generator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from ssl import SSLContext
 from typing import Any
 
-import uvicorn
-from starlette.routing import BaseRoute
-
-from tureen.serving.context import RequestIdFilter
+from tureen.errors import ConfigError
+from tureen.serving.context import Authorizer, RequestIdFilter
 from tureen.serving.dataplane import DataPlane
+from tureen.serving.guard import Guard, GuardChain, InflightLimit
 from tureen.serving.metrics import Metrics
 from tureen.serving.model import Model
 from tureen.serving.repository import ModelRepository, load_model
+from tureen.serving.settings import ServingConfig
+from tureen.serving.transport import (
+    ServerParts,
+    Transport,
+    bind_listener,
+    check_port_free,
+    transport_factory,
+)
 from tureen.serving.versions import VersionPolicy
 
 log = logging.getLogger(__name__)
-
-MAX_GRPC_MESSAGE = 256 * 1024 * 1024
-HTTP_SERVERS = ("tureen", "uvicorn")
-GRPC_SERVERS = ("tureen", "grpcio")
-KEEP_ALIVE_SECONDS = 5.0
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: ModelServer owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 class ModelServer:
     def __init__(
         self,
-        http_port: int = 8080,
-        grpc_port: int = 8081,
-        workers: int = 1,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        workers: int | None = None,
         *,
-        host: str = "0.0.0.0",
-        model_repository: str | Path | None = None,
-        version_policy: str = "latest",
-        enable_grpc: bool = True,
-        max_request_bytes: int = 64 * 1024 * 1024,
-        grace_seconds: float = 30.0,
-        threads: int = 8,
-        extra_routes: Sequence[BaseRoute] = (),
-        log_level: str = "warning",
-        model_defaults: dict[str, Any] | None = None,
-        gil_switch_ms: float | None = None,
-        http_server: str = "tureen",
-        grpc_server: str = "tureen",
+        settings: ServingConfig | None = None,
+        extra_routes: Sequence[Any] = (),
+        guards: Sequence[Guard] = (),
+        authorizer: Authorizer | None = None,
+        ssl: SSLContext | None = None,
+        transports: Sequence[str] | None = None,
+        max_request_bytes: int | None = None,
+        **options: Any,
     ) -> None:
-        """``model_defaults``: model-settings.json defaults for repository models (e.g.
-        ``{"max_batch_size": 0}`` turns adaptive batching off for every built-in runtime).
-        ``gil_switch_ms``: set the interpreter's thread switch interval (Python's default is
-        5 ms; a smaller one hands finished predict threads back to the loop sooner, at the
-        cost of more switching — no gain was measurable on the 2-core bench machine).
-        ``http_server``: ``"tureen"`` (native fast path) or ``"uvicorn"`` (the ASGI app on
-        uvicorn). ``grpc_server``: ``"tureen"`` (tureen's own HTTP/2, see
-        ``transports.grpc.h2server``) or ``"grpcio"`` (``grpc.aio``)."""
-        if http_server not in HTTP_SERVERS:
-            raise ValueError(f"http_server {http_server!r} is unknown; use one of "
-                             f"{', '.join(HTTP_SERVERS)}.")
-        if grpc_server not in GRPC_SERVERS:
-            raise ValueError(f"grpc_server {grpc_server!r} is unknown; use one of "
-                             f"{', '.join(GRPC_SERVERS)}.")
-        self.http_server = http_server
-        self.grpc_server = grpc_server
-        self.http_port = http_port
-        self.grpc_port = grpc_port
-        self.workers = max(1, workers)
-        self.host = host
-        self.model_repository = Path(model_repository) if model_repository else None
-        self.version_policy = VersionPolicy.parse(version_policy)
-        self.enable_grpc = enable_grpc
-        self.max_request_bytes = max_request_bytes
-        self.grace_seconds = grace_seconds
-        self.threads = threads
+        """``settings`` (default: ``ServingConfig()``) with any of its fields overridden
+        by keyword (``ModelServer(0, 0, host="127.0.0.1", enable_grpc=False)``);
+        ``max_request_bytes`` sets ``limits.max_request_bytes``. ``extra_routes`` are
+        mounted into the REST app; ``guards`` join the guard chain after the built-in
+        limits (authentication, audit), ``authorizer`` decides ``authorize(...)`` calls;
+        ``ssl`` puts TLS on every transport. ``transports`` names the surfaces to serve
+        (default: ``http`` and, with ``enable_grpc``, ``grpc``)."""
+        changes: dict[str, Any] = dict(options)
+        for key, value in (("http_port", http_port), ("grpc_port", grpc_port),
+                           ("workers", workers)):
+            if value is not None:
+                changes[key] = value
+        if max_request_bytes is not None:
+            changes["limits"] = {"max_request_bytes": max_request_bytes}
+        unknown = sorted(set(changes) - set(ServingConfig.model_fields))
+        if unknown:
+            raise ConfigError(f"ModelServer got unknown option(s) {', '.join(unknown)}; the "
+                              f"options are the fields of ServingConfig.")
+        base = settings or ServingConfig()
+        self.settings = base.updated(**changes) if changes else base
+        s = self.settings
+        if s.grpc_server == "grpcio" and s.workers > 1 and s.enable_grpc and s.grpc_port == 0:
+            raise ConfigError("grpc_server grpcio binds per worker: with several workers give "
+                              "it a fixed --grpc_port.")
         self.extra_routes = list(extra_routes)
-        self.log_level = log_level
-        self.model_defaults = dict(model_defaults or {})
-        self.gil_switch_ms = gil_switch_ms
+        self.guards = list(guards)
+        self.authorizer = authorizer
+        self.ssl = ssl
+        self.kinds = list(transports) if transports is not None else (
+            ["http", "grpc"] if s.enable_grpc else ["http"])
+        self.http_port = s.http_port
+        self.grpc_port = s.grpc_port
         self.dataplane: DataPlane | None = None
+        self.transports: list[Transport] = []
         #: True when model loading failed; ``start`` then exits with status 1
         self.failed = False
         self._stop: asyncio.Event | None = None
         self._metrics_dir: str | None = None
+        self._sockets: dict[str, socket.socket] = {}
 
     # entry points
 
     def start(self, models: Sequence[Model] = ()) -> None:
         """Serve ``models`` (and the model repository) until SIGTERM/SIGINT. Blocks."""
-        _configure_logging(self.log_level)
-        if self.workers == 1:
-            _run(self.serve(models))
-            if self.failed:
-                sys.exit(1)
-            return
+        _configure_logging(self.settings.log_level)
+        self.bind()
+        try:
+            if self.settings.workers == 1:
+                _run(self.serve(models))
+                if self.failed:
+                    sys.exit(1)
+                return
+            self._fork_workers(models)
+        finally:
+            self.close_sockets()
+
+    def _fork_workers(self, models: Sequence[Model]) -> None:
         with tempfile.TemporaryDirectory(prefix="tureen-metrics-") as mdir:
             self._metrics_dir = mdir
             ctx = multiprocessing.get_context("fork")
             procs = [ctx.Process(target=self._worker, args=(list(models),), daemon=False)
-                     for _ in range(self.workers)]
+                     for _ in range(self.settings.workers)]
             for p in procs:
                 p.start()
 
@@ -155,80 +141,92 @@ class ModelServer:
         if self.failed:
             sys.exit(1)
 
+    def bind(self) -> None:
+        """Bind the listening sockets (once; workers inherit them). Raises
+        ``PortInUseError`` when a port is taken (and holds none of them then)."""
+        try:
+            self._bind()
+        except BaseException:
+            self.close_sockets()
+            raise
+
+    def _bind(self) -> None:
+        s = self.settings
+        if "http" in self.kinds and "http" not in self._sockets:
+            self._sockets["http"] = bind_listener(s.bind_host, s.http_port, "HTTP", "--http_port")
+            self.http_port = self._sockets["http"].getsockname()[1]
+        if "grpc" in self.kinds and "grpc" not in self._sockets:
+            if s.grpc_server == "grpcio":
+                check_port_free(s.bind_host, s.grpc_port, "gRPC", "--grpc_port")
+            else:
+                self._sockets["grpc"] = bind_listener(s.bind_host, s.grpc_port, "gRPC",
+                                                      "--grpc_port")
+                self.grpc_port = self._sockets["grpc"].getsockname()[1]
+
+    def close_sockets(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
+
     def stop(self) -> None:
         """Ask a running ``serve`` to drain and return (thread-safe via the loop)."""
         if self._stop is not None:
             self._stop.set()
 
+    def build_chain(self) -> GuardChain:
+        limit = self.settings.limits.max_inflight_requests
+        guards: list[Guard] = [InflightLimit(limit)] if limit else []
+        return GuardChain([*guards, *self.guards], self.authorizer)
+
     async def serve(
         self, models: Sequence[Model] = (), install_signal_handlers: bool = True
     ) -> None:
         """Serve in the current event loop until ``stop()`` or a signal."""
+        s = self.settings
         loop = asyncio.get_running_loop()
-        if self.gil_switch_ms is not None:
-            sys.setswitchinterval(self.gil_switch_ms / 1000.0)
+        if s.gil_switch_ms is not None:
+            sys.setswitchinterval(s.gil_switch_ms / 1000.0)
         self._stop = asyncio.Event()
+        own_sockets = not self._sockets
+        self.bind()
         metrics = Metrics(self._metrics_dir)
-        repo = ModelRepository(self.model_repository, self.version_policy,
-                               defaults=self.model_defaults)
-        dp = self.dataplane = DataPlane(repo, metrics, threads=self.threads)
+        repo = ModelRepository(s.model_repository, VersionPolicy.parse(s.version_policy),
+                               defaults=s.model_defaults)
+        dp = self.dataplane = DataPlane(repo, metrics, threads=s.threads,
+                                        model_control=s.enable_model_control)
         for m in models:  # served at once; not ready (503) until loaded below
             dp.register(m)
         repo.announce()
-
-        from tureen.transports.rest import build_app
-
-        app = build_app(dp, self.extra_routes, max_request_bytes=self.max_request_bytes)
-        sock = bind_socket(self.host, self.http_port, reuse_port=True)
-        self.http_port = sock.getsockname()[1]
-        web_task: asyncio.Task[Any] | None = None
-        if self.http_server == "uvicorn":
-            web = _Uvicorn(uvicorn.Config(
-                app, http="httptools", loop="none", lifespan="on", access_log=False,
-                log_level=self.log_level, timeout_graceful_shutdown=int(self.grace_seconds),
-                log_config=None, timeout_keep_alive=int(KEEP_ALIVE_SECONDS),
-            ))
-        else:
-            from tureen.transports.http1 import HTTPServer
-
-            native = HTTPServer(
-                app, max_body_bytes=self.max_request_bytes,
-                keep_alive_timeout=KEEP_ALIVE_SECONDS,
-                body_limit_advice="send smaller batches or raise --max_request_mb",
-            )
-            await native.start(sock)
-        grpc_server = None
-        if self.enable_grpc:
-            grpc_server = await self._start_grpc(dp)
-        if install_signal_handlers:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._stop.set)
-        writer = loop.create_task(_write_metrics(metrics)) if self._metrics_dir else None
-        if self.http_server == "uvicorn":
-            web_task = loop.create_task(web.serve(sockets=[sock]))
-        stop_task = loop.create_task(self._stop.wait())
-        loader = loop.create_task(self._load(dp, repo, models))
-        log.warning("listening on http :%s (%s) grpc :%s (pid %s); loading models",
-                    self.http_port, self.http_server, self.grpc_port if grpc_server else "-",
-                    os.getpid())
-        await asyncio.wait({stop_task} if web_task is None else {web_task, stop_task},
-                           return_when=asyncio.FIRST_COMPLETED)
-        loader.cancel()
-        drains: list[asyncio.Future[Any]] = []
-        if web_task is not None:
-            web.should_exit = True
-            drains.append(web_task)
-        else:
-            drains.append(loop.create_task(native.shutdown(self.grace_seconds)))
-        if grpc_server is not None:
-            drains.append(loop.create_task(grpc_server.stop(self.grace_seconds)))
-        await asyncio.gather(*drains, return_exceptions=True)
-        stop_task.cancel()
-        if writer is not None:
-            writer.cancel()
-        metrics.remove_snapshot()
-        dp.close()
-        sock.close()
+        parts = ServerParts(s, dp, self.build_chain(), self.extra_routes, self._sockets,
+                            self.ssl, self.stop)
+        self.transports = [transport_factory(kind)(parts) for kind in self.kinds]
+        started: list[Transport] = []
+        try:
+            for t in self.transports:
+                await t.start()
+                started.append(t)
+                if t.kind == "grpc":
+                    self.grpc_port = t.port
+                elif t.kind == "http":
+                    self.http_port = t.port
+            if install_signal_handlers:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self._stop.set)
+            writer = loop.create_task(_write_metrics(metrics)) if self._metrics_dir else None
+            loader = loop.create_task(self._load(dp, repo, models))
+            log.warning("listening on %s (pid %s); loading models",
+                        ", ".join(t.describe() for t in started), os.getpid())
+            await self._stop.wait()
+            loader.cancel()
+            if writer is not None:
+                writer.cancel()
+        finally:
+            await asyncio.gather(*(t.stop(s.grace_seconds) for t in started),
+                                 return_exceptions=True)
+            metrics.remove_snapshot()
+            dp.close()
+            if own_sockets:
+                self.close_sockets()
 
     async def _load(self, dp: DataPlane, repo: ModelRepository, models: Sequence[Model]) -> None:
         """Load everything while already answering health checks; any failure stops the
@@ -245,32 +243,6 @@ class ModelServer:
             self.stop()
             return
         log.warning("ready: serving %s", dp.list_models())
-
-    async def _start_grpc(self, dp: DataPlane) -> Any:
-        if self.grpc_server == "tureen":
-            from tureen.transports.grpc.h2server import start_h2_server
-
-            h2 = await start_h2_server(dp, self.host, self.grpc_port,
-                                       max_message_bytes=MAX_GRPC_MESSAGE)
-            self.grpc_port = h2.port
-            return h2
-        import grpc
-
-        from tureen.transports.grpc import add_inference_service
-
-        server = grpc.aio.server(options=[
-            ("grpc.so_reuseport", 1),
-            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
-            ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
-        ])
-        add_inference_service(server, dp)
-        port = server.add_insecure_port(f"{self.host}:{self.grpc_port}")
-        if port == 0:
-            raise OSError(f"cannot bind the gRPC port {self.host}:{self.grpc_port}; pick a free "
-                          "one with --grpc_port.")
-        self.grpc_port = port
-        await server.start()
-        return server
 
 
 async def _write_metrics(metrics: Metrics) -> None:

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 from tureen.transformer.config import TransformerConfig, load_transformer_config
 
 if TYPE_CHECKING:
+    from tureen.transformer.build import build_transformer
     from tureen.transformer.fused import FusedFeatureTransformer
-    from tureen.transformer.model import FeatureTransformer, build_transformer
+    from tureen.transformer.model import FeatureTransformer
 
 _LAZY = {
     "FusedFeatureTransformer": "tureen.transformer.fused",
     "FeatureTransformer": "tureen.transformer.model",
-    "build_transformer": "tureen.transformer.model",
+    "build_transformer": "tureen.transformer.build",
 }
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from tureen.codecs.typed import typed_column
 from tureen.definitions import Field
 from tureen.errors import ConfigError, InvalidRequestError, NotFoundError
-from tureen.feature_server.tensors import typed_column
 from tureen.transformer.features import Columns, FeatureTable
 from tureen.types import OIP_NUMPY
 

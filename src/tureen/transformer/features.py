@@ -57,11 +57,9 @@ def table_from_response(resp: OnlineResponse, stored: list[bool]) -> FeatureTabl
 def registry_schema(store: FeatureStore, service: str
                     ) -> tuple[list[Field], list[bool], list[Field]]:
     """(output fields in order, stored-or-on-demand per field, join keys + request fields)."""
-    from tureen.feature_server.service_model import key_fields
-
     plan = resolve(store.snapshot(), service)
     return (plan.output_fields, [not r.on_demand for r in plan.refs],
-            key_fields(plan) + list(plan.request_fields))
+            plan.key_fields + list(plan.request_fields))
 
 
 class FeatureSource(Protocol):

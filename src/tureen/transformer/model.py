@@ -4,10 +4,11 @@ request (entity ids, any protocol) → [script.preprocess] → feature lookup �
 policy → [script.preprocess after features] → predictor (in process or remote) →
 [script.postprocess] → response (in the client's protocol).
 
-``build_transformer(config, store=..., resolve_model=...)`` picks the implementation: when
-features are read in process and the predictor is an in-process model with sync stages,
-the whole chain is one sync call (inline when it is fast, else in a worker thread; no
-network); otherwise every step is awaited on the event loop and blocking work runs in threads.
+``transformer.build.build_transformer`` picks the implementation: when features are read in
+process and the predictor is an in-process model with sync stages, the whole chain is one
+sync call (``fused``: inline when it is fast, else in a worker thread; no network);
+otherwise (this class) every step is awaited on the event loop and blocking work runs in
+threads.
 """
 
 from __future__ import annotations
@@ -310,28 +311,3 @@ class FeatureTransformer(Model):
         if script is not None and script.post is not None:
             return await script.run_post(self._predictions(result)), x
         return self._result(result), x
-
-
-def build_transformer(
-    config: TransformerConfig, *, store: FeatureStore | None = None,
-    resolve_model: ModelResolver | None = None,
-) -> FeatureTransformer:
-    """The transformer for ``config`` (fused when everything is in process and sync)."""
-    from tureen.transformer.fused import FusedFeatureTransformer
-
-    fused = (config.features.source == "local" and not config.predictor.host
-             and not _script_is_async(config))
-    cls = FusedFeatureTransformer if fused else FeatureTransformer
-    return cls(config, store=store, resolve_model=resolve_model)
-
-
-def _script_is_async(config: TransformerConfig) -> bool:
-    if config.script is None:
-        return False
-    import ast
-
-    try:
-        tree = ast.parse(Path(config.script.path).read_text())
-    except (OSError, SyntaxError):
-        return False
-    return any(isinstance(n, ast.AsyncFunctionDef) for n in ast.walk(tree))

@@ -185,7 +185,7 @@ def describe_remote(pred: RemotePredictor, host: str, protocol: str) -> None:
 def _grpc_metadata(host: str, model: str) -> dict[str, Any]:
     import grpc
 
-    from tureen.transports.grpc import inference_pb2 as pb
+    from tureen.codecs.pb import inference_pb2 as pb
 
     with grpc.insecure_channel(host.split("://", 1)[-1]) as ch:
         call = ch.unary_unary(

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tureen.codecs.typed import key_values
 from tureen.codecs.v1 import instances_of
 from tureen.definitions import Field
 from tureen.errors import InvalidRequestError
-from tureen.feature_server.tensors import key_values
 from tureen.serving.inference import InferRequest
 
 Columns = dict[str, list[Any]]

@@ -89,7 +89,7 @@ class Running:
         self.stopped = False
 
     async def _start(self, max_message_bytes: int) -> tuple[DataPlane, H2Server]:
-        dp = DataPlane(ModelRepository(self.repo, VersionPolicy.parse("all")))
+        dp = DataPlane(ModelRepository(self.repo, VersionPolicy.parse("all")), model_control=True)
         await dp.repository.load_all()
         self.seer.load()
         dp.register(self.seer)

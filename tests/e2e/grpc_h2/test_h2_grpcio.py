@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from tureen.transports.grpc import inference_pb2 as pb
+from tureen.codecs.pb import inference_pb2 as pb
 from tureen.transports.grpc.handlers import METHODS
 
 from .conftest import N_FEATURES, Running

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tureen.errors import PortInUseError
 from tureen.serving import DataPlane
 from tureen.transports.grpc import h2frames as f
 from tureen.transports.grpc.h2server import start_h2_server
@@ -82,7 +83,7 @@ async def test_port_in_use_names_the_port_and_the_flag(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         dp = DataPlane()
-        with pytest.raises(OSError, match=rf"{port}.*--grpc_port"):
+        with pytest.raises(PortInUseError, match=rf"{port}.*--grpc_port"):
             await start_h2_server(dp, "127.0.0.1", port, max_message_bytes=1024)
         dp.close()
     await asyncio.sleep(0)

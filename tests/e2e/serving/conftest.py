@@ -108,7 +108,7 @@ def start_server(repo: Path | None, *extra: str, wait: bool = True) -> Server:
     http_port, grpc_port = free_port(), free_port()
     args = [sys.executable, "-c", "from tureen.cli.main import main; main()", "serve-model",
             "--host", "127.0.0.1", "--http_port", str(http_port), "--grpc_port", str(grpc_port),
-            "--grace_seconds", "10", *extra]
+            "--grace_seconds", "10", "--enable_model_control", *extra]
     if repo is not None:
         args += ["--model_repository", str(repo)]
     proc = subprocess.Popen(args, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tureen.transports.grpc import inference_pb2 as pb
+from tureen.codecs.pb import inference_pb2 as pb
 
 from .conftest import N_FEATURES, Server
 

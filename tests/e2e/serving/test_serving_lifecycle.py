@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 
+from tureen.codecs.pb import inference_pb2 as pb
 from tureen.errors import BackendUnavailableError
 from tureen.serving import DataPlane, InferInput, InferRequest
 from tureen.serving.clients import predictor_client
 from tureen.serving.remote import RemoteModel
-from tureen.transports.grpc import inference_pb2 as pb
 
 from .conftest import N_FEATURES, SLOW, Server, start_server, wait_ready, write_custom, write_lr
 

@@ -180,7 +180,7 @@ def test_version_policy() -> None:
 
 async def test_repository_versions_default_load_unload(lr_repo: Path) -> None:
     repo = ModelRepository(lr_repo, VersionPolicy.parse("latest:2"))
-    dp = DataPlane(repo)
+    dp = DataPlane(repo, model_control=True)
     await repo.load_all()
     assert repo.versions("lr") == ["2", "3"]
     md = dp.model_metadata("lr")
@@ -214,7 +214,7 @@ async def test_unload_waits_for_requests_in_flight() -> None:
 
     m = Held("h")
     m.ready = True
-    dp = DataPlane()
+    dp = DataPlane(model_control=True)
     dp.register(loaded(m))
     call = asyncio.create_task(dp.predict_v1("h", {"instances": [[1]]}, {}))
     await asyncio.sleep(0.01)
@@ -229,7 +229,7 @@ async def test_unload_waits_for_requests_in_flight() -> None:
 
 async def test_builtin_runtime_batches_by_default(lr_repo: Path) -> None:
     repo = ModelRepository(lr_repo)
-    dp = DataPlane(repo)
+    dp = DataPlane(repo, model_control=True)
     await repo.load_all()
     reqs = [dp.predict_v1("lr", {"instances": [[float(i % 2 * 2 - 1), 0, 0, 0]]}, {})
             for i in range(20)]
@@ -290,7 +290,7 @@ async def test_unloaded_versions_are_freed(lr_repo: Path) -> None:
     import weakref
 
     repo = ModelRepository(lr_repo, VersionPolicy.parse("all"))
-    dp = DataPlane(repo)
+    dp = DataPlane(repo, model_control=True)
     await repo.load_all()
     await dp.predict_v1("lr", {"instances": [[1, 0, 0, 0]]}, {})
     refs = [weakref.ref(m) for m in repo.models()]

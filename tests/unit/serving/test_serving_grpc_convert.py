@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tureen.codecs import oip_proto as convert
+from tureen.codecs.pb import inference_pb2 as pb
 from tureen.errors import InvalidRequestError
 from tureen.serving import InferInput, InferOutput, InferRequest, InferResponse
-from tureen.transports.grpc import convert
-from tureen.transports.grpc import inference_pb2 as pb
 from tureen.types import OIP_NUMPY
 
 NUMERIC = [k for k in OIP_NUMPY if k != "BYTES"]
@@ -86,10 +86,14 @@ class _Ctx:
     def set_trailing_metadata(self, md: tuple[tuple[str, str], ...]) -> None:
         self.trailing = md
 
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5000"
+
 
 async def test_grpc_metadata_reaches_the_model_as_headers() -> None:
     from tureen.serving import DataPlane, Model
-    from tureen.transports.grpc.servicer import InferenceServicer, _guard
+    from tureen.serving.guard import GuardChain
+    from tureen.transports.grpc.servicer import InferenceServicer, guarded
 
     seen: list[dict[str, str]] = []
 
@@ -105,7 +109,7 @@ async def test_grpc_metadata_reaches_the_model_as_headers() -> None:
     req = pb.ModelInferRequest(model_name="seer")
     req.inputs.add(name="x", datatype="INT32", shape=[1]).contents.int_contents.append(7)
     ctx = _Ctx((("x-request-id", "g-1"), ("x-tenant", "acme"), ("bin-bin", b"\0")))  # type: ignore[arg-type]
-    call = _guard("ModelInfer", InferenceServicer(dp).ModelInfer)
+    call = guarded("ModelInfer", InferenceServicer(dp).ModelInfer, GuardChain())
     resp = await call(req, ctx)
     assert list(resp.outputs[0].contents.int_contents) == [7]
     assert seen[0]["x-tenant"] == "acme" and "bin-bin" not in seen[0]

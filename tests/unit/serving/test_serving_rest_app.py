@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tureen.codecs.oip_json import decode_response, encode_request, encode_response
 from tureen.serving import (
     DataPlane,
     InferInput,
@@ -22,7 +23,6 @@ from tureen.serving import (
     VersionPolicy,
 )
 from tureen.transports.rest import build_app
-from tureen.transports.rest.oip import decode_response, encode_request, encode_response
 
 from .conftest import Doubler, loaded
 
@@ -39,7 +39,7 @@ async def feature_route(request: Request) -> JSONResponse:
 @pytest.fixture
 async def client(lr_repo: Path) -> Any:
     repo = ModelRepository(lr_repo, VersionPolicy("all"))
-    dp = DataPlane(repo)
+    dp = DataPlane(repo, model_control=True)
     await repo.load_all()
     dp.register(loaded(Doubler("m")))
     dp.register(loaded(Boom("boom")))

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from tureen.codecs.pb import inference_pb2 as pb
+from tureen.error_codes import GrpcStatus as Status
+from tureen.error_codes import grpc_status as status_of
 from tureen.errors import NotFoundError, NotReadyError, TureenError
 from tureen.serving import DataPlane
 from tureen.transports.grpc import h2frames as f
-from tureen.transports.grpc import inference_pb2 as pb
-from tureen.transports.grpc.errors import Status, grpc_status, status_of
 from tureen.transports.grpc.h2grpc import GrpcConnection, Service, parse_timeout, percent_encode
 from tureen.transports.grpc.hpack import Decoder, Encoder
+from tureen.transports.grpc.servicer import status_code
 
 from .test_h2conn import FakeTransport, Peer
 
@@ -65,4 +67,4 @@ def test_status_table_uses_the_grpc_integers() -> None:
     assert int(Status.NOT_FOUND) == 5
     assert status_of(NotReadyError("x")) == 14
     assert status_of(TureenError("x")) == Status.INTERNAL
-    assert grpc_status(NotFoundError("x")).name == "NOT_FOUND"
+    assert status_code(status_of(NotFoundError("x"))).name == "NOT_FOUND"

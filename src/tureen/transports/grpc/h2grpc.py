@@ -4,9 +4,9 @@ A call is ``POST /inference.GRPCInferenceService/<Method>`` with ``content-type:
 application/grpc``; its body is one length-prefixed message (flag byte, 4-byte big-endian
 length; flag 1 = compressed with ``grpc-encoding``). The answer is HEADERS (``:status 200``),
 one DATA message and trailers (``grpc-status``, ``grpc-message``, ``x-request-id``), or a
-trailers-only HEADERS frame for errors. Handlers are ``handlers.InferenceServicer``'s,
-started with ``start_eager`` so that calls which never suspend finish inside
-``data_received`` and leave in the same write.
+trailers-only HEADERS frame for errors. Handlers are ``handlers.InferenceServicer``'s, run
+through the guard chain and started with ``start_eager`` so that calls which never suspend
+finish inside ``data_received`` and leave in the same write.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from tureen.errors import TureenError
-from tureen.serving.context import request_id, resolve_request_id
+from tureen.error_codes import GrpcStatus as Status
+from tureen.serving.context import RequestContext
 from tureen.serving.dataplane import DataPlane
+from tureen.serving.guard import GuardChain, RequestFailedError
 from tureen.transports.eager import start_eager
 from tureen.transports.grpc import h2frames as f
-from tureen.transports.grpc.errors import Status, status_of
 from tureen.transports.grpc.h2conn import H2Connection, Stream
-from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, InferenceServicer, _metadata
+from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, InferenceServicer
 from tureen.transports.grpc.hpack import encode_field, encode_str
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,10 @@ def inflate(data: memoryview, encoding: str, limit: int) -> bytes:
 class Service:
     """What every connection of one server shares."""
 
-    def __init__(self, dataplane: DataPlane, max_message_bytes: int, max_streams: int) -> None:
+    def __init__(self, dataplane: DataPlane, max_message_bytes: int, max_streams: int,
+                 chain: GuardChain | None = None) -> None:
         servicer = InferenceServicer(dataplane)
+        self.chain = chain or GuardChain()
         self.methods: dict[str, tuple[str, Any, Any]] = {
             f"/{SERVICE_NAME}/{name}": (name, getattr(servicer, name), req)
             for name, (req, _) in METHODS.items()
@@ -92,11 +94,12 @@ class Service:
 
 
 class Call:
-    __slots__ = ("deadline", "encoding", "fn", "md", "name", "req_cls", "rid", "task",
+    __slots__ = ("ctx", "deadline", "encoding", "fn", "name", "req_cls", "rid", "task",
                  "timeout", "timer")
 
-    def __init__(self, name: str, fn: Any, req_cls: Any, md: dict[str, str], rid: str) -> None:
-        self.name, self.fn, self.req_cls, self.md, self.rid = name, fn, req_cls, md, rid
+    def __init__(self, name: str, fn: Any, req_cls: Any, ctx: RequestContext) -> None:
+        self.name, self.fn, self.req_cls, self.ctx = name, fn, req_cls, ctx
+        self.rid = ctx.request_id
         self.deadline: float | None = None
         self.timeout = 0.0
         self.encoding: str | None = None
@@ -104,19 +107,20 @@ class Call:
         self.timer: asyncio.TimerHandle | None = None
 
 
-async def _run(fn: Any, req: Any, md: dict[str, str], rid: str) -> Any:
-    _metadata.set(md)
-    request_id.set(rid)
-    return await fn(req, None)
 
 
 class GrpcConnection(H2Connection):
     def __init__(self, service: Service) -> None:
         super().__init__(max_body=service.max_message + 5, max_streams=service.max_streams)
         self.service = service
+        self.peer: str | None = None
+        self.peer_cert: dict[str, Any] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.service.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
+        self.peer_cert = transport.get_extra_info("peercert") or None
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -166,13 +170,14 @@ class GrpcConnection(H2Connection):
             self.http_error(s, 415, f"content-type {ctype!r} is not application/grpc; this "
                             "port serves gRPC only.")
             return
-        rid = resolve_request_id(md.get("x-request-id"), md.get("traceparent"))
+        ctx = self.service.chain.context("grpc", path, md, self.peer, self.peer_cert)
+        rid = ctx.request_id
         entry = self.service.methods.get(path)
         if entry is None:
             self.fail_call(s, Status.UNIMPLEMENTED, f"unknown method {path}; this server "
                            f"serves {SERVICE_NAME} ({', '.join(METHODS)}).", rid)
             return
-        call = s.call = Call(entry[0], entry[1], entry[2], md, rid)
+        call = s.call = Call(entry[0], entry[1], entry[2], ctx)
         if encoding is not None and encoding != "identity":
             if encoding not in ("gzip", "deflate"):
                 self.fail_call(s, Status.UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not "
@@ -235,8 +240,8 @@ class GrpcConnection(H2Connection):
         if call.deadline is not None and self.loop.time() >= call.deadline:
             self._expire(s)
             return
-        task = start_eager(_run(call.fn, req, call.md, call.rid), partial(self._finished, s),
-                           self.loop)
+        task = start_eager(self.service.chain.run(call.ctx, call.fn, req, None),
+                           partial(self._finished, s), self.loop)
         if task is not None and s.id in self.streams:
             call.task = task
             if call.deadline is not None:
@@ -266,13 +271,12 @@ class GrpcConnection(H2Connection):
                 return
             self.send_response(s, HEAD, _PREFIX.pack(0, len(payload)) + payload,
                                trailers(0, "", call.rid))
-        elif isinstance(exc, TureenError):
-            self.fail_call(s, status_of(exc), str(exc))
+        elif isinstance(exc, RequestFailedError):
+            self.fail_call(s, exc.grpc, exc.message)
         elif isinstance(exc, asyncio.CancelledError):
             self.fail_call(s, Status.CANCELLED, "the call was cancelled by the server.")
-        else:
-            log.error("internal error in %s (request id %s)", call.name, call.rid,
-                      exc_info=exc)
+        else:  # the chain maps every Exception; this is a BaseException escaping it
+            log.error("call %s ended with %r (request id %s)", call.name, exc, call.rid)
             self.fail_call(s, Status.INTERNAL, "internal server error; the server log has "
                            f"the details under request id {call.rid}.")
 

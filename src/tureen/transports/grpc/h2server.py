@@ -1,6 +1,6 @@
 """tureen's own OIP gRPC server: ``h2grpc`` connections on an asyncio (uvloop) TCP server.
 
-    server = await start_h2_server(dataplane, "0.0.0.0", 8081, max_message_bytes=256 << 20)
+    server = await start_h2_server(dataplane, "127.0.0.1", 8081, max_message_bytes=256 << 20)
     server.port          # the bound port (ask for 0 to get an ephemeral one)
     await server.stop(grace=10)   # GOAWAY, let calls in flight finish, close
 """
@@ -8,8 +8,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
+from ssl import SSLContext
 
+from tureen.errors import PortInUseError
 from tureen.serving.dataplane import DataPlane
+from tureen.serving.guard import GuardChain
 from tureen.transports.grpc.h2grpc import GrpcConnection, Service
 
 
@@ -39,17 +44,24 @@ class H2Server:
 
 
 async def start_h2_server(
-    dataplane: DataPlane, host: str, port: int, *, max_message_bytes: int,
-    reuse_port: bool = True, max_streams: int = 1000,
+    dataplane: DataPlane, host: str = "127.0.0.1", port: int = 0, *, max_message_bytes: int,
+    max_streams: int = 1000, chain: GuardChain | None = None, sock: socket.socket | None = None,
+    ssl: SSLContext | None = None,
 ) -> H2Server:
-    """Serve ``inference.GRPCInferenceService`` on ``host:port`` (h2c, prior knowledge)."""
+    """Serve ``inference.GRPCInferenceService`` on ``sock`` (a bound, listening socket) or
+    ``host:port`` (h2c with prior knowledge; h2 over TLS when ``ssl`` is given)."""
     loop = asyncio.get_running_loop()
-    service = Service(dataplane, max_message_bytes, max_streams)
-    try:
-        server = await loop.create_server(
-            lambda: GrpcConnection(service), host, port, reuse_port=reuse_port, backlog=1024)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot bind the gRPC port {host}:{port} ({exc.strerror}); "
-                      "pick a free one with --grpc_port.") from exc
+    service = Service(dataplane, max_message_bytes, max_streams, chain)
+    if sock is not None:
+        server = await loop.create_server(lambda: GrpcConnection(service), sock=sock, ssl=ssl)
+    else:
+        try:
+            server = await loop.create_server(lambda: GrpcConnection(service), host, port,
+                                              backlog=1024, ssl=ssl)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError.from_os_error(exc, f"{host}:{port} (gRPC)",
+                                                   "--grpc_port") from None
+            raise
     bound = int(server.sockets[0].getsockname()[1])
     return H2Server(server, service, bound)

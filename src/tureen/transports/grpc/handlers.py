@@ -1,19 +1,26 @@
 """``inference.GRPCInferenceService``'s handlers over ``DataPlane``, shared by both gRPC
-servers (``h2server`` and the ``grpc.aio`` fallback in ``servicer``); no grpc import here."""
+servers (``h2server`` and the ``grpc.aio`` fallback in ``servicer``); no grpc import here.
+Both run them through the guard chain; the call's text metadata (the request context's
+``headers``) is what a model sees as request headers."""
 
 from __future__ import annotations
 
-import contextvars
+from collections.abc import Mapping
 from typing import Any
 
+from tureen.codecs.oip_proto import decode_request, encode_response
+from tureen.codecs.pb import inference_pb2 as pb
 from tureen.errors import InvalidRequestError
+from tureen.serving.context import current
 from tureen.serving.dataplane import DataPlane
-from tureen.transports.grpc import inference_pb2 as pb
-from tureen.transports.grpc.convert import decode_request, encode_response
 
 SERVICE_NAME = "inference.GRPCInferenceService"
-#: the text metadata of the call being served (the model sees it as request headers)
-_metadata: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("tureen_grpc_md")
+
+
+def _metadata() -> dict[str, str]:
+    ctx = current()
+    headers: Mapping[str, str] = ctx.headers if ctx is not None else {}
+    return dict(headers)
 
 
 class InferenceServicer:
@@ -46,7 +53,7 @@ class InferenceServicer:
 
     async def ModelInfer(self, req: pb.ModelInferRequest, ctx: Any) -> pb.ModelInferResponse:  # noqa: N802
         self.dp.repository.get(req.model_name, req.model_version or None)  # NOT_FOUND first
-        request = decode_request(req, _metadata.get())
+        request = decode_request(req, _metadata())
         response = await self.dp.infer(request, "grpc")
         return encode_response(response, raw=bool(req.raw_input_contents))
 

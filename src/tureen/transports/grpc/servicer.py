@@ -1,59 +1,53 @@
-"""``inference.GRPCInferenceService`` on a ``grpc.aio`` server (the fallback to ``h2server``)."""
+"""``inference.GRPCInferenceService`` on a ``grpc.aio`` server (the fallback to ``h2server``),
+every call through the guard chain."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from tureen.errors import TureenError
-from tureen.serving.context import request_id, resolve_request_id
+from tureen.error_codes import GrpcStatus
 from tureen.serving.dataplane import DataPlane
-from tureen.transports.grpc.errors import grpc_status
-from tureen.transports.grpc.handlers import (
-    METHODS,
-    SERVICE_NAME,
-    InferenceServicer,
-    _metadata,
-)
-
-log = logging.getLogger(__name__)
+from tureen.serving.guard import GuardChain, RequestFailedError
+from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, InferenceServicer
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
-__all__ = ["SERVICE_NAME", "InferenceServicer", "_guard", "add_inference_service"]
+__all__ = ["SERVICE_NAME", "InferenceServicer", "add_inference_service", "guarded"]
+
+_CODES = {s.value[0]: s for s in grpc.StatusCode}
 
 
-def _guard(name: str, fn: Handler) -> Handler:
+def status_code(code: GrpcStatus) -> grpc.StatusCode:
+    return _CODES[int(code)]
+
+
+def guarded(name: str, fn: Handler, chain: GuardChain) -> Handler:
+    """``fn`` run through ``chain``; failures abort the call with their gRPC code."""
+    operation = f"/{SERVICE_NAME}/{name}"
+
     async def call(req: Any, ctx: grpc.aio.ServicerContext) -> Any:
         md = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
-        _metadata.set(md)
-        rid = resolve_request_id(md.get("x-request-id"), md.get("traceparent"))
-        token = request_id.set(rid)
+        gctx = chain.context("grpc", operation, md, peer=ctx.peer())
+        ctx.set_trailing_metadata((("x-request-id", gctx.request_id),))
         try:
-            ctx.set_trailing_metadata((("x-request-id", rid),))
-            return await fn(req, ctx)
-        except TureenError as exc:
-            await ctx.abort(grpc_status(exc), str(exc))
-        except Exception:
-            log.exception("internal error in %s (request id %s)", name, rid)
-            await ctx.abort(grpc.StatusCode.INTERNAL,
-                            f"internal server error; the server log has the details under "
-                            f"request id {rid}.")
-        finally:
-            request_id.reset(token)
+            return await chain.run(gctx, fn, req, ctx)
+        except RequestFailedError as f:
+            await ctx.abort(status_code(f.grpc), f.message)
 
     return call
 
 
-def add_inference_service(server: grpc.aio.Server, dataplane: DataPlane) -> None:
+def add_inference_service(server: grpc.aio.Server, dataplane: DataPlane,
+                          chain: GuardChain | None = None) -> None:
     """Register the OIP service on ``server``."""
     servicer = InferenceServicer(dataplane)
+    chain = chain or GuardChain()
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            _guard(name, getattr(servicer, name)),
+            guarded(name, getattr(servicer, name), chain),
             request_deserializer=req.FromString,
             response_serializer=resp.SerializeToString,
         )

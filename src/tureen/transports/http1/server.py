@@ -13,6 +13,7 @@ import asyncio
 import logging
 import math
 import socket
+from ssl import SSLContext
 from typing import Any
 
 from tureen.transports.http1 import response
@@ -85,8 +86,9 @@ class HTTPServer:
         return self.state.connections if self.state is not None else set()
 
     async def start(self, sock: socket.socket | None = None, host: str = "127.0.0.1",
-                    port: int = 0, backlog: int = 2048) -> None:
-        """Run the app's lifespan startup, then accept on ``sock`` (or bind host:port)."""
+                    port: int = 0, backlog: int = 2048, ssl: SSLContext | None = None) -> None:
+        """Run the app's lifespan startup, then accept on ``sock`` (or bind host:port);
+        with ``ssl``, over TLS."""
         loop = asyncio.get_running_loop()
         state = self.state = ServerState(self.app, self.resolver, self.max_body_bytes,
                                          self.max_header_bytes, self.body_limit_advice)
@@ -95,10 +97,10 @@ class HTTPServer:
             await self._lifespan.startup()
         if sock is not None:
             self._server = await loop.create_server(lambda: Connection(state), sock=sock,
-                                                    backlog=backlog)
+                                                    backlog=backlog, ssl=ssl)
         else:
             self._server = await loop.create_server(lambda: Connection(state), host, port,
-                                                    backlog=backlog)
+                                                    backlog=backlog, ssl=ssl)
         self._sweeper = loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:

@@ -1,12 +1,16 @@
 """The REST app: KServe v1 and OIP v2 routes as native handlers, also served over ASGI.
 
-``build_app(dataplane, extra_routes=[...])`` returns one app. Its own routes are matched by
-string operations; each is a handler ``(headers, body bytes, *path args) -> Reply``. The app
-is a ``NativeResolver`` for tureen's HTTP/1.1 server (``resolve(method, path)`` hands out the
-handler; no ASGI messages at all) and an ASGI app for any other server (the body is read from
-``receive``). Other paths go to ``extra_routes``: those exposing a native table
-(``NativeResolver``, e.g. the Feast routes) are resolved natively first, the rest through a
-Starlette ``Router``, so other areas mount into the same app and port.
+``build_app(dataplane, extra_routes=[...], chain=...)`` returns one app. Its own routes are
+matched by string operations; each is a handler ``(headers, body bytes, *path args) ->
+Reply``. The app is a ``NativeResolver`` for tureen's HTTP/1.1 server (``resolve(method,
+path)`` hands out the handler; no ASGI messages at all) and an ASGI app for any other server
+(the body is read from ``receive``). Other paths go to ``extra_routes``: ``RouteTable``s
+(e.g. the Feast routes) are matched like the app's own routes, anything else (Starlette
+routes) through a ``Router``, so other areas mount into the same app and port.
+
+Every request on every route — own, ``RouteTable`` or Starlette — runs through the one
+``GuardChain`` (``tureen.serving.guard``): request id, limits, authentication, audit, and the
+one error table; the reply carries ``x-request-id`` (and a valid ``traceparent`` back).
 """
 
 from __future__ import annotations
@@ -15,23 +19,23 @@ import functools
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from starlette.routing import BaseRoute, Router
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from tureen.errors import InvalidRequestError, TureenError
-from tureen.serving.context import request_id, resolve_request_id
-from tureen.serving.dataplane import DataPlane
-from tureen.transports.http1.native import Headers, NativeHandler, NativeResolver, Reply
-from tureen.transports.rest.errors import PayloadTooLargeError, http_status
-from tureen.transports.rest.oip import (
+from tureen.codecs.oip_json import (
     HEADER_LENGTH,
     decode_request,
     encode_response_parts,
     loads,
 )
+from tureen.errors import InvalidRequestError, PayloadTooLargeError
+from tureen.serving.context import RequestContext
+from tureen.serving.dataplane import DataPlane
+from tureen.serving.guard import GuardChain, RequestFailedError
+from tureen.transports.http1.native import Headers, NativeHandler, Reply
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,22 @@ Handler = Callable[..., Awaitable[Reply]]
 Hook = Callable[[], Awaitable[None]]
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+@runtime_checkable
+class RouteTable(Protocol):
+    """Routes another area mounts with ``extra_routes`` and the app serves like its own:
+    ``match(path)`` → (the method it accepts, ``handler(headers, body) -> Reply``) or None.
+    Handlers raise ``TureenError``s; the app maps them (``error_detail``: the error body also
+    carries the message as ``detail``, as Feast's clients read it)."""
+
+    error_detail: bool
+
+    def match(self, path: str) -> tuple[str, Handler] | None: ...
+
+
+# (accepted method, handler, path args, error body with "detail")
+_Match = tuple[str, Handler, tuple[str, ...], bool]
 
 
 class _DisconnectedError(Exception):
@@ -56,17 +76,20 @@ class RestApp:
     def __init__(
         self,
         dataplane: DataPlane,
-        extra_routes: Sequence[BaseRoute] = (),
+        extra_routes: Sequence[BaseRoute | RouteTable] = (),
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         on_startup: Sequence[Hook] = (),
         on_shutdown: Sequence[Hook] = (),
+        chain: GuardChain | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.max_request_bytes = max_request_bytes
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
-        self._router = Router(list(extra_routes), default=self._not_found) if extra_routes else None
-        self._native_routes = [r for r in extra_routes if isinstance(r, NativeResolver)]
+        self.chain = chain or GuardChain()
+        self._tables = [r for r in extra_routes if isinstance(r, RouteTable)]
+        starlette = [r for r in extra_routes if not isinstance(r, RouteTable)]
+        self._router = Router(starlette, default=self._not_found) if starlette else None
         self._fixed: dict[str, tuple[str, Handler]] = {
             "/": ("GET", self._root),
             "/v1/models": ("GET", self._v1_list),
@@ -106,7 +129,17 @@ class RestApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _match(self, method: str, path: str) -> tuple[str, Handler, tuple[str, ...]] | None:
+    def _match(self, path: str) -> _Match | None:
+        own = self._match_own(path)
+        if own is not None:
+            return own[0], own[1], own[2], False
+        for table in self._tables:
+            found = table.match(path)
+            if found is not None:
+                return found[0], found[1], (), table.error_detail
+        return None
+
+    def _match_own(self, path: str) -> tuple[str, Handler, tuple[str, ...]] | None:
         fixed = self._fixed.get(path)
         if fixed is not None:
             return fixed[0], fixed[1], ()
@@ -146,77 +179,72 @@ class RestApp:
     # native entry (tureen's HTTP/1.1 server)
 
     def resolve(self, method: str, path: str) -> NativeHandler | None:
-        match = self._match(method, path)
+        match = self._match(path)
         if match is None:
-            for route in self._native_routes:
-                handler = route.resolve(method, path)
-                if handler is not None:
-                    return handler
             if self._router is None:
-                return functools.partial(_not_found_reply, path)
+                return functools.partial(self._unrouted, method, path)
             return None  # the server hands it to the Router over ASGI
-        want, handler, args = match
-        return functools.partial(self._call, method, path, want, handler, args)
+        return functools.partial(self._call, method, path, match, None)
 
     def error_reply(self, headers: Headers, status: int, message: str) -> Reply:
         """The server's own rejection (413 before the body is read), stamped like ours."""
-        return self._stamp(_json(status, {"error": message}), headers)
+        ctx = self.chain.context("http", "", headers)
+        return self._stamp(_json(status, {"error": message}), ctx)
 
-    def _stamp(self, reply: Reply, headers: Headers, rid: str | None = None) -> Reply:
-        tp = headers.get("traceparent")
-        if rid is None:
-            rid = resolve_request_id(headers.get("x-request-id"), tp)
+    @staticmethod
+    def _stamp(reply: Reply, ctx: RequestContext) -> Reply:
         status, out, ctype, extra = reply
-        extra = [*extra, (b"x-request-id", rid.encode("latin-1"))]
-        if tp:
-            extra.append((b"traceparent", tp.encode("latin-1")))
+        extra = [*extra, (b"x-request-id", ctx.request_id.encode("latin-1"))]
+        if ctx.traceparent:
+            extra.append((b"traceparent", ctx.traceparent.encode("latin-1")))
+        for name, value in ctx.response_headers:
+            extra.append((name.encode("latin-1"), value.encode("latin-1")))
         return status, out, ctype, extra
 
-    async def _call(self, method: str, path: str, want: str, handler: Handler,
-                    args: tuple[str, ...], headers: Headers, body: bytes | bytearray) -> Reply:
-        """Run ``handler`` under the request id; map errors; stamp the id on the reply."""
-        rid = resolve_request_id(headers.get("x-request-id"), headers.get("traceparent"))
-        token = request_id.set(rid)
+    async def _call(self, method: str, path: str, match: _Match, peer: str | None,
+                    headers: Headers, body: bytes | bytearray) -> Reply:
+        """Run the route's handler through the guard chain; stamp the request id."""
+        want, handler, args, detail = match
+        ctx = self.chain.context("http", f"{method} {path}", headers, peer)
+        if method != want and not (want == "GET" and method == "HEAD"):
+            reply = _error(405, f"{path} accepts {want} only; resend as {want}.", detail)
+            reply[3].append((b"allow", want.encode()))
+            return self._stamp(reply, ctx)
         try:
-            if method != want and not (want == "GET" and method == "HEAD"):
-                reply = _json(405, {"error": f"{path} accepts {want} only; resend as {want}."})
-                reply[3].append((b"allow", want.encode()))
-            else:
-                reply = await handler(headers, body, *args)
-        except TureenError as exc:
-            reply = _json(http_status(exc), {"error": str(exc)})
-        except Exception:
-            log.exception("internal error serving %s %s (request id %s)", method, path, rid)
-            reply = _json(500, {"error": f"internal server error; the server log has the "
-                                         f"details under request id {rid}."})
-        finally:
-            request_id.reset(token)
-        return self._stamp(reply, headers, rid)
+            reply = await self.chain.run(ctx, handler, headers, body, *args)
+        except RequestFailedError as f:
+            reply = _error(f.http, f.message, detail)
+        return self._stamp(reply, ctx)
+
+    async def _unrouted(self, method: str, path: str, headers: Headers,
+                        body: bytes | bytearray) -> Reply:
+        ctx = self.chain.context("http", f"{method} {path}", headers)
+        return self._stamp(await _not_found_reply(path, headers, body), ctx)
 
     # ASGI entry (uvicorn, httpx.ASGITransport)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        match = self._match(method, path)
+        headers: Headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client")
+        peer = f"{client[0]}:{client[1]}" if client else None
+        match = self._match(path)
         if match is None:
             if self._router is not None:
-                await self._router(scope, receive, send)
+                await self._guarded_router(method, path, headers, peer, scope, receive, send)
             else:
                 await self._not_found(scope, receive, send)
             return
-        want, handler, args = match
-        headers: Headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         body: bytes | bytearray = b""
-        if method == want:
+        if method == match[0]:
             try:
                 body = await self._raw_body(headers, receive)
             except _DisconnectedError:
                 return
-            except TureenError as exc:
-                handler = functools.partial(_raise, exc)
-        status, out, ctype, extra = await self._call(method, path, want, handler, args,
-                                                     headers, body)
+            except PayloadTooLargeError as exc:
+                match = (method, functools.partial(_raise, exc), (), match[3])
+        status, out, ctype, extra = await self._call(method, path, match, peer, headers, body)
         size = len(out) if isinstance(out, bytes) else sum(len(p) for p in out)
         out_headers = [(b"content-type", ctype), (b"content-length", str(size).encode()), *extra]
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
@@ -226,6 +254,34 @@ class RestApp:
         for i, part in enumerate(out):  # big tensors go out without being joined
             await send({"type": "http.response.body", "body": part,
                         "more_body": i < len(out) - 1})
+
+    async def _guarded_router(self, method: str, path: str, headers: Headers, peer: str | None,
+                              scope: Scope, receive: Receive, send: Send) -> None:
+        """A Starlette route through the same chain; a refusal before the route answered
+        becomes the usual JSON error."""
+        ctx = self.chain.context("http", f"{method} {path}", headers, peer)
+        started = False
+        rid = (b"x-request-id", ctx.request_id.encode("latin-1"))
+
+        async def stamped(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", ()), rid]}
+            await send(message)
+
+        assert self._router is not None
+        try:
+            await self.chain.run(ctx, self._router, scope, receive, stamped)
+        except RequestFailedError as f:
+            if started:
+                return  # the route already answered part of it; nothing sane to add
+            status, body, ctype, extra = self._stamp(_error(f.http, f.message, False), ctx)
+            assert isinstance(body, bytes)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", ctype),
+                                    (b"content-length", str(len(body)).encode()), *extra]})
+            await send({"type": "http.response.body", "body": body})
 
     async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
         status, body, ctype, _ = await _not_found_reply(str(scope.get("path")), {}, b"")
@@ -369,6 +425,11 @@ class RestApp:
         return 200, text, b"text/plain; version=0.0.4; charset=utf-8", []
 
 
+def _error(status: int, message: str, detail: bool) -> Reply:
+    body = {"error": message, "detail": message} if detail else {"error": message}
+    return _json(status, body)
+
+
 async def _not_found_reply(path: str, headers: Headers, body: Raw) -> Reply:
     return _json(404, {"error": f"no route {path}; see GET /v2 and GET /v1/models for what "
                                 "this server offers."})
@@ -403,12 +464,14 @@ def _too_large(size: int, limit: int) -> str:
 
 def build_app(
     dataplane: DataPlane,
-    extra_routes: Sequence[BaseRoute] = (),
+    extra_routes: Sequence[BaseRoute | RouteTable] = (),
     *,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    chain: GuardChain | None = None,
 ) -> RestApp:
-    """The ASGI app serving ``dataplane`` over KServe v1 and OIP REST, plus ``extra_routes``."""
-    return RestApp(dataplane, extra_routes, max_request_bytes, on_startup, on_shutdown)
+    """The ASGI app serving ``dataplane`` over KServe v1 and OIP REST, plus ``extra_routes``
+    (``RouteTable``s and Starlette routes), every request through ``chain``."""
+    return RestApp(dataplane, extra_routes, max_request_bytes, on_startup, on_shutdown, chain)
 

@@ -1,29 +1,23 @@
 """Feast-compatible HTTP routes over a ``FeatureStore``.
 
-Each route is a handler ``handler(body) -> (status, json-able)`` served two ways: natively
-(``FeastRoutes.resolve``, for tureen's HTTP/1.1 server through the REST app) and as a small
-ASGI endpoint (no per-request Request/Response objects) for any other server.
-Client mistakes become 400/404 with the store's message (``{"error": ...}``, plus Feast's
-``detail`` key so Feast clients print it); unexpected errors become a logged 500. Blocking
-work (writes, materialization, the health probe) runs in a worker thread; online reads go
-through ``get_online_features_async``.
+``feature_routes(store)`` is a ``RouteTable`` the REST app serves like its own routes (on
+either HTTP/1.1 server, through the guard chain). Each route is ``handler(body) ->
+(status, json-able)``; client mistakes raise ``TureenError``s that the app maps to 400/404
+with the store's message (``{"error": ...}``, plus Feast's ``detail`` key so Feast clients
+print it). Blocking work (writes, materialization, the health probe) runs in a worker
+thread; online reads go through ``get_online_features_async``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import pandas as pd
-from starlette.datastructures import URLPath
-from starlette.routing import BaseRoute, Match, NoMatchFound
-from starlette.types import Receive, Scope, Send
 
-from tureen.errors import TureenError
 from tureen.feature_server.feast_json import (
     parse_materialize,
     parse_online_request,
@@ -33,54 +27,18 @@ from tureen.feature_server.feast_json import (
 )
 from tureen.feature_server.health import health_report
 from tureen.store import FeatureStore
-from tureen.transports.http1.native import Headers, NativeHandler, Reply
-from tureen.transports.rest.errors import http_status
-
-log = logging.getLogger(__name__)
+from tureen.transports.http1.native import Headers, Reply
 
 Answer = tuple[int, Any]
 Handler = Callable[[bytes], Awaitable[Answer]]
 JSON = b"application/json"
-_JSON = [(b"content-type", JSON)]
 
 
-class _Endpoint:
-    """One route: ``handler(body) -> (status, json-able)``, natively (``native``) or as an
-    ASGI app."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-
-    async def answer(self, path: str, body: bytes) -> tuple[int, bytes]:
-        try:
-            status, obj = await self.handler(body)
-        except TureenError as exc:
-            status, obj = http_status(exc), {"error": str(exc), "detail": str(exc)}
-        except Exception:
-            log.exception("internal error serving %s", path)
-            status, obj = 500, {"error": "internal server error; see the server log."}
-        data = obj if isinstance(obj, bytes) else orjson.dumps(
-            obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-        return status, data
-
-    async def native(self, path: str, headers: Headers, body: bytes) -> Reply:
-        status, data = await self.answer(path, body)
-        return status, data, JSON, []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            chunks.append(msg.get("body", b""))
-            if not msg.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        status, data = await self.answer(str(scope.get("path")), body)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*_JSON, (b"content-length", str(len(data)).encode())]})
-        await send({"type": "http.response.body", "body": data})
+async def _reply(handler: Handler, headers: Headers, body: bytes) -> Reply:
+    status, obj = await handler(body)
+    data = obj if isinstance(obj, bytes) else orjson.dumps(
+        obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    return status, data, JSON, []
 
 
 class FeatureHandlers:
@@ -145,67 +103,27 @@ def _summaries(done: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _wrong_method(path: str, want: str) -> bytes:
-    msg = f"{path} accepts {want} only."
-    return orjson.dumps({"error": msg, "detail": msg})
+class FeastRoutes:
+    """The feature routes as a ``RouteTable``: one exact-path lookup per request."""
+
+    error_detail = True
+
+    def __init__(self, table: dict[str, tuple[str, Handler]]) -> None:
+        self.table = {path: (method, functools.partial(_reply, handler))
+                      for path, (method, handler) in table.items()}
+
+    def match(self, path: str) -> tuple[str, Callable[..., Awaitable[Reply]]] | None:
+        return self.table.get(path)
 
 
-async def _method_not_allowed(path: str, want: str, headers: Headers, body: bytes) -> Reply:
-    return 405, _wrong_method(path, want), JSON, [(b"allow", want.encode())]
-
-
-class FeastRoutes(BaseRoute):
-    """All feature routes as one Starlette route matched by an exact path lookup (the
-    router tries it before regex routes, so the hot path pays one dict lookup); also a
-    ``NativeResolver`` over the same table."""
-
-    def __init__(self, table: dict[str, tuple[str, _Endpoint]]) -> None:
-        self.table = table
-        self._native = {path: functools.partial(ep.native, path)
-                        for path, (_, ep) in table.items()}
-
-    def resolve(self, method: str, path: str) -> NativeHandler | None:
-        entry = self.table.get(path)
-        if entry is None:
-            return None
-        want = entry[0]
-        if method != want and not (want == "GET" and method == "HEAD"):
-            return functools.partial(_method_not_allowed, path, want)
-        return self._native[path]
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http":
-            return Match.NONE, {}
-        entry = self.table.get(scope["path"])
-        if entry is None:
-            return Match.NONE, {}
-        method = scope["method"]
-        ok = method == entry[0] or (entry[0] == "GET" and method == "HEAD")
-        return (Match.FULL if ok else Match.PARTIAL), {}
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        want, endpoint = self.table[scope["path"]]
-        if scope["method"] != want and not (want == "GET" and scope["method"] == "HEAD"):
-            body = _wrong_method(scope["path"], want)
-            await send({"type": "http.response.start", "status": 405,
-                        "headers": [*_JSON, (b"allow", want.encode())]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        await endpoint(scope, receive, send)
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        raise NoMatchFound(name, path_params)
-
-
-def feature_routes(store: FeatureStore) -> list[BaseRoute]:
+def feature_routes(store: FeatureStore) -> list[FeastRoutes]:
     """The Feast feature-server routes over ``store`` (mount with ``extra_routes``)."""
     h = FeatureHandlers(store)
-    table: dict[str, tuple[str, _Endpoint]] = {
-        "/get-online-features": ("POST", _Endpoint(h.get_online_features)),
-        "/push": ("POST", _Endpoint(h.push)),
-        "/write-to-online-store": ("POST", _Endpoint(h.write_to_online_store)),
-        "/materialize": ("POST", _Endpoint(h.materialize)),
-        "/materialize-incremental": ("POST", _Endpoint(h.materialize_incremental)),
-        "/health": ("GET", _Endpoint(h.health)),
-    }
-    return [FeastRoutes(table)]
+    return [FeastRoutes({
+        "/get-online-features": ("POST", h.get_online_features),
+        "/push": ("POST", h.push),
+        "/write-to-online-store": ("POST", h.write_to_online_store),
+        "/materialize": ("POST", h.materialize),
+        "/materialize-incremental": ("POST", h.materialize_incremental),
+        "/health": ("GET", h.health),
+    })]

@@ -6,10 +6,16 @@ from typing import Any
 
 import numpy as np
 
+from tureen.codecs.pb import inference_pb2 as pb
 from tureen.codecs.tensor import check_datatype, decode_binary, element_count, encode_binary
 from tureen.errors import InvalidRequestError
-from tureen.serving.inference import InferInput, InferRequest, InferResponse, RequestedOutput
-from tureen.transports.grpc import inference_pb2 as pb
+from tureen.serving.inference import (
+    InferInput,
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+)
 
 # datatype -> field of InferTensorContents holding it (FP16 travels only as raw bytes)
 CONTENTS_FIELD = {
@@ -114,7 +120,7 @@ def encode_response(resp: InferResponse, raw: bool) -> pb.ModelInferResponse:
     return out
 
 
-# client side (used by tureen.serving.clients to call remote predictors)
+# client side (tureen.serving.clients calls remote predictors with these)
 
 
 def encode_request(request: InferRequest) -> pb.ModelInferRequest:
@@ -136,8 +142,6 @@ def encode_request(request: InferRequest) -> pb.ModelInferRequest:
 
 
 def decode_response(msg: pb.ModelInferResponse) -> InferResponse:
-    from tureen.serving.inference import InferOutput
-
     outs = []
     raw = msg.raw_output_contents
     for idx, t in enumerate(msg.outputs):

@@ -1,6 +1,6 @@
 """Regenerate ``inference_pb2.py`` / ``.pyi`` from ``inference.proto``.
 
-Run ``python -m tureen.transports.grpc.gen``.
+Run ``python -m tureen.codecs.pb.gen``.
 
 Needs ``grpcio-tools`` (a test extra). The generated module registers its file in a private
 descriptor pool, so it can live in one process with Triton's or KServe's own generated
@@ -30,7 +30,7 @@ def generate(out_dir: Path = HERE) -> None:
         )
         code = (Path(tmp) / "inference_pb2.py").read_text()
         if _DEFAULT_POOL not in code:
-            raise RuntimeError("protoc output changed shape; update tureen.transports.grpc.gen")
+            raise RuntimeError("protoc output changed shape; update tureen.codecs.pb.gen")
         code = code.replace(_DEFAULT_POOL, _PRIVATE_POOL)
         stub = (Path(tmp) / "inference_pb2.pyi").read_text()
         (out_dir / "inference_pb2.py").write_text(_HEADER + code)

@@ -7,9 +7,21 @@ from typing import Any
 import numpy as np
 import orjson
 
-from tureen.codecs.tensor import check_shape, decode_binary, decode_json, encode_binary
+from tureen.codecs.tensor import (
+    check_shape,
+    decode_binary,
+    decode_json,
+    encode_binary,
+    encode_json,
+)
 from tureen.errors import InvalidRequestError
-from tureen.serving.inference import InferInput, InferRequest, InferResponse, RequestedOutput
+from tureen.serving.inference import (
+    InferInput,
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+)
 
 HEADER_LENGTH = "inference-header-content-length"
 _NUMPY_JSON = orjson.OPT_SERIALIZE_NUMPY
@@ -115,8 +127,6 @@ def decode_request(
 
 def _json_data(arr: np.ndarray[Any, Any]) -> Any:
     if arr.dtype.kind in "OUS":
-        from tureen.codecs.tensor import encode_json
-
         return encode_json(arr)
     flat = arr.reshape(-1)
     if arr.dtype.kind == "f" and arr.dtype.itemsize == 2:
@@ -214,8 +224,6 @@ def encode_request(request: InferRequest, binary: bool = False) -> tuple[bytes, 
 
 
 def decode_response(body: bytes, header_length: str | None) -> InferResponse:
-    from tureen.serving.inference import InferOutput
-
     binary: memoryview | None = None
     if header_length is not None:
         n = int(header_length)

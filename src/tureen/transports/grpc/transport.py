@@ -1,0 +1,65 @@
+"""OIP gRPC as a ``Transport``: tureen's own HTTP/2 server, or ``grpc.aio``."""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+from tureen.errors import ConfigError, PortInUseError
+from tureen.serving.transport import ServerParts
+from tureen.transports.grpc.h2server import H2Server, start_h2_server
+
+
+class GrpcTransport:
+    kind = "grpc"
+
+    def __init__(self, parts: ServerParts) -> None:
+        self.parts = parts
+        self.implementation = parts.settings.grpc_server
+        self.port = parts.settings.grpc_port
+        self._h2: H2Server | None = None
+        self._aio: Any = None
+
+    def describe(self) -> str:
+        tls = " TLS" if self.parts.ssl is not None else ""
+        return f"grpc :{self.port} ({self.implementation}{tls})"
+
+    async def start(self) -> None:
+        p, s = self.parts, self.parts.settings
+        limit = int(s.limits.max_message_bytes)
+        if self.implementation == "tureen":
+            self._h2 = await start_h2_server(p.dataplane, max_message_bytes=limit,
+                                             chain=p.chain, sock=p.sockets["grpc"], ssl=p.ssl)
+            self.port = self._h2.port
+            return
+        if p.ssl is not None:
+            raise ConfigError("TLS is served by grpc_server tureen; grpcio takes certificates "
+                              "as grpc.ssl_server_credentials, which is not wired up.")
+        import grpc
+
+        from tureen.transports.grpc.servicer import add_inference_service
+
+        server = self._aio = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 1 if s.workers > 1 else 0),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ])
+        add_inference_service(server, p.dataplane, p.chain)
+        port = server.add_insecure_port(f"{s.bind_host}:{s.grpc_port}")
+        if port == 0:
+            taken = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+            raise PortInUseError.from_os_error(taken, f"{s.bind_host}:{s.grpc_port} (gRPC)",
+                                               "--grpc_port")
+        self.port = port
+        await server.start()
+
+    async def stop(self, drain: float) -> None:
+        if self._h2 is not None:
+            await self._h2.stop(drain)
+        if self._aio is not None:
+            await self._aio.stop(drain)
+
+
+def grpc_transport(parts: ServerParts) -> Any:
+    return GrpcTransport(parts)
