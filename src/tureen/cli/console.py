@@ -11,11 +11,11 @@ import click
 
 
 async def _serve(app: object, host: str, port: int) -> None:
-    from tureen.serving.server import bind_socket
+    from tureen.serving.transport import bind_listener
     from tureen.transports.http1 import HTTPServer
 
     server = HTTPServer(app, keep_alive_timeout=5.0)  # type: ignore[arg-type]
-    sock = bind_socket(host, port, reuse_port=False)
+    sock = bind_listener(host, port, "console", "--port")
     await server.start(sock)
     click.echo(f"tureen console on http://{host}:{server.port}/", err=True)
     stop = asyncio.Event()

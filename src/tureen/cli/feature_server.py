@@ -127,7 +127,7 @@ def register(cli: click.Group) -> None:
                    f"{' + models in ' + str(model_root) if model_root else ''}"
                    f"{' + ' + ', '.join(model_dirs) if model_dirs else ''} on "
                    f"http://{cfg.bind_host}:{cfg.http_port} grpc :{cfg.grpc_port}", err=True)
-        routes = feature_routes(store)
+        routes: list[Any] = [*feature_routes(store)]
         if not no_console:
             from starlette.routing import Mount
 

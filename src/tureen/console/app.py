@@ -40,6 +40,7 @@ from tureen.console.http import (
 )
 from tureen.console.services import ConsoleServices
 from tureen.console.static import StaticFiles
+from tureen.error_codes import http_status
 from tureen.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -48,7 +49,6 @@ from tureen.errors import (
     UnauthenticatedError,
 )
 from tureen.serving.context import request_id, resolve_request_id
-from tureen.transports.rest.errors import http_status
 
 log = logging.getLogger(__name__)
 
