@@ -13,8 +13,15 @@ without it being threaded through every call.
   form) when the connection has one. Authentication turns these into ``identity`` (None:
   anonymous).
 - ``authorize(action, resource)``: what services call before doing something on a caller's
-  behalf (see ``Action``). It asks the chain's ``Authorizer``; without a current request
-  (the SDK or CLI in process) the caller is the process itself and is allowed.
+  behalf. ``action`` is a ``tureen.auth.Action`` (``read_features``, ``write_features``,
+  ``predict``, ``deploy``, ``model_control``, ``admin``); ``resource`` is ``PROJECT``,
+  ``PROJECT/NAME`` or ``/NAME`` (a model or deployment with no project: a bare model
+  server), as ``tureen.auth.Resource.parse`` reads it. It asks the chain's ``Authorizer``;
+  without a current request (the SDK or CLI in process) the process itself is the caller
+  and ``Authorizer`` decides nothing.
+
+``Identity`` is ``tureen.auth.policy.Identity``. The raw ``authorization`` header stays in
+``headers`` (a scheme other than Bearer is for authentication to refuse, not to ignore).
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tureen.auth.policy import Action, Identity
+
+__all__ = ["Action", "Authorizer", "Identity", "RequestContext", "authorize", "current"]
+
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("tureen_request_id", default="-")
 #: "name:version" of the model serving the current request, for log lines
 model_label: contextvars.ContextVar[str] = contextvars.ContextVar("tureen_model", default="-")
@@ -38,17 +49,6 @@ _prefix = os.urandom(4).hex()
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,128}")
 MAX_REQUEST_ID = 128
-
-
-class Action:
-    """The actions services authorize (issue 12's roles map to these)."""
-
-    READ_FEATURES = "read_features"
-    WRITE_FEATURES = "write_features"  # push, write-to-online-store, materialize
-    PREDICT = "predict"  # resource: "model/<name>"
-    DEPLOY = "deploy"
-    MODEL_CONTROL = "model_control"  # repository load / unload; resource "model/<name>"
-    ADMIN = "admin"
 
 
 def new_request_id() -> str:
@@ -76,19 +76,6 @@ def resolve_request_id(x_request_id: str | None, traceparent: str | None) -> str
         if m:
             return m.group(1)
     return new_request_id()
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """An authenticated caller."""
-
-    #: token name, OIDC ``sub``, certificate subject, or a service name
-    subject: str
-    roles: frozenset[str] = frozenset()
-    #: how it was established: "token", "oidc", "mtls", "service", ...
-    source: str = ""
-    #: anything else an authenticator knows (scopes, project, claims)
-    claims: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Authorizer(Protocol):

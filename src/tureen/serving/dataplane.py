@@ -3,7 +3,7 @@
 Every transport (KServe v1 REST, OIP REST, OIP gRPC) decodes its wire format, calls one
 method here, and encodes the result. Errors are ``tureen.errors`` exceptions, mapped to
 status codes by the one table (``tureen.error_codes``). Authorization is decided here: a
-predict checks ``Action.PREDICT`` on ``model/<name>``, repository load/unload
+predict checks ``Action.PREDICT`` on ``/<name>``, repository load/unload
 ``Action.MODEL_CONTROL`` (and needs ``model_control`` on).
 """
 
@@ -214,7 +214,7 @@ class DataPlane:
             raise PermissionDeniedError(
                 "model control (repository load/unload) is off on this server; start it with "
                 "--enable_model_control (serving.enable_model_control) to allow it.")
-        authorize(Action.MODEL_CONTROL, f"model/{name}")
+        authorize(Action.MODEL_CONTROL, f"/{name}")
 
     # inference
 
@@ -274,7 +274,7 @@ class DataPlane:
 
     def _acquire(self, name: str, version: str | None, protocol: str) -> Served:
         try:
-            authorize(Action.PREDICT, f"model/{name}")
+            authorize(Action.PREDICT, f"/{name}")
             served = self.repository.get(name, version)
         except TureenError as exc:
             self.metrics.inc("tureen_requests_total", ("", "", protocol, type(exc).__name__))
