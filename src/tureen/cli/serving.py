@@ -21,19 +21,18 @@ def given(**values: Any) -> dict[str, Any]:
                                                    ParameterSource.DEFAULT_MAP)}
 
 
-def _repository_for(model_dir: Path, name: str, tmp: Path) -> Path:
-    """A ``ROOT/<name>/<version>`` view of ``model_dir`` (versioned or flat) via symlinks."""
+def _model_dirs(model_dir: Path, name: str, tmp: Path) -> dict[str, Path]:
+    """``name`` → a directory of version subdirectories: ``model_dir`` itself when it holds
+    ``1/``, ``2/``, ..., else a temporary one whose ``1`` is ``model_dir``."""
     if not model_dir.is_dir():
         raise InvalidRequestError(f"--model_dir {model_dir} is not a directory.")
     subdirs = [p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    root = tmp / "models"
-    root.mkdir()
     if subdirs and all(p.name.isdigit() for p in subdirs):
-        (root / name).symlink_to(model_dir.resolve(), target_is_directory=True)
-    else:
-        (root / name).mkdir()
-        (root / name / "1").symlink_to(model_dir.resolve(), target_is_directory=True)
-    return root
+        return {name: model_dir.resolve()}
+    versions = tmp / "versions"
+    versions.mkdir()
+    (versions / "1").symlink_to(model_dir.resolve(), target_is_directory=True)
+    return {name: versions}
 
 
 def register(cli: click.Group) -> None:
@@ -95,10 +94,11 @@ def register(cli: click.Group) -> None:
             )
         with tempfile.TemporaryDirectory(prefix="tureen-serve-") as tmp:
             repo = model_repository
+            dirs: dict[str, Path] = {}
             if model_dir is not None:
                 if repo is not None:
                     raise InvalidRequestError("pass --model_dir or --model_repository, not both.")
-                repo = _repository_for(model_dir, model_name, Path(tmp))
+                dirs = _model_dirs(model_dir, model_name, Path(tmp))
             models: list[Model] = []
             if predictor_host:
                 from tureen.serving.clients import predictor_client
@@ -123,6 +123,6 @@ def register(cli: click.Group) -> None:
             if given(max_request_mb=max_request_mb):
                 options["max_request_bytes"] = int(max_request_mb * 1024 * 1024)
             base = serving_settings()
-            server = ModelServer(settings=base, model_repository=repo,
+            server = ModelServer(settings=base, model_repository=repo, model_dirs=dirs,
                                  model_defaults={**base.model_defaults, **defaults}, **options)
             server.start(models)

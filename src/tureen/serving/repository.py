@@ -1,8 +1,15 @@
 """The models being served: names, versions, loading and unloading.
 
 Models come from code (``register``) or from a repository directory laid out as
-``ROOT/<name>/<version>/<files>`` (TF-Serving / Triton layout). The default version of a
-model is its highest one. ``load(name)`` rescans a model's directory and applies the version
+``ROOT/<name>/<version>/<files>`` (TF-Serving / Triton layout), plus directories the operator
+names explicitly (``pinned``: ``serve-model --model_dir``). The default version of a model is
+its highest one.
+
+A model name that reaches the file system is 1–128 characters of ``A-Z a-z 0-9 _ . -``
+starting with a letter or digit (``MODEL_NAME``), so it is one path component and never
+``.`` or ``..``; its directory must resolve (symlinks followed) inside the repository root.
+Errors name models relative to the repository and never show where the repository is.
+``load(name)`` rescans a model's directory and applies the version
 policy: new versions are loaded off the event loop and swapped in atomically, so requests in
 flight finish on the version they started with; dropped versions are unloaded only after
 their last in-flight request ends.
@@ -14,7 +21,8 @@ import asyncio
 import gc
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +33,17 @@ from tureen.serving.runtimes import apply_declared, model_from_dir, read_setting
 from tureen.serving.versions import VersionPolicy, version_key
 
 log = logging.getLogger(__name__)
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it is a valid repository model name, else InvalidRequestError."""
+    if not MODEL_NAME.fullmatch(name):
+        raise InvalidRequestError(
+            "the model name is not valid: use 1-128 letters, digits, '_', '.' or '-', starting "
+            "with a letter or digit (no '/', no '..').")
+    return name
 
 
 @dataclass
@@ -56,9 +75,13 @@ class ModelRepository:
         run_blocking: Callable[..., Any] | None = None,
         on_change: Callable[[Model, bool], None] | None = None,
         defaults: dict[str, Any] | None = None,
+        pinned: Mapping[str, Path] | None = None,
     ) -> None:
-        """``defaults``: model-settings.json values for models whose files do not set them."""
+        """``defaults``: model-settings.json values for models whose files do not set them.
+        ``pinned``: model name → a directory of version subdirectories outside the root,
+        chosen by the operator."""
         self.root = Path(root) if root else None
+        self.pinned = {check_model_name(n): Path(d) for n, d in (pinned or {}).items()}
         self.defaults = dict(defaults or {})
         self.policy = policy or VersionPolicy()
         self._entries: dict[str, _Entry] = {}
@@ -157,27 +180,53 @@ class ModelRepository:
                 old.model.unload()
 
     def _disk_names(self) -> list[str]:
+        names = list(self.pinned)
         if self.root is None or not self.root.is_dir():
-            return []
-        return [p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+            return names
+        real_root = self.root.resolve()
+        for p in self.root.iterdir():
+            if p.name.startswith(".") or not p.is_dir() or p.name in self.pinned:
+                continue
+            if not MODEL_NAME.fullmatch(p.name):
+                log.warning("skipping %r in the model repository: not a valid model name",
+                            p.name)
+            elif not p.resolve().is_relative_to(real_root):
+                log.warning("skipping %r in the model repository: it links outside of it",
+                            p.name)
+            else:
+                names.append(p.name)
+        return names
 
     def disk_versions(self, name: str) -> list[str]:
         d = self._model_dir(name)
         return [p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
     def _model_dir(self, name: str) -> Path:
+        """The directory of ``name``'s versions: pinned, or inside the root once symlinks
+        are resolved. Raises without saying where anything is on disk."""
+        check_model_name(name)
+        pinned = self.pinned.get(name)
+        if pinned is not None:
+            return pinned
         if self.root is None:
             raise InvalidRequestError(
                 "this server has no model repository directory; start it with "
                 "--model_repository DIR to load models by name."
             )
-        d = self.root / name
-        if not d.is_dir():
+        real: Path | None
+        try:
+            real = (self.root / name).resolve(strict=True)
+            if not (real.is_dir() and real.is_relative_to(self.root.resolve(strict=True))):
+                real = None
+        except (OSError, RuntimeError):
+            real = None
+        if real is None:
             raise NotFoundError(
-                f"model {name!r} is not in the repository {self.root}."
-                f"{suggest(name, self._disk_names())} Expected {d}/<version>/<files>."
+                f"model {name!r} is not in the model repository."
+                f"{suggest(name, self._disk_names())} Add <repository>/{name}/<version>/ with "
+                "the model files, then load it."
             )
-        return d
+        return real
 
     async def load_all(self) -> None:
         for name in sorted(self._disk_names()):
@@ -185,6 +234,7 @@ class ModelRepository:
 
     async def load(self, name: str) -> list[str]:
         """(Re)load ``name`` from disk by the version policy; returns the served versions."""
+        check_model_name(name)
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             mdir = self._model_dir(name)
@@ -195,8 +245,8 @@ class ModelRepository:
             wanted = policy.select(self.disk_versions(name))
             if not wanted:
                 raise NotFoundError(
-                    f"model {name!r} has no version directory matching policy {policy} in "
-                    f"{mdir}; add {mdir}/1/ with the model files."
+                    f"model {name!r} has no version directory matching policy {policy}; add "
+                    f"<repository>/{name}/1/ with the model files."
                 )
             entry = self._entries.setdefault(name, _Entry())
             for v in wanted:
@@ -208,12 +258,16 @@ class ModelRepository:
                     model = model_from_dir(name, v, vdir, settings)
                     await load_model(model, self._blocking)
                 except Exception as exc:
-                    entry.reason = f"version {v}: {exc}"
+                    why = _without_paths(str(exc), (mdir, f"<repository>/{name}"),
+                                         (self.root, "<repository>"))
+                    entry.reason = f"version {v}: {why}"
                     entry.state = "UNAVAILABLE"
-                    log.error("loading model %s version %s failed: %s", name, v, exc)
+                    log.error("loading model %s version %s from %s failed: %s", name, v, vdir,
+                              exc)
                     raise InvalidRequestError(
-                        f"model {name!r} version {v} failed to load: {exc}. Fix the files in "
-                        f"{vdir} and load again."
+                        f"model {name!r} version {v} failed to load: {why}. Fix the files in "
+                        f"<repository>/{name}/{v}/ and load again (the server log has the "
+                        "details)."
                     ) from exc
                 entry.versions[v] = Served(model)
                 entry.refresh_default()
@@ -228,7 +282,7 @@ class ModelRepository:
             return sorted(entry.versions, key=version_key)
 
     async def unload(self, name: str) -> None:
-        entry = self._entries.get(name)
+        entry = self._entries.get(check_model_name(name))
         if entry is None or not entry.versions:
             raise NotFoundError(f"model {name!r} is not loaded; nothing to unload.")
         retired = list(entry.versions.values())
@@ -259,6 +313,17 @@ class ModelRepository:
         if self._run_blocking is not None:
             return await self._run_blocking(fn, *args)
         return await asyncio.to_thread(fn, *args)
+
+
+def _without_paths(message: str, *dirs: tuple[Path | None, str]) -> str:
+    """``message`` with the server's directories replaced by what a client may see, so it
+    learns nothing about the file system from a failed load."""
+    for d, shown in dirs:
+        if d is None:
+            continue
+        for form in sorted({str(d.resolve()), str(d)}, key=len, reverse=True):
+            message = message.replace(form, shown)
+    return message
 
 
 async def load_model(

@@ -18,7 +18,8 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from ssl import SSLContext
 from typing import Any
 
@@ -55,6 +56,7 @@ class ModelServer:
         authorizer: Authorizer | None = None,
         ssl: SSLContext | None = None,
         transports: Sequence[str] | None = None,
+        model_dirs: Mapping[str, Path] | None = None,
         max_request_bytes: int | None = None,
         **options: Any,
     ) -> None:
@@ -64,7 +66,9 @@ class ModelServer:
         mounted into the REST app; ``guards`` join the guard chain after the built-in
         limits (authentication, audit), ``authorizer`` decides ``authorize(...)`` calls;
         ``ssl`` puts TLS on every transport. ``transports`` names the surfaces to serve
-        (default: ``http`` and, with ``enable_grpc``, ``grpc``)."""
+        (default: ``http`` and, with ``enable_grpc``, ``grpc``). ``model_dirs``: model name →
+        a directory of version subdirectories the operator chose (``--model_dir``), served
+        besides ``model_repository``."""
         changes: dict[str, Any] = dict(options)
         for key, value in (("http_port", http_port), ("grpc_port", grpc_port),
                            ("workers", workers)):
@@ -86,6 +90,7 @@ class ModelServer:
         self.guards = list(guards)
         self.authorizer = authorizer
         self.ssl = ssl
+        self.model_dirs = dict(model_dirs or {})
         self.kinds = list(transports) if transports is not None else (
             ["http", "grpc"] if s.enable_grpc else ["http"])
         self.http_port = s.http_port
@@ -191,7 +196,7 @@ class ModelServer:
         self.bind()
         metrics = Metrics(self._metrics_dir)
         repo = ModelRepository(s.model_repository, VersionPolicy.parse(s.version_policy),
-                               defaults=s.model_defaults)
+                               defaults=s.model_defaults, pinned=self.model_dirs)
         dp = self.dataplane = DataPlane(repo, metrics, threads=s.threads,
                                         model_control=s.enable_model_control)
         for m in models:  # served at once; not ready (503) until loaded below

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from tureen.cli.main import cli
-from tureen.cli.serving import _repository_for
+from tureen.cli.serving import _model_dirs
 
 
 def test_flat_model_dir_becomes_version_1(tmp_path: Path) -> None:
@@ -17,8 +17,8 @@ def test_flat_model_dir_becomes_version_1(tmp_path: Path) -> None:
     (d / "model.joblib").write_bytes(b"x")
     work = tmp_path / "work"
     work.mkdir()
-    root = _repository_for(d, "iris", work)
-    assert (root / "iris" / "1" / "model.joblib").exists()
+    dirs = _model_dirs(d, "iris", work)
+    assert (dirs["iris"] / "1" / "model.joblib").exists()
 
 
 def test_versioned_model_dir_keeps_its_versions(tmp_path: Path) -> None:
@@ -28,8 +28,8 @@ def test_versioned_model_dir_keeps_its_versions(tmp_path: Path) -> None:
         (d / v / "model.joblib").write_bytes(b"x")
     work = tmp_path / "work"
     work.mkdir()
-    root = _repository_for(d, "clf", work)
-    assert sorted(p.name for p in (root / "clf").iterdir()) == ["1", "4"]
+    dirs = _model_dirs(d, "clf", work)
+    assert sorted(p.name for p in dirs["clf"].iterdir()) == ["1", "4"]
 
 
 @pytest.mark.parametrize("args", [[], ["--model_dir", "/does/not/exist"]])

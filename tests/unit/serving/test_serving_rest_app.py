@@ -175,7 +175,7 @@ async def test_repository_extension(client: httpx.AsyncClient) -> None:
     assert (await client.post("/v2/repository/models/lr/load")).status_code == 200
     assert (await client.get("/v2/models/lr/ready")).status_code == 200
     r = await client.post("/v2/repository/models/ghost/load")
-    assert r.status_code == 404 and "not in the repository" in r.json()["error"]
+    assert r.status_code == 404 and "not in the model repository" in r.json()["error"]
 
 
 async def test_metrics_endpoint(client: httpx.AsyncClient) -> None:
