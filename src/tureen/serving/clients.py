@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -20,6 +21,7 @@ import orjson
 from tureen.codecs import oip_json, oip_proto
 from tureen.codecs.pb import inference_pb2 as pb
 from tureen.errors import BackendUnavailableError, InvalidRequestError, NotFoundError, TureenError
+from tureen.serving.fields import valid_value
 from tureen.serving.http_pool import HttpPool, PoolConnectError, PoolResponse, PoolTimeoutError
 from tureen.serving.inference import InferRequest, InferResponse
 
@@ -66,7 +68,9 @@ _FORWARD = ("x-request-id", "traceparent", "authorization")
 
 
 def _forward(headers: dict[str, str] | None) -> dict[str, str]:
-    return {k: v for k, v in (headers or {}).items() if k in _FORWARD}
+    """The caller's headers worth passing on to the predictor, only when they are valid HTTP
+    field values (a value with CR/LF could smuggle a request to the predictor)."""
+    return {k: v for k, v in (headers or {}).items() if k in _FORWARD and valid_value(v)}
 
 
 async def post_with_retries(pool: HttpPool, path: str, body: bytes, headers: dict[str, str],
@@ -140,7 +144,7 @@ class HTTPPredictorClient:
 
     async def predict_v1(self, model: str, body: Any, headers: dict[str, str] | None = None) -> Any:
         h = {"content-type": "application/json", **_forward(headers)}
-        resp = await self._post(f"/v1/models/{model}:predict", orjson.dumps(
+        resp = await self._post(f"/v1/models/{quote(model, safe='')}:predict", orjson.dumps(
             body, option=orjson.OPT_SERIALIZE_NUMPY), h)
         return orjson.loads(resp.content)
 
@@ -151,9 +155,9 @@ class HTTPPredictorClient:
         if head_len is not None:
             h["inference-header-content-length"] = str(head_len)
             h["content-type"] = "application/octet-stream"
-        path = f"/v2/models/{request.model_name}"
+        path = f"/v2/models/{quote(request.model_name, safe='')}"
         if request.model_version:
-            path += f"/versions/{request.model_version}"
+            path += f"/versions/{quote(request.model_version, safe='')}"
         resp = await self._post(path + "/infer", body, h)
         return oip_json.decode_response(
             resp.content, resp.headers.get("inference-header-content-length"))

@@ -141,3 +141,112 @@ async def test_refused_and_timeout(serve: Callable[..., Awaitable[tuple[RawServe
     await server.server.wait_closed()
     with pytest.raises(PoolConnectError, match="ConnectError"):
         await HttpPool(f"http://127.0.0.1:{port}").request("POST", "/", b"")
+
+
+Serve = Callable[..., Awaitable[tuple[RawServer, int]]]
+
+
+async def test_a_smuggled_second_response_never_reaches_the_next_caller(serve: Serve) -> None:
+    """Issue 11 critical 2: one request answered twice (a smuggled request) left the pooled
+    connection one response behind; each next caller got the previous caller's answer."""
+    seen: list[bytes] = []
+
+    async def answer_twice(req: bytes) -> tuple[bytes, bool]:
+        body = req.split(b"\r\n\r\n", 1)[1]
+        seen.append(body)
+        if body == b"first":
+            return ok(b"for-first") + ok(b"for-nobody"), True
+        return ok(b"for-" + body), True
+
+    _, port = await serve(answer_twice)
+    pool = HttpPool(f"http://127.0.0.1:{port}")
+    assert (await pool.request("POST", "/", b"first")).content == b"for-first"
+    for name in (b"second", b"third"):
+        assert (await pool.request("POST", "/", name)).content == b"for-" + name
+    await pool.close()
+
+
+async def test_data_on_an_idle_connection_retires_it(serve: Serve) -> None:
+    async def late_extra(req: bytes) -> tuple[bytes, bool]:
+        body = req.split(b"\r\n\r\n", 1)[1]
+        return ok(b"for-" + body), True
+
+    server, port = await serve(late_extra)
+    pool = HttpPool(f"http://127.0.0.1:{port}")
+    assert (await pool.request("POST", "/", b"a")).content == b"for-a"
+    conn = pool._idle[0]
+    assert conn.transport is not None
+    conn.data_received(ok(b"stale"))  # what a late second response looks like to the pool
+    assert (await pool.request("POST", "/", b"b")).content == b"for-b"
+    assert server.connections == 2
+    await pool.close()
+
+
+async def test_a_post_is_not_sent_again_after_a_partial_response(serve: Serve) -> None:
+    requests: list[bytes] = []
+
+    class Partial(RawServer):
+        async def _handle(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            while True:
+                try:
+                    req = await _read_request(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                requests.append(req)
+                if len(requests) == 1:
+                    writer.write(ok(b"fine"))
+                    await writer.drain()
+                    continue
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\npart")
+                await writer.drain()
+                break
+            writer.close()
+
+    server = Partial(lambda req: None)  # type: ignore[arg-type,return-value]
+    port = await server.start()
+    pool = HttpPool(f"http://127.0.0.1:{port}")
+    await pool.request("POST", "/", b"one")
+    with pytest.raises(PoolConnectError):
+        await pool.request("POST", "/", b"charge-the-card")
+    await asyncio.sleep(0.05)
+    assert sum(r.endswith(b"charge-the-card") for r in requests) == 1
+    await pool.close()
+    assert server.server is not None
+    server.server.close()
+
+
+@pytest.mark.parametrize("headers", [
+    {"x-request-id": "a\r\nPOST /v2/repository/models/m/unload HTTP/1.1"},
+    {"authorization": "Bearer x\nfoo: bar"}, {"bad name": "v"}, {"x": "nul\x00"},
+])
+async def test_invalid_header_fields_are_never_written(serve: Serve,
+                                                       headers: dict[str, str]) -> None:
+    async def echo(req: bytes) -> tuple[bytes, bool]:
+        return ok(b""), True
+
+    server, port = await serve(echo)
+    pool = HttpPool(f"http://127.0.0.1:{port}")
+    with pytest.raises(ValueError, match="header"):
+        await pool.request("POST", "/", b"", headers)
+    with pytest.raises(ValueError, match="request target"):
+        await pool.request("POST", "/v1/models/a b:predict", b"")
+    assert server.connections == 0
+    await pool.close()
+
+
+async def test_connecting_counts_against_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host that never completes the TCP handshake cannot be made on loopback; stand in for
+    it with a connect that never returns."""
+    pool = HttpPool("http://127.0.0.1:9", timeout=0.2)
+
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(pool, "_open", never)
+    loop = asyncio.get_running_loop()
+    t = loop.time()
+    with pytest.raises(PoolTimeoutError):
+        await pool.request("POST", "/", b"")
+    assert loop.time() - t < 2.0
