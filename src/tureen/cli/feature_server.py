@@ -118,7 +118,8 @@ def register(cli: click.Group) -> None:
         options.update(given(log_level=log_level, enable_model_control=enable_model_control))
         cfg = store.config.serving.updated(**options)
         models = repo_models(store, transformer_configs(store, transformers))
-        model_root, model_dirs = None, {}
+        model_root: Path | None = None
+        model_dirs: dict[str, Path] = {}
         if serve_registered:
             path = Path(str(store.config.models.options.get("path", "models")))
             model_root = path if path.is_absolute() else store.repo_path / path
