@@ -8,6 +8,8 @@ OnDemandFeatureView and FeatureService found at module level is collected.
 
 from __future__ import annotations
 
+import ast
+import os
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -60,16 +62,93 @@ class RepoDefinitions:
         self.origin.setdefault(key, where)
 
 
+IGNORE_FILE = ".tureenignore"
+#: names whose import marks a file as a definition file
+DEFINITION_NAMES = frozenset({
+    "Entity", "FeatureView", "FeatureService", "OnDemandFeatureView", "on_demand_feature_view",
+    "StreamFeatureView", "Field", "FileSource", "PushSource", "RequestSource", "KafkaSource",
+    "Aggregation",
+})
+
+
+@dataclass(frozen=True)
+class Scan:
+    files: list[Path]  # definition files, in load order
+    skipped: list[tuple[Path, str]]  # other .py files and why they are not loaded
+
+
+def scan(repo: Path) -> Scan:
+    """The repo's definition files and the Python files it leaves alone (with the reason)."""
+    repo = repo.resolve()
+    ignore = _ignore_spec(repo)
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for here, dirs, names in os.walk(repo):
+        root = Path(here)
+        dirs[:] = sorted(d for d in dirs if _descend(root / d))
+        for name in sorted(names):
+            if not name.endswith(".py"):
+                continue
+            path = root / name
+            rel = path.relative_to(repo).as_posix()
+            if name.startswith((".", "test_")) or name in ("setup.py", "conftest.py"):
+                continue
+            if ignore is not None and ignore.match_file(rel):
+                skipped.append((path, f"listed in {IGNORE_FILE}"))
+                continue
+            why = _not_definitions(path)
+            if why is None:
+                files.append(path)
+            else:
+                skipped.append((path, why))
+    return Scan(sorted(files), skipped)
+
+
 def definition_files(repo: Path) -> list[Path]:
-    out = []
-    for p in sorted(repo.rglob("*.py")):
-        rel = p.relative_to(repo)
-        if any(part.startswith(".") or part in _SKIP_DIRS for part in rel.parts[:-1]):
-            continue
-        if p.name.startswith((".", "test_")) or p.name in ("setup.py", "conftest.py"):
-            continue
-        out.append(p)
-    return out
+    return scan(repo).files
+
+
+def _descend(folder: Path) -> bool:
+    name = folder.name
+    return not (name.startswith(".") or name in _SKIP_DIRS
+                or (folder / "pyvenv.cfg").exists()  # a virtualenv
+                or (folder / "tureen.yaml").exists())  # another repo (e.g. an export)
+
+
+def _ignore_spec(repo: Path) -> Any:
+    path = repo / IGNORE_FILE
+    if not path.is_file():
+        return None
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(path.read_text().splitlines())
+
+
+def _not_definitions(path: Path) -> str | None:
+    """Why ``path`` is not a definition file, or None when it is one."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (SyntaxError, ValueError):
+        return None  # load it, so the error is reported with its line
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_guard(node.test):
+            return 'a script (it has an `if __name__ == "__main__":` block)'
+    for sub in ast.walk(tree):
+        if isinstance(sub, ast.ImportFrom) and sub.module and (
+            sub.module == "tureen" or sub.module.startswith("tureen.")
+        ) and any(a.name == "*" or a.name in DEFINITION_NAMES for a in sub.names):
+            return None
+        if (isinstance(sub, ast.Attribute) and sub.attr in DEFINITION_NAMES
+                and isinstance(sub.value, ast.Name) and sub.value.id == "tureen"):
+            return None
+    return "imports no tureen definition class (Entity, FeatureView, FeatureService, ...)"
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__" and len(test.comparators) == 1
+            and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "__main__")
 
 
 def _import(path: Path) -> ModuleType:

@@ -201,10 +201,17 @@ def register(cli: click.Group) -> None:
                   help="Who authenticates requests: the tureen server (serving.auth of the "
                        "repo) or the mesh (the pod runs with --insecure). Default: server when "
                        "tureen.yaml sets serving.auth, else mesh.")
+    @click.option("--bundle-online-store", is_flag=True,
+                  help="Carry a snapshot of a local SQLite online store in the image (else a "
+                  "deployment with features refuses to export with one).")
+    @click.option("--tureen-requirement",
+                  help="requirements.txt line installing tureen in the image (default: the "
+                  "running release, or a wheel built from this checkout into wheels/).")
     @repo_option
     @json_option
     def export(name: str, target: str, out_dir: str, image: str, storage_uri: str | None,
-               namespace: str | None, auth: str | None, repo: str, as_json: bool) -> None:
+               namespace: str | None, auth: str | None, bundle_online_store: bool,
+               tureen_requirement: str | None, repo: str, as_json: bool) -> None:
         """Write a KServe InferenceService and a Dockerfile for NAME."""
         from tureen.deployments.export import export_kserve
 
@@ -220,7 +227,8 @@ def register(cli: click.Group) -> None:
         canary = deps.models.get(spec.model, spec.canary.version) if spec.canary else None
         done = export_kserve(spec, main, canary, Path(out_dir), repo_path=Path(repo).resolve(),
                              image=image, storage_uri=storage_uri, namespace=namespace,
-                             auth=auth)
+                             auth=auth, bundle_online_store=bundle_online_store,
+                             tureen_requirement=tureen_requirement)
         if as_json:
             print_json({"manifest": str(done.manifest), "dockerfile": str(done.dockerfile),
                         "requirements": str(done.requirements),

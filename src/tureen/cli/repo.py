@@ -76,6 +76,7 @@ def register(cli: click.Group) -> None:
     @repo_option
     def plan(repo: str) -> None:
         """Show what `tureen apply` would create, change or delete."""
+        _print_sources(repo)
         _print_plan(_store(repo).plan(), applied=False)
 
     @cli.command()
@@ -270,6 +271,18 @@ def register(cli: click.Group) -> None:
             print_json(data)
         else:
             console.print_json(data=data)
+
+
+def _print_sources(repo: str) -> None:
+    """Which files `plan` executes and which it leaves alone (so a train.py never runs)."""
+    from tureen.repo_loader import scan
+
+    root = Path(repo).resolve()
+    found = scan(root)
+    console.print("Definition files: " + (", ".join(
+        str(p.relative_to(root)) for p in found.files) or "none"))
+    for path, why in found.skipped:
+        console.print(f"[dim]not loaded: {path.relative_to(root)} — {why}[/]")
 
 
 def _print_done(done: list[Any]) -> None:

@@ -185,7 +185,8 @@ def test_export_kserve_manifest_is_a_valid_inference_service(repo: Path, tmp_pat
            "--repo", str(repo))
     out = tmp_path / "k8s"
     r = tureen("deploy", "export", "exp", "--target", "kserve", "--out", str(out),
-               "--storage-uri", "s3://bucket/models", "--repo", str(repo), "--json")
+               "--storage-uri", "s3://bucket/models", "--repo", str(repo), "--json",
+               "--bundle-online-store", "--tureen-requirement", "tureen[redis]")
     files = json.loads(r.stdout)
     manifest = yaml.safe_load(Path(files["manifest"]).read_text())
     validate_inference_service(manifest)

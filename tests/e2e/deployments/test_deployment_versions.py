@@ -85,3 +85,35 @@ def test_rollback_to_a_deleted_version_is_refused(repo: Path, tmp_path: Path) ->
     assert "version 1" in r.stderr and "deleted" in r.stderr and "Traceback" not in r.stderr
     status = json.loads(tureen("deploy", "status", "rb", "--repo", str(repo), "--json").stdout)
     assert status["version"] == 2  # unchanged
+
+
+def test_export_into_the_repo_carries_what_the_image_needs(repo: Path) -> None:
+    """`deploy export --out k8s/` inside the repo wrote k8s/repo/features.py, after which plan
+    and apply failed on duplicate definitions; its requirements.txt pinned an unpublished
+    tureen; its transformer read a SQLite file the cluster does not have."""
+    import subprocess
+    import sys
+
+    tureen("deploy", "create", "exported", "--model", "vmodel:1", "--feature-service", SERVICE,
+           "--repo", str(repo))
+    out = repo / "k8s"
+    refused = tureen("deploy", "export", "exported", "--out", str(out), "--repo", str(repo),
+                     check=False)
+    assert refused.returncode == 1 and "SQLite" in refused.stderr
+    assert "--bundle-online-store" in refused.stderr and not out.exists()
+
+    tureen("deploy", "export", "exported", "--out", str(out), "--bundle-online-store",
+           "--repo", str(repo))
+    assert (out / "repo" / "features.py").is_file()
+    assert (out / "repo" / "data" / "registry.json").is_file()
+    assert (out / "repo" / "data" / "online.db").stat().st_size > 0
+    plan = tureen("plan", "--repo", str(repo)).stdout
+    assert "No changes" in plan and "k8s" not in plan.split("No changes")[0]
+
+    line = (out / "requirements.txt").read_text().strip()
+    assert line.startswith("./wheels/tureen-") and line.endswith("[redis]")
+    assert "COPY wheels/ wheels/" in (out / "Dockerfile").read_text()
+    check = subprocess.run(  # what `pip wheel -r requirements.txt` in the image resolves
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
+         "-r", "requirements.txt"], cwd=out, capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0, check.stderr[-2000:]
