@@ -9,8 +9,6 @@ re-renders the form with the service's own error next to the field it is about.
 from __future__ import annotations
 
 import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from tureen.console.app import Page, Redirect, route
@@ -172,16 +170,15 @@ def delete(req: ConsoleRequest, svc: ConsoleServices) -> Page | Redirect:
 
 def kserve_manifest(req: ConsoleRequest, svc: ConsoleServices) -> Response:
     """The InferenceService manifest `tureen deploy export --target kserve` writes."""
-    from tureen.deployments.export import export_kserve
+    from tureen.deployments.export import inference_service, manifest_text
 
     spec = svc.deployments.get(req.params["name"])
     main = svc.models.get(spec.model, spec.version)
     canary = svc.models.get(spec.model, spec.canary.version) if spec.canary else None
-    with tempfile.TemporaryDirectory(prefix="tureen-console-export-") as tmp:
-        done = export_kserve(spec, main, canary, Path(tmp), repo_path=svc.repo_path,
-                             storage_uri=req.arg("storage_uri") or None,
-                             namespace=req.arg("namespace") or None)
-        text = done.manifest.read_bytes()
+    manifest, _ = inference_service(spec, main, canary,
+                                    storage_uri=req.arg("storage_uri") or None,
+                                    namespace=req.arg("namespace") or None)
+    text = manifest_text(manifest).encode()
     headers = [("content-disposition",
                 f'attachment; filename="{spec.name}-inferenceservice.yaml"')]
     return Response(200, text, "application/yaml; charset=utf-8", headers)
