@@ -6,11 +6,12 @@ hash tag puts everything about one entity in one cluster slot, so a read of ever
 an entity is one ``HMGET`` on one node. Keys are the canonical bytes of
 :mod:`tureen.online.keys`; values are never re-encoded here.
 
-- read: every (view, key) of one call goes out in a single pipeline (one round trip; on a
-  cluster, one per node, sent together).
-- write: pipelined batches of a Lua script that stores a row only when its
-  ``(event_ts, created_ts)`` (bytes 1..16 of the row, which compare bytewise in that order)
-  is not smaller than the stored one's, atomically on the server.
+- read: every (view, key) of one call goes out in one round trip, packed by hand
+  (:mod:`tureen.online.redis_wire`): one ``HGET`` (one view) or ``HMGET`` (several) per entity;
+  on a cluster, redis-py's pipeline sends them to each node together.
+- write: batches of rows per round trip, each script call storing hundreds of rows, a row
+  only when its ``(event_ts, created_ts)`` (bytes 1..16 of the row, which compare bytewise in
+  that order) is not smaller than the stored one's, atomically on the server.
 - errors: a lost connection raises BackendUnavailableError; redis-py reconnects on the next
   call. A write that fails part-way is reported as failed, never as success (re-running it
   is safe: rows never replace newer ones).
@@ -52,41 +53,41 @@ from tureen.definitions import FeatureView
 from tureen.errors import BackendUnavailableError, InvalidRequestError
 from tureen.online.encoding import encode_rows
 from tureen.online.protocol import ReadRequest, StoredRow
+from tureen.online.redis_wire import Packed, pack, pack_keyed, roundtrip, roundtrip_async
 
-# KEYS[1] the entity hash; ARGV[1] key TTL in seconds (0: none); ARGV[2] view; ARGV[3] row.
-# Rows compare by bytes 2..17 (Lua is 1-based): (event_ts, created_ts), big-endian with the
-# sign bit flipped. Bytes are compared one by one: Lua's string `<` follows the locale.
+# KEYS: entity hashes; ARGV[1] key TTL in seconds (0: none); ARGV[2] view (hash field);
+# ARGV[2 + i] the row for KEYS[i]. Stores each row unless the stored one is newer; returns how
+# many were stored. Rows compare by bytes 2..17 (Lua is 1-based): (event_ts, created_ts),
+# big-endian with the sign bit flipped. Bytes are compared one by one: Lua's string `<`
+# follows the locale. An exact tie stores the new row (a later write wins).
 _WRITE_SCRIPT = """
-local old = redis.call('HGET', KEYS[1], ARGV[2])
-local new = ARGV[3]
-if old then
-  for i = 2, 17 do
-    local a, b = string.byte(new, i), string.byte(old, i)
-    if a ~= b then
-      if a < b then return 0 end
-      break
+local ttl, field, stored = tonumber(ARGV[1]), ARGV[2], 0
+for i = 1, #KEYS do
+  local new = ARGV[i + 2]
+  local old = redis.call('HGET', KEYS[i], field)
+  local newer = true
+  if old then
+    for j = 2, 17 do
+      local a, b = string.byte(new, j), string.byte(old, j)
+      if a ~= b then
+        newer = a > b
+        break
+      end
     end
   end
+  if newer then
+    redis.call('HSET', KEYS[i], field, new)
+    if ttl > 0 then redis.call('EXPIRE', KEYS[i], ttl) end
+    stored = stored + 1
+  end
 end
-redis.call('HSET', KEYS[1], ARGV[2], new)
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-return 1
+return stored
 """
+# Rows per script call: large enough that the call's overhead vanishes, small enough that
+# one call never blocks the server for long (about a millisecond).
+_SCRIPT_ROWS = 500
 
-# KEYS: entity hashes; ARGV: for each key, a field count then its fields. Returns every
-# HMGET reply, flattened (false where a field is absent): many entities in one command.
-_READ_SCRIPT = """
-local out, a = {}, 1
-for i = 1, #KEYS do
-  local n = tonumber(ARGV[a])
-  local r = redis.call('HMGET', KEYS[i], unpack(ARGV, a + 1, a + n))
-  for j = 1, n do out[#out + 1] = r[j] end
-  a = a + n + 1
-end
-return out
-"""
-_SCRIPTS = {"write": _WRITE_SCRIPT, "read": _READ_SCRIPT}
+_SCRIPTS = {"write": _WRITE_SCRIPT}
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterError, RedisClusterException)
 Command = tuple[Any, ...]
@@ -238,24 +239,37 @@ class RedisOnlineStore:
         with self._guard(f"writing {view.name!r} to the online store", after):
             sha = self._script_sha()
             for start in range(0, len(keys), size):
-                commands = [
-                    ("EVALSHA", sha, 1, prefix + b"{" + k + b"}", ttl, field, v)
-                    for k, v in zip(keys[start:start + size], values[start:start + size],
-                                    strict=True)
-                ]
+                batch = [prefix + b"{" + k + b"}" for k in keys[start:start + size]]
+                rows_ = values[start:start + size]
                 try:
-                    answers = self._pipeline(commands)
+                    answers = self._write_batch(sha, batch, rows_, field, ttl)
                 except NoScriptError:  # the server restarted or its script cache was flushed
                     sha = self._script_sha(reload=True)
-                    answers = self._pipeline([(c[0], sha, *c[2:]) for c in commands])
+                    answers = self._write_batch(sha, batch, rows_, field, ttl)
                 except ResponseError as exc:  # e.g. OOM (maxmemory) or a read-only replica
                     raise BackendUnavailableError(
                         f"{self.describe()} refused part of the write of {view.name!r}: {exc}."
                         f"{after} Free memory on the server (maxmemory) or point "
                         "online_store.url at a writable primary."
                     ) from exc
-                stored += sum(1 for a in answers if a == 1)
+                stored += sum(int(a) for a in answers)
         return stored
+
+    def _write_batch(self, sha: str, keys: Sequence[bytes], rows: Sequence[bytes],
+                     field: bytes, ttl: int) -> list[Any]:
+        """One round trip storing ``rows`` under ``keys``: script calls of ``_SCRIPT_ROWS``
+        keys each (on a cluster one key per call, as a call's keys must share a slot)."""
+        if self.cluster:
+            return self._pipeline([("EVALSHA", sha, 1, k, ttl, field, v)
+                                   for k, v in zip(keys, rows, strict=True)])
+        head = [b"EVALSHA", sha.encode()]
+        tail = [str(ttl).encode(), field]
+        commands = [
+            [*head, str(len(keys[i:i + _SCRIPT_ROWS])).encode(), *keys[i:i + _SCRIPT_ROWS],
+             *tail, *rows[i:i + _SCRIPT_ROWS]]
+            for i in range(0, len(keys), _SCRIPT_ROWS)
+        ]
+        return roundtrip(self._client, pack(commands))
 
     def _script_sha(self, script: str = "write", reload: bool = False) -> str:
         sha = None if reload else self._shas.get(script)
@@ -273,8 +287,15 @@ class RedisOnlineStore:
 
     # ---- reads --------------------------------------------------------------------------
     def _plan(self, requests: Sequence[ReadRequest]) -> tuple[list[Command], _Assemble]:
-        """One HMGET per distinct entity key (all its views at once), and how to place the
-        answers; with several keys on one server, the HMGETs become a single script call."""
+        """One command per distinct entity key (an ``HGET`` when one view is read, else an
+        ``HMGET`` of all its views at once), and how to place the answers."""
+        prefix = self._prefix
+        if len(requests) == 1:
+            view, keys = requests[0]
+            unique = list(dict.fromkeys(keys))
+            f = view.name.encode()
+            return ([(b"HGET", prefix + b"{" + k + b"}", f) for k in unique],
+                    _assemble_one(keys, unique))
         fields_of: dict[bytes, dict[bytes, int]] = {}
         places: list[tuple[bytes, int, int, bytes]] = []
         for i, (view, keys) in enumerate(requests):
@@ -286,11 +307,9 @@ class RedisOnlineStore:
                 if f not in slot:
                     slot[f] = len(slot)
                 places.append((k, i, j, f))
-        prefix = self._prefix
         order = {k: n for n, k in enumerate(fields_of)}
         commands: list[Command] = [
-            ("HMGET", prefix + b"{" + k + b"}", *fs) for k, fs in fields_of.items()
-        ]
+            (b"HMGET", prefix + b"{" + k + b"}", *fs) for k, fs in fields_of.items()]
 
         def assemble(replies: list[Any]) -> list[list[StoredRow | None]]:
             out: list[list[StoredRow | None]] = [[None] * len(keys) for _, keys in requests]
@@ -300,53 +319,42 @@ class RedisOnlineStore:
 
         return commands, assemble
 
-    def _multi_get(self, commands: Sequence[Command], sha: str) -> Command:
-        argv: list[Any] = []
-        for c in commands:
-            argv.append(len(c) - 2)
-            argv.extend(c[2:])
-        return ("EVALSHA", sha, len(commands), *[c[1] for c in commands], *argv)
+    def _packed(self, requests: Sequence[ReadRequest]) -> tuple[Packed, _Assemble]:
+        """``_plan``'s commands packed for one round trip (one view: packed in one join)."""
+        if len(requests) == 1:
+            view, keys = requests[0]
+            unique = list(dict.fromkeys(keys))
+            packed = pack_keyed(b"HGET", unique, (self._prefix + b"{", b"}"),
+                                (view.name.encode(),))
+            return packed, _assemble_one(keys, unique)
+        commands, assemble = self._plan(requests)
+        return pack(commands), assemble
 
     def read(self, requests: Sequence[ReadRequest]) -> list[list[StoredRow | None]]:
-        commands, assemble = self._plan(requests)
-        if not commands:
+        """Every (view, key) of the call in one round trip: the commands are packed into one
+        buffer (``redis_wire``); on a cluster, redis-py's pipeline splits them per node."""
+        if not any(keys for _, keys in requests):
             return [[] for _ in requests]
         with self._guard("reading from the online store"):
-            if len(commands) == 1:
-                return assemble([self._client.execute_command(*commands[0])])
-            if self.cluster:  # keys live on several nodes: one pipeline, split per node
-                return assemble(self._pipeline(commands))
-            try:
-                flat = self._client.execute_command(
-                    *self._multi_get(commands, self._script_sha("read")))
-            except NoScriptError:
-                flat = self._client.execute_command(
-                    *self._multi_get(commands, self._script_sha("read", reload=True)))
-            return assemble(_regroup(flat, commands))
+            if self.cluster:
+                commands, assemble = self._plan(requests)
+                return assemble(self._pipeline([(c[0].decode(), *c[1:]) for c in commands]))
+            packed, assemble = self._packed(requests)
+            return assemble(roundtrip(self._client, packed))
 
     async def read_async(self, requests: Sequence[ReadRequest]) -> list[list[StoredRow | None]]:
-        commands, assemble = self._plan(requests)
-        if not commands:
+        if not any(keys for _, keys in requests):
             return [[] for _ in requests]
         client = self._async_client()
         with self._guard("reading from the online store"):
-            if len(commands) == 1:
-                return assemble([await client.execute_command(*commands[0])])
             if self.cluster:
+                commands, assemble = self._plan(requests)
                 pipe = client.pipeline(transaction=False)
                 for c in commands:
-                    pipe.execute_command(*c)
+                    pipe.execute_command(c[0].decode(), *c[1:])
                 return assemble(await pipe.execute())
-            sha = self._shas.get("read")
-            try:
-                if sha is None:
-                    raise NoScriptError("not loaded yet")
-                flat = await client.execute_command(*self._multi_get(commands, sha))
-            except NoScriptError:
-                loaded = await client.script_load(_SCRIPTS["read"])
-                sha = self._shas["read"] = loaded if isinstance(loaded, str) else loaded.decode()
-                flat = await client.execute_command(*self._multi_get(commands, sha))
-            return assemble(_regroup(flat, commands))
+            packed, assemble = self._packed(requests)
+            return assemble(await roundtrip_async(client, packed))
 
     # ---- maintenance --------------------------------------------------------------------
     def _project_keys(self) -> Iterator[bytes]:
@@ -395,14 +403,16 @@ class RedisOnlineStore:
         self.close()
 
 
-def _regroup(flat: list[Any], commands: Sequence[Command]) -> list[list[Any]]:
-    """The multi-get script's flat reply cut back into one list per HMGET."""
-    out, pos = [], 0
-    for c in commands:
-        n = len(c) - 2
-        out.append(flat[pos:pos + n])
-        pos += n
-    return out
+def _assemble_one(keys: Sequence[bytes], unique: list[bytes]) -> _Assemble:
+    """Placing the replies of one view's distinct keys back in request order."""
+
+    def assemble(replies: list[Any]) -> list[list[StoredRow | None]]:
+        if len(unique) == len(keys):
+            return [replies]
+        found = dict(zip(unique, replies, strict=True))
+        return [[found[k] for k in keys]]
+
+    return assemble
 
 
 def _glob_escape(raw: bytes) -> bytes:
