@@ -335,7 +335,10 @@ class DuckDBEngine:
             names = ", ".join(sql.ident(n) for n, _ in [*keys, *features])
             query = (
                 f"SELECT {names}, {sql.EV} AS event_timestamp, {sql.CR} AS created_timestamp "
-                f"FROM ({sql.latest_query(proj, proj.query(scan, where))})"
+                f"FROM ({sql.latest_query(proj, proj.query(scan, where))}) "
+                # in key order: an online store's index then grows at one end (SQLite
+                # writes ~1.5x faster than in hash order), and batches sort for free
+                f"ORDER BY {', '.join(sql.ident(n) for n, _ in keys)}"
             )
             try:
                 reader = cur.sql(query).to_arrow_reader(self.options.batch_rows)

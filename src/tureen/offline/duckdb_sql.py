@@ -169,12 +169,15 @@ def pit_query(
 def latest_query(proj: Projection, source_sql: str) -> str:
     """Per entity key, the row with the greatest (event, created); created NULL sorts lowest.
 
-    One hash aggregation (``arg_max`` over an (event, created) struct), not a window sort:
-    memory grows with the number of entities, not of rows."""
+    One hash aggregation, not a window sort (memory grows with the number of entities, not
+    of rows): ``arg_max`` of the row by one 128-bit integer that orders like (event µs,
+    created µs), created NULL as the smallest int64 (~2 x faster than ordering by a struct)."""
     keys = ", ".join(ident(k) for k, _ in proj.keys)
     carried = [name for name, _ in proj.features] + [EV, CR]
     payload = "{" + ", ".join(f"{literal(c)}: {ident(c)}" for c in carried) + "}"
-    order = f"{{'t': {EV}, 'c': coalesce({CR}, '-infinity'::TIMESTAMPTZ)}}"
+    order = (f"(epoch_us({EV})::HUGEINT * 18446744073709551616 + "
+             f"(coalesce(epoch_us({CR}), -9223372036854775808)::HUGEINT "
+             "+ 9223372036854775808))")
     picked = ", ".join(f"__r[{literal(c)}] AS {ident(c)}" for c in carried)
     return (
         f"SELECT {keys}, {picked} FROM (SELECT {keys}, arg_max({payload}, {order}) AS __r "
