@@ -19,6 +19,13 @@ line is printed per point as it completes, then a summary.
     python bench/bench_engine_scale.py [--sizes 1,4,16,32,64,128] [--engines duckdb,spark]
         [--cap-gib 20] [--time-cap 240] [--budget 1200] [--master local[2]]
         [--driver-memory 16g] [--max-result-size 0]
+
+``--stream`` measures training sets written to Parquet instead (entity files up to 256M rows,
+tureen's chunked join under ``--memory-limit`` next to a bare DuckDB COPY with the same
+limit): see bench/scale_stream.py.
+
+    python bench/bench_engine_scale.py --stream --sizes 1,16,64,256 --memory-limit 6GB \
+        --rounds 3 --cap-gib 10 --time-cap 3600 --budget 14400 [--data /tmp/tureen-scale]
 """
 
 from __future__ import annotations
@@ -80,6 +87,14 @@ def run_point(engine: str, millions: int, args: argparse.Namespace) -> dict[str,
     cmd = [sys.executable, __file__, "--worker", engine, "--entity", str(path),
            "--master", args.master, "--driver-memory", args.driver_memory,
            "--max-result-size", args.max_result_size]
+    return watch(cmd, {"engine": engine, "entity_rows": millions * 1_000_000}, args)
+
+
+def watch(cmd: list[str], point: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``cmd`` (a worker printing JSON lines; ``startup_s`` first), sampling the memory
+    of its whole process tree; kill it past the memory or time cap or when the machine runs
+    low on memory. ``point`` gets the worker's lines, ``peak_memory_mib``, ``wall_s``,
+    ``ok`` and a ``failure`` reason."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     lines: queue.Queue[str] = queue.Queue()
@@ -98,7 +113,6 @@ def run_point(engine: str, millions: int, args: argparse.Namespace) -> dict[str,
     threading.Thread(target=read_out, daemon=True).start()
     threading.Thread(target=read_err, daemon=True).start()
     cap_kib = int(args.cap_gib * _GIB_KIB)
-    point: dict[str, Any] = {"engine": engine, "entity_rows": millions * 1_000_000}
     peak = 0
     start = time.monotonic()
     ready_at: float | None = None
@@ -134,7 +148,7 @@ def run_point(engine: str, millions: int, args: argparse.Namespace) -> dict[str,
         errors = [x for x in tail if not x.startswith(("\t", " ")) and "Error" in x]
         reason = (causes or errors or tail or [""])[-1]
         failure = f"error: exit code {proc.returncode}: {reason[:300]}"
-    if failure is None and point.get("rows") != point["entity_rows"]:
+    if failure is None and point.get("rows") != point.get("entity_rows"):
         failure = f"error: {point.get('rows')} rows returned for {point['entity_rows']}"
     point["peak_memory_mib"] = round(peak / 1024)
     point["wall_s"] = round(time.monotonic() - start, 1)
@@ -205,9 +219,22 @@ def main() -> None:
                     "collecting about 30M rows)")
     ap.add_argument("--worker", choices=["duckdb", "spark"])
     ap.add_argument("--entity")
+    ap.add_argument("--stream", action="store_true",
+                    help="training sets streamed to Parquet under --memory-limit, tureen vs "
+                    "a bare DuckDB COPY (bench/scale_stream.py)")
+    ap.add_argument("--stream-worker", choices=["tureen", "bare"])
+    ap.add_argument("--memory-limit", default="6GB", help="--stream: DuckDB memory_limit")
+    ap.add_argument("--rounds", type=int, default=3, help="--stream: rounds per size")
+    ap.add_argument("--data", default="/tmp/tureen-scale", help="--stream: data folder")
+    ap.add_argument("--cleanup", action="store_true", help="--stream: delete entity files")
     args = ap.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.stream_worker or args.stream:
+        from bench import scale_stream
+
+        (scale_stream.worker if args.stream_worker else scale_stream.run)(args)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     engines = args.engines.split(",")

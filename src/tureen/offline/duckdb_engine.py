@@ -250,8 +250,11 @@ class DuckDBEngine:
                 for read in plan.reads:
                     proj, keyed = self._view_source(cur, read, bounds)
                     name = f"__tureen_stage_{uuid.uuid4().hex}"
-                    _execute(cur, f"CREATE TEMP TABLE {sql.ident(name)} AS {keyed}", proj.what,
-                             self.options)
+                    # sorted as the ASOF join sorts (keys, time): each chunk's join then
+                    # sorts presorted rows (~20% less work per chunk)
+                    order = ", ".join([*(sql.ident(k) for k, _ in proj.keys), sql.EV])
+                    _execute(cur, f"CREATE TEMP TABLE {sql.ident(name)} AS {keyed} "
+                             f"ORDER BY {order}", proj.what, self.options)
                     staged.append(name)
                     sources.append((proj, f"SELECT * FROM {sql.ident(name)}"))
                 for chunk in rows.chunks(size):
