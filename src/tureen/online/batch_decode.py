@@ -28,6 +28,8 @@ from tureen.online.encoding import (
 
 #: below this many rows, decoding row by row is as fast
 MIN_ROWS = 8
+#: one feature's values: a numpy array (no nulls) or a list (nulls as None)
+Column = np.ndarray[Any, Any] | list[Any]
 _FIXED = {b"i": "<i4", b"l": "<i8", b"f": "<f4", b"d": "<f8", b"?": "?", b"t": "<i8"}
 
 
@@ -80,9 +82,11 @@ def _plan(wanted: tuple[str, ...], row: bytes) -> _Plan | None:
 
 def read_columns(
     reader: RowReader, rows: Sequence[bytes]
-) -> tuple[list[int], list[list[Any]]] | None:
-    """(event µs per row, one list of values per wanted feature) of ``rows``, or None when
-    they cannot be read as one array (then decode them with ``reader.read``)."""
+) -> tuple[list[int], list[Column]] | None:
+    """(event µs per row, the values of each wanted feature) of ``rows``, or None when they
+    cannot be read as one array (then decode them with ``reader.read``). A feature without
+    nulls comes as a numpy array (Python objects are only made if someone asks: see
+    ``OnlineColumn``), one with nulls or of timestamps as a list."""
     n = len(rows)
     if n < MIN_ROWS:
         return None
@@ -96,23 +100,29 @@ def read_columns(
     if len(joined) != n * plan.dtype.itemsize:
         return None
     arr = np.frombuffer(joined, dtype=plan.dtype)
-    if plan.layout and not bool((arr["layout"] == plan.layout).all()):
+    grid = np.frombuffer(joined, np.uint8).reshape(n, plan.dtype.itemsize)
+    if bool((grid[:, 0] != ROW_FORMAT_VERSION).any()):
         return None
-    if bool((np.frombuffer(joined, np.uint8)[::plan.dtype.itemsize] != ROW_FORMAT_VERSION).any()):
+    if plan.layout and grid[:, HEADER_SIZE:HEADER_SIZE + len(plan.layout)].tobytes() != (
+            plan.layout * n):
         return None
     events: list[int] = (arr["ev"] ^ np.uint64(SIGN)).view(np.int64).tolist()
     nulls = arr["nulls"] if plan.nulls else None
     has_nulls = nulls is not None and bool(nulls.any())
-    columns: list[list[Any]] = []
+    columns: list[Column] = []
     for col in plan.columns:
         if col is None:
             columns.append([None] * n)
             continue
         field, index, is_ts = col
+        null_rows = (np.flatnonzero(nulls[:, index // 8] >> (index % 8) & 1)
+                     if has_nulls and nulls is not None else None)
+        if not is_ts and (null_rows is None or not null_rows.size):
+            columns.append(np.ascontiguousarray(arr[field]))
+            continue
         values: list[Any] = arr[field].tolist()
-        if has_nulls and nulls is not None:
-            for i in np.flatnonzero(nulls[:, index // 8] >> (index % 8) & 1).tolist():
-                values[i] = None
+        for i in (null_rows.tolist() if null_rows is not None else ()):
+            values[i] = None
         if is_ts:
             values = [None if v is None else micros_to_datetime(v) for v in values]
         columns.append(values)

@@ -19,9 +19,9 @@ Parts are sorted by name so declaring entities in another order keeps the keys t
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -292,6 +292,49 @@ def _fixed_column(f: Field, tag: bytes, arr: pa.Array) -> np.ndarray[Any, Any]:
         raise InvalidRequestError(
             f"join key column {f.name!r} has type {arr.type}, expected {f.dtype.name}: {exc}"
         ) from None
+
+
+class IntKeys(Sequence[bytes]):
+    """The keys of a batch of entities of a view keyed by one integer join key: the values
+    checked once, key bytes made only if a backend asks for them. A backend that stores such
+    views by the integer itself (SQLite) reads ``ints`` and skips encoding and decoding."""
+
+    __slots__ = ("_bytes", "_encode", "ints")
+
+    def __init__(self, ints: list[int], encode: Callable[[Any], bytes]) -> None:
+        self.ints = ints
+        self._encode = encode
+        self._bytes: list[bytes] | None = None
+
+    @classmethod
+    def of(cls, values: Sequence[Any], encoder: KeyEncoder) -> IntKeys | list[bytes]:
+        """``IntKeys`` when every value is a plain int in int64 range, else the encoded
+        keys (which raise the usual error for a bad value)."""
+        if isinstance(values, list) and all(v.__class__ is int for v in values):
+            if not values or (-(2**63) <= min(values) and max(values) < 2**63):
+                return cls(values, encoder.encode_one)
+        return [encoder.encode_one(v) for v in values]
+
+    def _all(self) -> list[bytes]:
+        if self._bytes is None:
+            one = self._encode
+            self._bytes = [one(v) for v in self.ints]
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self.ints)
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        return self._all()[i]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._all())
 
 
 def decode_key(key: bytes) -> dict[str, Any]:

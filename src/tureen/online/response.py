@@ -87,7 +87,9 @@ class OnlineColumn:
     """One output feature: values plus the per-row data its statuses derive from.
 
     ``row_status`` / ``event_us`` are shared by every feature of one stored view (None for
-    on-demand features: their status only depends on the value).
+    on-demand features: their status only depends on the value). ``values`` is a list (None
+    for nulls) or, for a batch decoded at once without nulls, a numpy array: Python objects
+    are then made only by the conversions that need them.
     """
 
     __slots__ = ("event_us", "field", "row_status", "values")
@@ -95,7 +97,7 @@ class OnlineColumn:
     def __init__(
         self,
         field: Field,
-        values: Sequence[Any],
+        values: Sequence[Any] | np.ndarray[Any, Any],
         row_status: Sequence[FieldStatus] | None,
         event_us: Sequence[int | None] | None,
     ) -> None:
@@ -104,10 +106,18 @@ class OnlineColumn:
         self.row_status = row_status
         self.event_us = event_us
 
+    def has_nulls(self) -> bool:
+        return not isinstance(self.values, np.ndarray) and None in self.values
+
+    def py_values(self) -> list[Any]:
+        """The values as Python objects."""
+        v = self.values
+        return v.tolist() if isinstance(v, np.ndarray) else list(v)
+
     def statuses(self) -> list[FieldStatus]:
         if self.row_status is None:
             return [NULL_VALUE if v is None else PRESENT for v in self.values]
-        if None not in self.values:
+        if not self.has_nulls():
             return list(self.row_status)
         return [
             NULL_VALUE if s is PRESENT and v is None else s
@@ -167,7 +177,7 @@ class OnlineResponse:
         """Name -> Python values (join keys first, then features in requested order)."""
         out: dict[str, list[Any]] = {f.name: list(v) for f, v in self._keys}
         for c in self._columns:
-            out[c.field.name] = list(c.values)
+            out[c.field.name] = c.py_values()
         return out
 
     def to_arrow(self) -> pa.Table:
@@ -227,28 +237,38 @@ class OnlineResponse:
                         orjson.dumps(_rfc3339_many(c.event_us)))
                 stamps = known
             statuses: orjson.Fragment | list[str] | None = None
-            if c.row_status is not None and None not in vals:
+            if c.row_status is not None and not c.has_nulls():
                 statuses = statuses_of.get(id(c.row_status))
                 if statuses is None:  # shared by every feature of the view: encode once
                     statuses = statuses_of[id(c.row_status)] = frag(orjson.dumps(
                         [_STATUS_TEXT[s] for s in c.row_status]))
             if statuses is None:
                 statuses = [_STATUS_TEXT[s] for s in c.statuses()]
-            results.append({"values": vals if c.field.dtype.name in _JSON_READY
-                            else _json_values(vals, c.field),
+            if isinstance(vals, np.ndarray):  # numbers without nulls, serialized by orjson
+                json_vals: Any = vals.astype(np.float64) if vals.dtype == np.float32 else vals
+            elif c.field.dtype.name in _JSON_READY:
+                json_vals = vals
+            else:
+                json_vals = _json_values(vals, c.field)
+            results.append({"values": json_vals,
                             "statuses": statuses, "event_timestamps": stamps})
         return orjson.dumps(
             {"metadata": {"feature_names": self.join_keys + self.feature_names},
              "results": results}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _arrow_column(values: Sequence[Any], field: Field) -> pa.Array:
+def _arrow_column(values: Sequence[Any] | np.ndarray[Any, Any], field: Field) -> pa.Array:
+    if isinstance(values, np.ndarray):
+        return pa.array(values, type=field.dtype.arrow)
     vals = values if isinstance(values, list) else list(values)
     return pa.array(vals, type=field.dtype.arrow, from_pandas=True)
 
 
-def _numpy_column(values: Sequence[Any], field: Field) -> np.ndarray[Any, Any]:
+def _numpy_column(values: Sequence[Any] | np.ndarray[Any, Any],
+                  field: Field) -> np.ndarray[Any, Any]:
     dt = field.dtype
+    if isinstance(values, np.ndarray) and dt.element is None and dt.numpy != np.dtype(object):
+        return values.astype(dt.numpy, copy=False)
     vals = list(values)
     if dt.element is not None or dt.numpy == np.dtype(object):
         arr = np.empty(len(vals), dtype=object)

@@ -26,9 +26,9 @@ import pandas as pd
 from tureen.definitions import FeatureService, FeatureView, Field, OnDemandFeatureView
 from tureen.errors import InvalidRequestError, suggest
 from tureen.feature_refs import FeaturePlan, resolve
-from tureen.online.batch_decode import MIN_ROWS, read_columns
+from tureen.online.batch_decode import MIN_ROWS, Column, read_columns
 from tureen.online.encoding import RowReader
-from tureen.online.keys import KeyEncoder, encoder_for
+from tureen.online.keys import IntKeys, KeyEncoder, encoder_for
 from tureen.online.protocol import AsyncOnlineStore, OnlineStore, ReadRequest, StoredRow
 from tureen.online.response import (
     NOT_FOUND,
@@ -51,13 +51,26 @@ class _ViewStep:
     encoder: KeyEncoder
     reader: RowReader
     ttl_us: int
-    keys_of: Callable[[Mapping[str, Sequence[Any]]], list[bytes]]
+    keys_of: KeysOf
 
 
-def _keys_of(enc: KeyEncoder) -> Callable[[Mapping[str, Sequence[Any]]], list[bytes]]:
-    """Entity columns -> key bytes per row, specialized for the common single join key."""
+KeysOf = Callable[[Mapping[str, Sequence[Any]]], Sequence[bytes]]
+
+
+def _keys_of(enc: KeyEncoder) -> KeysOf:
+    """Entity columns -> key bytes per row, specialized for the common single join key (a
+    batch of plain ints stays ints, ``IntKeys``, for stores that key by the integer)."""
     if len(enc.names) == 1:
         name, one = enc.names[0], enc.encode_one
+        if enc.fields[0].dtype.name in ("Int32", "Int64"):
+
+            def int_keys(columns: Mapping[str, Sequence[Any]]) -> Sequence[bytes]:
+                values = columns[name]
+                if len(values) < MIN_ROWS:
+                    return [one(v) for v in values]
+                return IntKeys.of(values, enc)
+
+            return int_keys
         return lambda columns: [one(v) for v in columns[name]]
     return enc.encode_columns
 
@@ -240,7 +253,7 @@ def _as_list(col: Any) -> list[Any]:
 
 def _batch_step(
     reader: RowReader, blobs: Sequence[StoredRow | None], ttl: int, now_us: int
-) -> tuple[list[list[Any]], list[FieldStatus], list[int | None]] | None:
+) -> tuple[list[Column], list[FieldStatus], list[int | None]] | None:
     """One view's rows of a batch read decoded at once (``batch_decode``), with statuses;
     None when they do not decode as one array."""
     n = len(blobs)
@@ -261,6 +274,7 @@ def _batch_step(
     status = [NOT_FOUND] * n
     stamps: list[int | None] = [None] * n
     out: list[list[Any]] = [[None] * n for _ in cols]
+    lists = [_as_list(c) for c in cols]
     for j, i in enumerate(where):
         ev = events[j]
         stamps[i] = ev
@@ -268,9 +282,9 @@ def _batch_step(
             status[i] = OUTSIDE_MAX_AGE
             continue
         status[i] = PRESENT
-        for col, full in zip(cols, out, strict=True):
+        for col, full in zip(lists, out, strict=True):
             full[i] = col[j]
-    return out, status, stamps
+    return list(out), status, stamps
 
 
 class OnlineRetrieval:
@@ -351,8 +365,8 @@ class OnlineRetrieval:
     def _finish(self, call: _Call, rows: Sequence[Sequence[StoredRow | None]]) -> OnlineResponse:
         c = call.compiled
         now_us = int(self._clock() * 1_000_000)
-        per_step: list[tuple[Sequence[Sequence[Any]], list[FieldStatus],
-                             Sequence[int | None]]] = []
+        # per view: (one column of values per wanted feature, statuses, event µs)
+        per_step: list[tuple[Sequence[Any], list[FieldStatus], Sequence[int | None]]] = []
         status: list[FieldStatus]
         for s, blobs in zip(c.steps, rows, strict=True):
             width = len(s.reader.wanted)
@@ -399,7 +413,7 @@ class OnlineRetrieval:
             for od, named in zip(c.on_demand, c.odfv_inputs, strict=True):
                 inputs = dict(base)
                 for name, i, j in named:
-                    inputs[name] = list(per_step[i][0][j])
+                    inputs[name] = _as_list(per_step[i][0][j])
                 odfv_out.append(od.transform(inputs))
 
         columns = [

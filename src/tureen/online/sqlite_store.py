@@ -28,6 +28,7 @@ from tureen.backend_options import SqliteOptions
 from tureen.definitions import FeatureView
 from tureen.errors import BackendUnavailableError, InvalidRequestError
 from tureen.online.encoding import encode_rows
+from tureen.online.keys import IntKeys
 from tureen.online.protocol import ReadRequest, StoredRow
 
 # SQLite's default limit on host parameters is 32766 since 3.32; stay well below it.
@@ -46,7 +47,9 @@ class _Layout:
 
 def _key_ints(keys: Sequence[bytes]) -> list[int]:
     """The value of single-integer keys (``tureen.online.keys``: the last 8 bytes, big-endian
-    two's complement)."""
+    two's complement); read directly when the caller kept them (``IntKeys``)."""
+    if isinstance(keys, IntKeys):
+        return keys.ints
     if len(keys) < 16:
         return [int.from_bytes(k[-8:], "big", signed=True) for k in keys]
     width = len(keys[0])
