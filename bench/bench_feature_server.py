@@ -9,7 +9,11 @@ its own venv (``/work/peers/feast``); when it is missing, its numbers measured e
 this machine are quoted instead. The bare lower bound is a Starlette handler returning a
 canned response.
 
-    python bench/bench_feature_server.py [--duration 5] [--runs 3] [--no-feast]
+    python bench/bench_feature_server.py [--duration 5] [--runs 3] [--no-feast] [--curve]
+
+``--curve`` measures the batch curve instead (Feast's benchmark shapes): p50/p99 at one
+connection for 1/10/50/100 entities x 10 features and 1 entity x 50 / 250 features (5 and 25
+views of 10 features), tureen and ``feast serve`` interleaved in the same run.
 """
 
 from __future__ import annotations
@@ -46,18 +50,22 @@ ENTITIES = 10_000
 FEATURES = [f"f{i}" for i in range(10)]
 CLI = [sys.executable, "-c", "from tureen.cli.main import main; main()"]
 
+VIEWS = 25  # view k holds features f{10k}..f{10k+9}; view 0 is "account_stats"
 TUREEN_FEATURES = textwrap.dedent('''
     from datetime import timedelta
     from tureen import Entity, FeatureView, Field, FileSource, Float32, Int64
 
     account = Entity(name="account", join_keys=["account_id"], dtype=Int64)
-    account_stats = FeatureView(
-        name="account_stats", entities=[account],
-        schema=[Field(f"f{i}", Float32) for i in range(10)],
-        source=FileSource(path="data/account_stats.parquet", timestamp_field="event_timestamp"),
-        ttl=timedelta(days=3650),
-    )
-''')
+    for k in range(VIEWS):
+        name = "account_stats" if k == 0 else f"account_stats_{k}"
+        globals()[name] = FeatureView(
+            name=name, entities=[account],
+            schema=[Field(f"f{10 * k + i}", Float32) for i in range(10)],
+            source=FileSource(path="data/account_stats.parquet",
+                              timestamp_field="event_timestamp"),
+            ttl=timedelta(days=3650),
+        )
+''').replace("VIEWS", str(VIEWS))
 
 FEAST_FEATURES = textwrap.dedent('''
     from datetime import timedelta
@@ -65,13 +73,15 @@ FEAST_FEATURES = textwrap.dedent('''
     from feast.types import Float32
 
     account = Entity(name="account", join_keys=["account_id"], value_type=ValueType.INT64)
-    account_stats = FeatureView(
-        name="account_stats", entities=[account], ttl=timedelta(days=3650),
-        schema=[Field(name=f"f{i}", dtype=Float32) for i in range(10)],
-        source=FileSource(path="data/account_stats.parquet", timestamp_field="event_timestamp"),
-        online=True,
-    )
-''')
+    source = FileSource(path="data/account_stats.parquet", timestamp_field="event_timestamp")
+    for k in range(VIEWS):
+        name = "account_stats" if k == 0 else f"account_stats_{k}"
+        globals()[name] = FeatureView(
+            name=name, entities=[account], ttl=timedelta(days=3650),
+            schema=[Field(name=f"f{10 * k + i}", dtype=Float32) for i in range(10)],
+            source=source, online=True,
+        )
+''').replace("VIEWS", str(VIEWS))
 
 FEAST_YAML = textwrap.dedent('''
     project: bench
@@ -118,8 +128,8 @@ def write_data(data: Path) -> None:
     rng = np.random.default_rng(7)
     data.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame({"account_id": np.arange(1001, 1001 + ENTITIES, dtype=np.int64)})
-    for f in FEATURES:
-        frame[f] = rng.random(ENTITIES).astype(np.float32)
+    frame = frame.assign(**{f"f{i}": rng.random(ENTITIES).astype(np.float32)
+                            for i in range(10 * VIEWS)})
     frame["event_timestamp"] = pd.Timestamp(datetime.now(UTC) - timedelta(days=1))
     frame.to_parquet(data / "account_stats.parquet", index=False)
 
@@ -223,11 +233,62 @@ def lua_for_features(n: int = ENTITIES) -> str:
     return LUA.replace("{n}", str(n)).replace("{body}", body)
 
 
+#: Feast's benchmark shapes: (entities, features) per request
+SHAPES = [(1, 10), (10, 10), (50, 10), (100, 10), (1, 50), (1, 250)]
+CURVE_TARGETS_P99_MS = {"1x50": 2.0, "100x10": 5.0}
+LUA_CURVE = '''
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+math.randomseed(7)
+request = function()
+  local ids = {}
+  for i = 1, {entities} do ids[i] = 1001 + math.random(0, {n} - 1) end
+  return wrk.format(nil, nil, nil, '{"features": [{features}], "entities": {"account_id": ['
+    .. table.concat(ids, ",") .. ']}}')
+end
+'''
+
+
+def feature_refs(count: int) -> list[str]:
+    """The first ``count`` features: view k holds f{10k}..f{10k+9}."""
+    return [f"{'account_stats' if i // 10 == 0 else f'account_stats_{i // 10}'}:f{i}"
+            for i in range(count)]
+
+
+def lua_for_shape(entities: int, features: int) -> str:
+    feats = ", ".join(f'"{r}"' for r in feature_refs(features))
+    return (LUA_CURVE.replace("{entities}", str(entities)).replace("{n}", str(ENTITIES))
+            .replace("{features}", feats))
+
+
+def curve(urls: dict[str, str], args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """p50/p99 at 1 connection for every shape, servers interleaved, medians of runs."""
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for _run in range(args.runs):
+        for entities, features in SHAPES:
+            lua = lua_for_shape(entities, features)
+            for name, url in urls.items():
+                if name == "bare":
+                    continue
+                shape = runs.setdefault(f"{entities}x{features}", {})
+                shape.setdefault(name, []).append(wrk(url, lua, 1, args.duration, tmp))
+    out: dict[str, Any] = {}
+    for shape, by_server in runs.items():
+        out[shape] = {name: median_of(r) for name, r in by_server.items()}
+        if "feast" in out[shape]:
+            out[shape]["p99_ratio_feast_vs_tureen"] = round(
+                out[shape]["feast"]["p99_ms"] / out[shape]["tureen"]["p99_ms"], 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-feast", action="store_true")
+    ap.add_argument("--curve", action="store_true",
+                    help="batch curve instead: p50/p99 at 1 connection for 1/10/50/100 "
+                    "entities x 10 features and 1 entity x 50 / 250 features")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install -y wrk")
@@ -260,6 +321,21 @@ def main() -> None:
                     canned.write_bytes(httpx.post(urls["tureen"], content=probe).content)
                 stack.enter_context(process(cmd, url, tmp / f"{name}.log", cwd=cwd, env=env,
                                             method="POST", body=probe))
+            if args.curve:
+                load_before = os.getloadavg()
+                shapes = curve(urls, args, tmp)
+                print(json.dumps({
+                    "benchmark": "feature server batch curve: /get-online-features, SQLite, "
+                    "one worker, 1 connection (wrk)",
+                    "duration_s": args.duration, "runs": args.runs, "cpus": os.cpu_count(),
+                    "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                    "shapes": shapes,
+                    "targets_p99_ms": CURVE_TARGETS_P99_MS,
+                    "meets_targets": all(shapes[k]["tureen"]["p99_ms"] <= v
+                                         for k, v in CURVE_TARGETS_P99_MS.items()),
+                }, indent=2))
+                return
             # Interleaved: each run measures every server back to back, so load from other
             # work on the machine hits all of them alike.
             for _run in range(args.runs):
@@ -284,6 +360,7 @@ def main() -> None:
             summary["feast"]["c1"]["rps"] if "feast" in summary else FEAST_REFERENCE["rps_c1"]),
             1),
         "fraction_of_bare_c16": round(t16["rps"] / summary["bare"]["c16"]["rps"], 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "targets": TARGETS,
         "meets_targets": t16["rps"] / feast_c16 >= TARGETS["speedup_vs_feast_c16"]
         and t16["p99_ms"] <= TARGETS["p99_ms_c16"],
