@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -141,19 +140,14 @@ def build_repo(repo: Path, steps: _Steps, accounts: int, result: QuickstartResul
 def _register(repo: Path, clf: Any, metrics: dict[str, float], train_path: Path) -> str:
     import joblib
 
+    from tureen.models.registry import ModelRegistry
+
     with tempfile.TemporaryDirectory(prefix="tureen-model-") as tmp:
         joblib.dump(clf, Path(tmp) / "model.joblib")
-        (Path(tmp) / "model-settings.json").write_text(json.dumps({"method": "predict_proba"}))
-        try:
-            from tureen.models.registry import ModelRegistry
-        except ImportError:  # model registry not installed: use the model-server layout
-            dest = repo / "models" / MODEL_NAME / "1"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(tmp, dest)
-            return str(dest)
         mv = ModelRegistry.for_repo(repo).register(
             MODEL_NAME, tmp, "sklearn", metrics=metrics, feature_service=SERVICE,
-            training_set=train_path, description="quickstart fraud model")
+            training_set=train_path, description="quickstart fraud model",
+            method="predict_proba")  # serve class probabilities, not labels
         return f"{mv.name} v{mv.version} at {mv.uri}"
 
 

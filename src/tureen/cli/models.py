@@ -110,15 +110,21 @@ def register(cli: click.Group) -> None:
     @click.option("--training-set", type=click.Path(), help="Training set file or URL.")
     @click.option("--description", default="", help="Free text.")
     @click.option("--output", "outputs", multiple=True, help="Output NAME:DATATYPE (repeat).")
+    @click.option("--method", type=click.Choice(["predict", "predict_proba", "predict_log_proba",
+                                                 "decision_function"]),
+                  help="scikit-learn: what the served model returns — predict (labels, the "
+                  "default) or predict_proba (class probabilities), ...")
     @repo_option
     @json_option
     def register_(name: str, path: str, framework: str, metrics: str | None,
                   feature_service: str | None, training_set: str | None, description: str,
-                  outputs: tuple[str, ...], repo: str, as_json: bool) -> None:
+                  outputs: tuple[str, ...], method: str | None, repo: str,
+                  as_json: bool) -> None:
         """Copy the model at PATH into the registry as the next version of NAME."""
         mv = _registry(repo).register(
             name, path, framework, metrics=_metrics(metrics), feature_service=feature_service,
             training_set=training_set, description=description, outputs=_outputs(outputs),
+            method=method,
         )
         if as_json:
             print_json({**mv.to_dict(), "uri": mv.uri})

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 
 from tureen.auth import Action, require
 from tureen.backend_options import ModelsOptions
-from tureen.errors import ConfigError
+from tureen.errors import ConfigError, InvalidRequestError
 from tureen.models.store import ModelStore
-from tureen.models.version import ModelVersion, TensorSig
+from tureen.models.version import ModelVersion, TensorSig, normalize_framework
 
 if TYPE_CHECKING:
     from tureen.store import FeatureStore
@@ -86,7 +86,14 @@ class ModelRegistry:
         inputs: Sequence[TensorSig] = (),
         pipeline_run: str | None = None,
         training_snapshot: Mapping[str, Any] | None = None,
+        method: str | None = None,
     ) -> ModelVersion:
+        """Register the model at ``path`` as the next version of ``name``.
+
+        ``method`` (scikit-learn only): what the served model calls — ``predict`` (labels,
+        the default), ``predict_proba`` (class probabilities), ``predict_log_proba`` or
+        ``decision_function``. It is written to the version's ``model-settings.json``, and
+        the recorded output signature is the one the model server then reports."""
         registry_version: int | None = None
         project = self.features.project if self.features is not None else None
         require(Action.DEPLOY, name=name, project=project)
@@ -98,11 +105,24 @@ class ModelRegistry:
             ts = str(training_set)
             if "://" not in ts:
                 ts = str(Path(ts).resolve())
+        settings: dict[str, Any] = {}
+        if normalize_framework(framework) == "sklearn":
+            served, method = sklearn_signature(Path(path), method)
+            outputs = outputs or served
+            if method != "predict":
+                settings["method"] = method
+        elif method is not None:
+            raise InvalidRequestError(
+                f"--method chooses which method of a scikit-learn estimator (framework sklearn) "
+                f"is served; a "
+                f"{framework} model has no such option (its model decides what it returns)."
+            )
         return self.store.register(
             name, path, framework, metrics=metrics, description=description,
             inputs=inputs, outputs=outputs, feature_service=feature_service,
             registry_version=registry_version, project=project, training_set=ts,
             pipeline_run=pipeline_run, training_snapshot=training_snapshot,
+            settings=settings,
         )
 
     def list(self, name: str | None = None) -> list[ModelVersion]:
@@ -124,3 +144,31 @@ def parse_model_ref(ref: str) -> tuple[str, str | None]:
     """``"fraud:3"`` → ("fraud", "3"); ``"fraud"`` → ("fraud", None)."""
     name, _, version = ref.partition(":")
     return name, (version or None)
+
+
+def sklearn_signature(path: Path, method: str | None) -> tuple[list[TensorSig], str]:
+    """The outputs the model server will report for the estimator at ``path`` called with
+    ``method`` (default: ``model-settings.json``'s, else ``predict``), and that method."""
+    import json
+
+    from tureen.serving.runtimes.skl import SKLearnModel
+
+    files = [path] if path.is_file() else sorted(
+        p for p in path.iterdir() if p.suffix.lower() in (".joblib", ".pkl", ".pickle"))
+    if not files:
+        raise InvalidRequestError(f"no scikit-learn model file (*.joblib, *.pkl) in {path}.")
+    if method is None and path.is_dir() and (path / "model-settings.json").is_file():
+        method = json.loads((path / "model-settings.json").read_text()).get("method")
+    method = method or "predict"
+    model = SKLearnModel("registering", files[0], method=method)
+    try:
+        model.load()
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(
+            f"--method {method!r}: {exc} Use predict (labels), predict_proba (class "
+            "probabilities), predict_log_proba or decision_function."
+        ) from None
+    try:
+        return [TensorSig(o.name, o.datatype, tuple(o.shape)) for o in model.outputs], method
+    finally:
+        model.unload()

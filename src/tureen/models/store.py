@@ -190,8 +190,11 @@ class ModelStore:
         training_set: str | None = None,
         pipeline_run: str | None = None,
         training_snapshot: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
-        """Copy the model at ``path`` (a file or a directory) in as the next version."""
+        """Copy the model at ``path`` (a file or a directory) in as the next version.
+        ``settings`` are merged into the version's ``model-settings.json`` (how the model
+        server runs it, e.g. ``{"method": "predict_proba"}``)."""
         check_name(name)
         fw = normalize_framework(framework)
         src = Path(path)
@@ -199,6 +202,8 @@ class ModelStore:
             raise NotFoundError(f"model path {src} does not exist; pass the model file or folder.")
         files = _source_files(src)
         check_files(fw, files, src)
+        if settings and SETTINGS_NAME not in files:
+            files.append(SETTINGS_NAME)
         version = self._reserve(name)
         mv = ModelVersion(
             name=name, version=version, framework=fw, created_at=datetime.now(UTC),
@@ -212,6 +217,9 @@ class ModelStore:
         target = self._p(name, f".staging-{uuid.uuid4().hex}") if self.is_local else final
         try:
             self._copy_in(src, target)
+            if settings:
+                merged = {**_settings_of(src), **settings}
+                self._write_json(posixpath.join(target, SETTINGS_NAME), merged)
             self._write_json(posixpath.join(target, METADATA_FILE), mv.to_dict())
             if target != final:
                 os.rename(target, final)  # atomic: the version appears complete or not at all
@@ -295,6 +303,17 @@ def _as_version(version: int | str) -> int:
             f"model version {version!r} is not a number; pass an integer or 'latest'."
         )
     return int(version)
+
+
+SETTINGS_NAME = "model-settings.json"
+
+
+def _settings_of(src: Path) -> dict[str, Any]:
+    p = src / SETTINGS_NAME if src.is_dir() else src.with_name(SETTINGS_NAME)
+    if src.is_dir() and p.is_file():
+        data = json.loads(p.read_text())
+        return dict(data) if isinstance(data, dict) else {}
+    return {}
 
 
 def _source_files(src: Path) -> list[str]:

@@ -214,3 +214,47 @@ def test_cli_refuses_to_delete_a_deployed_version(repo: Path, sk_model: Path) ->
     assert r.exit_code == 0, r.output
     r = run(cli, ["models", "delete", "served:1", "-y", "--force", "--repo", str(repo)])
     assert r.exit_code == 0, r.output
+
+
+# ---- labels or probabilities: a documented option, the served signature is the registered one
+
+@pytest.mark.parametrize(("method", "datatype", "shape"), [
+    (None, "INT64", (-1,)),  # labels, in the classes' dtype
+    ("predict_proba", "FP64", (-1, 2)),  # one probability per class
+])
+def test_sklearn_method_is_an_option_and_the_signature_is_what_is_served(
+    tmp_path: Path, sk_model: Path, method: str | None, datatype: str, shape: tuple[int, ...]
+) -> None:
+    from tureen.models.registry import ModelRegistry as Registry
+    from tureen.serving.runtimes import model_from_dir, read_settings
+
+    reg = Registry(ModelStore(tmp_path / "models"))
+    mv = reg.register("clf", sk_model, "sklearn", method=method)
+    assert [(o.name, o.datatype, o.shape) for o in mv.outputs] == [("output-0", datatype, shape)]
+    d = Path(mv.uri)
+    served = model_from_dir("clf", "1", d, read_settings(d.parent, d))
+    served.load()
+    assert [(o.name, o.datatype, tuple(o.shape)) for o in served.outputs] == [
+        (o.name, o.datatype, o.shape) for o in mv.outputs]
+    out = np.asarray(served.predict(np.zeros((3, 3), dtype=np.float32)))
+    assert out.shape == ((3,) if method is None else (3, 2))
+
+
+def test_sklearn_method_must_exist_and_belongs_to_sklearn(tmp_path: Path, sk_model: Path) -> None:
+    from tureen.models.registry import ModelRegistry as Registry
+
+    reg = Registry(ModelStore(tmp_path / "models"))
+    with pytest.raises(InvalidRequestError, match="predict_log"):
+        reg.register("clf", sk_model, "sklearn", method="predict_log")
+    with pytest.raises(InvalidRequestError, match="sklearn"):
+        reg.register("clf", sk_model.parent, "custom", method="predict_proba")
+    with pytest.raises(NotFoundError):  # nothing was registered
+        reg.list("clf")
+
+
+def test_cli_register_method(repo: Path, sk_model: Path) -> None:
+    r = CliRunner().invoke(cli, ["models", "register", "p", str(sk_model), "-f", "sklearn",
+                                 "--method", "predict_proba", "--repo", str(repo), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["signature"]["outputs"] == [
+        {"name": "output-0", "datatype": "FP64", "shape": [-1, 2]}]

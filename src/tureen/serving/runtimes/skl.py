@@ -34,12 +34,7 @@ class SKLearnModel(ArrayModel):
             )
         n = getattr(self._estimator, "n_features_in_", None)
         self.inputs = [TensorSpec("input-0", "FP32", [-1, int(n) if n else -1])]
-        out_dt = "FP64"
-        classes = getattr(self._estimator, "classes_", None)
-        if self.method == "predict" and isinstance(classes, np.ndarray):
-            out_dt = oip_datatype_of(classes)
-        shape = [-1] if self.method == "predict" else [-1, -1]
-        self.outputs = [TensorSpec("output-0", out_dt, shape)]
+        self.outputs = [sklearn_output(self._estimator, self.method)]
         self.ready = True
         return True
 
@@ -50,3 +45,17 @@ class SKLearnModel(ArrayModel):
         if isinstance(x, pd.DataFrame) and not hasattr(self._estimator, "feature_names_in_"):
             x = x.to_numpy()  # fitted on arrays: columns are taken in request order
         return self._fn(x)
+
+
+def sklearn_output(estimator: Any, method: str) -> TensorSpec:
+    """What ``method`` of a fitted estimator returns: labels in the classes' dtype (predict),
+    or one column per class (predict_proba, predict_log_proba, multi-class
+    decision_function); the model registry records exactly this signature."""
+    classes = getattr(estimator, "classes_", None)
+    n = len(classes) if isinstance(classes, np.ndarray) else -1
+    if method == "predict":
+        dt = oip_datatype_of(classes) if isinstance(classes, np.ndarray) else "FP64"
+        return TensorSpec("output-0", dt, [-1])
+    if method == "decision_function" and n == 2:
+        return TensorSpec("output-0", "FP64", [-1])
+    return TensorSpec("output-0", "FP64", [-1, n])
