@@ -137,11 +137,13 @@ def register(cli: click.Group) -> None:
             console = ConsoleApp(ConsoleServices(
                 repo, Endpoints(cfg.bind_host, cfg.http_port, cfg.grpc_port), store=store))
             routes = [*routes, Mount("/console", app=console)]
-        server = _server(cfg, routes, model_repository=model_root, model_dirs=model_dirs)
-        from tureen.deployments.watcher import watch_in
+        from tureen.deployments.watcher import KIND, watch_repo
         from tureen.streaming.hosting import hosted_ingest
 
-        watch_in(server, store)  # deployments started while serving are served at once
+        watch_repo(store)  # deployments started while serving are served at once
+        surfaces = ["http", "grpc"] if cfg.enable_grpc else ["http"]
+        server = _server(cfg, routes, model_repository=model_root, model_dirs=model_dirs,
+                         transports=[*surfaces, KIND])
         run_ingest = ingest if ingest is not None else store.config.streaming.ingest_in_serve
         with hosted_ingest(store, run_ingest):
             server.start(models)

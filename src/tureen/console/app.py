@@ -13,15 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.types import Receive, Scope, Send
 
@@ -38,6 +32,7 @@ from tureen.console.http import (
     seg,
     wants_json,
 )
+from tureen.console.page import Page, Redirect, Route, View, to_json
 from tureen.console.services import ConsoleServices
 from tureen.console.static import StaticFiles
 from tureen.error_codes import http_status
@@ -63,39 +58,6 @@ SECURITY_HEADERS = [
 ]
 
 
-@dataclass
-class Page:
-    template: str
-    data: dict[str, Any]
-    title: str
-    status: int = 200
-    crumbs: list[tuple[str, str]] = field(default_factory=list)  # (label, link)
-
-
-@dataclass
-class Redirect:
-    location: str  # below the mount point
-
-
-View = Callable[[ConsoleRequest, ConsoleServices], "Page | Redirect | Response"]
-StreamView = Callable[[ConsoleRequest, ConsoleServices], Awaitable[Stream]]
-
-
-@dataclass
-class Route:
-    method: str
-    pattern: re.Pattern[str]
-    view: View | None = None
-    stream: StreamView | None = None
-
-
-def route(method: str, path: str, view: View | None = None,
-          stream: StreamView | None = None) -> Route:
-    """``/models/{name}/{version}``: each ``{x}`` matches one path segment."""
-    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
-    return Route(method, re.compile(f"^{regex}$"), view, stream)
-
-
 class MethodNotAllowedError(InvalidRequestError):
     """A console path asked with the wrong method (HTTP 405)."""
 
@@ -108,20 +70,6 @@ def status_of(exc: TureenError) -> int:
     if isinstance(exc, (PermissionDeniedError, csrf_mod.CsrfError)):
         return 403
     return http_status(exc)
-
-
-def to_json(data: Any) -> bytes:
-    return orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS)
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, (datetime, date)):
-        return o.isoformat()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, (set, frozenset, tuple)):
-        return list(o)
-    raise TypeError(f"cannot serialize {type(o).__name__}")
 
 
 class ConsoleApp:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tureen.deployments.service import Deployments
 from tureen.deployments.serving import _spec
 from tureen.models import ModelRegistry
 from tureen.serving.repository import load_model
+from tureen.serving.transport import ServerParts, register_transport
 from tureen.store import FeatureStore
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 
 class DeploymentWatcher:
+    """A ``Transport`` without a port: ``start`` / ``stop(drain)`` / ``describe``."""
+
     kind = "deployments"
     port = 0
 
@@ -89,35 +92,20 @@ class DeploymentWatcher:
         return added
 
 
-def watch_in(server: Any, store: FeatureStore, interval: float = 1.0) -> None:
-    """Run a ``DeploymentWatcher`` in each serving process of ``server`` (a ``ModelServer``)
-    once its first models are loaded. Interim: the model server has no hook for a
-    port-less surface yet; with the Transport seam this becomes ``watcher_transport``."""
-    first_load = server._load
-
-    async def load_then_watch(dp: DataPlane, repo: Any, models: Any) -> None:
-        await first_load(dp, repo, models)
-        if not getattr(server, "failed", False):
-            watcher = DeploymentWatcher(dp, store, interval)
-            _running.add(watcher)  # the loop holds tasks weakly: keep it alive
-            await watcher.start()
-
-    server._load = load_then_watch
-
-
-_running: set[DeploymentWatcher] = set()
+KIND = "deployments"
 _served: list[FeatureStore] = []
 
 
 def watch_repo(store: FeatureStore) -> None:
-    """Make ``watcher_transport`` watch ``store``'s deployments (``tureen serve`` serves one
-    repo per process; forked workers inherit it)."""
+    """Serve ``store``'s deployments started from now on: ``ModelServer(transports=[...,
+    KIND])`` then runs a watcher in each serving process (``tureen serve`` serves one repo
+    per process; forked workers inherit it)."""
     _served[:] = [store]
+    register_transport(KIND, "tureen.deployments.watcher:watcher_transport")
 
 
-def watcher_transport(parts: Any) -> DeploymentWatcher:
-    """The watcher as a surface of the serving process (a ``Transport`` without a port,
-    registered with ``register_transport``): the data plane comes with ``parts``."""
+def watcher_transport(parts: ServerParts) -> DeploymentWatcher:
+    """The transport factory: the data plane comes with ``parts``."""
     if not _served:
         raise RuntimeError("call tureen.deployments.watcher.watch_repo(store) first.")
     return DeploymentWatcher(parts.dataplane, _served[0])

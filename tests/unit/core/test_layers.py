@@ -35,7 +35,6 @@ WEB = {"starlette", "uvicorn", "fastapi", "grpc", "httptools"}
 #: sides import). Do not add to this list.
 KNOWN_CYCLES = [
     ("tureen.definitions.feature_view", "tureen.definitions.stream"),  # stream
-    ("tureen.console.app", "tureen.console.views"),  # console: app <-> its views
 ]
 WEB_CLIENTS = {"tureen.serving.clients": {"grpc"}, "tureen.transformer.predictor": {"grpc"},
                "tureen.serving.http_pool": {"httptools"}}

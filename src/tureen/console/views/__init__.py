@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tureen.console.app import Route
+    from tureen.console.page import Route
 
 
 def all_routes() -> list[Route]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tureen.console.app import Page, Redirect, route
 from tureen.console.http import ConsoleRequest, Response, seg
+from tureen.console.page import Page, Redirect, route
 from tureen.console.services import ConsoleServices
 from tureen.console.views.deployments import deployment_detail
 from tureen.errors import InvalidRequestError, NotFoundError, TureenError

@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 from tureen.console import svg
-from tureen.console.app import Page, route
 from tureen.console.http import ConsoleRequest, seg
 from tureen.console.logtail import LogFilter, tail
+from tureen.console.page import Page, route
 from tureen.console.paging import after, decode_cursor, limit_arg
 from tureen.console.rates import aggregate
 from tureen.console.redact import redact_url

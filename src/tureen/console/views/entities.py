@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tureen.console.app import Page, route
 from tureen.console.http import ConsoleRequest
+from tureen.console.page import Page, route
 from tureen.console.services import ConsoleServices
 from tureen.console.views.features import _plain, entity_row
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tureen.console.app import Page, route
 from tureen.console.http import ConsoleRequest
+from tureen.console.page import Page, route
 from tureen.console.paging import after, decode_cursor, limit_arg
 from tureen.console.redact import redact_url
 from tureen.console.services import ConsoleServices

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tureen.console.app import Page, route, to_json
 from tureen.console.http import ConsoleRequest, Stream, seg
 from tureen.console.logtail import LogFilter, follow, tail
+from tureen.console.page import Page, route, to_json
 from tureen.console.services import ConsoleServices
 from tureen.console.views.deployments import _live, charts
 from tureen.deployments import DeploymentSpec

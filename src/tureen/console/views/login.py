@@ -4,8 +4,8 @@ server has authentication on."""
 from __future__ import annotations
 
 from tureen.console import session
-from tureen.console.app import Page, route
 from tureen.console.http import ConsoleRequest, Response
+from tureen.console.page import Page, route
 from tureen.console.services import ConsoleServices
 from tureen.errors import TureenError
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from tureen.console.app import Page, route
 from tureen.console.http import ConsoleRequest
 from tureen.console.model_index import Summary, as_row, metric_names
+from tureen.console.page import Page, route
 from tureen.console.paging import after, decode_cursor, limit_arg
 from tureen.console.redact import redact_url
 from tureen.console.services import ConsoleServices

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tureen.console.app import Page, route
 from tureen.console.http import ConsoleRequest
+from tureen.console.page import Page, route
 from tureen.console.redact import redact_options
 from tureen.console.services import ConsoleServices
 from tureen.errors import TureenError

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from tureen.console import svg
-from tureen.console.app import Page, Redirect, route
 from tureen.console.http import ConsoleRequest, Stream, seg
+from tureen.console.page import Page, Redirect, route
 from tureen.console.paging import limit_arg
 from tureen.console.services import ConsoleServices
 from tureen.console.views.deploy_actions import _number
