@@ -23,9 +23,12 @@ class Engine:
 
     def __init__(self, version: int, model: Model, transformer: FeatureTransformer | None,
                  entity_fn: Callable[[Any], Mapping[str, Sequence[Any]]] | None,
-                 entity_keys: Sequence[str] | None = None) -> None:
+                 entity_keys: Sequence[str] | None = None,
+                 feature_types: Mapping[str, Any] | None = None) -> None:
         self.version = version
         self.entity_keys = entity_keys
+        #: feature name -> numpy dtype of its schema (the inference log keeps them)
+        self.feature_types = feature_types
         self.model = model
         self.transformer = transformer
         self.entity_fn = entity_fn
@@ -105,4 +108,5 @@ def build_engine(version: int, spec: DeploymentSpec, store: FeatureStore,
     from tureen.feature_refs import resolve
 
     keys = tuple(resolve(store.snapshot(), spec.feature_service).join_keys)
-    return Engine(version, inner, t, entities, keys)
+    types = {f.name: f.dtype.numpy for f in t.source.fields if f.dtype.element is None}
+    return Engine(version, inner, t, entities, keys, types)

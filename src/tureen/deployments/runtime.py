@@ -241,7 +241,7 @@ class DeploymentModel(Model):
             model_version=str(eng.version), inputs=inputs, outputs=result,
             input_names=names,
             entities_fn=(lambda: fn(payload)) if fn is not None else None,
-            entity_keys=eng.entity_keys,
+            entity_keys=eng.entity_keys, input_types=eng.feature_types,
         ))
 
     # ---- changes ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections.abc import Mapping
 from datetime import date
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tureen.errors import NotFoundError
-from tureen.inference_log.sinks.parquet import ENTITY, FEATURE, PREDICTION, REQUEST
+from tureen.inference_log.sinks.parquet import ENTITY, FEATURE, PREDICTION, REPLACES, REQUEST
 
 
 def read_log(
@@ -37,11 +38,24 @@ def read_log(
             + (f" between {start} and {end}" if start or end else "")
             + ". Serve requests with logging ALL or MODEL_INPUTS (parquet sink) first."
         )
-    tables = []
+    tables: dict[str, pa.Table] = {}
+    replaced: set[str] = set()
     for f in picked:
-        with fs.open(f, "rb") as fh:
-            tables.append(pq.read_table(fh))
-    table = pa.concat_tables(tables, promote_options="permissive")
+        try:
+            with fs.open(f, "rb") as fh:
+                t = pq.read_table(fh)
+        except FileNotFoundError:  # compacted away since the listing
+            continue
+        tables[f] = t
+        meta = t.schema.metadata or {}
+        if REPLACES in meta:  # a compacted file; its sources may linger for a moment
+            folder = posixpath.dirname(f)
+            replaced |= {posixpath.join(folder, n) for n in json.loads(meta[REPLACES])}
+    kept = [t.replace_schema_metadata(None) for f, t in tables.items() if f not in replaced]
+    if not kept:
+        raise NotFoundError(f"no inference log for deployment {deployment!r} under {root}.")
+    tables_list = kept
+    table = pa.concat_tables(tables_list, promote_options="permissive")
     return table.sort_by([("timestamp", "ascending"), ("request_id", "ascending"),
                           ("row", "ascending")])
 

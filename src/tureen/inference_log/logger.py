@@ -13,6 +13,11 @@ many more may be in the sink's hands. When the queue is full, ``policy`` decides
 
 ``close()`` (or ``await aclose()``) stops accepting records, writes everything queued and
 closes the sink. ``stats()`` returns the counters for metrics.
+
+When the sink fails (a full disk, a broker down), the batch is counted in ``failed`` and the
+logger backs off: batches are dropped (and counted) without calling the sink for 0.25 s,
+then 0.5 s, doubling up to ``max_backoff``; the first failure of a streak is logged at
+ERROR, the recovery at WARNING with how many records were lost, not one line per batch.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tureen.errors import InvalidRequestError
-from tureen.inference_log.protocol import LogSink, SinkWriteError
+from tureen.inference_log.protocol import LogSink, RollsFiles, SinkWriteError
 from tureen.inference_log.record import InferenceRecord, LoggedRequest, LogMode, normalize
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,7 @@ class LoggerStats:
     queued: int  # records waiting now
     batches: int  # sink writes
     sink_seconds: float  # time spent in the sink
+    sink_errors: int = 0  # sink failures (each starts or extends a back-off)
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.__dict__.items()}
@@ -79,6 +85,7 @@ class InferenceLogger:
         batch_size: int = 1_000,
         flush_interval: float = 1.0,
         block_timeout: float | None = 5.0,
+        max_backoff: float = 30.0,
     ) -> None:
         if capacity < 1 or batch_size < 1:
             raise InvalidRequestError("capacity and batch_size must be at least 1.")
@@ -99,6 +106,11 @@ class InferenceLogger:
         self._enqueued = self._written = self._dropped = self._blocked = 0
         self._failed = self._batches = 0
         self._sink_seconds = 0.0
+        self.max_backoff = max_backoff
+        self._failing = 0  # consecutive sink failures
+        self._sink_errors = 0
+        self._lost_in_streak = 0
+        self._retry_at = 0.0
         self._thread: threading.Thread | None = None
         if self.mode is not LogMode.NONE:
             self._thread = threading.Thread(
@@ -154,12 +166,58 @@ class InferenceLogger:
                 while taken:
                     n = min(len(taken), self.batch_size)
                     self._deliver([taken.popleft() for _ in range(n)])
+                self._maintain()
                 with self._lock:
                     self._inflight = 0
+            self._maintain()
+
+    def _maintain(self) -> None:
+        """Let a sink that keeps files open finish them on time (also while idle)."""
+        if isinstance(self.sink, RollsFiles) and time.monotonic() >= self._retry_at:
+            try:
+                finished = self.sink.roll_due()
+            except SinkWriteError as exc:
+                self._sink_failed(exc, exc.lost_earlier)
+                with self._lock:
+                    self._written -= min(exc.lost_earlier, self._written)
+            except Exception as exc:
+                self._sink_failed(exc, 0)
+            else:
+                if finished:
+                    self._recovered()
+
+    def _sink_failed(self, exc: Exception, lost: int) -> None:
+        """Count ``lost`` records and back off (log the first failure of a streak only)."""
+        self._failing += 1
+        self._sink_errors += 1
+        self._lost_in_streak += lost
+        delay = min(self.max_backoff, 0.25 * 2 ** (self._failing - 1))
+        self._retry_at = time.monotonic() + delay
+        with self._lock:
+            self._failed += lost
+        if self._failing == 1:
+            log.error("inference log: sink %s failed (%s); backing off (up to %.0f s), "
+                      "records meanwhile are dropped and counted (stats().failed)",
+                      type(self.sink).__name__, exc, self.max_backoff)
+        else:
+            log.debug("inference log: sink still failing: %s", exc)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            log.warning("inference log: sink %s recovered after %d failed attempts; %d "
+                        "records were lost", type(self.sink).__name__, self._failing,
+                        self._lost_in_streak)
+            self._failing = self._lost_in_streak = 0
 
     def _deliver(self, batch: list[InferenceRecord]) -> None:
         t0 = time.perf_counter()
         written = failed = 0
+        if time.monotonic() < self._retry_at:  # backing off: drop, count, do not call the sink
+            with self._lock:
+                self._failed += len(batch)
+                self._inflight = max(0, self._inflight - len(batch))
+            self._lost_in_streak += len(batch)
+            return
         try:
             logged: list[LoggedRequest] = []
             for i, r in enumerate(batch):
@@ -175,14 +233,18 @@ class InferenceLogger:
             written = len(logged)
         except SinkWriteError as exc:
             lost = min(exc.failed, len(batch))
-            failed, written = failed + lost, len(batch) - failed - lost
-            log.error("inference log: sink %s lost %d records: %s",
-                      type(self.sink).__name__, lost, exc)
+            written = len(batch) - failed - lost
+            with self._lock:  # records accepted earlier that the sink lost with this batch
+                self._written -= min(exc.lost_earlier, self._written)
+            self._sink_failed(exc, lost + exc.lost_earlier)
         except Exception as exc:
-            failed = len(batch)
-            written = 0
-            log.error("inference log: sink %s failed, %d records lost: %s",
-                      type(self.sink).__name__, len(batch), exc)
+            self._sink_failed(exc, len(batch))
+            written = failed = 0
+        else:
+            # a sink keeping files open has only buffered the batch: it recovered once a file
+            # was finished (see _maintain)
+            if not isinstance(self.sink, RollsFiles):
+                self._recovered()
         with self._lock:
             self._written += written
             self._failed += failed
@@ -192,7 +254,8 @@ class InferenceLogger:
 
     # ---- control -----------------------------------------------------------------------------
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every record logged so far has been delivered (True) or timeout."""
+        """Wait until every record logged so far has been delivered (True) or timeout.
+        Files a sink keeps open stay open (they are finished when they roll or on close)."""
         if self._thread is None:
             return True
         self._wake.set()
@@ -224,6 +287,7 @@ class InferenceLogger:
                 enqueued=self._enqueued, written=self._written, dropped=self._dropped,
                 blocked=self._blocked, failed=self._failed, queued=len(self._q),
                 batches=self._batches, sink_seconds=self._sink_seconds,
+                sink_errors=self._sink_errors,
             )
 
     def __enter__(self) -> InferenceLogger:

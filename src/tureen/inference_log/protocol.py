@@ -19,9 +19,25 @@ class LogSink(Protocol):
         ...
 
 
-class SinkWriteError(Exception):
-    """Raised by a sink that delivered only part of a batch; ``failed`` records were lost."""
+@runtime_checkable
+class RollsFiles(Protocol):
+    """A sink that keeps files open between batches: the logger's thread calls ``roll_due``
+    at every wake (so files are finished on time while no records come) and ``flush`` when
+    asked to make everything visible."""
 
-    def __init__(self, message: str, failed: int) -> None:
+    def roll_due(self) -> int:
+        """Finish the files that are due; returns how many were finished."""
+        ...
+
+    def flush(self) -> None: ...
+
+
+class SinkWriteError(Exception):
+    """Raised by a sink that delivered only part of a batch: ``failed`` records of this
+    batch were lost, and ``lost_earlier`` records of earlier batches it had accepted (a
+    file that could not be finished)."""
+
+    def __init__(self, message: str, failed: int, lost_earlier: int = 0) -> None:
         super().__init__(message)
         self.failed = failed
+        self.lost_earlier = lost_earlier

@@ -80,6 +80,9 @@ class InferenceRecord:
     #: when set, only these of the entity columns are entity keys; the others are request
     #: fields (request-time data such as an amount) and are logged as ``request_fields``
     entity_keys: Sequence[str] | None = None
+    #: feature name -> its schema's numpy dtype: a model fed one float matrix still logs
+    #: int and bool features as int and bool (values that do not fit stay as they were)
+    input_types: Mapping[str, np.dtype[Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ def normalize(record: InferenceRecord, mode: LogMode) -> LoggedRequest:
         request_fields = {k: v for k, v in entities.items() if k not in keys}
         entities = {k: v for k, v in entities.items() if k in keys}
     features = _columns(record.inputs, record.input_names, "input") if mode.inputs else {}
+    if record.input_types and features:
+        features = {k: _retyped(v, record.input_types.get(k)) for k, v in features.items()}
     predictions = _columns(record.outputs, None, "output") if mode.predictions else {}
     rows = next((len(v) for c in (features, predictions, entities) for v in c.values()), 0)
     return LoggedRequest(
@@ -162,6 +167,24 @@ def _values(v: Any) -> Any:
     if isinstance(v, list | tuple):
         return [_py(x) for x in v]
     return [_py(v)]
+
+
+def _retyped(values: Any, dtype: np.dtype[Any] | None) -> Any:
+    """A float column back in its schema dtype (int, bool) when every value fits; missing
+    values (NaN) become None."""
+    if dtype is None or dtype.kind not in "biu" or not isinstance(values, np.ndarray) \
+            or values.dtype.kind != "f":
+        return values
+    nan = np.isnan(values)
+    if dtype.kind == "b":
+        if not np.isin(values[~nan], (0.0, 1.0)).all():
+            return values
+    elif not np.array_equal(values[~nan], np.round(values[~nan])):
+        return values
+    if not nan.any():
+        return values.astype(dtype)
+    out: list[Any] = values.astype(dtype if dtype.kind == "b" else np.int64).tolist()
+    return [None if m else v for v, m in zip(out, nan.tolist(), strict=True)]
 
 
 def _py(x: Any) -> Any:

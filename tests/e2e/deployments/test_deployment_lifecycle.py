@@ -170,6 +170,10 @@ def test_lifecycle(repo: Path, tmp_path: Path) -> None:
     versions = table.column("model_version").to_pylist()
     assert {"1", "2"} <= set(versions)
     assert "feature.credit_score" in table.column_names
+    import pyarrow as pa  # features keep their schema dtypes, not the model's float matrix
+
+    assert table.schema.field("feature.credit_score").type == pa.int64()
+    assert table.schema.field("feature.has_2fa_installed").type == pa.bool_()
     assert table.column("entity.account_id").to_pylist()[0] == 1001
     assert not list((repo / "data" / "inference_log").rglob("*.tmp"))
 

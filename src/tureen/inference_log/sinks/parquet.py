@@ -1,8 +1,19 @@
 """Parquet dataset sink (the default): one row per instance the model saw.
 
 Layout: ``ROOT/deployment=<name>/date=<YYYY-MM-DD>/part-<uuid>.parquet`` (hive partitioning,
-readable by DuckDB, Spark, pyarrow.dataset). Each file is written under a hidden temporary
-name and renamed when complete, so readers never see a partial file.
+readable by DuckDB, Spark, pyarrow.dataset).
+
+Files are bounded, not one per flush: each partition has one open file (a hidden
+``.part-<uuid>.parquet.tmp``) that every batch appends a row group to, finished and renamed
+when it holds ``roll_bytes`` or is ``roll_seconds`` old (also while idle: the logger's
+thread calls ``roll_due``), when the columns change, and on close. Readers never see a
+partial file. Once ``compact_files`` finished files of one partition were written by this
+sink, they are merged into one; the merged file names the files it replaces in its metadata
+(``tureen.replaces``), and ``read_log`` skips those during the moment both exist. At 2,000
+requests/s the defaults give a few dozen files a day per worker, not hundreds of thousands.
+
+A write that fails (a full disk) removes the partial file; the logger backs off and counts
+the records lost (``InferenceLogger.stats().failed``).
 
 Columns: ``request_id``, ``row`` (index within the request), ``deployment``, ``model_name``,
 ``model_version``, ``timestamp`` (timestamp[us, UTC]), then ``entity.<key>``,
@@ -12,10 +23,13 @@ Columns: ``request_id``, ``row`` (index within the request), ``deployment``, ``m
 
 from __future__ import annotations
 
+import json
+import logging
 import posixpath
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +38,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tureen.inference_log.protocol import SinkWriteError
 from tureen.inference_log.record import LoggedRequest
+
+log = logging.getLogger(__name__)
 
 ENTITY, REQUEST, FEATURE, PREDICTION = "entity.", "request.", "feature.", "prediction."
 META = ("request_id", "row", "deployment", "model_name", "model_version", "timestamp")
@@ -96,33 +113,167 @@ def _column(chunks: list[Any], sizes: list[int]) -> pa.Array:
     return pa.array(values)
 
 
+REPLACES = b"tureen.replaces"
+
+
+class _Part:
+    """One open file: a ParquetWriter on a hidden temporary path."""
+
+    def __init__(self, sink: ParquetSink, folder: str, schema: pa.Schema) -> None:
+        self.name = f"part-{uuid.uuid4().hex}.parquet"
+        self.folder = folder
+        self.tmp = posixpath.join(folder, f".{self.name}.tmp")
+        self.schema = schema
+        self.opened = sink.clock()
+        self.bytes = 0
+        self.rows = 0
+        self._fs = sink.fs
+        self._file = sink.fs.open(self.tmp, "wb")
+        try:
+            self.writer = pq.ParquetWriter(self._file, schema, compression=sink.compression)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def append(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+        self.bytes += table.nbytes
+        self.rows += table.num_rows
+
+    def finish(self) -> str:
+        self.writer.close()
+        self._file.close()
+        final = posixpath.join(self.folder, self.name)
+        self._fs.mv(self.tmp, final)
+        return final
+
+    def abort(self) -> None:
+        """Close and remove the partial file, whatever state the writer is in."""
+        for close in (self.writer.close, self._file.close):
+            try:
+                close()
+            except Exception:  # a full disk may refuse the footer too
+                log.debug("closing %s after a failed write", self.tmp, exc_info=True)
+        try:
+            self._fs.rm(self.tmp)
+        except (FileNotFoundError, OSError):
+            log.warning("could not remove the partial inference log file %s", self.tmp)
+
+
 class ParquetSink:
     def __init__(
         self,
         root: str | Path,
         storage_options: Mapping[str, Any] | None = None,
         compression: str = "zstd",
+        *,
+        roll_seconds: float = 60.0,
+        roll_bytes: int = 128 * 1024 * 1024,
+        compact_files: int = 32,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = str(root)
         fs, path = fsspec.core.url_to_fs(self.url, **dict(storage_options or {}))
         self.fs: Any = fs
         self.root: str = path.rstrip("/")
         self.compression = compression
+        self.roll_seconds = roll_seconds
+        self.roll_bytes = roll_bytes
+        self.compact_files = max(2, compact_files)
+        self.clock = clock
         self.files_written = 0
+        self._open: dict[tuple[str, str], _Part] = {}
+        #: finished small files per partition, not yet compacted: (path, rows)
+        self._finished: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
 
     def write(self, batch: Sequence[LoggedRequest]) -> None:
         groups: dict[tuple[str, str], list[LoggedRequest]] = defaultdict(list)
         for r in batch:
             groups[(r.deployment, r.timestamp.date().isoformat())].append(r)
-        for (deployment, day), records in groups.items():
-            folder = posixpath.join(self.root, f"deployment={deployment}", f"date={day}")
-            self.fs.makedirs(folder, exist_ok=True)
-            name = f"part-{uuid.uuid4().hex}.parquet"
-            tmp = posixpath.join(folder, f".{name}.tmp")
+        for key, records in groups.items():
+            table = to_table(records)
+            part = self._open.get(key)
+            if part is not None and not part.schema.equals(table.schema):
+                self._finish(key)  # the columns changed: a new file
+                part = None
+            if part is None:
+                folder = posixpath.join(self.root, f"deployment={key[0]}", f"date={key[1]}")
+                self.fs.makedirs(folder, exist_ok=True)
+                part = self._open[key] = _Part(self, folder, table.schema)
+            try:
+                part.append(table)
+            except BaseException as exc:
+                del self._open[key]
+                part.abort()
+                lost = part.rows  # rows of earlier batches in the same file are gone too
+                raise SinkWriteError(
+                    f"writing {part.tmp} failed ({exc}); the partial file was removed",
+                    failed=len(batch), lost_earlier=lost) from exc
+            if part.bytes >= self.roll_bytes:
+                try:
+                    self._finish(key)
+                except SinkWriteError as exc:  # this batch's rows were in that file too
+                    raise SinkWriteError(str(exc), failed=len(batch),
+                                         lost_earlier=exc.lost_earlier - table.num_rows
+                                         ) from exc
+
+    def roll_due(self) -> int:
+        """Finish every open file older than ``roll_seconds`` (called while idle too)."""
+        now = self.clock()
+        due = [k for k, p in self._open.items() if now - p.opened >= self.roll_seconds]
+        for key in due:
+            self._finish(key)
+        return len(due)
+
+    def _finish(self, key: tuple[str, str]) -> None:
+        part = self._open.pop(key)
+        try:
+            final = part.finish()
+        except BaseException as exc:
+            part.abort()
+            raise SinkWriteError(f"finishing {part.tmp} failed ({exc}); the file was removed",
+                                 failed=0, lost_earlier=part.rows) from exc
+        self.files_written += 1
+        done = self._finished[key]
+        done.append((final, part.rows))
+        if len(done) >= self.compact_files:
+            self._compact(key)
+
+    def _compact(self, key: tuple[str, str]) -> None:
+        """Merge this sink's small finished files of one partition into one file."""
+        sources = self._finished.pop(key)
+        folder = posixpath.dirname(sources[0][0])
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        tmp = posixpath.join(folder, f".{name}.tmp")
+        try:
+            tables = []
+            for path, _ in sources:
+                with self.fs.open(path, "rb") as f:
+                    tables.append(pq.read_table(f))
+            merged = pa.concat_tables(tables, promote_options="permissive")
+            replaces = json.dumps([posixpath.basename(p) for p, _ in sources]).encode()
+            merged = merged.replace_schema_metadata({**(merged.schema.metadata or {}),
+                                                     REPLACES: replaces})
             with self.fs.open(tmp, "wb") as f:
-                pq.write_table(to_table(records), f, compression=self.compression)
+                pq.write_table(merged, f, compression=self.compression)
             self.fs.mv(tmp, posixpath.join(folder, name))
-            self.files_written += 1
+        except Exception as exc:  # the small files stay as they are: nothing is lost
+            log.warning("inference log: compacting %d files in %s failed: %s", len(sources),
+                        folder, exc)
+            try:
+                self.fs.rm(tmp)
+            except (FileNotFoundError, OSError):
+                pass
+            return
+        for path, _ in sources:
+            self.fs.rm(path)
+        if merged.nbytes < self.roll_bytes // 2:  # small enough to merge again later
+            self._finished[key].append((posixpath.join(folder, name), merged.num_rows))
+
+    def flush(self) -> None:
+        """Finish every open file (readers see everything written so far)."""
+        for key in list(self._open):
+            self._finish(key)
 
     def close(self) -> None:
-        pass
+        self.flush()
