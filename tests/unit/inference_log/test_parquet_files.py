@@ -185,7 +185,7 @@ def test_readers_skip_files_a_compacted_file_replaces(tmp_path: Path) -> None:
     lingering = merged.parent / "part-lingering.parquet"
     pq.write_table(pq.read_table(merged).replace_schema_metadata(None).slice(0, 1), lingering)
     meta = pq.read_schema(merged).metadata
-    names = json.loads(meta[b"tureen.replaces"]) + ["part-lingering.parquet"]
+    names = [*json.loads(meta[b"tureen.replaces"]), "part-lingering.parquet"]
     table = pq.read_table(merged)
     pq.write_table(table.replace_schema_metadata(
         {b"tureen.replaces": json.dumps(names).encode()}), merged)
