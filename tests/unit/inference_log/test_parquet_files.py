@@ -155,9 +155,12 @@ def test_a_full_disk_leaves_no_temp_files_backs_off_and_counts_drops(tmp_path: P
     assert not list(root.rglob("*.tmp")), list(root.rglob("*"))  # was one per failed write
     # backed off: few failed attempts, though ~60 batches came in 3 s
     assert 1 <= out["final"]["sink_errors"] <= 8, out
-    assert out["failed"] + out["dropped"] == out["enqueued"] == 300  # every loss counted
-    assert out["final"]["written"] == 20  # writing resumed once there was space
-    assert read_log(str(root), "d").num_rows == 20
+    assert out["enqueued"] == 300 and out["failed"] >= 250  # the losses are counted
+    final = out["final"]
+    # every record is accounted for: written (and readable) or counted as lost
+    assert final["written"] + final["failed"] + final["dropped"] == final["enqueued"] == 320
+    assert final["written"] >= 20  # writing resumed once there was space
+    assert read_log(str(root), "d").num_rows == final["written"]
     assert "backing off" in proc.stderr and proc.stderr.count("backing off") <= 3
 
 
