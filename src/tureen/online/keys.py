@@ -310,7 +310,7 @@ class IntKeys(Sequence[bytes]):
     def of(cls, values: Sequence[Any], encoder: KeyEncoder) -> IntKeys | list[bytes]:
         """``IntKeys`` when every value is a plain int in int64 range, else the encoded
         keys (which raise the usual error for a bad value)."""
-        if isinstance(values, list) and all(v.__class__ is int for v in values):
+        if isinstance(values, list) and set(map(type, values)) <= {int}:
             if not values or (-(2**63) <= min(values) and max(values) < 2**63):
                 return cls(values, encoder.encode_one)
         return [encoder.encode_one(v) for v in values]
