@@ -207,6 +207,11 @@ async def test_async_read_matches_sync_read(local: RedisOnlineStore) -> None:
         assert await local.read_async(requests) == local.read(requests)
         assert await local.read_async([(a, keys(a, [2]))]) == local.read([(a, keys(a, [2]))])
         assert await local.read_async([]) == []
+        # a batch large enough to be read in a worker thread, one view and two
+        many = [(a, keys(a, [i % 5 for i in range(100)]))]
+        assert await local.read_async(many) == local.read(many)
+        assert await local.read_async([*many, (b, keys(b, list(range(40))))]) == local.read(
+            [*many, (b, keys(b, list(range(40))))])
     finally:
         await local.aclose()
 
