@@ -239,8 +239,10 @@ class DuckDBEngine:
         spills to ``temp_directory`` past ``memory_limit``) and every chunk is joined
         against it, so memory is bounded by the chunk, whatever the number of entity rows."""
         size = self.options.chunk_rows
-        if rows.table is not None and rows.num_rows <= size:
-            yield self.historical_features(rows.table, plan, timestamp_column)
+        if rows.num_rows <= size:  # one chunk: join it directly, nothing to stage
+            table = rows.table if rows.table is not None else normalize_column(
+                rows.read_all(), timestamp_column)
+            yield self.historical_features(table, plan, timestamp_column)
             return
         bounds = rows.timestamp_bounds(timestamp_column)
         with self._cursor() as cur:

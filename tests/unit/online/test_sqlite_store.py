@@ -132,3 +132,32 @@ def test_a_blob_table_written_before_integer_tables_keeps_working(tmp_path: Path
     assert _values(store, view, keys[:4]) == [7, 8, 9, None]
     other.close()
     store.close()
+
+
+def test_views_of_the_same_entities_are_read_in_one_statement(tmp_path: Path) -> None:
+    store = SqliteOnlineStore(tmp_path / "o.db", "p")
+    a, b, c = _view("a", id=Int64), _view("b", id=Int64), _view("c", id=Int64)
+    enc = encoder_for(a.key_fields)
+    store.write(a, [enc.encode_one(i) for i in range(5)], _rows([10, 11, 12, 13, 14]))
+    store.write(b, [enc.encode_one(i) for i in (1, 3)], _rows([21, 23]))
+    keys = [enc.encode_one(i) for i in (3, 1, 3, 9)]
+
+    def both() -> list[list[Any]]:
+        return [[None if r is None else decode_row(r).values["v"] for r in rows]
+                for rows in store.read([(a, keys), (b, list(keys))])]
+
+    assert both() == [[13, 11, 13, None], [23, 21, 23, None]]
+    seen: list[str] = []
+    store._conn().set_trace_callback(seen.append)
+    assert both() == [[13, 11, 13, None], [23, 21, 23, None]]
+    store._conn().set_trace_callback(None)
+    assert len(seen) == 1 and seen[0].count("UNION ALL") == 1  # one statement, both views
+    # A view never written (no table) among them: read view by view, Nones for it.
+    assert [len(r) for r in store.read([(a, keys), (c, keys)])] == [4, 4]
+    assert store.read([(a, keys), (c, keys)])[1] == [None] * 4
+    # Dropped by another process after its layout was cached: still answered.
+    other = SqliteOnlineStore(tmp_path / "o.db", "p")
+    other.delete_views([b])
+    other.close()
+    assert both() == [[13, 11, 13, None], [None] * 4]
+    store.close()
