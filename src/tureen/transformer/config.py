@@ -38,6 +38,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ClientTLSConfig(_Strict):
+    ca_file: str | None = Field(
+        default=None, description="CA bundle that signed the server's certificate (default: "
+        "the system CAs).")
+    cert: str | None = Field(default=None,
+                             description="Client certificate (PEM) when the server wants mTLS.")
+    key: str | None = Field(default=None, description="Key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> ClientTLSConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls: give both cert and key for a client certificate, or neither")
+        return self
+
+
 class FeatureSourceConfig(_Strict):
     source: Literal["local", "remote"] = Field(
         default="local",
@@ -49,6 +64,8 @@ class FeatureSourceConfig(_Strict):
         default=None, description="Feature repo whose registry gives datatypes and feature order. "
         "Defaults to the serving repo; for a remote tureen feature server it may be omitted "
         "(the schema is read from GET /v2/models/<service> there).")
+    tls: ClientTLSConfig | None = Field(
+        default=None, description="TLS settings for an https:// feature server.")
 
     @model_validator(mode="after")
     def _url_for_remote(self) -> FeatureSourceConfig:
@@ -68,6 +85,9 @@ class PredictorConfig(_Strict):
         "version directory, e.g. models/fraud/1).")
     host: str | None = Field(default=None, description="Remote predictor host:port or URL.")
     protocol: Protocol = Field(default="v1", description="What the remote predictor speaks.")
+    tls: ClientTLSConfig | None = Field(
+        default=None, description="TLS to the remote predictor: used for https:// hosts and, "
+        "when set, for grpc-v2 (gRPC over TLS).")
     binary_tensors: bool = Field(
         default=False,
         description="v2 only: send tensors with the OIP binary extension (faster for large "
