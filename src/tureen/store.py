@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 import pyarrow as pa
 
-from tureen.auth import Action, require
+from tureen.auth.access import authorize
+from tureen.auth.policy import Action
 from tureen.backends import load_backend
 from tureen.config import RepoConfig, load_config
 from tureen.definitions import (
@@ -179,7 +180,7 @@ class FeatureStore:
 
     def apply(self) -> Plan:
         """Validate the repo's definitions and store them; removed views lose online data."""
-        require(Action.ADMIN, project=self.project)
+        authorize(Action.ADMIN, self.project)
         before = self.registry.snapshot(fresh=True)
         plan = self.registry.apply(load_definitions(self.repo_path), self.check_source)
         removed = [before.feature_views[c.name] for c in plan.of("delete", "feature view")]
@@ -189,7 +190,7 @@ class FeatureStore:
 
     def teardown(self) -> None:
         """Delete every view's online data and the registry itself."""
-        require(Action.ADMIN, project=self.project)
+        authorize(Action.ADMIN, self.project)
         views = list(self.snapshot().feature_views.values())
         if views:
             self.online.delete_views(views)
@@ -212,7 +213,7 @@ class FeatureStore:
         ``start_date <= event time < end_date`` (``entity_filter``: {join_key: [values]})."""
         from tureen.offline.retrieval import get_historical_features
 
-        require(Action.READ_FEATURES, project=self.project)
+        authorize(Action.READ_FEATURES, self.project)
         return get_historical_features(
             self.offline, self.snapshot(), entity_df,
             _pick(features, feature_service), full_feature_names,
@@ -228,7 +229,7 @@ class FeatureStore:
         *,
         feature_service: FeatureService | str | None = None,
     ) -> OnlineResponse:
-        require(Action.READ_FEATURES, project=self.project)
+        authorize(Action.READ_FEATURES, self.project)
         return self.online_retrieval.get_online_features(
             _pick(features, feature_service), _rows(entity_rows), full_feature_names
         )
@@ -241,7 +242,7 @@ class FeatureStore:
         *,
         feature_service: FeatureService | str | None = None,
     ) -> OnlineResponse:
-        require(Action.READ_FEATURES, project=self.project)
+        authorize(Action.READ_FEATURES, self.project)
         return await self.online_retrieval.get_online_features_async(
             _pick(features, feature_service), _rows(entity_rows), full_feature_names
         )
@@ -259,7 +260,7 @@ class FeatureStore:
         """Send events of push source ``source_name`` through its stream views (windows,
         dead letters, offline log); ``wait`` is none, online or durable. A DataFrame or a
         list of dicts."""
-        require(Action.WRITE_FEATURES, project=self.project)
+        authorize(Action.WRITE_FEATURES, self.project)
         if isinstance(events, pd.DataFrame):
             events = events.to_dict("records")
         receipt: Receipt = self.streams.ingest(source_name, events, wait)
@@ -270,7 +271,7 @@ class FeatureStore:
         a newer value for. A push source feeding stream views goes through the stream path
         (``ingest``: the offline log is always written; ``to`` with offline waits until it is
         durable)."""
-        require(Action.WRITE_FEATURES, project=self.project)
+        authorize(Action.WRITE_FEATURES, self.project)
         from tureen.ingest import WriteResult, push
 
         _, views = self.snapshot().push_source(push_source_name)
@@ -284,7 +285,7 @@ class FeatureStore:
                     max_clock_skew=self._max_clock_skew())
 
     def write_to_online_store(self, feature_view_name: str, df: Any) -> WriteResult:
-        require(Action.WRITE_FEATURES, project=self.project)
+        authorize(Action.WRITE_FEATURES, self.project)
         from tureen.ingest import write_to_online_store
 
         return write_to_online_store(self.snapshot(), self.online, feature_view_name, df,
@@ -303,7 +304,7 @@ class FeatureStore:
     ) -> list[Any]:
         from tureen.materialize import materialize
 
-        require(Action.WRITE_FEATURES, project=self.project)
+        authorize(Action.WRITE_FEATURES, self.project)
         start, end = _utc(start_date), _utc(end_date)
         if start >= end:
             raise InvalidRequestError(
@@ -323,7 +324,7 @@ class FeatureStore:
     ) -> list[Any]:
         from tureen.materialize import materialize_incremental
 
-        require(Action.WRITE_FEATURES, project=self.project)
+        authorize(Action.WRITE_FEATURES, self.project)
         done: list[Any] = materialize_incremental(
             self.snapshot(), self.offline, self.online, _utc(end_date), feature_views, progress
         )
@@ -338,7 +339,7 @@ class FeatureStore:
         (``tureen.watermarks``); ``/health`` and ``tureen features list`` report it."""
         from tureen.watermarks import states
 
-        require(Action.READ_FEATURES, project=self.project)
+        authorize(Action.READ_FEATURES, self.project)
         return states(self.registry.snapshot(fresh=True), self.online)
 
 

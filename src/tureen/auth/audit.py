@@ -166,10 +166,21 @@ class AuditLog:
         self._queue: collections.deque[AuditEvent] = collections.deque(maxlen=queue_size)
         self._wake = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="tureen-audit", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def _ensure_writer(self) -> None:
+        """The writer thread of this process (started on first use: a forked server worker
+        has none of its parent's threads)."""
+        if self._pid != os.getpid() or self._thread is None:
+            self._pid = os.getpid()
+            self._queue.clear()  # events of the parent are the parent's to write
+            self._thread = threading.Thread(target=self._run, name="tureen-audit", daemon=True)
+            self._thread.start()
 
     def record(self, event: AuditEvent) -> None:
+        if self._pid != os.getpid():
+            self._ensure_writer()
         q = self._queue
         if len(q) == q.maxlen:
             self.dropped += 1
@@ -209,7 +220,8 @@ class AuditLog:
         with self._wake:
             self._closed = True
             self._wake.notify()
-        self._thread.join(timeout)
+        if self._thread is not None and self._pid == os.getpid():
+            self._thread.join(timeout)
         self.flush()
         self.sink.close()
 

@@ -22,6 +22,30 @@ _SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName":
           "emailAddress": "emailAddress", "domainComponent": "DC", "serialNumber": "serialNumber"}
 
 
+_OIDS = {"2.5.4.3": "commonName", "2.5.4.10": "organizationName",
+         "2.5.4.11": "organizationalUnitName", "2.5.4.6": "countryName",
+         "2.5.4.8": "stateOrProvinceName", "2.5.4.7": "localityName",
+         "1.2.840.113549.1.9.1": "emailAddress", "0.9.2342.19200300.100.1.25": "domainComponent",
+         "2.5.4.5": "serialNumber"}
+
+
+def peercert_from_pem(pem: bytes) -> dict[str, Any] | None:
+    """A verified client certificate (PEM, as grpcio's auth context gives it) in
+    ``ssl.SSLSocket.getpeercert()`` form, so both gRPC servers name callers alike."""
+    try:
+        from cryptography import x509
+    except ImportError:  # pragma: no cover - the auth extra
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        return None
+    subject = tuple(
+        tuple((_OIDS.get(a.oid.dotted_string, a.oid.dotted_string), str(a.value)) for a in rdn)
+        for rdn in cert.subject.rdns)
+    return {"subject": subject}
+
+
 def _escape(v: str) -> str:
     out = v.replace("\\", "\\\\").replace(",", "\\,").replace("+", "\\+")
     return out.replace("\0", "")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from tureen.auth.access import authorize
 from tureen.auth.policy import Action, Identity, Policy
 from tureen.errors import InvalidRequestError, NotFoundError, suggest
 from tureen.registry.service import Registry
@@ -138,9 +139,7 @@ class Tokens:
         created_by: str = "",
     ) -> tuple[str, TokenRecord]:
         """Store a new token; returns (the token, shown only now, and its record)."""
-        from tureen.auth.context import require
-
-        require(Action.ADMIN)
+        authorize(Action.ADMIN, self.registry.project)
         if not roles:
             raise InvalidRequestError("a token needs at least one role: pass --role ROLE.")
         for r in roles:
@@ -174,9 +173,7 @@ class Tokens:
         return f"{PREFIX}{token_id}_{secret}", record
 
     def list(self) -> list[TokenRecord]:
-        from tureen.auth.context import require
-
-        require(Action.ADMIN)
+        authorize(Action.ADMIN, self.registry.project)
         return sorted(_records(self.registry.snapshot(fresh=True)).values(),
                       key=lambda r: r.created_at)
 
@@ -186,9 +183,7 @@ class Tokens:
 
     def revoke(self, ref: str) -> TokenRecord:
         """Revoke by id or name; revoking twice is not an error."""
-        from tureen.auth.context import require
-
-        require(Action.ADMIN)
+        authorize(Action.ADMIN, self.registry.project)
         found: dict[str, TokenRecord] = {}
 
         def change(section: Any) -> Any:

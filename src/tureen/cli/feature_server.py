@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from tureen.cli.security import apply_security, security_options
 from tureen.cli.serving import given
 from tureen.errors import InvalidRequestError
 
@@ -55,7 +56,7 @@ def _store(repo: Path) -> Any:
 def register(cli: click.Group) -> None:
     @cli.command("serve-features")
     @_REPO
-    @click.option("--host", default="0.0.0.0", show_default=True)
+    @click.option("--host", default=None, help="Bind address [serving.host or 127.0.0.1].")
     @click.option("--port", "--http-port", "-p", "port", default=6566, show_default=True,
                   type=int, help="HTTP port (Feast routes and OIP REST).")
     @click.option("--grpc-port", default=6567, show_default=True, type=int,
@@ -63,25 +64,29 @@ def register(cli: click.Group) -> None:
     @click.option("--no-grpc", is_flag=True, help="Do not start the gRPC server.")
     @click.option("--workers", "-w", default=1, show_default=True, type=int)
     @click.option("--log-level", default="warning", show_default=True)
-    def serve_features(repo: Path, host: str, port: int, grpc_port: int, no_grpc: bool,
-                       workers: int, log_level: str) -> None:
+    @security_options
+    def serve_features(repo: Path, host: str | None, port: int, grpc_port: int, no_grpc: bool,
+                       workers: int, log_level: str, **security: Any) -> None:
         """Serve online features with Feast's HTTP API (and each FeatureService over OIP)."""
         from tureen.feature_server import feature_service_models
         from tureen.transports.rest.feast import feature_routes
 
         store = _store(repo)
-        options = given(host=host, workers=workers, log_level=log_level)
+        options = given(workers=workers, log_level=log_level)
         options.update(http_port=port, grpc_port=grpc_port)  # this command's own defaults
         if no_grpc:
             options["enable_grpc"] = False
-        click.echo(f"tureen feature server for {store.project} on http://{host}:{port} "
-                   f"(Feast-compatible; OIP gRPC :{'-' if no_grpc else grpc_port})", err=True)
-        server = _server(store.config.serving, feature_routes(store), **options)
+        cfg, sec = apply_security(store.config.serving, store=store, host=host, **security)
+        scheme = "https" if cfg.tls else "http"
+        click.echo(f"tureen feature server for {store.project} on {scheme}://{cfg.bind_host}:"
+                   f"{port} (Feast-compatible; OIP gRPC :{'-' if no_grpc else grpc_port}"
+                   f"{'; auth ' + '+'.join(cfg.auth.type) if cfg.auth else ''})", err=True)
+        server = _server(cfg, feature_routes(store), security=sec, **options)
         server.start(feature_service_models(store))
 
     @cli.command("serve")
     @_REPO
-    @click.option("--host", default=None, help="Bind address [serving.host or 0.0.0.0].")
+    @click.option("--host", default=None, help="Bind address [serving.host or 127.0.0.1].")
     @click.option("--http-port", "--http_port", type=int, default=None,
                   help="HTTP port [serving.http_port or 8080].")
     @click.option("--grpc-port", "--grpc_port", type=int, default=None,
@@ -103,20 +108,22 @@ def register(cli: click.Group) -> None:
     @click.option("--log-level", default="warning", show_default=True)
     @click.option("--enable-model-control", "--enable_model_control", is_flag=True,
                   help="Allow loading and unloading repository models over the network.")
+    @security_options
     def serve(repo: Path, host: str | None, http_port: int | None, grpc_port: int | None,
               workers: int | None, transformers: tuple[Path, ...], serve_registered: bool,
               no_console: bool, ingest: bool | None, log_level: str,
-              enable_model_control: bool) -> None:
+              enable_model_control: bool, **security: Any) -> None:
         """Serve the repo: feature routes, feature services, transformers and models."""
         from tureen.feature_server.repo_server import repo_models, transformer_configs
         from tureen.transports.rest.feast import feature_routes
 
         store = _store(repo)
-        options = {k: v for k, v in (("host", host), ("http_port", http_port),
+        options = {k: v for k, v in (("http_port", http_port),
                                      ("grpc_port", grpc_port), ("workers", workers))
                    if v is not None}
         options.update(given(log_level=log_level, enable_model_control=enable_model_control))
-        cfg = store.config.serving.updated(**options)
+        cfg, sec = apply_security(store.config.serving.updated(**options), store=store,
+                                  host=host, **security)
         models = repo_models(store, transformer_configs(store, transformers))
         model_root: Path | None = None
         model_dirs: dict[str, Path] = {}
@@ -127,7 +134,9 @@ def register(cli: click.Group) -> None:
         click.echo(f"tureen serving {store.project}: {', '.join(m.name for m in models)}"
                    f"{' + models in ' + str(model_root) if model_root else ''}"
                    f"{' + ' + ', '.join(model_dirs) if model_dirs else ''} on "
-                   f"http://{cfg.bind_host}:{cfg.http_port} grpc :{cfg.grpc_port}", err=True)
+                   f"{'https' if cfg.tls else 'http'}://{cfg.bind_host}:{cfg.http_port} grpc "
+                   f":{cfg.grpc_port}{'; auth ' + '+'.join(cfg.auth.type) if cfg.auth else ''}",
+                   err=True)
         routes: list[Any] = [*feature_routes(store)]
         if not no_console:
             from starlette.routing import Mount
@@ -143,7 +152,7 @@ def register(cli: click.Group) -> None:
         watch_repo(store)  # deployments started while serving are served at once
         surfaces = ["http", "grpc"] if cfg.enable_grpc else ["http"]
         server = _server(cfg, routes, model_repository=model_root, model_dirs=model_dirs,
-                         transports=[*surfaces, KIND])
+                         transports=[*surfaces, KIND], security=sec)
         run_ingest = ingest if ingest is not None else store.config.streaming.ingest_in_serve
         with hosted_ingest(store, run_ingest):
             server.start(models)
@@ -158,7 +167,8 @@ def register(cli: click.Group) -> None:
     @click.option("--http_port", "--http-port", default=8080, show_default=True, type=int)
     @click.option("--grpc_port", "--grpc-port", default=8081, show_default=True, type=int)
     @click.option("--workers", default=1, show_default=True, type=int)
-    @click.option("--host", default="0.0.0.0", show_default=True)
+    @click.option("--host", default=None,
+                  help="Bind address [serving.host or 127.0.0.1; in a pod: 0.0.0.0].")
     @click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True),
                   help="Transformer config (YAML); the flags below override it.")
     @click.option("--feature_service", "--feature-service", help="FeatureService to read.")
@@ -175,12 +185,13 @@ def register(cli: click.Group) -> None:
     @click.option("--timeout", type=float, help="Per-attempt timeout (seconds).")
     @click.option("--retries", type=int, help="Retries with exponential backoff.")
     @click.option("--log_level", "--log-level", default="warning", show_default=True)
+    @security_options
     def serve_transformer(
         model_name: str, predictor_host: str | None, predictor_protocol: str, http_port: int,
-        grpc_port: int, workers: int, host: str, config_file: Path | None,
+        grpc_port: int, workers: int, host: str | None, config_file: Path | None,
         feature_service: str | None, repo: Path | None, feature_server: str | None,
         entity_key: tuple[str, ...], predictor_model: str | None, missing: str | None,
-        timeout: float | None, retries: int | None, log_level: str,
+        timeout: float | None, retries: int | None, log_level: str, **security: Any,
     ) -> None:
         """Serve a feature transformer in front of a predictor (KServe container contract)."""
         import yaml
@@ -228,7 +239,11 @@ def register(cli: click.Group) -> None:
         model = build_transformer(config, store=store)
         from tureen.config import serving_settings
 
-        options = given(http_port=http_port, grpc_port=grpc_port, workers=workers, host=host,
+        options = given(http_port=http_port, grpc_port=grpc_port, workers=workers,
                         log_level=log_level)
-        server = _server(serving_settings(), [], **options)
+        auth_store = store if store is not None else (_store(repo) if repo is not None else None)
+        cfg, sec = apply_security(
+            auth_store.config.serving if auth_store is not None else serving_settings(),
+            store=auth_store, host=host, **security)
+        server = _server(cfg, [], security=sec, **options)
         server.start([model])

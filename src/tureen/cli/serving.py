@@ -9,6 +9,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from tureen.cli.security import apply_security, security_options
 from tureen.errors import InvalidRequestError
 
 
@@ -48,9 +49,13 @@ def register(cli: click.Group) -> None:
     @click.option("--http_port", "--http-port", default=8080, show_default=True, type=int)
     @click.option("--grpc_port", "--grpc-port", default=8081, show_default=True, type=int)
     @click.option("--enable_grpc/--disable_grpc", default=True, show_default=True)
-    @click.option("--host", default="0.0.0.0", show_default=True)
+    @click.option("--host", default=None,
+                  help="Bind address [serving.host or 127.0.0.1; in a pod: 0.0.0.0].")
     @click.option("--workers", default=1, show_default=True, type=int,
                   help="Worker processes sharing the ports.")
+    @click.option("--repo", "repo_dir", type=click.Path(path_type=Path, file_okay=False),
+                  help="Feature repo whose tureen.yaml (serving:) and registry (API tokens) "
+                       "this server uses.")
     @click.option("--enable_model_control", "--enable-model-control", is_flag=True,
                   help="Allow loading and unloading repository models over the network "
                        "(/v2/repository/..., gRPC RepositoryModelLoad/Unload).")
@@ -75,13 +80,15 @@ def register(cli: click.Group) -> None:
     @click.option("--grpc_server", "--grpc-server", default="tureen", show_default=True,
                   type=click.Choice(["tureen", "grpcio"]),
                   help="gRPC implementation: tureen's own HTTP/2, or grpcio's grpc.aio.")
+    @security_options
     def serve_model(
         model_name: str, model_dir: Path | None, model_repository: Path | None,
-        version_policy: str, http_port: int, grpc_port: int, enable_grpc: bool, host: str,
-        workers: int, predictor_host: str | None, predictor_protocol: str,
-        max_batch_size: int | None, max_latency_ms: float | None, max_request_mb: float,
-        grace_seconds: float, log_level: str, http_server: str, grpc_server: str,
-        enable_model_control: bool,
+        version_policy: str, http_port: int, grpc_port: int, enable_grpc: bool,
+        host: str | None, workers: int, repo_dir: Path | None, predictor_host: str | None,
+        predictor_protocol: str, max_batch_size: int | None, max_latency_ms: float | None,
+        max_request_mb: float, grace_seconds: float, log_level: str, http_server: str,
+        grpc_server: str, enable_model_control: bool, auth_types: tuple[str, ...],
+        tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None, insecure: bool,
     ) -> None:
         """Serve a model over KServe v1, Open Inference Protocol REST and gRPC."""
         from tureen.config import serving_settings
@@ -115,14 +122,23 @@ def register(cli: click.Group) -> None:
                 m.max_batch_size = int(defaults.get("max_batch_size", m.max_batch_size))
                 m.max_latency_ms = defaults.get("max_latency_ms", m.max_latency_ms)
             options = given(
-                http_port=http_port, grpc_port=grpc_port, workers=workers, host=host,
+                http_port=http_port, grpc_port=grpc_port, workers=workers,
                 version_policy=version_policy, enable_grpc=enable_grpc,
                 grace_seconds=grace_seconds, log_level=log_level, http_server=http_server,
                 grpc_server=grpc_server, enable_model_control=enable_model_control,
             )
             if given(max_request_mb=max_request_mb):
                 options["max_request_bytes"] = int(max_request_mb * 1024 * 1024)
-            base = serving_settings()
+            store = None
+            if repo_dir is not None:
+                from tureen.store import FeatureStore
+
+                store = FeatureStore(repo_dir)
+            base, security = apply_security(
+                store.config.serving if store is not None else serving_settings(),
+                auth_types=auth_types, tls_cert=tls_cert, tls_key=tls_key,
+                tls_client_ca=tls_client_ca, insecure=insecure, store=store, host=host)
             server = ModelServer(settings=base, model_repository=repo, model_dirs=dirs,
+                                 security=security,
                                  model_defaults={**base.model_defaults, **defaults}, **options)
             server.start(models)

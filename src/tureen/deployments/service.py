@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tureen.auth import Action, permitted, require
 from tureen.deployments.spec import (
     Batching,
     Canary,
@@ -21,6 +20,7 @@ from tureen.deployments.spec import (
 from tureen.errors import ConflictError, InvalidRequestError, NotFoundError, suggest
 from tureen.inference_log.record import LogMode
 from tureen.models import ModelRegistry
+from tureen.serving.context import Action, authorize, permitted
 from tureen.store import FeatureStore
 
 SECTION = "deployments"
@@ -50,13 +50,12 @@ class Deployments:
         """The deployments the caller may manage (all of them in process)."""
         p = self.features.project
         return sorted((s for s in self._all().values()
-                       if permitted(Action.DEPLOY, name=s.name, project=p)),
-                      key=lambda s: s.name)
+                       if permitted(Action.DEPLOY, f"{p}/{s.name}")), key=lambda s: s.name)
 
     def get(self, name: str) -> DeploymentSpec:
-        require(Action.DEPLOY, name=name, project=self.features.project)
-        specs = {n: s for n, s in self._all().items()
-                 if permitted(Action.DEPLOY, name=n, project=self.features.project)}
+        p = self.features.project
+        authorize(Action.DEPLOY, f"{p}/{name}")
+        specs = {n: s for n, s in self._all().items() if permitted(Action.DEPLOY, f"{p}/{n}")}
         if name not in specs:
             raise NotFoundError(
                 f"no deployment named {name!r}.{suggest(name, specs)} Deployments: "
@@ -67,7 +66,7 @@ class Deployments:
     # ---- writing ----------------------------------------------------------------------------
     def _change(self, name: str, fn: Callable[[DeploymentSpec | None], DeploymentSpec | None],
                 summary: str) -> DeploymentSpec | None:
-        require(Action.DEPLOY, name=name, project=self.features.project)
+        authorize(Action.DEPLOY, f"{self.features.project}/{name}")
         result: dict[str, DeploymentSpec | None] = {}
 
         def edit(section: Any) -> Any:

@@ -26,6 +26,7 @@ from tureen.store import FeatureStore
 
 class FeatureServiceModel(Model):
     platform = "tureen-feature-service"
+    action = "read_features"
 
     def __init__(self, store: FeatureStore, service: str) -> None:
         super().__init__(service)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from tureen.auth import Action, require
 from tureen.backend_options import ModelsOptions
 from tureen.errors import ConfigError, InvalidRequestError
 from tureen.models.store import ModelStore
 from tureen.models.version import ModelVersion, TensorSig, normalize_framework
+from tureen.serving.context import Action, authorize
 
 if TYPE_CHECKING:
     from tureen.store import FeatureStore
@@ -96,7 +96,7 @@ class ModelRegistry:
         the recorded output signature is the one the model server then reports."""
         registry_version: int | None = None
         project = self.features.project if self.features is not None else None
-        require(Action.DEPLOY, name=name, project=project)
+        authorize(Action.DEPLOY, f"{project or ''}/{name}")
         if feature_service is not None:
             derived, registry_version, project = self.signature_of(feature_service)
             inputs = inputs or derived
@@ -135,8 +135,8 @@ class ModelRegistry:
         return self.store.best(name, metric, direction)
 
     def delete(self, name: str, version: int | str | None = None) -> builtins.list[int]:
-        require(Action.DEPLOY, name=name,
-                project=self.features.project if self.features is not None else None)
+        project = self.features.project if self.features is not None else None
+        authorize(Action.DEPLOY, f"{project or ''}/{name}")
         return self.store.delete(name, version)
 
 

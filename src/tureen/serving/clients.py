@@ -11,7 +11,10 @@ so client and server agree by construction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import os
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -20,7 +23,14 @@ import orjson
 
 from tureen.codecs import oip_json, oip_proto
 from tureen.codecs.pb import inference_pb2 as pb
-from tureen.errors import BackendUnavailableError, InvalidRequestError, NotFoundError, TureenError
+from tureen.errors import (
+    BackendUnavailableError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    TureenError,
+    UnauthenticatedError,
+)
 from tureen.serving.fields import valid_value
 from tureen.serving.http_pool import HttpPool, PoolConnectError, PoolResponse, PoolTimeoutError
 from tureen.serving.inference import InferRequest, InferResponse
@@ -65,12 +75,32 @@ async def with_retries(
 
 
 _FORWARD = ("x-request-id", "traceparent", "authorization")
+SERVICE_TOKEN_ENV = "TUREEN_SERVICE_TOKEN"
 
 
-def _forward(headers: dict[str, str] | None) -> dict[str, str]:
-    """The caller's headers worth passing on to the predictor, only when they are valid HTTP
-    field values (a value with CR/LF could smuggle a request to the predictor)."""
-    return {k: v for k, v in (headers or {}).items() if k in _FORWARD and valid_value(v)}
+def forward_headers(headers: Mapping[str, str] | None, service_token: str | None = None
+                    ) -> dict[str, str]:
+    """What an internal call carries: the request id and trace, and the caller's own
+    credentials — or, when this server has a service token, that token instead. Only valid
+    HTTP field values pass (a value with CR/LF could smuggle a request to the predictor)."""
+    out = {k: v for k, v in (headers or {}).items() if k in _FORWARD and valid_value(v)}
+    if service_token:
+        out["authorization"] = f"Bearer {service_token}"
+    return out
+
+
+def service_token() -> str | None:
+    """The token internal calls send (``TUREEN_SERVICE_TOKEN``), if this server has one."""
+    return os.environ.get(SERVICE_TOKEN_ENV) or None
+
+
+def client_ssl(tls: Any) -> ssl.SSLContext | None:
+    """A client TLS context from ``tls`` (``ca_file``, ``cert``, ``key``; None: system CAs)."""
+    if tls is None:
+        return None
+    from tureen.auth.tls import client_context
+
+    return client_context(tls.ca_file, tls.cert, tls.key)
 
 
 async def post_with_retries(pool: HttpPool, path: str, body: bytes, headers: dict[str, str],
@@ -90,6 +120,21 @@ async def post_with_retries(pool: HttpPool, path: str, body: bytes, headers: dic
     return await with_retries(call, where, retries, backoff)
 
 
+async def post_httpx(http: httpx.AsyncClient, path: str, body: bytes, headers: dict[str, str],
+                     retries: int, backoff: float) -> PoolResponse:
+    """``post_with_retries`` over an httpx client (``https://`` servers)."""
+    async def call() -> PoolResponse:
+        try:
+            r = await http.post(path, content=body, headers=headers)
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise _RetryError(f"{type(exc).__name__}: {exc}") from None
+        if r.status_code in _RETRY_STATUS:
+            raise _RetryError(f"HTTP {r.status_code}")
+        return PoolResponse(r.status_code, dict(r.headers), r.content)
+
+    return await with_retries(call, f"POST {http.base_url}{path}", retries, backoff)
+
+
 class HTTPPredictorClient:
     """v1 and v2 over REST (``protocol`` is ``"v1"`` or ``"v2"``; both methods work).
 
@@ -100,9 +145,11 @@ class HTTPPredictorClient:
     def __init__(
         self, base_url: str, protocol: str = "v1", timeout: float = 30.0, retries: int = 3,
         backoff: float = 0.05, binary: bool = True, max_connections: int = 100,
+        tls: Any = None,
     ) -> None:
         if "://" not in base_url:
-            base_url = "http://" + base_url
+            base_url = ("https://" if tls is not None else "http://") + base_url
+        self.service_token = service_token()
         self.protocol = protocol
         self.base_url = base_url.rstrip("/")
         self.retries = retries
@@ -114,7 +161,7 @@ class HTTPPredictorClient:
             self._pool = HttpPool(self.base_url, max_connections, timeout)
         else:
             self._http = httpx.AsyncClient(
-                base_url=self.base_url, timeout=timeout,
+                base_url=self.base_url, timeout=timeout, verify=client_ssl(tls) or True,
                 limits=httpx.Limits(max_connections=max_connections,
                                     max_keepalive_connections=max_connections),
             )
@@ -124,26 +171,15 @@ class HTTPPredictorClient:
             resp = await post_with_retries(self._pool, path, content, headers, self.retries,
                                            self.backoff)
         else:
-            http = self._http
-            assert http is not None
-
-            async def call() -> PoolResponse:
-                try:
-                    r = await http.post(path, content=content, headers=headers)
-                except (httpx.TransportError, httpx.TimeoutException) as exc:
-                    raise _RetryError(f"{type(exc).__name__}: {exc}") from None
-                if r.status_code in _RETRY_STATUS:
-                    raise _RetryError(f"HTTP {r.status_code}")
-                return PoolResponse(r.status_code, dict(r.headers), r.content)
-
-            resp = await with_retries(call, f"POST {self.base_url}{path}", self.retries,
-                                      self.backoff)
+            assert self._http is not None
+            resp = await post_httpx(self._http, path, content, headers, self.retries,
+                                    self.backoff)
         if resp.status >= 400:
             _raise_remote(resp.status, resp.content, f"{self.base_url}{path}")
         return resp
 
     async def predict_v1(self, model: str, body: Any, headers: dict[str, str] | None = None) -> Any:
-        h = {"content-type": "application/json", **_forward(headers)}
+        h = {"content-type": "application/json", **forward_headers(headers, self.service_token)}
         resp = await self._post(f"/v1/models/{quote(model, safe='')}:predict", orjson.dumps(
             body, option=orjson.OPT_SERIALIZE_NUMPY), h)
         return orjson.loads(resp.content)
@@ -151,7 +187,7 @@ class HTTPPredictorClient:
     async def infer(self, request: InferRequest, headers: dict[str, str] | None = None
                     ) -> InferResponse:
         body, head_len = oip_json.encode_request(request, binary=self.binary)
-        h = {"content-type": "application/json", **_forward(headers)}
+        h = {"content-type": "application/json", **forward_headers(headers, self.service_token)}
         if head_len is not None:
             h["inference-header-content-length"] = str(head_len)
             h["content-type"] = "application/octet-stream"
@@ -175,18 +211,29 @@ class GRPCPredictorClient:
     protocol = "grpc-v2"
 
     def __init__(self, target: str, timeout: float = 30.0, retries: int = 3,
-                 backoff: float = 0.05) -> None:
+                 backoff: float = 0.05, tls: Any = None) -> None:
         import grpc
 
+        secure = tls is not None or target.startswith("https://")
         self.target = target.split("://", 1)[-1]
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.service_token = service_token()
         self._grpc = grpc
-        self._channel = grpc.aio.insecure_channel(self.target, options=[
-            ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-            ("grpc.max_send_message_length", 256 * 1024 * 1024),
-        ])
+        options = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
+                   ("grpc.max_send_message_length", 256 * 1024 * 1024)]
+        if secure:
+            def read(path: str | None) -> bytes | None:
+                return Path(path).read_bytes() if path else None
+
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=read(tls.ca_file) if tls else None,
+                private_key=read(tls.key) if tls else None,
+                certificate_chain=read(tls.cert) if tls else None)
+            self._channel = grpc.aio.secure_channel(self.target, creds, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.target, options=options)
         self._infer = self._channel.unary_unary(
             "/inference.GRPCInferenceService/ModelInfer",
             request_serializer=pb.ModelInferRequest.SerializeToString,
@@ -202,7 +249,7 @@ class GRPCPredictorClient:
     async def infer(self, request: InferRequest, headers: dict[str, str] | None = None
                     ) -> InferResponse:
         msg = oip_proto.encode_request(request)
-        md = tuple(_forward(headers).items())
+        md = tuple(forward_headers(headers, self.service_token).items())
         grpc = self._grpc
 
         async def call() -> Any:
@@ -217,6 +264,10 @@ class GRPCPredictorClient:
                     raise NotFoundError(msg_) from None
                 if code == grpc.StatusCode.INVALID_ARGUMENT:
                     raise InvalidRequestError(msg_) from None
+                if code == grpc.StatusCode.UNAUTHENTICATED:
+                    raise UnauthenticatedError(_refused(self.target, 401)) from None
+                if code == grpc.StatusCode.PERMISSION_DENIED:
+                    raise PermissionDeniedError(_refused(self.target, 403)) from None
                 raise TureenError(msg_) from None
 
         resp = await with_retries(call, f"ModelInfer at {self.target}", self.retries, self.backoff)
@@ -226,12 +277,24 @@ class GRPCPredictorClient:
         await self._channel.close()
 
 
+def _refused(where: str, status: int) -> str:
+    """The caller's credentials (forwarded) were refused by a server behind this one."""
+    what = "are not valid there" if status == 401 else "do not allow this there"
+    return (f"the predictor refused the request ({status}): the credentials forwarded {what}; "
+            f"use a token the predictor accepts, or give this server a service token "
+            f"({SERVICE_TOKEN_ENV}).")
+
+
 def _raise_remote(status: int, content: bytes, where: str) -> None:
     try:
         detail = orjson.loads(content).get("error", "")
     except (orjson.JSONDecodeError, AttributeError):
         detail = content[:200].decode(errors="replace")
     msg = f"predictor {where} answered HTTP {status}: {detail}"
+    if status == 401:
+        raise UnauthenticatedError(_refused(where, 401))
+    if status == 403:
+        raise PermissionDeniedError(_refused(where, 403))
     if status == 404:
         raise NotFoundError(msg)
     if 400 <= status < 500:

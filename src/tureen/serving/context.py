@@ -34,11 +34,21 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from tureen.auth.access import (
+    ALLOW_ALL,
+    AllowAll,
+    Authorizer,
+    authorize,
+    current_context,
+    enforce,
+    permitted,
+)
 from tureen.auth.policy import Action, Identity
 
-__all__ = ["Action", "Authorizer", "Identity", "RequestContext", "authorize", "current"]
+__all__ = ["ALLOW_ALL", "Action", "AllowAll", "Authorizer", "Identity", "RequestContext",
+           "authorize", "current", "current_context", "enforce", "permitted"]
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("tureen_request_id", default="-")
 #: "name:version" of the model serving the current request, for log lines
@@ -78,21 +88,6 @@ def resolve_request_id(x_request_id: str | None, traceparent: str | None) -> str
     return new_request_id()
 
 
-class Authorizer(Protocol):
-    """Decides whether the caller of ``ctx`` may do ``action`` on ``resource``; raises
-    ``UnauthenticatedError`` (no identity but one is needed) or ``PermissionDeniedError``."""
-
-    def check(self, ctx: RequestContext, action: str, resource: str) -> None: ...
-
-
-class AllowAll:
-    """The default: everything is allowed (no authentication configured)."""
-
-    def check(self, ctx: RequestContext, action: str, resource: str) -> None:
-        return None
-
-
-ALLOW_ALL = AllowAll()
 
 
 @dataclass(slots=True, eq=False)
@@ -120,24 +115,16 @@ class RequestContext:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-current_context: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
-    "tureen_request", default=None)
-
-
 def current() -> RequestContext | None:
     """The context of the request being served, or None outside a served request."""
-    return current_context.get()
+    ctx: RequestContext | None = current_context.get()
+    return ctx
 
 
-def authorize(action: str, resource: str) -> None:
-    """Raise unless the current caller may do ``action`` on ``resource`` (in-process callers
-    with no current request may)."""
-    ctx = current_context.get()
-    if ctx is None:
-        return
-    ctx.action, ctx.resource = action, resource
-    ctx.authorizer.check(ctx, action, resource)
-
+#: the verified TLS client certificate of the connection a request arrived on, for servers
+#: whose handlers do not see the connection (tureen's HTTP/1.1 server sets it per request)
+peer_certificate: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "tureen_peer_certificate", default=None)
 
 def bearer_token(authorization: str | None) -> str | None:
     """The token of ``Bearer <token>`` (scheme case-insensitive), else None."""

@@ -29,7 +29,7 @@ from tureen.errors import (
     TureenError,
 )
 from tureen.serving.batching import Batcher
-from tureen.serving.context import Action, authorize, model_label
+from tureen.serving.context import Action, authorize, model_label, permitted
 from tureen.serving.inference import InferOutput, InferRequest, InferResponse, TensorSpec
 from tureen.serving.inline import InlineBudget
 from tureen.serving.metrics import Metrics, ReportsMetrics
@@ -95,6 +95,9 @@ class DataPlane:
         self.repository._on_change = self._on_change
         self.server_name = server_name
         self._pipelines: dict[int, _Pipeline] = {}
+        #: model name -> the action a caller needs (decided before the model is looked up,
+        #: so a refused caller learns nothing about what is served)
+        self._actions: dict[str, str] = {}
         for m in self.repository.models():
             self._on_change(m, True)
 
@@ -109,6 +112,7 @@ class DataPlane:
             old.executor.shutdown(wait=False)
         if not added:
             return
+        self._actions[model.name] = model.action
         if isinstance(model, ReportsMetrics):
             model.bind_metrics(self.metrics)
         executor = ThreadPoolExecutor(max_workers=self.threads,
@@ -173,8 +177,12 @@ class DataPlane:
     def server_metadata(self) -> dict[str, Any]:
         return {"name": self.server_name, "version": _VERSION, "extensions": EXTENSIONS}
 
+    def _authorize(self, name: str) -> None:
+        authorize(self._actions.get(name, Action.PREDICT), f"/{name}")
+
     def model_ready(self, name: str, version: str | None = None) -> bool:
         """Whether the model (version) answers; NotFoundError when it is not served at all."""
+        self._authorize(name)
         try:
             self.repository.get(name, version)
         except NotReadyError:
@@ -182,6 +190,7 @@ class DataPlane:
         return True
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        self._authorize(name)
         model = self.repository.get(name, version).model
         versions = (model.served_versions() if isinstance(model, ServesVersions)
                     else self.repository.versions(name))
@@ -194,11 +203,14 @@ class DataPlane:
         }
 
     def list_models(self) -> list[str]:
-        return sorted(self.repository.names())
+        """The models the caller may call (every one in process)."""
+        return sorted(n for n in self.repository.names()
+                      if permitted(self._actions.get(n, Action.PREDICT), f"/{n}"))
 
     # repository extension
 
     def repository_index(self) -> list[dict[str, str]]:
+        authorize(Action.MODEL_CONTROL, "")
         return self.repository.index()
 
     async def load(self, name: str) -> list[str]:
@@ -274,7 +286,7 @@ class DataPlane:
 
     def _acquire(self, name: str, version: str | None, protocol: str) -> Served:
         try:
-            authorize(Action.PREDICT, f"/{name}")
+            self._authorize(name)
             served = self.repository.get(name, version)
         except TureenError as exc:
             self.metrics.inc("tureen_requests_total", ("", "", protocol, type(exc).__name__))

@@ -26,6 +26,9 @@ class Model:
 
     #: shown as ``platform`` in OIP model metadata
     platform: str = ""
+    #: what a caller needs to call it or see it (``tureen.auth.Action``): a feature service
+    #: served as a model is a feature read, everything else a predict
+    action: str = "predict"
 
     def __init__(self, name: str, version: str = "1") -> None:
         self.name = name

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from ssl import SSLContext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tureen.errors import ConfigError
 from tureen.serving.context import Authorizer, RequestIdFilter
@@ -40,6 +40,9 @@ from tureen.serving.transport import (
 )
 from tureen.serving.versions import VersionPolicy
 
+if TYPE_CHECKING:
+    from tureen.auth.chain import Security
+
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +57,8 @@ class ModelServer:
         extra_routes: Sequence[Any] = (),
         guards: Sequence[Guard] = (),
         authorizer: Authorizer | None = None,
-        ssl: SSLContext | None = None,
+        ssl: SSLContext | Mapping[str, SSLContext] | None = None,
+        security: Security | None = None,
         transports: Sequence[str] | None = None,
         model_dirs: Mapping[str, Path] | None = None,
         max_request_bytes: int | None = None,
@@ -65,10 +69,13 @@ class ModelServer:
         ``max_request_bytes`` sets ``limits.max_request_bytes``. ``extra_routes`` are
         mounted into the REST app; ``guards`` join the guard chain after the built-in
         limits (authentication, audit), ``authorizer`` decides ``authorize(...)`` calls;
-        ``ssl`` puts TLS on every transport. ``transports`` names the surfaces to serve
-        (default: ``http`` and, with ``enable_grpc``, ``grpc``). ``model_dirs``: model name →
-        a directory of version subdirectories the operator chose (``--model_dir``), served
-        besides ``model_repository``."""
+        ``ssl`` puts TLS on every transport (one context, or one per transport kind).
+        ``security`` (``tureen.auth.chain.build_security``) brings all three — guards,
+        authorizer, TLS per transport — plus certificate reload and the audit log.
+        ``transports`` names the surfaces to serve (default: ``http`` and, with
+        ``enable_grpc``, ``grpc``). ``model_dirs``: model name → a directory of version
+        subdirectories the operator chose (``--model_dir``), served besides
+        ``model_repository``."""
         changes: dict[str, Any] = dict(options)
         for key, value in (("http_port", http_port), ("grpc_port", grpc_port),
                            ("workers", workers)):
@@ -87,9 +94,12 @@ class ModelServer:
             raise ConfigError("grpc_server grpcio binds per worker: with several workers give "
                               "it a fixed --grpc_port.")
         self.extra_routes = list(extra_routes)
-        self.guards = list(guards)
-        self.authorizer = authorizer
-        self.ssl = ssl
+        self.security = security
+        self.guards = list(guards) + (list(security.guards) if security else [])
+        self.authorizer = authorizer or (security.authorizer if security else None)
+        contexts: Mapping[str, SSLContext] = (
+            {"http": ssl, "grpc": ssl} if isinstance(ssl, SSLContext) else dict(ssl or {}))
+        self.ssl: dict[str, SSLContext] = {**(security.ssl if security else {}), **contexts}
         self.model_dirs = dict(model_dirs or {})
         self.kinds = list(transports) if transports is not None else (
             ["http", "grpc"] if s.enable_grpc else ["http"])
@@ -218,6 +228,8 @@ class ModelServer:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._stop.set)
             writer = loop.create_task(_write_metrics(metrics)) if self._metrics_dir else None
+            if self.security is not None and self.security.reloader is not None:
+                self.security.reloader.start(loop, sighup=install_signal_handlers)
             loader = loop.create_task(self._load(dp, repo, models))
             log.warning("listening on %s (pid %s); loading models",
                         ", ".join(t.describe() for t in started), os.getpid())
@@ -230,6 +242,8 @@ class ModelServer:
                                  return_exceptions=True)
             metrics.remove_snapshot()
             dp.close()
+            if self.security is not None:
+                self.security.close()
             if own_sockets:
                 self.close_sockets()
 

@@ -117,7 +117,7 @@ class ServingConfig(BaseModel):
 
     @property
     def bind_host(self) -> str:
-        return self.host or "0.0.0.0"
+        return self.host or "127.0.0.1"
 
     def updated(self, **changes: Any) -> ServingConfig:
         """A copy with ``changes`` applied and validated (``limits`` merges field-wise)."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import importlib
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ssl import SSLContext
 from typing import Any, Protocol
@@ -58,8 +58,9 @@ class ServerParts:
     extra_routes: Sequence[Any] = ()
     #: kind → bound listening socket (absent: the transport binds itself, e.g. grpcio)
     sockets: dict[str, socket.socket] = field(default_factory=dict)
-    #: TLS for every surface when set (the auth area configures it)
-    ssl: SSLContext | None = None
+    #: transport kind → its TLS server context (the auth area builds them: ALPN ``h2`` for
+    #: gRPC, ``http/1.1`` for REST); a kind without one is served in plain text
+    ssl: Mapping[str, SSLContext] = field(default_factory=dict)
     #: a transport that dies on its own calls this to stop the whole server
     stop: Callable[[], None] = lambda: None
 

@@ -19,12 +19,22 @@ from tureen.errors import (
     ConfigError,
     InvalidRequestError,
     NotFoundError,
+    PermissionDeniedError,
     TureenError,
+    UnauthenticatedError,
 )
 from tureen.feature_refs import resolve
 from tureen.online.response import OnlineResponse
-from tureen.serving.clients import post_with_retries
-from tureen.serving.http_pool import HttpPool
+from tureen.serving.clients import (
+    SERVICE_TOKEN_ENV,
+    client_ssl,
+    forward_headers,
+    post_httpx,
+    post_with_retries,
+    service_token,
+)
+from tureen.serving.context import current
+from tureen.serving.http_pool import HttpPool, PoolResponse
 from tureen.store import FeatureStore
 from tureen.transformer.errors import classify
 from tureen.types import dtype_from_name
@@ -92,8 +102,10 @@ class LocalFeatures:
         return table_from_response(resp, self.stored)
 
     async def fetch(self, columns: Columns) -> FeatureTable:
-        resp = await self.store.get_online_features_async(
-            feature_service=self.service, entity_rows=columns)
+        # part of the caller's predict (authorized for the model), not a feature read of
+        # its own: straight to the online retrieval, past the facade's read_features check
+        resp = await self.store.online_retrieval.get_online_features_async(
+            self.service, columns, False)
         return table_from_response(resp, self.stored)
 
     async def close(self) -> None:
@@ -105,14 +117,17 @@ class RemoteFeatures:
 
     def __init__(
         self, url: str, service: str, store: FeatureStore | None, *, timeout: float,
-        retries: int, backoff: float, max_connections: int,
+        retries: int, backoff: float, max_connections: int, tls: Any = None,
     ) -> None:
-        self.url = url.rstrip("/") if "://" in url else "http://" + url.rstrip("/")
-        if not self.url.startswith("http://"):
+        scheme = "https://" if tls is not None else "http://"
+        self.url = url.rstrip("/") if "://" in url else scheme + url.rstrip("/")
+        if not self.url.startswith(("http://", "https://")):
             raise ConfigError(
-                f"features.url {url!r}: the feature server is reached over plain http:// "
-                "(in-cluster); terminate TLS in front of the transformer instead."
+                f"features.url {url!r}: use an http:// or https:// URL of the feature server."
             )
+        self._ssl = client_ssl(tls) if self.url.startswith("https://") else None
+        self._http: httpx.AsyncClient | None = None
+        self.service_token = service_token()
         self.service = service
         self.store = store
         self.retries, self.backoff = retries, backoff
@@ -129,7 +144,9 @@ class RemoteFeatures:
             return
         # No local registry: read the typed schema the tureen feature server publishes.
         try:
-            r = httpx.get(f"{self.url}/v2/models/{self.service}", timeout=self._timeout)
+            r = httpx.get(f"{self.url}/v2/models/{self.service}", timeout=self._timeout,
+                          verify=self._ssl or True,
+                          headers=forward_headers(None, self.service_token))
         except httpx.HTTPError as exc:
             raise BackendUnavailableError(
                 f"cannot read the schema of feature service {self.service!r} from {self.url} "
@@ -154,12 +171,23 @@ class RemoteFeatures:
 
     async def fetch(self, columns: Columns) -> FeatureTable:
         body = orjson.dumps({"feature_service": self.service, "entities": columns})
+        ctx = current()
+        headers = {"content-type": "application/json",
+                   **forward_headers(ctx.headers if ctx is not None else None, self.service_token)}
         try:
-            resp = await post_with_retries(self._client(), "/get-online-features", body,
-                                           {"content-type": "application/json"},
-                                           self.retries, self.backoff)
+            if self.url.startswith("https://"):
+                resp = await self._post_tls(body, headers)
+            else:
+                resp = await post_with_retries(self._client(), "/get-online-features", body,
+                                               headers, self.retries, self.backoff)
         except BackendUnavailableError as exc:
             raise classify(exc) from None
+        if resp.status in (401, 403):
+            what = "are not valid there" if resp.status == 401 else "may not read features"
+            err = UnauthenticatedError if resp.status == 401 else PermissionDeniedError
+            raise err(f"the feature server refused the request ({resp.status}): the "
+                      f"credentials forwarded {what}; give this server a service token "
+                      f"({SERVICE_TOKEN_ENV}) with the reader role.")
         if resp.status != 200:
             detail = _detail(resp.content)
             msg = (f"feature server {self.url}/get-online-features answered HTTP "
@@ -194,9 +222,20 @@ class RemoteFeatures:
 
         return FeatureTable(self.fields, values, self.stored, statuses, n)
 
+    async def _post_tls(self, body: bytes, headers: dict[str, str]) -> PoolResponse:
+        if self._http is None:  # created in the serving loop, on first use
+            self._http = httpx.AsyncClient(
+                base_url=self.url, timeout=self._timeout, verify=self._ssl or True,
+                limits=httpx.Limits(max_connections=self._max_connections,
+                                    max_keepalive_connections=self._max_connections))
+        return await post_httpx(self._http, "/get-online-features", body, headers,
+                                self.retries, self.backoff)
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
+        if self._http is not None:
+            await self._http.aclose()
 
 
 def _detail(content: bytes) -> str:

@@ -140,14 +140,15 @@ class FeatureTransformer(Model):
         assert c.features.url is not None
         return RemoteFeatures(
             c.features.url, c.feature_service, store, timeout=c.timeout_seconds,
-            retries=c.retries, backoff=c.backoff_seconds, max_connections=c.max_connections)
+            retries=c.retries, backoff=c.backoff_seconds, max_connections=c.max_connections,
+            tls=c.features.tls)
 
     def _build_predictor(self) -> InProcessPredictor | RemotePredictor:
         c, p = self.config, self.config.predictor
         if p.host:
             host, protocol = p.host, p.protocol
             opts: dict[str, Any] = {"timeout": c.timeout_seconds, "retries": c.retries,
-                                    "backoff": c.backoff_seconds}
+                                    "backoff": c.backoff_seconds, "tls": p.tls}
             if protocol != "grpc-v2":
                 opts.update(max_connections=c.max_connections, binary=p.binary_tensors)
             deadline = (c.timeout_seconds * (c.retries + 1)

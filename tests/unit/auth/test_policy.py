@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.unit.auth.callers import caller
 
-from tureen.auth import context
-from tureen.auth.context import RequestAuth, bound, permitted, require
+from tureen.auth import access as context
 from tureen.auth.policy import (
     BUILTIN_ROLES,
     Action,
@@ -22,6 +22,7 @@ from tureen.errors import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
+from tureen.serving.context import authorize, permitted
 
 
 def ident(*roles: str, projects: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> Identity:
@@ -100,29 +101,27 @@ def test_fast_path_agrees_with_explained_decision(
     assert p.allows(i, action, r) == p.decide(i, action, r).allowed
 
 
-def test_require_allows_local_use_and_checks_bound_requests() -> None:
-    require(Action.ADMIN)  # CLI / SDK in process: the local user owns the files
-    p = Policy()
-    with bound(RequestAuth(p, ident("reader"), "proj")) as ctx:
-        require(Action.READ_FEATURES)
+def test_authorize_allows_local_use_and_checks_served_requests() -> None:
+    authorize(Action.ADMIN, "proj")  # CLI / SDK in process: the local user owns the files
+    with caller(ident("reader")) as ctx:
+        authorize(Action.READ_FEATURES, "proj")
         with pytest.raises(PermissionDeniedError) as exc:
-            require(Action.PREDICT, name="secret-model")
+            authorize(Action.PREDICT, "/secret-model")
         assert "secret-model" not in str(exc.value)  # no hint about what exists
-        assert not permitted(Action.PREDICT, name="m")
-        assert [(c.action, c.allowed) for c in ctx.checks] == [
-            (Action.READ_FEATURES, True), (Action.PREDICT, False)]
-    with bound(RequestAuth(p, None, "proj")), pytest.raises(UnauthenticatedError):
-        require(Action.READ_FEATURES)
-    with bound(RequestAuth(None, None, "proj")):  # auth off on this server
-        require(Action.ADMIN)
+        assert not permitted(Action.PREDICT, "/m")
+        assert (ctx.action, ctx.resource) == (Action.PREDICT, "/secret-model")
+    with caller(None), pytest.raises(UnauthenticatedError):
+        authorize(Action.READ_FEATURES, "proj")
+    with caller(ident("predictor", projects=("proj",))):
+        authorize(Action.PREDICT, "/m")  # no project in the resource: the server's
 
 
-def test_require_fails_closed_once_a_server_enforces(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_authorize_fails_closed_once_a_server_enforces(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(context, "_enforcing", False)
     context.enforce()
     with pytest.raises(UnauthenticatedError):
-        require(Action.READ_FEATURES)  # a route that bypassed the guard chain
-    assert not permitted(Action.READ_FEATURES)
+        authorize(Action.READ_FEATURES, "proj")  # a route that bypassed the guard chain
+    assert not permitted(Action.READ_FEATURES, "proj")
 
 
 def test_resource_parse() -> None:

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from tests.unit.auth.callers import caller as serving
 
-from tureen.auth.context import RequestAuth, bound
-from tureen.auth.policy import Identity, Policy
+from tureen.auth.policy import Identity
 from tureen.deployments import Deployments
 from tureen.errors import NotFoundError, PermissionDeniedError
 from tureen.store import FeatureStore
 
 
-def caller(*roles: str, names: tuple[str, ...] = ()) -> RequestAuth:
-    return RequestAuth(Policy(), Identity("t", "token", roles, names=names), "p")
+def caller(*roles: str, names: tuple[str, ...] = ()) -> Any:
+    return serving(Identity("t", "token", roles, names=names), "p")
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def repo(tmp_path: Path) -> Path:
 def test_feature_reads_and_writes_are_checked_before_lookup(repo: Path) -> None:
     store = FeatureStore(repo)
     df = pd.DataFrame({"x": [1]})
-    with bound(caller("reader")):
+    with caller("reader"):
         with pytest.raises(NotFoundError):  # allowed: the lookup runs and fails
             store.get_online_features(["nope:f"], [{"k": 1}])
         with pytest.raises(PermissionDeniedError):  # refused before the lookup
@@ -40,9 +41,9 @@ def test_feature_reads_and_writes_are_checked_before_lookup(repo: Path) -> None:
             store.materialize_incremental(datetime.now(UTC))
         with pytest.raises(PermissionDeniedError):
             store.teardown()
-    with bound(caller("predictor")), pytest.raises(PermissionDeniedError):
+    with caller("predictor"), pytest.raises(PermissionDeniedError):
         store.get_online_features(["nope:f"], [{"k": 1}])
-    with bound(caller("writer")), pytest.raises(NotFoundError):
+    with caller("writer"), pytest.raises(NotFoundError):
         store.push("nope", df)
     with pytest.raises(NotFoundError):
         store.write_to_online_store("nope", df)
@@ -50,7 +51,7 @@ def test_feature_reads_and_writes_are_checked_before_lookup(repo: Path) -> None:
 
 def test_deployments_are_scoped_by_name(repo: Path) -> None:
     deps = Deployments.for_repo(repo)
-    with bound(caller("deployer", names=("fraud-*",))):
+    with caller("deployer", names=("fraud-*",)):
         assert deps.list() == []
         with pytest.raises(NotFoundError) as exc:
             deps.get("fraud-v1")
@@ -59,5 +60,5 @@ def test_deployments_are_scoped_by_name(repo: Path) -> None:
             deps.get("churn")  # 403 whether or not it exists
         with pytest.raises(PermissionDeniedError):
             deps.delete("churn")
-    with bound(caller("predictor")), pytest.raises(PermissionDeniedError):
+    with caller("predictor"), pytest.raises(PermissionDeniedError):
         deps.set_state("fraud-v1", "started")

@@ -234,6 +234,9 @@ async def test_grpc_aio_calls_pass_the_chain() -> None:
         def peer(self) -> str:
             return "ipv4:127.0.0.1:1"
 
+        def auth_context(self) -> dict[str, list[bytes]]:
+            return {}  # a plaintext call: no client certificate
+
         def set_trailing_metadata(self, md: Any) -> None:
             aborted.append(md)
 

@@ -89,6 +89,9 @@ class _Ctx:
     def peer(self) -> str:
         return "ipv4:127.0.0.1:5000"
 
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}  # a plaintext call: no client certificate
+
 
 async def test_grpc_metadata_reaches_the_model_as_headers() -> None:
     from tureen.serving import DataPlane, Model

@@ -24,13 +24,23 @@ def status_code(code: GrpcStatus) -> grpc.StatusCode:
     return _CODES[int(code)]
 
 
+def _peer_cert(ctx: grpc.aio.ServicerContext) -> dict[str, Any] | None:
+    """The verified client certificate of a TLS call (None on plaintext or without one)."""
+    pem = (ctx.auth_context() or {}).get("x509_pem_cert")
+    if not pem:
+        return None
+    from tureen.auth.mtls import peercert_from_pem
+
+    return peercert_from_pem(pem[0])
+
+
 def guarded(name: str, fn: Handler, chain: GuardChain) -> Handler:
     """``fn`` run through ``chain``; failures abort the call with their gRPC code."""
     operation = f"/{SERVICE_NAME}/{name}"
 
     async def call(req: Any, ctx: grpc.aio.ServicerContext) -> Any:
         md = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
-        gctx = chain.context("grpc", operation, md, peer=ctx.peer())
+        gctx = chain.context("grpc", operation, md, peer=ctx.peer(), peer_cert=_peer_cert(ctx))
         ctx.set_trailing_metadata((("x-request-id", gctx.request_id),))
         try:
             return await chain.run(gctx, fn, req, ctx)

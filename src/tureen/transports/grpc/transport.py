@@ -6,7 +6,7 @@ import errno
 import os
 from typing import Any
 
-from tureen.errors import ConfigError, PortInUseError
+from tureen.errors import PortInUseError
 from tureen.serving.transport import ServerParts
 from tureen.transports.grpc.h2server import H2Server, start_h2_server
 
@@ -22,7 +22,7 @@ class GrpcTransport:
         self._aio: Any = None
 
     def describe(self) -> str:
-        tls = " TLS" if self.parts.ssl is not None else ""
+        tls = " TLS" if "grpc" in self.parts.ssl else ""
         return f"grpc :{self.port} ({self.implementation}{tls})"
 
     async def start(self) -> None:
@@ -30,12 +30,10 @@ class GrpcTransport:
         limit = int(s.limits.max_message_bytes)
         if self.implementation == "tureen":
             self._h2 = await start_h2_server(p.dataplane, max_message_bytes=limit,
-                                             chain=p.chain, sock=p.sockets["grpc"], ssl=p.ssl)
+                                             chain=p.chain, sock=p.sockets["grpc"],
+                                             ssl=p.ssl.get("grpc"))
             self.port = self._h2.port
             return
-        if p.ssl is not None:
-            raise ConfigError("TLS is served by grpc_server tureen; grpcio takes certificates "
-                              "as grpc.ssl_server_credentials, which is not wired up.")
         import grpc
 
         from tureen.transports.grpc.servicer import add_inference_service
@@ -59,6 +57,39 @@ class GrpcTransport:
             await self._h2.stop(drain)
         if self._aio is not None:
             await self._aio.stop(drain)
+
+
+def grpcio_credentials(tls: Any) -> Any:
+    """grpcio's TLS credentials for ``serving.tls``, re-read when the files change (grpcio
+    asks before each handshake), so a renewed certificate is used without a restart."""
+    import os
+
+    import grpc
+
+    def read() -> tuple[Any, tuple[float, ...]]:
+        paths = [tls.cert, tls.key] + ([tls.client_ca] if tls.client_ca else [])
+        stamp = tuple(os.stat(x).st_mtime for x in paths)
+        with open(tls.key, "rb") as k, open(tls.cert, "rb") as c:
+            pair = (k.read(), c.read())
+        ca = open(tls.client_ca, "rb").read() if tls.client_ca else None
+        config = grpc.ssl_server_certificate_configuration([pair], root_certificates=ca)
+        return config, stamp
+
+    initial, stamp = read()
+    seen = [stamp]
+
+    def fetch() -> Any:
+        try:
+            config, now = read()
+        except OSError:
+            return None  # mid-rotation: keep the current pair
+        if now == seen[0]:
+            return None
+        seen[0] = now
+        return config
+
+    return grpc.dynamic_ssl_server_credentials(
+        initial, fetch, require_client_authentication=bool(tls.client_ca))
 
 
 def grpc_transport(parts: ServerParts) -> Any:

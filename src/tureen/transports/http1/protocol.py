@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import httptools
 
+from tureen.serving.context import peer_certificate
 from tureen.transports.eager import start_eager
 from tureen.transports.http1 import response
 from tureen.transports.http1.asgi import Cycle
@@ -93,6 +94,8 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
+        #: the client's verified certificate on a TLS connection that asked for one
+        self.peercert = transport.get_extra_info("peercert") or None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -261,7 +264,14 @@ class Connection(asyncio.Protocol):
         except Exception as exc:
             done(None, exc)
             return
-        task = start_eager(coro, done, self.loop)  # type: ignore[arg-type]
+        if self.peercert is None:
+            task = start_eager(coro, done, self.loop)  # type: ignore[arg-type]
+        else:  # the handler (and a task it becomes) sees the certificate
+            token = peer_certificate.set(self.peercert)
+            try:
+                task = start_eager(coro, done, self.loop)  # type: ignore[arg-type]
+            finally:
+                peer_certificate.reset(token)
         if task is not None:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)

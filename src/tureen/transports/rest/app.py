@@ -32,7 +32,7 @@ from tureen.codecs.oip_json import (
     loads,
 )
 from tureen.errors import InvalidRequestError, PayloadTooLargeError
-from tureen.serving.context import RequestContext
+from tureen.serving.context import RequestContext, peer_certificate
 from tureen.serving.dataplane import DataPlane
 from tureen.serving.guard import GuardChain, RequestFailedError
 from tureen.transports.http1.native import Headers, NativeHandler, Reply
@@ -205,7 +205,8 @@ class RestApp:
                     headers: Headers, body: bytes | bytearray) -> Reply:
         """Run the route's handler through the guard chain; stamp the request id."""
         want, handler, args, detail = match
-        ctx = self.chain.context("http", f"{method} {path}", headers, peer)
+        ctx = self.chain.context("http", f"{method} {path}", headers, peer,
+                                 peer_certificate.get())
         if method != want and not (want == "GET" and method == "HEAD"):
             reply = _error(405, f"{path} accepts {want} only; resend as {want}.", detail)
             reply[3].append((b"allow", want.encode()))

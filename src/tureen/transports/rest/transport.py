@@ -42,7 +42,7 @@ class HttpTransport:
         self._task: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
-        tls = " TLS" if self.parts.ssl is not None else ""
+        tls = " TLS" if "http" in self.parts.ssl else ""
         return f"http :{self.port} ({self.implementation}{tls})"
 
     async def start(self) -> None:
@@ -53,7 +53,7 @@ class HttpTransport:
                 keep_alive_timeout=s.limits.keep_alive_seconds,
                 body_limit_advice="send smaller batches or raise --max_request_mb",
             )
-            await self._native.start(self.sock, ssl=self.parts.ssl)
+            await self._native.start(self.sock, ssl=self.parts.ssl.get("http"))
             return
         config = uvicorn.Config(
             self.app, http="httptools", loop="none", lifespan="on", access_log=False,
@@ -61,7 +61,7 @@ class HttpTransport:
             log_config=None, timeout_keep_alive=int(s.limits.keep_alive_seconds),
         )
         config.load()
-        config.ssl = self.parts.ssl
+        config.ssl = self.parts.ssl.get("http")
         server = self._uvicorn = _Uvicorn(config)
         task = self._task = asyncio.get_running_loop().create_task(server.serve([self.sock]))
         while not server.started and not task.done():
