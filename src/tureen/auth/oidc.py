@@ -88,26 +88,30 @@ class JWKSCache:
 
     def _refresh_in_background(self) -> None:
         if self._inflight is None:
-            task = asyncio.get_running_loop().create_task(self.refresh())
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            self._start_fetch(asyncio.get_running_loop())
+
+    def _start_fetch(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        # a real task: the HTTP client needs one, and the request that started the fetch
+        # may be running outside a task (tureen's HTTP/1.1 server runs handlers eagerly)
+        task = loop.create_task(self._fetch())
+        self._inflight, self._loop = task, loop
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._inflight is t:
+                self._inflight = None
+            if not t.cancelled():
+                t.exception()  # retrieved here; every waiter re-raises it
+
+        task.add_done_callback(done)
+        return task
 
     async def refresh(self) -> None:
         """Fetch the JWKS; concurrent callers share one fetch."""
         loop = asyncio.get_running_loop()
-        if self._inflight is not None and self._loop is loop:
-            await asyncio.shield(self._inflight)
-            return
-        fut: asyncio.Future[None] = loop.create_future()
-        self._inflight, self._loop = fut, loop
-        try:
-            await self._fetch()
-            fut.set_result(None)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: the waiters re-raise it
-            raise
-        finally:
-            self._inflight = None
+        fut = self._inflight if self._inflight is not None and self._loop is loop else None
+        if fut is None:
+            fut = self._start_fetch(loop)
+        await asyncio.shield(fut)
 
     async def _fetch(self) -> None:
         s = self.settings

@@ -60,6 +60,13 @@ class RouteTable(Protocol):
     def match(self, path: str) -> tuple[str, Handler] | None: ...
 
 
+@runtime_checkable
+class ListsOperations(Protocol):
+    """A route table that can say which routes it serves ("METHOD /path")."""
+
+    def operations(self) -> list[str]: ...
+
+
 # (accepted method, handler, path args, error body with "detail")
 _Match = tuple[str, Handler, tuple[str, ...], bool]
 
@@ -100,6 +107,24 @@ class RestApp:
             "/metrics": ("GET", self._metrics),
             "/v2/repository/index": ("POST", self._repo_index),
         }
+
+    #: the parametrised routes ``_match_own`` serves, as "METHOD template" (for route tables,
+    #: docs and the auth matrix test; a route added to ``_match_own`` is added here)
+    PATTERNS = (
+        "GET /v1/models/{name}", "POST /v1/models/{name}:predict",
+        "POST /v1/models/{name}:explain", "GET /v2/models/{name}",
+        "GET /v2/models/{name}/versions/{version}", "GET /v2/models/{name}/ready",
+        "GET /v2/models/{name}/versions/{version}/ready", "POST /v2/models/{name}/infer",
+        "POST /v2/models/{name}/versions/{version}/infer",
+        "POST /v2/repository/models/{name}/load", "POST /v2/repository/models/{name}/unload",
+    )
+
+    def operations(self) -> list[str]:
+        """Every route this app serves, "METHOD /path/{param}", mounted tables included."""
+        own = [f"{method} {path}" for path, (method, _) in self._fixed.items()]
+        mounted = [op for t in self._tables if isinstance(t, ListsOperations)
+                   for op in t.operations()]
+        return [*own, *self.PATTERNS, *mounted]
 
     # ASGI entry
 

@@ -115,6 +115,9 @@ class FeastRoutes:
     def match(self, path: str) -> tuple[str, Callable[..., Awaitable[Reply]]] | None:
         return self.table.get(path)
 
+    def operations(self) -> list[str]:
+        return [f"{method} {path}" for path, (method, _) in self.table.items()]
+
 
 def feature_routes(store: FeatureStore) -> list[FeastRoutes]:
     """The Feast feature-server routes over ``store`` (mount with ``extra_routes``)."""
