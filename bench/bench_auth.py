@@ -46,6 +46,7 @@ from bench_model_server import (  # noqa: E402
 from tests.e2e.auth.jwks_server import Issuer  # noqa: E402
 
 from tureen.auth.devcert import make_dev_certs  # noqa: E402
+from tureen.auth.tls import client_context  # noqa: E402
 from tureen.auth.tokens import Tokens  # noqa: E402
 from tureen.examples.fraud import create_repo  # noqa: E402
 from tureen.store import FeatureStore  # noqa: E402
@@ -150,7 +151,7 @@ def main() -> None:
         while True:  # the TLS server: ready over https
             try:
                 if httpx.get(f"https://localhost:{ports['tls'][0]}/v2/health/ready",
-                             verify=str(certs.ca), timeout=1).status_code == 200:
+                             verify=client_context(str(certs.ca)), timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 if time.monotonic() > deadline:

@@ -116,7 +116,11 @@ class JWKSCache:
     async def _fetch(self) -> None:
         s = self.settings
         self.fetches += 1
-        verify: Any = s.ca_file or True
+        verify: Any = True
+        if s.ca_file:
+            from tureen.auth.tls import client_context
+
+            verify = client_context(s.ca_file)
         async with httpx.AsyncClient(timeout=s.timeout_seconds, verify=verify,
                                      follow_redirects=False) as client:
             url = s.jwks_url or await self._discover(client)

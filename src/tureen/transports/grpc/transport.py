@@ -6,7 +6,7 @@ import errno
 import os
 from typing import Any
 
-from tureen.errors import PortInUseError
+from tureen.errors import ConfigError, PortInUseError
 from tureen.serving.transport import ServerParts
 from tureen.transports.grpc.h2server import H2Server, start_h2_server
 
@@ -44,7 +44,14 @@ class GrpcTransport:
             ("grpc.max_send_message_length", limit),
         ])
         add_inference_service(server, p.dataplane, p.chain)
-        port = server.add_insecure_port(f"{s.bind_host}:{s.grpc_port}")
+        address = f"{s.bind_host}:{s.grpc_port}"
+        if "grpc" in p.ssl:
+            if s.tls is None:
+                raise ConfigError("grpc_server grpcio serves TLS from serving.tls (certificate "
+                                  "files); pass --tls-cert/--tls-key.")
+            port = server.add_secure_port(address, grpcio_credentials(s.tls))
+        else:
+            port = server.add_insecure_port(address)
         if port == 0:
             taken = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
             raise PortInUseError.from_os_error(taken, f"{s.bind_host}:{s.grpc_port} (gRPC)",
