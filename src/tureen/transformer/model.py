@@ -25,7 +25,7 @@ import pandas as pd
 from tureen.definitions import Field
 from tureen.errors import ConfigError, InvalidRequestError
 from tureen.serving.batching import Batcher
-from tureen.serving.clients import PredictorClient, predictor_client
+from tureen.serving.clients import PredictorClient, predictor_client, service_token
 from tureen.serving.inference import InferResponse, TensorSpec
 from tureen.serving.model import Headers, Model
 from tureen.store import FeatureStore
@@ -76,6 +76,7 @@ class FeatureTransformer(Model):
         self._request_fields: list[Field] = []
         self._request_names: set[str] = set()
         self._batcher: Batcher | None = None
+        self._service_token = service_token()
 
     # ---- setup ----------------------------------------------------------------------------
     def load(self) -> bool:
@@ -185,8 +186,10 @@ class FeatureTransformer(Model):
         if pred is None:
             return
         if isinstance(pred, RemotePredictor) and not pred.inputs:
-            describe_remote(pred, self.config.predictor.host or "", self.config.predictor.protocol)
-            self._described_at = time.monotonic()
+            answered = describe_remote(pred, self.config.predictor.host or "",
+                                       self.config.predictor.protocol, self.config.predictor.tls)
+            # refused for want of credentials: the next request's own may read it
+            self._described_at = time.monotonic() if answered else 0.0
         ins = pred.inputs
         if len(ins) == 1 and ins[0].datatype in OIP_NUMPY and not self._declared_type:
             if ins[0].datatype != "BYTES":
@@ -292,6 +295,7 @@ class FeatureTransformer(Model):
         request-time fields and any script), e.g. for the inference log."""
         assert self.source is not None and self.predictor is not None
         h = headers or {}
+        await self._maybe_describe()  # before the input is built: it may set its datatype
         script = self.script
         if script is not None and script.position == "before_features":
             cols, _ = request_columns(payload)
@@ -302,10 +306,12 @@ class FeatureTransformer(Model):
         x, names = self._model_input(table, keys)
         if script is not None and script.position == "after_features":
             x = self._after_features_input(await script.run_pre(self._frame(x, names)), names)
-        await self._maybe_describe()
         if isinstance(self.predictor, InProcessPredictor) and not self.predictor.is_async:
             result = await asyncio.to_thread(self.predictor.call_sync, x, h)
-        elif self._batcher is not None and x.matrix is not None and script is None:
+        elif (self._batcher is not None and x.matrix is not None and script is None
+              and (self._service_token or "authorization" not in h)):
+            # merged calls carry no one caller's credentials: a request that brings its own
+            # (to be forwarded) is sent alone, unless this server speaks with a service token
             result = await self._batcher.submit(x.matrix)
         else:
             result = await self.predictor.call(x, h)

@@ -13,6 +13,7 @@ import inspect
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -161,39 +162,68 @@ class RemotePredictor:
             self._client = None
 
 
-def describe_remote(pred: RemotePredictor, host: str, protocol: str) -> None:
-    """Read the remote predictor's declared signature (OIP metadata); silent on failure."""
+def describe_remote(pred: RemotePredictor, host: str, protocol: str, tls: Any = None) -> bool:
+    """Read the remote predictor's declared signature (OIP metadata); silent on failure.
+    It carries the current request's credentials (or the service token), like predict.
+    False when the predictor wanted credentials this call did not have (retry with a
+    request's)."""
+    from tureen.serving.clients import client_ssl, forward_headers, service_token
+    from tureen.serving.context import current
+
+    ctx = current()
+    headers = forward_headers(ctx.headers if ctx is not None else None, service_token())
     try:
         if protocol == "v2":
-            base = host if "://" in host else "http://" + host
-            r = httpx.get(f"{base.rstrip('/')}/v2/models/{pred.model}", timeout=2.0)
+            base = host if "://" in host else ("https://" if tls else "http://") + host
+            r = httpx.get(f"{base.rstrip('/')}/v2/models/{pred.model}", timeout=2.0,
+                          headers=headers, verify=client_ssl(tls) or True)
             if r.status_code != 200:
-                return
+                return r.status_code not in (401, 403)
             md = r.json()
         elif protocol == "grpc-v2":
-            md = _grpc_metadata(host, pred.model)
+            import grpc
+
+            try:
+                md = _grpc_metadata(host, pred.model, tls, headers)
+            except grpc.RpcError as exc:
+                return exc.code() not in (grpc.StatusCode.UNAUTHENTICATED,
+                                          grpc.StatusCode.PERMISSION_DENIED)
         else:
-            return
+            return True
     except Exception:  # the predictor may start later; _maybe_describe retries
-        return
+        return True
     pred.inputs = [TensorSpec(t["name"], t["datatype"], list(t["shape"]))
                    for t in md.get("inputs", [])]
     pred.outputs = [TensorSpec(t["name"], t["datatype"], list(t["shape"]))
                     for t in md.get("outputs", [])]
+    return True
 
 
-def _grpc_metadata(host: str, model: str) -> dict[str, Any]:
+def _grpc_metadata(host: str, model: str, tls: Any, headers: dict[str, str]
+                   ) -> dict[str, Any]:
     import grpc
 
     from tureen.codecs.pb import inference_pb2 as pb
 
-    with grpc.insecure_channel(host.split("://", 1)[-1]) as ch:
+    target = host.split("://", 1)[-1]
+    if tls is not None or host.startswith("https://"):
+        def read(path: str | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+
+        creds = grpc.ssl_channel_credentials(
+            read(tls.ca_file if tls else None), read(tls.key if tls else None),
+            read(tls.cert if tls else None))
+        channel = grpc.secure_channel(target, creds)
+    else:
+        channel = grpc.insecure_channel(target)
+    md_out = tuple((k, v) for k, v in headers.items() if k == "authorization")
+    with channel as ch:
         call = ch.unary_unary(
             "/inference.GRPCInferenceService/ModelMetadata",
             request_serializer=pb.ModelMetadataRequest.SerializeToString,
             response_deserializer=pb.ModelMetadataResponse.FromString,
         )
-        md = call(pb.ModelMetadataRequest(name=model), timeout=2.0)
+        md = call(pb.ModelMetadataRequest(name=model), timeout=2.0, metadata=md_out)
     return {
         "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
                    for t in md.inputs],
