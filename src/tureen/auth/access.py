@@ -14,8 +14,10 @@ This module is the seam between the services and the request context; it imports
 from __future__ import annotations
 
 import contextvars
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tureen.auth.policy import Identity
 from tureen.errors import PermissionDeniedError, UnauthenticatedError
 
 if TYPE_CHECKING:
@@ -41,6 +43,23 @@ class AllowAll:
 
 
 ALLOW_ALL = AllowAll()
+
+
+@dataclass(eq=False)
+class CallerContext:
+    """What ``authorize`` and the audit need of a request, for a server that does not run the
+    guard chain (``tureen.auth.guard.AuthGuard``: the standalone console). The guard chain's
+    ``RequestContext`` has the same fields."""
+
+    request_id: str
+    transport: str
+    operation: str
+    identity: Identity | None
+    authorizer: Authorizer
+    peer: str | None = None
+    action: str | None = None
+    resource: str | None = None
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
 _enforcing = False
 
 
