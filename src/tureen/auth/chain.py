@@ -64,11 +64,16 @@ def _unauthenticated(ctx: RequestContext, message: str = UNAUTHENTICATED) -> Una
 
 
 class AuthenticationGuard:
+    """``self_authenticating``: path prefixes of apps that authenticate their own requests
+    (the console mounted at ``/console/``: its sign-in page and session cookie); the chain
+    lets them in without credentials — still refusing invalid ones — and they decide."""
+
     def __init__(self, authenticator: Authenticator, *, open_health: bool = True,
-                 open_metrics: bool = True) -> None:
+                 open_metrics: bool = True, self_authenticating: tuple[str, ...] = ()) -> None:
         self.authenticator = authenticator
         self.open: frozenset[str] = (HEALTH if open_health else frozenset()) | (
             METRICS if open_metrics else frozenset())
+        self.self_authenticating = tuple(f" {p}" for p in self_authenticating)
 
     @staticmethod
     def credentials(ctx: RequestContext) -> Credentials:
@@ -94,7 +99,9 @@ class AuthenticationGuard:
         self._set(ctx, ident)
 
     def _set(self, ctx: RequestContext, ident: Identity | None) -> None:
-        if ident is None and ctx.operation not in self.open:
+        if ident is None and ctx.operation not in self.open and not (
+                self.self_authenticating
+                and any(p in ctx.operation for p in self.self_authenticating)):
             raise _unauthenticated(ctx)
         ctx.identity = ident
 
@@ -192,6 +199,7 @@ def build_security(
     registry: Registry | None = None,
     project: str | None = None,
     repo_path: Path | None = None,
+    self_authenticating: tuple[str, ...] = (),
 ) -> Security:
     """Guards, authorizer and TLS for one server; refuses an unsafe bind (``check_bind``)."""
     warning = check_bind(host, auth=auth is not None, tls=tls is not None, insecure=insecure)
@@ -212,7 +220,8 @@ def build_security(
                                  audit.queue_size, reads=audit.reads)
             sec.guards.append(AuditGuard(sec.audit, project))
         sec.guards.append(AuthenticationGuard(authenticator, open_health=auth.open_health,
-                                              open_metrics=auth.open_metrics))
+                                              open_metrics=auth.open_metrics,
+                                              self_authenticating=self_authenticating))
         sec.authorizer = PolicyAuthorizer(authenticator.policy, project)
         enforce()
     return sec

@@ -123,7 +123,8 @@ def register(cli: click.Group) -> None:
                    if v is not None}
         options.update(given(log_level=log_level, enable_model_control=enable_model_control))
         cfg, sec = apply_security(store.config.serving.updated(**options), store=store,
-                                  host=host, **security)
+                                  host=host, **security,
+                                  self_authenticating=() if no_console else ("/console/",))
         models = repo_models(store, transformer_configs(store, transformers))
         model_root: Path | None = None
         model_dirs: dict[str, Path] = {}
@@ -143,8 +144,15 @@ def register(cli: click.Group) -> None:
 
             from tureen.console import ConsoleApp, ConsoleServices, Endpoints
 
-            console = ConsoleApp(ConsoleServices(
-                repo, Endpoints(cfg.bind_host, cfg.http_port, cfg.grpc_port), store=store))
+            services = ConsoleServices(
+                repo, Endpoints(cfg.bind_host, cfg.http_port, cfg.grpc_port), store=store)
+            if sec.authenticator is not None:  # the console signs browsers in itself
+                from tureen.auth.guard import AuthGuard
+
+                services.guard = AuthGuard(sec.authenticator, project=store.project,
+                                           audit=sec.audit,
+                                           open_health=cfg.auth.open_health)
+            console = ConsoleApp(services)
             routes = [*routes, Mount("/console", app=console)]
         from tureen.deployments.watcher import KIND, watch_repo
         from tureen.streaming.hosting import hosted_ingest

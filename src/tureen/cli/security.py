@@ -43,6 +43,7 @@ def security_options(f: F) -> F:
 def apply_security(
     serving: Any, *, auth_types: tuple[str, ...], tls_cert: str | None, tls_key: str | None,
     tls_client_ca: str | None, insecure: bool, store: Any = None, host: str | None = None,
+    self_authenticating: tuple[str, ...] = (),
 ) -> tuple[Any, Any]:
     """(``serving`` with the flags applied, ``Security`` to hand to ``ModelServer``)."""
     from tureen.auth.chain import build_security
@@ -71,5 +72,6 @@ def apply_security(
         auth=serving.auth, tls=serving.tls, audit=serving.audit, host=serving.bind_host,
         insecure=insecure, registry=store.registry if store is not None else None,
         project=store.project if store is not None else None,
-        repo_path=Path(store.repo_path) if store is not None else None)
+        repo_path=Path(store.repo_path) if store is not None else None,
+        self_authenticating=self_authenticating)
     return serving, security
