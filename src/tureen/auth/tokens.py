@@ -216,7 +216,7 @@ class Tokens:
 class _Entry:
     digest: bytes
     identity: Identity
-    expires_at: datetime | None
+    expires_at: float  # epoch seconds; inf: never
     revoked: bool
 
 
@@ -229,9 +229,12 @@ class TokenAuthenticator:
         self._snap: RegistrySnapshot | None = None
         self._index: dict[str, _Entry] = {}
         self._last_forced = 0.0
-        self._uses: dict[str, datetime] = {}
+        self._uses: dict[str, float] = {}
         self._uses_lock = threading.Lock()
-        self._last_flush = time.monotonic()
+        self._last_flush = time.time()
+        #: tokens already checked against the current index: token -> its entry (the secret's
+        #: hash is not recomputed per request; a new snapshot empties it)
+        self._verified: dict[str, _Entry] = {}
 
     @staticmethod
     def looks_like(token: str) -> bool:
@@ -245,20 +248,25 @@ class TokenAuthenticator:
                 ident = Identity(
                     subject=rec.name, source="token", roles=rec.roles, projects=rec.projects,
                     names=rec.names, expires_at=rec.expires_at, token_id=rec.id)
-                index[rec.id] = _Entry(bytes.fromhex(rec.secret_sha256), ident,
-                                       rec.expires_at, rec.revoked_at is not None)
-            self._index, self._snap = index, snap
+                expires = rec.expires_at.timestamp() if rec.expires_at else float("inf")
+                index[rec.id] = _Entry(bytes.fromhex(rec.secret_sha256), ident, expires,
+                                       rec.revoked_at is not None)
+            self._index, self._snap, self._verified = index, snap, {}
         return self._index
 
     def authenticate(self, token: str) -> Identity | None:
         """The identity of a valid, unexpired, unrevoked token; None otherwise."""
+        index = self._entries()
+        hit = self._verified.get(token)
+        if hit is not None:
+            return self._accept(hit)
         if len(token) > MAX_TOKEN_CHARS:
             return None
         m = _TOKEN.match(token)
         if m is None:
             return None
         token_id, secret = m.group(1), m.group(2)
-        entry = self._entries().get(token_id)
+        entry = index.get(token_id)
         if entry is None:
             now = time.monotonic()
             if now - self._last_forced < 1.0:
@@ -268,14 +276,21 @@ class TokenAuthenticator:
             if entry is None:
                 return None
         digest = hashlib.sha256(secret.encode()).digest()
-        if not hmac.compare_digest(digest, entry.digest) or entry.revoked:
+        if not hmac.compare_digest(digest, entry.digest):
             return None
-        now_utc = datetime.now(UTC)
-        if entry.expires_at is not None and entry.expires_at <= now_utc:
+        if len(self._verified) < 10_000:
+            self._verified[token] = entry
+        return self._accept(entry)
+
+    def _accept(self, entry: _Entry) -> Identity | None:
+        if entry.revoked:
             return None
-        self._uses[token_id] = now_utc  # a dict store is atomic under the GIL
-        if time.monotonic() - self._last_flush >= self.flush_seconds:
-            self._last_flush = time.monotonic()
+        now = time.time()
+        if entry.expires_at <= now:
+            return None
+        self._uses[entry.identity.token_id or ""] = now  # atomic under the GIL
+        if now - self._last_flush >= self.flush_seconds:
+            self._last_flush = now
             threading.Thread(target=self.flush, name="tureen-token-uses", daemon=True).start()
         return entry.identity
 
@@ -287,6 +302,7 @@ class TokenAuthenticator:
             if not uses or not isinstance(store, TokenUseStore):
                 return
             try:
-                store.record_token_uses({k: v.isoformat() for k, v in uses.items()})
+                store.record_token_uses({k: datetime.fromtimestamp(v, UTC).isoformat()
+                                         for k, v in uses.items()})
             except Exception as exc:  # usage times are best effort; never fail a request
                 log.warning("could not record token last-used times: %s", exc)

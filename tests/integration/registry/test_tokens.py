@@ -110,7 +110,7 @@ def test_last_used_is_recorded_beside_the_registry(repo: Repo) -> None:
     assert used >= before
     # a second server with an older time never moves it back
     other = TokenAuthenticator(repo.registry())
-    other._uses[rec.id] = before - timedelta(days=1)
+    other._uses[rec.id] = (before - timedelta(days=1)).timestamp()
     other.flush()
     assert datetime.fromisoformat(tokens.last_used()[rec.id]) == used
 
