@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tureen.auth import context
+from tureen.auth import access as context
 from tureen.auth.authn import Authenticator
 from tureen.auth.guard import AuthGuard
 from tureen.auth.settings import AuthSettings

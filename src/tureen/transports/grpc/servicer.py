@@ -4,7 +4,7 @@ every call through the guard chain."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import grpc
 
@@ -24,8 +24,15 @@ def status_code(code: GrpcStatus) -> grpc.StatusCode:
     return _CODES[int(code)]
 
 
-def _peer_cert(ctx: grpc.aio.ServicerContext) -> dict[str, Any] | None:
+@runtime_checkable
+class _Authenticated(Protocol):
+    def auth_context(self) -> dict[str, list[bytes]]: ...
+
+
+def _peer_cert(ctx: Any) -> dict[str, Any] | None:
     """The verified client certificate of a TLS call (None on plaintext or without one)."""
+    if not isinstance(ctx, _Authenticated):
+        return None
     pem = (ctx.auth_context() or {}).get("x509_pem_cert")
     if not pem:
         return None
