@@ -184,18 +184,24 @@ def main() -> None:
             points[f"feast_{mode}"] = ("wrk", f"http://127.0.0.1:{fports[mode]}"
                                        "/get-online-features", feast, creds[mode])
         points["grpc_tls"] = ("h2", f"localhost:{ports['tls'][1]}", body, None, True)
+        # the points a ratio compares run back to back, in alternating order each round, so a
+        # change in background load hits both sides alike
+        groups = [[f"{p}_{m}" for m in ("off", "token", "oidc")] for p in ("v1", "v2", "feast")]
+        groups.append(["grpc_off", "grpc_token", "grpc_oidc", "grpc_tls"])
         results: dict[str, list[dict[str, float]]] = {k: [] for k in points}
         cipher = None
-        for _ in range(args.runs):
-            for key, spec in points.items():
-                if spec[0] == "wrk":
-                    results[key].append(wrk(spec[1], spec[2], args.conns, args.duration, tmp,
-                                            spec[3]))
-                else:
-                    res, c = h2load(spec[1], spec[2], args.conns, args.duration, spec[3],
-                                    spec[4])
-                    results[key].append(res)
-                    cipher = c or cipher
+        for r in range(args.runs):
+            for group in groups:
+                for key in (group if r % 2 == 0 else list(reversed(group))):
+                    spec = points[key]
+                    if spec[0] == "wrk":
+                        results[key].append(wrk(spec[1], spec[2], args.conns, args.duration,
+                                                tmp, spec[3]))
+                    else:
+                        res, c = h2load(spec[1], spec[2], args.conns, args.duration, spec[3],
+                                        spec[4])
+                        results[key].append(res)
+                        cipher = c or cipher
         med = {k: median_of(v) for k, v in results.items()}
         rps = {k: v["requests_per_s"] for k, v in med.items()}
         report = {
