@@ -261,7 +261,7 @@ class ModelServer:
             self.failed = True
             self.stop()
             return
-        log.warning("ready: serving %s", dp.list_models())
+        log.warning("ready: serving %s", sorted(dp.repository.names()))
 
 
 async def _write_metrics(metrics: Metrics) -> None:
