@@ -7,7 +7,13 @@ from typing import Any
 import numpy as np
 
 from tureen.codecs.pb import inference_pb2 as pb
-from tureen.codecs.tensor import check_datatype, decode_binary, element_count, encode_binary
+from tureen.codecs.tensor import (
+    check_datatype,
+    check_shape,
+    decode_binary,
+    element_count,
+    encode_binary,
+)
 from tureen.errors import InvalidRequestError
 from tureen.serving.inference import (
     InferInput,
@@ -60,9 +66,7 @@ def decode_request(msg: pb.ModelInferRequest, headers: dict[str, str]) -> InferR
         raise InvalidRequestError("ModelInferRequest has no inputs; add at least one.")
     inputs: list[InferInput] = []
     for i, t in enumerate(msg.inputs):
-        shape = list(t.shape)
-        if any(d < 0 for d in shape):
-            raise InvalidRequestError(f"input {t.name!r} has a negative dimension in {shape}.")
+        shape = check_shape(t.name, list(t.shape))
         dt = check_datatype(t.name, t.datatype)
         if raw:
             data = decode_binary(t.name, t.datatype, shape, raw[i])

@@ -45,13 +45,32 @@ def check_datatype(name: str, datatype: str) -> np.dtype[Any]:
     return dt
 
 
+#: at most this many dimensions, and elements counting every non-zero dimension
+MAX_DIMS = 32
+MAX_ELEMENTS = 1 << 40
+
+
 def check_shape(name: str, shape: Any) -> list[int]:
+    """``shape`` as a list, if it is one a tensor can have: non-negative integers, at most
+    ``MAX_DIMS`` of them, whose non-zero product is at most ``MAX_ELEMENTS`` (so no array of
+    it is ever too big to describe, even an empty one)."""
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise InvalidRequestError(
-            f"tensor {name!r} has shape {shape!r}; a shape is a list of non-negative integers."
+            f"tensor {name!r} has shape {str(shape)[:80]}; a shape is a list of non-negative "
+            "integers."
         )
+    if len(shape) > MAX_DIMS:
+        raise InvalidRequestError(
+            f"tensor {name!r} has {len(shape)} dimensions; at most {MAX_DIMS} are supported.")
+    count = 1
+    for d in shape:
+        count *= max(d, 1)
+        if count > MAX_ELEMENTS:
+            raise InvalidRequestError(
+                f"tensor {name!r} has shape {list(shape)}, more than {MAX_ELEMENTS} elements; "
+                "send a smaller tensor.")
     return list(shape)
 
 
@@ -65,6 +84,7 @@ def _size_error(name: str, shape: Sequence[int], got: int) -> InvalidRequestErro
 def decode_json(name: str, datatype: str, shape: Sequence[int], data: Any) -> NDArray:
     """Decode the JSON ``data`` of a tensor; raises InvalidRequestError on any mismatch."""
     dt = check_datatype(name, datatype)
+    check_shape(name, shape)
     if datatype == "BYTES":
         return _decode_json_bytes(name, shape, data)
     if not isinstance(data, list):
@@ -161,6 +181,7 @@ def decode_binary(
 ) -> NDArray:
     """Decode one tensor's bytes from the binary extension (zero-copy for fixed-size types)."""
     dt = check_datatype(name, datatype)
+    check_shape(name, shape)
     n = element_count(shape)
     if datatype == "BYTES":
         return _decode_binary_bytes(name, shape, n, memoryview(buf))
@@ -173,6 +194,10 @@ def decode_binary(
 
 
 def _decode_binary_bytes(name: str, shape: Sequence[int], n: int, mv: memoryview) -> NDArray:
+    if n * 4 > len(mv):  # every element has a 4-byte length: check before allocating
+        raise InvalidRequestError(
+            f"BYTES tensor {name!r} has shape {list(shape)} ({n} elements) but only "
+            f"{len(mv)} bytes, less than the 4-byte length each element needs; fix the shape.")
     out = np.empty(n, dtype=object)
     pos, end = 0, len(mv)
     for i in range(n):

@@ -45,6 +45,28 @@ class LimitSettings(BaseModel):
     keep_alive_seconds: float = Field(
         default=5.0, gt=0,
         description="An idle HTTP/1.1 keep-alive connection is closed after this.")
+    max_connections: int = Field(
+        default=1000, ge=1,
+        description="Connections served at once per worker and server; more are refused "
+                    "(HTTP 503 / GOAWAY) and closed.")
+    max_header_bytes: ByteSize = Field(
+        default=ByteSize(64 * 1024), gt=0,
+        description="Largest request head (HTTP/1.1: 431) or header list (HTTP/2).")
+    head_timeout_seconds: float = Field(
+        default=10.0, gt=0,
+        description="A client must send a request head (HTTP/2: the preface) within this.")
+    body_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="A client must send a request body within this.")
+    idle_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="An HTTP/2 connection with no calls is closed after "
+                                         "this.")
+    keepalive_seconds: float = Field(
+        default=60.0, gt=0, description="An HTTP/2 connection silent this long is PINGed; "
+                                        "no answer within 20 s closes it.")
+    max_buffered_bytes: ByteSize = Field(
+        default=ByteSize(1024 * 1024 * 1024), gt=0,
+        description="Request bytes all connections of a server may hold at once while "
+                    "bodies arrive; beyond it clients wait (flow control).")
 
 
 class ServingConfig(BaseModel):

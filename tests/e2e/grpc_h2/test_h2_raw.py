@@ -70,11 +70,11 @@ def test_unknown_encoding_and_bad_timeout(server: Running) -> None:
                    body=b"\1\0\0\0\0")
     assert got["grpc-status"] == "12" and "gzip" in got["grpc-accept-encoding"]
     got = exchange(server.target, request(extra=(("grpc-timeout", "soon"),)))
-    assert got["grpc-status"] == "13" and "grpc-timeout" in got["grpc-message"]
+    assert got["grpc-status"] == "3" and "grpc-timeout" in got["grpc-message"]
     got = exchange(server.target, request(), body=b"\1\0\0\0\0")  # compressed, no encoding
-    assert got["grpc-status"] == "13"
+    assert got["grpc-status"] == "3"  # INVALID_ARGUMENT: the client's mistake
     got = exchange(server.target, request(), body=b"\0\0\0\0\5ab")  # truncated message
-    assert got["grpc-status"] == "13" and "truncated" in got["grpc-message"]
+    assert got["grpc-status"] == "3" and "truncated" in got["grpc-message"]
 
 
 async def test_port_in_use_names_the_port_and_the_flag(tmp_path: Path) -> None:

@@ -1,16 +1,28 @@
-"""A server-side HTTP/2 connection (RFC 9113) for h2c with prior knowledge, on asyncio.
+"""A server-side HTTP/2 connection (RFC 9113) for h2c with prior knowledge (or h2 over TLS),
+on asyncio: the receiving half. ``h2output`` sends, ``h2streams`` holds the stream-state
+table, ``h2request`` validates requests, ``h2calm`` counts abuse and holds the limits.
 
-``H2Connection`` reads frames from one bytearray through memoryview slices, decodes header
-blocks with HPACK, keeps connection- and stream-level flow control in both directions, and
-queues every frame it sends in one list that is written with a single ``transport.write``
-per event-loop callback. It knows nothing about gRPC: a subclass receives
+``H2Connection`` reads frames from one bytearray through memoryview slices, decodes every
+header block with HPACK (also for a stream it refuses or resets, so the table stays in
+sync), and checks each frame against its stream's state. It knows nothing about gRPC: a
+subclass receives
 
-    on_headers(stream)     request headers complete (``stream.headers``)
-    on_end(stream)         request complete (``stream.body``)
-    on_reset(stream)       the peer reset the stream or the connection went away
-    on_body_limit(stream)  the body grew past ``max_body``
+    on_headers(stream)         request headers complete and valid (``stream.headers``)
+    on_end(stream)             request complete (``stream.body``; consumed when it returns)
+    on_reset(stream)           the peer reset the stream or the connection went away
+    on_body_limit(stream)      the body grew past ``max_body``
+    on_rejected(stream, why)   the header list was over ``max_header_list``
 
 and answers with ``send_response`` / ``send_headers_only`` / ``reset``.
+
+What a peer may cost is bounded: a stream buffers at most ``max_body``; the connection
+grants flow-control window only for request bytes it is willing to hold
+(``connection_buffer``, and the server-wide ``budget``), and gives it back as bodies are
+consumed; a body has ``body_timeout`` to arrive; the handshake ``handshake_timeout``; an
+idle connection is closed after ``idle_timeout``, a silent one pinged every
+``keepalive_interval``; floods of PING, SETTINGS, resets, empty DATA, PRIORITY and
+CONTINUATION frames end in GOAWAY(ENHANCE_YOUR_CALM). ``tick(now)`` applies the timers
+(the server calls it once a second).
 """
 
 from __future__ import annotations
@@ -21,59 +33,42 @@ from collections.abc import Callable
 from typing import Any
 
 from tureen.transports.grpc import h2frames as f
-from tureen.transports.grpc.hpack import Decoder, Encoder, Header, HpackError
+from tureen.transports.grpc.h2calm import MAX_CONTINUATIONS, H2Limits
+from tureen.transports.grpc.h2output import H2Output
+from tureen.transports.grpc.h2request import MalformedError, check_trailers, parse_request
+from tureen.transports.grpc.h2streams import STREAM_WINDOW, Do, State, Stream, on_receive
+from tureen.transports.grpc.hpack import Decoder, Header, HeaderListTooLarge, HpackError
+
+__all__ = ["CONN_WINDOW", "STREAM_WINDOW", "H2Connection", "Stream"]
 
 log = logging.getLogger(__name__)
 
-#: what a stream may send before we replenish it, and the connection window we open
-STREAM_WINDOW = 8 * 1024 * 1024
-CONN_WINDOW = 64 * 1024 * 1024
-MAX_HEADER_BLOCK = 1024 * 1024
+#: the most connection-level window granted at once
+CONN_WINDOW = 32 * 1024 * 1024
+#: the most header block bytes (HEADERS + CONTINUATION) accepted before decoding
+MAX_HEADER_BLOCK = 256 * 1024
 
 
-class Stream:
-    __slots__ = ("body", "call", "discard", "ended", "headers", "id", "pending", "recv_unacked",
-                 "recv_window", "send_window", "trailers")
-
-    def __init__(self, stream_id: int, send_window: int) -> None:
-        self.id = stream_id
-        self.headers: tuple[Header, ...] = ()
-        self.body = bytearray()
-        self.ended = False  # the peer sent END_STREAM
-        self.recv_window = STREAM_WINDOW
-        self.recv_unacked = 0
-        self.send_window = send_window
-        self.pending: memoryview | None = None  # response bytes waiting for window
-        self.trailers = b""
-        self.discard = False  # the answer went out early: drop further DATA
-        self.call: Any = None  # the application's state for this stream
-
-
-class H2Connection(asyncio.Protocol):
-    def __init__(self, max_body: int, max_streams: int = 1000) -> None:
-        self.max_body = max_body
-        self.max_streams = max_streams
-        self.transport: asyncio.Transport | None = None
-        self.loop = asyncio.get_running_loop()
-        self.streams: dict[int, Stream] = {}
-        self.closed: asyncio.Future[None] = self.loop.create_future()
+class H2Connection(H2Output):
+    def __init__(self, max_body: int, max_streams: int = 1000,
+                 limits: H2Limits | None = None) -> None:
+        super().__init__(limits or H2Limits(max_body, max_streams=max_streams))
+        self.max_body = self.limits.max_body
+        self.max_streams = self.limits.max_streams
         self._buf = bytearray()
         self._preface = False
-        self._out: list[bytes | memoryview] = []
-        self._flush_scheduled = False
-        self._receiving = False
-        self._closing = False
+        self._settings_seen = False
         self._decoder = Decoder()
-        self.encoder = Encoder()
-        self._cont: tuple[int, int, bytearray] | None = None  # HEADERS awaiting CONTINUATION
-        self.last_stream_id = 0
-        self.going_away = False
+        self._cont: tuple[int, int, bytearray, int] | None = None  # header block in pieces
         self._peer_initial = f.DEFAULT_WINDOW
-        self.peer_max_frame = f.DEFAULT_MAX_FRAME
-        self.send_window = f.DEFAULT_WINDOW
-        self._recv_window = CONN_WINDOW
-        self._recv_unacked = 0
-        self._blocked: dict[int, Stream] = {}
+        self._recv_window = f.DEFAULT_WINDOW  # credit the peer has on the connection
+        self.buffered = 0  # request-body bytes held by this connection's streams
+        now = self.loop.time()
+        self._opened_at = now
+        self._last_frame = now
+        self._idle_since: float | None = now
+        self._ping_sent: float | None = None
+        self._checked: dict[int, tuple[tuple[Header, ...], Any]] = {}
         self._handlers: dict[int, Callable[[int, int, memoryview], None]] = {
             f.DATA: self._on_data, f.HEADERS: self._on_headers_frame,
             f.PRIORITY: self._on_priority, f.RST_STREAM: self._on_rst,
@@ -90,46 +85,56 @@ class H2Connection(asyncio.Protocol):
     def on_end(self, stream: Stream) -> None:
         raise NotImplementedError
 
-    def on_reset(self, stream: Stream) -> None:
-        raise NotImplementedError
-
     def on_body_limit(self, stream: Stream) -> None:
         raise NotImplementedError
+
+    def on_rejected(self, stream: Stream, why: str) -> None:
+        self.reset(stream.id, f.REFUSED_STREAM)
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        set_limits = getattr(transport, "set_write_buffer_limits", None)
+        if set_limits is not None:
+            set_limits(high=self.limits.write_high_water)
         self._out.append(f.settings({
             f.MAX_CONCURRENT_STREAMS: self.max_streams,
             f.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-            f.MAX_HEADER_LIST_SIZE: MAX_HEADER_BLOCK,
+            f.MAX_HEADER_LIST_SIZE: self.limits.max_header_list,
         }))
-        self._out.append(f.window_update(0, CONN_WINDOW - f.DEFAULT_WINDOW))
+        self._replenish(force=True)
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        streams, self.streams = self.streams, {}
-        self._blocked.clear()
-        for s in streams.values():
-            self.on_reset(s)
+        self._end_all()
         self.transport = None
+        # break the reference cycles (bound methods, decoded headers) so the memory of a
+        # closed connection is freed at once, not by the cyclic collector
+        self._handlers = {}
+        self._checked.clear()
+        self._decoder = Decoder()
+        self._buf = bytearray()
+        self._out = []
+        self.reset_by_us.clear()
+        self.recently_closed.clear()
         if not self.closed.done():
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         self._receiving = True
+        self._last_frame = self.loop.time()
         try:
             if not self._preface:
                 self._buf += data
                 if len(self._buf) < len(f.PREFACE):
                     if not f.PREFACE.startswith(self._buf):
                         raise f.H2Error(f.PROTOCOL_ERROR, "not an HTTP/2 client preface; this "
-                                        "port speaks gRPC over cleartext HTTP/2 (h2c)")
+                                        "port speaks gRPC over HTTP/2")
                     return
                 if not self._buf.startswith(f.PREFACE):
                     raise f.H2Error(f.PROTOCOL_ERROR, "not an HTTP/2 client preface; this port "
-                                    "speaks gRPC over cleartext HTTP/2 (h2c)")
+                                    "speaks gRPC over HTTP/2")
                 self._preface = True
                 data = bytes(self._buf[len(f.PREFACE):])
                 self._buf = bytearray()
@@ -141,10 +146,7 @@ class H2Connection(asyncio.Protocol):
                 used = self._parse(data)
                 if used < len(data):
                     self._buf = bytearray(data[used:])
-            if self._recv_unacked >= CONN_WINDOW // 4:
-                self._out.append(f.window_update(0, self._recv_unacked))
-                self._recv_window += self._recv_unacked
-                self._recv_unacked = 0
+            self._replenish()
         except f.H2Error as exc:
             self.fail(exc.code, str(exc))
         finally:
@@ -157,7 +159,7 @@ class H2Connection(asyncio.Protocol):
         n, pos = len(buf), 0
         mv = memoryview(buf)
         unpack, handlers = f.FRAME_HEADER.unpack_from, self._handlers
-        while n - pos >= 9 and self.transport is not None:
+        while n - pos >= 9 and self.transport is not None and not self._closing:
             lt, flags, sid = unpack(buf, pos)
             length = lt >> 8
             end = pos + 9 + length
@@ -167,21 +169,41 @@ class H2Connection(asyncio.Protocol):
             if end > n:
                 break
             kind = lt & 0xFF
-            if not self._preface_settings_seen and kind != f.SETTINGS:
+            if not self._settings_seen and kind != f.SETTINGS:
                 raise f.H2Error(f.PROTOCOL_ERROR, "the first frame must be SETTINGS")
             if self._cont is not None and kind != f.CONTINUATION:
                 raise f.H2Error(f.PROTOCOL_ERROR, "a header block was interrupted by a "
                                 "frame other than CONTINUATION")
             handler = handlers.get(kind)
             pos = end
-            if handler is not None:
+            if handler is not None:  # unknown frame types are ignored (§4.1)
                 try:
                     handler(flags, sid & 0x7FFFFFFF, mv[end - length:end])
                 except f.StreamError as exc:
                     self.reset(exc.stream_id, exc.code)
         return pos
 
-    _preface_settings_seen = False
+    # the state table
+
+    def _state(self, sid: int) -> tuple[State, Stream | None]:
+        s = self.streams.get(sid)
+        if s is not None:
+            return s.state, s
+        return (State.IDLE if sid > self.last_stream_id else State.CLOSED), None
+
+    def _check(self, sid: int, frame: str) -> tuple[Do, Stream | None]:
+        state, s = self._state(sid)
+        do = on_receive(state, frame, sid in self.reset_by_us, sid in self.recently_closed)
+        if do is Do.PROTOCOL:
+            raise f.H2Error(f.PROTOCOL_ERROR, f"{frame} on {state.value} stream {sid}")
+        if do is Do.STREAM_CLOSED:
+            raise f.StreamError(sid, f.STREAM_CLOSED, f"{frame} on {state.value} stream {sid}")
+        return do, s
+
+    def _calm(self, event: str) -> None:
+        abuse = self.meter.count(event)
+        if abuse is not None:
+            raise f.H2Error(f.ENHANCE_YOUR_CALM, abuse)
 
     # frames
 
@@ -192,32 +214,30 @@ class H2Connection(asyncio.Protocol):
         self._recv_window -= size
         if self._recv_window < 0:
             raise f.H2Error(f.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
-        self._recv_unacked += size
-        s = self.streams.get(sid)
-        if s is None:
-            if sid > self.last_stream_id:
-                raise f.H2Error(f.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
-            return  # a stream we already answered or reset: ignore (§5.4.2)
-        if s.ended:
-            raise f.StreamError(sid, f.STREAM_CLOSED, "DATA after END_STREAM")
+        if size == 0 and not flags & f.END_STREAM:
+            self._calm("empty_data")
+        do, s = self._check(sid, "DATA")
+        if do is Do.IGNORE or s is None:
+            return
         s.recv_window -= size
         if s.recv_window < 0:
             raise f.StreamError(sid, f.FLOW_CONTROL_ERROR, "DATA beyond the stream window")
         data = f.strip_padding(payload, flags, sid)
+        s.received += len(data)
+        if s.content_length is not None and s.received > s.content_length:
+            raise f.StreamError(sid, f.PROTOCOL_ERROR, "more DATA than content-length")
         if not s.discard:
-            s.body += data
-            if len(s.body) > self.max_body:
+            if len(s.body) + len(data) > self.max_body:
                 s.discard = True
-                s.body = bytearray()
+                self._drop_body(s)
                 self.on_body_limit(s)
                 if sid not in self.streams:
                     return
-        if flags & f.END_STREAM:
-            s.ended = True
-            if not s.discard:
-                self.on_end(s)
             else:
-                self._forget(s)
+                s.body += data
+                self._hold(s, len(data))
+        if flags & f.END_STREAM:
+            self._end_stream(s)
             return
         s.recv_unacked += size
         if s.recv_unacked >= STREAM_WINDOW // 2:
@@ -225,84 +245,140 @@ class H2Connection(asyncio.Protocol):
             s.recv_window += s.recv_unacked
             s.recv_unacked = 0
 
+    def _end_stream(self, s: Stream) -> None:
+        s.remote_done = True
+        if s.content_length is not None and s.received != s.content_length:
+            raise f.StreamError(s.id, f.PROTOCOL_ERROR, f"content-length {s.content_length} "
+                                f"but {s.received} bytes of DATA")
+        if s.discard:
+            self._forget(s)
+            return
+        self.on_end(s)
+        self._drop_body(s)  # consumed: its flow-control credit goes back to the peer
+
     def _on_headers_frame(self, flags: int, sid: int, payload: memoryview) -> None:
         if sid == 0:
             raise f.H2Error(f.PROTOCOL_ERROR, "HEADERS on stream 0")
         payload = f.strip_padding(payload, flags, sid)
+        self_dependent = False
         if flags & f.PRIORITY_FLAG:
             if len(payload) < 5:
                 raise f.H2Error(f.FRAME_SIZE_ERROR, "HEADERS priority fields are truncated")
-            if f.u32(payload) & 0x7FFFFFFF == sid:
-                raise f.StreamError(sid, f.PROTOCOL_ERROR, "stream depends on itself")
+            self_dependent = f.u32(payload) & 0x7FFFFFFF == sid
             payload = payload[5:]
+        if len(payload) > MAX_HEADER_BLOCK:
+            raise f.H2Error(f.ENHANCE_YOUR_CALM, f"header block over {MAX_HEADER_BLOCK} bytes")
         if flags & f.END_HEADERS:
-            self._header_block(sid, flags & f.END_STREAM, bytes(payload))
+            self._header_block(sid, flags & f.END_STREAM, bytes(payload), self_dependent)
         else:
-            self._cont = (sid, flags & f.END_STREAM, bytearray(payload))
+            self._cont = (sid, flags & f.END_STREAM | (0x100 if self_dependent else 0),
+                          bytearray(payload), 0)
 
     def _on_continuation(self, flags: int, sid: int, payload: memoryview) -> None:
         if self._cont is None or self._cont[0] != sid:
             raise f.H2Error(f.PROTOCOL_ERROR, f"unexpected CONTINUATION on stream {sid}")
-        block = self._cont[2]
+        _, bits, block, count = self._cont
         block += payload
         if len(block) > MAX_HEADER_BLOCK:
             raise f.H2Error(f.ENHANCE_YOUR_CALM, f"header block over {MAX_HEADER_BLOCK} bytes")
+        if count + 1 > MAX_CONTINUATIONS:
+            raise f.H2Error(f.ENHANCE_YOUR_CALM, f"more than {MAX_CONTINUATIONS} CONTINUATION "
+                            "frames in one header block")
+        self._cont = (sid, bits, block, count + 1)
         if flags & f.END_HEADERS:
-            end_stream = self._cont[1]
             self._cont = None
-            self._header_block(sid, end_stream, bytes(block))
+            self._header_block(sid, bits & f.END_STREAM, bytes(block), bool(bits & 0x100))
 
-    def _header_block(self, sid: int, end_stream: int, block: bytes) -> None:
-        try:
-            headers = self._decoder.decode(block)
+    def _header_block(self, sid: int, end_stream: int, block: bytes,
+                      self_dependent: bool) -> None:
+        too_large: HeaderListTooLarge | None = None
+        try:  # always decoded first: the dynamic table must stay in sync
+            headers = self._decoder.decode(block, self.limits.max_header_list)
+        except HeaderListTooLarge as exc:
+            headers, too_large = (), exc
         except HpackError as exc:
             raise f.H2Error(f.COMPRESSION_ERROR, f"header block: {exc}") from None
-        s = self.streams.get(sid)
+        do, s = self._check(sid, "HEADERS")
+        if self_dependent:
+            raise f.StreamError(sid, f.PROTOCOL_ERROR, "stream depends on itself")
+        if do is Do.IGNORE:
+            return
         if s is not None:  # trailers
-            if s.ended:
-                raise f.StreamError(sid, f.STREAM_CLOSED, "HEADERS after END_STREAM")
             if not end_stream:
                 raise f.StreamError(sid, f.PROTOCOL_ERROR, "trailers without END_STREAM")
-            s.ended = True
-            if s.discard:
-                self._forget(s)
-            else:
-                self.on_end(s)
+            if too_large is not None:
+                raise f.StreamError(sid, f.PROTOCOL_ERROR, str(too_large))
+            try:
+                check_trailers(headers)
+            except MalformedError as exc:
+                raise f.StreamError(sid, f.PROTOCOL_ERROR, str(exc)) from None
+            self._end_stream(s)
             return
-        if sid <= self.last_stream_id or not sid & 1:
-            raise f.H2Error(f.PROTOCOL_ERROR, f"HEADERS opening stream {sid} after stream "
-                            f"{self.last_stream_id} (client streams are odd and increasing)")
+        if not sid & 1:
+            raise f.H2Error(f.PROTOCOL_ERROR, f"HEADERS opening even stream {sid} (client "
+                            "streams are odd)")
         if self.going_away:
             return  # beyond the last stream id of our GOAWAY: ignored, the client retries
         self.last_stream_id = sid
         if len(self.streams) >= self.max_streams:
             raise f.StreamError(sid, f.REFUSED_STREAM, "too many concurrent streams")
-        s = Stream(sid, self._peer_initial)
-        s.headers = headers
-        s.ended = bool(end_stream)
+        s = Stream(sid, self._peer_initial, self.loop.time())
+        s.remote_done = bool(end_stream)
         self.streams[sid] = s
+        self._idle_since = None
+        if too_large is not None:
+            self.on_rejected(s, f"request headers of at least {too_large.size} bytes are over "
+                             f"the limit of {too_large.limit}")
+            return
+        try:
+            request = self._validated(headers)
+        except MalformedError as exc:
+            raise f.StreamError(sid, f.PROTOCOL_ERROR, str(exc)) from None
+        s.headers = headers
+        s.content_length = request.content_length
+        s.request = request
         self.on_headers(s)
         if end_stream and sid in self.streams:
-            self.on_end(s)
+            self._end_stream(s)
+
+    def _validated(self, headers: tuple[Header, ...]) -> Any:
+        """``parse_request(headers)``, memoized for header lists served from the HPACK
+        cache (the same tuple for every identical block)."""
+        hit = self._checked.get(id(headers))
+        if hit is not None and hit[0] is headers:
+            return hit[1]
+        request = parse_request(headers)
+        if len(self._checked) >= 64:
+            self._checked.clear()
+        self._checked[id(headers)] = (headers, request)
+        return request
 
     def _on_priority(self, flags: int, sid: int, payload: memoryview) -> None:
         if sid == 0:
             raise f.H2Error(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
         if len(payload) != 5:
             raise f.StreamError(sid, f.FRAME_SIZE_ERROR, "PRIORITY payload must be 5 bytes")
+        self._calm("priority")
+        if f.u32(payload) & 0x7FFFFFFF == sid:
+            raise f.StreamError(sid, f.PROTOCOL_ERROR, "stream depends on itself")
 
     def _on_rst(self, flags: int, sid: int, payload: memoryview) -> None:
         if sid == 0:
             raise f.H2Error(f.PROTOCOL_ERROR, "RST_STREAM on stream 0")
         if len(payload) != 4:
             raise f.H2Error(f.FRAME_SIZE_ERROR, "RST_STREAM payload must be 4 bytes")
-        if sid > self.last_stream_id:
-            raise f.H2Error(f.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
-        s = self.streams.pop(sid, None)
-        if s is not None:
-            self._blocked.pop(sid, None)
-            self.on_reset(s)
-            self._maybe_close()
+        _, s = self._check(sid, "RST_STREAM")
+        if s is None:
+            return
+        if not s.local_done:
+            self._calm("reset")
+        self.reset_by_us.add(sid)  # frames in flight on it are ignored from now on
+        self.recently_closed.add(sid)
+        del self.streams[sid]
+        self._blocked.pop(sid, None)
+        self.release(s)
+        self.on_reset(s)
+        self._maybe_close()
 
     def _on_settings(self, flags: int, sid: int, payload: memoryview) -> None:
         if sid != 0:
@@ -311,7 +387,9 @@ class H2Connection(asyncio.Protocol):
             if len(payload):
                 raise f.H2Error(f.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             return
-        self._preface_settings_seen = True
+        if self._settings_seen:
+            self._calm("settings")
+        self._settings_seen = True
         for key, value in f.parse_settings(payload):
             if key == f.INITIAL_WINDOW_SIZE:
                 if value > f.MAX_WINDOW:
@@ -319,6 +397,9 @@ class H2Connection(asyncio.Protocol):
                 delta, self._peer_initial = value - self._peer_initial, value
                 for s in self.streams.values():
                     s.send_window += delta
+                    if s.send_window > f.MAX_WINDOW:
+                        raise f.H2Error(f.FLOW_CONTROL_ERROR, f"INITIAL_WINDOW_SIZE {value} "
+                                        f"takes stream {s.id}'s window past 2^31-1")
             elif key == f.MAX_FRAME_SIZE:
                 if not f.DEFAULT_MAX_FRAME <= value <= f.MAX_FRAME_LIMIT:
                     raise f.H2Error(f.PROTOCOL_ERROR, f"MAX_FRAME_SIZE {value} out of range")
@@ -338,12 +419,17 @@ class H2Connection(asyncio.Protocol):
             raise f.H2Error(f.PROTOCOL_ERROR, "PING on a stream")
         if len(payload) != 8:
             raise f.H2Error(f.FRAME_SIZE_ERROR, "PING payload must be 8 bytes")
-        if not flags & f.ACK:
-            self._out.append(f.frame(f.PING, f.ACK, 0, bytes(payload)))
+        if flags & f.ACK:
+            self._ping_sent = None
+            return
+        self._calm("ping")
+        self._out.append(f.frame(f.PING, f.ACK, 0, bytes(payload)))
 
     def _on_goaway(self, flags: int, sid: int, payload: memoryview) -> None:
         if sid != 0:
             raise f.H2Error(f.PROTOCOL_ERROR, "GOAWAY on a stream")
+        if len(payload) < 8:
+            raise f.H2Error(f.FRAME_SIZE_ERROR, "GOAWAY payload is shorter than 8 bytes")
         self.going_away = True
         self._maybe_close()
 
@@ -358,7 +444,7 @@ class H2Connection(asyncio.Protocol):
             if self.send_window > f.MAX_WINDOW:
                 raise f.H2Error(f.FLOW_CONTROL_ERROR, "connection window above 2^31-1")
         else:
-            s = self.streams.get(sid)
+            _, s = self._check(sid, "WINDOW_UPDATE")
             if s is None:
                 return
             if inc == 0:
@@ -368,123 +454,64 @@ class H2Connection(asyncio.Protocol):
                 raise f.StreamError(sid, f.FLOW_CONTROL_ERROR, "stream window above 2^31-1")
         self._unblock()
 
-    # sending
+    # receive-side flow control: window only for what the connection is willing to hold
 
-    def send_headers_only(self, s: Stream, block: bytes) -> None:
-        """A complete response in one header block (e.g. gRPC trailers-only)."""
-        self._out += f.header_frames(s.id, self.encoder.prefix() + block, True,
-                                     self.peer_max_frame)
-        self._done(s)
+    def _hold(self, s: Stream, n: int) -> None:
+        s.held += n
+        self.buffered += n
+        self.limits.budget.used += n
 
-    def send_response(self, s: Stream, head: bytes, body: bytes, trailers: bytes) -> None:
-        """Headers, the body as flow-controlled DATA, then trailers (END_STREAM)."""
-        self._out += f.header_frames(s.id, self.encoder.prefix() + head, False,
-                                     self.peer_max_frame)
-        s.pending = memoryview(body)
-        s.trailers = trailers
-        self._push(s)
-        self._schedule_flush()
+    def _drop_body(self, s: Stream) -> None:
+        """Give back the credit of ``s``'s body (the application may have taken the bytes)."""
+        n, s.held = s.held, 0
+        if len(s.body):
+            s.body = bytearray()
+        if n:
+            self.buffered -= n
+            self.limits.budget.used -= n
 
-    def _push(self, s: Stream) -> None:
-        data = s.pending
-        assert data is not None
-        avail = min(len(data), s.send_window, self.send_window)
-        if avail > 0:
-            out, mf, sid, pos = self._out, self.peer_max_frame, s.id, 0
-            while pos < avail:
-                size = min(mf, avail - pos)
-                out.append(f.frame_header(size, f.DATA, 0, sid))
-                out.append(data[pos:pos + size])
-                pos += size
-            s.send_window -= avail
-            self.send_window -= avail
-            data = s.pending = data[avail:]
-        if len(data):
-            self._blocked[s.id] = s
-            return
-        self._blocked.pop(s.id, None)
-        s.pending = None
-        self._out += f.header_frames(s.id, self.encoder.prefix() + s.trailers, True,
-                                     self.peer_max_frame)
-        self._done(s)
-
-    def _unblock(self) -> None:
-        for s in list(self._blocked.values()):
-            if self.send_window <= 0:
-                break
-            if s.send_window > 0:
-                self._push(s)
-        self._schedule_flush()
-
-    def reset(self, sid: int, code: int) -> None:
-        self._out.append(f.rst_stream(sid, code))
-        s = self.streams.pop(sid, None)
-        if s is not None:
-            self._blocked.pop(sid, None)
-            self.on_reset(s)
-        self._schedule_flush()
-        self._maybe_close()
-
-    def _done(self, s: Stream) -> None:
-        """Our side of ``s`` is complete."""
-        if not s.ended:  # answered early: ask the client to stop sending (§8.1)
-            self._out.append(f.rst_stream(s.id, f.NO_ERROR))
-        self._forget(s)
-        self._schedule_flush()
-
-    def _forget(self, s: Stream) -> None:
-        if self.streams.get(s.id) is s:
-            del self.streams[s.id]
-            self._maybe_close()
-
-    def _schedule_flush(self) -> None:
-        if not self._receiving and not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out = self._out
-        if out and self.transport is not None and not self._closing:
-            self._out = []
-            self.transport.write(b"".join(out))
-
-    # lifecycle
-
-    def shutdown(self) -> None:
-        """Graceful: GOAWAY naming the last stream we will serve; close once those finish."""
-        if self.transport is None:
-            return
-        if not self.going_away:
-            self.going_away = True
-            self._out.append(f.goaway(self.last_stream_id, f.NO_ERROR))
+    def release(self, stream: Stream) -> None:
+        self._drop_body(stream)
+        if self.transport is not None and not self._receiving:
+            self._replenish()
             self._schedule_flush()
-        self._maybe_close()
 
-    def _maybe_close(self) -> None:
-        if self.going_away and not self.streams and self.transport is not None:
-            self.close()
+    def _replenish(self, force: bool = False) -> None:
+        room = min(self.limits.connection_buffer - self.buffered, self.limits.budget.free)
+        target = max(0, min(CONN_WINDOW, room))
+        deficit = target - self._recv_window
+        if deficit > 0 and (force or deficit >= CONN_WINDOW // 4 or self._recv_window
+                            < CONN_WINDOW // 4):
+            self._out.append(f.window_update(0, deficit))
+            self._recv_window += deficit
 
-    def close(self) -> None:
-        """Write what is queued and close."""
-        if self.transport is not None and not self._closing:
-            self._flush()
-            self._closing = True
-            self.transport.close()
+    # timers
 
-    def fail(self, code: int, message: str) -> None:
-        """A connection error: GOAWAY with ``code``, end every stream, close."""
+    def tick(self, now: float) -> None:
+        """Apply the handshake, body, idle and keepalive timers (called once a second)."""
         if self.transport is None or self._closing:
             return
-        log.info("closing HTTP/2 connection: %s (error code %d)", message, code)
-        self._out.append(f.goaway(self.last_stream_id, code, message))
-        self.going_away = True
-        streams, self.streams = self.streams, {}
-        self._blocked.clear()
-        for s in streams.values():
-            self.on_reset(s)
-        self.close()
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        lim = self.limits
+        if not self._settings_seen:
+            if now - self._opened_at > lim.handshake_timeout:
+                log.info("closing an HTTP/2 connection that sent no preface and SETTINGS "
+                         "within %g s", lim.handshake_timeout)
+                self.abort()
+            return
+        for s in list(self.streams.values()):
+            if not s.remote_done and now - s.started > lim.body_timeout:
+                self.reset(s.id, f.CANCEL)
+                self._flush()
+        if not self.streams:
+            if self._idle_since is None:
+                self._idle_since = now
+            elif now - self._idle_since > lim.idle_timeout:
+                self.fail(f.NO_ERROR, f"idle for {lim.idle_timeout:g} s")
+                return
+        if self._ping_sent is not None:
+            if now - self._ping_sent > lim.keepalive_timeout:
+                self.fail(f.NO_ERROR, f"no PING ACK within {lim.keepalive_timeout:g} s")
+        elif now - self._last_frame > lim.keepalive_interval:
+            self._ping_sent = now
+            self._out.append(f.frame(f.PING, 0, 0, b"tureen:k"))
+            self._flush()

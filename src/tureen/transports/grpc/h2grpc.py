@@ -16,17 +16,20 @@ import logging
 import struct
 import zlib
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.message import DecodeError
 
 from tureen.error_codes import GrpcStatus as Status
+from tureen.errors import InvalidRequestError, PayloadTooLargeError
 from tureen.serving.context import RequestContext
 from tureen.serving.dataplane import DataPlane
 from tureen.serving.guard import GuardChain, RequestFailedError
 from tureen.transports.eager import start_eager
 from tureen.transports.grpc import h2frames as f
+from tureen.transports.grpc.h2calm import H2Limits
 from tureen.transports.grpc.h2conn import H2Connection, Stream
+from tureen.transports.grpc.h2request import Request
 from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, InferenceServicer
 from tureen.transports.grpc.hpack import encode_field, encode_str
 
@@ -40,6 +43,8 @@ _ENCODINGS = "identity,deflate,gzip"
 #: request headers that are protocol, not metadata for the model
 _NOT_METADATA = frozenset(("content-type", "te", "grpc-timeout", "grpc-encoding",
                            "grpc-accept-encoding"))
+#: messages larger than this are decoded in a thread, not on the event loop
+OFFLOAD_BYTES = 1024 * 1024
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
@@ -81,7 +86,8 @@ class Service:
     """What every connection of one server shares."""
 
     def __init__(self, dataplane: DataPlane, max_message_bytes: int, max_streams: int,
-                 chain: GuardChain | None = None) -> None:
+                 chain: GuardChain | None = None, limits: H2Limits | None = None,
+                 max_connections: int = 1000) -> None:
         servicer = InferenceServicer(dataplane)
         self.chain = chain or GuardChain()
         self.methods: dict[str, tuple[str, Any, Any]] = {
@@ -90,6 +96,8 @@ class Service:
         }
         self.max_message = max_message_bytes
         self.max_streams = max_streams
+        self.limits = limits or H2Limits(max_message_bytes + 5, max_streams=max_streams)
+        self.max_connections = max_connections
         self.connections: set[GrpcConnection] = set()
 
 
@@ -111,12 +119,19 @@ class Call:
 
 class GrpcConnection(H2Connection):
     def __init__(self, service: Service) -> None:
-        super().__init__(max_body=service.max_message + 5, max_streams=service.max_streams)
+        super().__init__(service.max_message + 5, service.max_streams, service.limits)
         self.service = service
         self.peer: str | None = None
         self.peer_cert: dict[str, Any] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self.service.connections) >= self.service.max_connections:
+            log.warning("refusing a gRPC connection: %d connections are open (the limit)",
+                        len(self.service.connections))
+            cast(asyncio.Transport, transport).write(f.settings({}) + f.goaway(
+                0, f.ENHANCE_YOUR_CALM, "connection limit reached; retry later"))
+            transport.close()
+            return
         self.service.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
@@ -142,26 +157,24 @@ class GrpcConnection(H2Connection):
 
     # H2Connection hooks
 
+    def on_rejected(self, s: Stream, why: str) -> None:
+        self.fail_call(s, Status.RESOURCE_EXHAUSTED, f"{why}; send less metadata.")
+
     def on_headers(self, s: Stream) -> None:
-        method = path = ctype = timeout = encoding = None
+        request: Request = s.request
+        method, path = request.method, request.path
+        ctype = timeout = encoding = None
         md: dict[str, str] = {}
-        for name, value in s.headers:
-            if name[0] == ":":
-                if name == ":method":
-                    method = value
-                elif name == ":path":
-                    path = value
-            elif name == "content-type":
+        for name, value in request.fields:
+            if name == "content-type":
                 ctype = value
             elif name == "grpc-timeout":
                 timeout = value
             elif name == "grpc-encoding":
                 encoding = value
             elif name not in _NOT_METADATA and not name.endswith("-bin"):
-                md[name] = value
-        if method is None or path is None:
-            self.reset(s.id, f.PROTOCOL_ERROR)
-            return
+                seen = md.get(name)  # repeated keys are kept, joined as HTTP does
+                md[name] = value if seen is None else f"{seen}, {value}"
         if method != "POST":
             self.http_error(s, 405, f"gRPC calls are POST requests, not {method}.")
             return
@@ -189,7 +202,8 @@ class GrpcConnection(H2Connection):
             try:
                 call.timeout = parse_timeout(timeout)
             except ValueError:
-                self.fail_call(s, Status.INTERNAL, f"malformed grpc-timeout {timeout!r}.", rid)
+                self.fail_call(s, Status.INVALID_ARGUMENT, f"malformed grpc-timeout "
+                               f"{timeout[:20]!r}.", rid)
                 return
             call.deadline = self.loop.time() + call.timeout
 
@@ -203,49 +217,59 @@ class GrpcConnection(H2Connection):
         body = s.body
         size = len(body)
         if size < 5:
-            self.fail_call(s, Status.INTERNAL, f"{call.name} got no request message; send "
-                           "exactly one.")
+            self.fail_call(s, Status.INVALID_ARGUMENT, f"{call.name} got no request message; "
+                           "send exactly one.")
             return
         flag, length = _PREFIX.unpack_from(body)
         if length + 5 != size:
             what = "is truncated" if length + 5 > size else "holds more than one message"
-            self.fail_call(s, Status.INTERNAL, f"the request body {what}; a unary call "
-                           "carries exactly one length-prefixed message.")
+            self.fail_call(s, Status.INVALID_ARGUMENT, f"the request body {what}; a unary "
+                           "call carries exactly one length-prefixed message.")
             return
-        data: Any = memoryview(body)[5:]
-        if flag & 1:
-            if call.encoding is None:
-                self.fail_call(s, Status.INTERNAL, "the message is flagged compressed but the "
-                               "call has no grpc-encoding; send grpc-encoding: gzip.")
-                return
-            try:
-                data = inflate(data, call.encoding, self.service.max_message)
-            except OverflowError:
-                self.fail_call(s, Status.RESOURCE_EXHAUSTED, _too_large(
-                    "decompressed request", None, self.service.max_message))
-                return
-            except zlib.error as exc:
-                self.fail_call(s, Status.INTERNAL, f"cannot {call.encoding}-decompress the "
-                               f"request message: {exc}.")
-                return
-        try:
-            req = call.req_cls.FromString(data)
-        except DecodeError:
-            self.fail_call(s, Status.INTERNAL, f"the request is not a valid "
-                           f"{call.req_cls.DESCRIPTOR.full_name} message.")
+        if flag & 1 and call.encoding is None:
+            self.fail_call(s, Status.INVALID_ARGUMENT, "the message is flagged compressed but "
+                           "the call has no grpc-encoding; send grpc-encoding: gzip.")
             return
-        finally:
-            del data
-        s.body = bytearray()
+        s.body = bytearray()  # the call owns it now (h2conn has released its credit)
         if call.deadline is not None and self.loop.time() >= call.deadline:
             self._expire(s)
             return
-        task = start_eager(self.service.chain.run(call.ctx, call.fn, req, None),
+        task = start_eager(self.service.chain.run(call.ctx, self._invoke, call, body, flag),
                            partial(self._finished, s), self.loop)
         if task is not None and s.id in self.streams:
             call.task = task
             if call.deadline is not None:
                 call.timer = self.loop.call_at(call.deadline, self._expire, s)
+
+    async def _invoke(self, call: Call, body: bytearray, flag: int) -> Any:
+        """Decode the message (in a thread when it is large) and call the handler; runs
+        inside the guard chain, so nothing is decoded for a refused caller."""
+        if len(body) > OFFLOAD_BYTES or flag & 1:
+            req = await self.loop.run_in_executor(None, self._decode, call, body, flag)
+        else:
+            req = self._decode(call, body, flag)
+        del body
+        return await call.fn(req, None)
+
+    def _decode(self, call: Call, body: bytearray, flag: int) -> Any:
+        data: Any = memoryview(body)[5:]
+        if flag & 1:
+            assert call.encoding is not None
+            try:
+                data = inflate(data, call.encoding, self.service.max_message)
+            except OverflowError:
+                raise PayloadTooLargeError(_too_large(
+                    "decompressed request", None, self.service.max_message)) from None
+            except zlib.error as exc:
+                raise InvalidRequestError(f"cannot {call.encoding}-decompress the request "
+                                          f"message: {exc}.") from None
+        try:
+            return call.req_cls.FromString(data)
+        except DecodeError:
+            raise InvalidRequestError(f"the request is not a valid "
+                                      f"{call.req_cls.DESCRIPTOR.full_name} message.") from None
+        finally:
+            del data
 
     def on_reset(self, s: Stream) -> None:
         call = s.call

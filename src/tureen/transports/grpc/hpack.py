@@ -7,7 +7,13 @@ eviction, and Huffman-coded strings. A header block that does not change the dyn
 table is unchanged, so such blocks are cached by their bytes: clients send byte-identical
 blocks for every call after the first (grpcio indexes everything; nghttp2 sends ``:path``
 and ``content-length`` as literals without indexing). Any change to the table clears the
-cache; blocks with never-indexed (sensitive) fields are not kept.
+cache; blocks with never-indexed (sensitive) fields are not kept; the cache is bounded in
+bytes (``CACHE_BYTES``), not entries, and a block larger than ``CACHE_BLOCK`` is never kept.
+
+``decode(block, max_list_size)`` enforces the decoded size while decoding (RFC 9113 §6.5.2:
+each field counts name + value + 32): past the limit it keeps decoding only what keeps the
+dynamic table in sync, allocates nothing more, and raises ``HeaderListTooLarge`` at the end,
+so the connection stays usable and the stream can be refused on its own.
 
 ``Encoder`` uses only static-table indexes and literals without indexing, never Huffman:
 valid HPACK that needs no dynamic table state on the peer's side.
@@ -42,11 +48,22 @@ STATIC_TABLE: tuple[Header, ...] = (
 )
 _STATIC_LEN = len(STATIC_TABLE)
 ENTRY_OVERHEAD = 32
-_CACHE_LIMIT = 512
+CACHE_BYTES = 64 * 1024
+CACHE_BLOCK = 4096
 
 
 class HpackError(ValueError):
     """A header block that cannot be decoded (an HTTP/2 COMPRESSION_ERROR)."""
+
+
+class HeaderListTooLarge(Exception):  # noqa: N818 - a condition, not a coding error
+    """The decoded header list is over the limit; the block was still fully decoded (the
+    dynamic table is in sync), so only the stream is refused."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"header list of at least {size} bytes is over the limit of {limit}")
+        self.size = size
+        self.limit = limit
 
 
 def decode_int(data: bytes | bytearray | memoryview, pos: int, prefix: int) -> tuple[int, int]:
@@ -98,10 +115,15 @@ class Decoder:
         self.size = 0
         self.table: deque[tuple[str, str, int]] = deque()
         self._cache: dict[bytes, tuple[Header, ...]] = {}
+        self._cache_bytes = 0
+
+    def _clear_cache(self) -> None:
+        self._cache.clear()
+        self._cache_bytes = 0
 
     def _add(self, name: str, value: str) -> None:
         size = len(name) + len(value) + ENTRY_OVERHEAD
-        self._cache.clear()
+        self._clear_cache()
         if size > self.max_size:  # §4.4: an entry larger than the table empties it
             self.table.clear()
             self.size = 0
@@ -115,7 +137,7 @@ class Decoder:
         if new > self.max_allowed:
             raise HpackError(f"dynamic table size update to {new} exceeds the limit "
                              f"{self.max_allowed}")
-        self._cache.clear()
+        self._clear_cache()
         self.max_size = new
         while self.size > new:
             self.size -= self.table.pop()[2]
@@ -129,6 +151,14 @@ class Decoder:
                              f"({_STATIC_LEN + len(self.table)} entries)")
         name, value, _ = self.table[i]
         return name, value
+
+    def _skip(self, data: bytes, pos: int) -> int:
+        """The position after the string literal at ``pos``, without decoding it."""
+        length, pos = decode_int(data, pos, 7)
+        end = pos + length
+        if end > len(data):
+            raise HpackError("header block ends inside a string literal")
+        return end
 
     def _string(self, data: bytes, pos: int) -> tuple[str, int]:
         huff = data[pos] & 0x80 if pos < len(data) else 0
@@ -144,8 +174,9 @@ class Decoder:
                 raise HpackError(str(exc)) from None
         return raw.decode("latin-1"), end
 
-    def decode(self, block: bytes) -> tuple[Header, ...]:
-        """The headers of one complete header block, in order (do not mutate the result)."""
+    def decode(self, block: bytes, max_list_size: int | None = None) -> tuple[Header, ...]:
+        """The headers of one complete header block, in order (do not mutate the result).
+        Raises ``HeaderListTooLarge`` (after decoding all of it) past ``max_list_size``."""
         hit = self._cache.get(block)
         if hit is not None:
             return hit
@@ -153,37 +184,62 @@ class Decoder:
         pos, n = 0, len(block)
         cacheable = True
         changes = 0
+        size = 0
+        limit = max_list_size if max_list_size is not None else -1
+        over = False
         while pos < n:
             b = block[pos]
             if b & 0x80:  # §6.1 indexed field
                 index, pos = decode_int(block, pos, 7)
-                out.append(self._get(index))
+                field = self._get(index)
+                if not over:
+                    size += len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
+                    if limit >= 0 and size > limit:
+                        over = True
+                        out.clear()
+                    else:
+                        out.append(field)
                 continue
             if b & 0xE0 == 0x20:  # §6.3 dynamic table size update
-                if out:
+                if out or size:
                     raise HpackError("dynamic table size update after a header field")
-                size, pos = decode_int(block, pos, 5)
-                self._resize(size)
+                new, pos = decode_int(block, pos, 5)
+                self._resize(new)
                 changes += 1
                 continue
             indexing = b & 0x40  # §6.2.1 incremental indexing, else §6.2.2/§6.2.3
             if b & 0xF0 == 0x10:  # §6.2.3 never indexed: sensitive, not kept in the cache
                 cacheable = False
             index, pos = decode_int(block, pos, 6 if indexing else 4)
+            if over and not indexing:  # nothing to keep: step over the strings
+                if not index:
+                    pos = self._skip(block, pos)
+                pos = self._skip(block, pos)
+                continue
             if index:
                 name = self._get(index)[0]
             else:
                 name, pos = self._string(block, pos)
             value, pos = self._string(block, pos)
-            out.append((name, value))
             if indexing:
                 self._add(name, value)
                 changes += 1
+            if not over:
+                size += len(name) + len(value) + ENTRY_OVERHEAD
+                if limit >= 0 and size > limit:
+                    over = True
+                    out.clear()
+                else:
+                    out.append((name, value))
+        if over:
+            raise HeaderListTooLarge(size, limit)
         result = tuple(out)
-        if cacheable and not changes:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
+        if cacheable and not changes and len(block) <= CACHE_BLOCK:
+            cost = 2 * len(block) + size
+            if self._cache_bytes + cost > CACHE_BYTES:
+                self._clear_cache()
             self._cache[bytes(block)] = result
+            self._cache_bytes += cost
         return result
 
 

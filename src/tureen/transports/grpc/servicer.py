@@ -10,6 +10,7 @@ import grpc
 
 from tureen.error_codes import GrpcStatus
 from tureen.serving.dataplane import DataPlane
+from tureen.serving.fields import valid_value
 from tureen.serving.guard import GuardChain, RequestFailedError
 from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, InferenceServicer
 
@@ -46,7 +47,15 @@ def guarded(name: str, fn: Handler, chain: GuardChain) -> Handler:
     operation = f"/{SERVICE_NAME}/{name}"
 
     async def call(req: Any, ctx: grpc.aio.ServicerContext) -> Any:
-        md = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
+        md: dict[str, str] = {}
+        for k, v in ctx.invocation_metadata() or ():
+            if not isinstance(v, str):
+                continue
+            if not valid_value(v):  # grpc core lets CR, LF and NUL through: refuse them here
+                await ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, f"metadata {k[:40]!r} has a "
+                                "value with control characters or surrounding whitespace.")
+            seen = md.get(k)  # repeated keys are kept, joined as HTTP does
+            md[k] = v if seen is None else f"{seen}, {v}"
         gctx = chain.context("grpc", operation, md, peer=ctx.peer(), peer_cert=_peer_cert(ctx))
         ctx.set_trailing_metadata((("x-request-id", gctx.request_id),))
         try:

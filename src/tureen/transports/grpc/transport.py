@@ -8,6 +8,7 @@ from typing import Any
 
 from tureen.errors import ConfigError, PortInUseError
 from tureen.serving.transport import ServerParts
+from tureen.transports.grpc.h2calm import Budget, H2Limits
 from tureen.transports.grpc.h2server import H2Server, start_h2_server
 
 
@@ -29,9 +30,17 @@ class GrpcTransport:
         p, s = self.parts, self.parts.settings
         limit = int(s.limits.max_message_bytes)
         if self.implementation == "tureen":
+            lim = s.limits
+            limits = H2Limits(
+                limit + 5, max_header_list=int(lim.max_header_bytes),
+                budget=Budget(max(int(lim.max_buffered_bytes), limit + 5)),
+                handshake_timeout=lim.head_timeout_seconds,
+                body_timeout=lim.body_timeout_seconds, idle_timeout=lim.idle_timeout_seconds,
+                keepalive_interval=lim.keepalive_seconds)
             self._h2 = await start_h2_server(p.dataplane, max_message_bytes=limit,
                                              chain=p.chain, sock=p.sockets["grpc"],
-                                             ssl=p.ssl.get("grpc"))
+                                             ssl=p.ssl.get("grpc"), limits=limits,
+                                             max_connections=lim.max_connections)
             self.port = self._h2.port
             return
         import grpc
