@@ -326,3 +326,21 @@ async def test_header_table_size_setting_is_acknowledged_in_the_next_block() -> 
     assert frames[0][3][:1] == b"\x20"  # dynamic table size update to 0
     peer.dec.max_allowed = 0
     assert peer.dec.decode(frames[0][3]) == ((":status", "200"),)
+
+
+async def test_a_closed_connection_is_freed_without_the_cycle_collector() -> None:
+    """Issue 11 #6: closed connections' memory waited for a cyclic GC."""
+    import gc
+    import weakref
+
+    conn = Blob()
+    peer = await connect(conn)
+    peer.send(peer.headers(1), f.frame(f.DATA, f.END_STREAM, 1, b"x" * 1000))
+    ref = weakref.ref(conn)
+    gc.disable()
+    try:
+        conn.connection_lost(None)
+        del conn, peer
+        assert ref() is None, gc.get_referrers(ref())
+    finally:
+        gc.enable()

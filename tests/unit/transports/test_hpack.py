@@ -203,3 +203,29 @@ def test_encoder_output_decodes() -> None:
     d = Decoder()
     assert list(d.decode(block)) == headers[:1] and d.max_size == 0
     assert e.encode(headers[:1]) == b"\x88"  # owed once
+
+
+def test_decoded_size_is_enforced_while_decoding_and_the_table_stays_in_sync() -> None:
+    """Issue 11 #6: 1-byte references must not build a million-field list; the block is
+    still decoded to the end (its insertions reach the table) and then refused."""
+    from tureen.transports.grpc.hpack import HeaderListTooLarge
+
+    d = Decoder()
+    bomb = b"\x82" * 100_000 + b"\x40\x01k\x01v"  # then an insertion at the very end
+    with pytest.raises(HeaderListTooLarge):
+        d.decode(bomb, max_list_size=8192)
+    assert d.table[0][:2] == ("k", "v")  # in sync with the peer's encoder
+    assert d.decode(b"\xbe") == (("k", "v"),)
+
+
+def test_the_cache_is_bounded_in_bytes() -> None:
+    from tureen.transports.grpc import hpack
+
+    d = Decoder()
+    for i in range(2000):
+        value = f"{i:05d}" + "x" * 1000
+        d.decode(b"\x04" + encode_int(len(value), 7) + value.encode())  # :path literal
+        assert d._cache_bytes <= hpack.CACHE_BYTES
+    big = b"\x04" + encode_int(5000, 7) + b"y" * 5000
+    d.decode(big)
+    assert big not in d._cache  # larger than CACHE_BLOCK: never kept

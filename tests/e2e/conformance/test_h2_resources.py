@@ -1,0 +1,283 @@
+"""Issue 11 findings 3-7 (tureen's own HTTP/2 server) and 9-10 (both gRPC servers and REST),
+each as a bounded attack on a real server process: the server's memory stays under a
+ceiling and a legitimate client is served during the attack (each test < 30 s, loopback
+only). The limits are the fixture's (16 MiB messages, 64 MiB of request bytes per server,
+2 s handshake)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import grpc
+import numpy as np
+import pytest
+from tests.e2e.conformance.conftest import rss_mb
+from tests.e2e.conformance.h2peer import (
+    ENHANCE_YOUR_CALM,
+    PREFACE,
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    Peer,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    legit_call,
+    request_headers,
+)
+from tests.e2e.server_process import ServerProcess
+
+from tureen.codecs.pb import inference_pb2 as pb
+
+pytestmark = pytest.mark.slow
+
+
+@contextmanager
+def attacking(fn: Callable[[threading.Event], None], n: int = 1) -> Iterator[None]:
+    stop = threading.Event()
+    threads = [threading.Thread(target=fn, args=(stop,), daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+
+
+def served_during(target: str, seconds: float) -> int:
+    """Legitimate calls made one after another for ``seconds``; raises if one fails."""
+    end, n = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        assert legit_call(target, timeout=10), "a legitimate call failed during the attack"
+        n += 1
+        time.sleep(0.2)
+    return n
+
+
+def peak_rss(pid: int, seconds: float) -> float:
+    peak, end = 0.0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        peak = max(peak, rss_mb(pid))
+        time.sleep(0.1)
+    return peak
+
+
+def test_3_unfinished_request_bodies_are_bounded(own: ServerProcess) -> None:
+    """20 streams per connection send DATA as fast as flow control lets them and never end;
+    the server holds at most its body budget (64 MiB here), not 20 x the message size."""
+    def attack(stop: threading.Event) -> None:
+        with Peer(own.grpc_target, timeout=2) as p:
+            p.send(*[p.headers(2 * i + 1, request_headers()) for i in range(20)])
+            chunk = b"\0" * 16_000
+            p.sock.settimeout(0.5)
+            while not stop.is_set():
+                for i in range(20):
+                    try:
+                        p.send(DataFrame(2 * i + 1, chunk))
+                    except OSError:  # blocked by flow control (or closed): wait
+                        time.sleep(0.05)
+                        if stop.is_set():
+                            return
+
+    base = rss_mb(own.proc.pid)
+    with attacking(attack, n=3):
+        time.sleep(2)
+        assert served_during(own.grpc_target, 6) > 3
+        peak = peak_rss(own.proc.pid, 2)
+    assert peak - base < 250, f"RSS grew by {peak - base:.0f} MB"
+
+
+def test_4_a_peer_that_never_reads_cannot_grow_the_output(own: ServerProcess) -> None:
+    """PING flood, SETTINGS flood and unknown-method HEADERS on connections that never read
+    their answers: the server stops reading (or says GOAWAY), its memory stays flat."""
+    def flood(stop: threading.Event) -> None:
+        try:
+            with Peer(own.grpc_target, timeout=1) as p:
+                p.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sid = 1
+                while not stop.is_set():
+                    frames = [PingFrame(0, opaque_data=b"12345678") for _ in range(50)]
+                    frames += [SettingsFrame(0, settings={}) for _ in range(20)]
+                    for _ in range(20):
+                        frames.append(p.headers(sid, request_headers(path="/no/such/Method"),
+                                                end_stream=True))
+                        sid += 2
+                    p.send(*frames)
+        except OSError:
+            pass  # blocked or closed by the server: the point
+
+    base = rss_mb(own.proc.pid)
+    with attacking(flood, n=4):
+        time.sleep(2)
+        assert served_during(own.grpc_target, 5) > 3
+        peak = peak_rss(own.proc.pid, 1)
+    assert peak - base < 100, f"RSS grew by {peak - base:.0f} MB"
+
+
+def test_5_rapid_reset_is_cut_off_and_others_are_served(own: ServerProcess) -> None:
+    """HEADERS + DATA + RST_STREAM in a loop (CVE-2023-44487) on fresh connections."""
+    calm: list[int] = []
+
+    def attack(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                with Peer(own.grpc_target, timeout=2) as p:
+                    sid = 1
+                    while not stop.is_set() and sid < 20_000:
+                        frames = []
+                        for _ in range(50):
+                            frames += [p.headers(sid, request_headers()),
+                                       DataFrame(sid, b"\0\0\0\0\0"),
+                                       RstStreamFrame(sid, error_code=8)]
+                            sid += 2
+                        p.send(*frames)
+                    if p.outcome(1, timeout=1).goaway == ENHANCE_YOUR_CALM:
+                        calm.append(1)
+            except OSError:
+                continue
+
+    base = rss_mb(own.proc.pid)
+    with attacking(attack, n=2):
+        time.sleep(1)
+        assert served_during(own.grpc_target, 6) > 5
+        peak = peak_rss(own.proc.pid, 1)
+    assert peak - base < 100, f"RSS grew by {peak - base:.0f} MB"
+    assert calm, "no attacking connection was told to calm down"
+
+
+def test_6_hpack_expansion_is_bounded(own: ServerProcess) -> None:
+    """A 250 KiB header block of 1-byte references (250k fields if decoded) per stream:
+    refused without building the list; the loop keeps answering others."""
+    bomb = b"\x82" * 250_000
+
+    def attack(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                with Peer(own.grpc_target, timeout=2) as p:
+                    for sid in range(1, 41, 2):
+                        p.send(HeadersFrame(sid, bomb[:16_000], flags=set()),
+                               *[ContinuationFrame(sid, bomb[i:i + 16_000])
+                                 for i in range(16_000, len(bomb) - 16_000, 16_000)],
+                               ContinuationFrame(sid, bomb[-16_000:], flags={"END_HEADERS"}))
+                        if stop.is_set():
+                            break
+            except OSError:
+                continue
+
+    base = rss_mb(own.proc.pid)
+    with attacking(attack, n=2):
+        t = time.monotonic()
+        assert served_during(own.grpc_target, 6) > 3
+        assert time.monotonic() - t < 20
+        peak = peak_rss(own.proc.pid, 1)
+    assert peak - base < 100, f"RSS grew by {peak - base:.0f} MB"
+
+
+def test_7_half_open_connections_are_closed_and_capped(own: ServerProcess) -> None:
+    """Connections that send half a preface are closed after the handshake timeout."""
+    socks = []
+    for _ in range(30):
+        s = socket.create_connection(("127.0.0.1", own.grpc_port), timeout=10)
+        s.sendall(PREFACE[:10])
+        socks.append(s)
+    assert legit_call(own.grpc_target)
+    deadline = time.monotonic() + 6
+    closed = 0
+    for s in socks:
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            while s.recv(65536):  # whatever the server said before closing
+                pass
+            closed += 1
+        except OSError:  # reset by the server, or still open at the deadline
+            closed += s.fileno() != -1 and _was_reset(s)
+        s.close()
+    assert closed == 30
+
+
+def test_7_connection_cap_refuses_with_goaway(own: ServerProcess) -> None:
+    peers = [Peer(own.grpc_target, timeout=5) for _ in range(64)]
+    try:
+        with Peer(own.grpc_target, timeout=5) as extra:
+            out = extra.outcome(1, timeout=5)
+            assert out.goaway == ENHANCE_YOUR_CALM and b"connection limit" in out.goaway_debug
+    finally:
+        for p in peers:
+            p.close()
+    time.sleep(0.5)
+    assert legit_call(own.grpc_target)
+
+
+def _was_reset(s: socket.socket) -> bool:
+    try:
+        s.settimeout(0.01)
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except OSError:
+        return False
+
+
+def infer(target: str, inp: pb.ModelInferRequest.InferInputTensor, raw: bytes | None
+          ) -> grpc.StatusCode:
+    req = pb.ModelInferRequest(model_name="echo", inputs=[inp])
+    if raw is not None:
+        req.raw_input_contents.append(raw)
+    with grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 64 << 20)]) as ch:
+        call = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                              request_serializer=pb.ModelInferRequest.SerializeToString,
+                              response_deserializer=pb.ModelInferResponse.FromString)
+        try:
+            call(req, timeout=10)
+        except grpc.RpcError as exc:
+            return exc.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize(("shape", "raw"), [
+    ([300_000_000], b"\1\0\0\0a"), ([0, 2**62], b""), ([10**13], b"\0\0\0\0"),
+    ([1] * 40, b"\0\0\0\0"),
+])
+def test_9_10_bytes_shapes_are_checked_before_allocating(h2: ServerProcess, shape: list[int],
+                                                         raw: bytes) -> None:
+    """A 245-byte request claiming 3e8 BYTES elements allocated 2.3 GB; absurd shapes were
+    500/INTERNAL. Now both are INVALID_ARGUMENT at once, for REST and gRPC."""
+    base = rss_mb(h2.proc.pid)
+    inp = pb.ModelInferRequest.InferInputTensor(name="in", datatype="BYTES", shape=shape)
+    t = time.monotonic()
+    assert infer(h2.grpc_target, inp, raw) == grpc.StatusCode.INVALID_ARGUMENT
+    import httpx
+
+    body = {"inputs": [{"name": "in", "datatype": "BYTES", "shape": shape, "data": ["a"]}]}
+    r = httpx.post(f"{h2.url}/v2/models/echo/infer", json=body, timeout=10)
+    assert r.status_code == 400, r.text
+    head = b'{"inputs":[{"name":"in","datatype":"BYTES","shape":' + str(shape).encode() + \
+        b',"parameters":{"binary_data_size":' + str(len(raw)).encode() + b"}}]}"
+    r = httpx.post(f"{h2.url}/v2/models/echo/infer", content=head + raw, timeout=10,
+                   headers={"inference-header-content-length": str(len(head))})
+    assert r.status_code == 400, r.text
+    assert time.monotonic() - t < 5
+    assert rss_mb(h2.proc.pid) - base < 50
+
+
+def test_large_typed_contents_are_decoded_off_the_loop(own: ServerProcess) -> None:
+    """A 16 MiB message decodes in a thread: small calls keep being answered meanwhile."""
+    data = np.arange(3_000_000, dtype=np.float32)
+    inp = pb.ModelInferRequest.InferInputTensor(name="in", datatype="FP32",
+                                                shape=[len(data)])
+    inp.contents.fp32_contents.extend(data.tolist())
+    done: list[grpc.StatusCode] = []
+    t = threading.Thread(target=lambda: done.append(infer(own.grpc_target, inp, None)))
+    t.start()
+    assert served_during(own.grpc_target, 2) > 2
+    t.join(30)
+    assert done == [grpc.StatusCode.OK]
+
