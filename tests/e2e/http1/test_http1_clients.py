@@ -145,7 +145,8 @@ def test_raw_pipelining_in_order(served: Served) -> None:
         % (name, len(body), body)
         for name, body in [(b"sleepy", b'{"instances": [[0.2]]}'),
                            (b"m", b'{"instances": [[5]]}')])
-    got = raw(served.server.http_port, reqs + b"GET /v2 HTTP/1.1\r\nconnection: close\r\n\r\n",
+    got = raw(served.server.http_port, reqs + b"GET /v2 HTTP/1.1\r\nhost: t\r\n"
+                                              b"connection: close\r\n\r\n",
               b"extensions")
     first, second, third = (got.index(b'{"predictions":[1]}'), got.index(b"[[10]]"),
                             got.index(b"extensions"))
@@ -173,7 +174,7 @@ def test_limits_seen_by_real_clients(served: Served) -> None:
     assert r.status_code == 413 and "--max_request_mb" in r.json()["error"]
     assert r.headers["x-request-id"]
     got = raw(served.server.http_port,
-              b"GET / HTTP/1.1\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n", b"}")
+              b"GET / HTTP/1.1\r\nhost: t\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n", b"}")
     assert got.startswith(b"HTTP/1.1 431 ")
     got = raw(served.server.http_port, b"GARBAGE\r\n\r\n", b"}")
     assert got.startswith(b"HTTP/1.1 400 ")

@@ -225,11 +225,15 @@ async def test_grpc_aio_calls_pass_the_chain() -> None:
     from tureen.codecs.pb import inference_pb2 as pb
     from tureen.transports.grpc.servicer import InferenceServicer, guarded
 
-    aborted: list[Any] = []
+    class AbortedError(Exception):
+        pass
 
     class Ctx:
+        def __init__(self, md: tuple[tuple[str, str], ...]) -> None:
+            self.md, self.aborted, self.trailing = md, ("", ""), ()
+
         def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-            return (("x-request-id", "bad\nid"),)
+            return self.md
 
         def peer(self) -> str:
             return "ipv4:127.0.0.1:1"
@@ -238,18 +242,24 @@ async def test_grpc_aio_calls_pass_the_chain() -> None:
             return {}  # a plaintext call: no client certificate
 
         def set_trailing_metadata(self, md: Any) -> None:
-            aborted.append(md)
+            self.trailing = md
 
-        async def abort(self, code: Any, message: str) -> None:
-            aborted.append((code.name, message))
+        async def abort(self, code: Any, message: str) -> None:  # grpc.aio raises too
+            self.aborted = (code.name, message)
+            raise AbortedError
 
     dp = DataPlane()
     call = guarded("ServerLive", InferenceServicer(dp).ServerLive,
                    GuardChain([TokenAuth()]))
-    await call(pb.ServerLiveRequest(), Ctx())  # type: ignore[arg-type]
-    (trailing, (code, message)) = aborted
-    assert code == "UNAUTHENTICATED" and "Bearer" in message
-    assert "\n" not in dict(trailing)["x-request-id"]
+    ctx = Ctx((("x-request-id", "r-1"),))
+    with pytest.raises(AbortedError):
+        await call(pb.ServerLiveRequest(), ctx)  # type: ignore[arg-type]
+    assert ctx.aborted[0] == "UNAUTHENTICATED" and "Bearer" in ctx.aborted[1]
+    assert dict(ctx.trailing)["x-request-id"] == "r-1"
+    ctx = Ctx((("x-request-id", "bad\nid"), ("authorization", "Bearer good")))
+    with pytest.raises(AbortedError):  # grpc core lets the newline through; the servicer not
+        await call(pb.ServerLiveRequest(), ctx)  # type: ignore[arg-type]
+    assert ctx.aborted[0] == "INVALID_ARGUMENT" and "x-request-id" in ctx.aborted[1]
     dp.close()
 
 

@@ -203,7 +203,8 @@ async def test_pipelined_requests_wait_for_a_suspended_one() -> None:
     res = Resolver()
     res.gate = asyncio.get_running_loop().create_future()
     conn, t = connect(make_state(resolver=res))
-    conn.data_received(b"GET /slow/1 HTTP/1.1\r\n\r\n" + GET + b"GET /slow/2 HTTP/1.1\r\n\r\n")
+    conn.data_received(b"GET /slow/1 HTTP/1.1\r\nhost: t\r\n"
+                       b"\r\n" + GET + b"GET /slow/2 HTTP/1.1\r\nhost: t\r\n\r\n")
     assert t.out == b"" and res.calls == ["/slow/1"]
     res.gate.set_result(None)
     for _ in range(5):
@@ -215,7 +216,7 @@ async def test_pipelined_requests_wait_for_a_suspended_one() -> None:
 
 async def test_connection_close_and_http10() -> None:
     conn, t = connect(make_state())
-    conn.data_received(b"GET /echo HTTP/1.1\r\nconnection: close\r\n\r\n" + GET)
+    conn.data_received(b"GET /echo HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n" + GET)
     rs = parse(bytes(t.out))
     assert len(rs) == 1 and rs[0].headers["connection"] == "close" and t.closed
     conn, t = connect(make_state())
@@ -228,7 +229,7 @@ async def test_connection_close_and_http10() -> None:
 
 async def test_chunked_request_body() -> None:
     conn, t = connect(make_state())
-    conn.data_received(b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+    conn.data_received(b"POST /echo HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
                        b"5\r\nhello\r\n")
     assert t.out == b""
     conn.data_received(b"6\r\n world\r\n0\r\n\r\n")
@@ -238,7 +239,8 @@ async def test_chunked_request_body() -> None:
 
 async def test_expect_100_continue() -> None:
     conn, t = connect(make_state())
-    conn.data_received(b"POST /echo HTTP/1.1\r\nexpect: 100-continue\r\ncontent-length: 3\r\n\r\n")
+    conn.data_received(b"POST /echo HTTP/1.1\r\nhost: t\r\n"
+                       b"expect: 100-continue\r\ncontent-length: 3\r\n\r\n")
     assert bytes(t.out) == b"HTTP/1.1 100 Continue\r\n\r\n"
     conn.data_received(b"abc")
     assert parse(bytes(t.out)[25:])[0].json()["len"] == 3
@@ -246,7 +248,8 @@ async def test_expect_100_continue() -> None:
 
 async def test_body_limit_on_content_length_is_413_before_reading() -> None:
     conn, t = connect(make_state(max_body=10))
-    conn.data_received(b"POST /echo HTTP/1.1\r\nexpect: 100-continue\r\ncontent-length: 11\r\n\r\n")
+    conn.data_received(b"POST /echo HTTP/1.1\r\nhost: t\r\n"
+                       b"expect: 100-continue\r\ncontent-length: 11\r\n\r\n")
     r = parse(bytes(t.out))[0]
     assert r.status == 413 and b"100 Continue" not in t.out
     assert "11 bytes" in r.json()["error"] and "raise the test limit" in r.json()["error"]
@@ -255,7 +258,7 @@ async def test_body_limit_on_content_length_is_413_before_reading() -> None:
 
 async def test_body_limit_while_streaming_chunks() -> None:
     conn, t = connect(make_state(max_body=10))
-    conn.data_received(b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+    conn.data_received(b"POST /echo HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
                        b"8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n")
     r = parse(bytes(t.out))[0]
     assert r.status == 413 and "limit of 10 bytes" in r.json()["error"]
@@ -263,7 +266,7 @@ async def test_body_limit_while_streaming_chunks() -> None:
 
 async def test_streamed_body_over_the_limit_in_asgi_is_413() -> None:
     conn, t = connect(make_state(max_body=10))
-    conn.data_received(b"POST /asgi HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+    conn.data_received(b"POST /asgi HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
                        b"8\r\n12345678\r\n")
     await asyncio.sleep(0)
     conn.data_received(b"8\r\n12345678\r\n0\r\n\r\n")
@@ -274,7 +277,7 @@ async def test_streamed_body_over_the_limit_in_asgi_is_413() -> None:
 
 async def test_header_limit_is_431() -> None:
     conn, t = connect(make_state(max_header=200))
-    conn.data_received(GET + b"GET /echo HTTP/1.1\r\nx-big: " + b"a" * 300 + b"\r\n\r\n")
+    conn.data_received(GET + b"GET /echo HTTP/1.1\r\nhost: t\r\nx-big: " + b"a" * 300 + b"\r\n\r\n")
     rs = parse(bytes(t.out))
     assert [r.status for r in rs] == [200, 431]
     assert "headers exceed 200 bytes" in rs[1].json()["error"]
@@ -282,13 +285,15 @@ async def test_header_limit_is_431() -> None:
 
 async def test_header_limit_across_reads_of_one_huge_header() -> None:
     conn, t = connect(make_state(max_header=200))
-    conn.data_received(b"GET /echo HTTP/1.1\r\nx-big: ")
+    conn.data_received(b"GET /echo HTTP/1.1\r\nhost: t\r\nx-big: ")
     conn.data_received(b"a" * 300)
     assert parse(bytes(t.out))[0].status == 431
 
 
-@pytest.mark.parametrize("junk", [b"NOT HTTP\r\n\r\n", b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
-                                  b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+@pytest.mark.parametrize("junk", [b"NOT HTTP\r\n\r\n", b"GET / HTTP/1.1\r\nhost: t\r\n"
+                                                       b"bad header\r\n\r\n",
+                                  b"POST /echo HTTP/1.1\r\nhost: t\r\n"
+                                  b"transfer-encoding: chunked\r\n\r\n"
                                   b"zz\r\n"])
 async def test_malformed_request_is_400_and_close(junk: bytes) -> None:
     conn, t = connect(make_state())
@@ -300,7 +305,7 @@ async def test_malformed_request_is_400_and_close(junk: bytes) -> None:
 
 async def test_head_sends_no_body() -> None:
     conn, t = connect(make_state())
-    conn.data_received(b"HEAD /echo HTTP/1.1\r\n\r\n" + GET)
+    conn.data_received(b"HEAD /echo HTTP/1.1\r\nhost: t\r\n\r\n" + GET)
     raw = bytes(t.out)
     first_end = raw.index(b"\r\n\r\n") + 4
     assert b"content-length: 22" in raw[:first_end]
@@ -309,7 +314,8 @@ async def test_head_sends_no_body() -> None:
 
 async def test_body_parts_and_handler_errors() -> None:
     conn, t = connect(make_state())
-    conn.data_received(b"GET /parts HTTP/1.1\r\n\r\nGET /boom HTTP/1.1\r\n\r\n")
+    conn.data_received(b"GET /parts HTTP/1.1\r\nhost: t\r\n"
+                       b"\r\nGET /boom HTTP/1.1\r\nhost: t\r\n\r\n")
     rs = parse(bytes(t.out))
     assert rs[0].body == b"abcd" and rs[0].headers["content-length"] == "4"
     assert rs[1].status == 500 and b"secret" not in rs[1].body
@@ -319,7 +325,7 @@ async def test_disconnect_drops_a_native_result() -> None:
     res = Resolver()
     res.gate = asyncio.get_running_loop().create_future()
     conn, t = connect(make_state(resolver=res))
-    conn.data_received(b"GET /slow/1 HTTP/1.1\r\n\r\n")
+    conn.data_received(b"GET /slow/1 HTTP/1.1\r\nhost: t\r\n\r\n")
     conn.connection_lost(None)
     t.closed = True
     res.gate.set_result(None)
@@ -330,7 +336,8 @@ async def test_disconnect_drops_a_native_result() -> None:
 
 async def test_disconnect_reaches_an_asgi_app() -> None:
     conn, _t = connect(make_state())
-    conn.data_received(b"POST /wait-disconnect HTTP/1.1\r\ncontent-length: 10\r\n\r\nabc")
+    conn.data_received(b"POST /wait-disconnect HTTP/1.1\r\nhost: t\r\n"
+                       b"content-length: 10\r\n\r\nabc")
     await asyncio.sleep(0)
     conn.connection_lost(None)
     for _ in range(5):
@@ -340,8 +347,8 @@ async def test_disconnect_reaches_an_asgi_app() -> None:
 
 async def test_asgi_fallback_and_streaming_response() -> None:
     conn, t = connect(make_state())
-    conn.data_received(b"POST /other%20path?q=1 HTTP/1.1\r\ncontent-length: 2\r\n\r\nhi"
-                       b"GET /stream HTTP/1.1\r\n\r\n" + GET)
+    conn.data_received(b"POST /other%20path?q=1 HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\nhi"
+                       b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\n" + GET)
     for _ in range(10):
         await asyncio.sleep(0)
     rs = parse(bytes(t.out))
@@ -365,7 +372,7 @@ async def test_many_pipelined_requests_pause_reading() -> None:
     res = Resolver()
     res.gate = asyncio.get_running_loop().create_future()
     conn, t = connect(make_state(resolver=res))
-    conn.data_received(b"GET /slow/1 HTTP/1.1\r\n\r\n" + GET * 40)
+    conn.data_received(b"GET /slow/1 HTTP/1.1\r\nhost: t\r\n\r\n" + GET * 40)
     assert not t.reading
     res.gate.set_result(None)
     for _ in range(5):
@@ -375,7 +382,7 @@ async def test_many_pipelined_requests_pause_reading() -> None:
 
 async def test_without_an_app_unclaimed_paths_are_404() -> None:
     conn, t = connect(make_state(app=None))
-    conn.data_received(b"GET /nowhere HTTP/1.1\r\n\r\n")
+    conn.data_received(b"GET /nowhere HTTP/1.1\r\nhost: t\r\n\r\n")
     assert parse(bytes(t.out))[0].status == 404
 
 
@@ -388,7 +395,7 @@ async def test_keep_alive_timeout_closes_idle_connections_only() -> None:
     res = server.resolver
     assert isinstance(res, Resolver)
     res.gate = asyncio.get_running_loop().create_future()
-    busy.data_received(b"GET /slow/1 HTTP/1.1\r\n\r\n")
+    busy.data_received(b"GET /slow/1 HTTP/1.1\r\nhost: t\r\n\r\n")
     await asyncio.sleep(0.3)
     assert ti.closed and not tb.closed
     res.gate.set_result(None)
@@ -403,7 +410,7 @@ async def test_lifespan_and_graceful_drain() -> None:
     assert server.state is not None and server.state.lifespan_state == {"started": True}
     _idle, ti = connect(server.state)
     busy, tb = connect(server.state)
-    busy.data_received(b"GET /slow/1 HTTP/1.1\r\n\r\n")
+    busy.data_received(b"GET /slow/1 HTTP/1.1\r\nhost: t\r\n\r\n")
     drain = asyncio.create_task(server.shutdown(grace=5))
     await asyncio.sleep(0.01)
     assert ti.closed and not tb.closed  # idle closed at once, in-flight request goes on
@@ -420,6 +427,6 @@ async def test_drain_grace_expires_and_cancels() -> None:
     await server.start()
     assert server.state is not None
     busy, tb = connect(server.state)
-    busy.data_received(b"GET /slow/1 HTTP/1.1\r\n\r\n")
+    busy.data_received(b"GET /slow/1 HTTP/1.1\r\nhost: t\r\n\r\n")
     await server.shutdown(grace=0.1)
     assert tb.closed and tb.out == b"" and not busy.tasks

@@ -1,5 +1,11 @@
 """The ASGI side (spec 3.0, HTTP 2.4 and lifespan): one ``Cycle`` per request not claimed
-by the native resolver, and ``Lifespan`` for the app's startup/shutdown hooks."""
+by the native resolver, and ``Lifespan`` for the app's startup/shutdown hooks.
+
+What the app sends is checked before it reaches the wire: header names and values must be
+valid HTTP fields (no CR/LF: a 500 instead), a body must match the app's Content-Length
+(more is refused; less ends the connection), 1xx/204/304 responses and HEAD answers carry
+no body, and an HTTP/1.0 client never gets chunked framing (the body ends with the
+connection instead)."""
 
 from __future__ import annotations
 
@@ -34,6 +40,9 @@ class Cycle:
         self.started = False
         self.done = False
         self.chunked = False
+        self.no_body = False
+        self.length: int | None = None  # the app's Content-Length
+        self.sent = 0  # body bytes written
         self.close = not req.keep_alive
         self.status = 200
         self.headers: list[tuple[bytes, bytes]] = []
@@ -98,8 +107,8 @@ class Cycle:
             if self.gone or self.done or self.conn.closed:
                 return _DISCONNECT
             if req.body or req.complete:
-                body = req.body[0] if len(req.body) == 1 else b"".join(req.body)
-                req.body = []
+                body = bytes(req.body)
+                req.body = bytearray()
                 req.buffered = 0
                 if self.conn.read_paused:
                     self.conn.update_reading()
@@ -135,9 +144,16 @@ class Cycle:
         more: bool = message.get("more_body", False)
         write = conn.transport.write
         if not self.head_sent:
+            head = self._head(len(body), more)
             self.head_sent = True
-            write(self._head(len(body), more))
-        if self.req.is_head:
+            write(head)
+        self.sent += len(body)
+        if self.length is not None and self.sent > self.length:
+            self.done = True
+            self.close = True
+            raise RuntimeError(f"the app sent {self.sent} body bytes after declaring "
+                               f"Content-Length {self.length}")
+        if self.req.is_head or self.no_body:
             pass
         elif self.chunked:
             if body:
@@ -148,6 +164,11 @@ class Cycle:
             write(body)
         if not more:
             self.done = True
+            if self.length is not None and self.sent < self.length and not self.no_body \
+                    and not self.req.is_head:
+                log.error("the app sent %d of the %d body bytes it declared for %s %s",
+                          self.sent, self.length, self.req.method, self.req.path)
+                conn.close()  # the client would wait for the rest: end it here
         else:
             await conn.drain()
 
@@ -157,8 +178,12 @@ class Cycle:
         extra: list[tuple[bytes, bytes]] = []
         for name, value in self.headers:
             n = name.lower()
+            if not response.valid_field(n, value):
+                raise RuntimeError(f"the app sent an invalid header {n[:40]!r} (control "
+                                   "characters or not a token)")
             if n == b"content-length":
                 length = int(value)
+                self.length = length
             elif n == b"content-type":
                 ctype = value
             elif n == b"connection":
@@ -169,13 +194,17 @@ class Cycle:
             else:
                 extra.append((n, value))
         if length is None:
-            if more:
-                self.chunked = True
-            else:
+            if not more:
                 length = first_len
+            elif self.req.version == "1.1":
+                self.chunked = True
+            else:  # HTTP/1.0 has no chunked framing: the body ends with the connection
+                self.close = True
         if self.status in (204, 304) or self.status < 200:
             length = -1  # no framing header: these responses have no body (RFC 9110 §8.6)
             self.chunked = False
+            self.no_body = True
+            self.length = None
         close = self.close or self.conn.state.draining
         return response.head(self.status, ctype, length, extra, close)
 

@@ -21,7 +21,7 @@ Headers = dict[str, str]
 Body = bytes | list[bytes | memoryview]
 #: (status, body, content type, extra headers)
 Reply = tuple[int, Body, bytes, list[tuple[bytes, bytes]]]
-NativeHandler = Callable[[Headers, bytes], Awaitable[Reply]]
+NativeHandler = Callable[[Headers, bytes | bytearray], Awaitable[Reply]]
 
 
 @runtime_checkable

@@ -5,6 +5,11 @@ request runs once its whole body is in, through ``start_eager`` — when its han
 suspends, the response is written inside ``data_received`` with no Task. Anything else runs
 as an ASGI cycle (``asgi.Cycle``) that streams the body. Limit violations and malformed
 input queue a canned error response after the requests before them, then close.
+
+A request head must arrive within ``head_timeout`` and its body within ``body_timeout``
+(408 and close, however slowly the bytes trickle in); an HTTP/1.1 request needs exactly one
+``Host``; ``Expect: 100-continue`` is honoured for HTTP/1.1 only. A body is kept in one
+bytearray, so tiny chunks cost their bytes, not an object each.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ class Request:
         self.headers: dict[str, str] = {}
         self.keep_alive = True
         self.handler: NativeHandler | None = None
-        self.body: list[bytes] = []
+        self.body = bytearray()
         self.size = 0  # body bytes received
         self.buffered = 0  # body bytes not yet handed to the app
         self.complete = False
@@ -71,8 +76,10 @@ class Connection(asyncio.Protocol):
         self.parsing: Request | None = None
         self.url = b""
         self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.head_bytes = 0
+        self.head_bytes = 0  # raw bytes of an unfinished head (a head that never ends)
+        self.head_size = 0  # request line and header bytes of the current head
         self.in_head = False
+        self.began = False  # a message began during the current read
         self.closed = False
         self.stopped = False  # a fatal response is queued: parser output is ignored
         self.discarding = False  # fatal response sent; reading on until the client goes
@@ -80,6 +87,8 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.advancing = False
         self.idle_ticks = 0
+        self.head_since = state.loop.time()  # when the head being read began
+        self.body_since = 0.0  # when the body being read began
         self.waiters: list[asyncio.Future[None]] = []
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: tuple[str, int] | None = None
@@ -89,6 +98,14 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if len(self.state.connections) >= self.state.max_connections:
+            log.warning("refusing an HTTP connection: %d are open (the limit)",
+                        len(self.state.connections))
+            self.closed = True
+            transport.write(response.error_response(  # type: ignore[attr-defined]
+                503, "this server has its limit of connections open; retry shortly."))
+            transport.close()
+            return
         self.state.connections.add(self)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
@@ -109,11 +126,9 @@ class Connection(asyncio.Protocol):
         self.idle_ticks = 0
         if self.discarding or self.stopped:
             return
-        if self.in_head:
-            self.head_bytes += len(data)
-            if self.head_bytes > self.state.max_header_bytes:
-                self._header_too_large()
-                return
+        if not self.in_head and self.parsing is None:
+            self.head_since = self.loop.time()  # the first bytes of a new head
+        self.began = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -124,6 +139,12 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fatal(400, f"malformed HTTP/1.1 request ({exc}); fix the client's request "
                              "line, headers or chunked framing.")
+        else:
+            # an unfinished head that began before this read: all of ``data`` belongs to it
+            if self.in_head and not self.began:
+                self.head_bytes += len(data)
+                if self.head_bytes > self.state.max_header_bytes:
+                    self._header_too_large()
         self.update_reading()
 
     def pause_writing(self) -> None:
@@ -145,15 +166,17 @@ class Connection(asyncio.Protocol):
         self.url = b""
         self.raw_headers = []
         self.head_bytes = 0
+        self.head_size = 0
         self.in_head = True
+        self.began = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.head_bytes += len(url)
+        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value) + 4
-        if self.head_bytes > self.state.max_header_bytes:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.state.max_header_bytes:
             self._header_too_large()
             return
         self.raw_headers.append((name.lower(), value))
@@ -184,7 +207,12 @@ class Connection(asyncio.Protocol):
         req.handler = resolver.resolve(method, path) if resolver is not None else None
         if req.handler is None and self.state.app is None:
             req.handler = self.state.not_found
-        req.expect = headers.get("expect", "").lower() == "100-continue"
+        if req.version == "1.1" and sum(k == b"host" for k, _ in self.raw_headers) != 1:
+            self._fatal(400, "an HTTP/1.1 request needs exactly one Host header; add it.")
+            return
+        req.expect = (req.version == "1.1"
+                      and headers.get("expect", "").lower() == "100-continue")
+        self.body_since = self.loop.time()
         cl = headers.get("content-length")
         if cl is not None and cl.isdigit() and int(cl) > self.state.max_body_bytes:
             req.canned = self._too_large(int(cl), headers)
@@ -207,7 +235,7 @@ class Connection(asyncio.Protocol):
             else:
                 self._advance()
             return
-        req.body.append(body)
+        req.body += body
         req.buffered += len(body)
         if req.cycle is not None:
             req.cycle.wake()
@@ -255,9 +283,8 @@ class Connection(asyncio.Protocol):
             self.advancing = False
 
     def _run_native(self, req: Request, handler: NativeHandler) -> None:
-        body = req.body
-        data = body[0] if len(body) == 1 else b"".join(body)
-        req.body = []
+        data = req.body
+        req.body = bytearray()
         done = functools.partial(self._native_done, req)
         try:
             coro = handler(req.headers, data)
@@ -285,9 +312,23 @@ class Connection(asyncio.Protocol):
             log.error("native handler for %s %s failed", req.method, req.path, exc_info=exc)
             reply = (500, b'{"error":"internal server error; see the server log."}',
                      b"application/json", [])
+        try:
+            self._write_reply(req, reply)
+        except ValueError as exc:  # an invalid header from the handler: never sent
+            log.error("reply to %s %s not sent: %s", req.method, req.path, exc)
+            self.transport.write(response.error_response(
+                500, "internal server error; see the server log."))
+            self.finish(req, True)
+
+    def _write_reply(self, req: Request, reply: Reply) -> None:
         status, body, ctype, extra = reply
         close = not req.keep_alive or self.state.draining
         write = self.transport.write
+        if status in (204, 304):  # no body, and (204) no length (RFC 9110 §8.6, §15.3.5)
+            write(response.head(status, None, -1 if status == 204 else len(body), extra,
+                                close))
+            self.finish(req, close)
+            return
         if isinstance(body, bytes):
             h = response.head(status, ctype, len(body), extra, close)
             if req.is_head or not body:
@@ -396,13 +437,28 @@ class Connection(asyncio.Protocol):
         """Nothing to answer (a partly received request head has nothing to lose)."""
         return not self.queue
 
-    def sweep(self, timeout_ticks: int) -> None:
-        """Once a second: close a connection idle for ``timeout_ticks`` sweeps, and one that
-        is only draining the input after a fatal response."""
+    def sweep(self, timeout_ticks: int, now: float) -> None:
+        """Once a second: close a connection idle for ``timeout_ticks`` sweeps, one that is
+        only draining the input after a fatal response, and one whose request head or body
+        is late (408)."""
         if self.discarding or not self.queue:
             self.idle_ticks += 1
             if self.idle_ticks >= (1 if self.discarding else timeout_ticks):
                 self.close()
+                return
+        state = self.state
+        if self.in_head and now - self.head_since > state.head_timeout:
+            self._late(f"the request head did not arrive within {state.head_timeout:g} s")
+        elif (self.parsing is not None and not self.parsing.complete
+              and now - self.body_since > state.body_timeout):
+            self._late(f"the request body did not arrive within {state.body_timeout:g} s")
+
+    def _late(self, what: str) -> None:
+        req = self.parsing
+        if self.stopped or (req is not None and (req.running or req.cycle is not None)):
+            self.close()  # its answer may have started: all that is left is to hang up
+            return
+        self._fatal(408, f"{what}; send requests at once.")
 
     def close(self) -> None:
         if not self.closed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http
+import re
 import time
 from email.utils import formatdate
 
@@ -14,6 +15,15 @@ _STATUS: dict[int, bytes] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in http.HTTPStatus
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
+
+
+def valid_field(name: bytes, value: bytes) -> bool:
+    """RFC 9110 field syntax (the bytes twin of ``tureen.serving.fields``)."""
+    return _NAME.fullmatch(name) is not None and _VALUE.fullmatch(value) is not None
 
 
 def status_line(status: int) -> bytes:
@@ -56,6 +66,8 @@ def head(
     elif length >= 0:
         parts.append(b"content-length: %d\r\n" % length)
     for name, value in extra:
+        if not valid_field(name, value):
+            raise ValueError(f"refusing to send header {name[:40]!r}: not a valid HTTP field")
         parts.append(name + b": " + value + b"\r\n")
     if close:
         parts.append(b"connection: close\r\n")

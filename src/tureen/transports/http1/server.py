@@ -1,5 +1,5 @@
-"""``HTTPServer``: listening, the once-a-second sweep (keep-alive timeout, Date header),
-ASGI lifespan, and graceful shutdown.
+"""``HTTPServer``: listening, the once-a-second sweep (keep-alive, head and body deadlines,
+Date header), the connection cap, ASGI lifespan, and graceful shutdown.
 
     server = HTTPServer(app, resolver=app)        # app: ASGI; resolver: NativeResolver
     await server.start(sock)                       # an already bound, listening socket
@@ -27,7 +27,7 @@ DEFAULT_MAX_BODY = 64 * 1024 * 1024
 DEFAULT_MAX_HEADER = 64 * 1024
 
 
-async def _not_found(headers: Headers, body: bytes) -> Reply:
+async def _not_found(headers: Headers, body: bytes | bytearray) -> Reply:
     return 404, b'{"error":"no such route on this server."}', b"application/json", []
 
 
@@ -35,7 +35,9 @@ class ServerState:
     """What every connection of one server shares."""
 
     def __init__(self, app: ASGIApp | None, resolver: NativeResolver | None,
-                 max_body_bytes: int, max_header_bytes: int, body_limit_advice: str) -> None:
+                 max_body_bytes: int, max_header_bytes: int, body_limit_advice: str,
+                 head_timeout: float = 10.0, body_timeout: float = 60.0,
+                 max_connections: int = 1000) -> None:
         self.loop = asyncio.get_running_loop()
         self.app = app
         self.resolver = resolver
@@ -43,6 +45,9 @@ class ServerState:
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
         self.body_limit_advice = body_limit_advice
+        self.head_timeout = head_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = max_connections
         self.draining = False
         self.connections: set[Connection] = set()
         self.lifespan_state: dict[str, Any] = {}
@@ -59,6 +64,9 @@ class HTTPServer:
         keep_alive_timeout: float = 5.0,
         body_limit_advice: str = "send a smaller body or raise the server's max_body_bytes",
         lifespan: bool = True,
+        head_timeout: float = 10.0,
+        body_timeout: float = 60.0,
+        max_connections: int = 1000,
     ) -> None:
         """``app`` answers what ``resolver`` does not claim (with neither, every request is a
         404). ``resolver`` defaults to ``app`` when the app is a ``NativeResolver``."""
@@ -70,6 +78,9 @@ class HTTPServer:
         self.max_header_bytes = max_header_bytes
         self.keep_alive_timeout = keep_alive_timeout
         self.body_limit_advice = body_limit_advice
+        self.head_timeout = head_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = max_connections
         self.use_lifespan = lifespan and app is not None
         self.state: ServerState | None = None
         self._server: asyncio.Server | None = None
@@ -91,7 +102,9 @@ class HTTPServer:
         with ``ssl``, over TLS."""
         loop = asyncio.get_running_loop()
         state = self.state = ServerState(self.app, self.resolver, self.max_body_bytes,
-                                         self.max_header_bytes, self.body_limit_advice)
+                                         self.max_header_bytes, self.body_limit_advice,
+                                         self.head_timeout, self.body_timeout,
+                                         self.max_connections)
         if self.use_lifespan and self.app is not None:
             self._lifespan = Lifespan(self.app, state.lifespan_state)
             await self._lifespan.startup()
@@ -107,11 +120,13 @@ class HTTPServer:
         interval = min(1.0, self.keep_alive_timeout)
         ticks = max(1, math.ceil(self.keep_alive_timeout / interval - 1e-9))
         assert self.state is not None
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
             response.DATE.refresh()
+            now = loop.time()
             for conn in list(self.state.connections):
-                conn.sweep(ticks)
+                conn.sweep(ticks, now)
 
     async def shutdown(self, grace: float = 30.0) -> None:
         """Stop accepting, close idle connections, let requests in flight finish for up to
