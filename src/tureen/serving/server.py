@@ -11,9 +11,11 @@ SIGTERM/SIGINT stop accepting, drain requests in flight (up to ``grace_seconds``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -118,6 +120,7 @@ class ModelServer:
     def start(self, models: Sequence[Model] = ()) -> None:
         """Serve ``models`` (and the model repository) until SIGTERM/SIGINT. Blocks."""
         _configure_logging(self.settings.log_level)
+        _raise_file_limit()
         self.bind()
         try:
             if self.settings.workers == 1:
@@ -262,6 +265,15 @@ class ModelServer:
             self.stop()
             return
         log.warning("ready: serving %s", sorted(dp.repository.names()))
+
+
+def _raise_file_limit() -> None:
+    """Let the process open as many sockets as the system allows: the connection caps, not
+    a default soft limit of 1024 descriptors, decide when clients are refused."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def _write_metrics(metrics: Metrics) -> None:

@@ -91,7 +91,7 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-SERVERS = {"own": (), "grpcio": ("--grpc_server", "grpcio", "--http_server", "uvicorn")}
+SERVERS = {"own": (), "fallback": ("--grpc_server", "grpcio", "--http_server", "uvicorn")}
 
 
 @pytest.fixture(scope="session", params=list(SERVERS))

@@ -192,7 +192,7 @@ CASES: dict[str, tuple[Case, tuple[str, int] | tuple[str, str]]] = {
 }
 
 
-#: what grpc.aio (the fallback) accepts: framing details grpc core does not check; header
+#: what grpc.aio (the fallback server) accepts: framing details grpc core does not check; header
 #: values with control characters are refused by tureen's servicer on both servers
 GRPCIO_LENIENT = {"connection-header", "transfer-encoding", "content-length-mismatch",
                   "header-list-too-large", "data-on-closed-stream"}

@@ -253,6 +253,11 @@ class RestApp:
         path: str = scope["path"]
         method: str = scope["method"]
         headers: Headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        if scope.get("http_version") == "1.1" and sum(
+                k == b"host" for k, _ in scope["headers"]) != 1:
+            await _send_error(send, 400, "an HTTP/1.1 request needs exactly one Host header; "
+                                         "add it.")
+            return
         client = scope.get("client")
         peer = f"{client[0]}:{client[1]}" if client else None
         match = self._match(path)
@@ -449,6 +454,14 @@ class RestApp:
     async def _metrics(self, headers: Headers, body: Raw) -> Reply:
         text = self.dataplane.metrics.render().encode()
         return 200, text, b"text/plain; version=0.0.4; charset=utf-8", []
+
+
+async def _send_error(send: Send, status: int, message: str) -> None:
+    body = orjson.dumps({"error": message})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", JSON), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _error(status: int, message: str, detail: bool) -> Reply:

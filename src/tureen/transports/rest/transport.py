@@ -1,4 +1,9 @@
-"""REST as a ``Transport``: the REST app on tureen's HTTP/1.1 server or on uvicorn."""
+"""REST as a ``Transport``: the REST app on tureen's HTTP/1.1 server or on uvicorn.
+
+Both get the same limits from ``serving.limits``: body size, head and body deadlines
+(uvicorn through ``DeadlineProtocol``, its httptools protocol with the two timers added) and
+a connection cap (uvicorn: ``limit_concurrency``, 503 beyond it).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections.abc import Generator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tureen.serving.transport import ServerParts
 from tureen.transports.http1 import HTTPServer
@@ -23,6 +29,78 @@ class _Uvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+class DeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for the request head (from the first
+    byte, or the connection, to the end of the headers) and one for the body: a client that
+    trickles bytes gets 408 and is closed instead of holding the connection forever."""
+
+    head_timeout = 10.0
+    body_timeout = 60.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._arm_head()
+
+    def _arm_head(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout, self._late,
+                                                    "request head")
+
+    def _cancel(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_head()
+
+    def on_headers_complete(self) -> None:
+        if self.parser.get_http_version() == "1.0":
+            self.expect_100_continue = False  # RFC 9110 §10.1.1: ignored for HTTP/1.0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._body_timer = self.loop.call_later(self.body_timeout, self._late, "request body")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        super().connection_lost(exc)
+
+    def _late(self, what: str) -> None:
+        self._cancel()
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
+            limit = self.head_timeout if what == "request head" else self.body_timeout
+            body = (b'{"error":"the ' + what.encode() + b" did not arrive within " +
+                    f"{limit:g}".encode() + b' s; send requests at once."}')
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: "
+                                 b"application/json\r\nconnection: close\r\n"
+                                 b"content-length: " + str(len(body)).encode() +
+                                 b"\r\n\r\n" + body)
+        if cycle is not None:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
+
+
+def deadline_protocol(head_timeout: float, body_timeout: float) -> type[DeadlineProtocol]:
+    return type("DeadlineProtocol", (DeadlineProtocol,),
+                {"head_timeout": head_timeout, "body_timeout": body_timeout})
 
 
 class HttpTransport:
@@ -48,17 +126,24 @@ class HttpTransport:
     async def start(self) -> None:
         s = self.parts.settings
         if self.implementation == "tureen":
+            lim = s.limits
             self._native = HTTPServer(
-                self.app, max_body_bytes=int(s.limits.max_request_bytes),
-                keep_alive_timeout=s.limits.keep_alive_seconds,
+                self.app, max_body_bytes=int(lim.max_request_bytes),
+                max_header_bytes=int(lim.max_header_bytes),
+                keep_alive_timeout=lim.keep_alive_seconds,
                 body_limit_advice="send smaller batches or raise --max_request_mb",
+                head_timeout=lim.head_timeout_seconds, body_timeout=lim.body_timeout_seconds,
+                max_connections=lim.max_connections,
             )
             await self._native.start(self.sock, ssl=self.parts.ssl.get("http"))
             return
+        lim = s.limits
         config = uvicorn.Config(
-            self.app, http="httptools", loop="none", lifespan="on", access_log=False,
-            log_level=s.log_level, timeout_graceful_shutdown=int(s.grace_seconds),
-            log_config=None, timeout_keep_alive=int(s.limits.keep_alive_seconds),
+            self.app, http=deadline_protocol(lim.head_timeout_seconds, lim.body_timeout_seconds),
+            loop="none", lifespan="on", access_log=False, log_level=s.log_level,
+            timeout_graceful_shutdown=int(s.grace_seconds), log_config=None,
+            timeout_keep_alive=int(lim.keep_alive_seconds),
+            limit_concurrency=lim.max_connections,
         )
         config.load()
         config.ssl = self.parts.ssl.get("http")

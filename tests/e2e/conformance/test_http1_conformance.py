@@ -1,0 +1,148 @@
+"""HTTP/1.1 (RFC 9110/9112) on both shipped HTTP/1.1 servers — tureen's own and uvicorn — with
+raw sockets: the defects the review found (false 431, Host, Expect on HTTP/1.0), request
+smuggling probes, and issue 11 #8 and #11 (1-byte chunks, slow heads and bodies, the
+connection cap), each checked with the server still serving afterwards."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+from tests.e2e.conformance.conftest import rss_mb
+from tests.e2e.server_process import ServerProcess
+
+PREDICT = b"/v1/models/echo:predict"
+
+
+def exchange(port: int, *parts: bytes, pause: float = 0.0, timeout: float = 10.0) -> bytes:
+    """Send ``parts`` (pausing between them), then read until the server closes or is idle."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        for i, part in enumerate(parts):
+            if i and pause:
+                time.sleep(pause)
+            s.sendall(part)
+        s.settimeout(1.5)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            pass
+        return out
+
+
+def status(raw: bytes) -> int:
+    return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.") else 0
+
+
+def works(server: ServerProcess) -> bool:
+    r = httpx.post(f"{server.url}{PREDICT.decode()}", json={"instances": [1]}, timeout=10)
+    return r.status_code == 200
+
+
+def test_a_head_split_across_reads_with_a_large_body_is_not_431(h2: ServerProcess) -> None:
+    body = b'{"instances": [' + b"1," * 60_000 + b'1]}'
+    head = (b"POST " + PREDICT + b" HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n")
+    raw = exchange(h2.http_port, head[:20], head[20:] + body, pause=0.3)
+    assert status(raw) == 200, raw[:300]
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /v2/health/live HTTP/1.1\r\nconnection: close\r\n\r\n",
+    b"GET /v2/health/live HTTP/1.1\r\nhost: a\r\nhost: b\r\nconnection: close\r\n\r\n",
+])
+def test_http11_needs_exactly_one_host(h2: ServerProcess, head: bytes) -> None:
+    assert status(exchange(h2.http_port, head)) == 400
+    assert works(h2)
+
+
+def test_expect_100_continue_is_ignored_for_http10(h2: ServerProcess) -> None:
+    raw = exchange(h2.http_port, b"POST " + PREDICT + b" HTTP/1.0\r\nexpect: 100-continue\r\n"
+                   b"content-type: application/json\r\ncontent-length: 17\r\n\r\n",
+                   b'{"instances":[1]}', pause=0.5)
+    assert not raw.startswith(b"HTTP/1.1 100"), raw[:200]
+    assert status(raw) == 200
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /v2/health/live HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n"
+    b"transfer-encoding: chunked\r\n\r\n0\r\n\r\n",  # CL.TE
+    b"POST /v2/health/live HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ncontent-length: 4\r\n"
+    b"\r\nabcd",
+    b"POST /v2/health/live HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+    b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\nx-a: a\rb: c\r\n\r\n",  # bare CR
+    b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\nx-a: a\x00b\r\n\r\n",  # NUL
+    b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n x-folded: yes\r\n\r\n",  # obs-fold
+])
+def test_smuggling_probes_are_refused(h2: ServerProcess, head: bytes) -> None:
+    raw = exchange(h2.http_port, head + b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert status(raw) == 400, raw[:300]
+    assert raw.count(b"HTTP/1.1 200") == 0, raw[:600]
+    assert works(h2)
+
+
+def test_1_byte_chunks_cost_their_bytes(h2: ServerProcess) -> None:
+    """Issue 11 #8: a body of 1-byte chunks cost 14x its wire size on tureen's server."""
+    n = 600_000 if h2.kind == "own" else 60_000  # type: ignore[attr-defined]
+    payload = b'{"instances": [' + b"1," * (n // 2) + b'1]}'
+    chunks = b"".join(b"1\r\n" + payload[i:i + 1] + b"\r\n" for i in range(len(payload)))
+    base = rss_mb(h2.proc.pid)
+    raw = exchange(h2.http_port, b"POST " + PREDICT + b" HTTP/1.1\r\nhost: x\r\n"
+                   b"content-type: application/json\r\ntransfer-encoding: chunked\r\n"
+                   b"connection: close\r\n\r\n", chunks + b"0\r\n\r\n", timeout=30)
+    assert status(raw) == 200, raw[:200]
+    assert rss_mb(h2.proc.pid) - base < 64
+
+
+def test_11_a_head_that_trickles_is_cut_off(h2: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", h2.http_port), timeout=10) as s:
+        s.sendall(b"POST " + PREDICT + b" HTTP/1.1\r\nhost: x\r\n")
+        t, got = time.monotonic(), b""
+        s.settimeout(0.3)
+        while time.monotonic() - t < 8:
+            try:
+                s.sendall(b"x")  # one byte of a header name at a time, forever
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        assert time.monotonic() - t < 6, "the trickling head was never cut off"
+    assert not got or status(got) == 408
+    assert works(h2)
+
+
+def test_11_a_body_that_stops_is_cut_off(h2: ServerProcess) -> None:
+    t = time.monotonic()
+    raw = exchange(h2.http_port, b"POST " + PREDICT + b" HTTP/1.1\r\nhost: x\r\n"
+                   b"content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"",
+                   timeout=15)
+    assert time.monotonic() - t < 9
+    assert not raw or status(raw) == 408, raw[:200]
+    assert works(h2)
+
+
+def test_11_connection_cap_refuses_clearly_and_recovers(h2: ServerProcess) -> None:
+    socks = [socket.create_connection(("127.0.0.1", h2.http_port), timeout=5)
+             for _ in range(64)]
+    try:
+        for s in socks:
+            s.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")  # keep-alive
+        for s in socks:
+            s.recv(4096)
+        raw = exchange(h2.http_port, b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n"
+                       b"connection: close\r\n\r\n")
+        assert status(raw) == 503, raw[:200]
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.5)
+    assert works(h2)
