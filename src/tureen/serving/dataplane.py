@@ -252,6 +252,9 @@ class DataPlane:
 
     async def predict_v1(self, name: str, body: Any, headers: Headers) -> Any:
         """KServe v1 ``:predict``; returns the response body."""
+        if not isinstance(body, dict):
+            raise InvalidRequestError(
+                'a KServe v1 request is a JSON object such as {"instances": [[...], ...]}.')
         served = self._acquire(name, None, "v1")
         model = served.model
         t0 = time.perf_counter()
