@@ -73,8 +73,9 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
 
 @contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[Any]:
-    """Yield a callback ``(label, done, total)`` that drives a rich progress bar."""
+def progress_bar(enabled: bool = True, extra: tuple[Any, ...] = ()) -> Iterator[Any]:
+    """Yield a callback ``(label, done, total)`` that drives a rich progress bar (one line
+    per label; ``extra`` columns after the elapsed time)."""
     if not enabled:
         yield None
         return
@@ -87,7 +88,8 @@ def progress_bar(enabled: bool = True) -> Iterator[Any]:
     )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console.get(), transient=False) as prog:
+                  TimeElapsedColumn(), *extra, console=err_console.get(),
+                  transient=False) as prog:
         tasks: dict[str, Any] = {}
 
         def update(label: str, done: int, total: int) -> None:
@@ -105,21 +107,11 @@ def rows_progress(label: str, enabled: bool = True) -> Iterator[Any]:
     if not enabled:
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("rows"), TimeElapsedColumn(), TextColumn("ETA"),
-                  TimeRemainingColumn(), console=err_console.get(), transient=False) as prog:
-        task = prog.add_task(label, total=None)
+    with progress_bar(extra=(TextColumn("ETA"), TimeRemainingColumn())) as update:
 
-        def update(done: int, total: int) -> None:
-            prog.update(task, completed=done, total=total or None)
+        def rows(done: int, total: int) -> None:
+            update(label, done, total)
 
-        yield update
+        yield rows
