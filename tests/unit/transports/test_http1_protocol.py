@@ -94,7 +94,7 @@ def parse(data: bytes, head: bool = False) -> list[Resp]:
     return out
 
 
-async def echo(headers: Headers, body: bytes) -> Reply:
+async def echo(headers: Headers, body: bytes | bytearray) -> Reply:
     return 200, json.dumps({"len": len(body), "te": headers.get("transfer-encoding")}).encode(), \
         b"application/json", [(b"x-echo", b"1")]
 
@@ -121,10 +121,10 @@ class Resolver:
         await self.gate
         return 200, path.encode(), b"text/plain", []
 
-    async def _boom(self, headers: Headers, body: bytes) -> Reply:
+    async def _boom(self, headers: Headers, body: bytes | bytearray) -> Reply:
         raise RuntimeError("secret")
 
-    async def _parts(self, headers: Headers, body: bytes) -> Reply:
+    async def _parts(self, headers: Headers, body: bytes | bytearray) -> Reply:
         return 200, [b"ab", memoryview(b"cd")], b"application/octet-stream", []
 
 
@@ -430,3 +430,92 @@ async def test_drain_grace_expires_and_cancels() -> None:
     busy.data_received(b"GET /slow/1 HTTP/1.1\r\nhost: t\r\n\r\n")
     await server.shutdown(grace=0.1)
     assert tb.closed and tb.out == b"" and not busy.tasks
+
+
+# ---- what the app answers is checked before it reaches the wire (review defects) ----------
+
+MISBEHAVIOUR: dict[str, tuple[int, list[tuple[bytes, bytes]], list[bytes]]] = {
+    # path: (status, headers, body parts)
+    "/crlf-header": (200, [(b"x-note", b"a\r\nset-cookie: stolen=1")], [b"ok"]),
+    "/bad-name": (200, [(b"x note", b"v")], [b"ok"]),
+    "/too-long": (200, [(b"content-length", b"3")], [b"abc", b"defgh"]),
+    "/too-short": (200, [(b"content-length", b"10")], [b"abc"]),
+    "/no-content": (204, [], [b"body that must not be sent"]),
+    "/not-modified": (304, [(b"content-length", b"27")], [b"body that must not be sent"]),
+    "/streamed": (200, [(b"content-type", b"text/plain")], [b"one,", b"two,", b"three"]),
+}
+
+
+async def misbehaving_app(scope: MutableMapping[str, Any], receive: Receive,
+                          send: Send) -> None:
+    if scope["type"] != "http":
+        raise RuntimeError("no lifespan")
+    status, headers, parts = MISBEHAVIOUR[scope["path"]]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    for i, part in enumerate(parts):
+        await send({"type": "http.response.body", "body": part,
+                    "more_body": i < len(parts) - 1})
+
+
+class BadReplies(Resolver):
+    def resolve(self, method: str, path: str) -> NativeHandler | None:
+        if path == "/native-crlf":
+            return self._crlf
+        if path == "/native-204":
+            return self._no_content
+        return super().resolve(method, path)
+
+    async def _crlf(self, headers: Headers, body: bytes | bytearray) -> Reply:
+        return 200, b"ok", b"text/plain", [(b"x-id", b"a\r\nx-injected: 1")]
+
+    async def _no_content(self, headers: Headers, body: bytes | bytearray) -> Reply:
+        return 204, b"body that must not be sent", b"text/plain", []
+
+
+async def answer(head: bytes) -> FakeTransport:
+    conn, t = connect(make_state(app=misbehaving_app, resolver=BadReplies()))
+    conn.data_received(head)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    return t
+
+
+@pytest.mark.parametrize("path", [b"/crlf-header", b"/bad-name", b"/native-crlf"])
+async def test_invalid_response_headers_are_never_sent(path: bytes) -> None:
+    t = await answer(b"GET " + path + b" HTTP/1.1\r\nhost: t\r\n\r\n")
+    raw = bytes(t.out)
+    assert raw.startswith(b"HTTP/1.1 500 "), raw
+    assert b"stolen" not in raw and b"injected" not in raw and b"x note" not in raw
+
+
+async def test_a_body_longer_than_the_apps_content_length_is_cut_and_closed() -> None:
+    t = await answer(b"GET /too-long HTTP/1.1\r\nhost: t\r\n\r\n" + GET)
+    raw = bytes(t.out)
+    assert raw.startswith(b"HTTP/1.1 200 ") and raw.endswith(b"\r\n\r\nabc"), raw
+    assert t.closed  # the extra bytes would be read as the next response
+
+
+async def test_a_body_shorter_than_the_apps_content_length_ends_the_connection() -> None:
+    t = await answer(b"GET /too-short HTTP/1.1\r\nhost: t\r\n\r\n" + GET)
+    assert bytes(t.out).endswith(b"\r\n\r\nabc") and t.closed
+
+
+@pytest.mark.parametrize("path", [b"/no-content", b"/not-modified", b"/native-204"])
+async def test_204_and_304_carry_no_body(path: bytes) -> None:
+    t = await answer(b"GET " + path + b" HTTP/1.1\r\nhost: t\r\n\r\n" + GET)
+    raw = bytes(t.out)
+    assert b"must not be sent" not in raw, raw
+    first = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"transfer-encoding" not in first
+    if path != b"/not-modified":
+        assert b"content-length" not in first  # RFC 9110 §8.6: never on a 204
+    rs = parse(raw)
+    assert [r.status for r in rs][1:] == [200]  # the next response on the connection is intact
+
+
+async def test_http10_never_gets_chunked_framing() -> None:
+    t = await answer(b"GET /streamed HTTP/1.0\r\n\r\n")
+    raw = bytes(t.out)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower() and body == b"one,two,three", raw
+    assert t.closed  # a close-delimited body

@@ -72,8 +72,8 @@ class Cycle:
             await state.app(scope, self.receive, self.send)
         except Exception:
             log.exception("ASGI app failed on %s %s", req.method, req.path)
-            if not self.started and not conn.closed:
-                self.started = True
+            if not self.head_sent and not conn.closed:  # nothing on the wire yet: a 500
+                self.started = self.head_sent = True
                 conn.transport.write(response.error_response(
                     500, "internal server error; see the server log."))
                 self.done = True
@@ -199,6 +199,7 @@ class Cycle:
             elif self.req.version == "1.1":
                 self.chunked = True
             else:  # HTTP/1.0 has no chunked framing: the body ends with the connection
+                length = -1
                 self.close = True
         if self.status in (204, 304) or self.status < 200:
             length = -1  # no framing header: these responses have no body (RFC 9110 §8.6)
