@@ -54,7 +54,8 @@ class LimitSettings(BaseModel):
         description="Largest request head (HTTP/1.1: 431) or header list (HTTP/2).")
     head_timeout_seconds: float = Field(
         default=10.0, gt=0,
-        description="A client must send a request head (HTTP/2: the preface) within this.")
+        description="A client must send a request head (HTTP/2: the preface, and each "
+                    "header block) within this.")
     body_timeout_seconds: float = Field(
         default=60.0, gt=0, description="A client must send a request body within this.")
     idle_timeout_seconds: float = Field(

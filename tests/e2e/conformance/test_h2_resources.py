@@ -15,8 +15,10 @@ from contextlib import contextmanager
 import grpc
 import numpy as np
 import pytest
+from hyperframe.frame import Frame
 from tests.e2e.conformance.conftest import rss_mb
 from tests.e2e.conformance.h2peer import (
+    CANCEL,
     ENHANCE_YOUR_CALM,
     PREFACE,
     ContinuationFrame,
@@ -102,7 +104,7 @@ def test_4_a_peer_that_never_reads_cannot_grow_the_output(own: ServerProcess) ->
                 p.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 sid = 1
                 while not stop.is_set():
-                    frames = [PingFrame(0, opaque_data=b"12345678") for _ in range(50)]
+                    frames: list[Frame] = [PingFrame(0, opaque_data=b"12345678") for _ in range(50)]
                     frames += [SettingsFrame(0, settings={}) for _ in range(20)]
                     for _ in range(20):
                         frames.append(p.headers(sid, request_headers(path="/no/such/Method"),
@@ -130,7 +132,7 @@ def test_5_rapid_reset_is_cut_off_and_others_are_served(own: ServerProcess) -> N
                 with Peer(own.grpc_target, timeout=2) as p:
                     sid = 1
                     while not stop.is_set() and sid < 20_000:
-                        frames = []
+                        frames: list[Frame] = []
                         for _ in range(50):
                             frames += [p.headers(sid, request_headers()),
                                        DataFrame(sid, b"\0\0\0\0\0"),
@@ -214,6 +216,42 @@ def test_7_connection_cap_refuses_with_goaway(own: ServerProcess) -> None:
     assert legit_call(own.grpc_target)
 
 
+def test_11_a_body_that_stops_is_reset_and_others_are_served(own: ServerProcess) -> None:
+    """Issue 11 #11 on HTTP/2: streams whose DATA stops after 2 bytes are reset (CANCEL)
+    once the body deadline (4 s here) passes; calls on other connections go on."""
+    peers = [Peer(own.grpc_target, timeout=10) for _ in range(20)]
+    try:
+        for p in peers:
+            p.send(p.headers(1, request_headers()), DataFrame(1, b"\0\0"))
+        assert served_during(own.grpc_target, 2) > 3
+        outcomes = [p.outcome(1, timeout=8) for p in peers]
+    finally:
+        for p in peers:
+            p.close()
+    assert all(o.rst == CANCEL for o in outcomes), outcomes
+    assert legit_call(own.grpc_target)
+
+
+def test_11_a_header_block_that_trickles_is_cut_off(own: ServerProcess) -> None:
+    """HEADERS without END_HEADERS, then one byte of CONTINUATION at a time: the connection
+    is closed once the head deadline (2 s here) passes, not held until the idle timeout."""
+    with Peer(own.grpc_target, timeout=10) as p:
+        block = p.block(request_headers(extra=[("x-pad", "p" * 100)]))
+        p.send(HeadersFrame(1, block[:1], flags=set()))
+        t, closed = time.monotonic(), False
+        for i in range(1, min(len(block), 40)):
+            time.sleep(0.25)
+            try:
+                p.send(ContinuationFrame(1, block[i:i + 1], flags=set()))
+            except OSError:
+                closed = True
+                break
+        out = p.outcome(1, timeout=3) if not closed else None
+        assert closed or (out is not None and (out.closed or out.goaway is not None)), out
+        assert time.monotonic() - t < 9, "the trickling header block was never cut off"
+    assert legit_call(own.grpc_target)
+
+
 def _was_reset(s: socket.socket) -> bool:
     try:
         s.settimeout(0.01)
@@ -238,7 +276,7 @@ def infer(target: str, inp: pb.ModelInferRequest.InferInputTensor, raw: bytes | 
         try:
             call(req, timeout=10)
         except grpc.RpcError as exc:
-            return exc.code()  # type: ignore[no-any-return]
+            return exc.code()
     return grpc.StatusCode.OK
 
 

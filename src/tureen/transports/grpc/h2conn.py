@@ -18,9 +18,9 @@ and answers with ``send_response`` / ``send_headers_only`` / ``reset``.
 What a peer may cost is bounded: a stream buffers at most ``max_body``; the connection
 grants flow-control window only for request bytes it is willing to hold
 (``connection_buffer``, and the server-wide ``budget``), and gives it back as bodies are
-consumed; a body has ``body_timeout`` to arrive; the handshake ``handshake_timeout``; an
-idle connection is closed after ``idle_timeout``, a silent one pinged every
-``keepalive_interval``; floods of PING, SETTINGS, resets, empty DATA, PRIORITY and
+consumed; a body has ``body_timeout`` to arrive; the handshake and each header block
+``handshake_timeout``; an idle connection is closed after ``idle_timeout``, a silent one
+pinged every ``keepalive_interval``; floods of PING, SETTINGS, resets, empty DATA, PRIORITY and
 CONTINUATION frames end in GOAWAY(ENHANCE_YOUR_CALM). ``tick(now)`` applies the timers
 (the server calls it once a second).
 """
@@ -60,6 +60,7 @@ class H2Connection(H2Output):
         self._settings_seen = False
         self._decoder = Decoder()
         self._cont: tuple[int, int, bytearray, int] | None = None  # header block in pieces
+        self._cont_since = 0.0  # when that header block began (the head deadline)
         self._peer_initial = f.DEFAULT_WINDOW
         self._recv_window = f.DEFAULT_WINDOW  # credit the peer has on the connection
         self.buffered = 0  # request-body bytes held by this connection's streams
@@ -273,6 +274,7 @@ class H2Connection(H2Output):
         else:
             self._cont = (sid, flags & f.END_STREAM | (0x100 if self_dependent else 0),
                           bytearray(payload), 0)
+            self._cont_since = self.loop.time()
 
     def _on_continuation(self, flags: int, sid: int, payload: memoryview) -> None:
         if self._cont is None or self._cont[0] != sid:
@@ -497,6 +499,10 @@ class H2Connection(H2Output):
                 log.info("closing an HTTP/2 connection that sent no preface and SETTINGS "
                          "within %g s", lim.handshake_timeout)
                 self.abort()
+            return
+        if self._cont is not None and now - self._cont_since > lim.handshake_timeout:
+            self.fail(f.ENHANCE_YOUR_CALM, f"a header block unfinished after "
+                      f"{lim.handshake_timeout:g} s")
             return
         for s in list(self.streams.values()):
             if not s.remote_done and now - s.started > lim.body_timeout:
