@@ -34,6 +34,29 @@ class Echo(Model):
             InferOutput("out", i.datatype, i.shape, i.data) for i in payload.inputs])
 '''
 
+#: answers with the headers it was given (JSON in one BYTES element); an input named "boom"
+#: makes it fail as a model with a bug does (an internal error, logged with the request id)
+SEER = '''
+import json
+
+import numpy as np
+
+from tureen.serving import InferOutput, InferResponse, Model
+
+
+class Seer(Model):
+    def load(self):
+        self.ready = True
+        return True
+
+    async def predict(self, payload, headers=None):
+        if any(i.name == "boom" for i in payload.inputs):
+            raise RuntimeError("a bug in the model")
+        return InferResponse(self.name, [InferOutput(
+            "headers", "BYTES", [1],
+            np.array([json.dumps(sorted((headers or {}).items()))], dtype=object))])
+'''
+
 LIMITS = {
     "MAX_MESSAGE_BYTES": "16MiB",
     "MAX_REQUEST_BYTES": "16MiB",
@@ -88,6 +111,8 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("conformance-models")
     (root / "echo" / "1").mkdir(parents=True)
     (root / "echo" / "1" / "model.py").write_text(ECHO)
+    (root / "seer" / "1").mkdir(parents=True)
+    (root / "seer" / "1" / "model.py").write_text(SEER)
     return root
 
 
