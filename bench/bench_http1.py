@@ -68,7 +68,7 @@ def serve_native(port: int) -> None:
         return 200, CANNED, b"application/json", []
 
     class Canned:
-        def resolve(self, method: str, path: str) -> NativeHandler | None:
+        def resolve(self, method: str, path: str, query: bytes = b"") -> NativeHandler | None:
             return canned if path in (PATH, "/ready") else None
 
     async def main() -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -41,6 +41,9 @@ from tureen.online.protocol import CountsStored, OnlineStore
 from tureen.registry.snapshot import RegistrySnapshot
 from tureen.types import DType, UnixTimestamp, source_type_compatible
 
+if TYPE_CHECKING:
+    from tureen.streaming.http_ingest import Receipt
+
 PushTo = Literal["online", "offline", "online_and_offline"]
 # A pandas DataFrame, Arrow table or batch, list of dicts, or dict of lists.
 Rows: TypeAlias = Any
@@ -55,10 +58,18 @@ class WriteResult(int):
     ignored online because the stored row is newer (newer-wins)."""
 
     ignored_older: dict[str, int]
+    #: the newest event time written (microseconds since the epoch), None for no rows
+    newest_event_us: int | None
+    #: ``FeatureStore.push``'s receipt (``tureen.streaming.http_ingest.Receipt``)
+    receipt: Receipt | None
 
-    def __new__(cls, rows: int, ignored_older: Mapping[str, int] | None = None) -> WriteResult:
+    def __new__(cls, rows: int, ignored_older: Mapping[str, int] | None = None, *,
+                newest_event_us: int | None = None, receipt: Receipt | None = None,
+                ) -> WriteResult:
         out = super().__new__(cls, rows)
         out.ignored_older = {k: v for k, v in (ignored_older or {}).items() if v}
+        out.newest_event_us = newest_event_us
+        out.receipt = receipt
         return out
 
 
@@ -311,7 +322,8 @@ def push(
         for view, table in zip(views, tables, strict=True):
             if view.online and n:
                 ignored[view.name] = _write_online(store, view, table)
-    return WriteResult(n, ignored)
+    newest = pc.max(pc.cast(tables[0].column(EVENT_COLUMN), pa.int64())).as_py() if n else None
+    return WriteResult(n, ignored, newest_event_us=newest)
 
 
 def write_to_online_store(

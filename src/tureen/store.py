@@ -9,6 +9,7 @@ definitions → ``registry.service``, training sets → ``offline.retrieval``, o
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -92,9 +93,7 @@ class FeatureStore:
         return self.registry.snapshot()
 
     def close(self) -> None:
-        streams = self.__dict__.pop("streams", None)
-        if streams is not None:
-            streams.close()
+        self.stop_ingestion()
         for name in ("online", "offline"):
             backend = self.__dict__.pop(name, None)
             if backend is not None:
@@ -260,29 +259,47 @@ class FeatureStore:
         """Send events of push source ``source_name`` through its stream views (windows,
         dead letters, offline log); ``wait`` is none, online or durable. A DataFrame or a
         list of dicts."""
-        authorize(Action.WRITE_FEATURES, self.project)
+        authorize(Action.WRITE_FEATURES, f"{self.project}/{source_name}")
         if isinstance(events, pd.DataFrame):
             events = events.to_dict("records")
         receipt: Receipt = self.streams.ingest(source_name, events, wait)
         return receipt
 
-    def push(self, push_source_name: str, df: Any, to: PushTo = "online") -> WriteResult:
-        """Rows pushed (an int) with ``ignored_older``: per view, rows the online store kept
-        a newer value for. A push source feeding stream views goes through the stream path
-        (``ingest``: the offline log is always written; ``to`` with offline waits until it is
-        durable)."""
-        authorize(Action.WRITE_FEATURES, self.project)
-        from tureen.ingest import WriteResult, push
+    def stop_ingestion(self) -> None:
+        """Write what HTTP ingestion still buffers (offline log, queued ``wait=none`` events)
+        and stop its threads; the next ``ingest`` starts them again."""
+        streams = self.__dict__.pop("streams", None)
+        if streams is not None:
+            streams.close()
 
+    def push(self, push_source_name: str, df: Any, to: PushTo = "online", *,
+             wait: str | None = None) -> WriteResult:
+        """Rows pushed (an int) with ``ignored_older``: per view, rows the online store kept
+        a newer value for, and ``receipt``: the ingestion id, what is visible or durable and
+        the event -> visible lag. A push source feeding stream views goes through the stream
+        path (``ingest``: the offline log is always written; ``wait`` says when to return,
+        by default ``online``, or ``durable`` when ``to`` names offline); other push sources
+        are written before the call returns, whatever ``wait`` says."""
+        authorize(Action.WRITE_FEATURES, f"{self.project}/{push_source_name}")
+        from tureen.ingest import WriteResult, push
+        from tureen.streaming.http_ingest import check_wait, plain_receipt
+
+        if wait is not None:
+            check_wait(wait)
         _, views = self.snapshot().push_source(push_source_name)
         if any(isinstance(v, StreamFeatureView) for v in views):
-            wait = "online" if to == "online" else "durable"
-            return WriteResult(self.ingest(push_source_name, df, wait).accepted)
+            if wait is None:
+                wait = "online" if to == "online" else "durable"
+            receipt = self.ingest(push_source_name, df, wait)
+            return WriteResult(receipt.accepted, receipt=receipt)
         # the offline engine (Spark: seconds to start) only when rows go offline
         engine = self.offline if to in ("offline", "online_and_offline") else None
         store = self.online if to in ("online", "online_and_offline") else None
-        return push(self.snapshot(), engine, store, push_source_name, df, to,
-                    max_clock_skew=self._max_clock_skew())
+        started = time.time()
+        result = push(self.snapshot(), engine, store, push_source_name, df, to,
+                      max_clock_skew=self._max_clock_skew())
+        result.receipt = plain_receipt(push_source_name, to, wait, result, started)
+        return result
 
     def write_to_online_store(self, feature_view_name: str, df: Any) -> WriteResult:
         authorize(Action.WRITE_FEATURES, self.project)

@@ -18,6 +18,7 @@ from tureen.errors import InvalidRequestError
 
 PushTo = Literal["online", "offline", "online_and_offline"]
 _PUSH_TO = ("online", "offline", "online_and_offline")
+_WAITS = ("none", "online", "durable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class PushRequest:
     push_source_name: str
     df: dict[str, list[Any]]
     to: PushTo
+    #: when to answer for a source feeding stream views (none|online|durable); None: by ``to``
+    wait: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,10 @@ def parse_push(body: bytes) -> PushRequest:
     if to not in _PUSH_TO:
         raise InvalidRequestError(f'{route}: "to" must be one of {", ".join(_PUSH_TO)}.')
     df = _columns(obj, "df", route, '{"account_id": [1001], "event_timestamp": [...]}')
-    return PushRequest(_name(obj, "push_source_name", route), df, to)
+    wait = obj.get("wait")
+    if wait is not None and wait not in _WAITS:
+        raise InvalidRequestError(f'{route}: "wait" must be one of {", ".join(_WAITS)}.')
+    return PushRequest(_name(obj, "push_source_name", route), df, to, wait)
 
 
 def parse_write(body: bytes) -> WriteRequest:

@@ -8,6 +8,8 @@ without it being threaded through every call.
 - ``request_id``: the caller's ``x-request-id`` when it is a valid id (1–128 characters of
   ``A-Z a-z 0-9 . _ ~ : / + = @ -``), else the trace id of a valid W3C ``traceparent``,
   else a new id. An invalid id is replaced, never echoed or logged raw.
+- ``query``: the raw query string of an HTTP request (routes that take parameters in the
+  URL parse it, e.g. ``POST /ingest/{source}?wait=online``).
 - ``bearer``: the token of an ``Authorization: Bearer ...`` header (gRPC: ``authorization``
   metadata); ``peer_cert``: the verified TLS client certificate (``SSLSocket.getpeercert()``
   form) when the connection has one. Authentication turns these into ``identity`` (None:
@@ -101,6 +103,8 @@ class RequestContext:
     headers: Mapping[str, str]
     #: "host:port" of the client, when known
     peer: str | None = None
+    #: the raw query string of an HTTP request ("wait=online&x=1"; "" for none and gRPC)
+    query: str = ""
     bearer: str | None = None
     peer_cert: Mapping[str, Any] | None = None
     #: set by authentication; None is anonymous

@@ -103,12 +103,12 @@ class GuardChain:
 
     def context(self, transport: str, operation: str, headers: Mapping[str, str],
                 peer: str | None = None, peer_cert: Mapping[str, Any] | None = None,
-                ) -> RequestContext:
+                query: str = "") -> RequestContext:
         """A validated context for one request (``headers``: lowercase names)."""
         tp = valid_traceparent(headers.get("traceparent"))
         return RequestContext(
             resolve_request_id(headers.get("x-request-id"), tp), transport, operation,
-            headers, peer, bearer_token(headers.get("authorization")), peer_cert,
+            headers, peer, query, bearer_token(headers.get("authorization")), peer_cert,
             traceparent=tp, authorizer=self.authorizer,
         )
 

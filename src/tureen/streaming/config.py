@@ -47,3 +47,6 @@ class StreamingConfig(BaseModel):
         "KafkaSource view (the --ingest flag does the same).")
     max_request_rows: int = Field(
         default=10_000, ge=1, description="Most events one POST /ingest/{source} may carry.")
+    max_request_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest body of one POST "
+        "/ingest/{source}, checked before it is parsed.")

@@ -32,6 +32,7 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from tureen.errors import BackendUnavailableError, InvalidRequestError
+from tureen.ingest import WriteResult
 from tureen.streaming.event_log import LogFolder
 from tureen.streaming.processor import BatchResult, DeadLetter, Event, StreamProcessor
 from tureen.streaming.service import StreamService
@@ -61,6 +62,23 @@ class Receipt(BaseModel):
     durable: bool = False
     event_to_visible_ms: float | None = None
     received_to_visible_ms: float | None = None
+
+
+def plain_receipt(source: str, to: str, wait: str | None, result: WriteResult,
+                  received: float) -> Receipt:
+    """The receipt of a push to a source without stream views: its rows were written before
+    the call returned (``to`` says where), whatever ``wait`` asked for."""
+    visible = time.time()
+    online = to in ("online", "online_and_offline")
+    newest = result.newest_event_us
+    return Receipt(
+        ingestion_id=uuid.uuid4().hex, source=source,
+        wait=check_wait(wait or ("online" if to == "online" else "durable")),
+        accepted=int(result), visible=online, durable=to != "online",
+        event_to_visible_ms=None if newest is None else round(
+            visible * 1000 - newest / 1000, 3),
+        received_to_visible_ms=round((visible - received) * 1000, 3),
+    )
 
 
 def check_wait(wait: str) -> Wait:

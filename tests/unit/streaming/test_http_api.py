@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from tureen.errors import InvalidRequestError
-from tureen.streaming.http_api import parse_events, query_wait, resolve_wait
+from tureen.errors import InvalidRequestError, PayloadTooLargeError
+from tureen.streaming.http_api import (
+    check_body,
+    parse_events,
+    push_answer,
+    query_wait,
+    receipt_answer,
+    resolve_wait,
+)
+from tureen.streaming.http_ingest import Receipt
 
 
 def test_shapes() -> None:
@@ -31,3 +39,22 @@ def test_refusals(body: bytes, match: str) -> None:
         parse_events(body, "/ingest/x", 10)
     with pytest.raises(InvalidRequestError, match="wait"):
         resolve_wait("soon", None)
+
+
+def test_bodies_are_bounded_before_parsing() -> None:
+    check_body(b"[]", {}, "/ingest/x", 1024)
+    with pytest.raises(PayloadTooLargeError, match="2000 bytes; the limit is 1024"):
+        check_body(b" " * 2000, {}, "/ingest/x", 1024)
+    with pytest.raises(InvalidRequestError, match="send plain JSON"):
+        check_body(b"[]", {"content-encoding": "br"}, "/ingest/x", 1024)
+
+
+def test_answers() -> None:
+    queued = Receipt(ingestion_id="i", source="s", wait="none", accepted=1)
+    assert receipt_answer(queued)[0] == 202
+    done = queued.model_copy(update={"wait": "online", "visible": True})
+    assert receipt_answer(done) == (200, done.model_dump(mode="json"))
+    status, body = push_answer({"status": "ok", "rows": 1, "ignored_older": {}}, done)
+    assert status == 200 and body["rows"] == 1 and body["ingestion_id"] == "i"
+    assert "source" not in body
+    assert push_answer({"status": "ok"}, None) == (200, {"status": "ok"})

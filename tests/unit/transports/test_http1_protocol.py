@@ -104,7 +104,7 @@ class Resolver:
         self.gate: asyncio.Future[None] | None = None
         self.calls: list[str] = []
 
-    def resolve(self, method: str, path: str) -> NativeHandler | None:
+    def resolve(self, method: str, path: str, query: bytes = b"") -> NativeHandler | None:
         if path == "/echo":
             return echo
         if path.startswith("/slow/"):
@@ -458,12 +458,12 @@ async def misbehaving_app(scope: MutableMapping[str, Any], receive: Receive,
 
 
 class BadReplies(Resolver):
-    def resolve(self, method: str, path: str) -> NativeHandler | None:
+    def resolve(self, method: str, path: str, query: bytes = b"") -> NativeHandler | None:
         if path == "/native-crlf":
             return self._crlf
         if path == "/native-204":
             return self._no_content
-        return super().resolve(method, path)
+        return super().resolve(method, path, query)
 
     async def _crlf(self, headers: Headers, body: bytes | bytearray) -> Reply:
         return 200, b"ok", b"text/plain", [(b"x-id", b"a\r\nx-injected: 1")]

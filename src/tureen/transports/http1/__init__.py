@@ -2,7 +2,7 @@
 
 - ``HTTPServer(app, resolver=..., max_body_bytes=..., keep_alive_timeout=5.0)``;
   ``await start(sock)``, ``await shutdown(grace)``.
-- ``NativeResolver.resolve(method, path) -> NativeHandler | None``; a ``NativeHandler`` is
+- ``NativeResolver.resolve(method, path, query) -> NativeHandler | None``; a ``NativeHandler`` is
   ``async (headers, body) -> (status, body, content_type, extra_headers)``.
 """
 

@@ -2,10 +2,10 @@
 
 A resolver claims a (method, path) by returning a handler; the server then buffers the body
 and calls ``handler(headers, body)`` (header names lowercase). Anything not claimed goes to
-the ASGI app.
+the ASGI app. ``query`` is the raw query string (bytes after ``?``; ``b""`` for none).
 
     class Resolver:
-        def resolve(self, method: str, path: str) -> NativeHandler | None: ...
+        def resolve(self, method: str, path: str, query: bytes) -> NativeHandler | None: ...
 
     async def handler(headers, body) -> Reply:
         return 200, b'{"ok":true}', b"application/json", [(b"x-thing", b"1")]
@@ -26,7 +26,7 @@ NativeHandler = Callable[[Headers, bytes | bytearray], Awaitable[Reply]]
 
 @runtime_checkable
 class NativeResolver(Protocol):
-    def resolve(self, method: str, path: str) -> NativeHandler | None: ...
+    def resolve(self, method: str, path: str, query: bytes = b"") -> NativeHandler | None: ...
 
 
 @runtime_checkable

@@ -204,7 +204,8 @@ class Connection(asyncio.Protocol):
         path = raw_path.decode("latin-1")
         req.path = path = unquote(path) if "%" in path else path
         resolver = self.state.resolver
-        req.handler = resolver.resolve(method, path) if resolver is not None else None
+        req.handler = (resolver.resolve(method, path, req.query) if resolver is not None
+                       else None)
         if req.handler is None and self.state.app is None:
             req.handler = self.state.not_found
         if req.version == "1.1" and sum(k == b"host" for k, _ in self.raw_headers) != 1:

@@ -15,6 +15,7 @@ one error table; the reply carries ``x-request-id`` (and a valid ``traceparent``
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import zlib
@@ -53,7 +54,9 @@ class RouteTable(Protocol):
     """Routes another area mounts with ``extra_routes`` and the app serves like its own:
     ``match(path)`` → (the method it accepts, ``handler(headers, body) -> Reply``) or None.
     Handlers raise ``TureenError``s; the app maps them (``error_detail``: the error body also
-    carries the message as ``detail``, as Feast's clients read it)."""
+    carries the message as ``detail``, as Feast's clients read it). A table with a
+    ``close()`` method has it called (in a thread) once the server stopped taking requests
+    (``RestApp.aclose``)."""
 
     error_detail: bool
 
@@ -125,6 +128,17 @@ class RestApp:
         mounted = [op for t in self._tables if isinstance(t, ListsOperations)
                    for op in t.operations()]
         return [*own, *self.PATTERNS, *mounted]
+
+    async def aclose(self) -> None:
+        """Close the mounted tables that hold resources (after the server drained)."""
+        for table in self._tables:
+            close = getattr(table, "close", None)
+            if close is None:
+                continue
+            try:
+                await asyncio.to_thread(close)
+            except Exception:
+                log.exception("closing the routes %s failed", type(table).__name__)
 
     # ASGI entry
 
@@ -203,13 +217,14 @@ class RestApp:
 
     # native entry (tureen's HTTP/1.1 server)
 
-    def resolve(self, method: str, path: str) -> NativeHandler | None:
+    def resolve(self, method: str, path: str, query: bytes = b"") -> NativeHandler | None:
         match = self._match(path)
         if match is None:
             if self._router is None:
                 return functools.partial(self._unrouted, method, path)
             return None  # the server hands it to the Router over ASGI
-        return functools.partial(self._call, method, path, match, None)
+        return functools.partial(self._call, method, path, match, None,
+                                 query.decode("latin-1"))
 
     def error_reply(self, headers: Headers, status: int, message: str) -> Reply:
         """The server's own rejection (413 before the body is read), stamped like ours."""
@@ -227,11 +242,11 @@ class RestApp:
         return status, out, ctype, extra
 
     async def _call(self, method: str, path: str, match: _Match, peer: str | None,
-                    headers: Headers, body: bytes | bytearray) -> Reply:
+                    query: str, headers: Headers, body: bytes | bytearray) -> Reply:
         """Run the route's handler through the guard chain; stamp the request id."""
         want, handler, args, detail = match
         ctx = self.chain.context("http", f"{method} {path}", headers, peer,
-                                 peer_certificate.get())
+                                 peer_certificate.get(), query=query)
         if method != want and not (want == "GET" and method == "HEAD"):
             reply = _error(405, f"{path} accepts {want} only; resend as {want}.", detail)
             reply[3].append((b"allow", want.encode()))
@@ -275,7 +290,9 @@ class RestApp:
                 return
             except PayloadTooLargeError as exc:
                 match = (method, functools.partial(_raise, exc), (), match[3])
-        status, out, ctype, extra = await self._call(method, path, match, peer, headers, body)
+        query = bytes(scope.get("query_string", b"")).decode("latin-1")
+        status, out, ctype, extra = await self._call(method, path, match, peer, query, headers,
+                                                     body)
         size = len(out) if isinstance(out, bytes) else sum(len(p) for p in out)
         out_headers = [(b"content-type", ctype), (b"content-length", str(size).encode()), *extra]
         await send({"type": "http.response.start", "status": status, "headers": out_headers})

@@ -26,8 +26,11 @@ from tureen.feature_server.feast_json import (
     write_answer,
 )
 from tureen.feature_server.health import health_report
+from tureen.serving.context import current
 from tureen.store import FeatureStore
+from tureen.streaming.http_api import push_answer, query_wait
 from tureen.transports.http1.native import Headers, Reply
+from tureen.transports.rest.ingest import IngestRoutes
 
 Answer = tuple[int, Any]
 Handler = Callable[[bytes], Awaitable[Answer]]
@@ -57,10 +60,14 @@ class FeatureHandlers:
         return 200, resp.feast_json_bytes()
 
     async def push(self, body: bytes) -> Answer:
+        """Feast's push; ``wait`` (``?wait=`` or in the body) for sources feeding stream
+        views; the answer adds the receipt (ingestion id, visible/durable, lag)."""
         req = parse_push(body)
-        n = await asyncio.to_thread(
-            self.store.push, req.push_source_name, pd.DataFrame(req.df), req.to)
-        return 200, write_answer(n)
+        ctx = current()
+        wait = (query_wait(ctx.query) if ctx is not None else None) or req.wait
+        n = await asyncio.to_thread(functools.partial(
+            self.store.push, req.push_source_name, pd.DataFrame(req.df), req.to, wait=wait))
+        return push_answer(write_answer(n), n.receipt)
 
     async def write_to_online_store(self, body: bytes) -> Answer:
         req = parse_write(body)
@@ -119,10 +126,11 @@ class FeastRoutes:
         return [f"{method} {path}" for path, (method, _) in self.table.items()]
 
 
-def feature_routes(store: FeatureStore) -> list[FeastRoutes]:
-    """The Feast feature-server routes over ``store`` (mount with ``extra_routes``)."""
+def feature_routes(store: FeatureStore) -> list[FeastRoutes | IngestRoutes]:
+    """The Feast feature-server routes over ``store`` and ``POST /ingest/{source}`` (mount
+    with ``extra_routes``)."""
     h = FeatureHandlers(store)
-    return [FeastRoutes({
+    return [IngestRoutes(store), FeastRoutes({
         "/get-online-features": ("POST", h.get_online_features),
         "/push": ("POST", h.push),
         "/write-to-online-store": ("POST", h.write_to_online_store),

@@ -167,6 +167,7 @@ class HttpTransport:
         if self._uvicorn is not None and self._task is not None:
             self._uvicorn.should_exit = True
             await asyncio.gather(self._task, return_exceptions=True)
+        await self.app.aclose()
 
 
 def http_transport(parts: ServerParts) -> Any:
