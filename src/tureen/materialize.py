@@ -21,8 +21,8 @@ from typing import NamedTuple
 import pyarrow as pa
 
 from tureen import watermarks
-from tureen.definitions import FeatureView
-from tureen.errors import InvalidRequestError
+from tureen.definitions import FeatureView, StreamFeatureView
+from tureen.errors import InvalidRequestError, NotFoundError
 from tureen.offline.protocol import OfflineEngine
 from tureen.online.keys import encoder_for
 from tureen.online.protocol import KeepsMarkers, OnlineStore
@@ -125,10 +125,25 @@ def materialize(
     where, marks = watermarks.location(store), watermarks.markers(store)
     for view in _views(snapshot, views):
         token = watermarks.token_for(snapshot, view, store, marks)
-        rows = materialize_view(engine, store, view, start, end, progress)
+        rows, note = _materialize_view(engine, store, view, start, end, progress)
         _mark(store, view, token)
-        out.append(MaterializeResult(view.name, start, end, rows, None, where, token))
+        out.append(MaterializeResult(view.name, start, end, rows, note, where, token))
     return out
+
+
+def _materialize_view(engine: OfflineEngine, store: OnlineStore, view: FeatureView,
+                      start: datetime | None, end: datetime, progress: Progress | None,
+                      ) -> tuple[int, str | None]:
+    """``materialize_view``; a stream view whose offline log has no file yet (no event
+    arrived) loads nothing and says so, where a missing source file of another view is an
+    error."""
+    try:
+        return materialize_view(engine, store, view, start, end, progress), None
+    except NotFoundError:
+        if not isinstance(view, StreamFeatureView):
+            raise
+        return 0, (f"{view.name}: no events logged yet (its offline log "
+                   f"{view.offline_source.path!r} has no file); nothing to load.")
 
 
 def _mark(store: OnlineStore, view: FeatureView, token: str) -> None:
@@ -172,10 +187,10 @@ def materialize_incremental(
         start = incremental_start(snapshot, view, end, mark.start)
         if start is not None and start >= end:
             continue
-        rows = materialize_view(engine, store, view, start, end, progress)
+        rows, empty = _materialize_view(engine, store, view, start, end, progress)
         _mark(store, view, mark.token)
-        out.append(MaterializeResult(view.name, start or BEGINNING, end, rows, mark.note, where,
-                                     mark.token))
+        out.append(MaterializeResult(view.name, start or BEGINNING, end, rows,
+                                     mark.note or empty, where, mark.token))
     return out
 
 

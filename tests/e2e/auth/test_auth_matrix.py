@@ -55,6 +55,14 @@ class WithExplain(Model):
         return {"explanations": [1.0]}
 '''
 
+CLICKS = """
+from tureen import Entity, Field, FileSource, Float64, Int64, PushSource, StreamFeatureView
+
+user = Entity(name="user", join_keys=["user_id"], dtype=Int64)
+clicks = PushSource(name="clicks", batch_source=FileSource(path="data/clicks/"))
+last_click = StreamFeatureView(name="last_click", entities=[user], source=clicks,
+                               schema=[Field("price", Float64)])
+"""
 ROW = [0.1, 0.2, 0.3, 0.4]
 V2 = {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 4], "data": ROW}]}
 CASES = ("none", "wrong_role", "right_role", "revoked", "expired", "wrong_audience",
@@ -75,6 +83,9 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("matrix")
     repo = make_repo(tmp / "fraud")
+    (repo / "clicks.py").write_text(CLICKS)  # a push source feeding a stream view (/ingest)
+    with FeatureStore(repo) as store:
+        store.apply()
     issuer = Issuer()
     with (repo / "tureen.yaml").open("a") as f:
         f.write(f"serving:\n  auth:\n    type: [token, oidc]\n    oidc:\n"
@@ -182,6 +193,8 @@ FEAST_ROUTES: dict[str, Rest] = {
                                           {"end_ts": "2025-01-02T00:00:00Z"},
                                           "writer", "predictor"),
     "GET /health": Rest("/health", public=True),
+    "POST /ingest/{source}": Rest("/ingest/clicks?wait=online", [
+        {"user_id": 1, "price": 2.5, "event_timestamp": NOW}], "writer", "reader"),
 }
 # a FeatureService served as a model is a feature read, not a predict
 FEATURE_MODEL = Rest("/v2/models/fraud_detection_v1/infer", {"inputs": [
@@ -251,7 +264,7 @@ def test_every_model_server_route(world: World) -> None:
 
 def test_every_feature_server_route(world: World) -> None:
     with FeatureStore(world.repo) as store:
-        ops = feature_routes(store)[0].operations()
+        ops = [op for table in feature_routes(store) for op in table.operations()]
     check_rest(world, world.features, FEAST_ROUTES, ops)
     for case in CASES:
         role = {"wrong_role": FEATURE_MODEL.wrong, "right_role": FEATURE_MODEL.right}.get(case)

@@ -99,3 +99,17 @@ def test_limits_and_unknown_sources(store: FeatureStore) -> None:
         store.ingest("clicks", [ev(1, 0)], wait="eventually")
     with pytest.raises(NotFoundError, match="clicks"):
         store.ingest("click", [ev(1, 0)])
+
+
+def test_materialize_before_the_first_event_loads_nothing_and_says_why(
+        store: FeatureStore) -> None:
+    """A stream view's offline log does not exist until its first event: materializing every
+    view (which includes it) must not fail on it."""
+    end = datetime.now(UTC)
+    done = {r.view: r for r in store.materialize(end - timedelta(days=1), end)}
+    assert done["last_click"].rows == 0 and "no events logged yet" in str(done["last_click"].note)
+    done = {r.view: r for r in store.materialize_incremental(end + timedelta(seconds=1))}
+    assert done["click_stats"].rows == 0
+    store.ingest("clicks", [ev(1, 0, 2.5)], wait="durable")
+    done = {r.view: r for r in store.materialize(T0, end)}
+    assert done["last_click"].rows == 1 and done["last_click"].note is None

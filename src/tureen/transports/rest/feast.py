@@ -130,11 +130,11 @@ def feature_routes(store: FeatureStore) -> list[FeastRoutes | IngestRoutes]:
     """The Feast feature-server routes over ``store`` and ``POST /ingest/{source}`` (mount
     with ``extra_routes``)."""
     h = FeatureHandlers(store)
-    return [IngestRoutes(store), FeastRoutes({
+    return [FeastRoutes({
         "/get-online-features": ("POST", h.get_online_features),
         "/push": ("POST", h.push),
         "/write-to-online-store": ("POST", h.write_to_online_store),
         "/materialize": ("POST", h.materialize),
         "/materialize-incremental": ("POST", h.materialize_incremental),
         "/health": ("GET", h.health),
-    })]
+    }), IngestRoutes(store)]
