@@ -74,8 +74,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(repo: Path, log: Path, *flags: str) -> ServerProcess:
-    http_port, grpc_port = free_port(), free_port()
+def start(repo: Path, log: Path, *flags: str,
+          ports: tuple[int, int] | None = None) -> ServerProcess:
+    http_port, grpc_port = ports or (free_port(), free_port())
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            **{f"TUREEN_SERVING__LIMITS__{k}": v for k, v in LIMITS.items()}}
     with log.open("wb") as out:
