@@ -15,6 +15,8 @@ import pytest
 from tests.e2e.conformance.conftest import SERVERS, free_port, start
 from tests.e2e.conformance.h2peer import legit_call
 
+pytestmark = pytest.mark.slow
+
 
 def second_start(repo: Path, http_port: int, grpc_port: int, *flags: str,
                  ) -> subprocess.CompletedProcess[str]:

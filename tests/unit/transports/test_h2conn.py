@@ -3,6 +3,7 @@ in both directions, header blocks, stream and connection errors, graceful shutdo
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from tureen.transports.grpc import h2conn
 from tureen.transports.grpc import h2frames as f
+from tureen.transports.grpc.h2calm import H2Limits
 from tureen.transports.grpc.h2conn import H2Connection, Stream
 from tureen.transports.grpc.hpack import Decoder, Encoder
 
@@ -344,3 +346,83 @@ async def test_a_closed_connection_is_freed_without_the_cycle_collector() -> Non
         assert ref() is None, gc.get_referrers(ref())
     finally:
         gc.enable()
+
+
+# ---- timers (issue 11 #7, #11): tick(now) is what the server calls once a second ----------
+
+TIMERS = H2Limits(1 << 20, handshake_timeout=2, idle_timeout=30, keepalive_interval=10,
+                  keepalive_timeout=5, body_timeout=4)
+
+
+def goaways(frames: list[Frame]) -> list[int]:
+    return [int(struct.unpack(">II", p[:8])[1]) for k, _, _, p in frames if k == f.GOAWAY]
+
+
+async def test_a_connection_without_a_preface_is_closed_at_the_handshake_deadline() -> None:
+    conn, t = Blob(limits=TIMERS), FakeTransport()
+    conn.connection_made(t)  # type: ignore[arg-type]
+    now = asyncio.get_running_loop().time()
+    conn.data_received(f.PREFACE[:10])
+    conn.tick(now + 1)
+    assert not t.closed
+    conn.tick(now + 3)
+    assert t.closed
+
+
+async def test_an_unfinished_header_block_is_cut_at_the_head_deadline() -> None:
+    conn = Blob(limits=TIMERS)
+    peer = await connect(conn)
+    peer.frames()
+    block = peer.enc.encode(REQUEST)
+    peer.send(f.frame(f.HEADERS, 0, 1, block[:3]))
+    now = asyncio.get_running_loop().time()
+    conn.tick(now + 1)
+    assert goaways(peer.frames()) == []
+    conn.tick(now + 3)
+    assert goaways(peer.frames()) == [f.ENHANCE_YOUR_CALM] and peer.t.closed
+
+
+async def test_a_stalled_body_is_reset_at_the_body_deadline() -> None:
+    conn = Blob(limits=TIMERS)
+    peer = await connect(conn)
+    peer.send(peer.headers(1), peer.headers(3, end_stream=True))
+    peer.frames()
+    now = asyncio.get_running_loop().time()
+    conn.tick(now + 3)
+    assert [k for k, *_ in peer.frames()] == []
+    conn.tick(now + 5)
+    frames = peer.frames()
+    assert [(k, s, p) for k, _, s, p in frames] == [(f.RST_STREAM, 1, struct.pack(">I", f.CANCEL))]
+    assert not peer.t.closed and conn.resets == [1]
+
+
+async def test_silent_peers_are_pinged_and_closed_without_an_answer() -> None:
+    conn = Blob(limits=TIMERS)
+    peer = await connect(conn)
+    peer.frames()
+    now = asyncio.get_running_loop().time()
+    conn.tick(now + 5)
+    assert peer.frames() == []
+    conn.tick(now + 11)
+    (ping,) = peer.frames()
+    assert ping[0] == f.PING and ping[1] == 0
+    peer.send(f.frame(f.PING, f.ACK, 0, ping[3]))  # answered: the connection stays
+    conn.tick(now + 17)  # (unanswered, 6 s > 5 s would close it) silent again: pinged
+    assert [k for k, *_ in peer.frames()] == [f.PING] and not peer.t.closed
+    conn.tick(now + 21)
+    assert not peer.t.closed
+    conn.tick(now + 23)  # this time no answer
+    assert goaways(peer.frames()) == [f.NO_ERROR] and peer.t.closed
+
+
+async def test_a_connection_without_calls_is_closed_when_idle() -> None:
+    conn = Blob(limits=H2Limits(1 << 20, idle_timeout=30, keepalive_interval=1000))
+    peer = await connect(conn)
+    peer.send(*[peer.headers(1, end_stream=True)])
+    peer.frames()
+    now = asyncio.get_running_loop().time()
+    conn.tick(now + 1)  # the call is answered: no streams left, idle from here
+    conn.tick(now + 20)
+    assert not peer.t.closed
+    conn.tick(now + 32)
+    assert goaways(peer.frames()) == [f.NO_ERROR] and peer.t.closed
