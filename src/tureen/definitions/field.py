@@ -89,6 +89,8 @@ class Entity:
         return {
             "name": self.name,
             "join_keys": list(self.join_keys),
+            # one type for every key, or None when ``dtype`` maps keys to types (``dtypes``)
+            "dtype": None if isinstance(self.dtype, Mapping) else self.dtype.name,
             "dtypes": {k: self.key_dtype(k).name for k in self.join_keys},
             "description": self.description,
             "tags": dict(self.tags),
@@ -98,5 +100,11 @@ class Entity:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Entity:
         dtypes = {k: dtype_from_name(v) for k, v in d["dtypes"].items()}
-        return cls(d["name"], tuple(d["join_keys"]), dtypes, d.get("description", ""),
+        dtype: DType | dict[str, DType] = dtypes
+        if d.get("dtype") is not None:
+            dtype = dtype_from_name(d["dtype"])
+        elif "dtype" not in d and len(set(dtypes.values())) == 1:
+            # stored before "dtype" was: one type for every key was almost surely declared so
+            dtype = next(iter(dtypes.values()))
+        return cls(d["name"], tuple(d["join_keys"]), dtype, d.get("description", ""),
                    dict(d.get("tags", {})), d.get("owner", ""))

@@ -85,6 +85,28 @@ def test_dtype_names_round_trip() -> None:
         Array(Array(Int64))
 
 
+@pytest.mark.parametrize("entity", [
+    account,
+    Entity("user", join_keys=["user_id"], dtype=String, description="d", tags={"t": "1"},
+           owner="me"),
+    Entity("driver"),
+    Entity("pair", join_keys=["a", "b"], dtype=String),
+    Entity("mixed", join_keys=["a", "b"], dtype={"a": String, "b": Int64}),
+    Entity("same", join_keys=["a", "b"], dtype={"a": Int64, "b": Int64}),
+])
+def test_entity_round_trips_through_dict(entity: Entity) -> None:
+    back = Entity.from_dict(entity.to_dict())
+    assert back == entity
+    assert back.to_dict() == entity.to_dict()
+    assert back.key_fields == entity.key_fields
+
+
+def test_entity_dicts_stored_before_the_dtype_key_still_load() -> None:
+    legacy = {"name": "account", "join_keys": ["account_id"], "dtypes": {"account_id": "Int64"},
+              "description": "", "tags": {}, "owner": ""}
+    assert Entity.from_dict(legacy) == account
+
+
 def test_view_round_trips_through_dict() -> None:
     v = view(source=PushSource("push", src), tags={"team": "risk"}, owner="me")
     back = FeatureView.from_dict(v.to_dict(), {"account": account})
