@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tests.integration.online.conftest import StoreFactory
 
 from tureen.definitions import Entity, FeatureView, Field, FileSource
@@ -127,6 +130,45 @@ def test_newest_wins_inside_one_batch(store: OnlineStore) -> None:
     ])
     assert one(store, view, 1).values["x"] == 3.0
     assert one(store, view, 2).values["x"] == 5.0
+
+
+# (entity, event second, created second or None) in write order; few entities and few
+# distinct times, so one batch holds many versions of an entity and many exact ties
+versions_st = st.lists(
+    st.tuples(st.integers(0, 6), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 3))),
+    min_size=1, max_size=40)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(versions=versions_st, repeat=st.sampled_from([1, 13, 60]), chunks=st.integers(1, 3))
+def test_newest_wins_in_large_batches_with_many_versions_of_an_entity(
+        store: OnlineStore, versions: list[tuple[int, int, int | None]], repeat: int,
+        chunks: int) -> None:
+    """Batched writes (Redis: several script calls of 500 rows in one round trip) keep the
+    exact rule row by row: greatest (event, created), a missing created time lowest, the
+    later write on an exact tie. ``repeat`` stretches a batch past 500 rows."""
+    view = make_view(f"v{uuid.uuid4().hex[:8]}")
+    rows = [row(i, float(n), T0 + timedelta(seconds=e),
+                None if c is None else T0 + timedelta(seconds=c))
+            for n, (i, e, c) in enumerate(versions * repeat)]
+    expected: dict[int, tuple[tuple[int, int], float]] = {}
+    for r in rows:  # the oracle: write order, newer-or-equal replaces
+        rank = (int((r["event_timestamp"] - T0).total_seconds()),
+                -1 if r["created_timestamp"] is None
+                else int((r["created_timestamp"] - T0).total_seconds()))
+        held = expected.get(r["account_id"])
+        if held is None or rank >= held[0]:
+            expected[r["account_id"]] = (rank, r["x"])
+    size = -(-len(rows) // chunks)
+    try:
+        for start in range(0, len(rows), size):
+            put(store, view, rows[start:start + size])
+        ids = sorted(expected)
+        assert [g.values["x"] if g else None for g in get(store, view, ids)] == [
+            expected[i][1] for i in ids]
+    finally:
+        store.delete_views([view])
 
 
 def test_write_returns_rows_offered_and_accepts_empty(store: OnlineStore) -> None:
