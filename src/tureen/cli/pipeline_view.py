@@ -26,10 +26,21 @@ RUN_STYLE = {"RUNNING": "bold blue", "SUCCEEDED": "green", "FAILED": "bold red",
 
 
 def ordered(tasks: list[TaskRecord]) -> Iterator[tuple[int, TaskRecord]]:
-    """Tasks depth-first under their groups, in creation order within a level."""
+    """Tasks depth-first under their groups; within a group upstream before downstream."""
+    by_id = {t.id: t for t in tasks}
+    level: dict[str, int] = {}
+
+    def depth(t: TaskRecord, seen: frozenset[str] = frozenset()) -> int:
+        if t.id not in level:
+            ups = [by_id[u] for u in t.depends_on if u in by_id and u not in seen]
+            level[t.id] = 1 + max((depth(u, seen | {t.id}) for u in ups), default=-1)
+        return level[t.id]
+
     children: dict[str | None, list[TaskRecord]] = {}
     for t in tasks:
         children.setdefault(t.parent, []).append(t)
+    for group in children.values():
+        group.sort(key=depth)  # stable: creation order among tasks of one depth
 
     def walk(parent: str | None, depth: int) -> Iterator[tuple[int, TaskRecord]]:
         for t in children.get(parent, []):
@@ -93,7 +104,8 @@ def live_view(enabled: bool = True) -> Iterator[Any]:
         yield lambda run: None
         return
     last = [0.0]
-    with Live(Text(""), console=err_console, auto_refresh=False, transient=False) as live:
+    real = err_console.get() if hasattr(err_console, "get") else err_console  # not the proxy
+    with Live(Text(""), console=real, auto_refresh=False, transient=False) as live:
         def update(run: RunRecord) -> None:
             now = time.monotonic()
             if run.state is RunState.RUNNING and now - last[0] < 0.1:
@@ -104,12 +116,26 @@ def live_view(enabled: bool = True) -> Iterator[Any]:
         yield update
 
 
+def runs_table(runs: list[RunRecord]) -> Table:
+    t = Table(title="pipeline runs", title_justify="left")
+    t.add_column("run", no_wrap=True)
+    for col in ("pipeline", "state", "started", "duration", "tasks", "metrics"):
+        t.add_column(col)
+    for r in runs:
+        t.add_row(r.id, r.pipeline, Text(r.state.value, style=RUN_STYLE.get(r.state.value, "")),
+                  r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                  "" if r.duration_s is None else f"{r.duration_s:.1f} s",
+                  " ".join(f"{k.lower()}={v}" for k, v in sorted(r.counts().items())),
+                  " ".join(f"{k}={v:.3g}" for k, v in list(r.metrics().items())[:3]))
+    return t
+
+
 def print_warnings(run: RunRecord) -> None:
     for w in run.warnings:
         err_console.print(f"[yellow]warning:[/] {w}")
 
 
-def print_run(run: RunRecord, show_warnings: bool = True) -> None:
+def print_run(run: RunRecord, show_warnings: bool = True, show_tasks: bool = True) -> None:
     style = RUN_STYLE.get(run.state.value, "")
     console.print(f"run [bold]{run.id}[/] of [bold]{run.pipeline}[/] ({run.source}): "
                   f"[{style}]{run.state.value}[/]"
@@ -121,7 +147,7 @@ def print_run(run: RunRecord, show_warnings: bool = True) -> None:
         console.print(f"  resumed from {run.resumed_from}")
     for w in run.warnings if show_warnings else ():
         console.print(f"  [yellow]warning:[/] {w}")
-    if run.tasks:
+    if run.tasks and show_tasks:
         console.print(task_table(run))
     metrics = run.metrics()
     if metrics:

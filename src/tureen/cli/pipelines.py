@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tureen.cli.output import console, json_option, print_json, repo_option, table
+from tureen.cli.output import console, json_option, print_json, repo_option
 from tureen.errors import InvalidRequestError
 
 
@@ -62,7 +62,10 @@ def register(cli: click.Group) -> None:
         if as_json:
             print_json(record.model_dump(mode="json"))
         else:
-            print_run(record, show_warnings=False)
+            from tureen.cli.output import err_console
+
+            # the live view left the task table on the terminal
+            print_run(record, show_warnings=False, show_tasks=not err_console.is_terminal)
         if record.state.value != "SUCCEEDED":
             sys.exit(1)
 
@@ -109,13 +112,9 @@ def register(cli: click.Group) -> None:
             print_json([r.model_dump(mode="json", exclude={"tasks"}) | {"counts": r.counts()}
                         for r in records])
             return
-        table("pipeline runs", ["run", "pipeline", "state", "started", "duration", "tasks",
-                                "metrics"],
-              [[r.id, r.pipeline, r.state.value, r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                "" if r.duration_s is None else f"{r.duration_s:.1f} s",
-                " ".join(f"{k.lower()}={v}" for k, v in sorted(r.counts().items())),
-                " ".join(f"{k}={v:.3g}" for k, v in list(r.metrics().items())[:3])]
-               for r in records])
+        from tureen.cli.pipeline_view import runs_table
+
+        console.print(runs_table(records))
 
     @runs.command("show")
     @click.argument("run_id")

@@ -137,6 +137,7 @@ def run_pipeline(
     except TureenError as exc:
         record.state, record.error = RunState.FAILED, str(exc)
         record.finished_at = datetime.now(UTC)
+        record.duration_s = round((record.finished_at - record.created_at).total_seconds(), 3)
         store.save(record)
         raise PipelineRunError(str(exc), record.id) from exc
     store.save(record)
