@@ -46,7 +46,7 @@ from tureen.pipelines.records import (
     TaskRecord,
     TaskState,
 )
-from tureen.pipelines.runs import RunStore
+from tureen.pipelines.runs import RunStore, tail_text
 from tureen.pipelines.spec import ComponentSpec, ParamBinding, PipelineSpec, TaskSpec, runtime_value
 from tureen.pipelines.taskio import executor_input, read_outputs
 from tureen.pipelines.values import coerce
@@ -507,11 +507,7 @@ class Engine:
                 key = self._probe_after(node) or node.parts
                 self.cache.store(self._identity(node), key, outputs, self.run.id, node.rec.id)
             return
-        try:
-            lines = Path(r.job.log_path).read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            lines = []
-        tail = "\n".join(lines[-LOG_TAIL_LINES:])
+        tail = tail_text(Path(r.job.log_path), LOG_TAIL_LINES, max_bytes=64 << 10)
         try:
             err = json.loads(Path(r.job.digests_path).with_name("error.json").read_text())
         except (OSError, ValueError):

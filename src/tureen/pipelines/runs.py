@@ -34,6 +34,25 @@ RUNS_DIR = Path("data") / "pipeline_runs"
 RUN_FILE = "run.json"
 RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 MAX_LOG_TAIL = 10_000  # lines
+MAX_LOG_BYTES = 8 << 20  # a log is read from its end, at most this much
+
+
+def tail_text(path: Path, lines: int | None = None, max_bytes: int = MAX_LOG_BYTES) -> str:
+    """The end of a (possibly huge) text file: its last ``lines`` lines, never reading more
+    than ``max_bytes`` from its end; "" when it does not exist."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode(errors="replace")
+    if size > max_bytes:
+        text = f"[... {size - max_bytes} earlier bytes not shown]\n" + text.split("\n", 1)[-1]
+    if lines is not None:
+        text = "\n".join(text.splitlines()[-max(0, min(lines, MAX_LOG_TAIL)):])
+    return text
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -134,14 +153,7 @@ class RunStore:
         path = (self.run_dir(run_id) / task.log).resolve()
         if not path.is_relative_to(self.run_dir(run_id).resolve()):
             raise InvalidRequestError(f"run {run_id}: task {task_id} has an invalid log path.")
-        try:
-            text = path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        if tail is not None:
-            lines = text.splitlines()[-max(0, min(tail, MAX_LOG_TAIL)):]
-            return "\n".join(lines)
-        return text
+        return tail_text(path, tail)
 
     # ---- writing (the runner) ---------------------------------------------------------------
     def create(self, record: RunRecord) -> Path:

@@ -24,6 +24,8 @@ PARAMETER_TYPES = {"STRING", "NUMBER_INTEGER", "NUMBER_DOUBLE", "BOOLEAN", "LIST
                    "TASK_FINAL_STATUS", "TASK_CONFIG"}
 _V1_TYPES = {"INT": "NUMBER_INTEGER", "DOUBLE": "NUMBER_DOUBLE", "STRING": "STRING"}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)s")
+#: input/output names: they become file names of a task's outputs
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,255}")
 
 
 def _err(where: str, msg: str) -> InvalidRequestError:
@@ -180,7 +182,39 @@ class PipelineSpec:
         spec._check(root, "root")
         for k, c in comps.items():
             spec._check(c, f"components.{k}")
+        spec._check_acyclic()
         return spec
+
+    def _check_acyclic(self) -> None:
+        """No component contains itself, and no DAG's tasks depend on each other in a circle
+        (either would never finish)."""
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+        def visit(name: str, path: tuple[str, ...]) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                raise _err(f"components.{name}", "contains itself: " + " → ".join(
+                    (*path[path.index(name):], name)))
+            state[name] = 1
+            comp = self.root if name == "root" else self.components[name]
+            for t in comp.tasks.values():
+                visit(t.component, (*path, name))
+            state[name] = 2
+
+        visit("root", ())
+        for cname, comp in [("root", self.root), *self.components.items()]:
+            deps = {n: set(t.depends_on) | {b.task for b in t.params.values() if b.task}
+                    | {b.task for b in t.artifacts.values() if b.task}
+                    for n, t in comp.tasks.items()}
+            done: set[str] = set()
+            while len(done) < len(deps):
+                ready = [n for n, d in deps.items() if n not in done and d <= done]
+                if not ready:
+                    stuck = sorted(n for n in deps if n not in done)
+                    raise _err(f"{'root' if cname == 'root' else 'components.' + cname}.dag",
+                               f"tasks depend on each other in a cycle: {stuck}")
+                done.update(ready)
 
     def _check(self, comp: ComponentSpec, where: str) -> None:
         if comp.executor is not None:
@@ -248,8 +282,19 @@ def _artifact_spec(d: Mapping[str, Any], where: str) -> ArtifactSpec:
                         bool(d.get("isArtifactList", False)), bool(d.get("isOptional", False)))
 
 
+def _names(d: Mapping[str, Any], where: str) -> dict[str, Any]:
+    for name in d:
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in (".", ".."):
+            raise _err(where, f"{str(name)[:80]!r} is not a valid input or output name "
+                              "(letters, digits, '_', '-', '.')")
+    return dict(d)
+
+
 def _interface(d: Mapping[str, Any], where: str) -> Interface:
     ins, outs = _map(d, "inputDefinitions", where), _map(d, "outputDefinitions", where)
+    for side, defs in (("inputDefinitions", ins), ("outputDefinitions", outs)):
+        for kind in ("parameters", "artifacts"):
+            _names(_map(defs, kind, where), f"{where}.{side}.{kind}")
     return Interface(
         {k: _param_spec(v, f"{where}.inputDefinitions.parameters.{k}")
          for k, v in _map(ins, "parameters", where).items()},

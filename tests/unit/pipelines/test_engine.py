@@ -263,3 +263,49 @@ def test_input_errors_keep_their_kind(tmp_path: Path) -> None:
     with pytest.raises(PipelineRunError, match="expects JSON a list") as err:
         run(tmp_path, "loops", {"items": "not json ["})
     assert isinstance(err.value.__cause__, InvalidRequestError)
+
+
+def _mutate(name: str, tmp_path: Path, fn: Any) -> Path:
+    import yaml
+
+    doc = yaml.safe_load((IR / f"{name}.yaml").read_text())
+    fn(doc)
+    out = tmp_path / f"{name}-changed.yaml"
+    out.write_text(yaml.safe_dump(doc))
+    return out
+
+
+def test_hostile_specs_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    def traversal(doc: dict[str, Any]) -> None:
+        outs = doc["components"]["comp-emit"]["outputDefinitions"]["parameters"]
+        outs["../../escape"] = outs.pop("out")
+
+    def self_containing(doc: dict[str, Any]) -> None:
+        doc["components"]["comp-for-loop-1"]["dag"]["tasks"]["square"]["componentRef"][
+            "name"] = "comp-for-loop-1"
+
+    def circular(doc: dict[str, Any]) -> None:
+        tasks = doc["root"]["dag"]["tasks"]
+        tasks["total"]["dependentTasks"] = ["for-loop-1", "total-2"]
+        tasks["total-2"]["dependentTasks"] = ["for-loop-3", "total"]
+
+    for name, fn, msg in (("branches", traversal, "'../../escape' is not a valid"),
+                          ("loops", self_containing, "contains itself: comp-for-loop-1 → "
+                                                     "comp-for-loop-1"),
+                          ("loops", circular, "depend on each other in a cycle: "
+                                              "['total', 'total-2']")):
+        with pytest.raises(PipelineRunError, match=re.escape(msg)):
+            run_pipeline(str(_mutate(name, tmp_path, fn)), repo=tmp_path)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_huge_logs_are_read_from_their_end(tmp_path: Path) -> None:
+    from tureen.pipelines.runs import tail_text
+
+    log = tmp_path / "big.log"
+    with log.open("w") as f:
+        for i in range(200_000):
+            f.write(f"line {i}\n")
+    assert tail_text(log, 2) == "line 199998\nline 199999"
+    text = tail_text(log, None, max_bytes=1000)
+    assert text.startswith("[... ") and text.endswith("line 199999\n") and len(text) < 1100
