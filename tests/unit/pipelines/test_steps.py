@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -123,9 +124,12 @@ def test_the_training_set_is_pinned_to_its_snapshot(tmp_path: Path) -> None:
     args = {"repo": str(repo), "feature_service": "fraud_detection_v2",
             "entities": "data/labels.parquet"}
     first = snapshot(**args)
-    meta = build(str(tmp_path / "a.parquet"), **args)
-    meta2 = build(str(tmp_path / "b.parquet"), **args)
-    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    # an artifact path as KFP gives it: no suffix; the set is still one Parquet file there
+    meta = build(str(tmp_path / "a" / "dataset"), **args)
+    meta2 = build(str(tmp_path / "b" / "dataset"), **args)
+    assert (tmp_path / "a" / "dataset").is_file()
+    assert (tmp_path / "a" / "dataset").read_bytes() == (tmp_path / "b" / "dataset").read_bytes()
+    assert os.listdir(tmp_path / "a") == ["dataset"]
     assert meta == meta2  # a rerun on the same snapshot builds the identical set
     assert meta["rows"] == len(pd.read_parquet(repo / "data" / "labels.parquet"))
     assert meta["tureen.entities_sha256"] == first["entities_sha256"]

@@ -5,10 +5,10 @@ The snapshot is what decides the rows: a digest of the definitions the features 
 of the entity source, and a fingerprint (size, modification time) of every source file the
 features are read from. ``snapshot()`` computes it cheaply — the local runner uses it in the
 task's cache key, so a rerun on the same snapshot reuses the set and a rerun on changed data
-builds a new one. ``build()`` writes the set as Parquet and returns the metadata recorded on
-the ``Dataset`` artifact: the snapshot plus a sha256 of the entity rows as read, the feature
-names, the row count. A set built at a registry version other than ``pin_registry_version``
-is refused.
+builds a new one. ``build()`` writes the set as one Parquet file and returns the metadata
+recorded on the ``Dataset`` artifact: the snapshot plus a sha256 of the entity rows as read,
+the feature names, the row count. A set built at a registry version other than
+``pin_registry_version`` is refused.
 """
 
 from __future__ import annotations
@@ -146,9 +146,14 @@ def build(out_path: str, *, repo: str = "", config: str = "", feature_service: s
     entity_path = _entity_path(path, entities)
     frame = read_entities(entity_path)
     job = store.get_historical_features(frame, refs)
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    job.to_parquet(out_path)
-    written = pads.dataset(out_path, format="parquet")
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One Parquet file at the artifact's path (what a KFP component reading `dataset.path`
+    # expects): a path without a suffix would make a dataset folder, so write it suffixed.
+    staged = out.with_name(out.name + ".parquet")
+    job.to_parquet(staged)
+    staged.replace(out)
+    written = pads.dataset(out, format="parquet")
     return {
         "tureen.project": snap.project,
         "tureen.registry_version": snap.version,
