@@ -36,12 +36,14 @@ def register(cli: click.Group) -> None:
     @click.option("--no-cache", is_flag=True, help="Run every task (results still cached).")
     @click.option("--parallel", type=click.IntRange(1, 256), default=None,
                   help="Tasks running at once (default: CPU count).")
-    @click.option("--isolation", type=click.Choice(["fork", "subprocess"]), default=None,
-                  help="How task processes start (default: fork on Linux).")
+    @click.option("--isolation", type=click.Choice(["auto", "fork", "forkserver", "subprocess"]),
+                  default="auto", show_default=True,
+                  help="How task processes start (auto: fork while this process has one "
+                       "thread, else from a fork server).")
     @repo_option
     @json_option
     def run(target: str, params: tuple[str, ...], resume_from: str | None, no_cache: bool,
-            parallel: int | None, isolation: str | None, repo: str, as_json: bool) -> None:
+            parallel: int | None, isolation: str, repo: str, as_json: bool) -> None:
         """Run TARGET (FILE.py[:PIPELINE] or a compiled YAML) on this machine."""
         from tureen.cli.pipeline_view import live_view, print_run, print_warnings
         from tureen.pipelines.local import PipelineRunError, run_pipeline

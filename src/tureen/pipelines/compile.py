@@ -18,7 +18,6 @@ checked before it is written:
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -28,7 +27,7 @@ from typing import Any
 import yaml
 
 from tureen.errors import InvalidRequestError
-from tureen.pipelines.loader import compile_to_file, pick_pipeline, split_target
+from tureen.pipelines.loader import compile_text, pick_pipeline, split_target
 from tureen.pipelines.spec import PipelineSpec
 
 TUREEN_IMAGE = "tureen:latest"
@@ -100,15 +99,7 @@ def compile_pipeline(target: str, out: Path, *, image: str | None = None,
     path, name = split_target(target)
     if path.suffix in (".yaml", ".yml", ".json"):
         raise InvalidRequestError(f"{path} is already compiled; compile the pipeline's .py file.")
-    pipeline = pick_pipeline(path, name)
-    with tempfile.TemporaryDirectory(prefix="tureen-compile-") as tmp:
-        raw = Path(tmp) / "pipeline.yaml"
-        try:
-            compile_to_file(pipeline, raw)
-        except Exception as exc:
-            raise InvalidRequestError(f"{path}: kfp cannot compile the pipeline: "
-                                      f"{type(exc).__name__}: {exc}") from exc
-        text = raw.read_text()
+    text = compile_text(pick_pipeline(path, name), path)
     docs = [d for d in yaml.safe_load_all(text) if d is not None]
     doc, platform = docs[0], (docs[1] if len(docs) > 1 else {})
     image = image or TUREEN_IMAGE

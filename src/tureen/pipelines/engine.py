@@ -683,6 +683,8 @@ class Engine:
             self.run.state = RunState.CANCELED
             self._finish()
             raise
+        finally:
+            self.pool.close()
         states = {t.state for t in self.run.tasks if t.parent is None}
         self.run.state = RunState.FAILED if TaskState.FAILED in states or self.failing else \
             RunState.CANCELED if TaskState.CANCELED in states else RunState.SUCCEEDED

@@ -83,7 +83,10 @@ def read_compiled(path: Path) -> LoadedPipeline:
     if size > MAX_SPEC_BYTES:
         raise InvalidRequestError(f"{path} is {size >> 20} MB; a compiled pipeline is at most "
                                   f"{MAX_SPEC_BYTES >> 20} MB.")
-    text = path.read_text()
+    return parse_compiled(path.read_text(), path)
+
+
+def parse_compiled(text: str, path: Path) -> LoadedPipeline:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None] \
             if path.suffix != ".json" else [json.loads(text)]
@@ -162,10 +165,18 @@ def _spec_dict(pipeline: Any) -> dict[str, Any]:
     return d
 
 
-def compile_to_file(pipeline: Any, out: Path) -> None:
+def compile_text(pipeline: Any, path: Path) -> str:
+    """kfp's compiler output (YAML text) for ``pipeline``, defined in ``path``."""
     from kfp import compiler
 
-    compiler.Compiler().compile(pipeline, package_path=str(out))
+    with tempfile.TemporaryDirectory(prefix="tureen-compile-") as tmp:
+        out = Path(tmp) / "pipeline.yaml"
+        try:
+            compiler.Compiler().compile(pipeline, package_path=str(out))
+        except Exception as exc:
+            raise InvalidRequestError(f"{path}: kfp cannot compile the pipeline: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+        return out.read_text()
 
 
 def load(target: str, cache_dir: Path | None = None) -> LoadedPipeline:
@@ -182,14 +193,7 @@ def load(target: str, cache_dir: Path | None = None) -> LoadedPipeline:
         return LoadedPipeline(str((hit["doc"].get("pipelineInfo") or {}).get("name")),
                               hit["doc"], hit["platform"], str(path), hit["python_defaults"])
     pipeline = pick_pipeline(path, name)
-    with tempfile.TemporaryDirectory(prefix="tureen-compile-") as tmp:
-        out = Path(tmp) / "pipeline.yaml"
-        try:
-            compile_to_file(pipeline, out)
-        except Exception as exc:
-            raise InvalidRequestError(f"{path}: kfp cannot compile the pipeline: "
-                                      f"{type(exc).__name__}: {exc}") from exc
-        loaded = read_compiled(out)
+    loaded = parse_compiled(compile_text(pipeline, path), path.with_suffix(".yaml"))
     loaded.source = str(path)
     spec_inputs = getattr(pipeline.component_spec, "inputs", None) or {}
     loaded.python_defaults = {k: v.default for k, v in spec_inputs.items()

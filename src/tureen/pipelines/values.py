@@ -65,13 +65,7 @@ def coerce(value: Any, ptype: str, where: str) -> Any:
             return value.strip().lower() == "true"
         raise bad("true or false")
     if ptype == "STRING":
-        if isinstance(value, str):
-            return value
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, int | float):
-            return str(value)
-        return json.dumps(value)
+        return to_text(value)
     if ptype in ("LIST", "STRUCT"):
         want = list if ptype == "LIST" else dict
         if isinstance(value, str):

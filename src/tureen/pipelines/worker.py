@@ -1,5 +1,5 @@
-"""One task attempt, inside its own process (forked from the runner, or started with
-``python -m tureen.pipelines.worker JOB.json`` where fork is not available).
+"""One task attempt, inside its own process (forked from the runner or from the fork server,
+or started with ``python -m tureen.pipelines.worker JOB.json``; see ``pool``).
 
 The process sends its stdout and stderr (file descriptors, so C extensions and
 subprocesses are captured too) to the task's log, sets the task's environment variables,
@@ -164,11 +164,22 @@ def redirect(log_path: str) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)
 
 
+def _die_with_parent() -> None:
+    """Linux: be killed when the process that started us dies, even by SIGKILL."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def child_main(job: Job) -> None:
-    """Entry of a forked child: never returns."""
+    """Entry of a child forked from the runner or the fork server: never returns."""
     code = 1
     try:
         os.setpgid(0, 0)
+        _die_with_parent()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         redirect(job.log_path)

@@ -7,7 +7,6 @@ shipped a release where every condition silently took the false branch (kfp#1331
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -162,9 +161,48 @@ def test_resume_from_a_step_reuses_upstream_outputs(tmp_path: Path) -> None:
     assert isinstance(err.value.__cause__, NotFoundError)
 
 
-def test_subprocess_isolation_gives_the_same_results(tmp_path: Path) -> None:
-    r = run(tmp_path, "branches", {"coin": "tails"}, isolation="subprocess", use_cache=False)
+@pytest.mark.parametrize("isolation", ["fork", "forkserver", "subprocess"])
+def test_every_isolation_gives_the_same_results(tmp_path: Path, isolation: str) -> None:
+    r = run(tmp_path, "branches", {"coin": "tails"}, isolation=isolation, use_cache=False)
     assert r.state is RunState.SUCCEEDED and out(r, "picked") == "T"
+
+
+SCRIPT = """\
+import sys, threading, time
+from pathlib import Path
+from tureen.pipelines.local import run_pipeline
+from tureen.pipelines.pool import Pool
+
+with Path(sys.argv[1]).open("a") as f:  # no __main__ guard, as in a plain script
+    f.write("ran\\n")
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+modes = []
+start = Pool.start
+Pool.start = lambda self, job: modes.append(self._mode()) or start(self, job)
+r = run_pipeline(sys.argv[2], {"coin": "tails"}, repo=sys.argv[3], use_cache=False)
+me = str(__import__("os").getpid())
+kids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
+        and (p / "stat").read_text().split(") ")[1].split()[1] == me]
+print(r.state.value, sorted(set(modes)), kids)
+"""
+
+
+def test_a_caller_with_threads_gets_a_fork_server_that_never_reruns_its_script(
+        tmp_path: Path) -> None:
+    """Forking a process that has other threads can hang the child (see the OpenMP test in
+    test_kfp_constructs), so such a caller's tasks fork from a clean server process, which
+    must neither re-run the caller's script (multiprocessing's fork server does) nor outlive
+    the run."""
+    import subprocess
+    import sys
+
+    script, marker = tmp_path / "script.py", tmp_path / "ran.txt"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(marker), str(IR / "branches.yaml"),
+                           str(tmp_path)], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[-2] == "SUCCEEDED ['forkserver'] []"
+    assert marker.read_text() == "ran\n"
 
 
 @pytest.mark.parametrize(("params", "message"), [
@@ -204,44 +242,49 @@ def test_files_that_are_not_pipelines(tmp_path: Path) -> None:
         run_pipeline(str(broken), repo=tmp_path)
 
 
-def test_ctrl_c_stops_running_tasks_and_records_a_canceled_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ["fork", "forkserver"])
+def test_ctrl_c_stops_running_tasks_and_records_a_canceled_run(tmp_path: Path,
+                                                               isolation: str) -> None:
     text = (IR / "options.yaml").read_text().replace('- n=$(cat "$0"',
                                                      '- sleep 60; n=$(cat "$0"')
     assert "sleep 60" in text
     slow = tmp_path / "slow.yaml"
     slow.write_text(text)
     pids: list[int] = []
-    before = set(_children())  # other tests may have left processes of their own
 
     def interrupt(rec: RunRecord) -> None:
         flaky = rec.task("flaky")
         if flaky is not None and flaky.state is TaskState.RUNNING:
-            pids.extend(set(_children()) - before)
+            deadline = time.monotonic() + 20
+            while not pids and time.monotonic() < deadline:  # the task's `sh` and `sleep`
+                pids.extend(_processes_of_run(rec.id))
+                time.sleep(0.05)
             raise KeyboardInterrupt
 
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(str(slow), {"marker": str(tmp_path / "m")}, repo=tmp_path,
-                     on_update=interrupt)
-    assert time.monotonic() - t0 < 30
+                     on_update=interrupt, isolation=isolation)
+    assert time.monotonic() - t0 < 60
     rec = RunStore.latest(RunStore.for_repo(tmp_path))
     assert rec is not None and rec.state is RunState.CANCELED
     assert states(rec)["flaky"] == "CANCELED"
     assert pids
-    for pid in pids:  # the task's processes are gone
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    time.sleep(0.5)
+    assert _processes_of_run(rec.id) == []  # the task's processes are gone
 
 
-def _children() -> list[int]:
-    me = os.getpid()
+def _processes_of_run(run_id: str) -> list[int]:
+    """Processes started (exec'd) with this run's environment."""
+    needle = f"TUREEN_PIPELINE_RUN_ID={run_id}".encode()
     out = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                if int((p / "stat").read_text().split(") ")[1].split()[1]) == me:
+                if needle in (p / "environ").read_bytes().split(b"\0") and \
+                        (p / "stat").read_text().split(") ")[1].split()[0] != "Z":
                     out.append(int(p.name))
-            except (OSError, IndexError, ValueError):
+            except (OSError, IndexError):
                 continue
     return out
 

@@ -232,3 +232,31 @@ def test_compile_refuses_local_paths_and_sets_the_tureen_image(tmp_path: Path) -
     images = {e["container"]["image"] for e in doc["deploymentSpec"]["executors"].values()}
     assert images == {"reg.example/tureen:7"}
     assert str(tmp_path) not in (tmp_path / "out.yaml").read_text()
+
+
+def test_tasks_run_when_the_caller_already_has_native_threads(tmp_path: Path) -> None:
+    """A process that used OpenMP (scikit-learn, LightGBM, ...) keeps its thread pool, and a
+    child forked from it that uses OpenMP again hangs in libgomp. A notebook that trained a
+    model and then runs a pipeline is such a process: the runner must not fork it."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x = np.random.default_rng(1).normal(size=(2000, 5))
+    HistGradientBoostingClassifier(max_iter=5).fit(x, x[:, 0] > 0)  # OpenMP threads now
+    f = _write(tmp_path, "omp.py", """\
+        from kfp import dsl
+
+        @dsl.component(base_image="python:3.11")
+        def fit() -> int:
+            import numpy as np
+            from sklearn.ensemble import HistGradientBoostingClassifier
+            x = np.random.default_rng(0).normal(size=(2000, 5))
+            return int(HistGradientBoostingClassifier(max_iter=20).fit(x, x[:, 0] > 0).n_iter_)
+
+        @dsl.pipeline
+        def omp():
+            fit()
+        """)
+    r = run_pipeline(str(f), repo=tmp_path, use_cache=False)
+    assert r.state is RunState.SUCCEEDED, r.error
+    assert out(r, "fit") == 20
