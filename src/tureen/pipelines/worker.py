@@ -152,6 +152,12 @@ def _print_error(exc: BaseException, job: Job | None = None) -> None:
     tb = exc.__traceback__
     while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<"):
         tb = tb.tb_next
+    if tb is None and job is not None and job.kind == "python":
+        # raised by kfp's executor around the component (a return value of the wrong
+        # type, say): its frames say nothing the message does not
+        print("".join(traceback.format_exception_only(type(exc), exc)), end="",
+              file=sys.stderr)
+        return
     traceback.print_exception(type(exc), exc, tb if tb is not None else exc.__traceback__)
 
 

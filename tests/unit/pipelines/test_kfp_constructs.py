@@ -132,7 +132,15 @@ def test_a_file_that_does_not_import_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(PipelineRunError, match=r"broken\.py:3: the pipeline file does not "
                                                r"import: NameError: name 'undefined_name'"):
         run_pipeline(str(f), repo=tmp_path)
-    assert RunStore.for_repo(tmp_path).latest() is not None
+    _assert_failed_record(tmp_path, "broken.py:3: the pipeline file does not import")
+
+
+def _assert_failed_record(repo: Path, message: str) -> None:
+    """The run record says what happened: FAILED, the error, no task started."""
+    rec = RunStore.for_repo(repo).latest()
+    assert rec is not None and rec.state is RunState.FAILED
+    assert message in (rec.error or "")
+    assert rec.tasks == []
 
 
 def test_a_component_output_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
@@ -154,6 +162,33 @@ def test_a_component_output_of_the_wrong_type_is_refused(tmp_path: Path) -> None
     with pytest.raises(PipelineRunError, match=r"types\.py:13.*Incompatible argument passed "
                                                r"to the input 'n'"):
         run_pipeline(str(f), repo=tmp_path)
+    _assert_failed_record(tmp_path, "Incompatible argument passed to the input 'n'")
+
+
+def test_a_component_returning_the_wrong_type_fails_its_task(tmp_path: Path) -> None:
+    f = _write(tmp_path, "returns.py", """\
+        from kfp import dsl
+
+        @dsl.component(base_image="python:3.11")
+        def produce() -> int:
+            return "abc"
+
+        @dsl.component(base_image="python:3.11")
+        def consume(n: int) -> int:
+            return n + 1
+
+        @dsl.pipeline
+        def p():
+            consume(n=produce().output)
+        """)
+    r = run_pipeline(str(f), repo=tmp_path)
+    assert r.state is RunState.FAILED
+    assert (state(r, "produce"), state(r, "consume")) == (TaskState.FAILED, TaskState.CANCELED)
+    want = ("task 'produce' failed (exit code 1, attempt 1): ValueError: Function `produce` "
+            "returned value of type <class 'str'>; want type <class 'int'>")
+    assert r.error is not None and r.error.startswith(want)
+    assert "kfp/dsl/executor.py" not in r.error  # the log tail is the message, not kfp's frames
+    assert RunStore.for_repo(tmp_path).get(r.id).error == r.error
 
 
 def test_missing_packages_are_listed_and_nothing_is_installed(tmp_path: Path) -> None:
