@@ -172,3 +172,13 @@ def inner(x: int) -> int:
 def outer(x: int = 3) -> None:
     i = inner(x=x)
     square(x=i.output).set_display_name("again")
+
+
+@dsl.component(base_image=IMG)
+def produce() -> int:
+    return "abc"  # type: ignore[return-value]
+
+
+@dsl.pipeline
+def wrong_return() -> None:
+    square(x=produce().output)

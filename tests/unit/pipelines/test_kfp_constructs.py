@@ -166,24 +166,9 @@ def test_a_component_output_of_the_wrong_type_is_refused(tmp_path: Path) -> None
 
 
 def test_a_component_returning_the_wrong_type_fails_its_task(tmp_path: Path) -> None:
-    f = _write(tmp_path, "returns.py", """\
-        from kfp import dsl
-
-        @dsl.component(base_image="python:3.11")
-        def produce() -> int:
-            return "abc"
-
-        @dsl.component(base_image="python:3.11")
-        def consume(n: int) -> int:
-            return n + 1
-
-        @dsl.pipeline
-        def p():
-            consume(n=produce().output)
-        """)
-    r = run_pipeline(str(f), repo=tmp_path)
+    r = run(tmp_path, "wrong_return")
     assert r.state is RunState.FAILED
-    assert (state(r, "produce"), state(r, "consume")) == (TaskState.FAILED, TaskState.CANCELED)
+    assert (state(r, "produce"), state(r, "square")) == (TaskState.FAILED, TaskState.CANCELED)
     want = ("task 'produce' failed (exit code 1, attempt 1): ValueError: Function `produce` "
             "returned value of type <class 'str'>; want type <class 'int'>")
     assert r.error is not None and r.error.startswith(want)
