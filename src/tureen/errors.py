@@ -36,7 +36,13 @@ class TureenError(Exception):
 
 
 class NotFoundError(TureenError):
-    """A named object does not exist."""
+    """A named object does not exist. ``kind`` says what was looked up ("feature view",
+    "feature service", "entity", "push source", ...) when known, so a transport can answer
+    in another protocol's terms (Feast's typed errors)."""
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class InvalidRequestError(TureenError):

@@ -122,13 +122,14 @@ def resolve(
             known = list(snapshot.feature_views) + list(snapshot.on_demand_views)
             raise NotFoundError(
                 f"unknown feature view {view_name!r} in {view_name}:{feat}."
-                f"{suggest(view_name, known)} Known views: {', '.join(sorted(known)) or 'none'}."
+                f"{suggest(view_name, known)} Known views: {', '.join(sorted(known)) or 'none'}.",
+                kind="feature view",
             )
         if dtype is None:
             hint = suggest(f"{view_name}:{feat}", _all_refs(snapshot))
             raise NotFoundError(
                 f"unknown feature {view_name}:{feat}.{hint} View {view_name!r} has: "
-                f"{', '.join(names)}."
+                f"{', '.join(names)}.", kind="feature"
             )
         refs.append(FeatureRef(view_name, feat, dtype, on_demand))
 

@@ -240,10 +240,12 @@ class FeatureStore:
         full_feature_names: bool = False,
         *,
         feature_service: FeatureService | str | None = None,
+        enforce_ttl: bool = True,
     ) -> OnlineResponse:
         authorize(Action.READ_FEATURES, self.project)
         return await self.online_retrieval.get_online_features_async(
-            _pick(features, feature_service), _rows(entity_rows), full_feature_names
+            _pick(features, feature_service), _rows(entity_rows), full_feature_names,
+            enforce_ttl=enforce_ttl,
         )
 
     # ---- writes ------------------------------------------------------------------------------

@@ -35,3 +35,28 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+def wait_ready(server: ServerProcess, what: str, ready: str = "/v2/health/ready",
+               timeout: float = 120.0, poll: float = 0.2) -> ServerProcess:
+    """``server`` once ``GET ready`` answers 200; its log in the error if it exits or hangs."""
+    import time
+
+    import httpx
+
+    def log() -> str:
+        return server.log.read_text()[-3000:] if server.log else ""
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {server.proc.returncode}:\n{log()}")
+        try:
+            if httpx.get(server.url + ready, timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise TimeoutError(f"{what} was not ready:\n{log()}")
+        time.sleep(poll)

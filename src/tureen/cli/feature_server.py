@@ -63,10 +63,14 @@ def register(cli: click.Group) -> None:
                   help="OIP gRPC port for the FeatureService models (0: any free port).")
     @click.option("--no-grpc", is_flag=True, help="Do not start the gRPC server.")
     @click.option("--workers", "-w", default=1, show_default=True, type=int)
+    @click.option("--feast-compat/--exact", "feast_compat", default=None,
+                  help="Feast routes answer with Feast's statuses and values (a stored null "
+                  "and a value past its TTL are PRESENT) [serving.feast_compat or exact].")
     @click.option("--log-level", default="warning", show_default=True)
     @security_options
     def serve_features(repo: Path, host: str | None, port: int, grpc_port: int, no_grpc: bool,
-                       workers: int, log_level: str, **security: Any) -> None:
+                       workers: int, feast_compat: bool | None, log_level: str,
+                       **security: Any) -> None:
         """Serve online features with Feast's HTTP API (and each FeatureService over OIP)."""
         from tureen.feature_server import feature_service_models
         from tureen.transports.rest.feast import feature_routes
@@ -81,7 +85,7 @@ def register(cli: click.Group) -> None:
         click.echo(f"tureen feature server for {store.project} on {scheme}://{cfg.bind_host}:"
                    f"{port} (Feast-compatible; OIP gRPC :{'-' if no_grpc else grpc_port}"
                    f"{'; auth ' + '+'.join(cfg.auth.type) if cfg.auth else ''})", err=True)
-        server = _server(cfg, feature_routes(store), security=sec, **options)
+        server = _server(cfg, feature_routes(store, feast_compat), security=sec, **options)
         server.start(feature_service_models(store))
 
     @cli.command("serve")
@@ -105,14 +109,17 @@ def register(cli: click.Group) -> None:
     @click.option("--ingest/--no-ingest", "ingest", default=None,
                   help="Also run `tureen ingest` for the repo's Kafka stream views "
                        "[streaming.ingest_in_serve or off].")
+    @click.option("--feast-compat/--exact", "feast_compat", default=None,
+                  help="Feast routes answer with Feast's statuses and values (a stored null "
+                  "and a value past its TTL are PRESENT) [serving.feast_compat or exact].")
     @click.option("--log-level", default="warning", show_default=True)
     @click.option("--enable-model-control", "--enable_model_control", is_flag=True,
                   help="Allow loading and unloading repository models over the network.")
     @security_options
     def serve(repo: Path, host: str | None, http_port: int | None, grpc_port: int | None,
               workers: int | None, transformers: tuple[Path, ...], serve_registered: bool,
-              no_console: bool, ingest: bool | None, log_level: str,
-              enable_model_control: bool, **security: Any) -> None:
+              no_console: bool, ingest: bool | None, feast_compat: bool | None,
+              log_level: str, enable_model_control: bool, **security: Any) -> None:
         """Serve the repo: feature routes, feature services, transformers and models."""
         from tureen.feature_server.repo_server import repo_models, transformer_configs
         from tureen.transports.rest.feast import feature_routes
@@ -138,7 +145,7 @@ def register(cli: click.Group) -> None:
                    f"{'https' if cfg.tls else 'http'}://{cfg.bind_host}:{cfg.http_port} grpc "
                    f":{cfg.grpc_port}{'; auth ' + '+'.join(cfg.auth.type) if cfg.auth else ''}",
                    err=True)
-        routes: list[Any] = [*feature_routes(store)]
+        routes: list[Any] = [*feature_routes(store, feast_compat)]
         if not no_console:
             from starlette.routing import Mount
 

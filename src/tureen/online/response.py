@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -206,14 +206,16 @@ class OnlineResponse:
         out: dict[str, Any] = orjson.loads(self.feast_json_bytes())
         return out
 
-    def feast_json_bytes(self) -> bytes:
+    def feast_json_bytes(self, feast_statuses: bool = False) -> bytes:
         """Feast's columnar feature-server response, serialized::
 
         {"metadata": {"feature_names": [join keys..., features...]},
          "results": [{"values": [...], "statuses": [...], "event_timestamps": [...]}, ...]}
 
         Absent timestamps are "1970-01-01T00:00:00Z" as in Feast; bytes are base64 (as
-        protobuf JSON encodes them); timestamp values are RFC 3339 strings; NaN is null.
+        protobuf JSON encodes them); UnixTimestamp feature values are epoch seconds (as
+        Feast's ``unix_timestamp_val``); NaN is null. ``feast_statuses``: a stored null is
+        PRESENT, as Feast says (tureen: NULL_VALUE).
         Statuses and timestamps shared by every feature of one view are encoded once
         (as pre-serialized fragments) and the whole body in one ``orjson.dumps``.
         """
@@ -237,7 +239,7 @@ class OnlineResponse:
                         orjson.dumps(_rfc3339_many(c.event_us)))
                 stamps = known
             statuses: orjson.Fragment | list[str] | None = None
-            if c.row_status is not None and not c.has_nulls():
+            if c.row_status is not None and (feast_statuses or not c.has_nulls()):
                 statuses = statuses_of.get(id(c.row_status))
                 if statuses is None:  # shared by every feature of the view: encode once
                     statuses = statuses_of[id(c.row_status)] = frag(orjson.dumps(
@@ -310,14 +312,19 @@ def _json_value(v: Any, field: Field) -> Any:
         return base64.b64encode(v).decode()
     if name == "UnixTimestamp":
         if isinstance(v, list):
-            return [None if x is None else _iso(x) for x in v]
-        return _iso(v)
+            return [None if x is None else _epoch(x) for x in v]
+        return _epoch(v)
     if isinstance(v, np.generic):
         return v.item()
     return v
 
 
-def _iso(v: Any) -> str:
+def _epoch(v: Any) -> Any:
+    """Seconds since the epoch (what Feast's JSON carries for a UnixTimestamp value)."""
     if isinstance(v, datetime):
-        return v.isoformat().replace("+00:00", "Z")
-    return str(v)
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=UTC)
+        return int(v.timestamp() // 1)
+    if isinstance(v, np.datetime64):
+        return int(v.astype("datetime64[s]").astype(np.int64))
+    return v

@@ -309,19 +309,23 @@ class OnlineRetrieval:
 
     # ---- public API ---------------------------------------------------------------------
     def get_online_features(
-        self, features: Features, entity_rows: EntityRows, full_feature_names: bool = False
+        self, features: Features, entity_rows: EntityRows, full_feature_names: bool = False,
+        enforce_ttl: bool = True,
     ) -> OnlineResponse:
         """Latest stored features for each entity row, in requested order.
 
         ``features``: ["view:feature", ...], a FeatureService, or a service name.
         ``entity_rows``: list of dicts or dict of lists with the join keys (and any
-        request-time fields on-demand views need).
+        request-time fields on-demand views need). ``enforce_ttl=False`` returns stored
+        values past their view's TTL as PRESENT (what Feast does; the Feast routes'
+        ``feast_compat`` mode) instead of OUTSIDE_MAX_AGE.
         """
         call = self._prepare(features, entity_rows, full_feature_names)
-        return self._finish(call, self._store.read(call.requests))
+        return self._finish(call, self._store.read(call.requests), enforce_ttl)
 
     async def get_online_features_async(
-        self, features: Features, entity_rows: EntityRows, full_feature_names: bool = False
+        self, features: Features, entity_rows: EntityRows, full_feature_names: bool = False,
+        enforce_ttl: bool = True,
     ) -> OnlineResponse:
         call = self._prepare(features, entity_rows, full_feature_names)
         if self._async_store is not None:
@@ -330,7 +334,7 @@ class OnlineRetrieval:
             rows = await asyncio.to_thread(self._store.read, call.requests)
         else:
             rows = self._store.read(call.requests)
-        return self._finish(call, rows)
+        return self._finish(call, rows, enforce_ttl)
 
     def plan(self, features: Features, full_feature_names: bool = False) -> FeaturePlan:
         """The resolved plan for ``features`` (cached per registry snapshot)."""
@@ -362,7 +366,8 @@ class OnlineRetrieval:
         requests: list[ReadRequest] = [(s.view, s.keys_of(columns)) for s in c.steps]
         return _Call(c, columns, n, requests)
 
-    def _finish(self, call: _Call, rows: Sequence[Sequence[StoredRow | None]]) -> OnlineResponse:
+    def _finish(self, call: _Call, rows: Sequence[Sequence[StoredRow | None]],
+                enforce_ttl: bool = True) -> OnlineResponse:
         c = call.compiled
         now_us = int(self._clock() * 1_000_000)
         # per view: (one column of values per wanted feature, statuses, event µs)
@@ -370,7 +375,7 @@ class OnlineRetrieval:
         status: list[FieldStatus]
         for s, blobs in zip(c.steps, rows, strict=True):
             width = len(s.reader.wanted)
-            read, ttl = s.reader.read, s.ttl_us
+            read, ttl = s.reader.read, (s.ttl_us if enforce_ttl else 0)
             if len(blobs) >= MIN_ROWS:
                 batch = _batch_step(s.reader, blobs, ttl, now_us)
                 if batch is not None:

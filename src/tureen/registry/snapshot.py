@@ -84,7 +84,8 @@ class RegistrySnapshot:
         names = list(self.feature_views) + list(self.on_demand_views)
         raise NotFoundError(
             f"no feature view named {name!r} in project {self.project!r}.{suggest(name, names)}"
-            f" Run `tureen features list` to see them, or `tureen apply` if you just added it."
+            f" Run `tureen features list` to see them, or `tureen apply` if you just added it.",
+            kind="feature view",
         )
 
     def push_source(self, name: str) -> tuple[PushSource, list[FeatureView]]:
@@ -97,7 +98,7 @@ class RegistrySnapshot:
                             if isinstance(v.source, PushSource)})
             raise NotFoundError(
                 f"no push source named {name!r} feeds a feature view.{suggest(name, names)} "
-                f"Push sources in use: {names or 'none'}."
+                f"Push sources in use: {names or 'none'}.", kind="push source"
             )
         src = views[0].source
         assert isinstance(src, PushSource)
@@ -169,5 +170,6 @@ def _get(table: Mapping[str, T], name: str, kind: str) -> T:
     except KeyError:
         raise NotFoundError(
             f"no {kind} named {name!r}.{suggest(name, table)} "
-            f"Known: {', '.join(sorted(table)) or 'none'}. Did you run `tureen apply`?"
+            f"Known: {', '.join(sorted(table)) or 'none'}. Did you run `tureen apply`?",
+            kind=kind,
         ) from None

@@ -67,12 +67,16 @@ class RequestFailedError(Exception):
     """A request that ends in an error, ready to render on any transport."""
 
     def __init__(self, http: int, grpc: GrpcStatus, message: str,
-                 headers: Sequence[tuple[str, str]] = ()) -> None:
+                 headers: Sequence[tuple[str, str]] = (),
+                 cause: TureenError | None = None) -> None:
         super().__init__(message)
         self.http = http
         self.grpc = grpc
         self.message = message
         self.headers = list(headers)
+        #: the TureenError it came from (None for internal errors), for renderers that answer
+        #: in another protocol's terms (the Feast routes' typed error bodies)
+        self.cause = cause
 
 
 def internal_message(rid: str) -> str:
@@ -89,7 +93,7 @@ def failure_of(ctx: RequestContext, exc: BaseException, where: str = "") -> Requ
         if http >= 500:
             log.warning("%s failed (request id %s): %s", where or ctx.operation,
                         ctx.request_id, exc)
-        return RequestFailedError(http, grpc, str(exc), ctx.response_headers)
+        return RequestFailedError(http, grpc, str(exc), ctx.response_headers, exc)
     log.error("internal error serving %s (request id %s)", where or ctx.operation,
               ctx.request_id, exc_info=exc)
     return RequestFailedError(http, grpc, internal_message(ctx.request_id), ctx.response_headers)

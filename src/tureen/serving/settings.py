@@ -114,6 +114,10 @@ class ServingConfig(BaseModel):
     transformers: list[str | dict[str, Any]] = Field(
         default_factory=list, description="Feature transformers: a mapping each (see the "
         "transformer configuration reference) or the path of a YAML file holding one.")
+    feast_compat: bool = Field(
+        default=False, description="Feast routes answer with Feast's statuses and values: a "
+        "stored null is PRESENT (not NULL_VALUE) and a value past its TTL is PRESENT (not "
+        "OUTSIDE_MAX_AGE). Off: tureen's exact statuses.")
     auth: AuthSettings | None = Field(
         default=None, description="Authentication and roles; auth is on when set (see "
         "docs/security.md).")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
@@ -37,7 +38,7 @@ from tureen.serving.context import current
 from tureen.serving.http_pool import HttpPool, PoolResponse
 from tureen.store import FeatureStore
 from tureen.transformer.errors import classify
-from tureen.types import dtype_from_name
+from tureen.types import UnixTimestamp, dtype_from_name
 
 Columns = dict[str, list[Any]]
 _OIP_DTYPE = {"INT32": "Int32", "INT64": "Int64", "FP32": "Float32", "FP64": "Float64",
@@ -214,7 +215,10 @@ class RemoteFeatures:
                     "registry version?"
                 )
             picked.append(results[i])
-            values.append(results[i]["values"])
+            col = results[i]["values"]
+            if f.dtype is UnixTimestamp:  # Feast's JSON: epoch seconds; the store: datetimes
+                col = [_from_epoch(v) for v in col]
+            values.append(col)
         n = len(values[0]) if values else 0
 
         def statuses() -> list[list[str]]:
@@ -238,11 +242,25 @@ class RemoteFeatures:
             await self._http.aclose()
 
 
+def _from_epoch(v: Any) -> Any:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return datetime.fromtimestamp(v, UTC)
+    return v
+
+
 def _detail(content: bytes) -> str:
     try:
         obj = orjson.loads(content)
     except orjson.JSONDecodeError:
         return content[:200].decode(errors="replace")
+    if isinstance(obj, str):  # Feast's error body: the JSON text of {module, class, message}
+        try:
+            inner = orjson.loads(obj)
+        except orjson.JSONDecodeError:
+            return obj
+        if isinstance(inner, dict) and "message" in inner:
+            return str(inner["message"])
+        return obj
     if isinstance(obj, dict):
         return str(obj.get("error") or obj.get("detail") or obj)
     return str(obj)

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.e2e.deployments.conftest import MODEL_PY, SERVICE, free_port, serve, tureen
-from tests.e2e.server_process import ServerProcess
+from tests.e2e.server_process import ServerProcess, wait_ready
 from tests.services import require_module, require_service
 from tests.unit.console.conftest import CONFUSION, XSS, write_run
 
@@ -67,20 +67,7 @@ def _console(repo: Path, log: Path) -> ServerProcess:
         proc = subprocess.Popen([*CLI, "console", "--repo", str(repo), "--port", str(port)],
                                 stdout=f, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    server = ServerProcess(proc, port, log=log)
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tureen console exited:\n{log.read_text()}")
-        try:
-            if httpx.get(server.url + "/", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise TimeoutError(f"tureen console did not come up:\n{log.read_text()}")
-        time.sleep(0.2)
+    return wait_ready(ServerProcess(proc, port, log=log), "tureen console", "/", 60)
 
 
 @pytest.fixture(scope="module")

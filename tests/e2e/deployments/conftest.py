@@ -6,14 +6,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from tests.e2e.server_process import ServerProcess
+from tests.e2e.server_process import ServerProcess, wait_ready
 
 from tureen.examples.fraud import create_repo
 from tureen.store import FeatureStore
@@ -61,20 +59,7 @@ def serve(repo: Path, log: Path, extra: Sequence[str] = ()) -> Server:
             [*CLI, "serve", "--repo", str(repo), "--http-port", str(port), "--grpc-port",
              str(free_port()), *extra],
             stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    server = Server(proc, port, log=log)
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tureen serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(server.url + "/v2/health/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise TimeoutError(f"tureen serve was not ready:\n{log.read_text()}")
-        time.sleep(0.2)
+    return wait_ready(Server(proc, port, log=log), "tureen serve")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import httpx
 import joblib
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from tests.e2e.server_process import ServerProcess
+from tests.e2e.server_process import ServerProcess, wait_ready
 
 from tureen.examples.fraud import create_repo
 from tureen.store import FeatureStore
@@ -77,20 +77,7 @@ def start(args: Sequence[str], log: Path, ready: str = "/v2/health/ready",
     with log.open("wb") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    server = Server(proc, hp, gp, log=log)
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{args[0]} exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(server.url + ready, timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise TimeoutError(f"{args[0]} was not ready:\n{log.read_text()}")
-        time.sleep(0.1)
+    return wait_ready(Server(proc, hp, gp, log=log), args[0], ready, timeout, poll=0.1)
 
 
 def run_python(code: str, log: Path, port: int) -> subprocess.Popen[bytes]:

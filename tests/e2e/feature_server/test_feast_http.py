@@ -62,6 +62,36 @@ def test_feature_service_full_names_and_request_data(server: Server) -> None:
         assert got == pytest.approx(amount / (t / c))
 
 
+def feast_error(r: httpx.Response) -> dict[str, str]:
+    """The error body Feast's server writes: a JSON string of {module, class, message}."""
+    text = r.json()
+    assert isinstance(text, str), r.text
+    detail: dict[str, str] = json.loads(text)
+    assert detail["module"] == "feast.errors"
+    return detail
+
+
+@pytest.mark.parametrize(("body", "feast_class"), [
+    ({"feature_service": "fraud_detection_v9", "entities": {"account_id": [1]}},
+     "FeatureServiceNotFoundException"),
+    ({"features": ["no_view:x"], "entities": {"account_id": [1]}},
+     "FeatureViewNotFoundException"),
+    ({"features": ["account_profile:credit_scor"], "entities": {"account_id": [1]}},
+     "FeastObjectNotFoundException"),
+    ({"features": ["account_profile:credit_score"], "entities": {"account_id": ["x"]}},
+     "FeastError"),
+])
+def test_errors_have_feasts_shape(server: Server, body: Any, feast_class: str) -> None:
+    r = post(server, "/get-online-features", body)
+    assert feast_error(r)["class"] == feast_class
+
+
+def test_push_to_an_unknown_source_names_feasts_exception(server: Server) -> None:
+    r = post(server, "/push", {"push_source_name": "nope", "df": {"account_id": [1]}})
+    assert r.status_code == 404
+    assert feast_error(r)["class"] == "PushSourceNotFoundException"
+
+
 @pytest.mark.parametrize(("body", "status", "needle"), [
     ({"feature_service": "fraud_detection_v9", "entities": {"account_id": [1]}}, 404,
      "fraud_detection_v9"),
@@ -85,7 +115,7 @@ def test_client_mistakes_are_4xx_with_the_name(
 ) -> None:
     r = post(server, "/get-online-features", body)
     assert r.status_code == status, r.text
-    assert needle in r.json()["detail"]
+    assert needle in feast_error(r)["message"]
 
 
 def test_wrong_method_and_route(server: Server) -> None:
@@ -129,7 +159,7 @@ def test_push_dated_2099_is_refused_and_older_rows_are_reported(server: Server) 
 
     r = post(server, "/push", stats(1, datetime(2099, 1, 1, tzinfo=UTC)))
     assert r.status_code == 400
-    assert "row 0" in r.json()["detail"] and "2099-01-01" in r.json()["detail"]
+    assert "row 0" in feast_error(r)["message"] and "2099-01-01" in feast_error(r)["message"]
     r = post(server, "/push", stats(7, now))
     assert r.status_code == 200 and r.json()["ignored_older"] == {}
     r = post(server, "/push", stats(3, now - timedelta(hours=1)))
@@ -152,7 +182,7 @@ def test_push_dated_2099_is_refused_and_older_rows_are_reported(server: Server) 
 def test_write_route_mistakes(server: Server, path: str, body: Any, needle: str) -> None:
     r = post(server, path, body)
     assert 400 <= r.status_code < 500, r.text
-    assert needle in r.json()["detail"]
+    assert needle in feast_error(r)["message"]
 
 
 def test_health(server: Server) -> None:

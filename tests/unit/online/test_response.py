@@ -40,7 +40,8 @@ def test_feast_json_shape(response: OnlineResponse) -> None:
         assert txn["event_timestamps"][1] == earlier.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert spend["statuses"] == ["PRESENT", "NULL_VALUE", "NOT_FOUND"]
     assert blob["values"] == ["AA==", None, None]  # bytes are base64, as in protobuf JSON
-    assert login["values"] == [NOW.isoformat().replace("+00:00", "Z"), None, None]
+    # timestamps are epoch seconds, as Feast's unix_timestamp_val
+    assert login["values"] == [int(NOW.timestamp() // 1), None, None]
 
 
 def test_to_numpy_is_typed(response: OnlineResponse) -> None:

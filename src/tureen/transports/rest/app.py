@@ -70,8 +70,16 @@ class ListsOperations(Protocol):
     def operations(self) -> list[str]: ...
 
 
-# (accepted method, handler, path args, error body with "detail")
-_Match = tuple[str, Handler, tuple[str, ...], bool]
+@runtime_checkable
+class OwnErrorBodies(Protocol):
+    """A route table whose error bodies follow another protocol (Feast's typed errors)."""
+
+    def render_error(self, status: int, message: str, cause: BaseException | None) -> Reply: ...
+
+
+ErrorRenderer = Callable[[int, str, "BaseException | None"], Reply]
+# (accepted method, handler, path args, how its errors are rendered)
+_Match = tuple[str, Handler, tuple[str, ...], ErrorRenderer]
 
 
 class _DisconnectedError(Exception):
@@ -171,11 +179,14 @@ class RestApp:
     def _match(self, path: str) -> _Match | None:
         own = self._match_own(path)
         if own is not None:
-            return own[0], own[1], own[2], False
+            return own[0], own[1], own[2], _plain_error
         for table in self._tables:
             found = table.match(path)
             if found is not None:
-                return found[0], found[1], (), table.error_detail
+                render: ErrorRenderer = (
+                    table.render_error if isinstance(table, OwnErrorBodies)
+                    else _detail_error if table.error_detail else _plain_error)
+                return found[0], found[1], (), render
         return None
 
     def _match_own(self, path: str) -> tuple[str, Handler, tuple[str, ...]] | None:
@@ -244,17 +255,17 @@ class RestApp:
     async def _call(self, method: str, path: str, match: _Match, peer: str | None,
                     query: str, headers: Headers, body: bytes | bytearray) -> Reply:
         """Run the route's handler through the guard chain; stamp the request id."""
-        want, handler, args, detail = match
+        want, handler, args, render = match
         ctx = self.chain.context("http", f"{method} {path}", headers, peer,
                                  peer_certificate.get(), query=query)
         if method != want and not (want == "GET" and method == "HEAD"):
-            reply = _error(405, f"{path} accepts {want} only; resend as {want}.", detail)
+            reply = render(405, f"{path} accepts {want} only; resend as {want}.", None)
             reply[3].append((b"allow", want.encode()))
             return self._stamp(reply, ctx)
         try:
             reply = await self.chain.run(ctx, handler, headers, body, *args)
         except RequestFailedError as f:
-            reply = _error(f.http, f.message, detail)
+            reply = render(f.http, f.message, f.cause)
         return self._stamp(reply, ctx)
 
     async def _unrouted(self, method: str, path: str, headers: Headers,
@@ -484,6 +495,14 @@ async def _send_error(send: Send, status: int, message: str) -> None:
 def _error(status: int, message: str, detail: bool) -> Reply:
     body = {"error": message, "detail": message} if detail else {"error": message}
     return _json(status, body)
+
+
+def _plain_error(status: int, message: str, cause: BaseException | None) -> Reply:
+    return _error(status, message, False)
+
+
+def _detail_error(status: int, message: str, cause: BaseException | None) -> Reply:
+    return _error(status, message, True)
 
 
 async def _not_found_reply(path: str, headers: Headers, body: Raw) -> Reply:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from tureen.feature_server import feast_compat
 from tureen.feature_server.feast_json import (
     parse_materialize,
     parse_online_request,
@@ -45,19 +46,24 @@ async def _reply(handler: Handler, headers: Headers, body: bytes) -> Reply:
 
 
 class FeatureHandlers:
-    """The route logic, independent of ASGI so tests and other transports can call it."""
+    """The route logic, independent of ASGI so tests and other transports can call it.
+    ``feast_compat``: answer with Feast's statuses and values (see
+    ``tureen.feature_server.feast_compat``)."""
 
-    def __init__(self, store: FeatureStore) -> None:
+    def __init__(self, store: FeatureStore, feast_compat: bool = False) -> None:
         self.store = store
+        self.feast_compat = feast_compat
 
     async def get_online_features(self, body: bytes) -> Answer:
         req = parse_online_request(body)
+        entities = feast_compat.coerce_entities(self.store.snapshot(), req.entities)
         resp = await self.store.get_online_features_async(
             req.features if not isinstance(req.features, str) else None,
-            req.entities, req.full_feature_names,
+            entities, req.full_feature_names,
             feature_service=req.features if isinstance(req.features, str) else None,
+            enforce_ttl=not self.feast_compat,
         )
-        return 200, resp.feast_json_bytes()
+        return 200, resp.feast_json_bytes(feast_statuses=self.feast_compat)
 
     async def push(self, body: bytes) -> Answer:
         """Feast's push; ``wait`` (``?wait=`` or in the body) for sources feeding stream
@@ -65,14 +71,18 @@ class FeatureHandlers:
         req = parse_push(body)
         ctx = current()
         wait = (query_wait(ctx.query) if ctx is not None else None) or req.wait
+        views = feast_compat.views_fed_by(self.store.snapshot(), req.push_source_name)
+        df = feast_compat.epoch_timestamps(views, req.df)
         n = await asyncio.to_thread(functools.partial(
-            self.store.push, req.push_source_name, pd.DataFrame(req.df), req.to, wait=wait))
+            self.store.push, req.push_source_name, pd.DataFrame(df), req.to, wait=wait))
         return push_answer(write_answer(n), n.receipt)
 
     async def write_to_online_store(self, body: bytes) -> Answer:
         req = parse_write(body)
+        view = self.store.snapshot().feature_view(req.feature_view_name)
+        df = feast_compat.epoch_timestamps([view], req.df)
         n = await asyncio.to_thread(
-            self.store.write_to_online_store, req.feature_view_name, pd.DataFrame(req.df))
+            self.store.write_to_online_store, req.feature_view_name, pd.DataFrame(df))
         return 200, write_answer(n)
 
     async def materialize(self, body: bytes) -> Answer:
@@ -111,9 +121,13 @@ def _summaries(done: list[Any]) -> list[dict[str, Any]]:
 
 
 class FeastRoutes:
-    """The feature routes as a ``RouteTable``: one exact-path lookup per request."""
+    """The feature routes as a ``RouteTable``: one exact-path lookup per request. Errors
+    have Feast's body, so the Feast SDK raises its typed exceptions."""
 
     error_detail = True
+
+    def render_error(self, status: int, message: str, cause: BaseException | None) -> Reply:
+        return status, feast_compat.error_body(message, cause), JSON, []
 
     def __init__(self, table: dict[str, tuple[str, Handler]]) -> None:
         self.table = {path: (method, functools.partial(_reply, handler))
@@ -126,10 +140,13 @@ class FeastRoutes:
         return [f"{method} {path}" for path, (method, _) in self.table.items()]
 
 
-def feature_routes(store: FeatureStore) -> list[FeastRoutes | IngestRoutes]:
+def feature_routes(store: FeatureStore, feast_compat: bool | None = None
+                   ) -> list[FeastRoutes | IngestRoutes]:
     """The Feast feature-server routes over ``store`` and ``POST /ingest/{source}`` (mount
-    with ``extra_routes``)."""
-    h = FeatureHandlers(store)
+    with ``extra_routes``); ``feast_compat`` defaults to ``serving.feast_compat`` of the
+    repo's tureen.yaml."""
+    compat = store.config.serving.feast_compat if feast_compat is None else feast_compat
+    h = FeatureHandlers(store, compat)
     return [FeastRoutes({
         "/get-online-features": ("POST", h.get_online_features),
         "/push": ("POST", h.push),
