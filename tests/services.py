@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,9 @@ REQUIRED = os.environ.get("TUREEN_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get(
     "TUREEN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+#: Feast's interpreter for the wire-compatibility tests (its own venv: tureen never imports
+#: Feast). ``.ci/run`` creates one and exports this; skipped when there is none.
+FEAST_PYTHON = Path(os.environ.get("TUREEN_FEAST_PYTHON", "/work/peers/feast/bin/python"))
 REDIS_URL = os.environ.get("TUREEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -52,6 +56,18 @@ def require_redis() -> str:
     _require("Redis", "127.0.0.1", 6379,
              "start redis-server or set TUREEN_TEST_REDIS_URL to run the Redis tests.")
     return REDIS_URL
+
+
+def require_feast() -> Path:
+    """Feast's interpreter, or skip: Feast is a peer to compare with, not a service CI must
+    have (``.ci/run`` warns when it cannot install it). A ``TUREEN_FEAST_PYTHON`` that points
+    nowhere is a mistake, not a skip."""
+    if FEAST_PYTHON.exists():
+        return FEAST_PYTHON
+    if "TUREEN_FEAST_PYTHON" in os.environ:
+        pytest.fail(f"TUREEN_FEAST_PYTHON={FEAST_PYTHON} does not exist; fix it or unset it.")
+    pytest.skip(f"no Feast interpreter at {FEAST_PYTHON}; run .ci/run once (it creates one) "
+                "or set TUREEN_FEAST_PYTHON.")
 
 
 def require_module(name: str, install: str) -> Any:

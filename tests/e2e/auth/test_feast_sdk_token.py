@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from tests.e2e.feature_server.servers import make_repo, start
-from tests.e2e.feature_server.test_feast_sdk_client import CLIENT, FEAST_DEFS, FEAST_PYTHON
+from tests.e2e.feature_server.test_feast_sdk_client import CLIENT, FEAST_DEFS
+from tests.services import FEAST_PYTHON, require_feast
 
 from tureen.auth.tokens import Tokens
 from tureen.store import FeatureStore
@@ -43,8 +44,7 @@ def _read(client: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_feast_sdk_with_a_tureen_token(tmp_path: Path) -> None:
-    if not FEAST_PYTHON.exists():
-        pytest.skip(f"no Feast interpreter at {FEAST_PYTHON}; set TUREEN_FEAST_PYTHON to run")
+    require_feast()
     repo = make_repo(tmp_path / "fraud")
     with (repo / "tureen.yaml").open("a") as f:
         f.write("serving:\n  auth: {type: token}\n")

@@ -21,9 +21,8 @@ from tests.e2e.feature_server.servers import Server, free_port, start
 from tests.e2e.server_process import ServerProcess, wait_ready
 from tests.feast_logins import LAST_LOGIN, NOW, write_data
 from tests.feast_logins import tureen_repo as make_tureen_repo
-from tests.services import require_service
+from tests.services import FEAST_PYTHON, require_feast
 
-FEAST_PYTHON = Path(os.environ.get("TUREEN_FEAST_PYTHON", "/work/peers/feast/bin/python"))
 ENV = {**os.environ, "FEAST_USAGE": "False"}
 
 FEAST_DEFS = '''
@@ -75,8 +74,7 @@ def feast_serve(repo: Path, log: Path) -> ServerProcess:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    require_service(f"Feast 0.67 at {FEAST_PYTHON}", FEAST_PYTHON.exists(),
-                    "run .ci/run once (it creates /work/peers/feast) or set TUREEN_FEAST_PYTHON.")
+    require_feast()
     root = tmp_path_factory.mktemp("feast_compat")
     tureen_repo, feast_repo, client = root / "tureen", root / "feast", root / "client"
     compat_client, feast_client = root / "compat_client", root / "feast_client"

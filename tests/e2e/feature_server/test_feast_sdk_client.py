@@ -1,6 +1,7 @@
 """Feast's own SDK, configured with its ``remote`` online store, reads from tureen's feature
 server unchanged. Needs a Feast install in a separate interpreter (never imported by tureen):
-``TUREEN_FEAST_PYTHON`` or ``/work/peers/feast/bin/python``; skipped when absent."""
+``TUREEN_FEAST_PYTHON`` (``.ci/run`` creates it) or ``/work/peers/feast/bin/python``; skipped
+when absent."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.e2e.feature_server.servers import Server
-
-FEAST_PYTHON = Path(os.environ.get("TUREEN_FEAST_PYTHON", "/work/peers/feast/bin/python"))
+from tests.services import FEAST_PYTHON, require_feast
 
 FEAST_DEFS = textwrap.dedent('''
     from datetime import timedelta
@@ -45,8 +45,7 @@ CLIENT = textwrap.dedent('''
 
 @pytest.mark.slow
 def test_feast_sdk_remote_online_store(tmp_path: Path, repo: Path, server: Server) -> None:
-    if not FEAST_PYTHON.exists():
-        pytest.skip(f"no Feast interpreter at {FEAST_PYTHON}; set TUREEN_FEAST_PYTHON to run")
+    require_feast()
     client = tmp_path / "feast_repo"
     (client / "data").mkdir(parents=True)
     (client / "data" / "account_profile.parquet").write_bytes(
