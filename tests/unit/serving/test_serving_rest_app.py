@@ -226,3 +226,40 @@ async def test_compressed_requests(client: httpx.AsyncClient, encoding: str) -> 
     r = await client.post("/v1/models/m:predict", content=b"nope",
                           headers={"content-encoding": "br"})
     assert r.status_code == 400 and "gzip" in r.json()["error"]
+
+
+async def test_large_bodies_are_decoded_off_the_event_loop(lr_repo: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           ) -> None:
+    """Issue 11 #9: decoding is proportional to the client's input, so a large body is
+    decoded in a thread (a 37 MiB v2 JSON body held the loop for 1.2 s); small ones inline."""
+    import threading
+
+    from tureen.codecs.oip_json import decode_request, loads
+
+    where: list[tuple[str, bool]] = []
+
+    def spy(name: str, real: Any) -> Any:
+        def run(*args: Any, **kw: Any) -> Any:
+            where.append((name, threading.current_thread() is threading.main_thread()))
+            return real(*args, **kw)
+        return run
+
+    monkeypatch.setattr("tureen.transports.rest.app.decode_request", spy("v2", decode_request))
+    monkeypatch.setattr("tureen.transports.rest.app.loads", spy("v1", loads))
+    dp = DataPlane()
+    dp.register(loaded(Doubler("m")))
+    app = build_app(dp, max_request_bytes=8 << 20)
+    rows = [[1.5, 2.5]] * 200_000  # ~2.4 MiB of JSON
+    big_v2 = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [len(rows), 2],
+                          "data": rows}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        for body, path in ((V2, "/v2/models/m/infer"), (big_v2, "/v2/models/m/infer"),
+                           ({"instances": [[1, 2]]}, "/v1/models/m:predict"),
+                           ({"instances": rows}, "/v1/models/m:predict")):
+            r = await c.post(path, content=json.dumps(body).encode(),
+                             headers={"content-type": "application/json"})
+            assert r.status_code == 200, r.text[:300]
+    dp.close()
+    assert where == [("v2", True), ("v2", False), ("v1", True), ("v1", False)]

@@ -40,6 +40,9 @@ from tureen.transports.http1.native import Headers, NativeHandler, Reply
 
 log = logging.getLogger(__name__)
 
+#: request bodies larger than this are decoded in a thread, not on the event loop
+OFFLOAD_BYTES = 1024 * 1024
+
 JSON = b"application/json"
 Raw = bytes | bytearray  # a big body arrives as one bytearray (tensors view into it)
 # (headers, raw body, *path args) -> Reply
@@ -420,7 +423,8 @@ class RestApp:
         return _json(200 if ready else 503, {"name": name, "ready": ready})
 
     async def _v1_predict(self, headers: Headers, body: Raw, name: str) -> Reply:
-        payload = loads(self._body(headers, body))
+        raw = self._body(headers, body)
+        payload = loads(raw) if len(raw) <= OFFLOAD_BYTES else await asyncio.to_thread(loads, raw)
         result = await self.dataplane.predict_v1(name, payload, headers)
         return _json(200, result)
 
@@ -450,7 +454,9 @@ class RestApp:
     async def _v2_infer(self, headers: Headers, body: Raw, name: str, v: str) -> Reply:
         self.dataplane.repository.get(name, v or None)  # unknown model/version: 404 first
         raw = self._body(headers, body)
-        request = decode_request(raw, headers.get(HEADER_LENGTH), name, v or None, headers)
+        args = (raw, headers.get(HEADER_LENGTH), name, v or None, headers)
+        request = (decode_request(*args) if len(raw) <= OFFLOAD_BYTES
+                   else await asyncio.to_thread(decode_request, *args))
         response = await self.dataplane.infer(request, "v2")
         parts, head_len = encode_response_parts(response, request)
         if head_len is None:
