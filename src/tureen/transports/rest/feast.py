@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pandas as pd
@@ -31,11 +31,19 @@ from tureen.serving.context import current
 from tureen.store import FeatureStore
 from tureen.streaming.http_api import push_answer, query_wait
 from tureen.transports.http1.native import Headers, Reply
+from tureen.transports.rest.app import OFFLOAD_BYTES
 from tureen.transports.rest.ingest import IngestRoutes
 
 Answer = tuple[int, Any]
 Handler = Callable[[bytes], Awaitable[Answer]]
 JSON = b"application/json"
+T = TypeVar("T")
+
+
+async def _prepared(fn: Callable[[], T], body: bytes) -> T:
+    """``fn()`` (parsing ``body``) inline when the body is small, in a worker thread when it
+    is over ``OFFLOAD_BYTES``: its cost is proportional to the client's input."""
+    return fn() if len(body) <= OFFLOAD_BYTES else await asyncio.to_thread(fn)
 
 
 async def _reply(handler: Handler, headers: Headers, body: bytes) -> Reply:
@@ -55,8 +63,11 @@ class FeatureHandlers:
         self.feast_compat = feast_compat
 
     async def get_online_features(self, body: bytes) -> Answer:
-        req = parse_online_request(body)
-        entities = feast_compat.coerce_entities(self.store.snapshot(), req.entities)
+        def prepare() -> tuple[Any, Any]:
+            req = parse_online_request(body)
+            return req, feast_compat.coerce_entities(self.store.snapshot(), req.entities)
+
+        req, entities = await _prepared(prepare, body)
         resp = await self.store.get_online_features_async(
             req.features if not isinstance(req.features, str) else None,
             entities, req.full_feature_names,
@@ -68,21 +79,27 @@ class FeatureHandlers:
     async def push(self, body: bytes) -> Answer:
         """Feast's push; ``wait`` (``?wait=`` or in the body) for sources feeding stream
         views; the answer adds the receipt (ingestion id, visible/durable, lag)."""
-        req = parse_push(body)
+        def prepare() -> tuple[Any, pd.DataFrame]:
+            req = parse_push(body)
+            views = feast_compat.views_fed_by(self.store.snapshot(), req.push_source_name)
+            return req, pd.DataFrame(feast_compat.epoch_timestamps(views, req.df))
+
+        req, df = await _prepared(prepare, body)
         ctx = current()
         wait = (query_wait(ctx.query) if ctx is not None else None) or req.wait
-        views = feast_compat.views_fed_by(self.store.snapshot(), req.push_source_name)
-        df = feast_compat.epoch_timestamps(views, req.df)
         n = await asyncio.to_thread(functools.partial(
-            self.store.push, req.push_source_name, pd.DataFrame(df), req.to, wait=wait))
+            self.store.push, req.push_source_name, df, req.to, wait=wait))
         return push_answer(write_answer(n), n.receipt)
 
     async def write_to_online_store(self, body: bytes) -> Answer:
-        req = parse_write(body)
-        view = self.store.snapshot().feature_view(req.feature_view_name)
-        df = feast_compat.epoch_timestamps([view], req.df)
-        n = await asyncio.to_thread(
-            self.store.write_to_online_store, req.feature_view_name, pd.DataFrame(df))
+        def prepare() -> tuple[str, pd.DataFrame]:
+            req = parse_write(body)
+            view = self.store.snapshot().feature_view(req.feature_view_name)
+            df = feast_compat.epoch_timestamps([view], req.df)
+            return req.feature_view_name, pd.DataFrame(df)
+
+        name, df = await _prepared(prepare, body)
+        n = await asyncio.to_thread(self.store.write_to_online_store, name, df)
         return 200, write_answer(n)
 
     async def materialize(self, body: bytes) -> Answer:
