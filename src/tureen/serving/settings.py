@@ -76,7 +76,7 @@ class ServingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str | None = Field(default=None, description="Address the servers bind (default "
-                             "0.0.0.0).")
+                             "127.0.0.1; another address needs auth or --insecure).")
     http_port: int = Field(default=8080, ge=0, le=65535,
                            description="REST port (0: any free port).")
     grpc_port: int = Field(default=8081, ge=0, le=65535,
