@@ -173,7 +173,7 @@ def _columns(
         for f in needed:
             values = entity_rows.get(f.name)
             if values is None:
-                raise _missing(f, sorted(entity_rows))
+                raise _missing(f, sorted(entity_rows), needed)
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
                 if hasattr(values, "tolist"):
                     values = values.tolist()
@@ -201,7 +201,7 @@ def _columns(
             cols[name] = [r[name] for r in rows]
         except KeyError:
             bad = next(r for r in rows if name not in r)
-            raise _missing(f, sorted(bad), row=list(rows).index(bad)) from None
+            raise _missing(f, sorted(bad), needed, row=list(rows).index(bad)) from None
         except TypeError:
             raise InvalidRequestError(
                 "entity_rows must be a list of dicts or a dict of lists."
@@ -209,11 +209,15 @@ def _columns(
     return cols, len(rows)
 
 
-def _missing(f: Field, given: list[str], row: int | None = None) -> InvalidRequestError:
+def _missing(f: Field, given: list[str], needed: Sequence[Field], row: int | None = None
+             ) -> InvalidRequestError:
+    """A missing join key or request field; a misspelling is suggested among the names given
+    that nothing needs (a name that is itself needed is no typo)."""
     where = f" in entity row {row}" if row is not None else ""
+    spare = set(given) - {n.name for n in needed}
     return InvalidRequestError(
         f"missing {f.name!r} ({f.dtype.name}){where}: the requested features need it."
-        f"{suggest(f.name, given)} Given: {given or 'nothing'}."
+        f"{suggest(f.name, sorted(spare))} Given: {given or 'nothing'}."
     )
 
 

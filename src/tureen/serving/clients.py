@@ -58,8 +58,11 @@ class _RetryError(Exception):
 
 
 async def with_retries(
-    call: Callable[[], Awaitable[T]], what: str, retries: int, backoff: float
+    call: Callable[[], Awaitable[T]], what: str, retries: int, backoff: float,
+    peer: str = "predictor",
 ) -> T:
+    """``call()`` until it stops raising ``_RetryError``; the error names ``peer`` (the
+    server to check: "predictor", "feature server")."""
     last = ""
     for attempt in range(retries + 1):
         try:
@@ -69,7 +72,7 @@ async def with_retries(
         if attempt < retries:
             await asyncio.sleep(backoff * (2 ** attempt))
     raise BackendUnavailableError(
-        f"{what} failed after {retries + 1} attempts ({last}); check that the predictor is "
+        f"{what} failed after {retries + 1} attempts ({last}); check that the {peer} is "
         "running and reachable, then retry."
     )
 
@@ -104,7 +107,8 @@ def client_ssl(tls: Any) -> ssl.SSLContext | None:
 
 
 async def post_with_retries(pool: HttpPool, path: str, body: bytes, headers: dict[str, str],
-                            retries: int, backoff: float) -> PoolResponse:
+                            retries: int, backoff: float, peer: str = "predictor"
+                            ) -> PoolResponse:
     """POST on ``pool``, retrying connection errors, timeouts and 502/503/504 with
     exponential backoff; BackendUnavailableError once the retries are spent."""
     async def call() -> PoolResponse:
@@ -117,11 +121,11 @@ async def post_with_retries(pool: HttpPool, path: str, body: bytes, headers: dic
         return resp
 
     where = f"POST http://{pool.host}:{pool.port}{pool.prefix}{path}"
-    return await with_retries(call, where, retries, backoff)
+    return await with_retries(call, where, retries, backoff, peer)
 
 
 async def post_httpx(http: httpx.AsyncClient, path: str, body: bytes, headers: dict[str, str],
-                     retries: int, backoff: float) -> PoolResponse:
+                     retries: int, backoff: float, peer: str = "predictor") -> PoolResponse:
     """``post_with_retries`` over an httpx client (``https://`` servers)."""
     async def call() -> PoolResponse:
         try:
@@ -132,7 +136,7 @@ async def post_httpx(http: httpx.AsyncClient, path: str, body: bytes, headers: d
             raise _RetryError(f"HTTP {r.status_code}")
         return PoolResponse(r.status_code, dict(r.headers), r.content)
 
-    return await with_retries(call, f"POST {http.base_url}{path}", retries, backoff)
+    return await with_retries(call, f"POST {http.base_url}{path}", retries, backoff, peer)
 
 
 class HTTPPredictorClient:

@@ -180,7 +180,8 @@ class RemoteFeatures:
                 resp = await self._post_tls(body, headers)
             else:
                 resp = await post_with_retries(self._client(), "/get-online-features", body,
-                                               headers, self.retries, self.backoff)
+                                               headers, self.retries, self.backoff,
+                                               "feature server")
         except BackendUnavailableError as exc:
             raise classify(exc) from None
         if resp.status in (401, 403):
@@ -233,7 +234,7 @@ class RemoteFeatures:
                 limits=httpx.Limits(max_connections=self._max_connections,
                                     max_keepalive_connections=self._max_connections))
         return await post_httpx(self._http, "/get-online-features", body, headers,
-                                self.retries, self.backoff)
+                                self.retries, self.backoff, "feature server")
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -140,6 +140,12 @@ def test_missing_key_and_request_field_errors_say_what_was_given(
     with pytest.raises(InvalidRequestError, match=r"missing 'amount' \(Float64\) in entity row 1"):
         retrieval.get_online_features(["amount_ratio:amount_ratio"],
                                       [{"account_id": 1, "amount": 1.0}, {"account_id": 2}])
+    with pytest.raises(InvalidRequestError) as err:  # account_id is needed too: no suggestion
+        retrieval.get_online_features(["amount_ratio:amount_ratio"], {"account_id": [1]})
+    assert "missing 'amount'" in str(err.value) and "Did you mean" not in str(err.value)
+    with pytest.raises(InvalidRequestError, match="Did you mean 'amout'"):
+        retrieval.get_online_features(["amount_ratio:amount_ratio"],
+                                      {"account_id": [1], "amout": [1.0]})
     with pytest.raises(InvalidRequestError, match="'account_id' expects Int64 values, got str"):
         retrieval.get_online_features(["account_stats:spend"], {"account_id": ["1"]})
     with pytest.raises(InvalidRequestError, match="different lengths"):
