@@ -68,9 +68,30 @@ def test_failures_exit_non_zero_with_one_line_error(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "Did you mean 'account_profile:credit_score'" in bad.stderr
     assert "Traceback" not in bad.stderr
+    bad = tureen(repo, "get-historical-features", "--entities", str(repo / "data/labels.parquet"),
+                 "--service", "fraud_detection_v1", "--out", str(tmp_path / "x.json"), ok=False)
+    assert bad.returncode == 1 and "not .json" in bad.stderr  # was a Parquet folder x.json
+    assert not (tmp_path / "x.json").exists()
     bad = tureen(repo, "materialize", "2026-02-01", "2026-01-01", ok=False)
     assert bad.returncode == 1 and "not before" in bad.stderr
     bad = tureen(tmp_path / "nowhere", "apply", ok=False)
     assert bad.returncode == 1 and "tureen init" in bad.stderr
     again = tureen(repo, "init", str(repo), ok=False)
     assert again.returncode == 1 and "not empty" in again.stderr
+
+
+def test_online_features_table_shows_statuses_and_whole_values(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    tureen(repo, "init", str(repo), "--accounts", "50")
+    tureen(repo, "apply")
+    tureen(repo, "materialize-incremental", "now", "--no-progress")
+    args = ("get-online-features", "--service", "fraud_detection_v1",
+            "--entity", "account_id=1001", "--entity", "account_id=7")
+    doc = json.loads(tureen(repo, *args, "--json").stdout)
+    names = doc["metadata"]["feature_names"]
+    total = doc["results"][names.index("total_amount_7d")]["values"][0]
+    out = tureen(repo, *args).stdout
+    assert "…" not in out  # nothing is cut
+    assert "total_amount_7d" in out and str(total) in out
+    lines = [line for line in out.splitlines() if "credit_score" in line]
+    assert len(lines) == 1 and "NOT_FOUND" in lines[0]  # entity 7 is unknown: said so

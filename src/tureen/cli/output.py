@@ -66,7 +66,7 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
     t = Table(title=title, title_justify="left")
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")  # a narrow terminal wraps values, never cuts them
     for r in rows:
         t.add_row(*("" if v is None else str(v) for v in r))
     console.print(t)

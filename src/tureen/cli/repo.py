@@ -202,10 +202,14 @@ def register(cli: click.Group) -> None:
         if as_json:
             print_json(resp.to_feast_json())
             return
-        data = resp.to_dict()
-        names = list(data)
-        n = len(next(iter(data.values()))) if data else 0
-        table("Online features", names, [[data[c][i] for c in names] for i in range(n)])
+        # one row per feature, one column per entity: a value, or its status when there is
+        # none (NOT_FOUND for an unknown entity, NULL_VALUE, OUTSIDE_MAX_AGE)
+        data, statuses, keys = resp.to_dict(), resp.statuses, resp.join_keys
+        entities = [", ".join(f"{k}={data[k][i]}" for k in keys) for i in range(len(resp))]
+        rows = [[name, *(v if s == "PRESENT" else str(s)
+                         for v, s in zip(data[name], statuses[name], strict=True))]
+                for name in statuses]
+        table("Online features", ["feature", *entities], rows)
 
     @cli.command("registry-dump")
     @repo_option

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from tureen.errors import InvalidRequestError
 from tureen.inference_log.dataset import ENTITY, FEATURE, PREDICTION, REQUEST, columns_with
+from tureen.offline.training_output import output_kind
 
 DEFAULT_LABEL_TIMESTAMP = "event_timestamp"
 
@@ -130,8 +131,8 @@ def read_labels(path: str) -> pd.DataFrame:
 
 
 def write_frame(frame: pd.DataFrame, path: str) -> None:
-    lower = path.lower()
-    if lower.endswith((".csv", ".csv.gz")):
+    """``.csv`` as CSV, otherwise Parquet; another format's extension is refused."""
+    if path.lower().endswith(".csv.gz") or output_kind(path) == "csv":
         frame.to_csv(path, index=False)
     else:
         frame.to_parquet(path, index=False)

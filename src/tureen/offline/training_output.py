@@ -33,11 +33,23 @@ from tureen.errors import InvalidRequestError
 Progress = Callable[[int, int], None]
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 ROWS_PER_PART = 10_000_000
+#: file formats a user may ask for by extension that tureen does not write: refused rather
+#: than written as Parquet under that name
+OTHER_FORMATS = (".json", ".jsonl", ".ndjson", ".tsv", ".txt", ".xlsx", ".xls", ".feather",
+                 ".arrow", ".ipc", ".orc", ".avro", ".pkl", ".pickle", ".h5", ".hdf5", ".npy",
+                 ".npz")
 
 
 def output_kind(path: str | Path) -> str:
-    """``parquet-file``, ``csv`` or ``parquet-folder`` for a destination path."""
+    """``parquet-file``, ``csv`` or ``parquet-folder`` for a destination path; another
+    file format's extension (``.json``, ``.xlsx``, ...) is refused."""
     name = str(path).lower().rstrip("/")
+    if name.endswith(OTHER_FORMATS):
+        raise InvalidRequestError(
+            f"output {str(path)!r}: tureen writes .parquet (.pq) or .csv files, or a Parquet "
+            f"dataset folder (a name without a suffix), not {posixpath.splitext(name)[1]}; "
+            "choose one of those."
+        )
     if name.endswith(".csv"):
         return "csv"
     if name.endswith(PARQUET_SUFFIXES):
