@@ -206,10 +206,13 @@ class FeatureStore:
         start_date: datetime | None = None,
         end_date: datetime | None = None,
         entity_filter: Mapping[str, Sequence[Any]] | None = None,
+        timestamp_column: str | None = None,
     ) -> RetrievalJob:
         """A point-in-time-correct training set (see ``tureen.offline.retrieval``): for the
         rows of ``entity_df``, or, without it, for every feature row version with
-        ``start_date <= event time < end_date`` (``entity_filter``: {join_key: [values]})."""
+        ``start_date <= event time < end_date`` (``entity_filter``: {join_key: [values]}).
+        ``timestamp_column``: the entity rows' time column (default: ``event_timestamp``, or
+        their only timestamp-typed column)."""
         from tureen.offline.retrieval import get_historical_features
 
         authorize(Action.READ_FEATURES, self.project)
@@ -217,6 +220,7 @@ class FeatureStore:
             self.offline, self.snapshot(), entity_df,
             _pick(features, feature_service), full_feature_names,
             start_date=start_date, end_date=end_date, entity_filter=entity_filter,
+            timestamp_column=timestamp_column,
         )
 
     # ---- online ------------------------------------------------------------------------------

@@ -95,3 +95,23 @@ def test_online_features_table_shows_statuses_and_whole_values(tmp_path: Path) -
     assert "total_amount_7d" in out and str(total) in out
     lines = [line for line in out.splitlines() if "credit_score" in line]
     assert len(lines) == 1 and "NOT_FOUND" in lines[0]  # entity 7 is unknown: said so
+
+
+def test_entity_rows_with_another_time_column(tmp_path: Path) -> None:
+    """The error for entity rows without an event_timestamp names --timestamp-column, and the
+    option exists (it did not)."""
+    repo = tmp_path / "repo"
+    tureen(repo, "init", str(repo), "--accounts", "50")
+    tureen(repo, "apply")
+    labels = pd.read_parquet(repo / "data/labels.parquet")
+    labels["scored_at"] = labels.pop("event_timestamp")
+    labels["created"] = labels["scored_at"]  # two time columns: which one is ambiguous
+    rows = tmp_path / "rows.parquet"
+    labels.to_parquet(rows)
+    args = ("get-historical-features", "--entities", str(rows), "--service",
+            "fraud_detection_v1")
+    bad = tureen(repo, *args, "--out", str(tmp_path / "a.parquet"), ok=False)
+    assert bad.returncode == 1 and "--timestamp-column" in bad.stderr
+    tureen(repo, *args, "--timestamp-column", "scored_at", "--out", str(tmp_path / "b.parquet"))
+    got = pd.read_parquet(tmp_path / "b.parquet")
+    assert len(got) == len(labels) and got["credit_score"].notna().all()

@@ -138,6 +138,8 @@ def register(cli: click.Group) -> None:
     @click.option("--out", "-o", required=True, type=click.Path(),
                   help="Output: a .parquet or .csv file, or a folder (Parquet dataset).")
     @click.option("--full-feature-names", is_flag=True, help="Name columns view__feature.")
+    @click.option("--timestamp-column", help="The entity rows' time column [event_timestamp, "
+                  "or their only timestamp column].")
     @click.option("--start", help="Without --entities: feature rows from this time (ISO 8601).")
     @click.option("--end", help="Without --entities: feature rows before this time ('now').")
     @click.option("--filter", "filters", multiple=True,
@@ -146,7 +148,8 @@ def register(cli: click.Group) -> None:
     @json_option
     def get_historical_features(repo: str, entities: str | None, service: str | None,
                                 features: tuple[str, ...], out: str,
-                                full_feature_names: bool, start: str | None, end: str | None,
+                                full_feature_names: bool, timestamp_column: str | None,
+                                start: str | None, end: str | None,
                                 filters: tuple[str, ...], no_progress: bool,
                                 as_json: bool) -> None:
         """Build a point-in-time-correct training set, streamed to OUT chunk by chunk.
@@ -159,8 +162,12 @@ def register(cli: click.Group) -> None:
         chosen = _features(service, features)
         if entities and (start or end or filters):
             raise InvalidRequestError("pass either --entities or --start/--end, not both.")
+        if timestamp_column and not entities:
+            raise InvalidRequestError("--timestamp-column names a column of --entities; pass "
+                                      "--entities too.")
         if entities:
-            job = store.get_historical_features(entities, chosen, full_feature_names)
+            job = store.get_historical_features(entities, chosen, full_feature_names,
+                                                timestamp_column=timestamp_column)
         elif start or end:
             job = store.get_historical_features(
                 None, chosen, full_feature_names,

@@ -304,7 +304,8 @@ def _timestamp_column(schema: pa.Schema, requested: str | None) -> str:
     )
     raise InvalidRequestError(
         f"entity_df has {why}; its columns: {', '.join(names)}. Add an "
-        f"{DEFAULT_TIMESTAMP!r} column with the time of each row, or pass timestamp_column=."
+        f"{DEFAULT_TIMESTAMP!r} column with the time of each row, or name the column "
+        "(timestamp_column=; on the command line --timestamp-column)."
     )
 
 

@@ -200,3 +200,16 @@ def test_compile_finds_local_paths(tmp_path: Path) -> None:
     found = local_paths(doc, tmp_path)
     assert found == [f"pipeline parameter 'entities' is the local path {f}",
                      f"input 'p' of task 't' is the local path {tmp_path / 'gone'}"]
+
+
+def test_the_training_set_reads_entity_rows_with_another_time_column(tmp_path: Path) -> None:
+    repo = create_repo(tmp_path / "repo", accounts=30)
+    with FeatureStore(repo) as fs:
+        fs.apply()
+    labels = pd.read_parquet(repo / "data/labels.parquet")
+    labels["scored_at"] = labels.pop("event_timestamp")
+    labels["created"] = labels["scored_at"]
+    labels.to_parquet(repo / "data/rows.parquet")
+    meta = build(str(tmp_path / "ds"), repo=str(repo), feature_service="fraud_detection_v1",
+                 entities="data/rows.parquet", timestamp_column="scored_at")
+    assert meta["rows"] == len(labels)

@@ -43,15 +43,17 @@ def training_set(
     pin_registry_version: int = 0,
     repo: str = "",
     config: str = "",
+    timestamp_column: str = "",
 ) -> NamedTuple(  # type: ignore[valid-type]
         "TrainingSetInfo", [("rows", int), ("registry_version", int)]):
     """Point-in-time training set of `feature_service` (or `features`) for the entity rows in
-    `entities` (Parquet/CSV, relative to the repo), pinned to a data snapshot."""
+    `entities` (Parquet/CSV, relative to the repo; their time column `timestamp_column`,
+    default event_timestamp), pinned to a data snapshot."""
     from tureen.pipelines.steps.training_set import build
 
     meta = build(dataset.path, repo=repo, config=config, feature_service=feature_service,
                  features=list(features) or None, entities=entities,
-                 pin_registry_version=pin_registry_version)
+                 pin_registry_version=pin_registry_version, timestamp_column=timestamp_column)
     dataset.metadata.update(meta)
     return (int(meta["rows"]), int(meta["tureen.registry_version"]))
 

@@ -132,8 +132,9 @@ def read_entities(path: str) -> pd.DataFrame:
 
 def build(out_path: str, *, repo: str = "", config: str = "", feature_service: str = "",
           features: Sequence[str] | None = None, entities: str = "",
-          pin_registry_version: int = 0) -> dict[str, Any]:
-    """Write the training set to ``out_path`` (Parquet); returns the artifact metadata."""
+          pin_registry_version: int = 0, timestamp_column: str = "") -> dict[str, Any]:
+    """Write the training set to ``out_path`` (Parquet); returns the artifact metadata.
+    ``timestamp_column``: the entity rows' time column (default: ``event_timestamp``)."""
     path, cfg = repo_config(repo, config)
     store = FeatureStore(path, config=cfg)
     refs = _features(feature_service, features)
@@ -145,7 +146,7 @@ def build(out_path: str, *, repo: str = "", config: str = "", feature_service: s
             "pin_registry_version.")
     entity_path = _entity_path(path, entities)
     frame = read_entities(entity_path)
-    job = store.get_historical_features(frame, refs)
+    job = store.get_historical_features(frame, refs, timestamp_column=timestamp_column or None)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # One Parquet file at the artifact's path (what a KFP component reading `dataset.path`
