@@ -213,10 +213,10 @@ def register(cli: click.Group) -> None:
         # none (NOT_FOUND for an unknown entity, NULL_VALUE, OUTSIDE_MAX_AGE)
         data, statuses, keys = resp.to_dict(), resp.statuses, resp.join_keys
         entities = [", ".join(f"{k}={data[k][i]}" for k in keys) for i in range(len(resp))]
-        rows = [[name, *(v if s == "PRESENT" else str(s)
-                         for v, s in zip(data[name], statuses[name], strict=True))]
-                for name in statuses]
-        table("Online features", ["feature", *entities], rows)
+        cells = [[name, *(v if s == "PRESENT" else str(s)
+                          for v, s in zip(data[name], statuses[name], strict=True))]
+                 for name in statuses]
+        table("Online features", ["feature", *entities], cells)
 
     @cli.command("registry-dump")
     @repo_option
