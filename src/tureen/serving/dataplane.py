@@ -30,12 +30,13 @@ from tureen.errors import (
 )
 from tureen.serving.batching import Batcher
 from tureen.serving.context import Action, authorize, model_label, permitted
-from tureen.serving.inference import InferOutput, InferRequest, InferResponse, TensorSpec
+from tureen.serving.inference import InferOutput, InferRequest, InferResponse
 from tureen.serving.inline import InlineBudget
 from tureen.serving.metrics import Metrics, ReportsMetrics
 from tureen.serving.model import Explainer, Headers, Model, ServesVersions
 from tureen.serving.repository import ModelRepository, Served
 from tureen.serving.runtimes.base import ArrayModel
+from tureen.serving.signature import validate
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
 Stage = Callable[..., Any]
@@ -238,8 +239,8 @@ class DataPlane:
         status = "error"
         try:
             pipe = self._pipelines[id(model)]
-            if pipe.pre is None and model.inputs and not request.is_table:
-                validate(request, model.inputs)
+            if pipe.pre is None and model.inputs:
+                validate(request, model)
             result = await self._run(model, pipe, request, request.headers)
             response = self._to_response(model, request, result)
             status = "ok"
@@ -398,41 +399,3 @@ def v1_body(result: Any) -> Any:
             return {"predictions": to_predictions(result.outputs[0].data)}
         return {"predictions": {o.name: to_predictions(o.data) for o in result.outputs}}
     return {"predictions": to_predictions(result)}
-
-
-def validate(request: InferRequest, specs: list[TensorSpec]) -> None:
-    """Check an OIP request against a model's input signature."""
-    if len(specs) == 1 and len(request.inputs) == 1:
-        _check(request.inputs[0].name, request.inputs[0].datatype, request.inputs[0].shape,
-               specs[0])
-        return
-    by_name = {s.name: s for s in specs}
-    for inp in request.inputs:
-        spec = by_name.get(inp.name)
-        if spec is None:
-            raise InvalidRequestError(
-                f"model has no input {inp.name!r}; its inputs are {list(by_name)}."
-            )
-        _check(inp.name, inp.datatype, inp.shape, spec)
-    missing = set(by_name) - {i.name for i in request.inputs}
-    if missing:
-        raise InvalidRequestError(
-            f"request is missing inputs {sorted(missing)}; send every input listed by "
-            "GET /v2/models/{name}."
-        )
-
-
-def _check(name: str, datatype: str, shape: list[int], spec: TensorSpec) -> None:
-    if spec.datatype and datatype != spec.datatype:
-        raise InvalidRequestError(
-            f"input {name!r} has datatype {datatype} but the model expects {spec.datatype}; "
-            f"send {spec.datatype}."
-        )
-    if spec.shape and (
-        len(shape) != len(spec.shape)
-        or any(s != -1 and s != d for s, d in zip(spec.shape, shape, strict=True))
-    ):
-        raise InvalidRequestError(
-            f"input {name!r} has shape {shape} but the model expects {spec.shape} "
-            "(-1 is any size); reshape the input."
-        )

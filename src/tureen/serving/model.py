@@ -16,6 +16,7 @@ import pandas as pd
 from tureen.codecs.v1 import instances_of, instances_to_array, instances_to_frame
 from tureen.errors import InvalidRequestError
 from tureen.serving.inference import InferRequest, TensorSpec
+from tureen.serving.signature import conform_frame
 from tureen.types import OIP_NUMPY
 
 Headers = dict[str, str]
@@ -37,6 +38,9 @@ class Model:
         #: the signature: used for metadata and to validate OIP requests (empty: not checked)
         self.inputs: list[TensorSpec] = []
         self.outputs: list[TensorSpec] = []
+        #: column names in the order the model takes them (runtimes set them from the fitted
+        #: estimator); table requests are mapped to them by name (see serving.signature)
+        self.feature_names: list[str] = []
         #: adaptive batching: > 1 turns it on for v1, v2 and gRPC alike
         self.max_batch_size = 0
         self.max_latency_ms = 5.0
@@ -68,11 +72,11 @@ class Model:
             return payload
         if isinstance(payload, InferRequest):
             if payload.is_table or len(payload.inputs) > 1:
-                return payload.as_dataframe()
+                return conform_frame(self, payload.as_dataframe())
             return payload.as_numpy()
         inst = instances_of(payload)
         if inst and isinstance(inst[0], dict):
-            return instances_to_frame(inst)
+            return conform_frame(self, instances_to_frame(inst))
         dtype = OIP_NUMPY.get(self.inputs[0].datatype) if self.inputs else None
         if dtype is not None and dtype.kind == "O":
             dtype = None

@@ -163,6 +163,13 @@ async def test_pandas_content_type(client: httpx.AsyncClient) -> None:
         {"name": f"f{i}", "datatype": "FP32", "shape": [2], "data": [1.0, -1.0]}
         for i in range(4)]}
     r = await client.post("/v2/models/lr/infer", json=body)
+    # trained on arrays, lr never said which column is which: no silent guess (see
+    # test_serving_signature for models that declare their columns)
+    assert r.status_code == 400 and "declares no column names" in r.json()["error"]
+    body["parameters"] = {}
+    body["inputs"] = [{"name": "input-0", "datatype": "FP32", "shape": [2, 4],
+                       "data": [1.0] * 4 + [-1.0] * 4}]
+    r = await client.post("/v2/models/lr/infer", json=body)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"][0]["data"] == [1, 0]
 
@@ -202,9 +209,11 @@ def test_response_json_numbers_round_trip() -> None:
 
 
 async def test_library_input_errors_are_400(client: httpx.AsyncClient) -> None:
-    body = {"parameters": {"content_type": "pd"}, "inputs": [
-        {"name": f"f{i}", "datatype": "FP32", "shape": [1], "data": [1.0]} for i in range(3)]}
-    r = await client.post("/v2/models/lr/infer", json=body)
+    head = json.dumps({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 4],
+                                   "parameters": {"binary_data_size": 16}}]}).encode()
+    nan = np.full(4, np.nan, dtype=np.float32).tobytes()  # scikit-learn refuses NaN
+    r = await client.post("/v2/models/lr/infer", content=head + nan,
+                          headers={"inference-header-content-length": str(len(head))})
     assert r.status_code == 400, r.text
     assert "rejected the input" in r.json()["error"]
 

@@ -21,6 +21,10 @@ class LightGBMModel(ArrayModel):
         self._booster = lightgbm.Booster(model_file=str(self.path))
         self.inputs = [TensorSpec("input-0", "FP32", [-1, int(self._booster.num_feature())])]
         self.outputs = [TensorSpec("output-0", "FP64", [-1])]
+        names = [str(n) for n in self._booster.feature_name()]
+        # LightGBM names the columns of a model trained on arrays Column_0, Column_1, …
+        anonymous = names == [f"Column_{i}" for i in range(len(names))]
+        self.feature_names = [] if anonymous else names
         self.ready = True
         return True
 

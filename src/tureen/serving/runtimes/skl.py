@@ -34,6 +34,8 @@ class SKLearnModel(ArrayModel):
             )
         n = getattr(self._estimator, "n_features_in_", None)
         self.inputs = [TensorSpec("input-0", "FP32", [-1, int(n) if n else -1])]
+        names = getattr(self._estimator, "feature_names_in_", None)
+        self.feature_names = [str(c) for c in names] if names is not None else []
         self.outputs = [sklearn_output(self._estimator, self.method)]
         self.ready = True
         return True

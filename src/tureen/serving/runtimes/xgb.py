@@ -24,6 +24,7 @@ class XGBoostModel(ArrayModel):
         self._booster = booster
         self.inputs = [TensorSpec("input-0", "FP32", [-1, int(booster.num_features())])]
         self.outputs = [TensorSpec("output-0", "FP32", [-1])]
+        self.feature_names = [str(n) for n in booster.feature_names or ()]
         self.ready = True
         return True
 
