@@ -22,6 +22,8 @@ from tureen.errors import InvalidRequestError
 from tureen.serving.inference import InferInput, InferOutput, InferRequest, InferResponse
 
 Predict = Callable[[Any], Awaitable[Any]]
+#: after a batch ran: (rows, seconds its predict took, how long each request waited for it)
+OnBatch = Callable[[int, float, list[float]], None]
 
 
 def rows_of(payload: Any) -> int:
@@ -111,13 +113,13 @@ class Batcher:
         predict: Predict,
         max_batch_size: int,
         max_latency_ms: float,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: OnBatch | None = None,
     ) -> None:
         self._predict = predict
         self._max = max_batch_size
         self._latency = max_latency_ms / 1000.0
         self._on_batch = on_batch
-        self._queue: list[tuple[Any, int, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Any, int, asyncio.Future[Any], float]] = []
         self._rows = 0
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -127,7 +129,7 @@ class Batcher:
         rows = rows_of(payload)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((payload, rows, fut))
+        self._queue.append((payload, rows, fut, loop.time()))
         self._rows += rows
         if self._running == 0 and len(self._queue) == 1:
             loop.call_soon(self._flush)  # gather whatever arrives in this loop iteration
@@ -143,7 +145,7 @@ class Batcher:
             self._timer = None
         if not self._queue:
             return
-        batch: list[tuple[Any, int, asyncio.Future[Any]]] = []
+        batch: list[tuple[Any, int, asyncio.Future[Any], float]] = []
         rows = 0
         while self._queue and (not batch or rows + self._queue[0][1] <= self._max):
             item = self._queue.pop(0)
@@ -155,10 +157,12 @@ class Batcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[Any, int, asyncio.Future[Any]]], rows: int) -> None:
+    async def _run(
+        self, batch: list[tuple[Any, int, asyncio.Future[Any], float]], rows: int
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         try:
-            if self._on_batch is not None:
-                self._on_batch(rows)
             try:
                 payloads = [b[0] for b in batch]
                 if len(batch) == 1:
@@ -169,13 +173,15 @@ class Batcher:
                 else:  # mixed kinds or shapes: one call each, still in this batch's turn
                     parts = [await self._predict(p) for p in payloads]
             except BaseException as exc:  # every waiter gets the error of its batch
-                for _, _, fut in batch:
+                for _, _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 if not isinstance(exc, Exception):
                     raise
                 return
-            for (_, _, fut), part in zip(batch, parts, strict=True):
+            if self._on_batch is not None:
+                self._on_batch(rows, loop.time() - start, [start - b[3] for b in batch])
+            for (_, _, fut, _), part in zip(batch, parts, strict=True):
                 if not fut.done():
                     fut.set_result(part)
         finally:

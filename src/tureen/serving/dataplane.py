@@ -37,8 +37,10 @@ from tureen.serving.model import Explainer, Headers, Model, ServesVersions
 from tureen.serving.repository import ModelRepository, Served
 from tureen.serving.runtimes.base import ArrayModel
 from tureen.serving.signature import validate
+from tureen.serving.statistics import model_statistics
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
+DURATION = "tureen_request_duration_seconds"
 Stage = Callable[..., Any]
 
 try:
@@ -128,8 +130,13 @@ class DataPlane:
         arrays = isinstance(model, ArrayModel) and type(model).predict is ArrayModel.predict
         budget = InlineBudget(model.inline_budget_ms)
         if model.max_batch_size > 1:
-            def on_batch(rows: int) -> None:
-                self.metrics.observe("tureen_batch_size", labels, rows)
+            def on_batch(rows: int, seconds: float, waits: list[float]) -> None:
+                mt = self.metrics
+                mt.observe("tureen_batch_size", labels, rows)
+                self._executed(labels, rows, seconds)
+                for wait in waits:
+                    mt.observe(DURATION, (*labels, "queue"), wait)
+                    mt.observe(DURATION, (*labels, "predict"), seconds)
 
             run_predict: Callable[[Any], Awaitable[Any]]
             if arrays:
@@ -208,6 +215,18 @@ class DataPlane:
         return sorted(n for n in self.repository.names()
                       if permitted(self._actions.get(n, Action.PREDICT), f"/{n}"))
 
+    def statistics(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        """Triton's statistics extension: every served version, one model's, or one version's."""
+        repo = self.repository
+        if name and version:
+            pairs = [(name, repo.get(name, version).model.version)]
+        elif name:
+            repo.get(name)  # NotFoundError for a model that is not served
+            pairs = [(name, v) for v in repo.versions(name)]
+        else:
+            pairs = [(n, v) for n in sorted(repo.names()) for v in repo.versions(n)]
+        return {"model_stats": model_statistics(self.metrics, pairs)}
+
     # repository extension
 
     def repository_index(self) -> list[dict[str, str]]:
@@ -249,7 +268,7 @@ class DataPlane:
             status = "invalid"
             raise
         finally:
-            self._release(served, protocol, status, t0)
+            self._release(served, protocol, status, t0, _rows(model, request))
 
     async def predict_v1(self, name: str, body: Any, headers: Headers) -> Any:
         """KServe v1 ``:predict``; returns the response body."""
@@ -268,7 +287,7 @@ class DataPlane:
             status = "invalid"
             raise
         finally:
-            self._release(served, "v1", status, t0)
+            self._release(served, "v1", status, t0, _rows(model, body))
 
     async def explain_v1(self, name: str, body: Any, headers: Headers) -> Any:
         served = self._acquire(name, None, "v1-explain")
@@ -300,16 +319,28 @@ class DataPlane:
         model_label.set(f"{name}:{served.model.version}")
         return served
 
-    def _release(self, served: Served, protocol: str, status: str, t0: float) -> None:
+    def _release(self, served: Served, protocol: str, status: str, t0: float,
+                 rows: int = 1) -> None:
         m = served.model
         served.inflight -= 1
         if served.inflight == 0:
             served.idle.set()
         mt = self.metrics
+        labels = (m.name, m.version)
+        took = time.perf_counter() - t0
         mt.inc("tureen_inflight_requests", (m.name,), -1.0)
-        mt.inc("tureen_requests_total", (m.name, m.version, protocol, status))
-        mt.observe("tureen_request_duration_seconds", (m.name, m.version, "total"),
-                   time.perf_counter() - t0)
+        mt.inc("tureen_requests_total", (*labels, protocol, status))
+        mt.observe(DURATION, (*labels, "total"), took)
+        if status == "ok":
+            mt.observe(DURATION, (*labels, "success"), took)
+            mt.inc("tureen_inferences_total", labels, rows)
+            mt.set("tureen_last_inference_timestamp_seconds", labels, time.time())
+
+    def _executed(self, labels: tuple[str, str], rows: int, seconds: float) -> None:
+        """One model execution (predict call) of ``rows`` rows took ``seconds``."""
+        key = (*labels, str(rows))
+        self.metrics.inc("tureen_executions_total", key)
+        self.metrics.inc("tureen_execution_seconds_total", key, seconds)
 
     async def _stage(self, fn: Stage, is_async: bool, payload: Any, headers: Headers,
                      executor: ThreadPoolExecutor) -> Any:
@@ -329,21 +360,23 @@ class DataPlane:
             t = time.perf_counter()
             payload = await self._stage(pipe.pre, pipe.pre_async, payload, headers,
                                         pipe.executor)
-            observe("tureen_request_duration_seconds", (*labels, "preprocess"),
+            observe(DURATION, (*labels, "preprocess"),
                     time.perf_counter() - t)
-        t = time.perf_counter()
-        if pipe.batcher is not None:
+        if pipe.batcher is not None:  # the batch records its own time (see on_batch)
             result = await pipe.batcher.submit(model.decode(payload) if pipe.batch_arrays
                                                else payload)
         else:
+            t = time.perf_counter()
             result = await self._stage(pipe.predict, pipe.predict_async, payload, headers,
                                        pipe.executor)
-        observe("tureen_request_duration_seconds", (*labels, "predict"), time.perf_counter() - t)
+            took = time.perf_counter() - t
+            observe(DURATION, (*labels, "predict"), took)
+            self._executed(labels, 1, took)
         if pipe.post is not None:
             t = time.perf_counter()
             result = await self._stage(pipe.post, pipe.post_async, result, headers,
                                        pipe.executor)
-            observe("tureen_request_duration_seconds", (*labels, "postprocess"),
+            observe(DURATION, (*labels, "postprocess"),
                     time.perf_counter() - t)
         return result
 
@@ -353,15 +386,17 @@ class DataPlane:
         if pipe.pre is not None:
             t = time.perf_counter()
             payload = pipe.pre(payload, headers)
-            observe("tureen_request_duration_seconds", (*labels, "preprocess"),
+            observe(DURATION, (*labels, "preprocess"),
                     time.perf_counter() - t)
         t = time.perf_counter()
         result = pipe.predict(payload, headers)
-        observe("tureen_request_duration_seconds", (*labels, "predict"), time.perf_counter() - t)
+        took = time.perf_counter() - t
+        observe(DURATION, (*labels, "predict"), took)
+        self._executed(labels, 1, took)
         if pipe.post is not None:
             t = time.perf_counter()
             result = pipe.post(result, headers)
-            observe("tureen_request_duration_seconds", (*labels, "postprocess"),
+            observe(DURATION, (*labels, "postprocess"),
                     time.perf_counter() - t)
         return result
 
@@ -389,6 +424,18 @@ class DataPlane:
                 picked.append(out)
             response.outputs = picked
         return response
+
+
+def _rows(model: Model, payload: Any) -> int:
+    """Inferences in one request: its rows for a batching model, else 1 (as Triton counts)."""
+    if model.max_batch_size <= 0:
+        return 1
+    if isinstance(payload, InferRequest):
+        shape = payload.inputs[0].shape if payload.inputs else []
+        return int(shape[0]) if shape else 1
+    if isinstance(payload, dict) and isinstance(payload.get("instances"), list):
+        return len(payload["instances"])
+    return 1
 
 
 def v1_body(result: Any) -> Any:

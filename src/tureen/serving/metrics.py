@@ -25,8 +25,21 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...], Sequence[float]]] = {
         "counter", "Inference requests by model, version, protocol and outcome.",
         ("model", "version", "protocol", "status"), ()),
     "tureen_request_duration_seconds": (
-        "histogram", "Time per request and per stage (preprocess, predict, postprocess, total).",
+        "histogram", "Time per request and per stage (preprocess, predict, postprocess, total; "
+        "success: total of successful requests; queue: wait for a batch).",
         ("model", "version", "stage"), LATENCY_BUCKETS),
+    "tureen_inferences_total": (
+        "counter", "Inferences of successful requests (the rows of a batching model's request).",
+        ("model", "version"), ()),
+    "tureen_executions_total": (
+        "counter", "Model executions (predict calls) by the number of rows they ran.",
+        ("model", "version", "batch_size"), ()),
+    "tureen_execution_seconds_total": (
+        "counter", "Time spent in model executions by the number of rows they ran.",
+        ("model", "version", "batch_size"), ()),
+    "tureen_last_inference_timestamp_seconds": (
+        "gauge", "When the model last answered a request (Unix time; the latest over workers).",
+        ("model", "version"), ()),
     "tureen_inflight_requests": (
         "gauge", "Inference requests being processed.", ("model",), ()),
     "tureen_batch_size": (
@@ -59,6 +72,8 @@ class ReportsMetrics(Protocol):
     def bind_metrics(self, metrics: Metrics) -> None: ...
 
 Key = tuple[str, tuple[str, ...]]
+#: families summed over workers by their latest value instead
+_MAX_FAMILIES = frozenset(("tureen_last_inference_timestamp_seconds",))
 
 
 class Metrics:
@@ -71,6 +86,9 @@ class Metrics:
     def inc(self, name: str, labels: tuple[str, ...], value: float = 1.0) -> None:
         key = (name, labels)
         self._values[key] = self._values.get(key, 0.0) + value
+
+    def set(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        self._values[(name, labels)] = value
 
     def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
         key = (name, labels)
@@ -106,8 +124,9 @@ class Metrics:
         if self._share is not None:
             (self._share / f"{os.getpid()}.json").unlink(missing_ok=True)
 
-    def render(self) -> str:
-        """Prometheus text format, summed over every worker's snapshot."""
+    def aggregate(self) -> tuple[dict[Key, float], dict[Key, list[float]]]:
+        """Every worker's counters, gauges and histograms combined (counters summed,
+        histogram buckets added, "latest" gauges maxed)."""
         snaps = [self.snapshot()]
         if self._share is not None:
             self.write_snapshot()
@@ -122,13 +141,20 @@ class Metrics:
         for s in snaps:
             for name, labels, v in s["values"]:
                 k = (name, tuple(labels))
-                values[k] = values.get(k, 0.0) + v
+                if name in _MAX_FAMILIES:
+                    values[k] = max(values.get(k, v), v)
+                else:
+                    values[k] = values.get(k, 0.0) + v
             for name, labels, h in s["hist"]:
                 k = (name, tuple(labels))
                 acc = hist.setdefault(k, [0.0] * len(h))
                 for i, x in enumerate(h):
                     acc[i] += x
-        return _render(values, hist) + "".join(r() for r in EXTRA_RENDERERS)
+        return values, hist
+
+    def render(self) -> str:
+        """Prometheus text format, summed over every worker's snapshot."""
+        return _render(*self.aggregate()) + "".join(r() for r in EXTRA_RENDERERS)
 
 
 def _labels(names: tuple[str, ...], values: Sequence[str], extra: str = "") -> str:

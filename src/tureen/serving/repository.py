@@ -98,14 +98,15 @@ class ModelRepository:
             raise NotReadyError(f"model {name!r} is still loading; retry shortly.")
         if entry is not None and not entry.versions and entry.reason == "unloaded":
             raise NotFoundError(
-                f"model {name!r} was unloaded; load it again with POST "
+                f"Request for unknown model: {name!r} was unloaded; load it again with POST "
                 f"/v2/repository/models/{name}/load. Served models: "
                 f"{sorted(self.names()) or 'none'}."
             )
         if entry is None or not entry.versions:
+            # clients (Triton's among them) look for the words "Request for unknown model"
             others = [n for n in self.names() if n != name]
             raise NotFoundError(
-                f"model {name!r} is not served.{suggest(name, others)} "
+                f"Request for unknown model: {name!r} is not served.{suggest(name, others)} "
                 f"Served models: {sorted(self.names()) or 'none'}."
             )
         v = version or entry.default
@@ -115,9 +116,13 @@ class ModelRepository:
             if isinstance(only.model, ServesVersions) and version in only.model.served_versions():
                 served = only  # a deployment: it routes the request to that version itself
         if served is None:
+            versions = sorted(entry.versions, key=version_key)
+            what = (f"failed to get model version from specified version string {version!r}"
+                    if version and not version.isdigit() else f"Request for unknown model: "
+                    f"{name!r} has no version {version!r}")
             raise NotFoundError(
-                f"model {name!r} has no version {version!r}; served versions: "
-                f"{sorted(entry.versions, key=version_key)}."
+                f"{what}; model {name!r} has no version {version!r}, served versions: "
+                f"{versions}."
             )
         if not served.model.ready:
             raise NotReadyError(f"model {name!r} version {v} is not ready yet; retry shortly.")
