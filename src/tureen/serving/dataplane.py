@@ -34,12 +34,14 @@ from tureen.serving.inference import InferOutput, InferRequest, InferResponse
 from tureen.serving.inline import InlineBudget
 from tureen.serving.metrics import Metrics, ReportsMetrics
 from tureen.serving.model import Explainer, Headers, Model, ServesVersions
+from tureen.serving.model_config import model_config, parse_override
 from tureen.serving.repository import ModelRepository, Served
 from tureen.serving.runtimes.base import ArrayModel
 from tureen.serving.signature import validate
 from tureen.serving.statistics import model_statistics
 
-EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters", "statistics",
+              "model_configuration"]
 DURATION = "tureen_request_duration_seconds"
 Stage = Callable[..., Any]
 
@@ -233,9 +235,36 @@ class DataPlane:
         authorize(Action.MODEL_CONTROL, "")
         return self.repository.index()
 
-    async def load(self, name: str) -> list[str]:
+    async def load(self, name: str, parameters: dict[str, Any] | None = None) -> list[str]:
+        """Repository load; ``parameters`` of the request: ``config`` (Triton's model config as
+        JSON) is applied to this load; file overrides and unknown parameters are refused."""
         self._may_control(name)
-        return await self.repository.load(name)
+        params = dict(parameters or {})
+        config = params.pop("config", None)
+        if params:
+            files = [k for k in params if k.startswith("file:")]
+            what = ("file overrides (" + ", ".join(repr(k[:40]) for k in files[:3]) + ") are "
+                    "not accepted: they would let a client upload code; put the files in the "
+                    "model repository and load again") if files else (
+                f"parameters {sorted(params)} are not understood; a load takes 'config'")
+            raise InvalidRequestError(f"failed to load model {name!r}: {what}.")
+        override = None
+        if config is not None:
+            if not isinstance(config, str):
+                raise InvalidRequestError(
+                    f"failed to load model {name!r}: parameter 'config' must be a string "
+                    "holding the model configuration as JSON.")
+            try:
+                current = self.model_config(name)
+            except TureenError:
+                current = {}
+            override = parse_override(name, config, current)
+        return await self.repository.load(name, override)
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Triton's model configuration of a served model (version)."""
+        model = self.repository.get(name, version).model
+        return model_config(model, self.repository.policy_of(name), self.threads)
 
     async def unload(self, name: str) -> None:
         self._may_control(name)

@@ -9,20 +9,27 @@ A model name that reaches the file system is 1–128 characters of ``A-Z a-z 0-9
 starting with a letter or digit (``MODEL_NAME``), so it is one path component and never
 ``.`` or ``..``; its directory must resolve (symlinks followed) inside the repository root.
 Errors name models relative to the repository and never show where the repository is.
-``load(name)`` rescans a model's directory and applies the version
-policy: new versions are loaded off the event loop and swapped in atomically, so requests in
+``load(name)`` rescans a model's directory and applies the version policy: new versions are loaded off the event loop and swapped in atomically, so requests in
 flight finish on the version they started with; dropped versions are unloaded only after
-their last in-flight request ends.
+their last in-flight request ends. ``load(name, override)`` reloads every version with
+model-settings values from a Triton config override (see ``model_config.parse_override``).
+
+``load_all`` loads the repository's models concurrently, each within ``load_timeout``
+seconds: a model that fails or hangs is reported in ``index()`` with the reason while the
+others serve. Sync ``load()``s run in daemon threads, so one that never returns cannot keep
+the process alive after shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +68,9 @@ class _Entry:
     default: str | None = None
     state: str = "READY"
     reason: str = ""
+    #: the version policy and settings override of the last load
+    policy: VersionPolicy | None = None
+    override: dict[str, Any] | None = None
 
     def refresh_default(self) -> None:
         ready = [v for v, s in self.versions.items() if s.model.ready]
@@ -76,12 +86,18 @@ class ModelRepository:
         on_change: Callable[[Model, bool], None] | None = None,
         defaults: dict[str, Any] | None = None,
         pinned: Mapping[str, Path] | None = None,
+        load_timeout: float = 600.0,
+        load_concurrency: int = 4,
     ) -> None:
         """``defaults``: model-settings.json values for models whose files do not set them.
         ``pinned``: model name → a directory of version subdirectories outside the root,
-        chosen by the operator."""
+        chosen by the operator.
+        ``load_timeout``: seconds one model may take to load before it is reported failed.
+        ``load_concurrency``: models loaded at the same time by ``load_all``."""
         self.root = Path(root) if root else None
         self.pinned = {check_model_name(n): Path(d) for n, d in (pinned or {}).items()}
+        self.load_timeout = load_timeout
+        self.load_concurrency = max(1, load_concurrency)
         self.defaults = dict(defaults or {})
         self.policy = policy or VersionPolicy()
         self._entries: dict[str, _Entry] = {}
@@ -233,17 +249,35 @@ class ModelRepository:
             )
         return real
 
-    async def load_all(self) -> None:
-        for name in sorted(self._disk_names()):
-            await self.load(name)
+    def policy_of(self, name: str) -> VersionPolicy:
+        entry = self._entries.get(name)
+        return entry.policy if entry is not None and entry.policy is not None else self.policy
 
-    async def load(self, name: str) -> list[str]:
-        """(Re)load ``name`` from disk by the version policy; returns the served versions."""
+    async def load_all(self) -> dict[str, str]:
+        """Load every model on disk concurrently; returns {name: reason} of those that failed
+        (they stay in the index as UNAVAILABLE with that reason)."""
+        gate = asyncio.Semaphore(self.load_concurrency)
+        failed: dict[str, str] = {}
+
+        async def one(name: str) -> None:
+            async with gate:
+                try:
+                    await self.load(name)
+                except Exception as exc:
+                    failed[name] = str(exc)
+
+        await asyncio.gather(*(one(n) for n in sorted(self._disk_names())))
+        return failed
+
+    async def load(self, name: str, override: dict[str, Any] | None = None) -> list[str]:
+        """(Re)load ``name`` from disk by the version policy; returns the served versions.
+        ``override``: model-settings values replacing the files' for this load (every
+        version is reloaded with them); a later load without one goes back to the files."""
         check_model_name(name)
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             mdir = self._model_dir(name)
-            settings_root = read_settings(mdir)
+            settings_root = {**read_settings(mdir), **(override or {})}
             policy = self.policy
             if "version_policy" in settings_root:
                 policy = VersionPolicy.parse(str(settings_root["version_policy"]))
@@ -254,37 +288,60 @@ class ModelRepository:
                     f"<repository>/{name}/1/ with the model files."
                 )
             entry = self._entries.setdefault(name, _Entry())
-            for v in wanted:
-                if v in entry.versions:
-                    continue
-                vdir = mdir / v
-                try:
-                    settings = {**self.defaults, **read_settings(mdir, vdir)}
-                    model = model_from_dir(name, v, vdir, settings)
-                    await load_model(model, self._blocking)
-                except Exception as exc:
-                    why = _without_paths(str(exc), (mdir, f"<repository>/{name}"),
-                                         (self.root, "<repository>"))
-                    entry.reason = f"version {v}: {why}"
-                    entry.state = "UNAVAILABLE"
-                    log.error("loading model %s version %s from %s failed: %s", name, v, vdir,
-                              exc)
-                    raise InvalidRequestError(
-                        f"model {name!r} version {v} failed to load: {why}. Fix the files in "
-                        f"<repository>/{name}/{v}/ and load again (the server log has the "
-                        "details)."
-                    ) from exc
-                entry.versions[v] = Served(model)
+            reload = override is not None or entry.override is not None
+            entry.state = "LOADING"
+            fresh: dict[str, Served] = {}
+            try:
+                for v in wanted:
+                    if v in entry.versions and not reload:
+                        continue
+                    fresh[v] = Served(await self._load_version(name, v, mdir / v, override))
+            except Exception as exc:
+                why = _without_paths(str(exc), (mdir, f"<repository>/{name}"),
+                                     (self.root, "<repository>"))
+                entry.reason = f"version {v}: {why}"
+                entry.state = "UNAVAILABLE" if not entry.versions else "READY"
+                log.error("loading model %s version %s from %s failed: %s", name, v, mdir / v,
+                          exc)
+                for served in fresh.values():
+                    await self._blocking(served.model.unload)
+                if isinstance(exc, NotReadyError):
+                    raise NotReadyError(f"failed to load model {name!r} version {v}: {why}") \
+                        from exc
+                raise InvalidRequestError(
+                    f"failed to load model {name!r} version {v}: {why}. Fix the files in "
+                    f"<repository>/{name}/{v}/ and load again (the server log has the details)."
+                ) from exc
+            for v, served in fresh.items():
+                old = entry.versions.get(v)
+                entry.versions[v] = served
                 entry.refresh_default()
                 if self._on_change:
-                    self._on_change(model, True)
-                log.info("loaded model %s version %s (%s)", name, v, type(model).__name__)
+                    self._on_change(served.model, True)
+                if old is not None:
+                    self._retire_later(old)
+                log.info("loaded model %s version %s (%s)", name, v,
+                         type(served.model).__name__)
             for v in [v for v in entry.versions if v not in wanted]:
                 self._retire_later(entry.versions.pop(v))
             entry.refresh_default()
             entry.reason = ""
             entry.state = "READY"
+            entry.policy = policy
+            entry.override = override
             return sorted(entry.versions, key=version_key)
+
+    async def _load_version(self, name: str, version: str, vdir: Path,
+                            override: dict[str, Any] | None) -> Model:
+        settings = {**self.defaults, **read_settings(vdir.parent, vdir), **(override or {})}
+        model = model_from_dir(name, version, vdir, settings)
+        try:
+            await asyncio.wait_for(load_model(model), self.load_timeout)
+        except TimeoutError:
+            raise NotReadyError(
+                f"loading did not finish within {self.load_timeout:g} s (load_timeout); "
+                "make load() faster or raise the timeout") from None
+        return model
 
     async def unload(self, name: str) -> None:
         entry = self._entries.get(check_model_name(name))
@@ -331,14 +388,50 @@ def _without_paths(message: str, *dirs: tuple[Path | None, str]) -> str:
     return message
 
 
-async def load_model(
-    model: Model, run_blocking: Callable[..., Awaitable[Any]] | None = None
-) -> None:
-    """Run ``model.load()`` — awaited when async, in a thread when sync."""
+async def load_model(model: Model, run_blocking: Any = None) -> None:
+    """Run ``model.load()`` — awaited when async, in a daemon thread when sync (a load that
+    never returns must not keep the process from exiting)."""
     if inspect.iscoroutinefunction(model.load):
         await model.load()
-    elif run_blocking is not None:
-        await run_blocking(model.load)
     else:
-        await asyncio.to_thread(model.load)
+        await in_daemon_thread(model.load, f"tureen-load-{model.name}",
+                               abandoned=model.unload)
     apply_declared(model)
+
+
+def in_daemon_thread(
+    fn: Callable[[], Any], name: str, abandoned: Callable[[], Any] | None = None
+) -> asyncio.Future[Any]:
+    """``fn()`` in a new daemon thread (with the caller's context), as an awaitable. If the
+    caller stopped waiting (timeout, shutdown) before ``fn`` returned, ``abandoned()`` runs in
+    that thread afterwards (e.g. to unload what a late ``load()`` acquired)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+    ctx = contextvars.copy_context()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    def run() -> None:
+        try:
+            result, exc = ctx.run(fn), None
+        except BaseException as e:
+            result, exc = None, e
+        if fut.done() and exc is None and abandoned is not None:
+            try:
+                abandoned()
+            except Exception:
+                log.exception("cleaning up after an abandoned %s failed", name)
+            return
+        try:
+            loop.call_soon_threadsafe(settle, result, exc)
+        except RuntimeError:  # the loop is gone (shutting down): nobody is waiting
+            pass
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return fut

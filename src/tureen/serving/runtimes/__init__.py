@@ -95,20 +95,28 @@ def model_from_dir(name: str, version: str, path: Path, settings: dict[str, Any]
 
 
 def apply_settings(model: Model, settings: dict[str, Any]) -> None:
-    if "max_batch_size" in settings:
-        model.max_batch_size = int(settings["max_batch_size"])
-    if "max_latency_ms" in settings:
-        model.max_latency_ms = float(settings["max_latency_ms"])
-    if "inline_budget_ms" in settings:
-        model.inline_budget_ms = float(settings["inline_budget_ms"])
+    """Set what ``settings`` name; ``apply_declared`` sets it again after ``load``, so the
+    files (and a load's config override) win over what ``load()`` chose."""
+    model._settings = settings  # type: ignore[attr-defined]
+    _apply_scalars(model, settings)
     model._declared = {  # type: ignore[attr-defined]
         k: [TensorSpec(t["name"], t["datatype"], list(t["shape"])) for t in settings[k]]
         for k in ("inputs", "outputs") if k in settings
     }
 
 
+def _apply_scalars(model: Model, settings: dict[str, Any]) -> None:
+    if "max_batch_size" in settings:
+        model.max_batch_size = int(settings["max_batch_size"])
+    if "max_latency_ms" in settings:
+        model.max_latency_ms = float(settings["max_latency_ms"])
+    if "inline_budget_ms" in settings:
+        model.inline_budget_ms = float(settings["inline_budget_ms"])
+
+
 def apply_declared(model: Model) -> None:
-    """After ``load``: declared signatures in settings override what the runtime found."""
+    """After ``load``: settings and declared signatures override what the runtime found."""
+    _apply_scalars(model, getattr(model, "_settings", {}))
     declared: dict[str, list[TensorSpec]] = getattr(model, "_declared", {})
     if "inputs" in declared:
         model.inputs = declared["inputs"]
