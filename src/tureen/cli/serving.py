@@ -73,6 +73,9 @@ def register(cli: click.Group) -> None:
                   type=float, help="Largest request body accepted (bigger gets HTTP 413).")
     @click.option("--grace_seconds", default=30.0, show_default=True, type=float,
                   help="On SIGTERM, how long in-flight requests may take to finish.")
+    @click.option("--model_load_timeout", "--model-load-timeout", default=600.0,
+                  show_default=True, type=float,
+                  help="Seconds one model may take to load before it is reported failed.")
     @click.option("--log_level", "--log-level", default="warning", show_default=True)
     @click.option("--http_server", "--http-server", default="tureen", show_default=True,
                   type=click.Choice(["tureen", "uvicorn"]),
@@ -86,9 +89,10 @@ def register(cli: click.Group) -> None:
         version_policy: str, http_port: int, grpc_port: int, enable_grpc: bool,
         host: str | None, workers: int, repo_dir: Path | None, predictor_host: str | None,
         predictor_protocol: str, max_batch_size: int | None, max_latency_ms: float | None,
-        max_request_mb: float, grace_seconds: float, log_level: str, http_server: str,
-        grpc_server: str, enable_model_control: bool, auth_types: tuple[str, ...],
-        tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None, insecure: bool,
+        max_request_mb: float, grace_seconds: float, model_load_timeout: float, log_level: str,
+        http_server: str, grpc_server: str, enable_model_control: bool,
+        auth_types: tuple[str, ...], tls_cert: str | None, tls_key: str | None,
+        tls_client_ca: str | None, insecure: bool,
     ) -> None:
         """Serve a model over KServe v1, Open Inference Protocol REST and gRPC."""
         from tureen.config import serving_settings
@@ -126,6 +130,7 @@ def register(cli: click.Group) -> None:
                 version_policy=version_policy, enable_grpc=enable_grpc,
                 grace_seconds=grace_seconds, log_level=log_level, http_server=http_server,
                 grpc_server=grpc_server, enable_model_control=enable_model_control,
+                model_load_timeout=model_load_timeout,
             )
             if given(max_request_mb=max_request_mb):
                 options["max_request_bytes"] = int(max_request_mb * 1024 * 1024)

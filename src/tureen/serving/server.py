@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from ssl import SSLContext
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
     from tureen.auth.chain import Security
 
 log = logging.getLogger(__name__)
+
+#: after a stop signal the process ends within grace + this, whatever user code is doing
+WATCHDOG_MARGIN_SECONDS = 5.0
 
 
 class ModelServer:
@@ -125,6 +129,7 @@ class ModelServer:
         try:
             if self.settings.workers == 1:
                 _run(self.serve(models))
+                _leave_stuck_threads(1 if self.failed else 0)
                 if self.failed:
                     sys.exit(1)
                 return
@@ -156,6 +161,7 @@ class ModelServer:
     def _worker(self, models: list[Model]) -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         _run(self.serve(models))
+        _leave_stuck_threads(1 if self.failed else 0)
         if self.failed:
             sys.exit(1)
 
@@ -186,6 +192,12 @@ class ModelServer:
             sock.close()
         self._sockets.clear()
 
+    def _on_signal(self) -> None:
+        """SIGTERM/SIGINT: drain, and end the process within the grace period whatever user
+        code is doing (a watchdog, armed only when this server owns the process)."""
+        _arm_watchdog(self.settings.grace_seconds + WATCHDOG_MARGIN_SECONDS)
+        self.stop()
+
     def stop(self) -> None:
         """Ask a running ``serve`` to drain and return (thread-safe via the loop)."""
         if self._stop is not None:
@@ -209,7 +221,8 @@ class ModelServer:
         self.bind()
         metrics = Metrics(self._metrics_dir)
         repo = ModelRepository(s.model_repository, VersionPolicy.parse(s.version_policy),
-                               defaults=s.model_defaults, pinned=self.model_dirs)
+                               defaults=s.model_defaults, pinned=self.model_dirs,
+                               load_timeout=s.model_load_timeout)
         dp = self.dataplane = DataPlane(repo, metrics, threads=s.threads,
                                         model_control=s.enable_model_control)
         for m in models:  # served at once; not ready (503) until loaded below
@@ -229,7 +242,7 @@ class ModelServer:
                     self.http_port = t.port
             if install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.add_signal_handler(sig, self._stop.set)
+                    loop.add_signal_handler(sig, self._on_signal)
             writer = loop.create_task(_write_metrics(metrics)) if self._metrics_dir else None
             if self.security is not None and self.security.reloader is not None:
                 self.security.reloader.start(loop, sighup=install_signal_handlers)
@@ -251,16 +264,25 @@ class ModelServer:
                 self.close_sockets()
 
     async def _load(self, dp: DataPlane, repo: ModelRepository, models: Sequence[Model]) -> None:
-        """Load everything while already answering health checks; any failure stops the
-        server with a non-zero exit (as KServe does), after saying what failed."""
+        """Load everything while already answering health checks. Repository models load
+        concurrently; one that fails or hangs is reported in the repository index while the
+        rest serve. Only when nothing at all could be loaded does the server stop with a
+        non-zero exit (as KServe does), after saying what failed."""
         try:
             for m in models:
                 if not m.ready:
                     await load_model(m, dp.run_blocking)
                     dp.register(m)  # rebuild its pipeline: load may set batching
-            await repo.load_all()
+            failed = await repo.load_all()
         except Exception as exc:
             log.error("loading models failed, stopping: %s", exc)
+            self.failed = True
+            self.stop()
+            return
+        for name, reason in sorted(failed.items()):
+            log.error("model %s is not served: %s", name, reason)
+        if failed and not dp.repository.names():
+            log.error("no model could be loaded, stopping")
             self.failed = True
             self.stop()
             return
@@ -274,6 +296,30 @@ def _raise_file_limit() -> None:
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _arm_watchdog(seconds: float) -> None:
+    """End the process if draining and cleanup have not finished in ``seconds``."""
+
+    def expire() -> None:
+        log.error("still not stopped %.0f s after the stop signal; exiting now", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def _leave_stuck_threads(code: int) -> None:
+    """A model thread that never returns (a hung predict) would keep the interpreter from
+    exiting, which joins every non-daemon thread: exit without waiting for it."""
+    stuck = [t.name for t in threading.enumerate()
+             if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if stuck:
+        log.warning("exiting while model threads still run: %s", ", ".join(stuck[:5]))
+        logging.shutdown()
+        os._exit(code)
 
 
 async def _write_metrics(metrics: Metrics) -> None:

@@ -105,6 +105,10 @@ class ServingConfig(BaseModel):
     grace_seconds: float = Field(
         default=30.0, ge=0,
         description="On SIGTERM, how long requests in flight may take to finish.")
+    model_load_timeout: float = Field(
+        default=600.0, gt=0,
+        description="Seconds one model may take to load before it is reported failed (the "
+                    "others keep loading and serving).")
     log_level: str = Field(default="warning", description="Python logging level of the server.")
     gil_switch_ms: float | None = Field(
         default=None, gt=0,

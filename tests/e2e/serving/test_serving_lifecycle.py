@@ -124,6 +124,30 @@ def test_sigterm_drains_requests_in_flight(fresh_repo: Path) -> None:
     assert server.proc.wait(timeout=30) == 0
 
 
+def test_sigterm_ends_the_process_even_when_a_predict_never_returns(fresh_repo: Path) -> None:
+    write_custom(fresh_repo, "slow", SLOW)
+    server = start_server(fresh_repo, "--grace_seconds", "1")
+
+    def call() -> None:
+        try:
+            httpx.post(f"{server.url}/v1/models/slow:predict", json={"instances": [[3600]]},
+                       timeout=30)
+        except httpx.HTTPError:
+            pass  # the server went away: expected
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    time.sleep(0.4)
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        server.proc.wait(timeout=30)  # before the fix: never (only kill -9 ended it)
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+    assert time.monotonic() - started < 1 + 5 + 3  # grace + watchdog margin + slack
+
+
 def test_builtin_runtimes(fresh_repo: Path) -> None:
     import lightgbm
     import onnxruntime  # noqa: F401 - the runtime must be importable
@@ -252,7 +276,51 @@ def test_live_at_once_and_503_until_loaded(fresh_repo: Path) -> None:
 
 
 def test_a_broken_model_stops_the_server_with_an_error(fresh_repo: Path) -> None:
+    """Nothing could be loaded: the server says so and exits non-zero (as KServe does)."""
     (fresh_repo / "broken" / "1").mkdir(parents=True)
     (fresh_repo / "broken" / "1" / "model.joblib").write_bytes(b"not a pickle")
     server = start_server(fresh_repo, wait=False)
-    assert server.proc.wait(timeout=60) == 1
+    try:
+        assert server.proc.wait(timeout=60) == 1
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+
+
+HANGS = '''
+import time
+from tureen.serving import Model
+
+
+class Hangs(Model):
+    def load(self):
+        while True:
+            time.sleep(1)
+
+    def predict(self, payload, headers=None):
+        return [0]
+'''
+
+
+def test_broken_and_hung_models_are_reported_while_the_rest_serve(fresh_repo: Path) -> None:
+    """A model whose load() never returns or fails does not keep the others from serving;
+    the index says why; SIGTERM still ends the process in time."""
+    write_lr(fresh_repo, "1", 1)
+    (fresh_repo / "broken" / "1").mkdir(parents=True)
+    (fresh_repo / "broken" / "1" / "model.joblib").write_bytes(b"not a pickle")
+    write_custom(fresh_repo, "hangs", HANGS)
+    server = start_server(fresh_repo, "--model_load_timeout", "2", wait=False)
+    try:
+        wait_ready(server)
+        r = httpx.post(f"{server.url}/v1/models/lr:predict", json={"instances": [[0.0] * 10]})
+        assert r.status_code == 200
+        index = {m["name"]: m for m in
+                 httpx.post(f"{server.url}/v2/repository/index").json()}
+        assert index["lr"]["state"] == "READY"
+        assert index["broken"]["state"] == "UNAVAILABLE" and index["broken"]["reason"]
+        assert index["hangs"]["state"] == "UNAVAILABLE"
+        assert "did not finish within 2 s" in index["hangs"]["reason"]
+    finally:
+        started = time.monotonic()
+        assert server.stop(timeout=30) == 0  # the hung load() thread does not hold the exit
+        assert time.monotonic() - started < 15
