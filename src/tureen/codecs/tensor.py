@@ -232,3 +232,11 @@ def encode_binary(array: NDArray) -> bytes:
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     return np.ascontiguousarray(array).tobytes()
+
+
+def raw_view(array: NDArray) -> bytes | memoryview:
+    """``encode_binary`` without a copy when the array's memory is already the wire format
+    (contiguous, little-endian, fixed-size)."""
+    if array.dtype.kind in "OUS" or array.dtype.byteorder == ">" or not array.flags.c_contiguous:
+        return encode_binary(array)
+    return memoryview(array.data).cast("B")

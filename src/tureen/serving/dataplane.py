@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
@@ -30,15 +30,19 @@ from tureen.errors import (
 )
 from tureen.serving.batching import Batcher
 from tureen.serving.context import Action, authorize, model_label, permitted
-from tureen.serving.inference import InferOutput, InferRequest, InferResponse
+from tureen.serving.inference import InferRequest, InferResponse
 from tureen.serving.inline import InlineBudget
 from tureen.serving.metrics import Metrics, ReportsMetrics
 from tureen.serving.model import Explainer, Headers, Model, ServesVersions
-from tureen.serving.model_config import model_config, parse_override
+from tureen.serving.model_config import is_decoupled, model_config, parse_override
 from tureen.serving.repository import ModelRepository, Served
+from tureen.serving.responses import rows_of_request, to_response, v1_body
 from tureen.serving.runtimes.base import ArrayModel
+from tureen.serving.shared_memory import SharedMemoryRegistry
+from tureen.serving.shm_tensors import attach_inputs, uses_shared_memory, write_outputs
 from tureen.serving.signature import validate
 from tureen.serving.statistics import model_statistics
+from tureen.serving.streaming import check_sequence, decoupled_results
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters", "statistics",
               "model_configuration"]
@@ -77,6 +81,8 @@ class _Pipeline:
     executor: ThreadPoolExecutor
     #: whether its sync work is short enough to run on the event loop
     budget: InlineBudget
+    #: predict yields several responses per request (see serving.streaming)
+    decoupled: bool = False
 
 
 class DataPlane:
@@ -99,6 +105,8 @@ class DataPlane:
         self.repository._run_blocking = self.run_blocking
         self.repository._on_change = self._on_change
         self.server_name = server_name
+        #: system shared memory regions; None: the extension is off (see --allow_shared_memory)
+        self.shared_memory: SharedMemoryRegistry | None = None
         self._pipelines: dict[int, _Pipeline] = {}
         #: model name -> the action a caller needs (decided before the model is looked up,
         #: so a refused caller learns nothing about what is served)
@@ -160,8 +168,12 @@ class DataPlane:
         self._pipelines[id(model)] = _Pipeline(
             pre, pre_a, model.predict, pred_a, post, post_a,
             not (pre_a or pred_a or post_a) and batcher is None, batcher,
-            arrays and batcher is not None, executor, budget,
+            arrays and batcher is not None, executor, budget, is_decoupled(model),
         )
+
+    def executor_of(self, model: Model) -> ThreadPoolExecutor:
+        """The threads that run ``model``'s sync code."""
+        return self._pipelines[id(model)].executor
 
     async def run_blocking(
         self, fn: Callable[..., Any], *args: Any, executor: ThreadPoolExecutor | None = None
@@ -175,6 +187,8 @@ class DataPlane:
         for pipe in self._pipelines.values():
             pipe.executor.shutdown(wait=False, cancel_futures=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.shared_memory is not None:
+            self.shared_memory.close()
 
     # health and metadata
 
@@ -287,17 +301,76 @@ class DataPlane:
         status = "error"
         try:
             pipe = self._pipelines[id(model)]
+            shm = uses_shared_memory(request)
+            if shm:
+                attach_inputs(self.shared_memory, request)
             if pipe.pre is None and model.inputs:
                 validate(request, model)
-            result = await self._run(model, pipe, request, request.headers)
-            response = self._to_response(model, request, result)
+            check_sequence(request)
+            if pipe.decoupled:
+                result = await self._only_result(model, pipe, request)
+            else:
+                result = await self._run(model, pipe, request, request.headers)
+            response = to_response(model, request, result)
+            if shm:
+                write_outputs(self.shared_memory, request, response)
             status = "ok"
             return response
         except InvalidRequestError:
             status = "invalid"
             raise
         finally:
-            self._release(served, protocol, status, t0, _rows(model, request))
+            self._release(served, protocol, status, t0, rows_of_request(model, request))
+
+    async def infer_stream(
+        self, request: InferRequest, protocol: str = "grpc-stream"
+    ) -> AsyncIterator[InferResponse]:
+        """Every response to ``request``: one, or as many as a decoupled model yields."""
+        try:
+            found = self.repository.get(request.model_name, request.model_version)
+            decoupled = self._pipelines[id(found.model)].decoupled
+        except (TureenError, KeyError):
+            decoupled = False
+        if not decoupled:
+            yield await self.infer(request, protocol)
+            return
+        served = self._acquire(request.model_name, request.model_version, protocol)
+        model = served.model
+        pipe = self._pipelines[id(model)]
+        t0 = time.perf_counter()
+        status = "error"
+        try:
+            shm = uses_shared_memory(request)
+            if shm:
+                attach_inputs(self.shared_memory, request)
+            if pipe.pre is None and model.inputs:
+                validate(request, model)
+            check_sequence(request)
+            async for item in decoupled_results(self, model, request, request.headers,
+                                                pipe.pre, pipe.post):
+                response = to_response(model, request, item)
+                if shm:
+                    write_outputs(self.shared_memory, request, response)
+                yield response
+            self._executed((model.name, model.version), 1, time.perf_counter() - t0)
+            status = "ok"
+        except InvalidRequestError:
+            status = "invalid"
+            raise
+        finally:
+            self._release(served, protocol, status, t0, rows_of_request(model, request))
+
+    async def _only_result(self, model: Model, pipe: _Pipeline, request: InferRequest) -> Any:
+        """A unary call to a decoupled model: fine when it answers exactly once."""
+        t0 = time.perf_counter()
+        results = [r async for r in decoupled_results(self, model, request, request.headers,
+                                                      pipe.pre, pipe.post)]
+        if len(results) != 1:
+            raise InvalidRequestError(
+                f"model {model.name!r} is decoupled and gave {len(results)} responses to this "
+                "request; a unary call takes exactly one. Call it with gRPC ModelStreamInfer.")
+        self._executed((model.name, model.version), 1, time.perf_counter() - t0)
+        return results[0]
 
     async def predict_v1(self, name: str, body: Any, headers: Headers) -> Any:
         """KServe v1 ``:predict``; returns the response body."""
@@ -316,7 +389,7 @@ class DataPlane:
             status = "invalid"
             raise
         finally:
-            self._release(served, "v1", status, t0, _rows(model, body))
+            self._release(served, "v1", status, t0, rows_of_request(model, body))
 
     async def explain_v1(self, name: str, body: Any, headers: Headers) -> Any:
         served = self._acquire(name, None, "v1-explain")
@@ -428,50 +501,3 @@ class DataPlane:
             observe(DURATION, (*labels, "postprocess"),
                     time.perf_counter() - t)
         return result
-
-    def _to_response(self, model: Model, request: InferRequest, result: Any) -> InferResponse:
-        if isinstance(result, InferResponse):
-            response = result
-            response.model_name = response.model_name or model.name
-        else:
-            if isinstance(result, dict) and "predictions" in result and len(result) <= 2:
-                result = result["predictions"]
-            response = InferResponse.of(model.name, result, [o.name for o in model.outputs])
-        # a model that answers with one of several versions (a deployment's canary) says which
-        response.model_version = response.model_version or model.version
-        response.id = request.id
-        if request.outputs:
-            by_name = {o.name: o for o in response.outputs}
-            picked: list[InferOutput] = []
-            for r in request.outputs:
-                out = by_name.get(r.name)
-                if out is None:
-                    raise InvalidRequestError(
-                        f"model {model.name!r} has no output {r.name!r}; its outputs are "
-                        f"{list(by_name)}. Request one of those or none for all."
-                    )
-                picked.append(out)
-            response.outputs = picked
-        return response
-
-
-def _rows(model: Model, payload: Any) -> int:
-    """Inferences in one request: its rows for a batching model, else 1 (as Triton counts)."""
-    if model.max_batch_size <= 0:
-        return 1
-    if isinstance(payload, InferRequest):
-        shape = payload.inputs[0].shape if payload.inputs else []
-        return int(shape[0]) if shape else 1
-    if isinstance(payload, dict) and isinstance(payload.get("instances"), list):
-        return len(payload["instances"])
-    return 1
-
-
-def v1_body(result: Any) -> Any:
-    if isinstance(result, dict):
-        return result
-    if isinstance(result, InferResponse):
-        if len(result.outputs) == 1:
-            return {"predictions": to_predictions(result.outputs[0].data)}
-        return {"predictions": {o.name: to_predictions(o.data) for o in result.outputs}}
-    return {"predictions": to_predictions(result)}
