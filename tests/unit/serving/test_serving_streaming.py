@@ -71,7 +71,7 @@ async def test_unary_call_to_a_decoupled_model() -> None:
     dp = DataPlane()
     dp.register(loaded(Repeat("rep")))
     assert (await dp.infer(_req("rep", 1))).outputs[0].data.tolist() == [0]
-    with pytest.raises(InvalidRequestError, match="gave 3 responses.*ModelStreamInfer"):
+    with pytest.raises(InvalidRequestError, match=r"gave 3 responses.*ModelStreamInfer"):
         await dp.infer(_req("rep", 3))
 
 
