@@ -9,8 +9,9 @@ A model name that reaches the file system is 1–128 characters of ``A-Z a-z 0-9
 starting with a letter or digit (``MODEL_NAME``), so it is one path component and never
 ``.`` or ``..``; its directory must resolve (symlinks followed) inside the repository root.
 Errors name models relative to the repository and never show where the repository is.
-``load(name)`` rescans a model's directory and applies the version policy: new versions are loaded off the event loop and swapped in atomically, so requests in
-flight finish on the version they started with; dropped versions are unloaded only after
+``load(name)`` rescans a model's directory and applies the version policy: new versions are
+loaded off the event loop and swapped in atomically, so requests in flight finish on the
+version they started with; dropped versions are unloaded only after
 their last in-flight request ends. ``load(name, override)`` reloads every version with
 model-settings values from a Triton config override (see ``model_config.parse_override``).
 
