@@ -73,6 +73,9 @@ def register(cli: click.Group) -> None:
                   type=float, help="Largest request body accepted (bigger gets HTTP 413).")
     @click.option("--grace_seconds", default=30.0, show_default=True, type=float,
                   help="On SIGTERM, how long in-flight requests may take to finish.")
+    @click.option("--allow_shared_memory", "--allow-shared-memory", is_flag=True,
+                  default=False,
+                  help="Serve the system shared memory extension (same-host clients).")
     @click.option("--model_load_timeout", "--model-load-timeout", default=600.0,
                   show_default=True, type=float,
                   help="Seconds one model may take to load before it is reported failed.")
@@ -91,8 +94,8 @@ def register(cli: click.Group) -> None:
         predictor_protocol: str, max_batch_size: int | None, max_latency_ms: float | None,
         max_request_mb: float, grace_seconds: float, model_load_timeout: float, log_level: str,
         http_server: str, grpc_server: str, enable_model_control: bool,
-        auth_types: tuple[str, ...], tls_cert: str | None, tls_key: str | None,
-        tls_client_ca: str | None, insecure: bool,
+        allow_shared_memory: bool, auth_types: tuple[str, ...], tls_cert: str | None,
+        tls_key: str | None, tls_client_ca: str | None, insecure: bool,
     ) -> None:
         """Serve a model over KServe v1, Open Inference Protocol REST and gRPC."""
         from tureen.config import serving_settings
@@ -130,7 +133,7 @@ def register(cli: click.Group) -> None:
                 version_policy=version_policy, enable_grpc=enable_grpc,
                 grace_seconds=grace_seconds, log_level=log_level, http_server=http_server,
                 grpc_server=grpc_server, enable_model_control=enable_model_control,
-                model_load_timeout=model_load_timeout,
+                model_load_timeout=model_load_timeout, allow_shared_memory=allow_shared_memory,
             )
             if given(max_request_mb=max_request_mb):
                 options["max_request_bytes"] = int(max_request_mb * 1024 * 1024)

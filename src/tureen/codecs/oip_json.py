@@ -13,14 +13,17 @@ from tureen.codecs.tensor import (
     decode_json,
     encode_binary,
     encode_json,
+    raw_view,
 )
 from tureen.errors import InvalidRequestError
 from tureen.serving.inference import (
+    IN_SHARED_MEMORY,
     InferInput,
     InferOutput,
     InferRequest,
     InferResponse,
     RequestedOutput,
+    in_shared_memory,
 )
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -81,7 +84,12 @@ def decode_request(
         if not isinstance(params, dict):
             raise InvalidRequestError(f"input {name!r} parameters must be an object.")
         size = params.get("binary_data_size")
-        if size is not None:
+        if in_shared_memory(params):
+            if size is not None or "data" in t:
+                raise InvalidRequestError(
+                    f"input {name!r} is in shared memory and carries data too; send one.")
+            data = IN_SHARED_MEMORY  # the data plane reads it from the region
+        elif size is not None:
             if binary is None or not isinstance(size, int) or offset + size > len(binary):
                 raise InvalidRequestError(
                     f"input {name!r} says binary_data_size={size!r} but the binary part of the "
@@ -142,13 +150,6 @@ def encode_response(
     return b"".join(parts), n
 
 
-def _raw(arr: np.ndarray[Any, Any]) -> bytes | memoryview:
-    """Tensor bytes for the binary extension, without a copy when the array allows it."""
-    if arr.dtype.kind in "OUS" or arr.dtype.byteorder == ">" or not arr.flags.c_contiguous:
-        return encode_binary(arr)
-    return memoryview(arr.data).cast("B")
-
-
 def encode_response_parts(
     response: InferResponse, request: InferRequest | None
 ) -> tuple[list[bytes | memoryview], int | None]:
@@ -165,8 +166,10 @@ def encode_response_parts(
         binary = binary_default if b is None else b
         d: dict[str, Any] = {"name": o.name, "datatype": o.datatype, "shape": o.shape}
         params = dict(o.parameters)
-        if binary:
-            raw = _raw(o.data)
+        if in_shared_memory(params):
+            pass  # written to the region the request named
+        elif binary:
+            raw = raw_view(o.data)
             blobs.append(raw)
             params["binary_data_size"] = len(raw)
         else:

@@ -16,11 +16,14 @@ from tureen.codecs.tensor import (
 )
 from tureen.errors import InvalidRequestError
 from tureen.serving.inference import (
+    IN_SHARED_MEMORY,
     InferInput,
     InferOutput,
     InferRequest,
     InferResponse,
     RequestedOutput,
+    UInt64,
+    in_shared_memory,
 )
 
 # datatype -> field of InferTensorContents holding it (FP16 travels only as raw bytes)
@@ -35,41 +38,89 @@ CONTENTS_FIELD = {
 }
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+_UINT64_MAX = 2**64 - 1
+
+
 def param_value(p: Any) -> Any:
     which = p.WhichOneof("parameter_choice")
-    return getattr(p, which) if which else None
+    if which is None:
+        return None
+    value = getattr(p, which)
+    return UInt64(value) if which == "uint64_param" else value
 
 
-def set_param(p: Any, value: Any) -> None:
+def set_param(p: Any, value: Any, key: str = "") -> None:
+    """Set an ``InferParameter`` with the wire type that keeps ``value``: bool, int64,
+    uint64 (``UInt64`` or any int of 2**63 and more), double or string."""
     if isinstance(value, bool):
         p.bool_param = value
     elif isinstance(value, int):
-        p.int64_param = value
+        if isinstance(value, UInt64) or value > _INT64[1]:
+            if not 0 <= value <= _UINT64_MAX:
+                raise InvalidRequestError(
+                    f"parameter {key!r} = {value} does not fit an unsigned 64-bit integer.")
+            p.uint64_param = value
+        elif value < _INT64[0]:
+            raise InvalidRequestError(
+                f"parameter {key!r} = {value} does not fit a signed 64-bit integer.")
+        else:
+            p.int64_param = value
     elif isinstance(value, float):
         p.double_param = value
+    elif isinstance(value, str):
+        p.string_param = value
     else:
-        p.string_param = str(value)
+        raise InvalidRequestError(
+            f"parameter {key!r} is a {type(value).__name__}; OIP gRPC parameters are booleans, "
+            "64-bit integers, doubles or strings.")
+
+
+def _set_params(target: Any, params: dict[str, Any]) -> None:
+    for k, v in params.items():
+        set_param(target[k], v, k)
 
 
 def _params(m: Any) -> dict[str, Any]:
     return {k: param_value(v) for k, v in m.items()} if len(m) else {}
 
 
+def _typed_contents(t: Any) -> bool:
+    return bool(t.HasField("contents")) and t.contents.ByteSize() > 0
+
+
 def decode_request(msg: pb.ModelInferRequest, headers: dict[str, str]) -> InferRequest:
-    raw = msg.raw_input_contents
-    if raw and len(raw) != len(msg.inputs):
-        raise InvalidRequestError(
-            f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs; send one "
-            "raw entry per input, or typed contents for all inputs."
-        )
     if not msg.inputs:
         raise InvalidRequestError("ModelInferRequest has no inputs; add at least one.")
+    raw = msg.raw_input_contents
+    in_shm = [in_shared_memory(t.parameters) for t in msg.inputs]
+    if raw:
+        for t, shm in zip(msg.inputs, in_shm, strict=True):
+            if not shm and _typed_contents(t):  # Triton's words: its clients look for them
+                raise InvalidRequestError(
+                    f"contents field must not be specified when using raw_input_contents for "
+                    f"{t.name!r} for model {msg.model_name!r}; send each input's data either "
+                    "in raw_input_contents or in contents, not both.")
+        wanted = in_shm.count(False)
+        if len(raw) != wanted:
+            raise InvalidRequestError(
+                f"raw_input_contents has {len(raw)} entries for {wanted} inputs (inputs in "
+                "shared memory have none); send one raw entry per input, in order, or typed "
+                "contents for all inputs."
+            )
     inputs: list[InferInput] = []
-    for i, t in enumerate(msg.inputs):
+    next_raw = 0
+    for t, shm in zip(msg.inputs, in_shm, strict=True):
         shape = check_shape(t.name, list(t.shape))
         dt = check_datatype(t.name, t.datatype)
-        if raw:
-            data = decode_binary(t.name, t.datatype, shape, raw[i])
+        if shm:
+            if _typed_contents(t):
+                raise InvalidRequestError(
+                    f"input {t.name!r} is in shared memory and has contents too; send one.")
+            data = IN_SHARED_MEMORY  # the data plane reads it from the region
+        elif raw:
+            data = decode_binary(t.name, t.datatype, shape, raw[next_raw])
+            next_raw += 1
         else:
             field = CONTENTS_FIELD.get(t.datatype)
             if field is None:
@@ -102,18 +153,31 @@ def decode_request(msg: pb.ModelInferRequest, headers: dict[str, str]) -> InferR
     )
 
 
-def encode_response(resp: InferResponse, raw: bool) -> pb.ModelInferResponse:
+TYPED_OUTPUTS = "typed_output_contents"
+
+
+def wants_typed_outputs(request: InferRequest) -> bool:
+    """Replies go in ``raw_output_contents`` (as Triton's) unless the request sets the
+    parameter ``typed_output_contents: true``."""
+    return request.parameters.get(TYPED_OUTPUTS) is True
+
+
+def encode_response(resp: InferResponse, raw: bool = True) -> pb.ModelInferResponse:
+    """``resp`` as a message: tensors in ``raw_output_contents`` (``raw``), else in typed
+    contents where the datatype has a field (FP16 always raw). Outputs written to shared
+    memory carry no data (an empty raw entry keeps the others' positions)."""
     out = pb.ModelInferResponse(
         model_name=resp.model_name, model_version=resp.model_version or "", id=resp.id or ""
     )
-    for k, v in resp.parameters.items():
-        set_param(out.parameters[k], v)
+    _set_params(out.parameters, resp.parameters)
     use_raw = raw or any(o.datatype not in CONTENTS_FIELD for o in resp.outputs)
     for o in resp.outputs:
         t = out.outputs.add(name=o.name, datatype=o.datatype, shape=o.shape)
-        for k, v in o.parameters.items():
-            set_param(t.parameters[k], v)
-        if use_raw:
+        _set_params(t.parameters, o.parameters)
+        if in_shared_memory(o.parameters):
+            if use_raw:
+                out.raw_output_contents.append(b"")
+        elif use_raw:
             out.raw_output_contents.append(encode_binary(o.data))
         elif o.datatype == "BYTES":
             t.contents.bytes_contents.extend(
@@ -133,12 +197,10 @@ def encode_request(request: InferRequest) -> pb.ModelInferRequest:
         model_name=request.model_name, model_version=request.model_version or "",
         id=request.id or "",
     )
-    for k, v in request.parameters.items():
-        set_param(msg.parameters[k], v)
+    _set_params(msg.parameters, request.parameters)
     for i in request.inputs:
         t = msg.inputs.add(name=i.name, datatype=i.datatype, shape=i.shape)
-        for k, v in i.parameters.items():
-            set_param(t.parameters[k], v)
+        _set_params(t.parameters, i.parameters)
         msg.raw_input_contents.append(encode_binary(i.data))
     for o in request.outputs or ():
         msg.outputs.add(name=o.name)

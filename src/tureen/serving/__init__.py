@@ -7,7 +7,8 @@ Public names:
   option is a field of ``ServingConfig`` (``tureen.serving.settings``).
 - ``DataPlane``: the transport-independent core every transport calls.
 - ``InferRequest``, ``InferInput``, ``RequestedOutput``, ``InferResponse``, ``InferOutput``,
-  ``TensorSpec``: the OIP request/response types (numpy tensors).
+  ``TensorSpec``: the OIP request/response types (numpy tensors); ``UInt64``: an unsigned
+  integer parameter.
 - ``ModelRepository``, ``VersionPolicy``: models on disk (``ROOT/<name>/<version>/``).
 - ``tureen.serving.clients``: async clients for remote predictors (v1, v2, grpc-v2):
   ``predictor_client(host, protocol)``; ``tureen.serving.remote.RemoteModel`` forwards
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         InferResponse,
         RequestedOutput,
         TensorSpec,
+        UInt64,
     )
     from tureen.serving.model import Model
     from tureen.serving.repository import ModelRepository
@@ -48,6 +50,7 @@ _WHERE = {
     "InferResponse": "inference",
     "RequestedOutput": "inference",
     "TensorSpec": "inference",
+    "UInt64": "inference",
     "Model": "model",
     "ModelRepository": "repository",
     "ModelServer": "server",
@@ -67,6 +70,7 @@ __all__ = [
     "RequestedOutput",
     "ServingConfig",
     "TensorSpec",
+    "UInt64",
     "VersionPolicy",
 ]
 

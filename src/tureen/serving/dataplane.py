@@ -45,7 +45,7 @@ from tureen.serving.statistics import model_statistics
 from tureen.serving.streaming import check_sequence, decoupled_results
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters", "statistics",
-              "model_configuration"]
+              "model_configuration", "sequence", "sequence(string_id)"]
 DURATION = "tureen_request_duration_seconds"
 Stage = Callable[..., Any]
 
@@ -199,7 +199,21 @@ class DataPlane:
         return self.repository.all_ready()
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": self.server_name, "version": _VERSION, "extensions": EXTENSIONS}
+        extensions = EXTENSIONS + (["system_shared_memory"] if self.shared_memory else [])
+        return {"name": self.server_name, "version": _VERSION, "extensions": extensions}
+
+    def shared_memory_control(self) -> SharedMemoryRegistry:
+        """The registry for register/status/unregister; refused while the extension is off."""
+        self._may_control_shared_memory()
+        assert self.shared_memory is not None
+        return self.shared_memory
+
+    def _may_control_shared_memory(self) -> None:
+        if self.shared_memory is None:
+            raise InvalidRequestError(
+                "system shared memory is off on this server; start it with "
+                "--allow_shared_memory (serving.allow_shared_memory; same-host clients only).")
+        authorize(Action.PREDICT, "/shared-memory")  # clients that predict use it
 
     def _authorize(self, name: str) -> None:
         authorize(self._actions.get(name, Action.PREDICT), f"/{name}")
@@ -273,7 +287,10 @@ class DataPlane:
             except TureenError:
                 current = {}
             override = parse_override(name, config, current)
-        return await self.repository.load(name, override)
+        try:
+            return await self.repository.load(name, override)
+        except NotFoundError as exc:  # clients (Triton's) look for "failed to load"
+            raise NotFoundError(f"failed to load model {name!r}: {exc}") from exc
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Triton's model configuration of a served model (version)."""

@@ -6,6 +6,7 @@ REST v2, the binary extension and gRPC all decode into ``InferRequest`` and enco
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,32 @@ from tureen.types import oip_datatype_of
 
 NDArray = np.ndarray[Any, Any]
 Parameters = dict[str, Any]
+
+
+class UInt64(int):
+    """An integer parameter that travels as ``uint64`` (OIP gRPC ``uint64_param``). Parameters
+    are plain Python values — bool, int, float, str, bytes — except that an unsigned integer
+    received over gRPC arrives as ``UInt64`` and goes back out as one; any int of 2**63 or
+    more is sent as uint64 too."""
+
+    def __repr__(self) -> str:
+        return f"UInt64({int(self)})"
+
+
+#: tensor parameters of the shared-memory extension (see serving.shm_tensors)
+SHM_REGION = "shared_memory_region"
+SHM_BYTE_SIZE = "shared_memory_byte_size"
+SHM_OFFSET = "shared_memory_offset"
+
+
+#: the data of an input in shared memory until the data plane reads it from the region
+IN_SHARED_MEMORY: NDArray = np.empty(0, dtype=np.uint8)
+
+
+def in_shared_memory(params: Container[str]) -> bool:
+    """Whether a tensor's parameters reference shared memory (its data is not inline; an
+    output written there is answered without data)."""
+    return SHM_REGION in params or SHM_BYTE_SIZE in params
 
 
 @dataclass(slots=True)

@@ -233,3 +233,12 @@ def _parameters(name: str, value: Any) -> dict[str, Any]:
         except ValueError:
             raise _fail(name, f"parameter {k!r} = {text!r} is not a valid value.") from None
     return out
+
+
+def check_unload_parameters(name: str, params: dict[str, Any]) -> None:
+    """An unload takes ``unload_dependents`` (a boolean; tureen models have no dependents)."""
+    unknown = sorted(set(params) - {"unload_dependents"})
+    if unknown or not isinstance(params.get("unload_dependents", False), bool):
+        raise InvalidRequestError(
+            f"failed to unload model {name!r}: parameters {unknown or ['unload_dependents']} "
+            "are not understood; an unload takes 'unload_dependents' (true or false).")

@@ -34,6 +34,7 @@ from tureen.serving.metrics import Metrics
 from tureen.serving.model import Model
 from tureen.serving.repository import ModelRepository, load_model
 from tureen.serving.settings import ServingConfig
+from tureen.serving.shared_memory import SharedMemoryRegistry
 from tureen.serving.transport import (
     ServerParts,
     Transport,
@@ -225,6 +226,9 @@ class ModelServer:
                                load_timeout=s.model_load_timeout)
         dp = self.dataplane = DataPlane(repo, metrics, threads=s.threads,
                                         model_control=s.enable_model_control)
+        if s.allow_shared_memory:
+            dp.shared_memory = SharedMemoryRegistry(
+                Path(self._metrics_dir) / "shared-memory" if self._metrics_dir else None)
         for m in models:  # served at once; not ready (503) until loaded below
             dp.register(m)
         repo.announce()

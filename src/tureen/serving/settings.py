@@ -96,6 +96,10 @@ class ServingConfig(BaseModel):
         default=False, description="Allow repository load/unload over the network (REST "
                            "/v2/repository/models/*/load|unload, gRPC RepositoryModelLoad|"
                            "Unload), as Triton's explicit model control mode.")
+    allow_shared_memory: bool = Field(
+        default=False, description="Serve the system shared memory extension (clients on "
+        "this host register /dev/shm regions and pass tensors by reference). Off by default: "
+        "a registered region is memory the server reads and writes for the client.")
     model_defaults: dict[str, Any] = Field(
         default_factory=dict,
         description="model-settings.json defaults for repository models, e.g. "

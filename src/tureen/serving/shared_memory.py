@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _KEY = re.compile(r"/?[A-Za-z0-9][A-Za-z0-9._-]{0,250}")
 MAX_REGIONS = 1024
+CUDA_UNSUPPORTED = ("CUDA shared memory is not supported: tureen runs models on the CPU and "
+                    "cannot map CUDA IPC handles. Register system shared memory instead "
+                    "(REST POST /v2/systemsharedmemory/region/{name}/register, gRPC "
+                    "SystemSharedMemoryRegister).")
 _SHM_DIR = "/dev/shm"
 
 

@@ -10,29 +10,35 @@ from __future__ import annotations
 
 from tureen.codecs.tensor import decode_binary, raw_view
 from tureen.errors import InvalidRequestError
-from tureen.serving.inference import InferRequest, InferResponse, Parameters
+from tureen.serving.inference import (
+    SHM_BYTE_SIZE,
+    SHM_OFFSET,
+    SHM_REGION,
+    InferRequest,
+    InferResponse,
+    Parameters,
+    in_shared_memory,
+)
 from tureen.serving.shared_memory import SharedMemoryRegistry
 
-REGION = "shared_memory_region"
-BYTE_SIZE = "shared_memory_byte_size"
-OFFSET = "shared_memory_offset"
-KEYS = (REGION, BYTE_SIZE, OFFSET)
+KEYS = (SHM_REGION, SHM_BYTE_SIZE, SHM_OFFSET)
 
 
 def reference(tensor: str, params: Parameters) -> tuple[str, int, int] | None:
     """(region, offset, byte size) when ``params`` reference shared memory, else None."""
-    if REGION not in params and BYTE_SIZE not in params:
-        if OFFSET in params:
+    if SHM_REGION not in params and SHM_BYTE_SIZE not in params:
+        if SHM_OFFSET in params:
             raise InvalidRequestError(
                 f"tensor {tensor!r} has shared_memory_offset without shared_memory_region "
                 "and shared_memory_byte_size; send all of them or none.")
         return None
-    region, size, offset = params.get(REGION), params.get(BYTE_SIZE), params.get(OFFSET, 0)
+    region, size = params.get(SHM_REGION), params.get(SHM_BYTE_SIZE)
+    offset = params.get(SHM_OFFSET, 0)
     if not isinstance(region, str) or region == "":
         raise InvalidRequestError(
             f"tensor {tensor!r} has shared_memory_byte_size but no shared_memory_region; "
             "name the registered region.")
-    for field, value in ((BYTE_SIZE, size), (OFFSET, offset)):
+    for field, value in ((SHM_BYTE_SIZE, size), (SHM_OFFSET, offset)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidRequestError(
                 f"tensor {tensor!r} has {field} {value!r}; it must be a non-negative integer.")
@@ -41,8 +47,8 @@ def reference(tensor: str, params: Parameters) -> tuple[str, int, int] | None:
 
 
 def uses_shared_memory(request: InferRequest) -> bool:
-    return any(REGION in i.parameters or BYTE_SIZE in i.parameters for i in request.inputs) or \
-        any(REGION in o.parameters or BYTE_SIZE in o.parameters for o in request.outputs or ())
+    return any(in_shared_memory(i.parameters) for i in request.inputs) or \
+        any(in_shared_memory(o.parameters) for o in request.outputs or ())
 
 
 def _registry(registry: SharedMemoryRegistry | None) -> SharedMemoryRegistry:
@@ -75,10 +81,6 @@ def write_outputs(registry: SharedMemoryRegistry | None, request: InferRequest,
             continue
         region, offset, size = ref
         written = _registry(registry).write(region, offset, size, raw_view(out.data))
-        out.parameters = {**out.parameters, REGION: region, OFFSET: offset, BYTE_SIZE: written}
-
-
-def in_shared_memory(params: Parameters) -> bool:
-    """Whether an output was written to shared memory (encoders send no data for it)."""
-    return REGION in params
+        out.parameters = {**out.parameters, SHM_REGION: region, SHM_OFFSET: offset,
+                          SHM_BYTE_SIZE: written}
 

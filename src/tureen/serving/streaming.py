@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _END = object()
 
-#: (response, None) or (None, error message), and the id of the request it answers
-Emit = Callable[[InferResponse | None, str | None, str], Awaitable[None]]
+#: (response, None) or (None, error message), and the request it answers
+Emit = Callable[[InferResponse | None, str | None, InferRequest], Awaitable[None]]
 
 
 def check_sequence(request: InferRequest) -> None:
@@ -134,17 +134,16 @@ class StreamSession:
     async def _serve(self, request: InferRequest, before: asyncio.Task[None] | None) -> None:
         if before is not None:
             await asyncio.wait({before})  # its outcome is its own; only the order matters
-        rid = request.id or ""
         try:
             async for response in self.dp.infer_stream(request, self.protocol):
-                await self.emit(response, None, rid)
+                await self.emit(response, None, request)
         except TureenError as exc:
-            await self.emit(None, str(exc), rid)
+            await self.emit(None, str(exc), request)
         except Exception:
             log.exception("internal error in a stream request (request id %s)",
                           request_id.get())
             await self.emit(None, "internal server error; the server log has the details "
-                            f"under request id {request_id.get()}.", rid)
+                            f"under request id {request_id.get()}.", request)
 
     async def finish(self) -> None:
         """Wait until every submitted request has sent all its responses."""

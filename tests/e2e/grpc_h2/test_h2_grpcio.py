@@ -75,9 +75,12 @@ def test_infer_typed_and_raw(stub: Stub, raw: bool) -> None:
                                            metadata=(("x-request-id", "req-7"),))
     out = resp.outputs[0]
     assert out.datatype == "FP32" and list(out.shape) == [1, 3]
-    values = (np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).tolist() if raw
-              else list(out.contents.fp32_contents))
-    assert values == [1.5, -2.0, 3.0]
+    # replies are raw (as Triton's) whether the request was typed or raw
+    assert np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).tolist() == \
+        [1.5, -2.0, 3.0]
+    typed = infer_request("seer", [1.5], raw)
+    typed.parameters["typed_output_contents"].bool_param = True
+    assert list(stub.ModelInfer(typed).outputs[0].contents.fp32_contents) == [1.5]
     assert dict(call.trailing_metadata())["x-request-id"] == "req-7"
     assert call.code() == grpc.StatusCode.OK
 

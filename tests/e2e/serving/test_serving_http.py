@@ -79,7 +79,10 @@ async def test_grpc_typed_contents(server: Server) -> None:
                                request_serializer=pb.ModelInferRequest.SerializeToString,
                                response_deserializer=pb.ModelInferResponse.FromString)
         resp = await infer(req)
-        assert resp.model_version == "2" and not resp.raw_output_contents
+        assert resp.model_version == "2" and len(resp.raw_output_contents) == 1
+        req.parameters["typed_output_contents"].bool_param = True
+        resp = await infer(req)
+        assert not resp.raw_output_contents
         assert len(resp.outputs[0].contents.int64_contents) == 1
         t.contents.fp32_contents.append(1.0)  # 11 values for 10 elements
         with pytest.raises(grpc.aio.AioRpcError) as e:

@@ -71,6 +71,9 @@ def test_typed_contents_errors() -> None:
     with pytest.raises(InvalidRequestError, match="holds 2"):
         convert.decode_request(msg, {})
     msg.raw_input_contents.extend([b"", b""])
+    with pytest.raises(InvalidRequestError, match="must not be specified when using raw"):
+        convert.decode_request(msg, {})
+    t.ClearField("contents")
     with pytest.raises(InvalidRequestError, match="one raw entry per input"):
         convert.decode_request(msg, {})
 
@@ -114,7 +117,7 @@ async def test_grpc_metadata_reaches_the_model_as_headers() -> None:
     ctx = _Ctx((("x-request-id", "g-1"), ("x-tenant", "acme"), ("bin-bin", b"\0")))  # type: ignore[arg-type]
     call = guarded("ModelInfer", InferenceServicer(dp).ModelInfer, GuardChain())
     resp = await call(req, ctx)
-    assert list(resp.outputs[0].contents.int_contents) == [7]
+    assert np.frombuffer(resp.raw_output_contents[0], dtype=np.int32).tolist() == [7]
     assert seen[0]["x-tenant"] == "acme" and "bin-bin" not in seen[0]
     assert ctx.trailing == (("x-request-id", "g-1"),)
     dp.close()

@@ -101,7 +101,7 @@ async def test_a_hung_or_broken_model_is_reported_while_the_rest_serve(tmp_path:
     _model(tmp_path, "hung", WAITS_FOR_FILE.format(flag=str(release), started=str(state)))
     _model(tmp_path, "broken", BROKEN)
     _model(tmp_path, "add", ADD)
-    dp = DataPlane(ModelRepository(tmp_path, load_timeout=0.5))
+    dp = DataPlane(ModelRepository(tmp_path, load_timeout=0.5), model_control=True)
     failed = await dp.repository.load_all()
     assert set(failed) == {"hung", "broken"}
     index = {m["name"]: m for m in dp.repository_index()}
@@ -124,7 +124,7 @@ async def test_a_hung_or_broken_model_is_reported_while_the_rest_serve(tmp_path:
 
 async def test_load_failure_over_the_api_says_failed_to_load(tmp_path: Path) -> None:
     _model(tmp_path, "broken", BROKEN)
-    dp = DataPlane(ModelRepository(tmp_path))
+    dp = DataPlane(ModelRepository(tmp_path), model_control=True)
     with pytest.raises(InvalidRequestError, match="failed to load model 'broken'"):
         await dp.load("broken")
     assert dp.repository_index()[0]["state"] == "UNAVAILABLE"
@@ -133,7 +133,7 @@ async def test_load_failure_over_the_api_says_failed_to_load(tmp_path: Path) -> 
 @pytest.fixture
 async def add_plane(tmp_path: Path) -> DataPlane:
     _model(tmp_path, "add", ADD)
-    dp = DataPlane(ModelRepository(tmp_path))
+    dp = DataPlane(ModelRepository(tmp_path), model_control=True)
     await dp.repository.load_all()
     return dp
 
@@ -198,7 +198,7 @@ async def test_override_of_version_policy(tmp_path: Path) -> None:
         (tmp_path / "add" / v).mkdir(parents=True)
         (tmp_path / "add" / v / "model.py").write_text(ADD)
     (tmp_path / "add" / "model-settings.json").write_text(json.dumps({}))
-    dp = DataPlane(ModelRepository(tmp_path))
+    dp = DataPlane(ModelRepository(tmp_path), model_control=True)
     await dp.repository.load_all()
     assert dp.repository.versions("add") == ["3"]
     await dp.load("add", {"config": '{"version_policy": {"specific": {"versions": [1, 2]}}}'})

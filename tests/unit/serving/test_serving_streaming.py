@@ -105,8 +105,8 @@ async def test_stream_session_orders_sequences_and_reports_errors_in_stream() ->
     dp.register(loaded(model))
     got: list[tuple[str, Any]] = []
 
-    async def emit(resp: InferResponse | None, error: str | None, rid: str) -> None:
-        got.append((rid, resp.outputs[0].data.tolist()[0] if resp else error))
+    async def emit(resp: InferResponse | None, error: str | None, req: InferRequest) -> None:
+        got.append((req.id or "", resp.outputs[0].data.tolist()[0] if resp else error))
 
     session = StreamSession(dp, emit)
     for sid in (7, "uuid-a"):
@@ -139,8 +139,8 @@ async def test_stream_session_bounds_requests_in_flight() -> None:
     dp.register(loaded(Held("h")))
     sent: list[str] = []
 
-    async def emit(resp: InferResponse | None, error: str | None, rid: str) -> None:
-        sent.append(rid)
+    async def emit(resp: InferResponse | None, error: str | None, req: InferRequest) -> None:
+        sent.append(req.id or "")
 
     session = StreamSession(dp, emit, max_inflight=2)
     await session.submit(_req("h", 1, "a"))

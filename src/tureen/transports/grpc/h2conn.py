@@ -8,21 +8,28 @@ sync), and checks each frame against its stream's state. It knows nothing about 
 subclass receives
 
     on_headers(stream)         request headers complete and valid (``stream.headers``)
+    on_data(stream)            more body arrived on a ``stream.streaming`` stream (its reader
+                               takes whole messages off ``stream.body`` with ``take``)
     on_end(stream)             request complete (``stream.body``; consumed when it returns)
     on_reset(stream)           the peer reset the stream or the connection went away
     on_body_limit(stream)      the body grew past ``max_body``
     on_rejected(stream, why)   the header list was over ``max_header_list``
 
-and answers with ``send_response`` / ``send_headers_only`` / ``reset``.
+and answers with ``send_response`` / ``send_headers_only`` / ``reset``, or — for a stream of
+messages — ``send_headers``, ``send_data`` (any number of times) and ``finish``.
 
 What a peer may cost is bounded: a stream buffers at most ``max_body``; the connection
 grants flow-control window only for request bytes it is willing to hold
 (``connection_buffer``, and the server-wide ``budget``), and gives it back as bodies are
-consumed; a body has ``body_timeout`` to arrive; the handshake and each header block
-``handshake_timeout``; an idle connection is closed after ``idle_timeout``, a silent one
-pinged every ``keepalive_interval``; floods of PING, SETTINGS, resets, empty DATA, PRIORITY and
-CONTINUATION frames end in GOAWAY(ENHANCE_YOUR_CALM). ``tick(now)`` applies the timers
-(the server calls it once a second).
+consumed; a body has ``body_timeout`` to arrive (on a streaming stream: each message, from
+the end of the one before); the handshake and each header block ``handshake_timeout``; an
+idle connection is closed after ``idle_timeout``, a silent one pinged every
+``keepalive_interval``; floods of PING, SETTINGS, resets, empty DATA, PRIORITY and
+CONTINUATION frames end in GOAWAY(ENHANCE_YOUR_CALM). ``tick(now)`` applies the timers (the
+server calls it once a second). A streaming stream's messages keep their credit until its
+reader is done with them (``give_back``); a reader that falls behind sets ``stream.hold``:
+the stream's window is not replenished (the peer stops sending on it) until
+``release_window``.
 """
 
 from __future__ import annotations
@@ -82,6 +89,9 @@ class H2Connection(H2Output):
 
     def on_headers(self, stream: Stream) -> None:
         raise NotImplementedError
+
+    def on_data(self, stream: Stream) -> None:
+        """More body arrived; unary calls wait for ``on_end`` instead."""
 
     def on_end(self, stream: Stream) -> None:
         raise NotImplementedError
@@ -228,12 +238,23 @@ class H2Connection(H2Output):
         if s.content_length is not None and s.received > s.content_length:
             raise f.StreamError(sid, f.PROTOCOL_ERROR, "more DATA than content-length")
         if not s.discard:
-            if len(s.body) + len(data) > self.max_body:
+            # a streaming body holds at most a partial message and the frame completing it
+            limit = self.max_body + (f.DEFAULT_MAX_FRAME if s.streaming else 0)
+            if len(s.body) + len(data) > limit:
                 s.discard = True
                 self._drop_body(s)
                 self.on_body_limit(s)
                 if sid not in self.streams:
                     return
+            elif s.streaming:
+                if not s.body:  # a message starts: it has body_timeout to arrive
+                    s.started = self._last_frame
+                s.body += data
+                self._hold(s, len(data))
+                if data:
+                    self.on_data(s)
+                    if sid not in self.streams:
+                        return
             else:
                 s.body += data
                 self._hold(s, len(data))
@@ -241,7 +262,7 @@ class H2Connection(H2Output):
             self._end_stream(s)
             return
         s.recv_unacked += size
-        if s.recv_unacked >= STREAM_WINDOW // 2:
+        if s.recv_unacked >= STREAM_WINDOW // 2 and not s.hold:
             self._out.append(f.window_update(sid, s.recv_unacked))
             s.recv_window += s.recv_unacked
             s.recv_unacked = 0
@@ -255,7 +276,17 @@ class H2Connection(H2Output):
             self._forget(s)
             return
         self.on_end(s)
-        self._drop_body(s)  # consumed: its flow-control credit goes back to the peer
+        if not s.streaming:  # a stream's reader gives its messages' credit back itself
+            self._drop_body(s)  # consumed: its flow-control credit goes back to the peer
+
+    def release_window(self, s: Stream) -> None:
+        """The reader caught up: give the peer back the window held for ``s``."""
+        s.hold = False
+        if s.recv_unacked and self.streams.get(s.id) is s and not s.remote_done:
+            self._out.append(f.window_update(s.id, s.recv_unacked))
+            s.recv_window += s.recv_unacked
+            s.recv_unacked = 0
+            self._schedule_flush()
 
     def _on_headers_frame(self, flags: int, sid: int, payload: memoryview) -> None:
         if sid == 0:
@@ -478,6 +509,18 @@ class H2Connection(H2Output):
             self._replenish()
             self._schedule_flush()
 
+    def give_back(self, s: Stream, n: int) -> None:
+        """A streaming reader is done with ``n`` bytes it took off ``s.body``: their credit
+        goes back to the peer."""
+        n = min(n, s.held)
+        if n:
+            s.held -= n
+            self.buffered -= n
+            self.limits.budget.used -= n
+            if self.transport is not None and not self._receiving:
+                self._replenish()
+                self._schedule_flush()
+
     def _replenish(self, force: bool = False) -> None:
         room = min(self.limits.connection_buffer - self.buffered, self.limits.budget.free)
         target = max(0, min(CONN_WINDOW, room))
@@ -505,7 +548,8 @@ class H2Connection(H2Output):
                       f"{lim.handshake_timeout:g} s")
             return
         for s in list(self.streams.values()):
-            if not s.remote_done and now - s.started > lim.body_timeout:
+            if (not s.remote_done and (s.body or not s.streaming)
+                    and now - s.started > lim.body_timeout):
                 self.reset(s.id, f.CANCEL)
                 self._flush()
         if not self.streams:

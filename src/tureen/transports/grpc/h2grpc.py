@@ -30,7 +30,8 @@ from tureen.transports.grpc import h2frames as f
 from tureen.transports.grpc.h2calm import H2Limits
 from tureen.transports.grpc.h2conn import H2Connection, Stream
 from tureen.transports.grpc.h2request import Request
-from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, InferenceServicer
+from tureen.transports.grpc.h2stream import StreamCall, inflate
+from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, STREAMS, InferenceServicer
 from tureen.transports.grpc.hpack import encode_field, encode_str
 
 log = logging.getLogger(__name__)
@@ -72,16 +73,6 @@ def parse_timeout(value: str) -> float:
     return int(digits) * unit
 
 
-def inflate(data: memoryview, encoding: str, limit: int) -> bytes:
-    d = zlib.decompressobj(31 if encoding == "gzip" else 15)
-    out = d.decompress(data, limit + 1)
-    if len(out) > limit:
-        raise OverflowError
-    if not d.eof:
-        raise zlib.error("truncated stream")
-    return out
-
-
 class Service:
     """What every connection of one server shares."""
 
@@ -94,6 +85,8 @@ class Service:
             f"/{SERVICE_NAME}/{name}": (name, getattr(servicer, name), req)
             for name, (req, _) in METHODS.items()
         }
+        self.streaming = {f"/{SERVICE_NAME}/{name}": name for name in STREAMS}
+        self.dataplane = dataplane
         self.max_message = max_message_bytes
         self.max_streams = max_streams
         self.limits = limits or H2Limits(max_message_bytes + 5, max_streams=max_streams)
@@ -115,9 +108,10 @@ class Call:
         self.timer: asyncio.TimerHandle | None = None
 
 
-
-
 class GrpcConnection(H2Connection):
+    #: the response headers of every call
+    head = HEAD
+
     def __init__(self, service: Service) -> None:
         super().__init__(service.max_message + 5, service.max_streams, service.limits)
         self.service = service
@@ -146,10 +140,18 @@ class GrpcConnection(H2Connection):
 
     def fail_call(self, s: Stream, status: Status, message: str, rid: str = "",
                   extra: bytes = b"") -> None:
-        """A trailers-only response."""
-        if rid == "" and isinstance(s.call, Call):
+        """A trailers-only response (trailers after what a stream already sent)."""
+        if rid == "" and isinstance(s.call, Call | StreamCall):
             rid = s.call.rid
+        if s.head_sent:
+            self.finish(s, trailers(status, message, rid or "-"))
+            return
         self.send_headers_only(s, HEAD + extra + trailers(status, message, rid or "-"))
+
+    def end_call(self, s: Stream, status: Status, message: str) -> None:
+        """The end of a streaming call (its trailers; the headers first if none went out)."""
+        if self.streams.get(s.id) is s:
+            self.fail_call(s, status, message)
 
     def http_error(self, s: Stream, code: int, message: str) -> None:
         self.send_headers_only(s, encode_field(":status", str(code)) + trailers(
@@ -186,11 +188,18 @@ class GrpcConnection(H2Connection):
         ctx = self.service.chain.context("grpc", path, md, self.peer, self.peer_cert)
         rid = ctx.request_id
         entry = self.service.methods.get(path)
-        if entry is None:
+        call: Call | StreamCall
+        if entry is not None:
+            call = s.call = Call(entry[0], entry[1], entry[2], ctx)
+        elif path in self.service.streaming:
+            call = s.call = StreamCall(self, s, self.service.streaming[path], ctx,
+                                       self.service.dataplane, self.service.chain,
+                                       self.service.max_message)
+            s.streaming = True
+        else:
             self.fail_call(s, Status.UNIMPLEMENTED, f"unknown method {path}; this server "
-                           f"serves {SERVICE_NAME} ({', '.join(METHODS)}).", rid)
+                           f"serves {SERVICE_NAME} ({', '.join([*METHODS, *STREAMS])}).", rid)
             return
-        call = s.call = Call(entry[0], entry[1], entry[2], ctx)
         if encoding is not None and encoding != "identity":
             if encoding not in ("gzip", "deflate"):
                 self.fail_call(s, Status.UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not "
@@ -206,13 +215,22 @@ class GrpcConnection(H2Connection):
                                f"{timeout[:20]!r}.", rid)
                 return
             call.deadline = self.loop.time() + call.timeout
+        if isinstance(call, StreamCall):
+            call.start()
 
     def on_body_limit(self, s: Stream) -> None:
         self.fail_call(s, Status.RESOURCE_EXHAUSTED, _too_large(
             "request", None, self.service.max_message))
 
+    def on_data(self, s: Stream) -> None:
+        if isinstance(s.call, StreamCall):
+            s.call.feed()
+
     def on_end(self, s: Stream) -> None:
         call = s.call
+        if isinstance(call, StreamCall):
+            call.end_of_input()
+            return
         assert isinstance(call, Call)
         body = s.body
         size = len(body)
@@ -273,7 +291,9 @@ class GrpcConnection(H2Connection):
 
     def on_reset(self, s: Stream) -> None:
         call = s.call
-        if isinstance(call, Call):
+        if isinstance(call, StreamCall):
+            call.cancel()
+        elif isinstance(call, Call):
             if call.timer is not None:
                 call.timer.cancel()
             if call.task is not None:
@@ -308,6 +328,9 @@ class GrpcConnection(H2Connection):
         if self.streams.get(s.id) is not s:
             return
         call = s.call
+        if isinstance(call, StreamCall):
+            call.expire()
+            return
         if call.task is not None:
             call.task.cancel()
         self.fail_call(s, Status.DEADLINE_EXCEEDED, f"{call.name} did not finish within the "

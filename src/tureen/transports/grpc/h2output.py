@@ -2,12 +2,14 @@
 
 Every frame the server sends is queued in one list and written with a single
 ``transport.write`` per event-loop callback. Response bodies are flow-controlled DATA
-(stream and connection windows); a stream's answer ends with END_STREAM, and an answer
-given before the request ended also resets the request (NO_ERROR, §8.1). When the
-transport's write buffer is over its high-water mark (``pause_writing``) the connection
-stops reading, so a peer that does not read cannot make the server queue answers (PING and
-SETTINGS ACKs, refusals) without bound. Shutdown sends GOAWAY and closes once the streams
-in flight are done; a connection error sends GOAWAY with its code and closes at once.
+(stream and connection windows), one body (``send_response``) or a stream of messages
+(``send_headers``, ``send_data`` any number of times, ``finish``); a stream's answer ends
+with END_STREAM, and an answer given before the request ended also resets the request
+(NO_ERROR, §8.1). When the transport's write buffer is over its high-water mark
+(``pause_writing``) the connection stops reading, so a peer that does not read cannot make
+the server queue answers (PING and SETTINGS ACKs, refusals) without bound. Shutdown sends
+GOAWAY and closes once the streams in flight are done; a connection error sends GOAWAY with
+its code and closes at once.
 """
 
 from __future__ import annotations
@@ -85,32 +87,63 @@ class H2Output(asyncio.Protocol):
 
     def send_response(self, s: Stream, head: bytes, body: bytes, trailers: bytes) -> None:
         """Headers, the body as flow-controlled DATA, then trailers (END_STREAM)."""
+        self.send_headers(s, head)
+        s.trailers = trailers
+        self.send_data(s, body)
+
+    def send_headers(self, s: Stream, head: bytes) -> None:
+        """The response headers of a stream whose DATA and trailers follow."""
         self._out += f.header_frames(s.id, self.encoder.prefix() + head, False,
                                      self.peer_max_frame)
-        s.pending = memoryview(body)
+        s.head_sent = True
+        s.trailers = None
+
+    def send_data(self, s: Stream, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` after what ``s`` already queued (flow-controlled DATA frames)."""
+        if self.streams.get(s.id) is not s:
+            return
+        s.queued += len(data)
+        if s.pending is None:
+            s.pending = memoryview(data)
+        else:
+            s.more.append(memoryview(data))
+        if s.id not in self._blocked:
+            self._push(s)
+        self._schedule_flush()
+
+    def finish(self, s: Stream, trailers: bytes) -> None:
+        """End a streaming response with ``trailers`` once its queued DATA is out."""
+        if self.streams.get(s.id) is not s:
+            return
         s.trailers = trailers
-        self._push(s)
+        if s.id not in self._blocked:
+            self._push(s)
         self._schedule_flush()
 
     def _push(self, s: Stream) -> None:
-        data = s.pending
-        assert data is not None
-        avail = min(len(data), s.send_window, self.send_window)
-        if avail > 0:
-            out, mf, sid, pos = self._out, self.peer_max_frame, s.id, 0
-            while pos < avail:
-                size = min(mf, avail - pos)
-                out.append(f.frame_header(size, f.DATA, 0, sid))
-                out.append(data[pos:pos + size])
-                pos += size
-            s.send_window -= avail
-            self.send_window -= avail
-            data = s.pending = data[avail:]
-        if len(data):
-            self._blocked[s.id] = s
-            return
+        while s.pending is not None:
+            data = s.pending
+            avail = min(len(data), s.send_window, self.send_window)
+            if avail > 0:
+                out, mf, sid, pos = self._out, self.peer_max_frame, s.id, 0
+                while pos < avail:
+                    size = min(mf, avail - pos)
+                    out.append(f.frame_header(size, f.DATA, 0, sid))
+                    out.append(data[pos:pos + size])
+                    pos += size
+                s.send_window -= avail
+                self.send_window -= avail
+                s.queued -= avail
+                data = s.pending = data[avail:]
+            if len(data):
+                self._blocked[s.id] = s
+                return
+            s.pending = s.more.pop(0) if s.more else None
         self._blocked.pop(s.id, None)
-        s.pending = None
+        if s.on_drain is not None:
+            s.on_drain()
+        if s.trailers is None:
+            return  # a streaming response: more may come
         self._out += f.header_frames(s.id, self.encoder.prefix() + s.trailers, True,
                                      self.peer_max_frame)
         self._done(s)

@@ -21,6 +21,7 @@ not a connection error. HEADERS on a lower id that was never opened is a PROTOCO
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -79,9 +80,10 @@ def on_receive(state: State, frame: str, reset_by_us: bool = False,
 
 
 class Stream:
-    __slots__ = ("body", "call", "content_length", "discard", "headers", "held", "id",
-                 "local_done", "pending", "received", "recv_unacked", "recv_window",
-                 "remote_done", "request", "send_window", "started", "trailers")
+    __slots__ = ("body", "call", "content_length", "discard", "head_sent", "headers", "held",
+                 "hold", "id", "local_done", "more", "on_drain", "pending", "queued",
+                 "received", "recv_unacked", "recv_window", "remote_done", "request",
+                 "send_window", "started", "streaming", "trailers")
 
     def __init__(self, stream_id: int, send_window: int, started: float) -> None:
         self.id = stream_id
@@ -96,7 +98,15 @@ class Stream:
         self.recv_unacked = 0
         self.send_window = send_window
         self.pending: memoryview | None = None  # response bytes waiting for window
-        self.trailers = b""
+        self.more: list[memoryview] = []  # further messages of a streaming response, in order
+        self.queued = 0  # bytes of pending + more
+        self.head_sent = False
+        #: None while a streaming response may still send data; then the trailer block
+        self.trailers: bytes | None = b""
+        self.on_drain: Callable[[], None] | None = None  # queued bytes fell to 0
+        #: the body is a stream of messages its reader takes as they arrive (``on_data``)
+        self.streaming = False
+        self.hold = False  # do not replenish the receive window (the reader fell behind)
         self.discard = False  # the answer went out early: drop further DATA
         self.call: Any = None  # the application's state for this stream
         self.request: Any = None  # the validated request (h2request.Request)

@@ -5,14 +5,24 @@ Both run them through the guard chain; the call's text metadata (the request con
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-from tureen.codecs.oip_proto import decode_request, encode_response
+from tureen.codecs.oip_proto import decode_request, encode_response, wants_typed_outputs
 from tureen.codecs.pb import inference_pb2 as pb
-from tureen.errors import InvalidRequestError
+from tureen.codecs.triton_proto import (
+    config_message,
+    repository_parameters,
+    shm_status_message,
+    statistics_message,
+)
+from tureen.errors import InvalidRequestError, NotFoundError, TureenError
 from tureen.serving.context import current
 from tureen.serving.dataplane import DataPlane
+from tureen.serving.inference import InferRequest, InferResponse
+from tureen.serving.model_config import check_unload_parameters
+from tureen.serving.shared_memory import CUDA_UNSUPPORTED
+from tureen.serving.streaming import StreamSession
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 
@@ -55,7 +65,7 @@ class InferenceServicer:
         self.dp.repository.get(req.model_name, req.model_version or None)  # NOT_FOUND first
         request = decode_request(req, _metadata())
         response = await self.dp.infer(request, "grpc")
-        return encode_response(response, raw=bool(req.raw_input_contents))
+        return encode_response(response, raw=not wants_typed_outputs(request))
 
     async def RepositoryIndex(  # noqa: N802
         self, req: pb.RepositoryIndexRequest, ctx: Any
@@ -69,14 +79,105 @@ class InferenceServicer:
     async def RepositoryModelLoad(  # noqa: N802
         self, req: pb.RepositoryModelLoadRequest, ctx: Any
     ) -> pb.RepositoryModelLoadResponse:
-        await self.dp.load(_model_name(req))
+        await self.dp.load(_model_name(req), repository_parameters(req.parameters))
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(  # noqa: N802
         self, req: pb.RepositoryModelUnloadRequest, ctx: Any
     ) -> pb.RepositoryModelUnloadResponse:
-        await self.dp.unload(_model_name(req))
+        name = _model_name(req)
+        check_unload_parameters(name, repository_parameters(req.parameters))
+        await self.dp.unload(name)
         return pb.RepositoryModelUnloadResponse()
+
+    # Triton's extensions
+
+    async def ModelStatistics(  # noqa: N802
+        self, req: pb.ModelStatisticsRequest, ctx: Any
+    ) -> pb.ModelStatisticsResponse:
+        return statistics_message(self.dp.statistics(req.name or None, req.version or None))
+
+    async def ModelConfig(self, req: pb.ModelConfigRequest, ctx: Any) -> pb.ModelConfigResponse:  # noqa: N802
+        return config_message(self.dp.model_config(req.name, req.version or None))
+
+    async def SystemSharedMemoryStatus(  # noqa: N802
+        self, req: pb.SystemSharedMemoryStatusRequest, ctx: Any
+    ) -> pb.SystemSharedMemoryStatusResponse:
+        return shm_status_message(self.dp.shared_memory_control().status(req.name or None))
+
+    async def SystemSharedMemoryRegister(  # noqa: N802
+        self, req: pb.SystemSharedMemoryRegisterRequest, ctx: Any
+    ) -> pb.SystemSharedMemoryRegisterResponse:
+        self.dp.shared_memory_control().register(req.name, req.key, req.offset, req.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryUnregister(  # noqa: N802
+        self, req: pb.SystemSharedMemoryUnregisterRequest, ctx: Any
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
+        self.dp.shared_memory_control().unregister(req.name or None)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    async def CudaSharedMemoryStatus(  # noqa: N802
+        self, req: pb.CudaSharedMemoryStatusRequest, ctx: Any
+    ) -> pb.CudaSharedMemoryStatusResponse:
+        if req.name:
+            raise NotFoundError(f"CUDA shared memory region {req.name!r} is not registered; "
+                                "this server has no CUDA shared memory.")
+        return pb.CudaSharedMemoryStatusResponse()
+
+    async def CudaSharedMemoryRegister(  # noqa: N802
+        self, req: pb.CudaSharedMemoryRegisterRequest, ctx: Any
+    ) -> pb.CudaSharedMemoryRegisterResponse:
+        raise InvalidRequestError(CUDA_UNSUPPORTED)
+
+    async def CudaSharedMemoryUnregister(  # noqa: N802
+        self, req: pb.CudaSharedMemoryUnregisterRequest, ctx: Any
+    ) -> pb.CudaSharedMemoryUnregisterResponse:
+        await self.CudaSharedMemoryStatus(pb.CudaSharedMemoryStatusRequest(name=req.name), ctx)
+        return pb.CudaSharedMemoryUnregisterResponse()
+
+
+async def serve_stream(
+    dp: DataPlane, headers: Mapping[str, str], requests: AsyncIterator[pb.ModelInferRequest],
+    send: Callable[[pb.ModelStreamInferResponse], Awaitable[None]],
+) -> None:
+    """``ModelStreamInfer`` on either server: every request of ``requests`` answered through
+    ``send`` (responses, and in-stream errors naming the request), until the client
+    half-closes and every request was answered."""
+
+    async def emit(response: InferResponse | None, error: str | None,
+                   request: InferRequest) -> None:
+        if response is not None:
+            try:
+                answer = encode_response(response, raw=not wants_typed_outputs(request))
+            except TureenError as exc:
+                error = str(exc)
+            else:
+                await send(pb.ModelStreamInferResponse(infer_response=answer))
+                return
+        await send(stream_error(error or "", request.model_name, request.model_version or "",
+                                request.id or ""))
+
+    session = StreamSession(dp, emit)
+    try:
+        async for msg in requests:
+            try:
+                request = decode_request(msg, dict(headers))
+            except TureenError as exc:
+                await send(stream_error(str(exc), msg.model_name, msg.model_version, msg.id))
+                continue
+            await session.submit(request)
+        await session.finish()
+    except BaseException:
+        session.cancel()
+        raise
+
+
+def stream_error(message: str, model: str = "", version: str = "", rid: str = ""
+                 ) -> pb.ModelStreamInferResponse:
+    """An in-stream error naming the request it answers (the stream goes on)."""
+    return pb.ModelStreamInferResponse(error_message=message, infer_response=pb.ModelInferResponse(
+        model_name=model, model_version=version, id=rid))
 
 
 def _model_name(req: Any) -> str:
@@ -98,4 +199,22 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "RepositoryIndex": (pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
     "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, pb.RepositoryModelLoadResponse),
     "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse),
+    "ModelStatistics": (pb.ModelStatisticsRequest, pb.ModelStatisticsResponse),
+    "ModelConfig": (pb.ModelConfigRequest, pb.ModelConfigResponse),
+    "SystemSharedMemoryStatus": (pb.SystemSharedMemoryStatusRequest,
+                                 pb.SystemSharedMemoryStatusResponse),
+    "SystemSharedMemoryRegister": (pb.SystemSharedMemoryRegisterRequest,
+                                   pb.SystemSharedMemoryRegisterResponse),
+    "SystemSharedMemoryUnregister": (pb.SystemSharedMemoryUnregisterRequest,
+                                     pb.SystemSharedMemoryUnregisterResponse),
+    "CudaSharedMemoryStatus": (pb.CudaSharedMemoryStatusRequest,
+                               pb.CudaSharedMemoryStatusResponse),
+    "CudaSharedMemoryRegister": (pb.CudaSharedMemoryRegisterRequest,
+                                 pb.CudaSharedMemoryRegisterResponse),
+    "CudaSharedMemoryUnregister": (pb.CudaSharedMemoryUnregisterRequest,
+                                   pb.CudaSharedMemoryUnregisterResponse),
+}
+#: bidirectional streaming methods: name -> (request, response message)
+STREAMS: dict[str, tuple[Any, Any]] = {
+    "ModelStreamInfer": (pb.ModelInferRequest, pb.ModelStreamInferResponse),
 }

@@ -3,7 +3,8 @@ every call through the guard chain."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 import grpc
@@ -12,7 +13,13 @@ from tureen.error_codes import GrpcStatus
 from tureen.serving.dataplane import DataPlane
 from tureen.serving.fields import valid_value
 from tureen.serving.guard import GuardChain, RequestFailedError
-from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, InferenceServicer
+from tureen.transports.grpc.handlers import (
+    METHODS,
+    SERVICE_NAME,
+    STREAMS,
+    InferenceServicer,
+    serve_stream,
+)
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -66,6 +73,42 @@ def guarded(name: str, fn: Handler, chain: GuardChain) -> Handler:
     return call
 
 
+#: responses a stream may have waiting for the client to read them
+MAX_QUEUED = 64
+
+
+def guarded_stream(name: str, dataplane: DataPlane, chain: GuardChain) -> Any:
+    """A bidirectional streaming method (``ModelStreamInfer``) through ``chain``, once per
+    stream: its requests are served by ``handlers.serve_stream``."""
+    operation = f"/{SERVICE_NAME}/{name}"
+
+    async def call(requests: AsyncIterator[Any], ctx: grpc.aio.ServicerContext
+                   ) -> AsyncIterator[Any]:
+        md = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
+        gctx = chain.context("grpc", operation, md, peer=ctx.peer(), peer_cert=_peer_cert(ctx))
+        ctx.set_trailing_metadata((("x-request-id", gctx.request_id),))
+        out: asyncio.Queue[Any] = asyncio.Queue(MAX_QUEUED)
+        done = object()
+
+        async def serve() -> None:
+            try:
+                await serve_stream(dataplane, gctx.headers, requests, out.put)
+            finally:
+                await out.put(done)
+
+        task = asyncio.get_running_loop().create_task(chain.run(gctx, serve))
+        try:
+            while (item := await out.get()) is not done:
+                yield item
+            await task
+        except RequestFailedError as f:
+            await ctx.abort(status_code(f.grpc), f.message)
+        finally:
+            task.cancel()
+
+    return call
+
+
 def add_inference_service(server: grpc.aio.Server, dataplane: DataPlane,
                           chain: GuardChain | None = None) -> None:
     """Register the OIP service on ``server``."""
@@ -79,4 +122,10 @@ def add_inference_service(server: grpc.aio.Server, dataplane: DataPlane,
         )
         for name, (req, resp) in METHODS.items()
     }
+    for name, (req, resp) in STREAMS.items():
+        handlers[name] = grpc.stream_stream_rpc_method_handler(
+            guarded_stream(name, dataplane, chain),
+            request_deserializer=req.FromString,
+            response_serializer=resp.SerializeToString,
+        )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -36,7 +36,9 @@ from tureen.errors import InvalidRequestError, PayloadTooLargeError
 from tureen.serving.context import RequestContext, peer_certificate
 from tureen.serving.dataplane import DataPlane
 from tureen.serving.guard import GuardChain, RequestFailedError
+from tureen.serving.model_config import check_unload_parameters
 from tureen.transports.http1.native import Headers, NativeHandler, Reply
+from tureen.transports.rest.triton import TritonRoutes
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ class RestApp:
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
         self.chain = chain or GuardChain()
+        self._triton = TritonRoutes(dataplane)
         self._tables = [r for r in extra_routes if isinstance(r, RouteTable)]
         starlette = [r for r in extra_routes if not isinstance(r, RouteTable)]
         self._router = Router(starlette, default=self._not_found) if starlette else None
@@ -180,6 +183,9 @@ class RestApp:
                 return
 
     def _match(self, path: str) -> _Match | None:
+        ext = self._triton.match(path)  # before own: /v2/models/stats is not a model
+        if ext is not None:
+            return ext[0], ext[1], (), _plain_error
         own = self._match_own(path)
         if own is not None:
             return own[0], own[1], own[2], _plain_error
@@ -476,12 +482,13 @@ class RestApp:
         return _json(200, index)
 
     async def _repo_load(self, headers: Headers, body: Raw, name: str) -> Reply:
-        self._body(headers, body)
-        await self.dataplane.load(name)
+        params = _repository_parameters(self._body(headers, body))
+        await self.dataplane.load(name, params)
         return _json(200, {})
 
     async def _repo_unload(self, headers: Headers, body: Raw, name: str) -> Reply:
-        self._body(headers, body)
+        params = _repository_parameters(self._body(headers, body))
+        check_unload_parameters(name, params)
         await self.dataplane.unload(name)
         return _json(200, {})
 
@@ -496,6 +503,18 @@ async def _send_error(send: Send, status: int, message: str) -> None:
                 "headers": [(b"content-type", JSON), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _repository_parameters(raw: bytes | bytearray) -> dict[str, Any]:
+    """The ``parameters`` of a repository load/unload body (empty body: none)."""
+    if not raw.strip():
+        return {}
+    obj = loads(raw)
+    params = obj.get("parameters", {}) if isinstance(obj, dict) else None
+    if not isinstance(params, dict) or (isinstance(obj, dict) and set(obj) - {"parameters"}):
+        raise InvalidRequestError(
+            'a repository load/unload body is {"parameters": {...}} (or empty).')
+    return params
 
 
 def _error(status: int, message: str, detail: bool) -> Reply:
