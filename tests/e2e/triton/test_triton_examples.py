@@ -10,24 +10,17 @@ module writes (``models/``): ``simple`` (INT32 add/sub), ``simple_int8``, ``simp
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.e2e.serving.conftest import Server, start_server
 
-EXAMPLES = Path(__file__).parents[2] / "third_party" / "triton_client_examples"
-MODELS = Path(__file__).parent / "models"
+from .conftest import SERVER_FLAGS, write_models
 
-#: model name -> (model it is written from, text replacements)
-VARIANTS = {
-    "simple_int8": ("simple", [('dtype = "INT32"', 'dtype = "INT8"')]),
-    "custom_identity_int32": ("simple_identity", [('"BYTES"', '"INT32"')]),
-}
+EXAMPLES = Path(__file__).parents[2] / "third_party" / "triton_client_examples"
 
 #: example -> the argument lists it runs with ({http} / {grpc}: the server's address)
 PASSING: dict[str, list[list[str]]] = {
@@ -76,35 +69,6 @@ CANNOT_PASS = {
     "memory_growth_test.py": "talks to the fixed address localhost:8000 (no address "
                              "argument); run by test_memory_growth when that port is free",
 }
-
-
-def write_models(root: Path) -> Path:
-    repo = root / "models"
-    shutil.copytree(MODELS, repo)
-    for name, (source, replacements) in VARIANTS.items():
-        code = (MODELS / source / "1" / "model.py").read_text()
-        for old, new in replacements:
-            assert old in code
-            code = code.replace(old, new)
-        (repo / name / "1").mkdir(parents=True)
-        (repo / name / "1" / "model.py").write_text(code)
-    return repo
-
-
-SERVER_FLAGS = ("--allow_shared_memory", "--enable_model_control")
-IMPLEMENTATIONS = {
-    "own-servers": (),
-    "uvicorn-grpcio": ("--http_server", "uvicorn", "--grpc_server", "grpcio"),
-}
-
-
-@pytest.fixture(scope="module", params=list(IMPLEMENTATIONS))
-def triton_server(tmp_path_factory: pytest.TempPathFactory,
-                  request: pytest.FixtureRequest) -> Iterator[Server]:
-    repo = write_models(tmp_path_factory.mktemp("triton"))
-    server = start_server(repo, *SERVER_FLAGS, *IMPLEMENTATIONS[request.param])
-    yield server
-    assert server.stop() == 0
 
 
 def run_example(name: str, args: list[str], server: Server, timeout: float = 120) -> None:
