@@ -89,7 +89,7 @@ async def settle() -> None:
 
 
 async def test_requests_are_answered_before_the_client_half_closes() -> None:
-    conn, peer, dp = await setup(Gate())
+    _conn, peer, dp = await setup(Gate())
     one, two = message("a", 1), message("b", 2)
     peer.send(open_stream(), f.frame(f.DATA, 0, 1, one[:7]))  # a message split across frames
     await settle()
@@ -109,7 +109,7 @@ async def test_requests_are_answered_before_the_client_half_closes() -> None:
 
 
 async def test_a_truncated_last_message_fails_the_call() -> None:
-    conn, peer, dp = await setup(Gate())
+    _conn, peer, dp = await setup(Gate())
     peer.send(open_stream(), f.frame(f.DATA, f.END_STREAM, 1, message("a")[:-2]))
     await settle()
     assert trailers(peer.frames())["grpc-status"] == "13"  # INTERNAL: truncated
@@ -135,7 +135,7 @@ async def test_a_client_that_sends_faster_than_the_model_is_held_back() -> None:
 
 async def test_a_stream_past_its_deadline_ends_with_deadline_exceeded() -> None:
     model = Gate()
-    conn, peer, dp = await setup(model)
+    _conn, peer, dp = await setup(model)
     peer.send(open_stream(timeout="200m"), f.frame(f.DATA, 0, 1, message("a")))
     await settle()
     model.gate.clear()
