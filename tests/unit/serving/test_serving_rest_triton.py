@@ -165,3 +165,28 @@ async def test_logging_and_trace_settings_name_what_is_served(client: httpx.Asyn
     r = await client.get(path)
     assert r.status_code == 404
     assert "not served" in r.json()["error"] and "statistics" in r.json()["error"]
+
+
+async def test_parameters_keep_their_values_both_ways_over_rest() -> None:
+    from tureen.serving import InferOutput, InferResponse, Model
+
+    class Params(Model):
+        async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+            i = payload.inputs[0]
+            self.seen = dict(payload.parameters)
+            return InferResponse(self.name, [InferOutput("y", i.datatype, i.shape, i.data)],
+                                 parameters=dict(payload.parameters))
+
+    dp = DataPlane()
+    model = Params("p")
+    model.load()
+    dp.register(model)
+    sent = {"flag": True, "neg": -(2**63), "big": 2**64 - 1, "ratio": 0.25, "text": "héllo"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(dp)),
+                                 base_url="http://t") as c:
+        r = await c.post("/v2/models/p/infer", json={"parameters": sent, "inputs": [
+            {"name": "x", "datatype": "INT32", "shape": [1], "data": [1]}]})
+    assert r.status_code == 200, r.text
+    assert model.seen == sent and r.json()["parameters"] == sent
+    assert isinstance(model.seen["big"], int) and isinstance(model.seen["ratio"], float)
+    dp.close()
