@@ -112,6 +112,9 @@ class SharedMemoryRegistry:
             raise InvalidRequestError(
                 f"shared memory key {str(key)[:64]!r} is not valid; a key names a POSIX "
                 "shared memory object, e.g. '/input_simple' (letters, digits, '.', '_', '-').")
+        if key.lstrip("/").startswith("sem."):
+            raise InvalidRequestError(
+                f"shared memory key {key!r} names a POSIX semaphore, not a data region.")
         offset = _check_int("offset", offset)
         byte_size = _check_int("byte_size", byte_size)
         if byte_size == 0:

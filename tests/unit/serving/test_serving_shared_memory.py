@@ -54,6 +54,7 @@ def test_register_status_unregister(shm: shared_memory.SharedMemory) -> None:
 @pytest.mark.parametrize(("key", "offset", "size", "needle"), [
     ("/../etc/passwd", 0, 8, "not valid"),
     ("/a/b", 0, 8, "not valid"),
+    ("/sem.mp-lock", 0, 8, "semaphore"),
     ("", 0, 8, "not valid"),
     ("/tureen-no-such-object", 0, 8, "no shared memory object"),
     (None, 4000, 200, "does not fit"),  # past the end of the object
