@@ -13,9 +13,8 @@ import asyncio
 import contextvars
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as pkg_version
 from typing import Any
@@ -28,16 +27,14 @@ from tureen.errors import (
     PermissionDeniedError,
     TureenError,
 )
-from tureen.serving.batching import Batcher
 from tureen.serving.context import Action, authorize, model_label, permitted
 from tureen.serving.inference import InferRequest, InferResponse
-from tureen.serving.inline import InlineBudget
 from tureen.serving.metrics import Metrics, ReportsMetrics
 from tureen.serving.model import Explainer, Headers, Model, ServesVersions
-from tureen.serving.model_config import is_decoupled, model_config, parse_override
+from tureen.serving.model_config import model_config, parse_override
+from tureen.serving.pipeline import Pipeline, Stage, build_pipeline
 from tureen.serving.repository import ModelRepository, Served
 from tureen.serving.responses import rows_of_request, to_response, v1_body
-from tureen.serving.runtimes.base import ArrayModel
 from tureen.serving.shared_memory import SharedMemoryRegistry
 from tureen.serving.shm_tensors import attach_inputs, uses_shared_memory, write_outputs
 from tureen.serving.signature import validate
@@ -47,42 +44,11 @@ from tureen.serving.streaming import check_sequence, decoupled_results
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters", "statistics",
               "model_configuration", "sequence", "sequence(string_id)"]
 DURATION = "tureen_request_duration_seconds"
-Stage = Callable[..., Any]
 
 try:
     _VERSION = pkg_version("tureen")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     _VERSION = "0"
-
-
-def _overrides(model: Model, name: str) -> bool:
-    return getattr(type(model), name) is not getattr(Model, name)
-
-
-def _is_async(fn: Stage) -> bool:
-    return inspect.iscoroutinefunction(fn)
-
-
-@dataclass
-class _Pipeline:
-    """How to run one model's stages; built once per loaded model version."""
-
-    pre: Stage | None
-    pre_async: bool
-    predict: Stage
-    predict_async: bool
-    post: Stage | None
-    post_async: bool
-    all_sync: bool
-    batcher: Batcher | None
-    #: the batcher takes decoded arrays (built-in runtimes), not raw payloads
-    batch_arrays: bool
-    #: this model's own threads: a model that blocks them all cannot starve the others
-    executor: ThreadPoolExecutor
-    #: whether its sync work is short enough to run on the event loop
-    budget: InlineBudget
-    #: predict yields several responses per request (see serving.streaming)
-    decoupled: bool = False
 
 
 class DataPlane:
@@ -107,7 +73,7 @@ class DataPlane:
         self.server_name = server_name
         #: system shared memory regions; None: the extension is off (see --allow_shared_memory)
         self.shared_memory: SharedMemoryRegistry | None = None
-        self._pipelines: dict[int, _Pipeline] = {}
+        self._pipelines: dict[int, Pipeline] = {}
         #: model name -> the action a caller needs (decided before the model is looked up,
         #: so a refused caller learns nothing about what is served)
         self._actions: dict[str, str] = {}
@@ -128,48 +94,18 @@ class DataPlane:
         self._actions[model.name] = model.action
         if isinstance(model, ReportsMetrics):
             model.bind_metrics(self.metrics)
-        executor = ThreadPoolExecutor(max_workers=self.threads,
-                                      thread_name_prefix=f"tureen-{model.name}-{model.version}")
-        pre = model.preprocess if _overrides(model, "preprocess") else None
-        post = model.postprocess if _overrides(model, "postprocess") else None
-        pre_a = pre is not None and _is_async(pre)
-        post_a = post is not None and _is_async(post)
-        pred_a = _is_async(model.predict)
-        batcher = None
         labels = (model.name, model.version)
-        arrays = isinstance(model, ArrayModel) and type(model).predict is ArrayModel.predict
-        budget = InlineBudget(model.inline_budget_ms)
-        if model.max_batch_size > 1:
-            def on_batch(rows: int, seconds: float, waits: list[float]) -> None:
-                mt = self.metrics
-                mt.observe("tureen_batch_size", labels, rows)
-                self._executed(labels, rows, seconds)
-                for wait in waits:
-                    mt.observe(DURATION, (*labels, "queue"), wait)
-                    mt.observe(DURATION, (*labels, "predict"), seconds)
 
-            run_predict: Callable[[Any], Awaitable[Any]]
-            if arrays:
-                async def run_predict(x: Any, _m: Any = model) -> Any:
-                    if budget.inline():
-                        return budget.timed(_m.predict_array, x)
-                    return await self.run_blocking(budget.timed, _m.predict_array, x,
-                                                   executor=executor)
-            else:
-                async def run_predict(payload: Any, _m: Model = model, _a: bool = pred_a) -> Any:
-                    if _a:
-                        return await _m.predict(payload, {})
-                    if budget.inline():
-                        return budget.timed(_m.predict, payload, {})
-                    return await self.run_blocking(budget.timed, _m.predict, payload, {},
-                                                   executor=executor)
+        def on_batch(rows: int, seconds: float, waits: list[float]) -> None:
+            mt = self.metrics
+            mt.observe("tureen_batch_size", labels, rows)
+            self._executed(labels, rows, seconds)
+            for wait in waits:
+                mt.observe(DURATION, (*labels, "queue"), wait)
+                mt.observe(DURATION, (*labels, "predict"), seconds)
 
-            batcher = Batcher(run_predict, model.max_batch_size, model.max_latency_ms, on_batch)
-        self._pipelines[id(model)] = _Pipeline(
-            pre, pre_a, model.predict, pred_a, post, post_a,
-            not (pre_a or pred_a or post_a) and batcher is None, batcher,
-            arrays and batcher is not None, executor, budget, is_decoupled(model),
-        )
+        self._pipelines[id(model)] = build_pipeline(model, self.threads, self.run_blocking,
+                                                    on_batch)
 
     def executor_of(self, model: Model) -> ThreadPoolExecutor:
         """The threads that run ``model``'s sync code."""
@@ -248,13 +184,15 @@ class DataPlane:
     def statistics(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
         """Triton's statistics extension: every served version, one model's, or one version's."""
         repo = self.repository
+        if name:
+            self._authorize(name)  # before the lookup: a refused caller learns nothing
         if name and version:
             pairs = [(name, repo.get(name, version).model.version)]
         elif name:
             repo.get(name)  # NotFoundError for a model that is not served
             pairs = [(name, v) for v in repo.versions(name)]
-        else:
-            pairs = [(n, v) for n in sorted(repo.names()) for v in repo.versions(n)]
+        else:  # every model the caller may call
+            pairs = [(n, v) for n in self.list_models() for v in repo.versions(n)]
         return {"model_stats": model_statistics(self.metrics, pairs)}
 
     # repository extension
@@ -294,6 +232,7 @@ class DataPlane:
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Triton's model configuration of a served model (version)."""
+        self._authorize(name)
         model = self.repository.get(name, version).model
         return model_config(model, self.repository.policy_of(name), self.threads)
 
@@ -377,7 +316,7 @@ class DataPlane:
         finally:
             self._release(served, protocol, status, t0, rows_of_request(model, request))
 
-    async def _only_result(self, model: Model, pipe: _Pipeline, request: InferRequest) -> Any:
+    async def _only_result(self, model: Model, pipe: Pipeline, request: InferRequest) -> Any:
         """A unary call to a decoupled model: fine when it answers exactly once."""
         t0 = time.perf_counter()
         results = [r async for r in decoupled_results(self, model, request, request.headers,
@@ -419,8 +358,9 @@ class DataPlane:
                     f"model {name!r} has no explainer; call :predict, or add an explain() "
                     "method to the model."
                 )
-            result = await self._stage(model.explain, _is_async(model.explain), body, headers,
-                                       self._pipelines[id(model)].executor)
+            explain = model.explain
+            result = await self._stage(explain, inspect.iscoroutinefunction(explain), body,
+                                       headers, self._pipelines[id(model)].executor)
             status = "ok"
             return result if isinstance(result, dict) else {"explanations": to_predictions(result)}
         finally:
@@ -467,7 +407,7 @@ class DataPlane:
             return await fn(payload, headers)
         return await self.run_blocking(fn, payload, headers, executor=executor)
 
-    async def _run(self, model: Model, pipe: _Pipeline, payload: Any, headers: Headers) -> Any:
+    async def _run(self, model: Model, pipe: Pipeline, payload: Any, headers: Headers) -> Any:
         if pipe.all_sync:  # every stage inline, or one hop to the thread pool for all
             if pipe.budget.inline():
                 return pipe.budget.timed(self._run_sync, model, pipe, payload, headers)
@@ -499,7 +439,7 @@ class DataPlane:
                     time.perf_counter() - t)
         return result
 
-    def _run_sync(self, model: Model, pipe: _Pipeline, payload: Any, headers: Headers) -> Any:
+    def _run_sync(self, model: Model, pipe: Pipeline, payload: Any, headers: Headers) -> Any:
         observe = self.metrics.observe
         labels = (model.name, model.version)
         if pipe.pre is not None:
