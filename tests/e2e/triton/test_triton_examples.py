@@ -10,6 +10,8 @@ module writes (``models/``): ``simple`` (INT32 add/sub), ``simple_int8``, ``simp
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import socket
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from tests.e2e.serving.conftest import Server, start_server
 from .conftest import SERVER_FLAGS, write_models
 
 EXAMPLES = Path(__file__).parents[2] / "third_party" / "triton_client_examples"
+SHIM = Path(__file__).parent / "shim"
 
 #: example -> the argument lists it runs with ({http} / {grpc}: the server's address)
 PASSING: dict[str, list[list[str]]] = {
@@ -71,12 +74,22 @@ CANNOT_PASS = {
 }
 
 
+def example_env() -> dict[str, str]:
+    """The environment the examples run in: tritonclient's shared-memory utilities import
+    ``pkg_resources``, gone from setuptools 81; without it a shim (``shim/``) stands in."""
+    env = dict(os.environ)
+    if importlib.util.find_spec("pkg_resources") is None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(SHIM), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def run_example(name: str, args: list[str], server: Server, timeout: float = 120) -> None:
     path = EXAMPLES / name
     argv = [a.format(http=f"127.0.0.1:{server.http_port}", grpc=server.grpc_target)
             for a in args]
     proc = subprocess.run([sys.executable, str(path), *argv], capture_output=True, text=True,
-                          timeout=timeout, cwd=path.parent)
+                          timeout=timeout, cwd=path.parent, env=example_env())
     report = f"{name} {argv} exited {proc.returncode}\n{proc.stdout[-3000:]}\n" \
              f"{proc.stderr[-3000:]}"
     assert proc.returncode == 0, report
