@@ -138,18 +138,21 @@ class DataPlane:
         extensions = EXTENSIONS + (["system_shared_memory"] if self.shared_memory else [])
         return {"name": self.server_name, "version": _VERSION, "extensions": extensions}
 
-    def shared_memory_control(self) -> SharedMemoryRegistry:
-        """The registry for register/status/unregister; refused while the extension is off."""
-        self._may_control_shared_memory()
-        assert self.shared_memory is not None
-        return self.shared_memory
-
-    def _may_control_shared_memory(self) -> None:
+    def shared_memory_control(self, every_region: bool = False) -> SharedMemoryRegistry:
+        """The registry for register/status/unregister; refused while the extension is off.
+        Clients that predict use regions, so one region's register/status/unregister asks
+        ``predict``; unregistering every region (other callers' too) asks ``model_control``.
+        The caller is authorized first: a refused one learns nothing of the setting."""
+        self.authorize_shared_memory(every_region)
         if self.shared_memory is None:
             raise InvalidRequestError(
                 "system shared memory is off on this server; start it with "
                 "--allow_shared_memory (serving.allow_shared_memory; same-host clients only).")
-        authorize(Action.PREDICT, "/shared-memory")  # clients that predict use it
+        return self.shared_memory
+
+    def authorize_shared_memory(self, every_region: bool = False) -> None:
+        """What a shared memory request (system or CUDA) asks of its caller."""
+        authorize(Action.MODEL_CONTROL if every_region else Action.PREDICT, "/shared-memory")
 
     def _authorize(self, name: str) -> None:
         authorize(self._actions.get(name, Action.PREDICT), f"/{name}")

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from tureen.auth.tokens import Tokens
 from tureen.codecs.pb import inference_pb2 as pb
 from tureen.serving.dataplane import DataPlane
 from tureen.store import FeatureStore
-from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME
+from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, STREAMS
 from tureen.transports.rest.app import RestApp
 from tureen.transports.rest.feast import feature_routes
 
@@ -68,6 +70,10 @@ V2 = {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 4], "data"
 CASES = ("none", "wrong_role", "right_role", "revoked", "expired", "wrong_audience",
          "expired_jwt", "garbage", "basic")
 BAD = ("revoked", "expired", "wrong_audience", "expired_jwt", "garbage", "basic")
+#: the POSIX shared memory object the shared memory examples register (same host)
+SHM_NAME = f"tureen_matrix_{uuid.uuid4().hex[:8]}"
+SHM_KEY = "/" + SHM_NAME
+SHM_REGION = {"key": SHM_KEY, "offset": 0, "byte_size": 64}
 
 
 @dataclass
@@ -114,8 +120,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     creds["oidc_admin"] = {"authorization": "Bearer " + issuer.token(roles=["admin"])}
     creds["garbage"] = {"authorization": "Bearer tureen_000000000000_" + "A" * 43}
     creds["basic"] = {"authorization": "Basic YWRtaW46YWRtaW4="}
+    shm = shared_memory.SharedMemory(SHM_NAME, create=True, size=4096)
     m = start(["serve-model", "--model_repository", str(models), "--repo", str(repo),
-               "--enable_model_control", "--max_batch_size", "0"], tmp / "models.log")
+               "--enable_model_control", "--max_batch_size", "0", "--allow_shared_memory"],
+              tmp / "models.log")
     fs = start(["serve-features", "--repo", str(repo)], tmp / "features.log",
                ready="/health", port_flags=("--port", "--grpc-port"))
     time.sleep(1.1)  # the short-lived token has expired
@@ -123,12 +131,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     while httpx.get(m.url + "/v2/health/ready").status_code != 200:
         assert time.monotonic() < deadline, (tmp / "models.log").read_text()
         time.sleep(0.2)
+    r = httpx.post(m.url + "/v2/systemsharedmemory/region/pre/register", json=SHM_REGION,
+                   headers=creds["admin"])
+    assert r.status_code == 200, r.text
     yield World(m, fs, creds, issuer, repo)
     try:
         assert m.stop() == 0, (tmp / "models.log").read_text()
         assert fs.stop() == 0, (tmp / "features.log").read_text()
     finally:
         issuer.close()
+        shm.close()
+        shm.unlink()
 
 
 # --- the REST routes ------------------------------------------------------------------------
@@ -170,6 +183,39 @@ MODEL_ROUTES: dict[str, Rest] = {
                                                    "deployer", "predictor"),
     "POST /v2/repository/models/{name}/unload": Rest("/v2/repository/models/spare/unload", {},
                                                      "deployer", "predictor"),
+    # Triton's extensions: statistics and configuration are predict on that model; the list
+    # of every model's statistics shows only the models the caller may call
+    "GET /v2/models/stats": Rest("/v2/models/stats", right="predictor"),
+    "GET /v2/models/{name}/stats": Rest("/v2/models/lr/stats", None, "predictor", "reader"),
+    "GET /v2/models/{name}/versions/{version}/stats": Rest("/v2/models/lr/versions/1/stats",
+                                                           None, "predictor", "reader"),
+    "GET /v2/models/{name}/config": Rest("/v2/models/lr/config", None, "predictor", "reader"),
+    "GET /v2/models/{name}/versions/{version}/config": Rest("/v2/models/lr/versions/1/config",
+                                                            None, "predictor", "writer"),
+    # shared memory: one region is predict (clients that infer use regions), every region
+    # (other callers' too) is model_control; "pre" is registered by the fixture
+    "GET /v2/systemsharedmemory/status": Rest("/v2/systemsharedmemory/status", None,
+                                              "predictor", "reader"),
+    "GET /v2/systemsharedmemory/region/{region}/status": Rest(
+        "/v2/systemsharedmemory/region/pre/status", None, "predictor", "reader"),
+    "POST /v2/systemsharedmemory/region/{region}/register": Rest(
+        "/v2/systemsharedmemory/region/reg/register", SHM_REGION, "predictor", "writer"),
+    "POST /v2/systemsharedmemory/region/{region}/unregister": Rest(
+        "/v2/systemsharedmemory/region/reg/unregister", {}, "predictor", "reader"),
+    "POST /v2/systemsharedmemory/unregister": Rest("/v2/systemsharedmemory/unregister", {},
+                                                   "deployer", "predictor"),
+    "GET /v2/cudasharedmemory/status": Rest("/v2/cudasharedmemory/status", None, "predictor",
+                                            "reader"),
+    "GET /v2/cudasharedmemory/region/{region}/status": Rest(
+        "/v2/cudasharedmemory/region/c/status", None, "predictor", "reader", ok=404),
+    "POST /v2/cudasharedmemory/region/{region}/register": Rest(
+        "/v2/cudasharedmemory/region/c/register", {"raw_handle": {"b64": "AA=="},
+                                                   "device_id": 0, "byte_size": 64},
+        "predictor", "reader", ok=400),
+    "POST /v2/cudasharedmemory/region/{region}/unregister": Rest(
+        "/v2/cudasharedmemory/region/c/unregister", {}, "predictor", "reader", ok=404),
+    "POST /v2/cudasharedmemory/unregister": Rest("/v2/cudasharedmemory/unregister", {},
+                                                 "deployer", "predictor"),
 }
 NOW = "2026-01-01T00:00:00+00:00"
 FEAST_ROUTES: dict[str, Rest] = {
@@ -287,6 +333,7 @@ class Rpc:
     right: str = "admin"
     wrong: str | None = None
     public: bool = False
+    ok: grpc.StatusCode = grpc.StatusCode.OK
 
 
 GRPC: dict[str, Rpc] = {
@@ -301,27 +348,52 @@ GRPC: dict[str, Rpc] = {
                                "reader"),
     "RepositoryModelUnload": Rpc(pb.RepositoryModelUnloadRequest(model_name="spare"),
                                  "deployer", "predictor"),
+    "ModelStatistics": Rpc(pb.ModelStatisticsRequest(name="lr"), "predictor", "reader"),
+    "ModelConfig": Rpc(pb.ModelConfigRequest(name="lr"), "predictor", "writer"),
+    "SystemSharedMemoryStatus": Rpc(pb.SystemSharedMemoryStatusRequest(), "predictor", "reader"),
+    "SystemSharedMemoryRegister": Rpc(pb.SystemSharedMemoryRegisterRequest(
+        name="greg", key=SHM_KEY, offset=0, byte_size=64), "predictor", "reader"),
+    "SystemSharedMemoryUnregister": Rpc(pb.SystemSharedMemoryUnregisterRequest(name="greg"),
+                                        "predictor", "reader"),
+    "CudaSharedMemoryStatus": Rpc(pb.CudaSharedMemoryStatusRequest(), "predictor", "reader"),
+    "CudaSharedMemoryRegister": Rpc(pb.CudaSharedMemoryRegisterRequest(
+        name="c", raw_handle=b"\0", device_id=0, byte_size=64), "predictor", "reader",
+        ok=grpc.StatusCode.INVALID_ARGUMENT),
+    "CudaSharedMemoryUnregister": Rpc(pb.CudaSharedMemoryUnregisterRequest(), "deployer",
+                                      "predictor"),
+    # bidirectional: credentials are checked when the stream opens (a call status), the
+    # caller's role for each request in it (an in-stream error naming the request)
+    "ModelStreamInfer": Rpc(_infer("lr"), "predictor", "reader"),
 }
 
 
 def grpc_code(channel: grpc.Channel, method: str, request: Any, headers: dict[str, str]
               ) -> grpc.StatusCode:
-    req_t, resp_t = METHODS[method]
-    call = channel.unary_unary(f"/{SERVICE_NAME}/{method}",
-                               request_serializer=lambda m: m.SerializeToString(),
-                               response_deserializer=resp_t.FromString)
+    """The call's status; on a stream, a refused request in it counts as PERMISSION_DENIED."""
+    streaming = method in STREAMS
+    req_t, resp_t = (STREAMS if streaming else METHODS)[method]
+    kind = channel.stream_stream if streaming else channel.unary_unary
+    call = kind(f"/{SERVICE_NAME}/{method}", request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=resp_t.FromString)
+    request = request if request is not None else req_t()
+    md = tuple(headers.items())
     try:
-        call(request if request is not None else req_t(), timeout=30,
-             metadata=tuple(headers.items()))
+        answers = (list(call(iter([request]), timeout=30, metadata=md)) if streaming
+                   else [call(request, timeout=30, metadata=md)])
     except grpc.RpcError as exc:
         return exc.code()  # type: ignore[no-any-return]
+    assert len(answers) == 1, answers
+    if streaming and answers[0].error_message:
+        assert "do not allow predict" in answers[0].error_message, answers[0].error_message
+        return grpc.StatusCode.PERMISSION_DENIED
     return grpc.StatusCode.OK
 
 
 def test_every_grpc_method(world: World) -> None:
     failures = []
+    missing = [m for m in [*METHODS, *STREAMS] if m not in GRPC]
     with grpc.insecure_channel(world.models.grpc_target) as ch:
-        for method in METHODS:
+        for method in [*METHODS, *STREAMS]:
             rpc = GRPC.get(method)
             for case in CASES:
                 if rpc is None and case not in ("none", *BAD):
@@ -336,15 +408,18 @@ def test_every_grpc_method(world: World) -> None:
                         and not rpc.public:
                     want = grpc.StatusCode.PERMISSION_DENIED
                 else:
-                    want = grpc.StatusCode.OK
+                    want = rpc.ok if rpc is not None else grpc.StatusCode.OK
                 if code != want:
                     failures.append(f"{method} [{case}]: {code.name} (want {want.name})")
     assert not failures, "\n".join(failures)
+    assert not missing, f"add an example request to the auth matrix for: {missing}"
 
 
 def test_route_templates_are_the_served_ones() -> None:
     app = RestApp(DataPlane())
-    for op in app.PATTERNS:
-        _method, template = op.split(" ", 1)
-        path = template.replace("{name}", "x").replace("{version}", "1")
-        assert app._match(path) is not None, op
+    for op in [*app.PATTERNS, *app._triton.operations()]:
+        method, template = op.split(" ", 1)
+        path = template.replace("{name}", "x").replace("{version}", "1").replace(
+            "{region}", "r")
+        match = app._match(path)
+        assert match is not None and match[0] == method, op

@@ -114,12 +114,13 @@ class InferenceServicer:
     async def SystemSharedMemoryUnregister(  # noqa: N802
         self, req: pb.SystemSharedMemoryUnregisterRequest, ctx: Any
     ) -> pb.SystemSharedMemoryUnregisterResponse:
-        self.dp.shared_memory_control().unregister(req.name or None)
+        self.dp.shared_memory_control(not req.name).unregister(req.name or None)
         return pb.SystemSharedMemoryUnregisterResponse()
 
     async def CudaSharedMemoryStatus(  # noqa: N802
         self, req: pb.CudaSharedMemoryStatusRequest, ctx: Any
     ) -> pb.CudaSharedMemoryStatusResponse:
+        self.dp.authorize_shared_memory()
         if req.name:
             raise NotFoundError(f"CUDA shared memory region {req.name!r} is not registered; "
                                 "this server has no CUDA shared memory.")
@@ -128,11 +129,13 @@ class InferenceServicer:
     async def CudaSharedMemoryRegister(  # noqa: N802
         self, req: pb.CudaSharedMemoryRegisterRequest, ctx: Any
     ) -> pb.CudaSharedMemoryRegisterResponse:
+        self.dp.authorize_shared_memory()
         raise InvalidRequestError(CUDA_UNSUPPORTED)
 
     async def CudaSharedMemoryUnregister(  # noqa: N802
         self, req: pb.CudaSharedMemoryUnregisterRequest, ctx: Any
     ) -> pb.CudaSharedMemoryUnregisterResponse:
+        self.dp.authorize_shared_memory(not req.name)
         await self.CudaSharedMemoryStatus(pb.CudaSharedMemoryStatusRequest(name=req.name), ctx)
         return pb.CudaSharedMemoryUnregisterResponse()
 

@@ -141,7 +141,7 @@ class RestApp:
         own = [f"{method} {path}" for path, (method, _) in self._fixed.items()]
         mounted = [op for t in self._tables if isinstance(t, ListsOperations)
                    for op in t.operations()]
-        return [*own, *self.PATTERNS, *mounted]
+        return [*own, *self.PATTERNS, *self._triton.operations(), *mounted]
 
     async def aclose(self) -> None:
         """Close the mounted tables that hold resources (after the server drained)."""

@@ -46,9 +46,25 @@ def _body(body: bytes | bytearray) -> Any:
 
 class TritonRoutes:
     error_detail = False
+    #: every route served, "METHOD /path/{param}" (``RestApp.operations``)
+    OPERATIONS = (
+        "GET /v2/models/stats",
+        "GET /v2/models/{name}/stats",
+        "GET /v2/models/{name}/versions/{version}/stats",
+        "GET /v2/models/{name}/config",
+        "GET /v2/models/{name}/versions/{version}/config",
+        *(f"{op.split()[0]} /v2/{kind}{op.split()[1]}"
+          for kind in ("systemsharedmemory", "cudasharedmemory")
+          for op in ("GET /status", "GET /region/{region}/status",
+                     "POST /region/{region}/register", "POST /region/{region}/unregister",
+                     "POST /unregister")),
+    )
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.dp = dataplane
+
+    def operations(self) -> list[str]:
+        return list(self.OPERATIONS)
 
     def match(self, path: str) -> tuple[str, Handler] | None:
         if not path.startswith("/v2/") or not path.endswith(_TAILS):
@@ -113,30 +129,33 @@ class TritonRoutes:
         return _json(200, self.dp.shared_memory_control().status(region or None))
 
     async def _register(self, region: str, headers: Headers, body: bytes | bytearray) -> Reply:
+        control = self.dp.shared_memory_control()  # the caller first
         req = _body(body)
         if not isinstance(req, dict) or "key" not in req or "byte_size" not in req:
             raise InvalidRequestError(
                 'a register request is {"key": "/name", "offset": 0, "byte_size": N}.')
-        self.dp.shared_memory_control().register(region, req["key"], req.get("offset", 0),
-                                                 req["byte_size"])
+        control.register(region, req["key"], req.get("offset", 0), req["byte_size"])
         return _json(200, {})
 
     async def _unregister(self, region: str, headers: Headers, body: Any) -> Reply:
-        self.dp.shared_memory_control().unregister(region or None)
+        self.dp.shared_memory_control(not region).unregister(region or None)
         return _json(200, {})
 
     # CUDA shared memory: never registered here
 
     async def _cuda_status(self, region: str, headers: Headers, body: Any) -> Reply:
+        self.dp.authorize_shared_memory()
         if region:
             raise NotFoundError(f"CUDA shared memory region {region!r} is not registered; this "
                                 "server has no CUDA shared memory (use system shared memory).")
         return _json(200, [])
 
     async def _cuda_register(self, region: str, headers: Headers, body: Any) -> Reply:
+        self.dp.authorize_shared_memory()
         raise InvalidRequestError(CUDA_UNSUPPORTED)
 
     async def _cuda_unregister(self, region: str, headers: Headers, body: Any) -> Reply:
+        self.dp.authorize_shared_memory(not region)
         return await self._cuda_status(region, headers, body) if region else _json(200, {})
 
     async def _unserved(self, what: str, headers: Headers, body: Any) -> Reply:
