@@ -146,3 +146,37 @@ async def test_a_stream_past_its_deadline_ends_with_deadline_exceeded() -> None:
     assert trailers(got)["grpc-status"] == "4"
     model.gate.set()
     dp.close()
+
+
+async def test_waiting_messages_keep_their_credit_until_the_session_takes_them() -> None:
+    model = Gate()
+    model.gate.clear()
+    conn, peer, dp = await setup(model)
+    peer.send(open_stream(), f.frame(f.DATA, 0, 1, b"".join(
+        message(str(i)) for i in range(64 + 8))))
+    await settle()
+    # 64 running, one taken and waiting for a slot, 7 decoded and queued
+    waiting = sum(len(message(str(i))) for i in range(65, 64 + 8))
+    assert conn.buffered == conn.limits.budget.used == waiting
+    model.gate.set()
+    for _ in range(50):
+        await settle()
+    assert len(responses(peer.frames())) == 64 + 8
+    assert conn.buffered == conn.limits.budget.used == 0
+    dp.close()
+
+
+async def test_an_idle_stream_outlives_the_body_deadline_but_a_stalled_message_does_not() -> None:
+    conn, peer, dp = await setup(Gate())
+    peer.send(open_stream(), f.frame(f.DATA, 0, 1, message("a")))
+    await settle()
+    later = conn.loop.time() + 2 * conn.limits.body_timeout
+    conn.tick(later)  # between messages a stream may wait (the client decides when to send)
+    assert 1 in conn.streams
+    assert [r.infer_response.id for r in responses(peer.frames())] == ["a"]
+    peer.send(f.frame(f.DATA, 0, 1, message("b")[:7]))  # a message that stops arriving
+    conn.tick(conn.loop.time() + conn.limits.body_timeout + 1)
+    assert 1 not in conn.streams
+    assert [(k, bytes(p)) for k, _, sid, p in peer.frames() if sid == 1] == [
+        (f.RST_STREAM, f.CANCEL.to_bytes(4, "big"))]
+    dp.close()
