@@ -12,6 +12,7 @@ import grpc
 import httpx
 from tests.e2e.server_process import ServerProcess
 
+from tureen.codecs.oip_proto import decode_response
 from tureen.codecs.pb import inference_pb2 as pb
 
 #: legal in an HTTP field value (so both gRPC stacks deliver it), not a valid request id
@@ -67,5 +68,6 @@ def test_repeated_grpc_metadata_keys_are_kept(h2: ServerProcess) -> None:
     metadata = [("x-tenant", "acme"), ("x-tenant", "beta"), ("x-one", "1")]
     code, _, details, resp = model_infer(h2.grpc_target, metadata)
     assert code == grpc.StatusCode.OK and resp is not None, details
-    seen = dict(json.loads(resp.outputs[0].contents.bytes_contents[0]))
+    (out,) = decode_response(resp).outputs  # raw_output_contents, as Triton replies
+    seen = dict(json.loads(out.data.reshape(-1)[0]))
     assert seen["x-tenant"] == "acme, beta" and seen["x-one"] == "1", seen
