@@ -82,8 +82,12 @@ class ForkServer:
         msg = {"seq": self._seq, "job": asdict(job), "environ": dict(os.environ),
                "path": list(sys.path)}
         data = (json.dumps(msg) + "\n").encode()
-        while data:
-            data = data[os.write(self._w, data):]
+        try:
+            while data:
+                data = data[os.write(self._w, data):]
+        except BrokenPipeError:
+            raise RuntimeError(f"the task fork server exited (code {self.proc.wait()}); "
+                               "its error is above") from None
         while True:
             for event in self._read(block=True):
                 if event.get("seq") == self._seq:
@@ -103,8 +107,8 @@ class ForkServer:
             except BlockingIOError:
                 data = None
             if data == b"":
-                code = self.proc.wait()
-                raise RuntimeError(f"the task fork server exited (code {code})")
+                raise RuntimeError(f"the task fork server exited (code {self.proc.wait()}); "
+                                   "its error is above")
             if data:
                 self._buf += data
             while b"\n" in self._buf:

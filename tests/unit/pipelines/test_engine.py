@@ -205,6 +205,29 @@ def test_a_caller_with_threads_gets_a_fork_server_that_never_reruns_its_script(
     assert marker.read_text() == "ran\n"
 
 
+def test_a_fork_server_that_died_is_a_clear_error(tmp_path: Path) -> None:
+    from tureen.pipelines.pool import Pool
+    from tureen.pipelines.worker import Job
+
+    job = Job("t", "command", {"outputs": {"outputFile": str(tmp_path / "out.json")}},
+              str(tmp_path / "t.log"), str(tmp_path / "digests.json"), str(tmp_path),
+              argv=["true"])
+    pool = Pool("forkserver")
+    try:
+        pool.start(job)
+        done = []
+        while not done:
+            done = pool.wait(1.0)
+        assert done[0][1] == 0 and done[0][0].mode == "forkserver"
+        assert pool.server is not None
+        pool.server.proc.kill()
+        pool.server.proc.wait()
+        with pytest.raises(RuntimeError, match=r"the task fork server exited \(code -9\)"):
+            pool.start(job)
+    finally:
+        pool.close()
+
+
 @pytest.mark.parametrize(("params", "message"), [
     ({}, "needs parameter 'marker' (STRING); pass --param marker=VALUE"),
     ({"marker": "x", "makrer": "y"}, "has no parameter 'makrer'. Did you mean 'marker'?"),
