@@ -87,16 +87,16 @@ KFP_REQUIRED = os.environ.get("TUREEN_REQUIRE_KFP") == "1"
 
 
 def require_kfp() -> Any:
-    """The Kubeflow Pipelines SDK, or skip: kfp pins protobuf<7, requests, urllib3 and
-    kubernetes, so CI runs its tests in a venv of their own with ``TUREEN_REQUIRE_KFP=1``
-    (then a missing kfp is a failure)."""
+    """The Kubeflow Pipelines SDK, or skip (the ``test`` extra installs it; a venv without it,
+    a laptop with only the core install, skips): ``.ci/run`` sets ``TUREEN_REQUIRE_KFP=1``, so
+    a missing kfp is a failure in CI."""
     import importlib
 
     try:
         return importlib.import_module("kfp")
     except ImportError:
-        msg = ("kfp is not installed; pip install 'tureen[pipelines]' (its own venv: kfp pins "
-               "protobuf<7) to run this test.")
+        msg = ("kfp is not installed; pip install -e '.[test]' (or 'tureen[pipelines]') to "
+               "run this test.")
         if KFP_REQUIRED:
             pytest.fail(msg + " (TUREEN_REQUIRE_KFP=1, so this is a failure)")
         pytest.skip(msg)
