@@ -38,6 +38,7 @@ from tests.integration.streaming.broker import Broker
 from tureen.store import FeatureStore
 from tureen.streaming.kafka import KafkaIngester
 from tureen.streaming.processor import StreamProcessor
+from tureen.streaming.service import freeze_startup_heap
 
 FEATURES = """
 from datetime import timedelta
@@ -267,6 +268,7 @@ def main() -> None:
     args = ap.parse_args()
     broker = Broker()
     broker.start()
+    freeze_startup_heap()  # as `tureen ingest` does before it starts consuming
     tmp = Path(tempfile.mkdtemp(prefix="bench_streaming_"))
     stores = {"sqlite": "online_store: {type: sqlite, path: data/online.db}"}
     if not args.no_redis:

@@ -43,7 +43,7 @@ def register(cli: click.Group) -> None:
         if ctx.invoked_subcommand is not None:
             return
         from tureen.store import FeatureStore
-        from tureen.streaming.service import StreamService
+        from tureen.streaming.service import StreamService, freeze_startup_heap
 
         store = FeatureStore(repo)
         service = StreamService(store, list(views) or None)
@@ -59,6 +59,7 @@ def register(cli: click.Group) -> None:
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
+        freeze_startup_heap()
         service.start()
         names = ", ".join(f"{s.name} ({s.topic})" for s in sources)
         console.print(f"Ingesting {names} into project {store.project}. Ctrl-C stops "

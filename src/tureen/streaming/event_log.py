@@ -73,7 +73,6 @@ class LogFolder:
 
     def write(self, table: pa.Table, state: dict[str, Any] | None = None) -> str:
         """Write ``table`` as one new part (atomically: hidden name, then rename)."""
-        self._mkdir()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"{_PART}{stamp}-{uuid.uuid4().hex[:8]}.parquet"
         final, tmp = f"{self.path}/{name}", f"{self.path}/.{name}.tmp"
@@ -82,6 +81,7 @@ class LogFolder:
             meta[STATE_KEY] = json.dumps(state, sort_keys=True).encode()
             table = table.replace_schema_metadata(meta)
         try:
+            self._mkdir()
             with self.fs.open_output_stream(tmp) as out:
                 pq.write_table(table, out, compression="zstd")
             self.fs.move(tmp, final)

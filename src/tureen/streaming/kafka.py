@@ -3,10 +3,14 @@
 The loop: consume up to ``batch_max_messages`` (waiting at most ``batch_wait_ms``), decode,
 hand the batch to the ``StreamProcessor`` (online rows written at once, offline rows
 buffered), send dead letters to ``<topic><dead_letter_suffix>``; at least every
-``flush_interval_seconds`` a checkpoint writes the offline parts, flushes the dead-letter
-producer and only then commits the next offsets. So a crash (even ``kill -9``) loses
-nothing: the consumer group resumes from the last commit and the processor skips what the
-offline log already holds.
+``flush_interval_seconds`` a checkpoint takes the buffered offline rows and the offsets
+read so far, and a worker thread writes the offline parts and flushes the dead-letter
+producer; the loop commits those offsets once the worker is done. So a crash (even ``kill
+-9``) loses nothing: the consumer group resumes from the last commit and the processor
+skips what the offline log already holds. The loop itself never waits on a file or on a
+broker request of its own, so an event that arrives during a checkpoint is not held up by
+it (that was the tail of event -> online lag); the lag in the status comes from the high
+watermark of the last fetch.
 
 When the online store (or the disk) fails, the consumer pauses its partitions, keeps its
 group membership alive, retries with backoff up to ``retry_max_seconds`` apart and resumes
@@ -21,13 +25,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from tureen.definitions import KafkaSource
 from tureen.errors import BackendUnavailableError, ConfigError
 from tureen.streaming.config import StreamingConfig
 from tureen.streaming.decode import BadMessageError, decoder_for
-from tureen.streaming.processor import DeadLetter, Event, StreamProcessor
+from tureen.streaming.processor import Checkpoint, DeadLetter, Event, StreamProcessor
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,16 @@ def consumer_config(source: KafkaSource, cfg: StreamingConfig, group: str,
     conf: dict[str, Any] = {**_DEFAULTS, **cfg.consumer, **_FIXED}
     conf.update({"bootstrap.servers": servers, "group.id": group, "error_cb": on_error})
     return conf
+
+
+@dataclass
+class _Job:
+    """A checkpoint being written by the worker: the offsets it makes safe to commit."""
+
+    processor: StreamProcessor
+    checkpoint: Checkpoint | None
+    offsets: dict[int, int]
+    done: Future[None]
 
 
 class KafkaIngester:
@@ -87,6 +103,8 @@ class KafkaIngester:
         self._lag_at = 0.0
         self._unwritten = 0
         self._checkpoints = 0
+        self._job: _Job | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     # ---- librdkafka callbacks --------------------------------------------------------------
     def _on_error(self, err: Any) -> None:
@@ -105,6 +123,10 @@ class KafkaIngester:
         return self.source.bootstrap_servers or self.cfg.bootstrap_servers
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        try:
+            self._settle(block=True)  # its rows are in the log before the log is re-read
+        except BackendUnavailableError as exc:  # replayed from the last commit
+            log.warning("%s: checkpoint before assignment failed: %s", self.source.name, exc)
         self.processor = self.make_processor()
         self.processor.restore()
         for tp in partitions:
@@ -134,31 +156,37 @@ class KafkaIngester:
         self._consumer = Consumer(conf)
         self._producer = Producer({"bootstrap.servers": self.servers, "linger.ms": 5,
                                    "enable.idempotence": True, **self.cfg.producer})
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"tureen-ingest-{self.source.name}")
         self._consumer.subscribe([self.source.topic], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke)
         last_flush = time.monotonic()
         wait = self.cfg.batch_wait_ms / 1000
         try:
             while not self.stop.is_set():
-                if self.processor.pending_online:
+                if self.processor.pending_online or self._paused:
                     self._backpressure()
                     continue
                 msgs = self._consumer.consume(self.cfg.batch_max_messages, wait)
                 if msgs:
                     self._handle(msgs)
-                if time.monotonic() - self._lag_at > self.cfg.status_interval_seconds:
-                    self._measure_lag()
-                    self._lag_at = time.monotonic()
-                due = time.monotonic() - last_flush >= self.cfg.flush_interval_seconds
-                if due or self.processor.buffered_rows >= self.cfg.file_max_rows:
-                    try:
-                        self.checkpoint()
-                        last_flush = time.monotonic()
-                    except BackendUnavailableError as exc:
-                        self._failed_write(exc)
+                now = time.monotonic()
+                if now - self._lag_at > self.cfg.status_interval_seconds:
+                    self._measure_lag(cached=True)
+                    self._lag_at = now
+                try:
+                    if self._job is not None and self._job.done.done():
+                        self._settle()
+                    full = self.processor.buffered_rows >= self.cfg.file_max_rows
+                    due = now - last_flush >= self.cfg.flush_interval_seconds
+                    if full or (due and self._job is None):
+                        self.checkpoint()  # a full buffer waits for the job in flight
+                        last_flush = now
+                except BackendUnavailableError as exc:
+                    self._failed_write(exc)
             self.checkpoint(wait=True)
         finally:
-            self._consumer.close()
+            self._pool.shutdown(wait=True)  # a job in flight finishes (its offsets are not
+            self._consumer.close()          # committed unless checkpoint() settled it)
             self._producer.flush(5)
             self.state = "stopped"
 
@@ -207,31 +235,71 @@ class KafkaIngester:
                 self._producer.poll(0.05)
 
     def checkpoint(self, wait: bool = False) -> None:
-        """Make everything processed durable, then commit the offsets after it (without
-        waiting for the broker's answer unless ``wait``: a lost commit is redone by the next
-        one, and a replay of what it covered is skipped)."""
+        """Make everything processed durable, then commit the offsets after it. The online
+        rows are written here; the offline parts by the worker (or here if ``wait``), and the
+        offsets are committed when it is done (``_settle``; at once and waiting for the
+        broker's answer if ``wait``). A lost commit is redone by the next one, and a replay
+        of what it covered is skipped."""
         if self._consumer is None:
             return
+        self._settle(block=True)
         self.processor.write_online()
-        left = self._producer.flush(10) if self._producer is not None else 0
-        if left:
-            raise BackendUnavailableError(
-                f"{left} dead letters were not delivered to {self.dlq_topic}; offsets are not "
-                "committed until they are.")
-        self.processor.flush()
+        ck = self.processor.take_checkpoint()
+        offsets, self._next = self._next, {}
         self._checkpoints += 1
-        if self._checkpoints % 20 == 0:
-            self.processor.compact(self.cfg.compact_min_files, self.cfg.compact_target_rows)
-        if not self._next:
+        compact = self._checkpoints % 20 == 0
+        self._job = job = _Job(self.processor, ck, offsets, Future())
+        if wait or self._pool is None:
+            self._write(job, compact)
+            self._settle(block=True, wait=True)
+        else:
+            self._pool.submit(self._write, job, compact)
+
+    def _write(self, job: _Job, compact: bool) -> None:
+        """The worker's part of a checkpoint: dead letters delivered, offline parts written
+        (``job.done`` holds the outcome)."""
+        try:
+            left = self._producer.flush(10) if self._producer is not None else 0
+            if left:
+                raise BackendUnavailableError(
+                    f"{left} dead letters were not delivered to {self.dlq_topic}; offsets are "
+                    "not committed until they are.")
+            if job.checkpoint is not None:
+                job.processor.write_checkpoint(job.checkpoint)
+                job.checkpoint = None
+            if compact:
+                job.processor.compact(self.cfg.compact_min_files, self.cfg.compact_target_rows)
+        except BaseException as exc:
+            job.done.set_exception(exc)
+        else:
+            job.done.set_result(None)
+
+    def _settle(self, block: bool = False, wait: bool = False) -> None:
+        """Finish the checkpoint in flight: commit its offsets, or give its rows and offsets
+        back (they are written and committed by the next one) and raise its error."""
+        job = self._job
+        if job is None or (not block and not job.done.done()):
+            return
+        self._job = None
+        try:
+            job.done.result()
+        except BaseException:
+            if job.checkpoint is not None:
+                job.processor.give_back(job.checkpoint)
+            for p, o in job.offsets.items():  # newer offsets read since stay
+                self._next.setdefault(p, o)
+            raise
+        if not job.offsets:
             return
         from confluent_kafka import TopicPartition
 
-        offsets = [TopicPartition(self.source.topic, p, o) for p, o in self._next.items()]
+        offsets = [TopicPartition(self.source.topic, p, o) for p, o in job.offsets.items()]
         try:
             self._consumer.commit(offsets=offsets, asynchronous=not wait)
         except Exception as exc:
+            for p, o in job.offsets.items():
+                self._next.setdefault(p, o)
             raise BackendUnavailableError(f"committing offsets to Kafka failed: {exc}") from exc
-        self._next.clear()
 
     def _failed_write(self, exc: BackendUnavailableError) -> None:
         self.error = f"BackendUnavailable: {exc}"
@@ -251,7 +319,7 @@ class KafkaIngester:
         while not self.stop.is_set():
             try:
                 self.processor.write_online()
-                self.checkpoint()
+                self.checkpoint(wait=True)
                 break
             except BackendUnavailableError as exc:
                 self._failed_write(exc)
@@ -268,7 +336,12 @@ class KafkaIngester:
         self._unwritten = 0
         self.state, self.error = "running", None
 
-    def _measure_lag(self) -> None:
+    def _measure_lag(self, cached: bool = False) -> None:
+        """Messages (and seconds) behind the end of the topic. ``cached``: the high
+        watermark of the last fetch response (no broker request: a ListOffsets request
+        queues the fetches behind it on the broker's connection, which held events up by
+        tens of ms once a second); only a paused consumer, which fetches nothing, or one
+        that has not fetched yet asks the broker."""
         if self._consumer is None:
             return
         total = 0
@@ -277,7 +350,11 @@ class KafkaIngester:
 
         for tp in self._consumer.assignment():
             try:
-                _, high = self._consumer.get_watermark_offsets(tp, timeout=1.0)
+                high = -1
+                if cached:
+                    high = self._consumer.get_watermark_offsets(tp, cached=True)[1]
+                if high < 0:
+                    _, high = self._consumer.get_watermark_offsets(tp, timeout=1.0)
             except Exception:
                 continue
             if high < 0:

@@ -15,8 +15,10 @@ For each batch, in this order:
 4. queue the online rows (latest values, closed windows) and write them
    (``write_online``); a store that is down raises BackendUnavailableError with the rows
    still queued, so the caller pauses and retries without reprocessing anything;
-5. buffer the offline rows; ``flush`` writes the window logs, then the event log (whose
-   part records the watermark state). Offsets are committed only after ``flush``.
+5. buffer the offline rows; a checkpoint takes them (``take_checkpoint``, with the state
+   they bring the log to) and writes the window logs, then the event log, whose part
+   records that state (``write_checkpoint``, in another thread if the caller likes: the
+   next batches go into a fresh buffer). Offsets are committed only after it is written.
 
 After a restart, ``restore`` rebuilds the windows from the event log (events not flagged
 late, one per event id) and resumes the watermark state its newest parts recorded.
@@ -103,6 +105,21 @@ class _Buffers:
     events: list[pa.Table] = field(default_factory=list)
     windows: dict[str, list[pa.Table]] = field(default_factory=dict)
     rows: int = 0
+
+
+@dataclass
+class Checkpoint:
+    """Offline rows taken out of the buffer to be written, and the state they bring the
+    event log to."""
+
+    windows: dict[str, list[pa.Table]]
+    events: list[pa.Table]
+    state: dict[str, Any]
+
+    @property
+    def rows(self) -> int:
+        return int(sum(t.num_rows for ts in self.windows.values() for t in ts)
+                   + sum(t.num_rows for t in self.events))
 
 
 def _micros(arr: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
@@ -387,22 +404,51 @@ class StreamProcessor:
     def buffered_rows(self) -> int:
         return self._buf.rows
 
-    def flush(self) -> int:
-        """Write buffered offline rows: window logs first, the event log last (its part
-        records the watermark state, so it is the checkpoint). Raises, keeping the buffer,
-        if a write fails; parts written before the failure are harmless duplicates."""
+    def take_checkpoint(self) -> Checkpoint | None:
+        """Hand over the buffered offline rows with the state they bring the log to (None
+        if nothing is buffered); processing goes on into a fresh buffer meanwhile."""
         buf = self._buf
         if not buf.rows:
-            return 0
-        for name, tables in list(buf.windows.items()):
-            self.window_logs[name].write(pa.concat_tables(tables))
-            del buf.windows[name]
+            return None
         self.positions = dict(self._seen)
-        if buf.events:
-            self.event_log.write(pa.concat_tables(buf.events, promote_options="default"),
-                                 self.state())
-        n, self._buf = buf.rows, _Buffers()
-        return n
+        self._buf = _Buffers()
+        return Checkpoint(buf.windows, buf.events, self.state())
+
+    def write_checkpoint(self, ck: Checkpoint) -> int:
+        """Write ``ck``: window logs first, the event log last (its part records the
+        watermark state, so it is the checkpoint). Touches only ``ck`` and the log files, so
+        it may run in another thread while events are processed. A failure raises with the
+        unwritten rows left in ``ck`` (``give_back``); parts written before it are harmless
+        duplicates."""
+        rows = ck.rows
+        for name, tables in list(ck.windows.items()):
+            self.window_logs[name].write(pa.concat_tables(tables))
+            del ck.windows[name]
+        if ck.events:
+            self.event_log.write(pa.concat_tables(ck.events, promote_options="default"),
+                                 ck.state)
+            ck.events = []
+        return rows
+
+    def give_back(self, ck: Checkpoint) -> None:
+        """Put a failed checkpoint's unwritten rows back in front of the buffer."""
+        buf = self._buf
+        for name, tables in ck.windows.items():
+            buf.windows[name] = [*tables, *buf.windows.get(name, [])]
+        buf.events = [*ck.events, *buf.events]
+        buf.rows += ck.rows
+
+    def flush(self) -> int:
+        """Write the buffered offline rows now (``take_checkpoint`` + ``write_checkpoint``);
+        raises, keeping the rows, if a write fails."""
+        ck = self.take_checkpoint()
+        if ck is None:
+            return 0
+        try:
+            return self.write_checkpoint(ck)
+        except BaseException:
+            self.give_back(ck)
+            raise
 
     def compact(self, min_files: int, target_rows: int) -> dict[str, tuple[int, int]]:
         """Merge the logs' small parts (after a flush: nothing is buffered); (files before,

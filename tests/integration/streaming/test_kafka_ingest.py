@@ -149,6 +149,36 @@ def test_online_store_down_pauses_and_loses_nothing(broker: Broker, tmp_path: Pa
     assert len(log_rows(repo)) == 220
 
 
+def test_offline_log_unwritable_pauses_then_resumes_and_loses_nothing(
+        broker: Broker, tmp_path: Path) -> None:
+    topic = f"disk-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(topic, 1)
+    repo = make_repo(tmp_path / "r", broker.bootstrap, topic)
+    log_dir, away = repo / "data" / "tx", repo / "data" / "tx.away"
+    ing = Ingester(repo)
+    try:
+        evs = events(60, 4)
+        broker.produce(topic, evs[:20])
+        wait_for(lambda: caught_up(repo, 20, ing.proc.pid) and len(log_rows(repo)) == 20, 120,
+                 "first batch")
+        log_dir.rename(away)
+        log_dir.write_bytes(b"")  # a file where the log folder was: no part can be written
+        broker.produce(topic, evs[20:30])
+        wait_for(lambda: statuses(repo)["last_tx"].state == "backpressure", 60, "backpressure")
+        st = statuses(repo)["last_tx"]
+        assert st.error and "stream log" in st.error, st.error
+        broker.produce(topic, evs[30:])  # arrives while consumption is paused
+        time.sleep(0.5)
+        log_dir.unlink()
+        away.rename(log_dir)
+        wait_for(lambda: caught_up(repo, 60, ing.proc.pid), 120, "catching up")
+        assert statuses(repo)["last_tx"].state == "running"
+    finally:
+        ing.stop()
+    rows = log_rows(repo)
+    assert sorted(r["amount"] for r in rows) == sorted(e["amount"] for e in evs)
+
+
 def test_broker_restart(broker: Broker, tmp_path: Path) -> None:
     topic = f"restart-{uuid.uuid4().hex[:6]}"
     broker.create_topic(topic, 1)
