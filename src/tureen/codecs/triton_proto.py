@@ -11,7 +11,9 @@ from tureen.codecs.pb import inference_pb2 as pb
 
 
 def statistics_message(stats: dict[str, Any]) -> pb.ModelStatisticsResponse:
-    return json_format.ParseDict(stats, pb.ModelStatisticsResponse())
+    out = pb.ModelStatisticsResponse()
+    json_format.ParseDict(stats, out)
+    return out
 
 
 def config_message(config: dict[str, Any]) -> pb.ModelConfigResponse:
