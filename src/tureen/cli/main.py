@@ -41,6 +41,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except TureenError as exc:
             _fail(str(exc))
+        except KeyboardInterrupt:
+            # Ctrl-C: what was being written was staged and is removed, never half-kept
+            click.secho("Interrupted.", fg="red", err=True)
+            sys.exit(130)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise

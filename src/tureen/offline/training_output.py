@@ -15,7 +15,10 @@ Local paths and fsspec URLs work alike.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
+import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -86,7 +89,9 @@ def write_chunks(
     # release the GIL); at most two chunks are held at a time.
     writer = ThreadPoolExecutor(1, thread_name_prefix="tureen-writer")
     sink = _Sink(fs, staging, kind, rows_per_part)
+    ctrl_c = _CtrlC()
     try:
+        ctrl_c.install()
         sink.open()
         pending: Future[None] | None = None
         for chunk in chunks:
@@ -101,8 +106,9 @@ def write_chunks(
             if progress is not None:
                 progress(done, total_rows or 0)
         sink.close()
+        ctrl_c.check()  # an engine may have ended its input early on the interrupt
         _replace(fs, staging, dest)
-    except BaseException:
+    except BaseException as exc:
         # Let the writer thread finish (or drop its queued chunk) before closing the files
         # and removing the staging output: nothing may write there after the removal.
         writer.shutdown(wait=True, cancel_futures=True)
@@ -110,10 +116,46 @@ def write_chunks(
             sink.close()
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
+        if ctrl_c.pressed and not isinstance(exc, KeyboardInterrupt):
+            # DuckDB reports a query stopped by Ctrl-C as an error ("Query interrupted")
+            raise KeyboardInterrupt from exc
         raise
     finally:
+        ctrl_c.restore()
         writer.shutdown(wait=True)
     return done
+
+
+class _CtrlC:
+    """Remembers a Ctrl-C (SIGINT) while a training set is written. Engines catch SIGINT
+    themselves — DuckDB stops the query and may end a scan of Python data as if the input
+    were complete — so the writer cannot rely on a KeyboardInterrupt reaching it: the staged
+    output is renamed into place only if no Ctrl-C came. Only in the main thread, and only
+    while Python's default handler is installed (an application's own handler is kept)."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._installed = False
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGINT, self._handler)
+                self._installed = True
+
+    def restore(self) -> None:
+        if self._installed:
+            self._installed = False
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
 
 
 class _Sink:

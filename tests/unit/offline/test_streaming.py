@@ -3,6 +3,9 @@ staging and cleanup (DuckDB engine)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -238,3 +241,43 @@ def test_in_memory_frames_larger_than_a_chunk_are_chunked(repo: Path) -> None:
     job.to_parquet(repo / "o.parquet", progress=progress)
     assert seen == [4, 8, 10]
     assert pq.read_table(repo / "o.parquet").column("v").to_pylist() == [1.0] * 10
+
+
+def _chunks_of(n: int) -> list[pa.Table]:
+    return [pa.table({"x": list(range(i * 3, i * 3 + 3))}) for i in range(n)]
+
+
+def test_ctrl_c_swallowed_by_the_engine_never_renames_a_partial_output(tmp_path: Path) -> None:
+    """DuckDB catches SIGINT itself: a scan of Python data may end early, as if the input
+    were done. A Ctrl-C during the write must still leave nothing at the destination."""
+
+    def engine_that_swallows_ctrl_c() -> Any:
+        yield from _chunks_of(1)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the signal is delivered here
+        except KeyboardInterrupt:
+            return  # what an engine that stops reading on an interrupt looks like
+        yield from _chunks_of(2)
+
+    target = tmp_path / "train.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        write_chunks(engine_that_swallows_ctrl_c(), target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_turned_into_an_engine_error_is_an_interrupt(tmp_path: Path) -> None:
+    """DuckDB reports a query stopped by Ctrl-C as RuntimeError('Query interrupted'): the
+    user pressed Ctrl-C, so it is a KeyboardInterrupt (no traceback), not a failure."""
+
+    def engine_that_reports_an_error() -> Any:
+        yield from _chunks_of(1)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise RuntimeError("Query interrupted") from None
+
+    with pytest.raises(KeyboardInterrupt):
+        write_chunks(engine_that_reports_an_error(), tmp_path / "t")
+    assert list(tmp_path.iterdir()) == []
