@@ -12,7 +12,8 @@ One ``tureen serve-model`` process (one worker, ``--allow_shared_memory``) serve
   vs (d) 16 concurrent ``ModelStreamInfer`` streams, each sending its next request when the
   previous answer arrived, on one grpc.aio channel, ``--duration`` seconds each;
   (e) h2load ``ModelInfer`` throughput (16 connections) with and without a client fetching
-  ``GET /v2/models/stats`` every 100 ms.
+  ``GET /v2/models/stats`` every 100 ms, and the server's CPU time per request on each side
+  (``cpu_ratio``: unpolled / polled). Rounds alternate which side runs first.
 
 Rounds alternate the two sides of each pair; medians over ``--runs`` rounds and the ratios
 are printed as JSON with the load average before and after.
@@ -194,6 +195,12 @@ async def _calls(target: str, seconds: float, conc: int, streaming: bool) -> flo
 # (e): statistics poller
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (every thread) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Poller(threading.Thread):
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
@@ -231,24 +238,30 @@ def main() -> None:
             body.write_bytes(b"\0" + len(msg).to_bytes(4, "big") + msg)
             rounds: dict[str, list[float]] = {k: [] for k in (
                 "binary_ms", "shm_ms", "unary_rps", "stream_rps", "h2load_rps",
-                "h2load_polled_rps")}
+                "h2load_polled_rps", "h2load_cpu_us", "h2load_polled_cpu_us")}
             polls = 0
-            for _ in range(args.runs):
+            for k in range(args.runs):
                 rounds["binary_ms"].append(binary_roundtrip(http_port, x, args.repeats) * 1e3)
                 rounds["shm_ms"].append(shm_roundtrip(http_port, x, args.repeats) * 1e3)
                 rounds["unary_rps"].append(asyncio.run(
                     _calls(target, args.duration, 16, streaming=False)))
                 rounds["stream_rps"].append(asyncio.run(
                     _calls(target, args.duration, 16, streaming=True)))
-                rounds["h2load_rps"].append(h2load(target, body, 16, args.duration,
-                                                   Path(tmp))["requests_per_s"])
-                poller = Poller(f"http://127.0.0.1:{http_port}/v2/models/stats")
-                poller.start()
-                rounds["h2load_polled_rps"].append(h2load(target, body, 16, args.duration,
-                                                          Path(tmp))["requests_per_s"])
-                poller.halt.set()
-                poller.join()
-                polls += poller.polls
+                for polled in ((False, True) if k % 2 == 0 else (True, False)):
+                    poller = Poller(f"http://127.0.0.1:{http_port}/v2/models/stats")
+                    if polled:
+                        poller.start()
+                    cpu = cpu_seconds(proc.pid)
+                    run = h2load(target, body, 16, args.duration, Path(tmp))
+                    cpu = cpu_seconds(proc.pid) - cpu
+                    requests = run["requests_per_s"] * args.duration
+                    side = "h2load_polled" if polled else "h2load"
+                    rounds[f"{side}_rps"].append(run["requests_per_s"])
+                    rounds[f"{side}_cpu_us"].append(cpu / requests * 1e6)
+                    if polled:
+                        poller.halt.set()
+                        poller.join()
+                        polls += poller.polls
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -262,6 +275,10 @@ def main() -> None:
                                "ratio": round(med["stream_rps"] / med["unary_rps"], 3)},
         "stats_polling_100ms": {"rps": med["h2load_rps"], "rps_polled": med["h2load_polled_rps"],
                                 "ratio": round(med["h2load_polled_rps"] / med["h2load_rps"], 3),
+                                "server_cpu_us_per_request": med["h2load_cpu_us"],
+                                "server_cpu_us_per_request_polled": med["h2load_polled_cpu_us"],
+                                "cpu_ratio": round(med["h2load_cpu_us"]
+                                                   / med["h2load_polled_cpu_us"], 3),
                                 "polls": polls},
         "rounds": {k: [round(x, 2) for x in v] for k, v in rounds.items()},
         "runs": args.runs, "duration_s": args.duration, "repeats": args.repeats,
