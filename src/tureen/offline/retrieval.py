@@ -29,7 +29,7 @@ from tureen.offline.protocol import (
     WritesTrainingSets,
 )
 from tureen.offline.timestamps import is_timestamp_like, normalize_column, to_utc_us
-from tureen.offline.training_output import Progress, output_kind, write_chunks
+from tureen.offline.training_output import Progress, output_kind, write_chunks, write_staged
 from tureen.registry.snapshot import RegistrySnapshot
 from tureen.types import DType
 
@@ -76,7 +76,8 @@ class RetrievalJob:
         end, so an error or Ctrl-C leaves nothing partial at ``path``. ``progress(done,
         total)`` is called after each chunk. Returns the number of rows written."""
         if self._table is None and self._write_parquet is not None:
-            self._write_parquet(Path(path))
+            direct = self._write_parquet
+            write_staged(path, lambda staging: direct(Path(staging)))
             return self.total_rows or 0
         return self._write(path, progress)
 

@@ -210,6 +210,26 @@ class _Sink:
         self._in_part += chunk.num_rows
 
 
+def write_staged(path: str | Path, write: Callable[[str], None]) -> None:
+    """``write(staging)`` (an engine writing the whole output itself, e.g. Spark) under a
+    hidden staging name next to ``path``, then moved into place replacing what was there;
+    nothing partial is left behind on failure."""
+    fs, dest = fsspec.core.url_to_fs(str(path))
+    dest = dest.rstrip("/")
+    parent, name = posixpath.split(dest)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    staging = posixpath.join(parent, f".{name}.staging-{uuid.uuid4().hex[:12]}")
+    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    try:
+        write(staging if local else fs.unstrip_protocol(staging))
+        _replace(fs, staging, dest)
+    except BaseException:
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)
+        raise
+
+
 def _replace(fs: Any, staging: str, dest: str) -> None:
     """Move ``staging`` to ``dest``, replacing what is there (an old folder is moved aside
     first and removed after, so ``dest`` is never a mix of old and new parts)."""
