@@ -125,7 +125,12 @@ class ModelServer:
     def start(self, models: Sequence[Model] = ()) -> None:
         """Serve ``models`` (and the model repository) until SIGTERM/SIGINT. Blocks."""
         _configure_logging(self.settings.log_level)
-        _raise_file_limit()
+        fd_limit = _raise_file_limit()
+        servers = sum(kind in ("http", "grpc") for kind in self.kinds)
+        cap, warning = connection_cap(self.settings.limits.max_connections, servers, fd_limit)
+        if warning is not None:
+            log.warning(warning)
+            self.settings = self.settings.updated(limits={"max_connections": cap})
         self.bind()
         try:
             if self.settings.workers == 1:
@@ -293,13 +298,33 @@ class ModelServer:
         log.warning("ready: serving %s", sorted(dp.repository.names()))
 
 
-def _raise_file_limit() -> None:
+def _raise_file_limit() -> int:
     """Let the process open as many sockets as the system allows: the connection caps, not
-    a default soft limit of 1024 descriptors, decide when clients are refused."""
+    a default soft limit of 1024 descriptors, decide when clients are refused. Returns the
+    descriptors the process may open."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+#: descriptors kept for everything but client connections (model files, logs, stores)
+FD_RESERVE = 128
+
+
+def connection_cap(max_connections: int, servers: int, fd_limit: int,
+                   ) -> tuple[int, str | None]:
+    """The per-server connection cap that fits ``fd_limit`` descriptors (so a flood of
+    connections is refused with 503 / GOAWAY before accept() runs out of descriptors), and
+    a warning when that is below ``max_connections``."""
+    fits = max(1, (fd_limit - FD_RESERVE) // max(1, servers))
+    if fits >= max_connections:
+        return max_connections, None
+    return fits, (f"limits.max_connections is {max_connections} per server but this process "
+                  f"may open {fd_limit} file descriptors; each of its {servers} server(s) "
+                  f"refuses connections above {fits}. Raise the limit (ulimit -n) or lower "
+                  f"limits.max_connections.")
 
 
 def _arm_watchdog(seconds: float) -> None:

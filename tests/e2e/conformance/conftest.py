@@ -6,6 +6,7 @@ request bytes buffered per server, 64 connections."""
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -74,17 +75,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(repo: Path, log: Path, *flags: str,
-          ports: tuple[int, int] | None = None) -> ServerProcess:
+def start(repo: Path, log: Path, *flags: str, ports: tuple[int, int] | None = None,
+          limits: dict[str, str] | None = None, max_fds: int | None = None) -> ServerProcess:
+    """``serve-model`` with the LIMITS (``limits`` override some), optionally with at most
+    ``max_fds`` file descriptors."""
     http_port, grpc_port = ports or (free_port(), free_port())
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           **{f"TUREEN_SERVING__LIMITS__{k}": v for k, v in LIMITS.items()}}
+           **{f"TUREEN_SERVING__LIMITS__{k}": v for k, v in {**LIMITS, **(limits or {})}.items()}}
+
+    def fds() -> None:
+        if max_fds is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
+
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from tureen.cli.main import main; main()", "serve-model",
              "--model_repository", str(repo), "--host", "127.0.0.1", "--http_port",
              str(http_port), "--grpc_port", str(grpc_port), "--grace_seconds", "2", *flags],
-            env=env, stdout=out, stderr=subprocess.STDOUT)
+            env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=fds)
     server = ServerProcess(proc, http_port, grpc_port, log=log, repo=repo)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.conformance.conftest import rss_mb
+from tests.e2e.conformance.conftest import SERVERS, rss_mb, start
 from tests.e2e.server_process import ServerProcess
 
 PREDICT = b"/v1/models/echo:predict"
@@ -160,3 +161,30 @@ def test_11_connection_cap_refuses_clearly_and_recovers(h2: ServerProcess) -> No
             s.close()
     time.sleep(0.5)
     assert works(h2)
+
+
+def test_11_the_connection_cap_fits_the_file_descriptors(h2: ServerProcess,
+                                                         model_repo: Path,
+                                                         tmp_path: Path) -> None:
+    """With 300 descriptors and a configured cap of 1000 per server, 320 idle connections
+    used to exhaust accept(): a legitimate client hung. The cap now follows the descriptors:
+    extra clients get a clear 503 at once, and the server logs why."""
+    server = start(model_repo, tmp_path / "fds.log", *SERVERS[h2.kind],  # type: ignore[attr-defined]
+                   limits={"MAX_CONNECTIONS": "1000"}, max_fds=300)
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(320):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", server.http_port),
+                                                      timeout=5))
+            except OSError:
+                break
+        raw = exchange(server.http_port, b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n"
+                       b"connection: close\r\n\r\n", timeout=5)
+        assert status(raw) == 503, raw[:200]
+    finally:
+        for s in socks:
+            s.close()
+        assert server.stop() == 0
+    log = (tmp_path / "fds.log").read_text()
+    assert "limits.max_connections" in log and "ulimit -n" in log

@@ -79,3 +79,16 @@ def test_a_reuse_port_listener_cannot_share_our_port() -> None:
         port = other.getsockname()[1]
         with pytest.raises(PortInUseError):
             ModelServer(port, 0, host="127.0.0.1").bind()
+
+
+def test_connection_caps_fit_the_file_descriptors_the_process_may_open() -> None:
+    """Issue 11 #11: 1,100 trickling connections blocked every request at 1,024 fds; the
+    caps must refuse (503 / GOAWAY) before accept() runs out of descriptors."""
+    from tureen.serving.server import connection_cap
+
+    assert connection_cap(1000, servers=2, fd_limit=20_000) == (1000, None)
+    cap, warning = connection_cap(1000, servers=2, fd_limit=1024)
+    assert cap == (1024 - 128) // 2 and warning is not None
+    assert "limits.max_connections" in warning and "ulimit -n" in warning
+    assert "\n" not in warning
+    assert connection_cap(1000, servers=1, fd_limit=100)[0] == 1  # never 0

@@ -2,7 +2,7 @@
 
 Both get the same limits from ``serving.limits``: body size, head and body deadlines
 (uvicorn through ``DeadlineProtocol``, its httptools protocol with the two timers added) and
-a connection cap (uvicorn: ``limit_concurrency``, 503 beyond it).
+a connection cap (uvicorn: ``limit_concurrency``, 503 beyond it, on connecting).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tureen.serving.transport import ServerParts
 from tureen.transports.http1 import HTTPServer
+from tureen.transports.http1.response import error_response
 from tureen.transports.rest.app import RestApp, build_app
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,14 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        cap = self.limit_concurrency
+        if cap is not None and len(self.connections) > cap:
+            # refused at once, as tureen's server does: an idle connection over the cap
+            # would hold a file descriptor until its first request
+            transport.write(error_response(
+                503, "this server has its limit of connections open; retry shortly."))
+            transport.close()
+            return
         self._arm_head()
 
     def _arm_head(self) -> None:
