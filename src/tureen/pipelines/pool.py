@@ -9,9 +9,10 @@
   caller has, and it never re-runs the caller's ``__main__`` (``multiprocessing``'s fork
   server does).
 - ``subprocess``: a fresh ``python -m tureen.pipelines.worker`` per attempt (slowest).
-- ``auto`` (the default): ``fork`` while this process has one thread (the ``tureen pipeline
-  run`` command: the live view refreshes from the scheduler loop, no thread), else
-  ``forkserver``; ``subprocess`` where fork does not exist.
+- ``auto`` (the default): ``fork`` while this process has one thread (the live view refreshes
+  from the scheduler loop, no thread; but numpy's BLAS starts threads when imported, as a
+  runner computing a data snapshot does), else ``forkserver``; ``subprocess`` where fork does
+  not exist.
 
 Whatever the way, each attempt is its own process group: its environment variables, working
 directory, crashes and ``sys.exit`` stay its own, and ``stop()`` ends it with its children.
