@@ -519,3 +519,17 @@ async def test_http10_never_gets_chunked_framing() -> None:
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b"transfer-encoding" not in head.lower() and body == b"one,two,three", raw
     assert t.closed  # a close-delimited body
+
+
+async def test_a_connection_flood_writes_one_log_line_not_one_per_connection(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Refusing 500 connections over the cap logged 500 warnings (a flood of connections
+    became a flood of log lines); now the first refusal is logged and the rest counted."""
+    state = make_state()
+    state.max_connections = 1
+    connect(state)
+    with caplog.at_level("WARNING", logger="tureen.transports.http1.protocol"):
+        for _ in range(500):
+            _, t = connect(state)
+            assert bytes(t.out).startswith(b"HTTP/1.1 503 ") and t.closed
+    assert len([r for r in caplog.records if "refusing" in r.getMessage()]) == 1

@@ -33,6 +33,7 @@ from tureen.transports.grpc.h2request import Request
 from tureen.transports.grpc.h2stream import StreamCall, inflate
 from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, STREAMS, InferenceServicer
 from tureen.transports.grpc.hpack import encode_field, encode_str
+from tureen.transports.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Service:
         self.limits = limits or H2Limits(max_message_bytes + 5, max_streams=max_streams)
         self.max_connections = max_connections
         self.connections: set[GrpcConnection] = set()
+        self.refusals = RateLimitedLog(log)
 
 
 class Call:
@@ -120,8 +122,9 @@ class GrpcConnection(H2Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if len(self.service.connections) >= self.service.max_connections:
-            log.warning("refusing a gRPC connection: %d connections are open (the limit)",
-                        len(self.service.connections))
+            self.service.refusals.warning(
+                "refusing a gRPC connection: %d connections are open (the limit)",
+                len(self.service.connections))
             cast(asyncio.Transport, transport).write(f.settings({}) + f.goaway(
                 0, f.ENHANCE_YOUR_CALM, "connection limit reached; retry later"))
             transport.close()

@@ -99,8 +99,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         if len(self.state.connections) >= self.state.max_connections:
-            log.warning("refusing an HTTP connection: %d are open (the limit)",
-                        len(self.state.connections))
+            self.state.refusals.warning("refusing an HTTP connection: %d are open (the limit)",
+                                        len(self.state.connections))
             self.closed = True
             transport.write(response.error_response(  # type: ignore[attr-defined]
                 503, "this server has its limit of connections open; retry shortly."))

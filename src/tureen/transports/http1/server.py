@@ -20,6 +20,7 @@ from tureen.transports.http1 import response
 from tureen.transports.http1.asgi import ASGIApp, Lifespan
 from tureen.transports.http1.native import Headers, NativeHandler, NativeResolver, Reply
 from tureen.transports.http1.protocol import Connection
+from tureen.transports.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class ServerState:
         self.max_connections = max_connections
         self.draining = False
         self.connections: set[Connection] = set()
+        self.refusals = RateLimitedLog(logging.getLogger("tureen.transports.http1.protocol"))
         self.lifespan_state: dict[str, Any] = {}
 
 
