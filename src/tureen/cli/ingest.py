@@ -97,7 +97,9 @@ def register(cli: click.Group) -> None:
         table("Stream views", ["view", "source", "state", "lag msgs", "lag s", "rows/s",
                                "rows", "late", "dead letters", "last event", "watermark"],
               [[s.view, s.topic or s.source, s.state + (f" ({s.error})" if s.error else ""),
-                s.lag_messages, s.lag_seconds, s.rows_per_second, s.rows_total, s.late_total,
+                s.lag_messages, s.lag_seconds, s.rows_per_second, s.rows_total,
+                f"{s.late_total} ({s.late_updated_total} updated windows)"
+                if s.late_updated_total else s.late_total,
                 s.dead_letters_total, s.last_event_time, s.watermark] for s in items])
 
     @ingest.command("backfill")

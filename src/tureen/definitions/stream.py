@@ -12,7 +12,14 @@ feature per ``Aggregation``:
 - the feature row for window end ``end`` has ``event_timestamp = end`` and is written when
   the source's watermark passes ``end``, so a point-in-time join at time ``t`` reads the
   newest closed window at or before ``t``, online and offline alike;
-- nulls are skipped; an empty window gives ``count`` 0 and null for the other functions.
+- nulls are skipped; an empty window gives ``count`` 0 and null for the other functions;
+- an event behind the source's watermark when it arrives is late. ``late_events="drop"``
+  (the default) counts it in no window; ``late_events="update"`` counts it if it is at
+  most ``allowed_lateness`` behind the watermark, and rewrites the rows of the windows
+  it changes, already closed ones included, with a later ``created_timestamp`` (window end
+  plus one microsecond per late event counted in it), so the online store and a
+  point-in-time join both take the updated row. Either way late events are counted in the
+  status and metrics, never ignored silently.
 
 Every accepted event is appended to the source's offline log; the window rows are kept in
 ``<offline log>/_windows/<view>/`` (the view's ``offline_source``), written by the stream and
@@ -33,6 +40,7 @@ from tureen.errors import InvalidRequestError
 from tureen.types import Float32, Float64, Int32, Int64, UnixTimestamp
 
 AggFunction = Literal["sum", "count", "mean", "min", "max", "count_distinct_approx"]
+LatePolicy = Literal["drop", "update"]
 FUNCTIONS: tuple[str, ...] = ("sum", "count", "mean", "min", "max", "count_distinct_approx")
 _NUMERIC = (Int32, Int64, Float32, Float64)
 WINDOWS_FOLDER = "_windows"
@@ -133,9 +141,12 @@ class StreamFeatureView(FeatureView):
 
     aggregations: Sequence[Aggregation] = ()
     offline: bool = True
+    late_events: LatePolicy = "drop"
+    allowed_lateness: timedelta = timedelta(0)
 
     def _check_source(self) -> None:
         object.__setattr__(self, "aggregations", tuple(self.aggregations))
+        self._check_lateness()
         if not isinstance(self.source, (KafkaSource, PushSource)):
             raise InvalidRequestError(
                 f"StreamFeatureView {self.name!r}: source must be a KafkaSource or a "
@@ -190,6 +201,37 @@ class StreamFeatureView(FeatureView):
                 "its windows are rebuilt from the offline log after a restart."
             )
 
+    def _check_lateness(self) -> None:
+        where = f"StreamFeatureView {self.name!r}"
+        if self.late_events not in ("drop", "update"):
+            raise InvalidRequestError(
+                f"{where}: late_events must be 'drop' or 'update', got {self.late_events!r}.")
+        lateness = self.allowed_lateness
+        if not isinstance(lateness, timedelta) or lateness < timedelta(0):
+            raise InvalidRequestError(
+                f"{where}: allowed_lateness must be a timedelta >= 0, got {lateness!r}.")
+        if self.late_events == "update" and not self.aggregations:
+            raise InvalidRequestError(
+                f"{where}: late_events='update' applies to windowed aggregations; a "
+                "latest-value view always takes a late event (the online store keeps the "
+                "newer row). Remove late_events or add aggregations.")
+        if self.late_events == "update" and lateness <= timedelta(0):
+            raise InvalidRequestError(
+                f"{where}: late_events='update' needs allowed_lateness > 0 (how far behind "
+                "the watermark an event may be and still update its windows), e.g. "
+                "allowed_lateness=timedelta(hours=1).")
+        if self.late_events == "drop" and lateness > timedelta(0):
+            raise InvalidRequestError(
+                f"{where}: allowed_lateness is used with late_events='update' only; with "
+                "'drop' no late event enters a window. Set late_events='update' or remove "
+                "allowed_lateness.")
+
+    @property
+    def allowed_lateness_us(self) -> int:
+        """How far behind the watermark an event may be and still update its windows (0:
+        late events are dropped from windows)."""
+        return _micros(self.allowed_lateness) if self.late_events == "update" else 0
+
     # ---- what the view reads and serves --------------------------------------------------
     @property
     def input_fields(self) -> tuple[Field, ...]:
@@ -243,6 +285,9 @@ class StreamFeatureView(FeatureView):
         d["kind"] = "stream"
         d["aggregations"] = [a.to_dict() for a in self.aggregations]
         d["offline"] = self.offline
+        if self.late_events != "drop":  # absent: registries written before it load the same
+            d["late_events"] = self.late_events
+            d["allowed_lateness_us"] = _micros(self.allowed_lateness)
         return d
 
     @classmethod
@@ -261,7 +306,9 @@ class StreamFeatureView(FeatureView):
             owner=d.get("owner", ""),
             aggregations=[Aggregation.from_dict(a) for a in d.get("aggregations", [])],
             offline=d.get("offline", True),
+            late_events=d.get("late_events", "drop"),
+            allowed_lateness=timedelta(microseconds=d.get("allowed_lateness_us", 0)),
         )
 
 
-__all__ = ["AggFunction", "Aggregation", "StreamFeatureView"]
+__all__ = ["AggFunction", "Aggregation", "LatePolicy", "StreamFeatureView"]

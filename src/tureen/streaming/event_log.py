@@ -1,15 +1,19 @@
 """The offline logs of a stream: Parquet files appended in bounded parts, then compacted.
 
 An event log is a folder (the source's ``batch_source``): every accepted event is one row,
-with two extra columns — ``_tureen_event_id`` (where it came from: ``partition:offset:kafka
-timestamp`` for Kafka, ``ingestion id:row`` over HTTP) and ``_tureen_late`` (it arrived
-behind the watermark, so no window counted it). A window log (``<log>/_windows/<view>/``)
-holds a view's window rows. Files are written under a hidden name and renamed, so a reader
-never sees half a file; each part carries the stream's watermark state in its Parquet
-metadata, so a restarted ingester resumes exactly where the written log ends.
+with extra columns — ``_tureen_event_id`` (where it came from: ``partition:offset:kafka
+timestamp`` for Kafka, ``ingestion id:row`` over HTTP), ``_tureen_late`` (it arrived behind
+the watermark) and ``_tureen_behind_us`` (by how much: a view with ``late_events="update"``
+counts it if that is within its ``allowed_lateness``; other windows never count it). A
+window log (``<log>/_windows/<view>/``) holds a view's window rows (several rows of one
+window end when late events rewrote it: the greatest ``created_timestamp`` is current).
+Files are written under a hidden name and renamed, so a reader never sees half a file;
+each part carries the stream's watermark state in its Parquet metadata, so a restarted
+ingester resumes exactly where the written log ends.
 
 Replays after a crash may append an event twice; compaction merges small parts into large
-ones and keeps one row per event id (window rows: one per entity and window end), and
+ones and keeps one row per event id (window rows: one per entity, window end and created
+time), and
 every reader of the log (backfill, window rebuild) deduplicates the same way, so a
 duplicate is never counted.
 """
@@ -36,6 +40,7 @@ from tureen.offline.source_files import Location, append_folder, locate
 
 EVENT_ID = "_tureen_event_id"
 LATE = "_tureen_late"
+BEHIND = "_tureen_behind_us"  # how far behind the watermark a late event arrived (null: on time)
 STATE_KEY = b"tureen.stream"
 _PART = "part-"
 

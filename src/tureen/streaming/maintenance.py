@@ -1,7 +1,7 @@
 """Batch work on stream logs: backfill windows from the event log, compact the logs.
 
 ``backfill`` recomputes a view's window rows from its event log with the same
-``WindowState`` the stream uses (accepted, non-late events, one per event id, closed up to
+``WindowState`` the stream uses (the events the view counts, one per event id, closed up to
 the recorded watermark), replaces the window log with them and writes them online (the
 store keeps the newest row). On a log the stream wrote it reproduces the stream's rows
 exactly; on history loaded by other means it builds them for the first time.
@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from tureen.definitions import StreamFeatureView
 from tureen.online.protocol import OnlineStore
 from tureen.streaming.config import StreamingConfig
-from tureen.streaming.event_log import EVENT_ID, LATE, dedupe, merge_states
+from tureen.streaming.event_log import EVENT_ID, dedupe, merge_states
 from tureen.streaming.processor import StreamProcessor
 
 
@@ -40,8 +40,6 @@ def backfill(view: StreamFeatureView, store: OnlineStore | None, repo_path: Path
     if table is None or not table.num_rows:
         return BackfillResult(view.name, 0, 0)
     table = dedupe(table, [EVENT_ID])
-    if LATE in table.column_names:
-        table = table.filter(pc.invert(pc.fill_null(table.column(LATE), False)))
     ts_col = view.event_log.timestamp_field
     table = table.sort_by(ts_col)
     end = state["watermark"]

@@ -15,6 +15,9 @@ _FAMILIES = (
     ("tureen_stream_rows_total", "counter", "Events accepted per stream view.", "rows_total"),
     ("tureen_stream_late_events_total", "counter", "Events that arrived behind the watermark.",
      "late_total"),
+    ("tureen_stream_late_events_updated_total", "counter", "Late events counted in their "
+     "windows (late_events='update', within allowed_lateness); the rest were dropped from "
+     "windows.", "late_updated_total"),
     ("tureen_stream_dead_letters_total", "counter", "Events sent to the dead-letter topic or "
      "Parquet.", "dead_letters_total"),
     ("tureen_stream_windows_emitted_total", "counter", "Window rows written.",

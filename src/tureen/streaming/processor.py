@@ -9,7 +9,8 @@ For each batch, in this order:
 2. mark events behind the watermark as late (per partition: the watermark is the oldest
    partition's newest event time minus the source's ``watermark_delay``; it only moves
    forward). Latest-value views take late events anyway (the online store keeps the newer
-   row); windows never count them;
+   row); windows count them only in a view with ``late_events="update"``, and only within
+   its ``allowed_lateness`` (rewriting the closed windows they change);
 3. add on-time events to each aggregation view's windows and close every window the
    watermark passed;
 4. queue the online rows (latest values, closed windows) and write them
@@ -20,8 +21,8 @@ For each batch, in this order:
    records that state (``write_checkpoint``, in another thread if the caller likes: the
    next batches go into a fresh buffer). Offsets are committed only after it is written.
 
-After a restart, ``restore`` rebuilds the windows from the event log (events not flagged
-late, one per event id) and resumes the watermark state its newest parts recorded.
+After a restart, ``restore`` rebuilds the windows from the event log (events each view
+counted, one per event id) and resumes the watermark state its newest parts recorded.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from tureen.online.encoding import CREATED_COLUMN, EVENT_COLUMN
 from tureen.online.keys import encoder_for
 from tureen.online.protocol import OnlineStore
 from tureen.streaming.event_log import (
+    BEHIND,
     EVENT_ID,
     LATE,
     LogFolder,
@@ -85,6 +87,7 @@ class ViewCounters:
 
     rows: int = 0
     late: int = 0
+    late_updated: int = 0  # late events counted in windows (late_events="update")
     dead_letters: int = 0
     windows_emitted: int = 0
     online_rows_written: int = 0
@@ -120,6 +123,25 @@ class Checkpoint:
     def rows(self) -> int:
         return int(sum(t.num_rows for ts in self.windows.values() for t in ts)
                    + sum(t.num_rows for t in self.events))
+
+
+def counted_events(view: StreamFeatureView, log: pa.Table) -> tuple[pa.Table,
+                                                                    np.ndarray[Any, Any]]:
+    """The event-log rows ``view``'s windows count, and which of them arrived late: every
+    on-time event, and with ``late_events="update"`` the late ones within its
+    ``allowed_lateness`` (rows of logs written before ``_tureen_behind_us`` count as on
+    time if not late, else as too late)."""
+    n = log.num_rows
+    late = (np.asarray(pc.fill_null(log.column(LATE), False).to_numpy(zero_copy_only=False),
+                       dtype=bool) if LATE in log.column_names else np.zeros(n, dtype=bool))
+    keep = ~late
+    limit = view.allowed_lateness_us
+    if limit and BEHIND in log.column_names:
+        behind = pc.fill_null(log.column(BEHIND), limit + 1).to_numpy(zero_copy_only=False)
+        keep |= late & (np.asarray(behind, dtype=np.int64) <= limit)
+    if keep.all():
+        return log, late
+    return log.filter(pa.array(keep)), late[keep]
 
 
 def _micros(arr: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
@@ -191,17 +213,18 @@ class StreamProcessor:
                   for v in self.windows if v in closed]
         since = min(starts) if starts and len(starts) == len(self.windows) else None
         ts_col = self.source.batch_source.timestamp_field
+        if since is not None:  # late events still updating windows are read again too
+            since -= max(v.allowed_lateness_us for v in self.views)
         table = self.event_log.read(since=(ts_col, since) if since is not None else None)
         n = 0
         if table is not None and table.num_rows:
             table = dedupe(table, [EVENT_ID])
-            if LATE in table.column_names:
-                table = table.filter(pc.invert(pc.fill_null(table.column(LATE), False)))
             for view in self.views:
                 if not view.aggregations:
                     continue
-                rows = self.validate_log_rows(view, table)
-                self._feed(view, rows, np.ones(rows.num_rows, dtype=bool))
+                counted, late = counted_events(view, table)
+                rows = self.validate_log_rows(view, counted)
+                self._feed(view, rows, np.ones(rows.num_rows, dtype=bool), late)
             n = table.num_rows
         for name, ws in self.windows.items():
             ws.restore(closed.get(name))
@@ -213,11 +236,12 @@ class StreamProcessor:
         return validate_rows(self._inputs[view.name], cols, max_clock_skew=None)
 
     def replay(self, view: StreamFeatureView, table: pa.Table, until_us: int) -> pa.Table | None:
-        """Backfill: feed event-log rows (already deduplicated, not late) into ``view``'s
-        windows, close them up to ``until_us`` and queue the rows online; returns the
+        """Backfill: feed event-log rows (already deduplicated) that ``view`` counts into
+        its windows, close them up to ``until_us`` and queue the rows online; returns the
         window rows (None if no window closed)."""
-        rows = self.validate_log_rows(view, table)
-        self._feed(view, rows, np.ones(rows.num_rows, dtype=bool))
+        counted, late = counted_events(view, table)
+        rows = self.validate_log_rows(view, counted)
+        self._feed(view, rows, np.ones(rows.num_rows, dtype=bool), late)
         emitted = self.windows[view.name].close_until(until_us)
         if not len(emitted):
             return None
@@ -256,12 +280,13 @@ class StreamProcessor:
 
     def _lateness(self, events: Sequence[Event], ts: np.ndarray[Any, Any]) -> np.ndarray[Any,
                                                                                          Any]:
-        late = np.zeros(len(events), dtype=bool)
+        """How far behind the watermark each event arrived (µs; 0: on time)."""
+        behind = np.zeros(len(events), dtype=np.int64)
         newest, wm, delay = self.newest, self.watermark, self.delay_us
         for i, e in enumerate(events):
             t = int(ts[i])
             if wm is not None and t < wm:
-                late[i] = True
+                behind[i] = wm - t
                 continue
             cur = newest.get(e.partition)
             if cur is None or t > cur:
@@ -270,7 +295,7 @@ class StreamProcessor:
                 if wm is None or low > wm:
                     wm = low
         self.watermark = wm
-        return late
+        return behind
 
     def forget_position(self, partition: str) -> None:
         """The partition restarted from scratch (topic re-created): stop skipping its
@@ -302,7 +327,8 @@ class StreamProcessor:
         if not good:
             return BatchResult(0, 0, dead, None)
         ts = _micros(tables[0].column(EVENT_COLUMN))
-        late = self._lateness(good, ts)
+        behind = self._lateness(good, ts)
+        late = behind > 0
         on_time = ~late
         n_late = int(late.sum())
         emitted = 0
@@ -317,41 +343,59 @@ class StreamProcessor:
                     self._pending.append((view, self._encoders[view.name].encode_arrow(table),
                                           table))
                 continue
-            rows = self._add_windows(view, table, on_time)
-            emitted += len(rows)
+            updating = late & (behind <= view.allowed_lateness_us)
+            c.late_updated += int(updating.sum())
+            emitted += self._add_windows(view, table, on_time, updating)
         if self.offline:
-            self._buffer_events(good, tables, late)
+            self._buffer_events(good, tables, behind)
         self.write_online()
         return BatchResult(len(good), n_late, dead, newest, emitted)
 
     def _add_windows(self, view: StreamFeatureView, table: pa.Table,
-                     on_time: np.ndarray[Any, Any]) -> WindowRows:
+                     on_time: np.ndarray[Any, Any], updating: np.ndarray[Any, Any]) -> int:
+        """Feed on-time events, then late ones the view accepts (rewriting the closed
+        windows they change), then close what the watermark passed; returns rows emitted."""
         self._feed(view, table, on_time)
+        emitted = 0
+        if updating.any():
+            args = self._window_args(view, table.filter(pa.array(updating)))
+            rows = self.windows[view.name].add_late(*args)
+            if len(rows):
+                self._queue_windows(view, rows)
+                emitted += len(rows)
         if self.watermark is None:
-            return WindowRows([], [], [], [])
+            return emitted
         rows = self.windows[view.name].close_until(self.watermark)
         if len(rows):
             self._queue_windows(view, rows)
-        return rows
+        return emitted + len(rows)
+
+    def _window_args(self, view: StreamFeatureView, table: pa.Table
+                     ) -> tuple[list[bytes], list[tuple[Any, ...]], list[int],
+                                dict[str, list[Any]]]:
+        """(keys, join values, event times, aggregated columns) of ``table``'s rows."""
+        cols: dict[str, list[Any]] = {}
+        for col in self.windows[view.name].columns:
+            if col in cols:
+                continue
+            arr = table.column(col)
+            if pa.types.is_timestamp(arr.type):
+                arr = pc.cast(arr, pa.int64())
+            cols[col] = arr.to_pylist()
+        keys = self._encoders[view.name].encode_arrow(table)
+        joins = list(zip(*[table.column(k).to_pylist() for k in view.join_keys], strict=True))
+        return keys, joins, _micros(table.column(EVENT_COLUMN)).tolist(), cols
 
     def _feed(self, view: StreamFeatureView, table: pa.Table,
-              on_time: np.ndarray[Any, Any]) -> None:
-        ws = self.windows[view.name]
+              on_time: np.ndarray[Any, Any], late: np.ndarray[Any, Any] | None = None) -> None:
+        """Add events to the view's windows (``late``: which of them arrived late and were
+        counted, when re-reading the log)."""
         if not on_time.all():
             table = table.filter(pa.array(on_time))
         if table.num_rows:
-            cols: dict[str, list[Any]] = {}
-            for col in ws.columns:
-                if col in cols:
-                    continue
-                arr = table.column(col)
-                if pa.types.is_timestamp(arr.type):
-                    arr = pc.cast(arr, pa.int64())
-                cols[col] = arr.to_pylist()
-            keys = self._encoders[view.name].encode_arrow(table)
-            joins = list(zip(*[table.column(k).to_pylist() for k in view.join_keys],
-                             strict=True))
-            ws.add(keys, joins, _micros(table.column(EVENT_COLUMN)).tolist(), cols)
+            keys, joins, ts, cols = self._window_args(view, table)
+            self.windows[view.name].add(keys, joins, ts, cols,
+                                        None if late is None else late.tolist())
 
     def _queue_windows(self, view: StreamFeatureView, rows: WindowRows) -> None:
         ends = pa.array(rows.ends_us, pa.int64()).cast(_TS)
@@ -364,7 +408,7 @@ class StreamProcessor:
             else:
                 cols[f.name] = pa.array(values, f.dtype.arrow)
         cols[EVENT_COLUMN] = ends
-        cols[CREATED_COLUMN] = ends
+        cols[CREATED_COLUMN] = pa.array(rows.created_us, pa.int64()).cast(_TS)
         table = pa.table(cols)
         c = self.counters[view.name]
         c.windows_emitted += table.num_rows
@@ -374,12 +418,14 @@ class StreamProcessor:
         self._buf.rows += table.num_rows
 
     def _buffer_events(self, events: Sequence[Event], tables: Sequence[pa.Table],
-                       late: np.ndarray[Any, Any]) -> None:
+                       behind: np.ndarray[Any, Any]) -> None:
         inputs = [self._inputs[v.name] for v in self.views]
         table = offline_table(self.source.batch_source, inputs, tables)
         table = table.append_column(EVENT_ID, pa.array([e.event_id for e in events],
                                                        pa.string()))
+        late = behind > 0
         table = table.append_column(LATE, pa.array(late))
+        table = table.append_column(BEHIND, pa.array(behind, pa.int64(), mask=~late))
         self._buf.events.append(table)
         self._buf.rows += table.num_rows
 
@@ -457,9 +503,9 @@ class StreamProcessor:
                                  self.source.batch_source.timestamp_field)}
         for view in self.views:
             if view.aggregations:
+                by = [*view.join_keys, EVENT_COLUMN, CREATED_COLUMN]
                 out[f"{view.name} windows"] = compact(
-                    self.window_logs[view.name], [*view.join_keys, EVENT_COLUMN], min_files,
-                    target_rows, EVENT_COLUMN)
+                    self.window_logs[view.name], by, min_files, target_rows, EVENT_COLUMN)
         return out
 
     def state(self) -> dict[str, Any]:

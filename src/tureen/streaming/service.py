@@ -178,6 +178,7 @@ class StreamService:
                     rows_per_second=self.rows_per_second.get(v.name, 0.0),
                     rows_total=c.rows if c else 0,
                     late_total=c.late if c else 0,
+                    late_updated_total=c.late_updated if c else 0,
                     dead_letters_total=c.dead_letters if c else 0,
                     windows_emitted_total=c.windows_emitted if c else 0,
                     last_event_time=micros_to_utc(c.last_event_us if c else None),

@@ -38,6 +38,9 @@ class ViewStatus(BaseModel):
     rows_per_second: float = 0.0
     rows_total: int = 0
     late_total: int = 0
+    late_updated_total: int = Field(default=0, description="Late events counted in their "
+                                    "windows (late_events='update'); late_total minus this "
+                                    "were left out of the windows.")
     dead_letters_total: int = 0
     windows_emitted_total: int = 0
     last_event_time: datetime | None = None

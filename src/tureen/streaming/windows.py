@@ -15,6 +15,16 @@ registers) past 4,096 values. So the stream (events in arrival order, windows cl
 watermark passes them) and a backfill (events from the offline log, closed at the end)
 produce the same rows. ``tests/unit/streaming/test_windows.py`` checks both against a
 brute-force oracle with hypothesis.
+
+Late events (``late_events="update"``): ``add_late`` puts an event into its tile even when
+windows it belongs to are closed, and returns the rows of the closed windows it changed,
+again. Rows exist at the boundaries where a tile of the entity enters or leaves a window,
+so the rows to rewrite are the entity's boundaries from the event's tile entering to its
+leaving the widest window. Each row's ``created`` is its end plus the number of late events
+in the tiles whose span covers it: it grows with every rewrite (the online store and a
+point-in-time join take the newest), and a backfill that sees the same events, late flags
+included, gives every row the same ``created`` and values as the stream's last rewrite.
+Tiles are kept ``allowed_lateness`` longer so a late event finds its window's other tiles.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import hashlib
 import heapq
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -192,17 +202,23 @@ class WindowRows:
     entity_values: list[tuple[Any, ...]]  # join key values, in the view's key order
     ends_us: list[int]
     values: list[list[Any]]  # one list per aggregation, aligned with the rows
+    created_us: list[int] = field(default_factory=list)  # end + late events counted in it
+
+    @classmethod
+    def empty(cls, n_aggs: int) -> WindowRows:
+        return cls([], [], [], [[] for _ in range(n_aggs)], [])
 
     def __len__(self) -> int:
         return len(self.keys)
 
 
 class _Entity:
-    __slots__ = ("join", "tiles")
+    __slots__ = ("join", "late", "tiles")
 
     def __init__(self, join: tuple[Any, ...]) -> None:
         self.join = join
         self.tiles: dict[int, list[list[Any]]] = {}
+        self.late: dict[int, int] = {}  # tile -> late events counted in it
 
 
 class WindowState:
@@ -217,6 +233,7 @@ class WindowState:
         self.windows = tuple(a.window_us for a in self.aggs)
         self.tile = math.gcd(self.slide, *self.windows)
         self.max_window = max(self.windows)
+        self.lateness = view.allowed_lateness_us
         fns = [_functions(a, a.column in float_columns) for a in self.aggs]
         self._new = [f[0] for f in fns]
         self._update = [f[1] for f in fns]
@@ -243,70 +260,128 @@ class WindowState:
         joins: Sequence[tuple[Any, ...]],
         ts_us: Sequence[int],
         columns: Mapping[str, Sequence[Any]],
+        late: Sequence[bool] | None = None,
     ) -> int:
-        """Add on-time events; returns how many fell into an already closed window (they
-        are skipped: the caller flags events behind the watermark before this)."""
+        """Add on-time events (``late``: which of them arrived late and were accepted, when
+        re-reading a log); returns how many fell into an already closed window (they are
+        skipped: the caller flags events behind the watermark before this)."""
         g, slide, closed = self.tile, self.slide, self.closed_us
         cols = [columns[c] for c in self.columns]
-        new, update = self._new, self._update
-        n_aggs = len(self.aggs)
         skipped = 0
         for i, key in enumerate(keys):
             ts = int(ts_us[i])
-            t = ts // g
-            start = t * g
-            enter = (start // slide + 1) * slide
+            enter = (ts // g * g // slide + 1) * slide
             if closed is not None and enter <= closed:
                 skipped += 1
                 continue
-            ent = self.entities.get(key)
-            if ent is None:
-                ent = self.entities[key] = _Entity(tuple(joins[i]))
-            parts = ent.tiles.get(t)
-            if parts is None:
-                parts = ent.tiles[t] = [new[a]() for a in range(n_aggs)]
-                holders = self.by_tile.get(t)
-                if holders is None:
-                    holders = self.by_tile[t] = []
-                    heapq.heappush(self._tile_heap, t)
-                holders.append(key)
-                self._schedule(enter, key)
-                for w in self.distinct_windows:
-                    self._schedule(((start + w) // slide + 1) * slide, key)
-            for a in range(n_aggs):
-                v = cols[a][i]
-                if v is None or (isinstance(v, float) and not math.isfinite(v)):
-                    continue
-                if isinstance(v, float):
-                    v = v + 0.0
-                update[a](parts[a], v)
+            self._put(key, joins[i], ts, [c[i] for c in cols], bool(late[i]) if late else False)
         return skipped
+
+    def _put(self, key: bytes, join: tuple[Any, ...], ts: int, values: Sequence[Any],
+             late: bool) -> int:
+        """Add one event to its tile (scheduling the tile's boundaries that are still
+        open); returns the tile."""
+        g = self.tile
+        t = ts // g
+        ent = self.entities.get(key)
+        if ent is None:
+            ent = self.entities[key] = _Entity(tuple(join))
+        parts = ent.tiles.get(t)
+        if parts is None:
+            parts = ent.tiles[t] = [new() for new in self._new]
+            holders = self.by_tile.get(t)
+            if holders is None:
+                holders = self.by_tile[t] = []
+                heapq.heappush(self._tile_heap, t)
+            holders.append(key)
+            closed = self.closed_us
+            for b in self._boundaries(t):
+                if closed is None or b > closed:
+                    self._schedule(b, key)
+        if late:
+            ent.late[t] = ent.late.get(t, 0) + 1
+        update = self._update
+        for a, v in enumerate(values):
+            if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                continue
+            if isinstance(v, float):
+                v = v + 0.0
+            update[a](parts[a], v)
+        return t
+
+    def _boundaries(self, t: int) -> list[int]:
+        """Where tile ``t`` enters every window, then where it leaves each window size (the
+        last is where it has left them all)."""
+        start, slide = t * self.tile, self.slide
+        return [(start // slide + 1) * slide,
+                *(((start + w) // slide + 1) * slide for w in self.distinct_windows)]
+
+    def add_late(
+        self,
+        keys: Sequence[bytes],
+        joins: Sequence[tuple[Any, ...]],
+        ts_us: Sequence[int],
+        columns: Mapping[str, Sequence[Any]],
+    ) -> WindowRows:
+        """Add late events accepted by the view's ``allowed_lateness``; returns the rows of
+        the already closed windows they changed (open ones are emitted by ``close_until``)."""
+        cols = [columns[c] for c in self.columns]
+        spans: dict[bytes, tuple[int, int]] = {}
+        for i, key in enumerate(keys):
+            bounds = self._boundaries(self._put(key, joins[i], int(ts_us[i]),
+                                                [c[i] for c in cols], True))
+            lo, hi = bounds[0], bounds[-1]
+            if key in spans:
+                lo, hi = min(lo, spans[key][0]), max(hi, spans[key][1])
+            spans[key] = (lo, hi)
+        out = WindowRows.empty(len(self.aggs))
+        closed = self.closed_us
+        if closed is None:
+            return out
+        for key in sorted(spans):
+            lo, hi = spans[key]
+            ent = self.entities[key]
+            ends = sorted({b for t in ent.tiles for b in self._boundaries(t)
+                           if lo <= b <= min(hi, closed)})
+            for b in ends:
+                self._emit(out, key, ent, b)
+        return out
+
+    def _emit(self, out: WindowRows, key: bytes, ent: _Entity, b: int) -> None:
+        out.keys.append(key)
+        out.entity_values.append(ent.join)
+        out.ends_us.append(b)
+        for a, w in enumerate(self.windows):
+            lo, hi = (b - w) // self.tile, b // self.tile
+            parts = [p[a] for t, p in ent.tiles.items() if lo <= t < hi]
+            out.values[a].append(self._finish[a](parts))
+        revisions = 0
+        for t, n in ent.late.items():
+            bounds = self._boundaries(t)
+            if bounds[0] <= b <= bounds[-1]:
+                revisions += n
+        out.created_us.append(b + revisions)
 
     def close_until(self, watermark_us: int) -> WindowRows:
         """Emit the rows of every window ending at or before ``watermark_us`` that changed."""
-        out = WindowRows([], [], [], [[] for _ in self.aggs])
+        out = WindowRows.empty(len(self.aggs))
         limit = (watermark_us // self.slide) * self.slide
         while self._heap and self._heap[0] <= limit:
             b = heapq.heappop(self._heap)
             for key in sorted(self.pending.pop(b)):
                 ent = self.entities.get(key)
-                if ent is None:
-                    continue
-                out.keys.append(key)
-                out.entity_values.append(ent.join)
-                out.ends_us.append(b)
-                for a, w in enumerate(self.windows):
-                    lo, hi = (b - w) // self.tile, b // self.tile
-                    parts = [p[a] for t, p in ent.tiles.items() if lo <= t < hi]
-                    out.values[a].append(self._finish[a](parts))
+                if ent is not None:
+                    self._emit(out, key, ent, b)
             self._evict(b)
         if self.closed_us is None or limit > self.closed_us:
             self.closed_us = limit
         return out
 
     def _evict(self, closed: int) -> None:
-        """Drop tiles no window after ``closed`` can contain."""
-        oldest = (closed - self.max_window) // self.tile
+        """Drop tiles no window after ``closed`` can contain, nor any a late event accepted
+        ``allowed_lateness`` behind it could change (their last boundary is behind it)."""
+        margin = self.lateness + self.slide if self.lateness else 0
+        oldest = (closed - margin - self.max_window) // self.tile
         heap, entities = self._tile_heap, self.entities
         while heap and heap[0] < oldest:
             t = heapq.heappop(heap)
@@ -315,6 +390,7 @@ class WindowState:
                 if ent is None:
                     continue
                 ent.tiles.pop(t, None)
+                ent.late.pop(t, None)
                 if not ent.tiles:
                     del entities[key]
 

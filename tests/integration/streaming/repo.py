@@ -43,7 +43,8 @@ tx_stats = StreamFeatureView(
 """
 
 
-def make_repo(path: Path, bootstrap: str, topic: str, online: str = "") -> Path:
+def make_repo(path: Path, bootstrap: str, topic: str, online: str = "",
+              features: str = FEATURES) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     online = online or "online_store: {type: sqlite, path: data/online.db, busy_timeout_ms: 50}"
     (path / "tureen.yaml").write_text(textwrap.dedent(f"""\
@@ -55,7 +56,7 @@ def make_repo(path: Path, bootstrap: str, topic: str, online: str = "") -> Path:
           status_interval_seconds: 0.2
           retry_max_seconds: 0.5
         """))
-    (path / "features.py").write_text(FEATURES.replace("{topic}", topic))
+    (path / "features.py").write_text(features.replace("{topic}", topic))
     with FeatureStore(path) as store:
         store.apply()
     return path
@@ -133,5 +134,7 @@ def log_rows(repo: Path, sub: str = "") -> list[dict[str, Any]]:
         uniq = {r[EVENT_ID]: r for r in rows}
         rows = [{k: v for k, v in r.items() if k != EVENT_ID} for r in uniq.values()]
         return sorted(rows, key=lambda r: (r["event_timestamp"], r["account_id"], r["amount"]))
-    uniq = {(r["account_id"], r["event_timestamp"]): r for r in rows}
+    # one row per window: the newest version (late events rewrite windows: later created)
+    uniq = {(r["account_id"], r["event_timestamp"]): r
+            for r in sorted(rows, key=lambda r: r["created_timestamp"])}
     return sorted(uniq.values(), key=lambda r: (r["account_id"], r["event_timestamp"]))

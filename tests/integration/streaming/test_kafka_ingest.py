@@ -7,12 +7,15 @@ import sqlite3
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.integration.streaming.broker import Broker
 from tests.integration.streaming.repo import (
+    FEATURES,
+    T0,
     Ingester,
     caught_up,
     event,
@@ -122,6 +125,30 @@ def test_late_and_out_of_order_events(broker: Broker, tmp_path: Path) -> None:
     assert [r["_tureen_late"] for r in log_rows(repo)] == [True, False, False, False]
     last = online_values(repo, [1])["last_tx"]
     assert last["amount"] == [8.0]
+
+
+def test_late_events_update_their_windows_when_the_view_says_so(broker: Broker,
+                                                                tmp_path: Path) -> None:
+    topic = f"lateup-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(topic, 1)
+    # as above; 10 s arrives 60 s behind the watermark (70 s), within allowed_lateness
+    evs = [event(0, 1, 100, 1.0, "a"), event(1, 1, 80, 2.0, "b"), event(2, 1, 10, 4.0, "c"),
+           event(3, 1, 400, 8.0, "d")]
+    broker.produce(topic, evs)
+    features = FEATURES.replace(
+        "timedelta(minutes=1)),\n    ])", "timedelta(minutes=1)),\n    ], late_events='update', "
+        "allowed_lateness=timedelta(minutes=2))")
+    assert "late_events" in features
+    repo = make_repo(tmp_path / "r", broker.bootstrap, topic, features=features)
+    run_to_end(repo, len(evs))
+    st = statuses(repo)["tx_stats"]
+    assert (st.late_total, st.late_updated_total, st.rows_total) == (1, 1, 4)
+    windows = {r["event_timestamp"]: r for r in log_rows(repo, "_windows/tx_stats")}
+    one, two = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
+    assert windows[one]["sum_amount_10m"] == 4.0  # the late event's own window, now closed
+    assert windows[one]["created_timestamp"] == one + timedelta(microseconds=1)
+    assert windows[two]["sum_amount_10m"] == 7.0  # 100 s, 80 s and the late 10 s
+    assert online_values(repo, [1])["tx_stats"]["sum_amount_10m"] == [7.0]
 
 
 def test_online_store_down_pauses_and_loses_nothing(broker: Broker, tmp_path: Path) -> None:

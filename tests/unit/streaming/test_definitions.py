@@ -99,6 +99,25 @@ def test_windows_need_the_offline_log() -> None:
                                                              timedelta(hours=1))])
 
 
+def test_late_event_policy_is_checked() -> None:
+    agg = [Aggregation("amount", "sum", timedelta(hours=1))]
+    v = stream_view(aggregations=agg, late_events="update",
+                    allowed_lateness=timedelta(minutes=30))
+    assert v.allowed_lateness_us == 30 * 60 * 1_000_000
+    assert stream_view(aggregations=agg).allowed_lateness_us == 0  # "drop", the default
+    with pytest.raises(InvalidRequestError, match="needs allowed_lateness > 0"):
+        stream_view(aggregations=agg, late_events="update")
+    with pytest.raises(InvalidRequestError, match="with late_events='update' only"):
+        stream_view(aggregations=agg, allowed_lateness=timedelta(minutes=1))
+    with pytest.raises(InvalidRequestError, match="latest-value view always takes"):
+        stream_view(late_events="update", allowed_lateness=timedelta(minutes=1))
+    with pytest.raises(InvalidRequestError, match="'drop' or 'update'"):
+        stream_view(aggregations=agg, late_events="keep")
+    with pytest.raises(InvalidRequestError, match=">= 0"):
+        stream_view(aggregations=agg, late_events="update",
+                    allowed_lateness=timedelta(minutes=-1))
+
+
 def test_sources_are_checked() -> None:
     with pytest.raises(InvalidRequestError, match="StreamFeatureView"):
         FeatureView(name="v", entities=[account], schema=schema, source=kafka)
@@ -115,16 +134,20 @@ def test_sources_are_checked() -> None:
 def test_registry_round_trip_keeps_every_field() -> None:
     v = stream_view(aggregations=[Aggregation("amount", "sum", timedelta(hours=1),
                                               timedelta(minutes=5))], ttl=timedelta(days=1))
+    late = stream_view(name="late", aggregations=v.aggregations, late_events="update",
+                       allowed_lateness=timedelta(minutes=7))
     push = stream_view(name="clicks", source=PushSource("clicks", FileSource("data/clicks/")))
     avro = stream_view(name="avro", source=KafkaSource(
         name="a", topic="t", batch_source=FileSource("data/a/"),
         message_format=AvroFormat('{"type": "record", "name": "r", "fields": []}')))
     snap = RegistrySnapshot("p", entities={"account": account},
-                            feature_views={x.name: x for x in (v, push, avro)})
+                            feature_views={x.name: x for x in (v, late, push, avro)})
     back = RegistrySnapshot.from_dict(snap.to_dict())
     assert {k: x.to_dict() for k, x in back.feature_views.items()} == {
         k: x.to_dict() for k, x in snap.feature_views.items()}
     assert isinstance(back.feature_views["tx_stats"], StreamFeatureView)
+    assert back.feature_views["late"] == late
+    assert "late_events" not in v.to_dict()  # a "drop" view's record is unchanged
 
 
 HEADER = """

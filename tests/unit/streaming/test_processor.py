@@ -38,10 +38,12 @@ def source(delay: int = 0) -> KafkaSource:
                        watermark_delay=timedelta(seconds=delay))
 
 
-def views(src: KafkaSource) -> list[StreamFeatureView]:
+def views(src: KafkaSource, late: str = "drop") -> list[StreamFeatureView]:
     latest = StreamFeatureView(name="last_tx", entities=[account], source=src,
                                schema=[Field("amount", Float64), Field("merchant", String)])
-    stats = StreamFeatureView(
+    lateness = {"late_events": "update", "allowed_lateness": timedelta(minutes=5)} if (
+        late == "update") else {}
+    stats = StreamFeatureView(  # type: ignore[misc]
         name="tx_stats", entities=[account], source=src,
         schema=[Field("amount", Float64), Field("merchant", String)],
         aggregations=[
@@ -49,7 +51,7 @@ def views(src: KafkaSource) -> list[StreamFeatureView]:
             Aggregation("amount", "count", timedelta(minutes=30), timedelta(minutes=1)),
             Aggregation("merchant", "count_distinct_approx", timedelta(minutes=10),
                         timedelta(minutes=1)),
-        ])
+        ], **lateness)
     return [latest, stats]
 
 
@@ -68,10 +70,11 @@ def online(store: SqliteOnlineStore, view: StreamFeatureView, ids: list[int]
     return [None if r is None else (reader.read(r)[0], list(reader.read(r)[1])) for r in rows]
 
 
-def make(tmp_path: Path, delay: int = 0) -> tuple[StreamProcessor, SqliteOnlineStore]:
+def make(tmp_path: Path, delay: int = 0, late: str = "drop"
+         ) -> tuple[StreamProcessor, SqliteOnlineStore]:
     src = source(delay)
     store = SqliteOnlineStore(tmp_path / "online.db", "p")
-    return StreamProcessor(src, views(src), store, tmp_path), store
+    return StreamProcessor(src, views(src, late), store, tmp_path), store
 
 
 def test_latest_values_dead_letters_and_offline_log(tmp_path: Path) -> None:
@@ -114,13 +117,13 @@ def test_late_events_are_counted_kept_offline_and_left_out_of_windows(tmp_path: 
     assert online(store, stats, [1])[0] is not None
 
 
-def run(tmp_path: Path, events: list[Event], crash_at: list[int], flush_every: int
-        ) -> tuple[list[Any], list[dict[str, Any]], list[dict[str, Any]]]:
+def run(tmp_path: Path, events: list[Event], crash_at: list[int], flush_every: int,
+        late: str = "drop") -> tuple[list[Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Feed events like the Kafka loop does (commit = flush); at each crash point drop the
     processor without flushing and restart from the last committed event."""
     committed = 0
     pos = 0
-    proc, store = make(tmp_path, delay=20)
+    proc, store = make(tmp_path, delay=20, late=late)
     proc.restore()
     crashes = sorted(crash_at)
     while pos < len(events):
@@ -131,7 +134,7 @@ def run(tmp_path: Path, events: list[Event], crash_at: list[int], flush_every: i
             if random.Random(pos).random() < 0.5:  # sometimes the log was written, not committed
                 proc.flush()
             store.close()
-            proc, store = make(tmp_path, delay=20)
+            proc, store = make(tmp_path, delay=20, late=late)
             proc.restore()
             pos = committed
             continue
@@ -141,7 +144,7 @@ def run(tmp_path: Path, events: list[Event], crash_at: list[int], flush_every: i
             proc.flush()
             committed = pos
     proc.flush()
-    latest, stats = views(source())
+    latest, stats = views(source(), late)
     ids = sorted({e.row["account_id"] for e in events if e.row})
     state = online(store, latest, ids) + online(store, stats, ids)
     store.close()
@@ -150,13 +153,16 @@ def run(tmp_path: Path, events: list[Event], crash_at: list[int], flush_every: i
                    key=lambda r: r[EVENT_ID])
     wpath = tmp_path / "data" / "tx" / "_windows" / "tx_stats"
     windows = pads.dataset(str(wpath)).to_table().to_pylist() if wpath.exists() else []
-    unique = sorted({(r["account_id"], r["event_timestamp"]): r for r in windows}.values(),
-                    key=lambda r: (r["account_id"], r["event_timestamp"]))
+    newest = {(r["account_id"], r["event_timestamp"]): r  # rewrites: the newest is current
+              for r in sorted(windows, key=lambda r: r["created_timestamp"])}
+    unique = sorted(newest.values(), key=lambda r: (r["account_id"], r["event_timestamp"]))
     return state, by_id, unique
 
 
+@pytest.mark.parametrize("late", ["drop", "update"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_crash_anywhere_gives_the_clean_run_result(tmp_path: Path, seed: int) -> None:
+def test_a_crash_anywhere_gives_the_clean_run_result(tmp_path: Path, seed: int,
+                                                     late: str) -> None:
     rng = random.Random(seed)
     events = []
     t = 0.0
@@ -165,10 +171,13 @@ def test_a_crash_anywhere_gives_the_clean_run_result(tmp_path: Path, seed: int) 
         jitter = rng.uniform(-40, 0)  # some arrive out of order, some late
         events.append(event(i, rng.randint(1, 5), t + jitter, round(rng.uniform(1, 50), 2),
                             rng.choice("abcde")))
-    clean = run(tmp_path / "clean", events, [], 40)
-    crashed = run(tmp_path / "crashed", events, [rng.randrange(300) for _ in range(4)], 40)
+    clean = run(tmp_path / "clean", events, [], 40, late)
+    crashed = run(tmp_path / "crashed", events, [rng.randrange(300) for _ in range(4)], 40,
+                  late)
     assert crashed == clean
     assert clean[2], "windows were emitted"
+    if late == "update":  # late events were counted: some window was rewritten
+        assert any(r["created_timestamp"] > r["event_timestamp"] for r in clean[2])
 
 
 

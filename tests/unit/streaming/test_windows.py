@@ -85,10 +85,15 @@ def oracle(view: StreamFeatureView, events: list[Event], entity: int, end: int) 
 
 
 def feed(state: WindowState, batch: list[Event]) -> None:
-    state.add([e[0].to_bytes(8, "big") for e in batch], [(e[0],) for e in batch],
-              [e[1] for e in batch],
-              {"amount": [e[2] for e in batch], "n": [e[3] for e in batch],
-               "merchant": [e[4] for e in batch]})
+    state.add(*columns(batch))
+
+
+def columns(batch: list[Event]) -> tuple[list[bytes], list[tuple[int]], list[int],
+                                         dict[str, list[Any]]]:
+    """What ``WindowState.add`` takes: keys, join values, event times, columns."""
+    return ([e[0].to_bytes(8, "big") for e in batch], [(e[0],) for e in batch],
+            [e[1] for e in batch], {"amount": [e[2] for e in batch], "n": [e[3] for e in batch],
+                                    "merchant": [e[4] for e in batch]})
 
 
 def rows(emitted: list[WindowRows]) -> dict[tuple[int, int], list[Any]]:
@@ -147,7 +152,12 @@ def test_stream_equals_backfill_equals_oracle(events: list[Event], windows: tupl
     view = make_view(windows)
     streamed, accepted, final = stream(view, events, delay, random.Random(seed))
     assert streamed == backfill(view, accepted, final)
-    # every emitted row is the oracle's value; between rows the value did not change
+    agrees_with_oracle(view, accepted, streamed, final)
+
+
+def agrees_with_oracle(view: StreamFeatureView, accepted: list[Event],
+                       streamed: dict[tuple[int, int], list[Any]], final: int) -> None:
+    """Every emitted row is the oracle's value; between rows the value did not change."""
     closed = (final // S) * S
     for entity in {e[0] for e in accepted}:
         last: list[Any] | None = None
@@ -183,3 +193,97 @@ def test_state_is_bounded_by_the_window() -> None:
         state.close_until(t)
     assert state.state_size() <= 5 * (4 * S // state.tile + 2)
     assert len(state.pending) <= 5 * 4 + 10
+
+
+def make_late_view(windows: tuple[int, int, int], lateness: int) -> StreamFeatureView:
+    base = make_view(windows)
+    return StreamFeatureView(
+        name=base.name, entities=base.entities, source=base.source, schema=base.schema,
+        aggregations=base.aggregations, late_events="update",
+        allowed_lateness=timedelta(microseconds=lateness))
+
+
+def late_rows(emitted: list[WindowRows]) -> dict[tuple[int, int], tuple[int, list[Any]]]:
+    """The newest row of each (entity, end) by created time, as the online store and a
+    point-in-time join pick it; every rewrite is newer than the row it replaces."""
+    out: dict[tuple[int, int], tuple[int, list[Any]]] = {}
+    for r in emitted:
+        for i, (join, end) in enumerate(zip(r.entity_values, r.ends_us, strict=True)):
+            created = r.created_us[i]
+            assert created >= end
+            held = out.get((join[0], end))
+            if held is not None:
+                assert created > held[0], "a rewrite is not newer than the row it replaces"
+            out[(join[0], end)] = (created, [vals[i] for vals in r.values])
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=events_st, windows=st.tuples(st.integers(1, 4), st.integers(1, 4),
+                                           st.integers(1, 4)),
+       delay=st.integers(0, 40), lateness=st.integers(1, 80), seed=st.integers(0, 1000))
+def test_late_events_update_their_windows_as_a_backfill_would(
+        events: list[Event], windows: tuple[int, int, int], delay: int, lateness: int,
+        seed: int) -> None:
+    """late_events="update": a late event within allowed_lateness rewrites the closed
+    windows it changes. The newest row of every window equals a backfill that saw the same
+    events (late flags included: same created time, same values), and every row a
+    point-in-time read picks equals the brute-force oracle over the counted events."""
+    view = make_late_view(windows, lateness)
+    rng = random.Random(seed)
+    state = WindowState(view, {"amount"})
+    emitted: list[WindowRows] = []
+    counted: list[tuple[Event, bool]] = []
+    newest = None
+    i = 0
+    while i < len(events):
+        size = rng.randint(1, 7)
+        on_time, late = [], []
+        for e in events[i:i + size]:
+            watermark = None if newest is None else newest - delay
+            if watermark is not None and e[1] < watermark:
+                if watermark - e[1] <= lateness:
+                    late.append(e)
+                continue  # too late: dropped
+            on_time.append(e)
+            newest = e[1] if newest is None else max(newest, e[1])
+        i += size
+        feed(state, on_time)
+        emitted.append(state.add_late(*columns(late)))
+        counted += [(e, False) for e in on_time] + [(e, True) for e in late]
+        if newest is not None:
+            emitted.append(state.close_until(newest - delay))
+    final = (newest - delay) if newest is not None else 0
+    streamed = late_rows(emitted)
+
+    again = WindowState(view, {"amount"})
+    ordered = sorted(counted, key=lambda c: c[0][1])
+    again.add(*columns([e for e, _ in ordered]), late=[flag for _, flag in ordered])
+    assert streamed == late_rows([again.close_until(final)])
+
+    agrees_with_oracle(view, [e for e, _ in counted],
+                       {k: values for k, (_, values) in streamed.items()}, final)
+
+
+def test_a_late_event_rewrites_its_closed_window_with_a_newer_row() -> None:
+    view = make_late_view((2, 2, 2), lateness=30)
+    state = WindowState(view, {"amount"})
+    feed(state, [(1, 5, 1.0, 1, "a"), (1, 55, 2.0, 2, "b")])
+    first = state.close_until(50)
+    assert (first.ends_us, first.created_us) == ([10, 30], [10, 30])
+    assert first.values[0] == [1.0, None]  # sum_amount over 20 µs windows
+    rewrite = state.add_late(*columns([(1, 25, 4.0, 4, "c")]))  # 25 behind a watermark of 50
+    assert rewrite.ends_us == [30, 50]  # where the late event's tile enters and leaves
+    assert rewrite.created_us == [31, 51]
+    assert [v[0] for v in zip(*rewrite.values, strict=True)] == [4.0, None]
+    assert state.add_late(*columns([(1, 26, 1.0, 1, "d")])).created_us == [32, 52]
+
+
+def test_tiles_stay_long_enough_for_a_late_event_to_find_its_window() -> None:
+    view = make_late_view((4, 4, 4), lateness=60)  # 40 µs windows
+    state = WindowState(view, {"amount"})
+    feed(state, [(1, 120, 1.0, 1, "a"), (2, 240, 5.0, 5, "b")])
+    state.close_until(200)  # the window [120, 160) is closed and long behind
+    rewrite = state.add_late(*columns([(1, 150, 2.0, 2, "c")]))  # 50 behind 200
+    sums = dict(zip(rewrite.ends_us, rewrite.values[0], strict=True))
+    assert sums[160] == 3.0  # 120's event is still in its window
