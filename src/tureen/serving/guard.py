@@ -51,8 +51,11 @@ from tureen.serving.context import (
     resolve_request_id,
     valid_traceparent,
 )
+from tureen.serving.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
+#: one throttled log line per kind of known 5xx refusal
+_REFUSALS: dict[type[BaseException], RateLimitedLog] = {}
 
 T = TypeVar("T")
 
@@ -90,9 +93,12 @@ def failure_of(ctx: RequestContext, exc: BaseException, where: str = "") -> Requ
         return exc
     http, grpc = codes_of(exc)
     if isinstance(exc, TureenError):
-        if http >= 500:
-            log.warning("%s failed (request id %s): %s", where or ctx.operation,
-                        ctx.request_id, exc)
+        if http >= 500:  # overload, a backend down: as many as requests come, so throttled
+            refusals = _REFUSALS.get(type(exc))
+            if refusals is None:
+                refusals = _REFUSALS[type(exc)] = RateLimitedLog(log)
+            refusals.warning("%s failed (request id %s): %s", where or ctx.operation,
+                             ctx.request_id, exc)
         return RequestFailedError(http, grpc, str(exc), ctx.response_headers, exc)
     log.error("internal error serving %s (request id %s)", where or ctx.operation,
               ctx.request_id, exc_info=exc)

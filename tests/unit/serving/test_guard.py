@@ -271,3 +271,25 @@ async def test_model_control_is_off_unless_enabled() -> None:
     with pytest.raises(PermissionDeniedError, match="--enable_model_control"):
         await dp.unload("anything")
     dp.close()
+
+
+def test_refusals_under_overload_are_logged_once_not_per_request(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A 503 for overload was logged per request: a burst of refused requests was also a
+    burst of log lines. Each kind of such refusal is now logged once per interval, with a
+    count; an unexpected error is still logged every time, with its request id."""
+    from tureen.serving.guard import failure_of
+
+    class BusyError(OverloadedError):  # its own kind: other tests' refusals do not count here
+        pass
+
+    chain = GuardChain()
+    with caplog.at_level("WARNING", logger="tureen.serving.guard"):
+        for i in range(300):
+            failure_of(chain.context("http", "POST /v2/models/m/infer",
+                                     {"x-request-id": f"r{i}"}), BusyError("too busy; retry."))
+        assert len([r for r in caplog.records if "too busy" in r.getMessage()]) == 1
+        for i in range(3):
+            failure_of(chain.context("http", "POST /x", {"x-request-id": f"u{i}"}),
+                       RuntimeError("bug"))
+    assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 3

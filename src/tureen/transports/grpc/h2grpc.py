@@ -25,6 +25,7 @@ from tureen.errors import InvalidRequestError, PayloadTooLargeError
 from tureen.serving.context import RequestContext
 from tureen.serving.dataplane import DataPlane
 from tureen.serving.guard import GuardChain, RequestFailedError
+from tureen.serving.ratelog import RateLimitedLog
 from tureen.transports.eager import start_eager
 from tureen.transports.grpc import h2frames as f
 from tureen.transports.grpc.h2calm import H2Limits
@@ -33,7 +34,6 @@ from tureen.transports.grpc.h2request import Request
 from tureen.transports.grpc.h2stream import StreamCall, inflate
 from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, STREAMS, InferenceServicer
 from tureen.transports.grpc.hpack import encode_field, encode_str
-from tureen.transports.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

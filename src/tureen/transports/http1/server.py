@@ -16,11 +16,11 @@ import socket
 from ssl import SSLContext
 from typing import Any
 
+from tureen.serving.ratelog import RateLimitedLog
 from tureen.transports.http1 import response
 from tureen.transports.http1.asgi import ASGIApp, Lifespan
 from tureen.transports.http1.native import Headers, NativeHandler, NativeResolver, Reply
 from tureen.transports.http1.protocol import Connection
-from tureen.transports.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
