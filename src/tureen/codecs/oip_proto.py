@@ -9,6 +9,7 @@ import numpy as np
 from tureen.codecs.pb import inference_pb2 as pb
 from tureen.codecs.tensor import (
     check_datatype,
+    check_range,
     check_shape,
     decode_binary,
     element_count,
@@ -139,6 +140,8 @@ def decode_request(msg: pb.ModelInferRequest, headers: dict[str, str]) -> InferR
                 data[:] = list(values)
                 data = data.reshape(shape)
             else:
+                if dt.kind in "iu" and dt.itemsize < 4:  # INT8/16, UINT8/16 in 32-bit fields
+                    check_range(t.name, t.datatype, np.asarray(values), dt)
                 data = np.array(values, dtype=dt).reshape(shape)
         inputs.append(InferInput(t.name, t.datatype, shape, data, _params(t.parameters)))
     outputs = None

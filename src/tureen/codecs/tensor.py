@@ -108,7 +108,26 @@ def decode_json(name: str, datatype: str, shape: Sequence[int], data: Any) -> ND
         )
     if raw.size != element_count(shape):
         raise _size_error(name, shape, int(raw.size))
+    check_range(name, datatype, raw, dt)
     return raw.astype(dt, copy=False).reshape(shape)
+
+
+def check_range(name: str, datatype: str, raw: NDArray, dt: np.dtype[Any]) -> None:
+    """Values ``dt`` cannot hold are a client's mistake (a cast would wrap them or make them
+    infinite, silently)."""
+    if not raw.size or np.can_cast(raw.dtype, dt, "safe"):
+        return
+    lo, hi = raw.min(), raw.max()
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        bad = lo if lo < info.min else hi if hi > info.max else None
+    else:
+        limit = float(np.finfo(dt).max)
+        bad = lo if float(lo) < -limit else hi if float(hi) > limit else None
+    if bad is not None:
+        raise InvalidRequestError(
+            f"tensor {name!r} holds {bad.item()!r}, which is out of range for {datatype}; "
+            "send values the datatype can hold, or declare a wider datatype.")
 
 
 def _exact_integers(data: list[Any], dt: np.dtype[Any]) -> NDArray | None:

@@ -95,6 +95,14 @@ def test_nested_and_flat_json_agree() -> None:
         ("FP99", [1], [1], "unknown datatype"),
         ("FP32", [2, 2], [[1.0, 2.0], [3.0]], "ragged"),
         ("BYTES", [1], [1], "JSON strings"),
+        # values the datatype cannot hold were wrapped or turned into inf, silently
+        ("INT8", [2], [1, 300], "out of range for INT8"),
+        ("UINT8", [1], [-1], "out of range for UINT8"),
+        ("INT32", [1], [2**31], "out of range for INT32"),
+        ("INT64", [1], [2**63], "out of range for INT64"),
+        ("UINT32", [2, 1], [[1], [2**32]], "out of range for UINT32"),
+        ("FP16", [1], [1e10], "out of range for FP16"),
+        ("FP32", [1], [-1e39], "out of range for FP32"),
     ],
 )
 def test_json_errors_say_what_is_wrong(datatype: str, shape: list[int], data: Any,
@@ -120,3 +128,24 @@ def test_fp16_binary_is_little_endian() -> None:
     assert encode_binary(arr) == arr.astype("<f2").tobytes()
     big = arr.astype(">f2")
     assert encode_binary(big) == arr.astype("<f2").tobytes()
+
+
+@pytest.mark.parametrize(("datatype", "field", "value"), [
+    ("INT8", "int_contents", 300), ("INT16", "int_contents", -70_000),
+    ("UINT8", "uint_contents", 256), ("UINT16", "uint_contents", 70_000),
+])
+def test_grpc_typed_contents_out_of_range_are_refused(datatype: str, field: str,
+                                                      value: int) -> None:
+    """INT8/16 and UINT8/16 travel in 32-bit fields; a value they cannot hold was wrapped."""
+    from tureen.codecs.oip_proto import decode_request
+    from tureen.codecs.pb import inference_pb2 as pb
+
+    msg = pb.ModelInferRequest(model_name="m")
+    t = msg.inputs.add(name="x", datatype=datatype, shape=[2])
+    getattr(t.contents, field).extend([1, value])
+    with pytest.raises(InvalidRequestError, match=f"out of range for {datatype}"):
+        decode_request(msg, {})
+    ok = pb.ModelInferRequest(model_name="m")
+    t = ok.inputs.add(name="x", datatype=datatype, shape=[2])
+    getattr(t.contents, field).extend([1, 2])
+    assert decode_request(ok, {}).inputs[0].data.tolist() == [1, 2]
