@@ -287,6 +287,7 @@ def main() -> None:
                 points[f"{label}_v2_c{c}"] = ("wrk", f"{url}/v2/models/lr/infer", v2, c)
                 points[f"{label}_grpc_c{c}"] = ("h2", f"127.0.0.1:{gport}", body, c)
         results: dict[str, list[dict[str, float]]] = {k: [] for k in points}
+        load_before = [round(x, 2) for x in os.getloadavg()]
         for _ in range(args.runs):
             for key, (kind, target, payload, conns) in points.items():
                 if kind == "wrk":
@@ -309,7 +310,9 @@ def main() -> None:
                              med[f"kserve_{p}_c16"]["requests_per_s"]) for p in protos}
 
         report: dict[str, Any] = {
-            "machine": {"cpus": os.cpu_count(), "runs": args.runs, "seconds_per_point":
+            "machine": {"cpus": os.cpu_count(), "load_average_before": load_before,
+                        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                        "runs": args.runs, "seconds_per_point":
                         args.duration, "load_generators": {"rest": "wrk -t1",
                                                            "grpc": "h2load -t1 -m1"},
                         "kserve": "0.21 measured in this run" if kserve else "not installed"},
