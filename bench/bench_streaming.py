@@ -8,7 +8,10 @@ Producer for the throughput runs: linger.ms=5, batch.num.messages=10000, acks=al
 idempotence on, messages pre-produced before the clock starts. Producer for the lag run:
 linger.ms=1, acks=all, one message every 200 µs from its own process, each carrying its
 send time; "visible" is the moment
-the online write holding it committed (a read after it sees the row).
+the online write holding it committed (a read after it sees the row); "ingester_own_part"
+is the part from the processor receiving the event (just after the consumer returned it) to
+visible, the rest being delivery (producer, broker, fetch) that the bare consumer also
+waits for. Each lag run notes the load average when it ends.
 
     python bench/bench_streaming.py [--events 200000] [--rounds 3] [--no-redis]
 """
@@ -35,6 +38,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.integration.streaming.broker import Broker
 
+from tureen.definitions import StreamFeatureView
 from tureen.store import FeatureStore
 from tureen.streaming.kafka import KafkaIngester
 from tureen.streaming.processor import StreamProcessor
@@ -91,9 +95,15 @@ def produce(broker: Broker, topic: str, n: int, entities: int) -> None:
     assert p.flush(60) == 0
 
 
+def stream_view(store: FeatureStore) -> StreamFeatureView:
+    view = store.get_feature_view("v")
+    assert isinstance(view, StreamFeatureView)
+    return view
+
+
 def ingest(store: FeatureStore, until: int, observe: Any = None) -> tuple[float, KafkaIngester]:
     cfg = store.config.streaming
-    view = store.get_feature_view("v")
+    view = stream_view(store)
     source = view.source
 
     def make() -> StreamProcessor:
@@ -136,7 +146,7 @@ def bare(broker: Broker, topic: str, n: int) -> float:
             first = (time.perf_counter(), len(msgs))
         for m in msgs:
             if m.error() is None:
-                orjson.loads(m.value())
+                orjson.loads(m.value() or b"")
                 got += 1
     end = time.perf_counter()
     c.close()
@@ -145,37 +155,75 @@ def bare(broker: Broker, topic: str, n: int) -> float:
 
 
 class LagProbe:
-    """Online store wrapper: records send -> committed-write time of every row written."""
+    """Online store wrapper: records send -> committed-write time of every row written, and
+    (with ``received``: send time -> when the processor got it) the ingester's own part."""
 
-    def __init__(self, inner: Any, lags: list[float]) -> None:
+    def __init__(self, inner: Any, lags: list[float],
+                 received: dict[float, float] | None = None,
+                 own: list[float] | None = None) -> None:
         self.inner, self.lags = inner, lags
+        self.received, self.own = received, own
 
     def write(self, view: Any, keys: Any, rows: Any) -> int:
         n = int(self.inner.write(view, keys, rows))
         now = time.time()
         if "sent_at" in rows.column_names:
             sent = rows.column("sent_at").to_numpy()
-            self.lags.extend((now - sent[sent > 0]).tolist())
+            sent = sent[sent > 0]
+            self.lags.extend((now - sent).tolist())
+            if self.received is not None and self.own is not None:
+                got = self.received
+                self.own.extend(now - got[s] for s in sent.tolist() if s in got)
         return n
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
+class TimedProcessor(StreamProcessor):
+    """Notes when each event reaches the processor (right after the consumer returned it
+    and it was decoded): send -> here is delivery (producer, broker, fetch), here ->
+    visible is the ingester's own part."""
+
+    received: dict[float, float]
+
+    def process(self, events: Any) -> Any:
+        now = time.time()
+        for e in events:
+            sent = e.row.get("sent_at") if e.row else None
+            if sent:
+                self.received[float(sent)] = now
+        return super().process(events)
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    arr = np.array(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(arr, 50)), 2),
+            "p99_ms": round(float(np.percentile(arr, 99)), 2)}
+
+
 def lag_run(broker: Broker, root: Path, online: str, rate: int, seconds: float
-            ) -> dict[str, float]:
+            ) -> dict[str, Any]:
     from confluent_kafka import Producer
 
     topic = f"lag-{uuid.uuid4().hex[:6]}"
     broker.create_topic(topic, 1)
     store = repo(root, topic, LATEST, online, broker.bootstrap)
     lags: list[float] = []
+    own: list[float] = []
+    received: dict[float, float] = {}
     cfg = store.config.streaming.model_copy(update={"batch_wait_ms": 1.0})
-    view = store.get_feature_view("v")
+    view = stream_view(store)
     stop = threading.Event()
-    ing = KafkaIngester(view.source, lambda: StreamProcessor(  # type: ignore[arg-type]
-        view.source, [view], LagProbe(store.online, lags), store.repo_path),  # type: ignore[arg-type]
-        cfg, f"lag-{uuid.uuid4().hex[:6]}", stop)
+
+    def make() -> StreamProcessor:
+        proc = TimedProcessor(view.source, [view],  # type: ignore[arg-type]
+                              LagProbe(store.online, lags, received, own), store.repo_path)
+        proc.received = received
+        return proc
+
+    ing = KafkaIngester(view.source, make,  # type: ignore[arg-type]
+                        cfg, f"lag-{uuid.uuid4().hex[:6]}", stop)
     t = threading.Thread(target=ing.run)
     t.start()
     p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "acks": "all"})
@@ -199,10 +247,10 @@ def lag_run(broker: Broker, root: Path, online: str, rate: int, seconds: float
         from tests.services import purge_redis_project
 
         purge_redis_project(store.project)
-    arr = np.array(lags) * 1000
-    return {"events": len(lags), "p50_ms": round(float(np.percentile(arr, 50)), 2),
-            "p99_ms": round(float(np.percentile(arr, 99)), 2),
-            "max_ms": round(float(arr.max()), 2)}
+    return {"events": len(lags), **percentiles(lags),
+            "max_ms": round(float(np.max(lags)) * 1000, 2),
+            "ingester_own_part": percentiles(own),  # received by the processor -> visible
+            "loadavg": os.getloadavg()}
 
 
 def bare_lag(broker: Broker, rate: int, seconds: float) -> dict[str, float]:
@@ -228,7 +276,7 @@ def bare_lag(broker: Broker, rate: int, seconds: float) -> dict[str, float]:
     while len(lags) < n and time.monotonic() < deadline:
         for m in c.consume(5000, 0.001):
             if m.error() is None:
-                lags.append(time.time() - orjson.loads(m.value())["sent_at"])
+                lags.append(time.time() - orjson.loads(m.value() or b"")["sent_at"])
     prod.wait(30)
     c.close()
     arr = np.array(lags) * 1000
