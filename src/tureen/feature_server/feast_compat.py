@@ -13,7 +13,7 @@ Always, on the Feast routes:
   timestamp columns on ``/push`` and ``/write-to-online-store`` (what Feast's remote online
   store sends).
 - **Entity keys**: a number sent for a String join key is its decimal text, as Feast
-  converts it (``1001`` -> ``"1001"``), not a 400.
+  converts it (``1001`` -> ``"1001"``), not a 400 — on reads and on writes.
 
 With ``serving.feast_compat: true`` (``--feast-compat``), the answers also take Feast's
 statuses and values: a stored null is ``PRESENT`` (tureen: ``NULL_VALUE``) and a value

@@ -58,7 +58,7 @@ def test_epoch_seconds_are_accepted_on_writes(store: FeatureStore) -> None:
     h = FeatureHandlers(store)
     when = int(NOW.timestamp())
     body = orjson.dumps({"feature_view_name": "logins", "df": {
-        "user_id": ["2001"], "last_login": [when - 60], "score": [0.75],
+        "user_id": [2001], "last_login": [when - 60], "score": [0.75],  # a number: its text
         "event_timestamp": [when]}})
     status, out = asyncio.run(h.write_to_online_store(body))  # was a 400
     assert status == 200 and out["rows"] == 1

@@ -81,8 +81,11 @@ class FeatureHandlers:
         views; the answer adds the receipt (ingestion id, visible/durable, lag)."""
         def prepare() -> tuple[Any, pd.DataFrame]:
             req = parse_push(body)
-            views = feast_compat.views_fed_by(self.store.snapshot(), req.push_source_name)
-            return req, pd.DataFrame(feast_compat.epoch_timestamps(views, req.df))
+            snapshot = self.store.snapshot()
+            views = feast_compat.views_fed_by(snapshot, req.push_source_name)
+            df = feast_compat.epoch_timestamps(views, req.df)
+            df = feast_compat.coerce_entities(snapshot, df)
+            return req, pd.DataFrame(df)
 
         req, df = await _prepared(prepare, body)
         ctx = current()
@@ -94,8 +97,10 @@ class FeatureHandlers:
     async def write_to_online_store(self, body: bytes) -> Answer:
         def prepare() -> tuple[str, pd.DataFrame]:
             req = parse_write(body)
-            view = self.store.snapshot().feature_view(req.feature_view_name)
+            snapshot = self.store.snapshot()
+            view = snapshot.feature_view(req.feature_view_name)
             df = feast_compat.epoch_timestamps([view], req.df)
+            df = feast_compat.coerce_entities(snapshot, df)
             return req.feature_view_name, pd.DataFrame(df)
 
         name, df = await _prepared(prepare, body)
