@@ -38,6 +38,7 @@ from tureen.serving.context import current
 from tureen.serving.http_pool import HttpPool, PoolResponse
 from tureen.store import FeatureStore
 from tureen.transformer.errors import classify
+from tureen.transformer.store_watch import StoreWatch
 from tureen.types import UnixTimestamp, dtype_from_name
 
 Columns = dict[str, list[Any]]
@@ -88,21 +89,25 @@ class FeatureSource(Protocol):
 class LocalFeatures:
     """Reads the repo's online store in process (no network hop)."""
 
-    def __init__(self, store: FeatureStore, service: str) -> None:
+    def __init__(self, store: FeatureStore, service: str, name: str | None = None) -> None:
         self.store = store
         self.service = service
         self.fields: list[Field] = []
         self.stored: list[bool] = []
         self.needed: list[Field] = []
+        #: warns when the online store lost the service's data (scored as missing)
+        self.watch = StoreWatch(store, service, name or service)
 
     def load(self) -> None:
         self.fields, self.stored, self.needed = registry_schema(self.store, self.service)
 
     def fetch_sync(self, columns: Columns) -> FeatureTable:
+        self.watch.poke()
         resp = self.store.get_online_features(feature_service=self.service, entity_rows=columns)
         return table_from_response(resp, self.stored)
 
     async def fetch(self, columns: Columns) -> FeatureTable:
+        self.watch.poke()
         # part of the caller's predict (authorized for the model), not a feature read of
         # its own: straight to the online retrieval, past the facade's read_features check
         resp = await self.store.online_retrieval.get_online_features_async(

@@ -137,7 +137,7 @@ class FeatureTransformer(Model):
                     f"transformer {c.name!r} reads features in process but has no feature "
                     "repo; serve it from a repo (tureen serve --repo) or set features.repo."
                 )
-            return LocalFeatures(store, c.feature_service)
+            return LocalFeatures(store, c.feature_service, c.name)
         assert c.features.url is not None
         return RemoteFeatures(
             c.features.url, c.feature_service, store, timeout=c.timeout_seconds,

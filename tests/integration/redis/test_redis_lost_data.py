@@ -69,3 +69,30 @@ def test_restarted_empty_redis_is_reported_and_repaired(tmp_path: Path,
                                        {"account_id": [1001]}).to_dict()["credit_score"]
         assert after == before
         assert health_report(fs)["status"] == "ok"
+
+
+def test_a_fused_transformer_warns_that_the_store_lost_its_data(
+    tmp_path: Path, redis_server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It used to score every entity with its defaults and say nothing."""
+    from tureen.transformer.features import LocalFeatures
+
+    repo = create_repo(tmp_path / "repo", accounts=20, days=3)
+    (repo / "tureen.yaml").write_text(
+        f"project: lost\nonline_store: {{type: redis, url: '{redis_server.url}'}}\n")
+    with FeatureStore(repo) as fs:
+        fs.apply()
+        fs.materialize_incremental(datetime.now(UTC))
+        features = LocalFeatures(fs, "fraud_detection_v1", "fraud")
+        features.load()
+        assert features.watch.check() == frozenset()
+        redis_server.kill()
+        redis_server.start()  # empty
+        with caplog.at_level("WARNING", "tureen.transformer.store_watch"):
+            assert features.watch.check() == {"account_profile", "transaction_stats"}
+            assert features.watch.check() == {"account_profile", "transaction_stats"}
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == 1 and "fraud: the online store redis lost the data of " \
+            "account_profile, transaction_stats" in warned[0]  # once, not per request
+        fs.materialize_incremental(datetime.now(UTC) + timedelta(seconds=1))
+        assert features.watch.check() == frozenset()
