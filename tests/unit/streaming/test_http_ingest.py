@@ -3,6 +3,7 @@ call): receipts, read-after-write, durability, dead-letter Parquet, limits."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from collections.abc import Iterator
@@ -113,3 +114,25 @@ def test_materialize_before_the_first_event_loads_nothing_and_says_why(
     store.ingest("clicks", [ev(1, 0, 2.5)], wait="durable")
     done = {r.view: r for r in store.materialize(T0, end)}
     assert done["last_click"].rows == 1 and done["last_click"].note is None
+
+
+def test_ingest_status_shows_late_events_that_updated_windows(store: FeatureStore) -> None:
+    from click.testing import CliRunner
+
+    from tureen.cli.main import cli
+    from tureen.streaming.status import ViewStatus, write_status
+
+    write_status(store.repo_path, "clicks", [
+        ViewStatus(view="click_stats", source="clicks", source_kind="push", state="running",
+                   rows_total=10, late_total=3, late_updated_total=2),
+        ViewStatus(view="last_click", source="clicks", source_kind="push", state="running",
+                   rows_total=10, late_total=3)])
+    repo = str(store.repo_path)
+    as_json = CliRunner().invoke(cli, ["ingest", "status", "--repo", repo, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    got = {s["view"]: (s["late_total"], s["late_updated_total"])
+           for s in json.loads(as_json.output)}
+    assert got == {"click_stats": (3, 2), "last_click": (3, 0)}
+    table = CliRunner().invoke(cli, ["ingest", "status", "--repo", repo], env={"COLUMNS": "300"})
+    assert table.exit_code == 0, table.output
+    assert "3 (2 updated windows)" in table.output
