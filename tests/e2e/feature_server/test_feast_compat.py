@@ -127,6 +127,12 @@ def features(doc: dict[str, Any]) -> list[tuple[list[Any], list[str]]]:
     return [by_name[n] for n in sorted(by_name) if n != "user_id"]
 
 
+def stamps(doc: dict[str, Any]) -> dict[str, list[str]]:
+    names = doc["metadata"]["feature_names"]
+    return {n: r["event_timestamps"] for n, r in zip(names, doc["results"], strict=True)
+            if n != "user_id"}
+
+
 IDS = ["1001", "1002", "1003", "9999"]
 
 
@@ -135,6 +141,7 @@ def test_feast_compat_answers_exactly_like_feast_serve(setup: Setup) -> None:
     assert ours["metadata"]["feature_names"] == ["user_id", "last_login", "score"]  # as asked
     assert sorted(theirs["metadata"]["feature_names"]) == sorted(ours["metadata"]["feature_names"])
     assert features(ours) == features(theirs)
+    assert stamps(ours) == stamps(theirs)
     # timestamps are epoch seconds, as Feast's unix_timestamp_val (tureen sent ISO strings)
     assert features(ours)[0][0][0] == int(LAST_LOGIN.timestamp())
 
