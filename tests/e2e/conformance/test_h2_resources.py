@@ -21,6 +21,7 @@ from tests.e2e.conformance.h2peer import (
     CANCEL,
     ENHANCE_YOUR_CALM,
     PREFACE,
+    REFUSED_STREAM,
     ContinuationFrame,
     DataFrame,
     HeadersFrame,
@@ -120,6 +121,46 @@ def test_4_a_peer_that_never_reads_cannot_grow_the_output(own: ServerProcess) ->
         assert served_during(own.grpc_target, 5) > 3
         peak = peak_rss(own.proc.pid, 1)
     assert peak - base < 100, f"RSS grew by {peak - base:.0f} MB"
+
+
+def test_4_a_peer_that_never_opens_its_window_cannot_grow_the_answers(own: ServerProcess,
+                                                                     ) -> None:
+    """A client announces a flow-control window of 0 and sends 250 calls of 1 MiB to an
+    echo model: their answers cannot be sent. The server held every one (+156 MB for 150);
+    now it refuses new calls (REFUSED_STREAM) once a connection holds its buffer of unsent
+    answers (48 MiB here), and resets the blocked ones (CANCEL) at the body deadline."""
+    req = pb.ModelInferRequest(model_name="echo")
+    req.inputs.add(name="in", datatype="UINT8", shape=[1 << 20])
+    req.raw_input_contents.append(b"\1" * (1 << 20))
+    msg = req.SerializeToString()
+    body = b"\0" + len(msg).to_bytes(4, "big") + msg
+    path = "/inference.GRPCInferenceService/ModelInfer"
+    base = rss_mb(own.proc.pid)
+    peak = 0.0
+    with Peer(own.grpc_target, timeout=10, settings=False) as p:
+        p.raw(PREFACE + SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
+              .serialize())
+        for i in range(250):
+            sid = 2 * i + 1
+            chunks = [body[j:j + 16_000] for j in range(0, len(body), 16_000)]
+            p.send(p.headers(sid, request_headers(path=path)),
+                   *[DataFrame(sid, c, flags={"END_STREAM"} if k == len(chunks) - 1 else set())
+                     for k, c in enumerate(chunks)])
+            if i % 25 == 0:
+                peak = max(peak, rss_mb(own.proc.pid))
+        assert legit_call(own.grpc_target)
+        peak = max(peak, rss_mb(own.proc.pid))
+        resets: dict[int, int] = {}
+        deadline = time.monotonic() + 10
+        while not {REFUSED_STREAM, CANCEL} <= set(resets.values()):
+            fr = p._read_frame(deadline)
+            if fr is None:
+                break
+            if isinstance(fr, RstStreamFrame):
+                resets[fr.stream_id] = fr.error_code
+    assert peak - base < 110, f"RSS grew by {peak - base:.0f} MB"
+    assert {REFUSED_STREAM, CANCEL} <= set(resets.values()), resets
+    assert legit_call(own.grpc_target)
 
 
 def test_5_rapid_reset_is_cut_off_and_others_are_served(own: ServerProcess) -> None:

@@ -426,3 +426,23 @@ async def test_a_connection_without_calls_is_closed_when_idle() -> None:
     assert not peer.t.closed
     conn.tick(now + 32)
     assert goaways(peer.frames()) == [f.NO_ERROR] and peer.t.closed
+
+
+async def test_answers_a_peer_gives_no_window_for_are_capped_and_reset() -> None:
+    """Issue 11 #4: a peer that announces a window of 0 made the server hold every answer."""
+    lim = H2Limits(1 << 20, connection_buffer=300, body_timeout=4)
+    conn = Blob(size=200, limits=lim)
+    peer = await connect(conn, {f.INITIAL_WINDOW_SIZE: 0})
+    peer.send(peer.headers(1, end_stream=True), peer.headers(3, end_stream=True))
+    peer.frames()
+    assert conn.unsent_bytes() == 400
+    peer.send(peer.headers(5, end_stream=True))  # over the cap: refused, not answered
+    rst = [(s, p) for k, _, s, p in peer.frames() if k == f.RST_STREAM]
+    assert rst == [(5, struct.pack(">I", f.REFUSED_STREAM))] and len(conn.ended) == 2
+    now = asyncio.get_running_loop().time()
+    conn.tick(now + 3)
+    assert [k for k, *_ in peer.frames()] == []
+    conn.tick(now + 5)  # no window for 4 s: both answers are dropped
+    rst = [(s, p) for k, _, s, p in peer.frames() if k == f.RST_STREAM]
+    assert rst == [(1, struct.pack(">I", f.CANCEL)), (3, struct.pack(">I", f.CANCEL))]
+    assert conn.unsent_bytes() == 0 and not peer.t.closed

@@ -21,10 +21,12 @@ messages — ``send_headers``, ``send_data`` (any number of times) and ``finish`
 What a peer may cost is bounded: a stream buffers at most ``max_body``; the connection
 grants flow-control window only for request bytes it is willing to hold
 (``connection_buffer``, and the server-wide ``budget``), and gives it back as bodies are
-consumed; a body has ``body_timeout`` to arrive (on a streaming stream: each message, from
-the end of the one before); the handshake and each header block ``handshake_timeout``; an
-idle connection is closed after ``idle_timeout``, a silent one pinged every
-``keepalive_interval``; floods of PING, SETTINGS, resets, empty DATA, PRIORITY and
+consumed; answers waiting for the peer's window are capped at ``connection_buffer`` too (new
+streams are refused beyond it) and reset after ``body_timeout`` without progress; a body has
+``body_timeout`` to arrive (on a streaming stream: each message, from the end of the one
+before); the handshake and each header block ``handshake_timeout``; an idle connection is
+closed after ``idle_timeout``, a silent one pinged every ``keepalive_interval``; floods of
+PING, SETTINGS, resets, empty DATA, PRIORITY and
 CONTINUATION frames end in GOAWAY(ENHANCE_YOUR_CALM). ``tick(now)`` applies the timers (the
 server calls it once a second). A streaming stream's messages keep their credit until its
 reader is done with them (``give_back``); a reader that falls behind sets ``stream.hold``:
@@ -355,6 +357,9 @@ class H2Connection(H2Output):
         self.last_stream_id = sid
         if len(self.streams) >= self.max_streams:
             raise f.StreamError(sid, f.REFUSED_STREAM, "too many concurrent streams")
+        if self._blocked and self.unsent_bytes() >= self.limits.connection_buffer:
+            raise f.StreamError(sid, f.REFUSED_STREAM, "answers are waiting for your "
+                                "flow-control window; read them first")
         s = Stream(sid, self._peer_initial, self.loop.time())
         s.remote_done = bool(end_stream)
         self.streams[sid] = s
@@ -550,6 +555,10 @@ class H2Connection(H2Output):
         for s in list(self.streams.values()):
             if (not s.remote_done and (s.body or not s.streaming)
                     and now - s.started > lim.body_timeout):
+                self.reset(s.id, f.CANCEL)
+                self._flush()
+        for s in list(self._blocked.values()):  # no window for the answer from the peer
+            if now - s.blocked_at > lim.body_timeout:
                 self.reset(s.id, f.CANCEL)
                 self._flush()
         if not self.streams:

@@ -136,6 +136,8 @@ class H2Output(asyncio.Protocol):
                 s.queued -= avail
                 data = s.pending = data[avail:]
             if len(data):
+                if avail > 0 or s.id not in self._blocked:
+                    s.blocked_at = self.loop.time()  # progress (or new): the stall starts now
                 self._blocked[s.id] = s
                 return
             s.pending = s.more.pop(0) if s.more else None
@@ -147,6 +149,10 @@ class H2Output(asyncio.Protocol):
         self._out += f.header_frames(s.id, self.encoder.prefix() + s.trailers, True,
                                      self.peer_max_frame)
         self._done(s)
+
+    def unsent_bytes(self) -> int:
+        """Answer bytes waiting for the peer's flow-control window."""
+        return sum(s.queued for s in self._blocked.values())
 
     def _unblock(self) -> None:
         for s in list(self._blocked.values()):

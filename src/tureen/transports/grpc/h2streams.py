@@ -80,8 +80,9 @@ def on_receive(state: State, frame: str, reset_by_us: bool = False,
 
 
 class Stream:
-    __slots__ = ("body", "call", "content_length", "discard", "head_sent", "headers", "held",
-                 "hold", "id", "local_done", "more", "on_drain", "pending", "queued",
+    __slots__ = ("blocked_at", "body", "call", "content_length", "discard", "head_sent",
+                 "headers", "held", "hold", "id", "local_done", "more", "on_drain", "pending",
+                 "queued",
                  "received", "recv_unacked", "recv_window", "remote_done", "request",
                  "send_window", "started", "streaming", "trailers")
 
@@ -100,6 +101,7 @@ class Stream:
         self.pending: memoryview | None = None  # response bytes waiting for window
         self.more: list[memoryview] = []  # further messages of a streaming response, in order
         self.queued = 0  # bytes of pending + more
+        self.blocked_at = 0.0  # loop time the answer last waited for window with no progress
         self.head_sent = False
         #: None while a streaming response may still send data; then the trailer block
         self.trailers: bytes | None = b""
