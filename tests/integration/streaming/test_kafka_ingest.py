@@ -47,14 +47,22 @@ def run_to_end(repo: Path, total: int) -> None:
         ing.stop()
 
 
-def test_kill_9_mid_batch_loses_and_doubles_nothing(broker: Broker, tmp_path: Path) -> None:
+UPDATE_LATE = FEATURES.replace(
+    "timedelta(minutes=1)),\n    ])", "timedelta(minutes=1)),\n    ], late_events='update', "
+    "allowed_lateness=timedelta(minutes=2))")
+
+
+@pytest.mark.parametrize("late", ["drop", "update"])
+def test_kill_9_mid_batch_loses_and_doubles_nothing(broker: Broker, tmp_path: Path,
+                                                    late: str) -> None:
     evs = events(20_000, 7)
     clean_topic, crash_topic = f"clean-{uuid.uuid4().hex[:6]}", f"crash-{uuid.uuid4().hex[:6]}"
     broker.create_topic(clean_topic, 1)
     broker.create_topic(crash_topic, 1)
     broker.produce(clean_topic, evs)
-    clean = make_repo(tmp_path / "clean", broker.bootstrap, clean_topic)
-    crashed = make_repo(tmp_path / "crashed", broker.bootstrap, crash_topic)
+    features = UPDATE_LATE if late == "update" else FEATURES
+    clean = make_repo(tmp_path / "clean", broker.bootstrap, clean_topic, features=features)
+    crashed = make_repo(tmp_path / "crashed", broker.bootstrap, crash_topic, features=features)
     run_to_end(clean, len(evs))
 
     def produce_slowly() -> None:  # events keep arriving while the ingester is killed
@@ -86,6 +94,10 @@ def test_kill_9_mid_batch_loses_and_doubles_nothing(broker: Broker, tmp_path: Pa
     assert len(log_rows(clean)) == len(evs)
     assert log_rows(crashed, "_windows/tx_stats") == log_rows(clean, "_windows/tx_stats")
     assert log_rows(clean, "_windows/tx_stats")
+    if late == "update":  # late events rewrote windows (created after the window end)
+        assert statuses(clean)["tx_stats"].late_updated_total > 0
+        assert any(r["created_timestamp"] > r["event_timestamp"]
+                   for r in log_rows(clean, "_windows/tx_stats"))
 
 
 def test_poison_messages_go_to_the_dead_letter_topic(broker: Broker, tmp_path: Path) -> None:
@@ -135,11 +147,8 @@ def test_late_events_update_their_windows_when_the_view_says_so(broker: Broker,
     evs = [event(0, 1, 100, 1.0, "a"), event(1, 1, 80, 2.0, "b"), event(2, 1, 10, 4.0, "c"),
            event(3, 1, 400, 8.0, "d")]
     broker.produce(topic, evs)
-    features = FEATURES.replace(
-        "timedelta(minutes=1)),\n    ])", "timedelta(minutes=1)),\n    ], late_events='update', "
-        "allowed_lateness=timedelta(minutes=2))")
-    assert "late_events" in features
-    repo = make_repo(tmp_path / "r", broker.bootstrap, topic, features=features)
+    assert "late_events" in UPDATE_LATE
+    repo = make_repo(tmp_path / "r", broker.bootstrap, topic, features=UPDATE_LATE)
     run_to_end(repo, len(evs))
     st = statuses(repo)["tx_stats"]
     assert (st.late_total, st.late_updated_total, st.rows_total) == (1, 1, 4)
