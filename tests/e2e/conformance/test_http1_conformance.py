@@ -5,6 +5,7 @@ connection cap), each checked with the server still serving afterwards."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -188,3 +189,43 @@ def test_11_the_connection_cap_fits_the_file_descriptors(h2: ServerProcess,
         assert server.stop() == 0
     log = (tmp_path / "fds.log").read_text()
     assert "limits.max_connections" in log and "ulimit -n" in log
+
+
+def test_11_a_client_that_never_reads_its_answer_is_cut_off(h2: ServerProcess) -> None:
+    """Slow readers: 12 clients send a 4 MiB echo request each and never read the answer.
+    Both servers held every answer for as long as the socket stayed open (+240 MB for 30);
+    now a connection whose answer makes no progress for the body deadline (4 s here) is
+    reset, and legitimate clients are served meanwhile."""
+    raw = b"\1" * (4 << 20)
+    head = json.dumps({"inputs": [{"name": "in", "datatype": "UINT8", "shape": [len(raw)],
+                                   "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    req = (b"POST /v2/models/echo/infer HTTP/1.1\r\nhost: x\r\n"
+           b"content-type: application/octet-stream\r\ninference-header-content-length: " +
+           str(len(head)).encode() + b"\r\ncontent-length: " +
+           str(len(head) + len(raw)).encode() + b"\r\n\r\n" + head + raw)
+    socks = []
+    for _ in range(12):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", h2.http_port))
+        s.sendall(req)
+        socks.append(s)
+    try:
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            assert works(h2)
+            time.sleep(0.5)
+        got = []
+        for s in socks:
+            s.settimeout(2)
+            n = 0
+            try:
+                while chunk := s.recv(1 << 20):
+                    n += len(chunk)
+            except OSError:  # reset by the server (or still open and silent)
+                pass
+            got.append(n)
+    finally:
+        for s in socks:
+            s.close()
+    assert all(n < len(raw) for n in got), got

@@ -85,6 +85,8 @@ class Connection(asyncio.Protocol):
         self.discarding = False  # fatal response sent; reading on until the client goes
         self.read_paused = False
         self.write_paused = False
+        self.unsent = 0  # answer bytes in the transport's buffer at the last check
+        self.stalled_since = 0.0  # since when they have not gone down (a client not reading)
         self.advancing = False
         self.idle_ticks = 0
         self.head_since = state.loop.time()  # when the head being read began
@@ -149,6 +151,7 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.unsent, self.stalled_since = 0, self.loop.time()
         self.update_reading()
 
     def resume_writing(self) -> None:
@@ -442,6 +445,13 @@ class Connection(asyncio.Protocol):
         """Once a second: close a connection idle for ``timeout_ticks`` sweeps, one that is
         only draining the input after a fatal response, and one whose request head or body
         is late (408)."""
+        if self.write_paused:  # the client is not reading its answer: is it still moving?
+            unsent = self.transport.get_write_buffer_size()
+            if unsent < self.unsent or not self.unsent:
+                self.unsent, self.stalled_since = unsent, now
+            elif now - self.stalled_since > self.state.body_timeout:
+                self.abort()  # close() would wait for the buffer to drain: forever
+                return
         if self.discarding or not self.queue:
             self.idle_ticks += 1
             if self.idle_ticks >= (1 if self.discarding else timeout_ticks):

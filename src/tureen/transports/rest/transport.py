@@ -44,6 +44,8 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._write_check: asyncio.TimerHandle | None = None
+        self._unsent, self._stalled_since = -1, 0.0
         cap = self.limit_concurrency
         if cap is not None and len(self.connections) > cap:
             # refused at once, as tureen's server does: an idle connection over the cap
@@ -60,10 +62,10 @@ class DeadlineProtocol(HttpToolsProtocol):
                                                     "request head")
 
     def _cancel(self) -> None:
-        for timer in (self._head_timer, self._body_timer):
+        for timer in (self._head_timer, self._body_timer, self._write_check):
             if timer is not None:
                 timer.cancel()
-        self._head_timer = self._body_timer = None
+        self._head_timer = self._body_timer = self._write_check = None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -87,6 +89,32 @@ class DeadlineProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
         super().connection_lost(exc)
+
+    # a client that does not read its answer: reset once it stops moving for body_timeout
+    # (close() would wait for the buffered answer to drain, holding it for good)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_check is not None:
+            self._write_check.cancel()
+        self._unsent, self._stalled_since = -1, self.loop.time()
+        self._write_check = self.loop.call_later(1.0, self._check_writing)
+
+    def resume_writing(self) -> None:
+        if self._write_check is not None:
+            self._write_check.cancel()
+            self._write_check = None
+        super().resume_writing()
+
+    def _check_writing(self) -> None:
+        now, unsent = self.loop.time(), self.transport.get_write_buffer_size()
+        if self._unsent < 0 or unsent < self._unsent:
+            self._unsent, self._stalled_since = unsent, now
+        elif now - self._stalled_since > self.body_timeout:
+            self._cancel()
+            self.transport.abort()
+            return
+        self._write_check = self.loop.call_later(1.0, self._check_writing)
 
     def _late(self, what: str) -> None:
         self._cancel()
