@@ -10,8 +10,9 @@ linger.ms=1, acks=all, one message every 200 µs from its own process, each carr
 send time; "visible" is the moment
 the online write holding it committed (a read after it sees the row); "ingester_own_part"
 is the part from the processor receiving the event (just after the consumer returned it) to
-visible, the rest being delivery (producer, broker, fetch) that the bare consumer also
-waits for. Each lag run notes the load average when it ends.
+visible. The rest is delivery (producer, broker, fetch), which the bare consumer also waits
+for, plus time queued in the consumer while the batch before it was processed (a slow
+write shows there too). Each lag run notes the load average when it ends.
 
     python bench/bench_streaming.py [--events 200000] [--rounds 3] [--no-redis]
 """
