@@ -197,7 +197,9 @@ class TimedProcessor(StreamProcessor):
         return super().process(events)
 
 
-def percentiles(seconds: list[float]) -> dict[str, float]:
+def percentiles(seconds: list[float]) -> dict[str, float | None]:
+    if not seconds:
+        return {"p50_ms": None, "p99_ms": None}
     arr = np.array(seconds) * 1000
     return {"p50_ms": round(float(np.percentile(arr, 50)), 2),
             "p99_ms": round(float(np.percentile(arr, 99)), 2)}
