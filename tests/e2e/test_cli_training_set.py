@@ -84,7 +84,10 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path: Path) -> None:
         [sys.executable, "-m", "tureen", "get-historical-features", "--repo", str(repo),
          "--entities", str(repo / "entities"), "-f", "stats:v", "--out", str(target),
          "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a terminal's Ctrl-C: a suite started in the background (`cmd &`) ignores SIGINT,
+        # and its children would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not list(dest.glob(".train.parquet.staging-*")):

@@ -130,28 +130,36 @@ class _CtrlC:
     """Remembers a Ctrl-C (SIGINT) while a training set is written. Engines catch SIGINT
     themselves — DuckDB stops the query and may end a scan of Python data as if the input
     were complete — so the writer cannot rely on a KeyboardInterrupt reaching it: the staged
-    output is renamed into place only if no Ctrl-C came. Only in the main thread, and only
-    while Python's default handler is installed (an application's own handler is kept)."""
+    output is renamed into place only if no Ctrl-C came. Only in the main thread; the
+    handler already installed (Python's, or one a library such as PySpark set) still runs
+    after the interrupt is noted, and an ignored SIGINT stays ignored."""
 
     def __init__(self) -> None:
         self.pressed = False
+        self._previous: Any = None
         self._installed = False
 
-    def _handler(self, signum: int, frame: object) -> None:
+    def _handler(self, signum: int, frame: Any) -> None:
         self.pressed = True
+        previous = self._previous
+        if callable(previous):
+            previous(signum, frame)
         raise KeyboardInterrupt
 
     def install(self) -> None:
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGINT, self._handler)
-                self._installed = True
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if previous in (signal.SIG_IGN, None):
+            return
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGINT, self._handler)
+            self._previous, self._installed = previous, True
 
     def restore(self) -> None:
         if self._installed:
             self._installed = False
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, self._previous)
 
     def check(self) -> None:
         if self.pressed:

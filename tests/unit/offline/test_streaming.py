@@ -247,7 +247,28 @@ def _chunks_of(n: int) -> list[pa.Table]:
     return [pa.table({"x": list(range(i * 3, i * 3 + 3))}) for i in range(n)]
 
 
-def test_ctrl_c_swallowed_by_the_engine_never_renames_a_partial_output(tmp_path: Path) -> None:
+@pytest.fixture(params=["python", "library"])
+def sigint_handler(request: pytest.FixtureRequest) -> Any:
+    """Python's own SIGINT handler, or one a library installed (PySpark's SparkContext sets
+    one that cancels its jobs and raises KeyboardInterrupt): the writer notes Ctrl-C and
+    still runs it."""
+    calls: list[int] = []
+
+    def library_handler(signum: int, frame: Any) -> None:
+        calls.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler
+                             if request.param == "python" else library_handler)
+    yield calls
+    signal.signal(signal.SIGINT, previous)
+    if request.param == "library":
+        assert calls == [signal.SIGINT]
+
+
+def test_ctrl_c_swallowed_by_the_engine_never_renames_a_partial_output(
+    tmp_path: Path, sigint_handler: Any
+) -> None:
     """DuckDB catches SIGINT itself: a scan of Python data may end early, as if the input
     were done. A Ctrl-C during the write must still leave nothing at the destination."""
 
@@ -266,7 +287,9 @@ def test_ctrl_c_swallowed_by_the_engine_never_renames_a_partial_output(tmp_path:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_ctrl_c_turned_into_an_engine_error_is_an_interrupt(tmp_path: Path) -> None:
+def test_ctrl_c_turned_into_an_engine_error_is_an_interrupt(
+    tmp_path: Path, sigint_handler: Any
+) -> None:
     """DuckDB reports a query stopped by Ctrl-C as RuntimeError('Query interrupted'): the
     user pressed Ctrl-C, so it is a KeyboardInterrupt (no traceback), not a failure."""
 
