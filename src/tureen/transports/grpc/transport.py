@@ -52,12 +52,13 @@ class GrpcTransport:
             ("grpc.so_reuseport", 1 if s.workers > 1 else 0),
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
-            # the same connection deadlines as tureen's server, where grpc core has them
+            # the same connection deadlines and cap as tureen's server, where grpc core has them
             # (it has no per-stream body deadline)
             ("grpc.server_handshake_timeout_ms", int(lim.head_timeout_seconds * 1000)),
             ("grpc.max_connection_idle_ms", int(lim.idle_timeout_seconds * 1000)),
             ("grpc.keepalive_time_ms", int(lim.keepalive_seconds * 1000)),
             ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.max_allowed_incoming_connections", lim.max_connections),
         ])
         add_inference_service(server, p.dataplane, p.chain)
         address = f"{s.bind_host}:{s.grpc_port}"
