@@ -16,7 +16,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 import pyarrow as pa
 
 from tureen.auth.access import authorize
@@ -40,6 +39,8 @@ from tureen.repo_loader import load_definitions
 from tureen.types import source_type_compatible
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from tureen.ingest import WriteResult
     from tureen.offline.protocol import OfflineEngine
     from tureen.offline.retrieval import RetrievalJob
@@ -266,7 +267,7 @@ class FeatureStore:
         dead letters, offline log); ``wait`` is none, online or durable. A DataFrame or a
         list of dicts."""
         authorize(Action.WRITE_FEATURES, f"{self.project}/{source_name}")
-        if isinstance(events, pd.DataFrame):
+        if hasattr(events, "to_dict"):  # a pandas DataFrame (pandas is imported lazily)
             events = events.to_dict("records")
         receipt: Receipt = self.streams.ingest(source_name, events, wait)
         return receipt

@@ -14,17 +14,20 @@ from __future__ import annotations
 import inspect
 import math
 import textwrap
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from tureen.definitions.feature_view import FeatureView, FeatureViewProjection
 from tureen.definitions.field import Field, check_name
 from tureen.definitions.sources import RequestSource
 from tureen.errors import ConfigError, InvalidRequestError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Mode = Literal["pandas", "python"]
 OdfvSource = FeatureView | FeatureViewProjection | RequestSource
@@ -50,8 +53,21 @@ def _function_source(fn: Callable[..., Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _LazyPandas(types.ModuleType):
+    """``pd`` in a stored function's namespace: pandas is imported when the function first
+    uses it, not when a registry holding on-demand views is read (~0.3-0.8 s per process)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        import pandas
+
+        return getattr(pandas, attr)
+
+
+_PD = _LazyPandas("pandas")
+
+
 def compile_udf(name: str, source: str) -> Callable[[Any], Any]:
-    namespace: dict[str, Any] = {"pd": pd, "np": np, "math": math}
+    namespace: dict[str, Any] = {"pd": _PD, "np": np, "math": math}
     try:
         exec(compile(source, f"<on-demand view {name}>", "exec"), namespace)
     except Exception as exc:
@@ -115,6 +131,8 @@ class OnDemandFeatureView:
 
         Returns a dict of output column name -> sequence (list, array or Series) of length n.
         """
+        import pandas as pd  # not at module load: defining a repo needs no pandas
+
         n = len(columns) if isinstance(columns, pd.DataFrame) else (
             len(next(iter(columns.values()))) if columns else 0)
         try:

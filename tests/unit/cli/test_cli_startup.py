@@ -86,3 +86,30 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert "already in use" in lines[0] and "Traceback" not in proc.stderr
+
+
+
+_OPEN_REPO = """
+import json, sys
+from tureen.store import FeatureStore
+store = FeatureStore({repo!r})
+snap = store.snapshot()
+odfv = sorted(snap.on_demand_views)
+print(json.dumps({{"odfv": odfv, "pandas": "pandas" in sys.modules}}))
+"""
+
+
+def test_reading_a_repo_with_on_demand_views_needs_no_pandas(tmp_path: Path) -> None:
+    """A cached pipeline rerun (and every command that only reads the registry) opens the
+    feature store and its stored on-demand functions: pandas (0.3-0.8 s to import) loads
+    only when a transform first runs."""
+    repo = tmp_path / "fraud"
+    subprocess.run([sys.executable, "-m", "tureen", "init", str(repo), "--accounts", "50"],
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "tureen", "apply", "--repo", str(repo)],
+                   check=True, capture_output=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", _OPEN_REPO.format(repo=str(repo))],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["odfv"], "the example repo should hold an on-demand view"
+    assert got["pandas"] is False
