@@ -4,7 +4,7 @@ Workloads (``bench/workload.py``, cached under ``--root``): ``entities`` account
 ``rows_per_entity`` versions x 10 Float32 features in Parquet (default 1M x 20 = 20M rows, and
 1M x 5 = 5M rows to show that memory does not grow with the number of rows). Every run is
 ``tureen.materialize.materialize`` over the whole period in its own subprocess (peak RSS =
-that process's ru_maxrss): DuckDB picks the newest row per account, tureen encodes keys and
+that process's own VmHWM): DuckDB picks the newest row per account, tureen encodes keys and
 rows and writes them in batches to a fresh store. Side by side in the same run, each in its
 own subprocess, rounds interleaved:
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sqlite3
 import statistics
 import subprocess
@@ -41,7 +40,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.workload import ensure_workload, make_snapshot
+from bench.workload import ensure_workload, make_snapshot, peak_rss_mib
 
 FEAST_REFERENCE_S = {"2M rows / 100k entities, SQLite": 39.0}
 TARGET_S = 15.0
@@ -125,8 +124,7 @@ def child(args: argparse.Namespace) -> None:
                 bare.unlink(key)
             bare.close()
     engine.close()
-    print(json.dumps({"s": elapsed, "rows": rows, "peak_rss_mb": round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    print(json.dumps({"s": elapsed, "rows": rows, "peak_rss_mb": round(peak_rss_mib())}))
 
 
 def _run(args: argparse.Namespace, variant: str, size: str, url: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ Parquet files and ends with an Arrow table of the entity columns + f0..f9 in inp
 - ``bare_count``: the join counting rows only (no tie-break, TTL or output), for context.
 - ``tureen``: ``get_historical_features(engine, snapshot, entity_path, refs).to_arrow()``.
 
-Each variant lives in its own subprocess (peak RSS = that process's ru_maxrss, imports
+Each variant lives in its own subprocess (peak RSS = that process's own VmHWM, imports
 included); after one warm-up each, rounds run every variant once in turn, so load from other
 processes on the machine hits all variants alike; time is the median over ``--reps`` rounds.
 The run ends by checking that tureen's table equals both bare tables. Prints JSON.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.workload import Workload, ensure_workload, feature_refs, make_snapshot
+from bench.workload import Workload, ensure_workload, feature_refs, make_snapshot, peak_rss_mib
 
 VARIANTS = ("bare_count", "bare_qualify", "bare_struct", "tureen")
 
@@ -94,7 +93,7 @@ def _runner(w: Workload, variant: str) -> Callable[[], Any]:
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mib()
 
 
 def child(root: Path, variant: str) -> None:

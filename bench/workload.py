@@ -152,3 +152,17 @@ def make_snapshot(w: Workload) -> RegistrySnapshot:
 
 def feature_refs(w: Workload) -> list[str]:
     return [f"account_stats:{name}" for name in w.feature_names]
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak resident memory in MiB (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries the parent's high-water mark into a child across fork +
+    exec, so a benchmark child started by a parent that generated gigabytes of data would
+    report the parent's peak instead of its own.
+    """
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
