@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -124,6 +125,7 @@ def child(args: argparse.Namespace) -> None:
                 bare.unlink(key)
             bare.close()
     engine.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({"s": elapsed, "rows": rows, "peak_rss_mb": round(peak_rss_mib())}))
 
 
