@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from tests.integration.conftest import consume_kafka
 
 from tureen.inference_log import InferenceLogger, InferenceRecord, LogMode, sink_from_url
 from tureen.inference_log.dataset import read_log
@@ -78,33 +78,6 @@ def test_parquet_mode_predictions_drops_features(tmp_path: Path) -> None:
 
 # ---- Kafka ---------------------------------------------------------------------------------
 
-@pytest.fixture()
-def kafka_bootstrap() -> Iterator[str]:
-    """A Kafka cluster in this process: librdkafka's mock cluster, reached over TCP."""
-    ck = pytest.importorskip("confluent_kafka", reason="pip install 'tureen[kafka]'")
-    holder = ck.Producer({"test.mock.num.brokers": 1, "log_level": 0})
-    brokers = holder.list_topics(timeout=10).brokers
-    b = next(iter(brokers.values()))
-    yield f"{b.host}:{b.port}"
-    holder.flush(5)
-
-
-def _consume(bootstrap: str, topic: str, n: int) -> list[Any]:
-    from confluent_kafka import Consumer
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{topic}", "log_level": 0,
-                  "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    got: list[Any] = []
-    deadline = time.monotonic() + 30
-    while len(got) < n and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is not None and m.error() is None:
-            got.append(m)
-    c.close()
-    return got
-
-
 def test_kafka_topic_per_deployment_keyed_by_request_id(kafka_bootstrap: str) -> None:
     sink = sink_from_url(f"kafka://{kafka_bootstrap}?topic_prefix=log.&log_level=0")
     logger = InferenceLogger(sink, LogMode.ALL, batch_size=10)
@@ -113,14 +86,14 @@ def test_kafka_topic_per_deployment_keyed_by_request_id(kafka_bootstrap: str) ->
     logger.log(rec(99, deployment="other"))
     logger.close()  # flushes the producer: every message is delivered before it returns
     assert logger.stats().written == 26
-    msgs = _consume(kafka_bootstrap, "log.fraud", 25)
+    msgs = consume_kafka(kafka_bootstrap, "log.fraud", 25)
     assert sorted(m.key().decode() for m in msgs) == sorted(f"req-{i}" for i in range(25))
     body = json.loads(next(m for m in msgs if m.key() == b"req-3").value())
     assert body["deployment"] == "fraud" and body["model_version"] == "2"
     assert body["entities"] == {"account_id": [3, 1003]}
     assert body["features"] == {"amount": [3.0, 3.5], "country": ["NL", "DE"]}
     assert body["predictions"] == {"predictions": [0.1, 0.9]}
-    other = _consume(kafka_bootstrap, "log.other", 1)
+    other = consume_kafka(kafka_bootstrap, "log.other", 1)
     assert [m.key() for m in other] == [b"req-99"]
     assert topic_for("a/b c") == "tureen.inference.a_b_c"
 
