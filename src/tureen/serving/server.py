@@ -6,6 +6,9 @@ share them. Each serving process builds one ``DataPlane`` and one ``GuardChain``
 its transports (``tureen.serving.transport``: REST on ``http_port``, OIP gRPC on
 ``grpc_port``) on one event loop; metrics of all workers are summed on scrape.
 SIGTERM/SIGINT stop accepting, drain requests in flight (up to ``grace_seconds``) and exit.
+A worker does the same when its supervisor dies, even by SIGKILL: it watches the read end of
+a pipe only the supervisor holds open for writing (EOF: the supervisor is gone), and on Linux
+also asks for SIGTERM on its parent's death (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -119,6 +122,8 @@ class ModelServer:
         self._stop: asyncio.Event | None = None
         self._metrics_dir: str | None = None
         self._sockets: dict[str, socket.socket] = {}
+        #: in a worker: the read end of the supervisor's lifeline pipe (EOF: it died)
+        self._lifeline: int | None = None
 
     # entry points
 
@@ -147,10 +152,14 @@ class ModelServer:
         with tempfile.TemporaryDirectory(prefix="tureen-metrics-") as mdir:
             self._metrics_dir = mdir
             ctx = multiprocessing.get_context("fork")
-            procs = [ctx.Process(target=self._worker, args=(list(models),), daemon=False)
+            # only this process keeps the write end: workers see EOF when it dies
+            lifeline, keep = os.pipe()
+            procs = [ctx.Process(target=self._worker, args=(list(models), lifeline, keep),
+                                 daemon=False)
                      for _ in range(self.settings.workers)]
             for p in procs:
                 p.start()
+            os.close(lifeline)
 
             def forward(sig: int, _frame: Any) -> None:
                 for p in procs:
@@ -164,8 +173,11 @@ class ModelServer:
             if any(p.exitcode for p in procs):
                 sys.exit(1)
 
-    def _worker(self, models: list[Model]) -> None:
+    def _worker(self, models: list[Model], lifeline: int, keep: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.close(keep)
+        self._lifeline = lifeline
+        _die_with_parent(signal.SIGTERM)
         _run(self.serve(models))
         _leave_stuck_threads(1 if self.failed else 0)
         if self.failed:
@@ -203,6 +215,13 @@ class ModelServer:
         code is doing (a watchdog, armed only when this server owns the process)."""
         _arm_watchdog(self.settings.grace_seconds + WATCHDOG_MARGIN_SECONDS)
         self.stop()
+
+    def _on_supervisor_gone(self, loop: asyncio.AbstractEventLoop, lifeline: int) -> None:
+        """The lifeline pipe reached EOF (nothing is ever written to it): the supervisor
+        died without forwarding a signal (SIGKILL, a crash). Drain and exit like SIGTERM."""
+        loop.remove_reader(lifeline)
+        log.error("the supervisor process is gone; draining and exiting (pid %s)", os.getpid())
+        self._on_signal()
 
     def stop(self) -> None:
         """Ask a running ``serve`` to drain and return (thread-safe via the loop)."""
@@ -252,6 +271,8 @@ class ModelServer:
             if install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._on_signal)
+            if self._lifeline is not None:
+                loop.add_reader(self._lifeline, self._on_supervisor_gone, loop, self._lifeline)
             writer = loop.create_task(_write_metrics(metrics)) if self._metrics_dir else None
             if self.security is not None and self.security.reloader is not None:
                 self.security.reloader.start(loop, sighup=install_signal_handlers)
@@ -338,6 +359,22 @@ def _arm_watchdog(seconds: float) -> None:
     timer = threading.Timer(seconds, expire)
     timer.daemon = True
     timer.start()
+
+
+#: prctl(2) option: the signal this process gets when the thread that forked it dies
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(sig: int) -> None:
+    """Linux: get ``sig`` when the parent dies. A backup for the lifeline pipe: the kernel
+    sends it when the *thread* that forked this process ends, and a parent that died before
+    this call is noticed only by the pipe (already at EOF then)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 def _leave_stuck_threads(code: int) -> None:
