@@ -112,11 +112,38 @@ def decode_json(name: str, datatype: str, shape: Sequence[int], data: Any) -> ND
     return raw.astype(dt, copy=False).reshape(shape)
 
 
+def output_array(name: str, datatype: str, shape: Sequence[int] | None,
+                 data: Any) -> tuple[NDArray, list[int]]:
+    """A model's output given as a (nested) list, a tuple or a scalar, as an array of
+    ``datatype`` and ``shape`` (None: the nesting's), checked as a request's JSON data is.
+    A mismatch is a bug in the model, not the client's: ``ValueError``, which the server
+    logs and answers as a generic internal error."""
+    values = list(data) if isinstance(data, tuple) else data
+    if not isinstance(values, list):
+        values = np.asarray(values).tolist()  # a scalar or another array-like
+    try:
+        if shape is None:
+            try:
+                shape = list(np.shape(values))
+            except ValueError:
+                raise InvalidRequestError(
+                    f"tensor {name!r} has no shape and its data is ragged; give the shape or "
+                    "rows of one length.") from None
+        return decode_json(name, datatype, shape, values), list(shape)
+    except InvalidRequestError as exc:
+        raise ValueError(f"the model's output {name!r} does not fit its datatype and shape: "
+                         f"{exc}") from None
+
+
 def check_range(name: str, datatype: str, raw: NDArray, dt: np.dtype[Any]) -> None:
     """Values ``dt`` cannot hold are a client's mistake (a cast would wrap them or make them
     infinite, silently)."""
     if not raw.size or np.can_cast(raw.dtype, dt, "safe"):
         return
+    if dt.kind == "f":  # an infinity (a model's log(0)) is a value every float type holds
+        raw = raw[np.isfinite(raw)]
+        if not raw.size:
+            return
     lo, hi = raw.min(), raw.max()
     if dt.kind in "iu":
         info = np.iinfo(dt)

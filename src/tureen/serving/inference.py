@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tureen.codecs.table import PANDAS_CONTENT_TYPE, columns_to_frame, frame_to_columns
+from tureen.codecs.tensor import output_array
 from tureen.errors import InvalidRequestError
 from tureen.types import oip_datatype_of
 
@@ -125,11 +126,19 @@ class InferRequest:
 
 @dataclass(slots=True)
 class InferOutput:
+    """One output tensor. ``data`` may be a numpy array or, as a model often returns it, a
+    (nested) list of values of ``datatype``; a list's ``shape`` may be None (its nesting's).
+    A list that does not fit ``datatype`` and ``shape`` raises ``ValueError``."""
+
     name: str
     datatype: str
     shape: list[int]
     data: NDArray
     parameters: Parameters = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, np.ndarray):
+            self.data, self.shape = output_array(self.name, self.datatype, self.shape, self.data)
 
     def as_numpy(self) -> NDArray:
         return self.data

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tureen.codecs.tensor import decode_binary, decode_json, encode_binary, encode_json
+from tureen.codecs.tensor import (
+    decode_binary,
+    decode_json,
+    encode_binary,
+    encode_json,
+    output_array,
+)
 from tureen.errors import InvalidRequestError
 from tureen.types import OIP_NUMPY
 
@@ -77,6 +83,42 @@ def test_bytes_json_round_trip(arr: np.ndarray[Any, Any]) -> None:
 @given(arr=bytes_arrays(text=False))
 def test_bytes_binary_round_trip(arr: np.ndarray[Any, Any]) -> None:
     assert same(decode_binary("x", "BYTES", list(arr.shape), encode_binary(arr)), arr)
+
+
+@pytest.mark.parametrize("datatype", NUMERIC)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_a_model_output_list_is_its_array(datatype: str, data: st.DataObject) -> None:
+    """A model's ``InferOutput.data`` as a nested list: the array it lists, with the shape
+    inferred from the nesting (no zero-length dimension: [] has no row length)."""
+    dt = OIP_NUMPY[datatype]
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    arr = data.draw(hnp.arrays(dt, shape, elements=st.floats(width=16) if dt.kind == "f"
+                               else None))
+    got, got_shape = output_array("y", datatype, None, arr.tolist())
+    assert got_shape == list(arr.shape) and same(got, arr)
+    got, _ = output_array("y", datatype, list(arr.shape), arr.reshape(-1).tolist())
+    assert same(got, arr)
+
+
+@pytest.mark.parametrize(("datatype", "shape", "data", "says"), [
+    ("INT64", [2], ["a", 2], "holds string values"),
+    ("FP32", [2], [1.0, 2.0, 3.0], "holds 3 elements"),
+    ("INT32", None, [[1, 2], [3]], "ragged"),
+    ("BYTES", [1], [7], "element 0 is int"),
+])
+def test_a_model_output_list_that_does_not_fit_is_a_model_bug(
+        datatype: str, shape: list[int] | None, data: Any, says: str) -> None:
+    with pytest.raises(ValueError, match=says) as e:
+        output_array("y", datatype, shape, data)
+    assert not isinstance(e.value, InvalidRequestError)  # never a client's 400
+    assert "model's output 'y'" in str(e.value)
+
+
+def test_a_model_output_tuple_or_scalar() -> None:
+    assert output_array("y", "BYTES", None, ("a", b"b"))[0].tolist() == [b"a", b"b"]
+    arr, shape = output_array("y", "FP64", [], 2.5)
+    assert shape == [] and arr.shape == () and arr.dtype == np.float64
 
 
 def test_nested_and_flat_json_agree() -> None:
