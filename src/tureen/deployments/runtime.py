@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import gc
 import json
 import logging
@@ -82,6 +83,8 @@ class DeploymentModel(Model):
         self.refresh_seconds = refresh_seconds
         self.cache_dir = cache_dir or store.repo_path / ".tureen" / "model-cache"
         self.logger: InferenceLogger | None = None
+        #: loggers replaced or closed: their lost records still count in /metrics
+        self._old_loggers: list[InferenceLogger] = []
         self.stats: dict[int, VersionStats] = {}
         self._metrics: Metrics | None = None
         self.cold_starts = 0
@@ -107,8 +110,18 @@ class DeploymentModel(Model):
 
     def bind_metrics(self, metrics: Metrics) -> None:
         """Per-version request counts and latencies also go to the server's ``/metrics``
-        (``tureen_deployment_requests_total``, ``..._request_duration_seconds``)."""
+        (``tureen_deployment_requests_total``, ``..._request_duration_seconds``), and so do
+        the inference log's lost records (``tureen_inference_log_dropped_total``)."""
         self._metrics = metrics
+        metrics.add_collector(self._report_lost_records)
+
+    def _report_lost_records(self, metrics: Metrics) -> None:
+        loggers = {id(x): x for x in (*self._old_loggers, self.logger) if x is not None}
+        lost: collections.Counter[tuple[str, str]] = collections.Counter()
+        for logger in loggers.values():
+            lost.update(logger.losses())
+        for (sink, reason), n in lost.items():
+            metrics.set("tureen_inference_log_dropped_total", (self.name, sink, reason), n)
 
     def load(self) -> bool:
         repo = self.store.repo_path
@@ -140,6 +153,7 @@ class DeploymentModel(Model):
         for e in (engines or {}).values():
             e.unload()
         if self.logger is not None:
+            self._old_loggers.append(self.logger)  # before it goes: counted once, always
             self.logger.close()
             self.logger = None
 
@@ -311,8 +325,10 @@ class DeploymentModel(Model):
 
     async def _replace_logger(self) -> None:
         """Logging settings changed: new records go to a new logger, the old one drains."""
-        old, self.logger = self.logger, await asyncio.to_thread(self._new_logger)
+        new = await asyncio.to_thread(self._new_logger)
+        old, self.logger = self.logger, new
         if old is not None:
+            self._old_loggers.append(old)
             await old.aclose()
         self.log.warning("deployment %s: logging %s to %s", self.name,
                          self.spec.logging.value, self.spec.log_sink or "parquet")

@@ -12,7 +12,8 @@ many more may be in the sink's hands. When the queue is full, ``policy`` decides
   dropped); every wait is counted in ``blocked``.
 
 ``close()`` (or ``await aclose()``) stops accepting records, writes everything queued and
-closes the sink. ``stats()`` returns the counters for metrics.
+closes the sink. ``stats()`` returns the counters for metrics; ``losses()`` the records lost,
+by sink and reason (the server's ``tureen_inference_log_dropped_total``).
 
 When the sink fails (a full disk, a broker down), the batch is counted in ``failed`` and the
 logger backs off: batches are dropped (and counted) without calling the sink for 0.25 s,
@@ -289,6 +290,18 @@ class InferenceLogger:
                 batches=self._batches, sink_seconds=self._sink_seconds,
                 sink_errors=self._sink_errors,
             )
+
+    @property
+    def sink_name(self) -> str:
+        """``parquet``, ``kafka``, ``cloudevents``: the sink's class without ``Sink``."""
+        return type(self.sink).__name__.removesuffix("Sink").lower()
+
+    def losses(self) -> dict[tuple[str, str], int]:
+        """Records lost so far by (sink, reason): ``queue_full`` (``stats().dropped``) and
+        ``write_failed`` (``stats().failed``)."""
+        s = self.stats()
+        return {(self.sink_name, "queue_full"): s.dropped,
+                (self.sink_name, "write_failed"): s.failed}
 
     def __enter__(self) -> InferenceLogger:
         return self

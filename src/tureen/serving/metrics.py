@@ -2,17 +2,22 @@
 
 Each worker keeps counters, gauges and histograms in memory and, when ``share_dir`` is set,
 writes a JSON snapshot there; a scrape of any worker renders the sum over all snapshots.
+Values kept elsewhere (an inference logger's counts, updated by its own thread) are read by
+collectors (``add_collector``) on the serving thread just before every snapshot.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
@@ -51,6 +56,11 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...], Sequence[float]]] = {
     "tureen_deployment_request_duration_seconds": (
         "histogram", "Time per request of a deployment by the model version that answered.",
         ("deployment", "version"), LATENCY_BUCKETS),
+    "tureen_inference_log_dropped_total": (
+        "counter", "Inference log records lost, by deployment, sink (parquet, kafka, "
+        "cloudevents) and reason: queue_full (the logger's queue was full), write_failed (the "
+        "sink failed, or was backing off after a failure, or a record could not be converted).",
+        ("deployment", "sink", "reason"), ()),
 }
 
 
@@ -82,6 +92,12 @@ class Metrics:
         self._hist: dict[Key, list[float]] = {}  # bucket counts..., sum, count
         self._share = Path(share_dir) if share_dir else None
         self._last_write = 0.0
+        self._collectors: list[Callable[[Metrics], None]] = []
+
+    def add_collector(self, collect: Callable[[Metrics], None]) -> None:
+        """Call ``collect(self)`` before every snapshot (it ``set``s values kept elsewhere)."""
+        if collect not in self._collectors:
+            self._collectors.append(collect)
 
     def inc(self, name: str, labels: tuple[str, ...], value: float = 1.0) -> None:
         key = (name, labels)
@@ -103,6 +119,11 @@ class Metrics:
         h[-1] += 1
 
     def snapshot(self) -> dict[str, Any]:
+        for collect in self._collectors:
+            try:
+                collect(self)
+            except Exception:  # one broken collector must not stop the metrics of the rest
+                log.exception("metrics collector %r failed", collect)
         return {
             "values": [[k[0], list(k[1]), v] for k, v in self._values.items()],
             "hist": [[k[0], list(k[1]), h] for k, h in self._hist.items()],
