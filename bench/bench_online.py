@@ -6,9 +6,12 @@ entities. Measured in the same run:
 
 - ``tureen``: ``OnlineRetrieval.get_online_features`` (resolve-cache hit, key encoding,
   read, decode, TTL/status bookkeeping, response object);
-- ``raw``: the lower bound: a prepared ``sqlite3`` SELECT of the same row(s) by key
-  (``entity_id = ?`` / ``IN (...)`` of the sorted distinct keys, as the store does) plus decoding
-  the stored bytes row by row — nothing else;
+- ``raw``: a prepared ``sqlite3`` SELECT of the same row(s) by key (``entity_id = ?`` /
+  ``IN (...)`` of the sorted distinct keys) plus decoding the stored bytes row by row —
+  nothing else;
+- ``raw_packed_sql`` (100 and 1,000 entities): the lower bound of the store's batch read:
+  the one aggregate query it runs (the sorted keys as a JSON array in, the rows back in one
+  blob), without sorting the keys, decoding or anything else;
 - async: ``get_online_features_async`` calling the SQLite read inline vs in a worker thread
   (``asyncio.to_thread``), to justify the inline default;
 - threads: 4 reader threads with a connection per thread vs one connection behind a lock.
@@ -133,6 +136,16 @@ def main() -> None:
                 found.update(raw.execute(in_sql(len(part)), part).fetchall())
             return [reader.read(found[k]) for k in ks]
 
+        packed_sql = (f"SELECT CAST(group_concat(t.value, '') AS BLOB), max(length(t.value)), "
+                      "group_concat(CASE WHEN t.value IS NULL THEN j.key END) FROM json_each(?) "
+                      f"AS j LEFT JOIN {table} AS t ON t.entity_id = j.value")
+        sorted_json = {100: [json.dumps(sorted(k)) for k in batches],
+                       1000: [json.dumps(sorted(k)) for k in big]}
+
+        def raw_packed(size: int) -> Callable[[int], object]:
+            texts = sorted_json[size]
+            return lambda i: raw.execute(packed_sql, (texts[i % len(texts)],)).fetchone()
+
         def raw_many(i: int) -> object:
             return raw_batch(batches[i % len(batches)])
 
@@ -155,14 +168,17 @@ def main() -> None:
         big_calls = max(calls // 100, 100)
         res: dict[str, list[tuple[float, float]]] = {k: [] for k in (
             "tureen_one", "raw_one", "tureen_many", "raw_many", "tureen_many_json",
-            "tureen_thousand", "raw_thousand", "async_inline", "async_thread")}
+            "tureen_thousand", "raw_thousand", "async_inline", "async_thread",
+            "packed_sql_many", "packed_sql_thousand")}
         for _ in range(repeats):
             res["tureen_thousand"].append(percentiles(tureen_thousand, big_calls))
             res["raw_thousand"].append(percentiles(raw_thousand, big_calls))
+            res["packed_sql_thousand"].append(percentiles(raw_packed(1000), big_calls))
             res["tureen_one"].append(percentiles(tureen_one, calls))
             res["raw_one"].append(percentiles(raw_one, calls))
             res["tureen_many"].append(percentiles(tureen_many, many_calls))
             res["raw_many"].append(percentiles(raw_many, many_calls))
+            res["packed_sql_many"].append(percentiles(raw_packed(100), many_calls))
             res["tureen_many_json"].append(percentiles(tureen_many_json, many_calls))
             res["async_inline"].append(asyncio.run(_async_bench(retrieval, refs, rows_1,
                                                                 calls // 4)))
@@ -188,8 +204,10 @@ def main() -> None:
                        "overhead_ratio_p50": round(one["p50_us"] / raw1["p50_us"], 2)},
         "hundred_entities": {"tureen": many, "raw_select_plus_decode": rawn,
                              "tureen_plus_feast_json": median_of(res["tureen_many_json"]),
+                             "raw_packed_sql": median_of(res["packed_sql_many"]),
                              "overhead_ratio_p50": round(many["p50_us"] / rawn["p50_us"], 2)},
         "thousand_entities": {"tureen": thousand, "raw_select_plus_decode": raw1000,
+                              "raw_packed_sql": median_of(res["packed_sql_thousand"]),
                               "overhead_ratio_p50": round(thousand["p50_us"]
                                                           / raw1000["p50_us"], 2)},
         "decode_one_row_10_float32_ns": decode,

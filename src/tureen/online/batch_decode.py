@@ -25,6 +25,7 @@ from tureen.online.encoding import (
     micros_to_datetime,
     parse_layout,
 )
+from tureen.online.packed import Index, PackedRows
 
 #: below this many rows, decoding row by row is as fast
 MIN_ROWS = 8
@@ -40,6 +41,8 @@ class _Plan:
     nulls: int  # bytes of null bitmap
     # per wanted feature: (field name, index in the layout, is a timestamp) or None if absent
     columns: tuple[tuple[str, int, bool] | None, ...]
+    # when every value has one type: (where the values start, where they end, numpy type)
+    block: tuple[int, int, str] | None
 
 
 _PLANS: dict[tuple[tuple[str, ...], bytes, int], _Plan | None] = {}
@@ -73,11 +76,47 @@ def _plan(wanted: tuple[str, ...], row: bytes) -> _Plan | None:
                 (f"v{index[w]}", index[w], entries[index[w]][1] == b"t") if w in index else None
                 for w in wanted
             )
-            plan = _Plan(dtype, layout, nb, columns)
+            codes = {_FIXED[tag] for _, tag in entries}
+            block = ((start + nb, pos, codes.pop())
+                     if len(codes) == 1 and len(entries) > 1 else None)
+            plan = _Plan(dtype, layout, nb, columns, block)
     if len(_PLANS) > 4096:
         _PLANS.clear()
     _PLANS[key] = plan
     return plan
+
+
+_WIDTHS: dict[bytes, int | None] = {}
+
+
+def packed_width(data: bytes) -> int | None:
+    """The length of each of the rows ``data`` holds back to back, or None unless the first
+    row's layout is one of numbers only and every row has that layout. Such a layout fixes
+    a row's length, so a row that starts where the one before it ends and has the layout
+    ends where the next one starts: the rows are exactly the slices of that length."""
+    if len(data) < HEADER_SIZE or data[0] != ROW_FORMAT_VERSION:
+        return None
+    ln = int.from_bytes(data[HEADER_SIZE - 2 : HEADER_SIZE], "big")
+    head = data[HEADER_SIZE - 2 : HEADER_SIZE + ln]  # the layout's length, then the layout
+    width = _WIDTHS.get(head, -1)
+    if width == -1:
+        entries = parse_layout(head[2:])
+        width = None
+        if all(t in _FIXED for _, t in entries):
+            width = HEADER_SIZE + ln + (len(entries) + 7) // 8 + sum(
+                np.dtype(_FIXED[t]).itemsize for _, t in entries)
+        if len(_WIDTHS) > 4096:
+            _WIDTHS.clear()
+        _WIDTHS[head] = width
+    if width is None or len(data) % width:
+        return None
+    count = len(data) // width
+    grid = np.frombuffer(data, np.uint8).reshape(count, width)
+    if bool((grid[:, 0] != ROW_FORMAT_VERSION).any()):
+        return None
+    if grid[:, HEADER_SIZE - 2 : HEADER_SIZE + ln].tobytes() != head * count:
+        return None
+    return width
 
 
 def read_columns(
@@ -86,29 +125,42 @@ def read_columns(
     """(event µs per row, the values of each wanted feature) of ``rows``, or None when they
     cannot be read as one array (then decode them with ``reader.read``). A feature without
     nulls comes as a numpy array (Python objects are only made if someone asks: see
-    ``OnlineColumn``), one with nulls or of timestamps as a list."""
+    ``OnlineColumn``), one with nulls or of timestamps as a list. ``PackedRows`` (every key
+    found) are read from their buffer."""
     n = len(rows)
     if n < MIN_ROWS:
         return None
-    first = rows[0]
-    if first[0] != ROW_FORMAT_VERSION or len(first) < HEADER_SIZE:
+    if isinstance(rows, PackedRows):
+        if rows.missing:
+            return None
+        return read_packed(reader, rows.data, rows.width, rows.slots, rows.one_layout)
+    return read_packed(reader, b"".join(rows), len(rows[0]), None)
+
+
+def read_packed(
+    reader: RowReader, data: bytes, width: int, take: Index | None, checked: bool = False
+) -> tuple[list[int], list[Column]] | None:
+    """``read_columns`` of the ``width``-byte rows ``data`` holds, those at ``take`` in that
+    order (all of them when None); None unless ``packed_width(data)`` is ``width`` (which
+    ``checked`` says the caller already knows)."""
+    if not checked and packed_width(data) != width:
         return None
-    plan = _plan(reader.wanted, first)
+    plan = _plan(reader.wanted, data[:width])
     if plan is None:
         return None
-    joined = b"".join(rows)
-    if len(joined) != n * plan.dtype.itemsize:
-        return None
-    arr = np.frombuffer(joined, dtype=plan.dtype)
-    grid = np.frombuffer(joined, np.uint8).reshape(n, plan.dtype.itemsize)
-    if bool((grid[:, 0] != ROW_FORMAT_VERSION).any()):
-        return None
-    if plan.layout and grid[:, HEADER_SIZE:HEADER_SIZE + len(plan.layout)].tobytes() != (
-            plan.layout * n):
-        return None
+    if take is None:
+        arr = np.frombuffer(data, dtype=plan.dtype)
+    else:  # one memcpy per row, then read through the structured dtype
+        arr = np.frombuffer(data, dtype=f"V{width}")[take].view(plan.dtype)
+    n = len(arr)
     events: list[int] = (arr["ev"] ^ np.uint64(SIGN)).view(np.int64).tolist()
     nulls = arr["nulls"] if plan.nulls else None
     has_nulls = nulls is not None and bool(nulls.any())
+    block = None
+    if plan.block is not None:  # every value column in one copy (rows -> columns)
+        start, stop, code = plan.block
+        block = np.ascontiguousarray(arr.view(np.uint8).reshape(n, width)[:, start:stop]
+                                     .view(code).T)
     columns: list[Column] = []
     for col in plan.columns:
         if col is None:
@@ -117,10 +169,11 @@ def read_columns(
         field, index, is_ts = col
         null_rows = (np.flatnonzero(nulls[:, index // 8] >> (index % 8) & 1)
                      if has_nulls and nulls is not None else None)
+        values_of = arr[field] if block is None else block[index]
         if not is_ts and (null_rows is None or not null_rows.size):
-            columns.append(np.ascontiguousarray(arr[field]))
+            columns.append(np.ascontiguousarray(values_of))
             continue
-        values: list[Any] = arr[field].tolist()
+        values: list[Any] = values_of.tolist()
         for i in (null_rows.tolist() if null_rows is not None else ()):
             values[i] = None
         if is_ts:

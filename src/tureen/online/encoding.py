@@ -91,6 +91,12 @@ def layout_bytes(fields: Sequence[Field]) -> bytes:
     return bytes(out)
 
 
+def fixed_width(fields: Sequence[Field]) -> bool:
+    """True when every field is stored in a fixed number of bytes (numbers, bools,
+    timestamps): the rows of such fields all have one length."""
+    return all(f.dtype.element is None and _SCALAR[f.dtype.name][1] for f in fields)
+
+
 def parse_layout(layout: bytes) -> list[tuple[str, bytes]]:
     """(name, tag) for each feature a layout section describes."""
     out: list[tuple[str, bytes]] = []

@@ -297,12 +297,15 @@ def _fixed_column(f: Field, tag: bytes, arr: pa.Array) -> np.ndarray[Any, Any]:
 class IntKeys(Sequence[bytes]):
     """The keys of a batch of entities of a view keyed by one integer join key: the values
     checked once, key bytes made only if a backend asks for them. A backend that stores such
-    views by the integer itself (SQLite) reads ``ints`` and skips encoding and decoding."""
+    views by the integer itself (SQLite) reads ``ints`` (or ``array``, the same values as
+    int64) and skips encoding and decoding."""
 
-    __slots__ = ("_bytes", "_encode", "ints")
+    __slots__ = ("_bytes", "_encode", "array", "ints")
 
-    def __init__(self, ints: list[int], encode: Callable[[Any], bytes]) -> None:
+    def __init__(self, ints: list[int], array: np.ndarray[Any, np.dtype[np.int64]],
+                 encode: Callable[[Any], bytes]) -> None:
         self.ints = ints
+        self.array = array
         self._encode = encode
         self._bytes: list[bytes] | None = None
 
@@ -311,8 +314,10 @@ class IntKeys(Sequence[bytes]):
         """``IntKeys`` when every value is a plain int in int64 range, else the encoded
         keys (which raise the usual error for a bad value)."""
         if isinstance(values, list) and set(map(type, values)) <= {int}:
-            if not values or (-(2**63) <= min(values) and max(values) < 2**63):
-                return cls(values, encoder.encode_one)
+            try:
+                return cls(values, np.array(values, dtype=np.int64), encoder.encode_one)
+            except OverflowError:  # out of int64 range: the encoder says so
+                pass
         return [encoder.encode_one(v) for v in values]
 
     def _all(self) -> list[bytes]:

@@ -36,8 +36,9 @@ class OnlineStore(Protocol):
         rows winning, in one transaction / pipeline. Returns the number of rows offered."""
         ...
 
-    def read(self, requests: Sequence[ReadRequest]) -> list[list[StoredRow | None]]:
-        """For each (view, keys): the stored row of each key, or None when absent."""
+    def read(self, requests: Sequence[ReadRequest]) -> Sequence[Sequence[StoredRow | None]]:
+        """For each (view, keys): the stored row of each key, or None when absent (a list,
+        or ``PackedRows`` from a backend that returns a batch in one buffer)."""
         ...
 
     def delete_views(self, views: Sequence[FeatureView]) -> None:
@@ -53,7 +54,7 @@ class AsyncOnlineStore(Protocol):
 
     async def read_async(
         self, requests: Sequence[ReadRequest]
-    ) -> list[list[StoredRow | None]]: ...
+    ) -> Sequence[Sequence[StoredRow | None]]: ...
 
 
 @runtime_checkable

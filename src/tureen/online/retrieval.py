@@ -26,9 +26,10 @@ import pandas as pd
 from tureen.definitions import FeatureService, FeatureView, Field, OnDemandFeatureView
 from tureen.errors import InvalidRequestError, suggest
 from tureen.feature_refs import FeaturePlan, resolve
-from tureen.online.batch_decode import MIN_ROWS, Column, read_columns
+from tureen.online.batch_decode import MIN_ROWS, Column, read_columns, read_packed
 from tureen.online.encoding import RowReader
 from tureen.online.keys import IntKeys, KeyEncoder, encoder_for
+from tureen.online.packed import PackedRows
 from tureen.online.protocol import AsyncOnlineStore, OnlineStore, ReadRequest, StoredRow
 from tureen.online.response import (
     NOT_FOUND,
@@ -261,6 +262,7 @@ def _batch_step(
     """One view's rows of a batch read decoded at once (``batch_decode``), with statuses;
     None when they do not decode as one array."""
     n = len(blobs)
+    found: tuple[list[int], list[Column]] | None
     if None not in blobs:
         found = read_columns(reader, cast("Sequence[bytes]", blobs))
         if found is None:
@@ -268,27 +270,42 @@ def _batch_step(
         events, cols = found
         if not ttl or now_us - min(events) <= ttl:
             return cols, [PRESENT] * n, cast("list[int | None]", events)
-        where = list(range(n))
-    else:
-        where = [i for i, b in enumerate(blobs) if b is not None]
-        found = read_columns(reader, [cast(bytes, blobs[i]) for i in where])
-        if found is None:
+        where = np.arange(n)
+    elif isinstance(blobs, PackedRows):
+        where = np.flatnonzero(blobs.slots >= 0)
+        if len(where) < MIN_ROWS:
             return None
-        events, cols = found
-    status = [NOT_FOUND] * n
-    stamps: list[int | None] = [None] * n
-    out: list[list[Any]] = [[None] * n for _ in cols]
-    lists = [_as_list(c) for c in cols]
-    for j, i in enumerate(where):
-        ev = events[j]
-        stamps[i] = ev
-        if ttl and now_us - ev > ttl:
-            status[i] = OUTSIDE_MAX_AGE
-            continue
-        status[i] = PRESENT
-        for col, full in zip(lists, out, strict=True):
-            full[i] = col[j]
-    return list(out), status, stamps
+        found = read_packed(reader, blobs.data, blobs.width, blobs.slots[where],
+                            blobs.one_layout)
+    else:
+        where = np.flatnonzero([b is not None for b in blobs])
+        found = read_columns(reader, [cast(bytes, blobs[i]) for i in where.tolist()])
+    if found is None:
+        return None
+    events, cols = found
+    # Some keys not found or past the TTL: scatter the rows found into columns of None.
+    ev = np.asarray(events, dtype=np.int64)
+    fresh = now_us - ev <= ttl if ttl else np.ones(len(ev), dtype=bool)
+    codes = np.zeros(n, dtype=np.int8)
+    codes[where] = np.where(fresh, 1, 2)
+    stamps = np.full(n, None, dtype=object)
+    stamps[where] = ev
+    keep = where[fresh]
+    out: list[Column] = []
+    for col in cols:
+        full = np.full(n, None, dtype=object)
+        if isinstance(col, np.ndarray):
+            full[keep] = col[fresh]
+        else:
+            values = np.empty(len(col), dtype=object)
+            values[:] = col
+            full[keep] = values[fresh]
+        out.append(full.tolist())
+    return out, _STATUS_OF_CODE[codes].tolist(), stamps.tolist()
+
+
+#: ``_batch_step``'s status codes: 0 not found, 1 present, 2 past the view's TTL
+_STATUS_OF_CODE = np.array([NOT_FOUND, PRESENT, OUTSIDE_MAX_AGE], dtype=object)
 
 
 class OnlineRetrieval:

@@ -22,17 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from tureen.backend_options import SqliteOptions
 from tureen.definitions import FeatureView
 from tureen.errors import BackendUnavailableError, InvalidRequestError
-from tureen.online.encoding import encode_rows
+from tureen.online.batch_decode import packed_width
+from tureen.online.encoding import encode_rows, fixed_width
 from tureen.online.keys import IntKeys
+from tureen.online.packed import PackedRows
 from tureen.online.protocol import ReadRequest, StoredRow
 
 # SQLite's default limit on host parameters is 32766 since 3.32; stay well below it.
 _MAX_IN = 1000
+#: from this many keys on, a view keyed by one integer is read as ``PackedRows``
+MIN_PACKED = 48
 _INT_KEYS = frozenset({"Int32", "Int64"})
 
 
@@ -59,6 +64,13 @@ def _key_ints(keys: Sequence[bytes]) -> list[int]:
     grid = np.frombuffer(joined, dtype=np.uint8).reshape(len(keys), width)
     ints: list[int] = np.ascontiguousarray(grid[:, width - 8:]).view(">i8").ravel().tolist()
     return ints
+
+
+def _key_array(keys: Sequence[bytes]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """``_key_ints`` as an int64 array."""
+    if isinstance(keys, IntKeys):
+        return keys.array
+    return np.array(_key_ints(keys), dtype=np.int64)
 
 
 _BLOB = _Layout("entity_key", list, "entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, "
@@ -104,6 +116,7 @@ class SqliteOnlineStore:
         self._closed = False
         self._sql: dict[tuple[str | tuple[str, ...], str, int], str] = {}
         self._layouts: dict[str, _Layout] = {}  # tables known to exist -> their layout
+        self._packed_reads = True  # False when this SQLite has no json_each
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn()  # fail early (bad path, permissions), switch the file to WAL
 
@@ -135,6 +148,8 @@ class SqliteOnlineStore:
             for pragma in self.pragmas:
                 conn.execute(pragma)
             conn.execute("PRAGMA journal_mode = WAL")
+            if conn.execute("PRAGMA encoding").fetchone()[0] != "UTF-8":
+                self._packed_reads = False  # group_concat would transcode the rows
         except sqlite3.Error as exc:
             raise BackendUnavailableError(
                 f"cannot open the SQLite online store at {self.path}: {exc}. Check the path "
@@ -249,13 +264,13 @@ class SqliteOnlineStore:
         return stored
 
     # ---- reads ----------------------------------------------------------------------------
-    def read(self, requests: Sequence[ReadRequest]) -> list[list[StoredRow | None]]:
+    def read(self, requests: Sequence[ReadRequest]) -> list[Sequence[StoredRow | None]]:
         conn = self._conn()
         if len(requests) > 1:
             together = self._read_views(conn, requests)
             if together is not None:
                 return together
-        out: list[list[StoredRow | None]] = []
+        out: list[Sequence[StoredRow | None]] = []
         for view, keys in requests:
             try:
                 out.append(self._read_view(conn, view, keys))
@@ -273,7 +288,7 @@ class SqliteOnlineStore:
 
     def _read_views(
         self, conn: sqlite3.Connection, requests: Sequence[ReadRequest]
-    ) -> list[list[StoredRow | None]] | None:
+    ) -> list[Sequence[StoredRow | None]] | None:
         """Several views of the same entities (a feature service) in ONE statement, a
         ``UNION ALL`` of one lookup per view sharing numbered parameters: for a service of
         25 views about 4x faster than 25 statements. None when the requests do not qualify
@@ -311,11 +326,16 @@ class SqliteOnlineStore:
 
     def _read_view(
         self, conn: sqlite3.Connection, view: FeatureView, keys: Sequence[bytes]
-    ) -> list[StoredRow | None]:
+    ) -> Sequence[StoredRow | None]:
         layout = self._layout(conn, view)
         if layout is None or not keys:
             return [None] * len(keys)
         t = self.table(view)
+        if (len(keys) >= MIN_PACKED and layout is _INT and self._packed_reads
+                and fixed_width(view.features)):
+            packed = self._read_packed(conn, t, _key_array(keys))
+            if packed is not None:
+                return packed
         ids = layout.convert(keys)
         if len(ids) == 1:
             row = conn.execute(f"SELECT value FROM {t} WHERE {layout.column} = ?",
@@ -336,6 +356,47 @@ class SqliteOnlineStore:
             found.update(conn.execute(sql, chunk).fetchall())
         get = found.get
         return [get(k) for k in ids]
+
+    def _read_packed(
+        self, conn: sqlite3.Connection, t: str, keys: np.ndarray[Any, np.dtype[np.int64]]
+    ) -> PackedRows | None:
+        """The rows of many integer keys in one aggregate: the keys go in sorted (SQLite
+        walks the B-tree in order) as one JSON array, and the rows come back concatenated
+        in one blob (one Python object instead of a tuple and a bytes per row: ~40% less
+        time for 1,000 keys), with the positions of the keys not found. The LEFT JOIN makes
+        ``json_each`` the outer loop, so rows are aggregated in the array's order. None when
+        the rows do not all have one length (then they are read one by one)."""
+        order = keys.argsort()
+        sql = self._sql.get((t, "packed", 0))
+        if sql is None:
+            sql = self._sql[(t, "packed", 0)] = (
+                "SELECT CAST(group_concat(t.value, '') AS BLOB), "
+                "group_concat(CASE WHEN t.value IS NULL THEN j.key END) "
+                f"FROM json_each(?) AS j LEFT JOIN {t} AS t ON t.entity_id = j.value")
+        text = orjson.dumps(keys[order], option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        try:
+            data, missing = conn.execute(sql, (text,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "json_each" in str(exc):  # an SQLite built without JSON: read row by row
+                self._packed_reads = False
+                return None
+            raise
+        n = len(keys)
+        if missing is None:  # every key found: the k-th row is the k-th smallest key's
+            in_order = np.arange(n, dtype=np.int64)
+        else:
+            found = np.ones(n, dtype=bool)
+            found[np.array(missing.split(","), dtype=np.int64)] = False
+            in_order = np.cumsum(found) - 1
+            in_order[~found] = -1
+        width = 0
+        if data is not None:  # some found: rows of one length, as many as keys found
+            width = packed_width(data) or 0
+            if not width or len(data) != width * (int(in_order.max()) + 1):
+                return None
+        slots = np.empty(n, dtype=np.int64)
+        slots[order] = in_order
+        return PackedRows(data or b"", width, slots, one_layout=True)
 
     # ---- maintenance ----------------------------------------------------------------------
     def delete_views(self, views: Sequence[FeatureView]) -> None:

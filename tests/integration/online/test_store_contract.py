@@ -297,6 +297,22 @@ def test_large_reads_cover_every_key(store: OnlineStore) -> None:
     assert all(g.values["n"] == i for i, g in enumerate(got) if g is not None)
 
 
+def test_large_reads_in_any_order_with_repeats_and_rows_of_two_layouts(
+        store: OnlineStore) -> None:
+    """A large read answers each key in place whatever the order and repeats, also when a
+    view's rows differ in length (written before and after it gained a feature)."""
+    view = make_view()
+    wider = make_view(schema=[Field("x", Float64), Field("n", Int64), Field("s", String)])
+    put(store, view, [row(i, float(i), T0) for i in range(0, 120, 3)])
+    ids = [(i * 37) % 130 for i in range(200)]  # out of order, repeated, some missing
+    want = [i if i % 3 == 0 and i < 120 else None for i in ids]
+    assert [None if g is None else g.values["n"] for g in get(store, view, ids)] == want
+    put(store, wider, [{**row(i, float(i), T0), "s": "z" * i} for i in range(0, 120, 6)])
+    assert [None if g is None else g.values["n"] for g in get(store, view, ids)] == want
+    assert [None if g is None else g.values.get("s") for g in get(store, view, ids)] == [
+        None if i is None else "z" * i if i % 6 == 0 else None for i in want]
+
+
 def test_write_counted_says_how_many_rows_were_stored(store: OnlineStore) -> None:
     assert isinstance(store, CountsStored)
     view = make_view()

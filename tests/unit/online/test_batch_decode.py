@@ -7,13 +7,16 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tureen.definitions import Field
 from tureen.online.batch_decode import MIN_ROWS, read_columns
 from tureen.online.encoding import RowReader, encode_rows
+from tureen.online.packed import PackedRows
 from tureen.types import Bool, DType, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -80,3 +83,39 @@ def test_rows_that_are_not_one_array_are_declined() -> None:
     assert read_columns(reader, nums[:-1] + other[:1]) is None  # two layouts
     assert read_columns(reader, text) is None  # variable width
     assert read_columns(reader, nums) is not None
+
+
+@settings(max_examples=100, deadline=None)
+@given(batches(), st.data())
+def test_packed_rows_decode_like_the_rows_they_stand_for(
+        case: tuple[list[Field], pa.Table, list[str]], data: st.DataObject) -> None:
+    """Rows taken from one buffer in any order, repeated or not, decode like those rows."""
+    fields, table, wanted = case
+    rows = encode_rows(fields, table).values
+    picks = data.draw(st.lists(st.integers(0, len(rows) - 1), min_size=MIN_ROWS, max_size=60))
+    packed = PackedRows(b"".join(rows), len(rows[0]), np.array(picks, dtype=np.int64))
+    assert list(packed) == [rows[i] for i in picks]
+    reader = RowReader(wanted)
+    assert _columns_same(read_columns(reader, packed),
+                         read_columns(reader, [rows[i] for i in picks]))
+
+
+def _columns_same(a: tuple[list[int], list[Any]] | None,
+                  b: tuple[list[int], list[Any]] | None) -> bool:
+    assert a is not None and b is not None
+    return a[0] == b[0] and all(_same(list(x), list(y)) for x, y in zip(a[1], b[1], strict=True))
+
+
+def test_packed_rows_are_a_sequence_of_rows_and_nones() -> None:
+    rows = encode_rows([Field("a", Int64)], pa.table({
+        "a": [1, 2], "event_timestamp": pa.array([T0, T0], US)})).values
+    packed = PackedRows(b"".join(rows), len(rows[0]), np.array([1, -1, 0, 1], dtype=np.int64))
+    assert len(packed) == 4 and packed.missing == 1
+    assert list(packed) == [rows[1], None, rows[0], rows[1]]
+    assert packed[1] is None and packed[-1] == rows[1] and packed[1:3] == [None, rows[0]]
+    assert None in packed and rows[0] in packed and b"other" not in packed
+    assert None not in PackedRows(rows[0], len(rows[0]), np.zeros(3, dtype=np.int64))
+    assert PackedRows.of([rows[0], None, rows[0]]) is not None
+    assert PackedRows.of([rows[0], b"\x01short"]) is None
+    with pytest.raises(ValueError, match="whole number"):
+        PackedRows(rows[0] + b"x", len(rows[0]), np.zeros(1, dtype=np.int64))

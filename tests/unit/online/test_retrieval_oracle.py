@@ -15,7 +15,7 @@ from tureen.definitions import Entity, FeatureView, Field, FileSource
 from tureen.ingest import write_to_online_store
 from tureen.online.response import FieldStatus
 from tureen.online.retrieval import OnlineRetrieval
-from tureen.online.sqlite_store import SqliteOnlineStore
+from tureen.online.sqlite_store import MIN_PACKED, SqliteOnlineStore
 from tureen.registry.snapshot import RegistrySnapshot
 from tureen.types import Float64, String
 
@@ -81,3 +81,34 @@ def test_reads_match_oracle(batches: list[list[tuple[Any, ...]]],
             want_status.append(FieldStatus.NULL_VALUE if x is None else FieldStatus.PRESENT)
     assert resp.to_dict()["x"] == want_values
     assert resp.statuses["x"] == want_status
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 20), st.integers(0, 2),
+                          st.none() | st.floats(allow_nan=False)), min_size=1, max_size=80),
+       st.lists(st.integers(0, 70), min_size=MIN_PACKED, max_size=150))
+def test_large_integer_keyed_batches_match_oracle(writes: list[tuple[int, int, int, Any]],
+                                                  probes: list[int]) -> None:
+    """Large batches of an integer-keyed view are read from SQLite in one buffer
+    (``PackedRows``): repeated, missing and expired keys still answer exactly."""
+    oracle: dict[int, tuple[int, int, float | None]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteOnlineStore(Path(tmp) / "o.db", "oracle")
+        try:
+            write_to_online_store(SNAP_INT, store, "v", [
+                {"account_id": a, "x": x, "event_timestamp": NOW - timedelta(hours=h),
+                 "created": NOW + timedelta(seconds=c)} for a, h, c, x in writes])
+            for a, h, c, x in writes:
+                if a not in oracle or (-h, c) >= oracle[a][:2]:
+                    oracle[a] = (-h, c, x)
+            resp = OnlineRetrieval(store, lambda: SNAP_INT, clock=NOW.timestamp
+                                   ).get_online_features(["v:x"], {"account_id": probes})
+        finally:
+            store.close()
+    want = [(None, FieldStatus.NOT_FOUND) if a not in oracle
+            else (None, FieldStatus.OUTSIDE_MAX_AGE) if -oracle[a][0] > 10
+            else (oracle[a][2], FieldStatus.NULL_VALUE if oracle[a][2] is None
+                  else FieldStatus.PRESENT) for a in probes]
+    assert resp.to_dict()["x"] == [v for v, _ in want]
+    assert resp.statuses["x"] == [s for _, s in want]
+    assert resp.to_dict()["account_id"] == probes
