@@ -135,6 +135,35 @@ def output_array(name: str, datatype: str, shape: Sequence[int] | None,
                          f"{exc}") from None
 
 
+def output_dtype(name: str, datatype: str, array: NDArray) -> NDArray:
+    """A model's output array as ``datatype`` holds it on the wire (numpy's float64 declared
+    FP32 is sent as 4-byte floats, not 8): cast when every value fits (floats: in range;
+    integers and bools: exactly, so 1.0 is an INT64 1 and 1.5 is not); else ``ValueError``,
+    a bug in the model (see ``output_array``)."""
+    want = OIP_NUMPY.get(datatype)
+    if want is None or datatype == "BYTES" or array.dtype == want:
+        return array
+    problem = f"holds {array.dtype} values"
+    if array.dtype.kind in "biuf":
+        with np.errstate(all="ignore"):  # NaN or too large: checked below
+            out = array.astype(want)
+        if want.kind == "f":
+            try:
+                check_range(name, datatype, array, want)
+            except InvalidRequestError as exc:
+                problem = str(exc)
+            else:
+                return out
+        else:
+            differs = np.flatnonzero(out.reshape(-1) != array.reshape(-1))
+            if not differs.size:
+                return out
+            problem = f"holds {array.reshape(-1)[differs[0]].item()!r}"
+    raise ValueError(f"the model's output {name!r} does not fit its datatype and shape: it is "
+                     f"declared {datatype} but {problem}; return {datatype} values or declare "
+                     "the datatype of the values.")
+
+
 def check_range(name: str, datatype: str, raw: NDArray, dt: np.dtype[Any]) -> None:
     """Values ``dt`` cannot hold are a client's mistake (a cast would wrap them or make them
     infinite, silently)."""

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from tureen.codecs.table import PANDAS_CONTENT_TYPE, columns_to_frame, frame_to_columns
-from tureen.codecs.tensor import output_array
+from tureen.codecs.tensor import output_array, output_dtype
 from tureen.errors import InvalidRequestError
-from tureen.types import oip_datatype_of
+from tureen.types import OIP_NUMPY, oip_datatype_of
 
 NDArray = np.ndarray[Any, Any]
 Parameters = dict[str, Any]
@@ -128,7 +128,8 @@ class InferRequest:
 class InferOutput:
     """One output tensor. ``data`` may be a numpy array or, as a model often returns it, a
     (nested) list of values of ``datatype``; a list's ``shape`` may be None (its nesting's).
-    A list that does not fit ``datatype`` and ``shape`` raises ``ValueError``."""
+    An array of another dtype is cast to ``datatype`` when its values fit (float64 to FP32).
+    Data that does not fit ``datatype`` and ``shape`` raises ``ValueError``."""
 
     name: str
     datatype: str
@@ -137,8 +138,11 @@ class InferOutput:
     parameters: Parameters = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.data, np.ndarray):
-            self.data, self.shape = output_array(self.name, self.datatype, self.shape, self.data)
+        data = self.data
+        if not isinstance(data, np.ndarray):
+            self.data, self.shape = output_array(self.name, self.datatype, self.shape, data)
+        elif data.dtype is not OIP_NUMPY.get(self.datatype):  # the same dtype: one check
+            self.data = output_dtype(self.name, self.datatype, data)
 
     def as_numpy(self) -> NDArray:
         return self.data

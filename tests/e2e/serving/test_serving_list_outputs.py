@@ -22,6 +22,7 @@ from tureen.codecs.pb import inference_pb2 as pb
 from .conftest import IMPLEMENTATIONS, Server, free_port, wait_ready, write_custom
 
 LISTS = """
+import numpy as np
 from tureen.serving import InferOutput, InferResponse, Model
 
 
@@ -37,11 +38,14 @@ class Lists(Model):
             InferOutput(name="s", datatype="BYTES", shape=[2], data=["a", "bc"]),
             InferOutput(name="b", datatype="BOOL", shape=[2], data=[True, False]),
             InferOutput(name="inferred", datatype="INT32", shape=None, data=[[7, 8, 9]]),
+            InferOutput(name="wide", datatype="FP32", shape=[2], data=np.array([0.5, 1.5])),
         ])
 """
 
-#: input 0: values the datatype cannot hold; 1: more values than the shape
+#: input 0: values the datatype cannot hold; 1: more values than the shape; 2: an array of
+#: values the datatype cannot hold
 BAD = """
+import numpy as np
 from tureen.serving import InferOutput, InferResponse, Model
 
 
@@ -51,10 +55,13 @@ class Bad(Model):
         return True
 
     def predict(self, payload, headers=None):
-        if int(payload.inputs[0].data.reshape(-1)[0]) == 0:
+        case = int(payload.inputs[0].data.reshape(-1)[0])
+        if case == 0:
             out = InferOutput("y", "INT64", [2], ["secret-value", 2])
-        else:
+        elif case == 1:
             out = InferOutput("y", "FP32", [2], [1.0, 2.0, 3.0])
+        else:
+            out = InferOutput("y", "INT64", [2], np.array([1.5, 2.0]))
         return InferResponse(self.name, [out])
 """
 
@@ -64,6 +71,7 @@ EXPECTED = {
     "s": np.array([b"a", b"bc"], dtype=object),
     "b": np.array([True, False]),
     "inferred": np.array([[7, 8, 9]], dtype=np.int32),
+    "wide": np.array([0.5, 1.5], dtype=np.float32),  # a float64 array declared FP32
 }
 X = np.array([[0]], dtype=np.int64)
 
@@ -171,7 +179,7 @@ async def test_grpc_typed_contents_of_list_outputs(server: Server) -> None:
     assert list(outs["inferred"].contents.int_contents) == [7, 8, 9]
 
 
-@pytest.mark.parametrize("case", [0, 1])
+@pytest.mark.parametrize("case", [0, 1, 2])
 async def test_a_list_that_does_not_fit_is_a_generic_500(server: Server, case: int) -> None:
     r = httpx.post(
         f"{server.url}/v2/models/bad/infer",
@@ -189,6 +197,6 @@ async def test_a_list_that_does_not_fit_is_a_generic_500(server: Server, case: i
     assert e.value.code() == grpc.StatusCode.INTERNAL
     assert "secret-value" not in (e.value.details() or "")
     log = server.log.read_text() if server.log else ""
-    said = "holds string values" if case == 0 else "holds 3 elements"
+    said = ["holds string values", "holds 3 elements", "holds 1.5"][case]
     last = log[log.rfind("bad:1]: internal error") :]  # the line names the model, then why
     assert "model's output 'y'" in last and said in last, log[-3000:]

@@ -17,6 +17,7 @@ from tureen.codecs.tensor import (
     encode_binary,
     encode_json,
     output_array,
+    output_dtype,
 )
 from tureen.errors import InvalidRequestError
 from tureen.types import OIP_NUMPY
@@ -113,6 +114,46 @@ def test_a_model_output_list_that_does_not_fit_is_a_model_bug(
         output_array("y", datatype, shape, data)
     assert not isinstance(e.value, InvalidRequestError)  # never a client's 400
     assert "model's output 'y'" in str(e.value)
+
+
+@pytest.mark.parametrize(("datatype", "values", "dtype"), [
+    ("FP32", [0.5, 1.5], np.float64),  # numpy's default float, declared FP32
+    ("FP64", [1, 2], np.int64),
+    ("INT64", [1.0, 2.0], np.float64),  # integral floats (a classifier's labels)
+    ("BOOL", [1, 0], np.int64),
+    ("FP32", [float("inf"), float("nan")], np.float64),
+    ("FP32", [1.0, 2.0], ">f4"),
+])
+def test_a_model_output_array_is_cast_to_its_datatype(datatype: str, values: list[Any],
+                                                      dtype: Any) -> None:
+    got = output_dtype("y", datatype, np.array(values, dtype=dtype))
+    assert got.dtype == OIP_NUMPY[datatype]
+    assert np.array_equal(got, np.array(values), equal_nan=True)
+
+
+@pytest.mark.parametrize(("datatype", "values", "says"), [
+    ("INT64", [1.0, 1.5], "holds 1.5"),
+    ("INT8", [300], "holds 300"),
+    ("INT64", [float("nan")], "holds nan"),
+    ("BOOL", [2], "holds 2"),
+    ("FP32", [1e300], "out of range"),
+    ("FP32", ["a"], "holds <U1 values"),
+])
+def test_a_model_output_array_that_does_not_fit_is_a_model_bug(datatype: str,
+                                                               values: list[Any],
+                                                               says: str) -> None:
+    with pytest.raises(ValueError, match=says) as e:
+        output_dtype("y", datatype, np.array(values))
+    assert not isinstance(e.value, InvalidRequestError)
+
+
+def test_an_output_array_of_its_datatype_is_kept_as_it_is() -> None:
+    from tureen.serving.inference import InferOutput
+
+    arr = np.arange(4, dtype=np.float32)
+    assert InferOutput("y", "FP32", [4], arr).data is arr
+    text = np.array(["a", "b"])
+    assert InferOutput("s", "BYTES", [2], text).data is text  # encoded as it is sent
 
 
 def test_a_model_output_tuple_or_scalar() -> None:
