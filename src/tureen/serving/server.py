@@ -7,8 +7,9 @@ its transports (``tureen.serving.transport``: REST on ``http_port``, OIP gRPC on
 ``grpc_port``) on one event loop; metrics of all workers are summed on scrape.
 SIGTERM/SIGINT stop accepting, drain requests in flight (up to ``grace_seconds``) and exit.
 A worker does the same when its supervisor dies, even by SIGKILL: it watches the read end of
-a pipe only the supervisor holds open for writing (EOF: the supervisor is gone), and on Linux
-also asks for SIGTERM on its parent's death (``PR_SET_PDEATHSIG``).
+a pipe only the supervisor holds open for writing (EOF: the supervisor is gone; unlike
+``PR_SET_PDEATHSIG``, which fires when the forking *thread* ends, EOF means the whole process
+is), and the last worker out removes the folder the workers shared.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import resource
+import select
 import signal
 import socket
 import sys
@@ -177,8 +179,9 @@ class ModelServer:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.close(keep)
         self._lifeline = lifeline
-        _die_with_parent(signal.SIGTERM)
         _run(self.serve(models))
+        if self._metrics_dir is not None and _at_eof(lifeline):
+            _remove_if_empty(self._metrics_dir)  # the supervisor died: it cannot any more
         _leave_stuck_threads(1 if self.failed else 0)
         if self.failed:
             sys.exit(1)
@@ -361,20 +364,21 @@ def _arm_watchdog(seconds: float) -> None:
     timer.start()
 
 
-#: prctl(2) option: the signal this process gets when the thread that forked it dies
-PR_SET_PDEATHSIG = 1
+def _at_eof(fd: int) -> bool:
+    """Whether the pipe ``fd`` reads end-of-file now (every write end is closed)."""
+    try:
+        readable, _, _ = select.select([fd], [], [], 0)
+        return bool(readable) and os.read(fd, 1) == b""
+    except OSError:
+        return False
 
 
-def _die_with_parent(sig: int) -> None:
-    """Linux: get ``sig`` when the parent dies. A backup for the lifeline pipe: the kernel
-    sends it when the *thread* that forked this process ends, and a parent that died before
-    this call is noticed only by the pipe (already at EOF then)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+def _remove_if_empty(folder: str) -> None:
+    """Remove the workers' shared folder once the others left it (each removes its own
+    files first: whichever worker ends last succeeds)."""
+    for path in (Path(folder) / "shared-memory", Path(folder)):
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 def _leave_stuck_threads(code: int) -> None:

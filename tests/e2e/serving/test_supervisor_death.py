@@ -53,8 +53,13 @@ def refuses(port: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
-def test_workers_exit_when_the_supervisor_is_killed(fresh_repo: Path, impl: str) -> None:
+def test_workers_exit_when_the_supervisor_is_killed(
+    fresh_repo: Path, impl: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_custom(fresh_repo, "slow", SLOW)
+    tmp = tmp_path / "tmp"  # where the supervisor makes the workers' shared metrics folder
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
     server = start_server(fresh_repo, "--workers", "2", *IMPLEMENTATIONS[impl])
     workers: list[int] = []
     try:
@@ -71,6 +76,7 @@ def test_workers_exit_when_the_supervisor_is_killed(fresh_repo: Path, impl: str)
         assert [p for p in workers if alive(p)] == []
         assert refuses(server.http_port)
         assert refuses(server.grpc_port)
+        assert list(tmp.glob("tureen-metrics-*")) == []  # the last worker out removed it
     finally:
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
