@@ -323,7 +323,14 @@ class IntKeys(Sequence[bytes]):
     def _all(self) -> list[bytes]:
         if self._bytes is None:
             one = self._encode
-            self._bytes = [one(v) for v in self.ints]
+            if len(self.ints) < 16:
+                self._bytes = [one(v) for v in self.ints]
+            else:  # the same key bytes, the integers packed by numpy (big-endian int64)
+                lead = one(self.ints[0])[:-8]
+                raw = self.array.astype(">i8").tobytes()
+                self._bytes = [lead + raw[i : i + 8] for i in range(0, len(raw), 8)]
+                if self._bytes[0] != one(self.ints[0]):  # not the layout assumed: encode
+                    self._bytes = [one(v) for v in self.ints]
         return self._bytes
 
     def __len__(self) -> int:

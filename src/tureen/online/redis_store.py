@@ -167,8 +167,11 @@ class RedisOnlineStore:
     def _make_client(self) -> Any:
         kw = self._common()
         if not self.cluster:
+            # RESP2 (unless the URL asks for ?protocol=3): replies of a packed round trip
+            # are then parsed by one hiredis reader (redis_wire), with no push messages.
             return redis.Redis.from_url(
-                self.urls[0], retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2), **kw
+                self.urls[0], retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2),
+                protocol=2, **kw
             )
         first = urlsplit(self.urls[0])
         nodes = [

@@ -3,11 +3,13 @@
 redis-py's pipeline costs a few microseconds of Python per command (options, packing, result
 callbacks). A batch online read is dozens to thousands of ``HMGET``s of bytes arguments, so
 they are packed here into one RESP buffer (``*N`` then ``$len`` + bytes per argument), sent
-with one ``sendall``, and the N replies are read back with the connection's own (hiredis)
-parser. Connections come from, and go back to, the client's pool, so authentication, the
-database number and TLS are redis-py's. A connection that fails mid-exchange is
-disconnected (never returned with unread replies) and the exchange is tried once more on a
-fresh one; a second failure propagates to the caller.
+with one ``sendall``, and the N replies are read back by one hiredis reader fed straight
+from the connection's socket (RESP2; about 10x less time per reply than redis-py's
+``read_response``, which costs a few microseconds of Python each), or by the connection's
+own parser (no hiredis, or RESP3). Connections come from, and go back to, the
+client's pool, so authentication, the database number and TLS are redis-py's. A
+connection that fails mid-exchange is disconnected (never returned with unread replies) and
+the exchange is tried once more on a fresh one; a second failure propagates to the caller.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+try:
+    import hiredis
+except ImportError:  # redis-py reads the replies then
+    hiredis = None  # type: ignore[assignment]
 
 Command = Sequence[bytes]
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -72,7 +79,7 @@ def roundtrip(client: Any, commands: Packed) -> list[Any]:
         conn = pool.get_connection()
         try:
             conn.send_packed_command([payload], check_health=attempt == 1)
-            return _raise_first([_reply(conn) for _ in range(count)])
+            return _raise_first(_replies(conn, count))
         except _RETRYABLE:
             conn.disconnect()
             if attempt:
@@ -111,6 +118,29 @@ def _raise_first(replies: list[Any]) -> list[Any]:
         if isinstance(r, ResponseError):
             raise r
     return replies
+
+
+def _replies(conn: Any, count: int) -> list[Any]:
+    """The next ``count`` replies on ``conn`` (a redis-py connection that has nothing else
+    pending). With hiredis and RESP2, one reader parses them all straight from the socket;
+    error replies become the exceptions redis-py would raise (``NoScriptError``, ...)."""
+    sock, parser = getattr(conn, "_sock", None), getattr(conn, "_parser", None)
+    if (hiredis is None or sock is None or parser is None
+            or str(getattr(conn, "protocol", 2) or 2) != "2"):
+        return [_reply(conn) for _ in range(count)]
+    reader = hiredis.Reader(protocolError=InvalidResponse, replyError=parser.parse_error)
+    buffer = bytearray(1 << 16)
+    out: list[Any] = []
+    while len(out) < count:
+        reply = reader.gets()
+        if reply is False:  # RESP2 has no boolean: False is hiredis's "need more bytes"
+            got = sock.recv_into(buffer)
+            if not got:
+                raise RedisConnectionError("Connection closed by server.")
+            reader.feed(buffer, 0, got)  # type: ignore[arg-type]  # a bytearray works
+        else:
+            out.append(reply)
+    return out
 
 
 def _reply(conn: Any) -> Any:

@@ -363,3 +363,20 @@ def test_multi_key_entities_with_string_keys(local: RedisOnlineStore) -> None:
 def test_read_with_no_keys(local: RedisOnlineStore) -> None:
     assert local.read([(view("a"), [])]) == [[]]
     assert asyncio.iscoroutinefunction(local.read_async)
+
+
+def test_a_flushed_script_cache_is_reloaded_and_error_replies_keep_their_type(
+    own_server: RedisProcess,
+) -> None:
+    """Replies of a packed round trip are parsed apart from redis-py's own reader: an error
+    reply still becomes the exception redis-py raises (NOSCRIPT -> NoScriptError, which the
+    write answers by loading the script again)."""
+    store = RedisOnlineStore.from_config({"url": own_server.url}, Path("."), "flushed")
+    a = view("a")
+    put(store, a, [1, 2], 1.0)
+    raw = redis.Redis.from_url(own_server.url)
+    raw.script_flush()
+    put(store, a, [1, 2, 3], 5.0, T0 + timedelta(seconds=1))
+    assert xs(store, a, [3, 1, 2, 4]) == [8.0, 6.0, 7.0, None]
+    raw.close()
+    store.close()

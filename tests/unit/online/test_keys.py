@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tureen.definitions import Field
 from tureen.errors import InvalidRequestError
-from tureen.online.keys import KeyEncoder, decode_key, encoder_for
+from tureen.online.keys import IntKeys, KeyEncoder, decode_key, encoder_for
 from tureen.types import Bool, Bytes, DType, Int32, Int64, String, UnixTimestamp
 
 NAMES = st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=6).map(
@@ -133,3 +133,17 @@ def test_missing_and_null_keys_are_rejected() -> None:
         enc.encode_mapping({"a": 1})
     with pytest.raises(InvalidRequestError, match="null"):
         enc.encode_arrow(pa.table({"a": [1, None], "b": ["x", "y"]}))
+
+
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60), st.sampled_from([Int32, Int64]))
+def test_int_keys_of_a_batch_are_the_keys_of_each_value(values: list[int], dtype: DType) -> None:
+    """A batch of plain ints keeps them (``IntKeys``: ints, int64 array) and makes the same
+    key bytes as one value at a time, however many (packed by numpy from 16 on)."""
+    enc = encoder_for([Field("account_id", dtype)])
+    keys = IntKeys.of(values, enc)
+    assert isinstance(keys, IntKeys)
+    assert keys.ints == values and keys.array.tolist() == values
+    assert list(keys) == [enc.encode_one(v) for v in values]
+    for bad in (2**63, True):  # out of range, not an int: encoded one by one, which refuses
+        with pytest.raises(InvalidRequestError, match="expects"):
+            IntKeys.of([*values, bad], enc)
