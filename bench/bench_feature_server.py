@@ -5,9 +5,9 @@ entities materialized into SQLite; each request asks for one random entity x 10 
 with Feast's request JSON (the same body for both servers). One worker each; wrk at 1 and
 16 connections; all servers run at once and are measured back to back in each run
 (interleaved, so background load hits them alike); medians over ``--runs``. Feast runs from
-its own venv (``/work/peers/feast``); when it is missing, its numbers measured earlier on
-this machine are quoted instead. The bare lower bound is a Starlette handler returning a
-canned response.
+its own venv (the one of ``TUREEN_FEAST_PYTHON``, else ``/work/peers/feast``); when it is
+missing, its numbers measured earlier on this machine are quoted instead. The bare lower
+bound is a Starlette handler returning a canned response.
 
     python bench/bench_feature_server.py [--duration 5] [--runs 3] [--no-feast] [--curve]
 
@@ -42,7 +42,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
-FEAST_BIN = Path("/work/peers/feast/bin")
+# Feast's own venv: TUREEN_FEAST_PYTHON (as the tests use it) or /work/peers/feast
+FEAST_BIN = Path(os.environ.get("TUREEN_FEAST_PYTHON", "/work/peers/feast/bin/python")).parent
 FEAST_REFERENCE = {"rps_c1": 250.0, "p50_ms_c1": 3.7, "p99_ms_c1": 664.0, "rps_c16": 200.0,
                    "p99_ms_c16": 1400.0}
 TARGETS = {"speedup_vs_feast_c16": 20.0, "p99_ms_c16": 5.0}
