@@ -4,14 +4,19 @@ bundles its binary) in its own process on a spare loopback port.
 Why Tansu and not librdkafka's mock cluster: the mock cluster lives inside one client
 process, so it cannot outlive an ingester killed with ``kill -9`` in another process, and it
 cannot be stopped and started again on the same address; Tansu is a separate broker process
-with real consumer groups and offset commits. The bundled build only has memory storage
-(``--storage-engine postgres://`` answers FeatureNotEnabled), so a broker restart loses the
-topic: the restart test checks that the ingester rides out the outage and takes what is
-produced afterwards, not that the broker kept its log.
+with real consumer groups and offset commits.
+
+Storage: the bundled build has the memory and S3 engines only (``--storage-engine
+postgres://...`` answers ``FeatureNotEnabled { feature: "postgres" }``, ``sqlite://`` answers
+``FeatureNotEnabled { feature: "libsql" }``, ``file://`` is ``UnsupportedStorageUrl``).
+``Broker`` uses memory (a restart loses the topic); ``DurableBroker`` keeps topics, records
+and committed offsets in an S3 bucket served by moto on loopback, so it can be killed and
+started again on the same storage.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -47,12 +52,15 @@ class Broker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    storage = "memory://tansu/"
+    env: dict[str, str] | None = None
+
     def start(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/", "--silent"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--storage-engine", self.storage, "--silent"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -63,6 +71,7 @@ class Broker:
         raise RuntimeError("the Tansu broker did not start listening within 10 s")
 
     def stop(self) -> None:
+        """``kill -9`` (nothing is flushed on the way out)."""
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(10)
@@ -104,6 +113,39 @@ class Broker:
         finally:
             c.close()
         return out
+
+
+class DurableBroker(Broker):
+    """Tansu on its S3 storage engine, the bucket served by moto (in this process, on a
+    spare loopback port): topics, records and committed offsets outlive the broker process,
+    so ``stop()`` (``kill -9``) then ``start()`` is a broker restart on the same storage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError:
+            msg = "moto (S3 for the durable broker) is not installed: pip install -e '.[test]'"
+            if REQUIRED:
+                pytest.fail(msg)
+            pytest.skip(msg)
+        self.s3_port = free_port()
+        self.s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=self.s3_port, verbose=False)
+        bucket = f"tansu-{uuid.uuid4().hex[:8]}"
+        self.storage = f"s3://{bucket}/"
+        self.env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true",
+                    "AWS_ENDPOINT": f"http://127.0.0.1:{self.s3_port}"}
+        self.s3.start()
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.env["AWS_ENDPOINT"], region_name="us-east-1",
+                     aws_access_key_id="test", aws_secret_access_key="test",
+                     ).create_bucket(Bucket=bucket)
+
+    def close(self) -> None:
+        self.stop()
+        self.s3.stop()  # the bucket lived in moto's memory: nothing left behind
 
 
 @pytest.fixture(scope="module")
