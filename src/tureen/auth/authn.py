@@ -83,8 +83,13 @@ class Authenticator:
 
     def quick(self, creds: Credentials) -> Identity | Pending | None:
         """Decide without awaiting when possible (tokens, cached JWTs, certificates)."""
-        if creds.authorization is not None:
-            token = bearer(creds.authorization)
+        return self.identify(creds.authorization, creds.peer_subject)
+
+    def identify(self, authorization: str | None,
+                 peer_subject: str | None) -> Identity | Pending | None:
+        """``quick`` on the parts of ``Credentials`` (the guard chain's per-request path)."""
+        if authorization is not None:
+            token = bearer(authorization)
             if self.tokens is not None and TokenAuthenticator.looks_like(token):
                 ident = self.tokens.authenticate(token)
                 if ident is None:
@@ -94,8 +99,8 @@ class Authenticator:
                 hit = self.oidc.cached(token)
                 return hit if hit is not None else PENDING
             raise UnauthenticatedError(INVALID)
-        if creds.peer_subject is not None and self.mtls is not None:
-            return self.mtls.identity(creds.peer_subject)
+        if peer_subject is not None and self.mtls is not None:
+            return self.mtls.identity(peer_subject)
         return None
 
     async def authenticate(self, creds: Credentials) -> Identity | None:

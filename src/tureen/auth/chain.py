@@ -81,13 +81,15 @@ class AuthenticationGuard:
         return Credentials(ctx.headers.get("authorization"), peer)
 
     def check(self, ctx: RequestContext) -> Awaitable[None] | None:
-        creds = self.credentials(ctx)
+        cert = ctx.peer_cert
+        authorization = ctx.headers.get("authorization")
         try:
-            ident = self.authenticator.quick(creds)
+            ident = self.authenticator.identify(
+                authorization, subject_of(dict(cert)) if cert else None)
         except UnauthenticatedError as exc:
             raise _unauthenticated(ctx, str(exc)) from None
         if isinstance(ident, Pending):
-            return self._slow(ctx, creds)
+            return self._slow(ctx, self.credentials(ctx))
         self._set(ctx, ident)
         return None
 
@@ -111,20 +113,39 @@ class AuthenticationGuard:
 
 class PolicyAuthorizer:
     """Decides ``authorize(action, resource)``; ``resource`` is ``PROJECT``, ``PROJECT/NAME``
-    or ``/NAME`` (no project given: the server's own project)."""
+    or ``/NAME`` (no project given: the server's own project).
+
+    A decision depends only on the identity (immutable), the action, the resource and the
+    policy (fixed at start), so it is remembered per identity object — the same object the
+    authenticator returns for a token or JWT until the registry snapshot or the JWT cache
+    changes (revocation and expiry are checked by authentication on every request)."""
+
+    #: decisions kept; past it the memo starts afresh
+    MEMO = 4096
 
     def __init__(self, policy: Policy, project: str | None) -> None:
         self.policy = policy
         self.project = project
+        #: (id(identity), action, resource) -> (identity, allowed); the identity is kept so
+        #: its id is not reused while the entry lives
+        self._decided: dict[tuple[int, str, str], tuple[Identity, bool]] = {}
 
     def resource(self, resource: str) -> Resource:
         r = Resource.parse(resource)
         return r if r.project is not None else Resource(self.project, r.name)
 
     def check(self, ctx: RequestContext, action: str, resource: str) -> None:
-        if ctx.identity is None:
+        ident = ctx.identity
+        if ident is None:
             raise _unauthenticated(ctx)
-        if not self.policy.allows(ctx.identity, Action(action), self.resource(resource)):
+        key = (id(ident), action, resource)
+        hit = self._decided.get(key)
+        if hit is None or hit[0] is not ident:
+            allowed = self.policy.allows(ident, Action(action), self.resource(resource))
+            if len(self._decided) >= self.MEMO:
+                self._decided.clear()
+            self._decided[key] = hit = (ident, allowed)
+        if not hit[1]:
             raise PermissionDeniedError(DENIED.format(action=action))
 
 
