@@ -446,3 +446,25 @@ async def test_answers_a_peer_gives_no_window_for_are_capped_and_reset() -> None
     rst = [(s, p) for k, _, s, p in peer.frames() if k == f.RST_STREAM]
     assert rst == [(1, struct.pack(">I", f.CANCEL)), (3, struct.pack(">I", f.CANCEL))]
     assert conn.unsent_bytes() == 0 and not peer.t.closed
+
+
+def _with_secret(value: bytes) -> bytes:
+    """A request block whose authorization is never indexed (as nghttp2 sends it)."""
+    from tureen.transports.grpc.hpack import encode_int
+
+    return (b"\x83\x86\x04\x05/blob\x01\x01x\x0f\x10\x10application/grpc"
+            + b"\x1f\x08" + encode_int(len(value), 7) + value)
+
+
+async def test_never_indexed_values_are_checked_on_every_request() -> None:
+    conn = Blob()
+    peer = await connect(conn)
+    peer.frames()
+    for sid, value in ((1, b"Bearer one"), (3, b"Bearer bad\x01"), (5, b"Bearer two"),
+                       (7, b" Bearer three")):
+        peer.send(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, sid, _with_secret(value)))
+    assert [dict(s.request.fields)["authorization"] for s in conn.ended] == [
+        "Bearer one", "Bearer two"]
+    resets = [(s, p) for k, _, s, p in peer.frames() if k == f.RST_STREAM]
+    assert [(s, struct.unpack(">I", p)[0]) for s, p in resets] == [
+        (3, f.PROTOCOL_ERROR), (7, f.PROTOCOL_ERROR)]

@@ -229,3 +229,76 @@ def test_the_cache_is_bounded_in_bytes() -> None:
     big = b"\x04" + encode_int(5000, 7) + b"y" * 5000
     d.decode(big)
     assert big not in d._cache  # larger than CACHE_BLOCK: never kept
+
+
+def _secret_block(token: bytes, path: bytes = b"/x/Infer", huff: bool = True) -> bytes:
+    """:method POST, a :path literal, a never-indexed authorization, content-length 5."""
+    value = huffman.encode(token) if huff else token
+    return (b"\x83" + b"\x04" + encode_int(len(path), 7) + path
+            + b"\x1f\x08" + encode_int(len(value), 7, 0x80 if huff else 0) + value
+            + b"\x0f\x0d\x015")
+
+
+def test_never_indexed_blocks_are_kept_as_shapes_without_their_values() -> None:
+    d = Decoder()
+    one = d.decode(_secret_block(b"Bearer tok-one"))
+    assert one[2] == ("authorization", "Bearer tok-one")
+    again = d.decode(_secret_block(b"Bearer tok-one"))
+    assert again == one and again is not one  # decoded anew
+    other = d.decode(_secret_block(b"Bearer a-longer-token-two", huff=False))
+    assert other == ((":method", "POST"), (":path", "/x/Infer"),
+                     ("authorization", "Bearer a-longer-token-two"), ("content-length", "5"))
+    assert getattr(other, "shape", None) is getattr(one, "shape", None) is not None
+    kept = repr(d._shapes) + repr(d._cache)
+    assert "tok-one" not in kept and "token-two" not in kept  # no value is kept
+    assert huffman.encode(b"Bearer tok-one") not in b"".join(d._shapes[0].segments)
+    # another :path is another block: decoded in full, right
+    assert d.decode(_secret_block(b"Bearer t", b"/y"))[1:3] == (
+        (":path", "/y"), ("authorization", "Bearer t"))
+    with pytest.raises(HpackError):  # a bad value in the shape's hole is still refused
+        d.decode(_secret_block(b"")[:-5] + b"\x81\xff" + b"\x0f\x0d\x015")  # 8 bits of padding
+    from tureen.transports.grpc.hpack import HeaderListTooLarge
+
+    with pytest.raises(HeaderListTooLarge):  # the limit counts the value
+        d.decode(_secret_block(b"Bearer " + b"x" * 500), max_list_size=300)
+    assert len(d.decode(_secret_block(b"Bearer tok-one"), max_list_size=300)) == 4
+    d.decode(b"\x40\x01k\x01v")  # an insertion forgets the shapes
+    assert not d._shapes
+
+
+@given(st.lists(st.tuples(st.binary(max_size=40), st.sampled_from([b"/a", b"/b", b"/ab"]),
+                          st.booleans()), min_size=1, max_size=12))
+def test_shaped_decoding_matches_a_fresh_decoder(blocks: list[tuple[bytes, bytes, bool]]) -> None:
+    d = Decoder()
+    for token, path, huff in blocks:
+        block = _secret_block(token, path, huff)
+        try:
+            want: object = Decoder().decode(block)
+        except HpackError as exc:
+            want = type(exc)
+        try:
+            got: object = d.decode(block)
+        except HpackError as exc:
+            got = type(exc)
+        assert got == want
+
+
+def test_a_vouched_value_is_not_decoded_again_and_others_still_are() -> None:
+    from tureen.transports.grpc import hpack
+
+    d = Decoder()
+    first = d.decode(_secret_block(b"Bearer good"))
+    assert not d._vouched  # nothing is kept unless vouched for
+    d.vouch(first, "authorization")
+    again = d.decode(_secret_block(b"Bearer good"))
+    assert again[2][1] is first[2][1]  # the vouched string itself
+    assert d.decode(_secret_block(b"Bearer other"))[2] == ("authorization", "Bearer other")
+    assert len(d._vouched) == 1
+    d.vouch(again, "te")  # another name: nothing kept
+    assert len(d._vouched) == 1
+    d.vouch((("authorization", "x"),), "authorization")  # not a shaped list: ignored
+    for i in range(hpack.MAX_VOUCHED + 1):
+        d.vouch(d.decode(_secret_block(b"Bearer t%d" % i)), "authorization")
+        assert len(d._vouched) <= hpack.MAX_VOUCHED
+    d.decode(b"\x40\x01k\x01v")  # a table change does not concern the literals
+    assert d.decode(_secret_block(b"Bearer t4"))[2] == ("authorization", "Bearer t4")

@@ -44,9 +44,15 @@ from typing import Any
 from tureen.transports.grpc import h2frames as f
 from tureen.transports.grpc.h2calm import MAX_CONTINUATIONS, H2Limits
 from tureen.transports.grpc.h2output import H2Output
-from tureen.transports.grpc.h2request import MalformedError, check_trailers, parse_request
+from tureen.transports.grpc.h2request import (
+    MalformedError,
+    blanked,
+    check_trailers,
+    parse_request,
+    refill,
+)
 from tureen.transports.grpc.h2streams import STREAM_WINDOW, Do, State, Stream, on_receive
-from tureen.transports.grpc.hpack import Decoder, Header, HeaderListTooLarge, HpackError
+from tureen.transports.grpc.hpack import Decoder, Header, HeaderListTooLarge, HpackError, Shaped
 
 __all__ = ["CONN_WINDOW", "STREAM_WINDOW", "H2Connection", "Stream"]
 
@@ -78,7 +84,8 @@ class H2Connection(H2Output):
         self._last_frame = now
         self._idle_since: float | None = now
         self._ping_sent: float | None = None
-        self._checked: dict[int, tuple[tuple[Header, ...], Any]] = {}
+        #: id(header list or HPACK Shape) -> (it, its parsed Request)
+        self._checked: dict[int, tuple[object, Any]] = {}
         self._handlers: dict[int, Callable[[int, int, memoryview], None]] = {
             f.DATA: self._on_data, f.HEADERS: self._on_headers_frame,
             f.PRIORITY: self._on_priority, f.RST_STREAM: self._on_rst,
@@ -379,16 +386,30 @@ class H2Connection(H2Output):
         if end_stream and sid in self.streams:
             self._end_stream(s)
 
+    def vouch(self, s: Stream, name: str) -> None:
+        """The never-indexed ``name`` header of ``s`` authenticated: the same value on this
+        connection need not be decoded again (``Decoder.vouch``)."""
+        self._decoder.vouch(s.headers, name)
+
     def _validated(self, headers: tuple[Header, ...]) -> Any:
         """``parse_request(headers)``, memoized for header lists served from the HPACK
-        cache (the same tuple for every identical block)."""
-        hit = self._checked.get(id(headers))
-        if hit is not None and hit[0] is headers:
-            return hit[1]
+        cache (the same tuple for every identical block) and, for lists decoded through an
+        HPACK ``Shape``, per shape: only the never-indexed values are checked anew (the
+        memo keeps the request with those values blank)."""
+        shape = headers.shape if isinstance(headers, Shaped) else None
+        key: Any = headers if shape is None else shape
+        hit = self._checked.get(id(key))
+        if hit is not None and hit[0] is key:
+            return hit[1] if shape is None else refill(hit[1], headers, shape.holes)
         request = parse_request(headers)
         if len(self._checked) >= 64:
             self._checked.clear()
-        self._checked[id(headers)] = (headers, request)
+        if shape is None:
+            self._checked[id(headers)] = (headers, request)
+        else:
+            blank = blanked(request, len(headers), shape.holes)
+            if blank is not None:
+                self._checked[id(shape)] = (shape, blank)
         return request
 
     def _on_priority(self, flags: int, sid: int, payload: memoryview) -> None:

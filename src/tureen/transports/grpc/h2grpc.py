@@ -308,6 +308,8 @@ class GrpcConnection(H2Connection):
         call = s.call
         if call.timer is not None:
             call.timer.cancel()
+        if call.ctx.identity is not None and "authorization" in call.ctx.headers:
+            self.vouch(s, "authorization")  # it authenticated (an invalid one is refused)
         if self.streams.get(s.id) is not s:
             return  # reset by the client, expired, or the connection is gone
         if exc is None:

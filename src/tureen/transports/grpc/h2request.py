@@ -85,6 +85,44 @@ def parse_request(headers: tuple[Header, ...]) -> Request:
     return Request(method, path, tuple(fields), content_length)
 
 
+def _hole_fields(request: Request, size: int, holes: tuple[tuple[int, str], ...]
+                 ) -> list[tuple[int, str]] | None:
+    """Where the ``holes`` (positions in a list of ``size`` headers) are in
+    ``request.fields``; None when one is a pseudo-header or ``content-length``."""
+    skip = size - len(request.fields)  # the pseudo-headers, first
+    out = []
+    for i, name in holes:
+        if i < skip or name == "content-length":
+            return None
+        out.append((i - skip, name))
+    return out
+
+
+def blanked(request: Request, size: int, holes: tuple[tuple[int, str], ...]) -> Request | None:
+    """``request`` (parsed from a list of ``size`` headers) with the values at ``holes``
+    blank, to ``refill`` later; None when a hole needs the full parse each time."""
+    where = _hole_fields(request, size, holes)
+    if where is None:
+        return None
+    fields = list(request.fields)
+    for j, name in where:
+        fields[j] = (name, "")
+    return Request(request.method, request.path, tuple(fields), request.content_length)
+
+
+def refill(blank: Request, headers: tuple[Header, ...],
+           holes: tuple[tuple[int, str], ...]) -> Request:
+    """``parse_request(headers)``, for ``headers`` that differ from the list ``blank`` was
+    parsed from only in the values at ``holes``: only those values are checked."""
+    fields = list(blank.fields)
+    skip = len(headers) - len(fields)
+    for i, name in holes:
+        value = headers[i][1]
+        _check_field(name, value)
+        fields[i - skip] = (name, value)
+    return Request(blank.method, blank.path, tuple(fields), blank.content_length)
+
+
 def check_trailers(headers: tuple[Header, ...]) -> None:
     for name, value in headers:
         if name[:1] == ":":

@@ -10,6 +10,16 @@ and ``content-length`` as literals without indexing). Any change to the table cl
 cache; blocks with never-indexed (sensitive) fields are not kept; the cache is bounded in
 bytes (``CACHE_BYTES``), not entries, and a block larger than ``CACHE_BLOCK`` is never kept.
 
+A block with never-indexed fields (nghttp2 sends ``authorization`` so) is kept as a ``Shape``
+instead: its bytes with the never-indexed values cut out, and its decoded list with those
+values blank. A later block that is the same bytes around values of its own decodes as the
+shape's list with its own values, decoded anew (``Shaped``, whose ``shape`` lets a caller
+reuse what it derived from the rest of the list); no sensitive value is kept — unless the
+application vouches for it (``vouch``: a credential that authenticated): then the same literal
+on this connection is not decoded again. A peer of the connection learns nothing from that
+(the value is one the server accepted, as its answer tells), and the authenticator already
+keeps the credentials it verified.
+
 ``decode(block, max_list_size)`` enforces the decoded size while decoding (RFC 9113 §6.5.2:
 each field counts name + value + 32): past the limit it keeps decoding only what keeps the
 dynamic table in sync, allocates nothing more, and raises ``HeaderListTooLarge`` at the end,
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from tureen.transports.grpc import huffman
 
@@ -50,6 +61,10 @@ _STATIC_LEN = len(STATIC_TABLE)
 ENTRY_OVERHEAD = 32
 CACHE_BYTES = 64 * 1024
 CACHE_BLOCK = 4096
+#: shapes of blocks with never-indexed fields kept per decoder (most recent first)
+MAX_SHAPES = 8
+#: never-indexed values vouched for, kept per decoder
+MAX_VOUCHED = 4
 
 
 class HpackError(ValueError):
@@ -107,6 +122,26 @@ def encode_str(value: str) -> bytes:
     return encode_int(len(raw), 7) + raw
 
 
+@dataclass(frozen=True, eq=False)
+class Shape:
+    """A decoded block with never-indexed values cut out: ``segments`` are the bytes around
+    the values' string literals; ``holes`` where each value goes in ``headers`` (which has
+    ``(name, "")`` there); ``size`` the decoded size without the values."""
+
+    segments: tuple[bytes, ...]
+    holes: tuple[tuple[int, str], ...]
+    headers: tuple[Header, ...]
+    size: int
+
+
+class Shaped(tuple[Header, ...]):
+    """A header list decoded through ``shape`` (the same object for every block of it);
+    ``literals``: the never-indexed values as sent (string literals), in ``holes`` order."""
+
+    shape: Shape
+    literals: tuple[bytes, ...]
+
+
 class Decoder:
     def __init__(self, max_table_size: int = 4096) -> None:
         #: the most the peer may set the table to (our SETTINGS_HEADER_TABLE_SIZE)
@@ -116,10 +151,13 @@ class Decoder:
         self.table: deque[tuple[str, str, int]] = deque()
         self._cache: dict[bytes, tuple[Header, ...]] = {}
         self._cache_bytes = 0
+        self._shapes: list[Shape] = []
+        self._vouched: dict[bytes, str] = {}
 
     def _clear_cache(self) -> None:
         self._cache.clear()
         self._cache_bytes = 0
+        self._shapes.clear()
 
     def _add(self, name: str, value: str) -> None:
         size = len(name) + len(value) + ENTRY_OVERHEAD
@@ -180,6 +218,11 @@ class Decoder:
         hit = self._cache.get(block)
         if hit is not None:
             return hit
+        if self._shapes:
+            shaped = self._from_shape(block, max_list_size)
+            if shaped is not None:
+                return shaped
+        holes: list[tuple[int, str, int, int]] = []  # never-indexed: index, name, value span
         out: list[Header] = []
         pos, n = 0, len(block)
         cacheable = True
@@ -208,7 +251,8 @@ class Decoder:
                 changes += 1
                 continue
             indexing = b & 0x40  # §6.2.1 incremental indexing, else §6.2.2/§6.2.3
-            if b & 0xF0 == 0x10:  # §6.2.3 never indexed: sensitive, not kept in the cache
+            sensitive = b & 0xF0 == 0x10  # §6.2.3 never indexed: not kept in the cache
+            if sensitive:
                 cacheable = False
             index, pos = decode_int(block, pos, 6 if indexing else 4)
             if over and not indexing:  # nothing to keep: step over the strings
@@ -220,7 +264,10 @@ class Decoder:
                 name = self._get(index)[0]
             else:
                 name, pos = self._string(block, pos)
-            value, pos = self._string(block, pos)
+            start = pos
+            value, pos = self._sensitive(block, pos) if sensitive else self._string(block, pos)
+            if sensitive and not over:
+                holes.append((len(out), name, start, pos))
             if indexing:
                 self._add(name, value)
                 changes += 1
@@ -233,6 +280,8 @@ class Decoder:
                     out.append((name, value))
         if over:
             raise HeaderListTooLarge(size, limit)
+        if holes and not changes and len(block) <= CACHE_BLOCK:
+            return self._shaped(block, out, holes, size)
         result = tuple(out)
         if cacheable and not changes and len(block) <= CACHE_BLOCK:
             cost = 2 * len(block) + size
@@ -241,6 +290,79 @@ class Decoder:
             self._cache[bytes(block)] = result
             self._cache_bytes += cost
         return result
+
+    def _shaped(self, block: bytes, out: list[Header], holes: list[tuple[int, str, int, int]],
+                size: int) -> Shaped:
+        """``out`` as a ``Shaped`` list, its shape kept for the next blocks like it."""
+        segments, prev, blank = [], 0, list(out)
+        for i, name, start, end in holes:
+            segments.append(bytes(block[prev:start]))
+            prev = end
+            blank[i] = (name, "")
+            size -= len(out[i][1])
+        segments.append(bytes(block[prev:]))
+        literals = tuple(bytes(block[start:end]) for _, _, start, end in holes)
+        shape = Shape(tuple(segments), tuple((i, name) for i, name, _, _ in holes),
+                      tuple(blank), size)
+        del self._shapes[MAX_SHAPES - 1:]
+        self._shapes.insert(0, shape)
+        result = Shaped(out)
+        result.shape, result.literals = shape, literals
+        return result
+
+    def _sensitive(self, block: bytes, pos: int) -> tuple[str, int]:
+        """The never-indexed string literal at ``pos``: decoded anew unless vouched for."""
+        if self._vouched:
+            length, start = decode_int(block, pos, 7)
+            hit = self._vouched.get(block[pos:start + length])
+            if hit is not None:
+                return hit, start + length
+        return self._string(block, pos)
+
+    def vouch(self, headers: tuple[Header, ...], name: str) -> None:
+        """Keep the never-indexed ``name`` value of ``headers`` (a list this decoder
+        returned), so that the same literal is not decoded again on this connection. Only
+        for a value the application verified (a credential that authenticated)."""
+        if not isinstance(headers, Shaped):
+            return
+        for (i, hole), literal in zip(headers.shape.holes, headers.literals, strict=True):
+            if hole == name and literal not in self._vouched:
+                if len(self._vouched) >= MAX_VOUCHED:
+                    self._vouched.clear()
+                self._vouched[literal] = headers[i][1]
+
+    def _from_shape(self, block: bytes, max_list_size: int | None) -> Shaped | None:
+        """``block`` decoded through a kept shape it matches (its values decoded anew), or
+        None: no shape matches, or the block is for the full decode to refuse."""
+        for shape in self._shapes:
+            segments = shape.segments
+            if not block.startswith(segments[0]):
+                continue
+            pos, values, literals = len(segments[0]), [], []
+            for seg in segments[1:]:
+                start = pos
+                try:
+                    value, pos = self._sensitive(block, pos)
+                except HpackError:
+                    return None
+                if not block.startswith(seg, pos):
+                    break
+                values.append(value)
+                literals.append(block[start:pos])
+                pos += len(seg)
+            else:
+                if pos != len(block):
+                    continue
+                if max_list_size is not None and shape.size + sum(
+                        map(len, values)) > max_list_size:
+                    return None
+                out = list(shape.headers)
+                for (i, name), value in zip(shape.holes, values, strict=True):
+                    out[i] = (name, value)
+                result = Shaped(out)
+                result.shape, result.literals = shape, tuple(literals)
+                return result
+        return None
 
 
 _STATIC_FULL = {h: i + 1 for i, h in reversed(list(enumerate(STATIC_TABLE)))}

@@ -3,7 +3,10 @@
 The code is canonical: sorted by (length, symbol), each code is the previous one plus one,
 shifted left when the length grows. So the table below holds only the code lengths of the
 257 symbols (0-255 and EOS = 256), copied from Appendix B; the codes are derived from them.
-Decoding walks the code tree four bits at a time through a precomputed state table.
+Decoding walks the code tree a byte at a time: a state is a node of the tree, and the row of
+a state gives, for each input byte, the node reached and the symbols completed on the way.
+Rows are composed from a four-bit table (built at import) the first time a state is reached,
+so only the states real input visits cost memory and time.
 """
 
 from __future__ import annotations
@@ -94,25 +97,40 @@ def _build() -> tuple[_Table, frozenset[int]]:
 _TABLE, _ACCEPT = _build()
 
 
+_NODES = len(_TABLE) // 16
+#: (node << 8 | byte) -> (next node << 8, bytes completed); None: not composed yet, or EOS
+_BYTES: list[tuple[int, bytes] | None] = [None] * (_NODES << 8)
+_COMPOSED = bytearray(_NODES)
+_EOS_INSIDE = "Huffman string contains the EOS symbol"
+
+
+def _compose(node: int, byte: int) -> tuple[int, bytes]:
+    """The byte-table entry of (``node``, ``byte``), composing the node's row on first use."""
+    if not _COMPOSED[node]:
+        for b in range(256):
+            hi = _TABLE[(node << 4) | (b >> 4)]
+            lo = _TABLE[(hi[0] << 4) | (b & 15)] if hi is not None else None
+            if hi is not None and lo is not None:
+                _BYTES[(node << 8) | b] = (lo[0] << 8, hi[1] + lo[1])
+        _COMPOSED[node] = 1
+    entry = _BYTES[(node << 8) | byte]
+    if entry is None:
+        raise HuffmanError(_EOS_INSIDE)
+    return entry
+
+
 def decode(data: bytes | memoryview) -> bytes:
-    table, state, out = _TABLE, 0, bytearray()
+    table, state, out = _BYTES, 0, []
     for byte in data:
-        entry = table[(state << 4) | (byte >> 4)]
+        entry = table[state | byte]
         if entry is None:
-            raise HuffmanError("Huffman string contains the EOS symbol")
+            entry = _compose(state >> 8, byte)
         state, emit = entry
-        if emit:
-            out += emit
-        entry = table[(state << 4) | (byte & 15)]
-        if entry is None:
-            raise HuffmanError("Huffman string contains the EOS symbol")
-        state, emit = entry
-        if emit:
-            out += emit
-    if state not in _ACCEPT:
+        out.append(emit)
+    if state >> 8 not in _ACCEPT:
         raise HuffmanError("Huffman string ends in padding that is not a prefix of EOS "
                            "or longer than 7 bits")
-    return bytes(out)
+    return b"".join(out)
 
 
 def encode(data: bytes) -> bytes:
