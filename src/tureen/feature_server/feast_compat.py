@@ -65,14 +65,29 @@ def coerce_entities(snapshot: RegistrySnapshot, entities: dict[str, list[Any]]
                     ) -> dict[str, list[Any]]:
     """Numbers sent for String join keys become their decimal text (as Feast converts
     them); everything else is left for the store's own checks."""
-    string_keys = {f.name for e in snapshot.entities.values() for f in e.key_fields
-                   if f.dtype is String}
+    string_keys = _string_keys(snapshot)
+    if not string_keys:
+        return entities
     out = dict(entities)
     for name in string_keys & out.keys():
         values = out[name]
         if any(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
             out[name] = [_text(v) for v in values]
     return out
+
+
+#: (snapshot, its String join keys): worked out once per registry snapshot, not per request
+_string_keys_of: tuple[RegistrySnapshot | None, frozenset[str]] = (None, frozenset())
+
+
+def _string_keys(snapshot: RegistrySnapshot) -> frozenset[str]:
+    global _string_keys_of
+    cached, keys = _string_keys_of
+    if cached is not snapshot:
+        keys = frozenset(f.name for e in snapshot.entities.values() for f in e.key_fields
+                         if f.dtype is String)
+        _string_keys_of = (snapshot, keys)
+    return keys
 
 
 def _text(v: Any) -> Any:
