@@ -229,24 +229,27 @@ class OnlineResponse:
                         "event_timestamps": epoch} for f, vals in self._keys]
         stamps_of: dict[int, orjson.Fragment] = {}
         statuses_of: dict[int, orjson.Fragment] = {}
+        ndarray = np.ndarray
         for c in self._columns:
             vals = c.values
+            event_us, row_status = c.event_us, c.row_status
             stamps = epoch
-            if c.event_us is not None:
-                known = stamps_of.get(id(c.event_us))
-                if known is None:
-                    known = stamps_of[id(c.event_us)] = frag(
-                        orjson.dumps(_rfc3339_many(c.event_us)))
+            if event_us is not None:
+                known = stamps_of.get(id(event_us))
+                if known is None:  # shared by every feature of the view: encode once
+                    known = stamps_of[id(event_us)] = frag(
+                        orjson.dumps(_rfc3339_many(event_us)))
                 stamps = known
+            is_array = isinstance(vals, ndarray)
             statuses: orjson.Fragment | list[str] | None = None
-            if c.row_status is not None and (feast_statuses or not c.has_nulls()):
-                statuses = statuses_of.get(id(c.row_status))
+            if row_status is not None and (feast_statuses or is_array or None not in vals):
+                statuses = statuses_of.get(id(row_status))
                 if statuses is None:  # shared by every feature of the view: encode once
-                    statuses = statuses_of[id(c.row_status)] = frag(orjson.dumps(
-                        [_STATUS_TEXT[s] for s in c.row_status]))
+                    statuses = statuses_of[id(row_status)] = frag(orjson.dumps(
+                        [_STATUS_TEXT[s] for s in row_status]))
             if statuses is None:
                 statuses = [_STATUS_TEXT[s] for s in c.statuses()]
-            if isinstance(vals, np.ndarray):  # numbers without nulls, serialized by orjson
+            if is_array:  # numbers without nulls, serialized by orjson
                 json_vals: Any = vals.astype(np.float64) if vals.dtype == np.float32 else vals
             elif c.field.dtype.name in _JSON_READY:
                 json_vals = vals

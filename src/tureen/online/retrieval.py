@@ -162,10 +162,29 @@ def _cache_key(features: Features, full: bool) -> tuple[Any, ...]:
     return ("refs", tuple(features), full)
 
 
+def _lists(entity_rows: dict[str, Any], needed: Sequence[Field]
+           ) -> tuple[dict[str, Sequence[Any]], int] | None:
+    """``_columns`` of a dict of equally long lists; None for anything else (the general
+    path takes it and says what is wrong)."""
+    cols: dict[str, Sequence[Any]] = {}
+    n = -1
+    for f in needed:
+        values = entity_rows.get(f.name)
+        if type(values) is not list or (n >= 0 and len(values) != n):
+            return None
+        n = len(values)
+        cols[f.name] = values
+    return (cols, n) if n >= 0 else None
+
+
 def _columns(
     entity_rows: EntityRows, needed: Sequence[Field]
 ) -> tuple[dict[str, Sequence[Any]], int]:
     """Entity rows as {name: values} for the ``needed`` names, checking presence."""
+    if type(entity_rows) is dict:  # the common case (parsed JSON): no ABC checks
+        lists = _lists(entity_rows, needed)
+        if lists is not None:
+            return lists
     if isinstance(entity_rows, pd.DataFrame):
         entity_rows = {str(c): entity_rows[c].tolist() for c in entity_rows.columns}
     if isinstance(entity_rows, Mapping):

@@ -533,3 +533,15 @@ async def test_a_connection_flood_writes_one_log_line_not_one_per_connection(
             _, t = connect(state)
             assert bytes(t.out).startswith(b"HTTP/1.1 503 ") and t.closed
     assert len([r for r in caplog.records if "refusing" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    (b"GET /echo HTTP/1.1\r\n\r\n", 400),  # no Host
+    (b"GET /echo HTTP/1.1\r\nhost: t\r\nHost: u\r\n\r\n", 400),  # two
+    (b"GET /echo HTTP/1.1\r\nhost: t\r\nx-a: 1\r\nx-a: 2\r\n\r\n", 200),  # another name twice
+    (b"GET /echo HTTP/1.0\r\n\r\n", 200),  # HTTP/1.0 needs none
+])
+async def test_an_http11_request_has_exactly_one_host(head: bytes, status: int) -> None:
+    conn, t = connect(make_state())
+    conn.data_received(head)
+    assert [r.status for r in parse(bytes(t.out))] == [status]

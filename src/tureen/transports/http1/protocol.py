@@ -211,7 +211,9 @@ class Connection(asyncio.Protocol):
                        else None)
         if req.handler is None and self.state.app is None:
             req.handler = self.state.not_found
-        if req.version == "1.1" and sum(k == b"host" for k, _ in self.raw_headers) != 1:
+        raw = self.raw_headers  # exactly one Host (counted only when some name repeats)
+        if req.version == "1.1" and ("host" not in headers or (
+                len(headers) != len(raw) and sum(k == b"host" for k, _ in raw) != 1)):
             self._fatal(400, "an HTTP/1.1 request needs exactly one Host header; add it.")
             return
         req.expect = (req.version == "1.1"
