@@ -249,7 +249,7 @@ class OnlineResponse:
                         [_STATUS_TEXT[s] for s in row_status]))
             if statuses is None:
                 statuses = [_STATUS_TEXT[s] for s in c.statuses()]
-            if is_array:  # numbers without nulls, serialized by orjson
+            if isinstance(vals, ndarray):  # numbers without nulls, serialized by orjson
                 json_vals: Any = vals.astype(np.float64) if vals.dtype == np.float32 else vals
             elif c.field.dtype.name in _JSON_READY:
                 json_vals = vals

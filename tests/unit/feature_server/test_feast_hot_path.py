@@ -23,8 +23,9 @@ from tureen.store import FeatureStore
 from tureen.transports.rest import build_app
 from tureen.transports.rest.feast import feature_routes
 
-BODY = orjson.dumps({"features": ["logins:score", "logins:last_login"],
-                     "entities": {"user_id": [1001, "1003"]}})  # a number for a String key
+BODY = orjson.dumps(
+    {"features": ["logins:score", "logins:last_login"], "entities": {"user_id": [1001, "1003"]}}
+)  # a number for a String key
 
 
 @pytest.fixture
