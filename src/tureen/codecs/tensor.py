@@ -164,6 +164,19 @@ def output_dtype(name: str, datatype: str, array: NDArray) -> NDArray:
                      "the datatype of the values.")
 
 
+def check_output_size(name: str, shape: Sequence[int], data: Any) -> None:
+    """A model's output must hold as many elements as its declared shape: the encoders
+    (JSON, binary, gRPC typed and raw) would send a tensor no client can read. A mismatch
+    is a bug in the model: ``ValueError`` (a generic internal error for the client)."""
+    size = int(np.size(data))
+    want = element_count(shape)
+    if size != want:
+        dims = [int(d) for d in shape]
+        raise ValueError(f"the model's output {name!r} does not fit its declared shape: "
+                         f"declared shape {dims} ({want} elements) but its data holds {size}; "
+                         "return data of that shape or declare the shape of the data.")
+
+
 def check_range(name: str, datatype: str, raw: NDArray, dt: np.dtype[Any]) -> None:
     """Values ``dt`` cannot hold are a client's mistake (a cast would wrap them or make them
     infinite, silently)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tureen.codecs.tensor import check_output_size
 from tureen.codecs.v1 import to_predictions
 from tureen.errors import InvalidRequestError
 from tureen.serving.inference import InferOutput, InferRequest, InferResponse
@@ -12,7 +13,9 @@ from tureen.serving.model import Model
 
 
 def to_response(model: Model, request: InferRequest, result: Any) -> InferResponse:
-    """``result`` as the OIP response to ``request`` (only the outputs it asked for)."""
+    """``result`` as the OIP response to ``request`` (only the outputs it asked for). An
+    output whose data does not hold its declared shape's element count is ``ValueError``
+    (checked here, once, before any transport encodes it)."""
     if isinstance(result, InferResponse):
         response = result
         response.model_name = response.model_name or model.name
@@ -35,6 +38,8 @@ def to_response(model: Model, request: InferRequest, result: Any) -> InferRespon
                 )
             picked.append(out)
         response.outputs = picked
+    for o in response.outputs:
+        check_output_size(o.name, o.shape, o.data)
     return response
 
 

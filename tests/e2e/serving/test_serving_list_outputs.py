@@ -43,7 +43,8 @@ class Lists(Model):
 """
 
 #: input 0: values the datatype cannot hold; 1: more values than the shape; 2: an array of
-#: values the datatype cannot hold
+#: values the datatype cannot hold; 3: an array of the datatype with fewer elements than its
+#: declared shape; 4: a float64 array declared FP32 with more
 BAD = """
 import numpy as np
 from tureen.serving import InferOutput, InferResponse, Model
@@ -60,8 +61,12 @@ class Bad(Model):
             out = InferOutput("y", "INT64", [2], ["secret-value", 2])
         elif case == 1:
             out = InferOutput("y", "FP32", [2], [1.0, 2.0, 3.0])
-        else:
+        elif case == 2:
             out = InferOutput("y", "INT64", [2], np.array([1.5, 2.0]))
+        elif case == 3:
+            out = InferOutput("y", "FP32", [2, 2], np.zeros(3, dtype=np.float32))
+        else:
+            out = InferOutput("y", "FP32", [2], np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
         return InferResponse(self.name, [out])
 """
 
@@ -200,3 +205,41 @@ async def test_a_list_that_does_not_fit_is_a_generic_500(server: Server, case: i
     said = ["holds string values", "holds 3 elements", "holds 1.5"][case]
     last = log[log.rfind("bad:1]: internal error") :]  # the line names the model, then why
     assert "model's output 'y'" in last and said in last, log[-3000:]
+
+
+#: what the log says of cases 3 and 4 of BAD: the output, its declared shape, the data's size
+SHAPE_MISMATCH = {
+    3: "declared shape [2, 2] (4 elements) but its data holds 3",
+    4: "declared shape [2] (2 elements) but its data holds 5",
+}
+
+
+@pytest.mark.parametrize("case", list(SHAPE_MISMATCH))
+async def test_an_array_that_does_not_fit_its_shape_is_a_generic_500(
+    server: Server, case: int
+) -> None:
+    """Checked before any encoding: REST JSON and binary, gRPC raw and typed contents."""
+    for binary in (False, True):
+        body: dict[str, Any] = {
+            "inputs": [{"name": "x", "datatype": "INT64", "shape": [1], "data": [case]}]
+        }
+        if binary:
+            body["parameters"] = {"binary_data_output": True}
+        r = httpx.post(f"{server.url}/v2/models/bad/infer", json=body)
+        assert r.status_code == 500, r.text
+        assert "[2" not in r.text and "FP32" not in r.text
+        assert "request id" in r.json()["error"]
+    for typed in (False, True):
+        req = pb.ModelInferRequest(model_name="bad")
+        req.inputs.add(name="x", datatype="INT64", shape=[1]).contents.int64_contents.append(case)
+        if typed:
+            req.parameters["typed_output_contents"].bool_param = True
+        async with grpc.aio.insecure_channel(server.grpc_target) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await model_infer(ch)(req)
+        assert e.value.code() == grpc.StatusCode.INTERNAL
+        assert "request id" in (e.value.details() or "")
+        assert "FP32" not in (e.value.details() or "")
+    log = server.log.read_text() if server.log else ""
+    last = log[log.rfind("bad:1]: internal error") :]
+    assert "model's output 'y'" in last and SHAPE_MISMATCH[case] in last, log[-3000:]

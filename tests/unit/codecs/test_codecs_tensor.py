@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tureen.codecs.tensor import (
+    check_output_size,
     decode_binary,
     decode_json,
     encode_binary,
@@ -232,3 +233,17 @@ def test_grpc_typed_contents_out_of_range_are_refused(datatype: str, field: str,
     t = ok.inputs.add(name="x", datatype=datatype, shape=[2])
     getattr(t.contents, field).extend([1, 2])
     assert decode_request(ok, {}).inputs[0].data.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(("shape", "data", "says"), [
+    ([2, 2], np.zeros(3, dtype=np.float32), r"declared shape \[2, 2\] \(4 elements\) but its "
+                                            "data holds 3"),
+    ([np.int64(2)], np.zeros(5), r"declared shape \[2\] \(2 elements\) but its data holds 5"),
+    ([0], np.zeros(1), "holds 1"),
+])
+def test_an_output_whose_size_is_not_its_shape_is_a_model_bug(shape: list[int], data: Any,
+                                                               says: str) -> None:
+    with pytest.raises(ValueError, match=says) as e:
+        check_output_size("y", shape, data)
+    assert "'y'" in str(e.value) and not isinstance(e.value, InvalidRequestError)
+    check_output_size("y", [int(np.size(data))], data)  # as many elements: fine
