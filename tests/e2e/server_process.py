@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -37,8 +38,13 @@ class ServerProcess:
             return self.proc.wait()
 
 
-def wait_ready(server: ServerProcess, what: str, ready: str = "/v2/health/ready",
-               timeout: float = 120.0, poll: float = 0.2) -> ServerProcess:
+def wait_ready(
+    server: ServerProcess,
+    what: str,
+    ready: str = "/v2/health/ready",
+    timeout: float = 120.0,
+    poll: float = 0.2,
+) -> ServerProcess:
     """``server`` once ``GET ready`` answers 200; its log in the error if it exits or hangs."""
     import time
 
@@ -60,3 +66,36 @@ def wait_ready(server: ServerProcess, what: str, ready: str = "/v2/health/ready"
             server.stop()
             raise TimeoutError(f"{what} was not ready:\n{log()}")
         time.sleep(poll)
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def gone_within(pids: list[int], seconds: float) -> list[int]:
+    """Wait up to ``seconds`` for every one of ``pids`` to end; those still alive."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.2)
+    return [p for p in pids if alive(p)]

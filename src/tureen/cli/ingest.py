@@ -34,8 +34,12 @@ def register(cli: click.Group) -> None:
     @cli.group(invoke_without_command=True)
     @repo_option
     @_VIEWS
+    @click.option("--lifeline-fd", type=int, hidden=True,
+                  help="Stop (as on SIGTERM) when this pipe reaches EOF: the process that "
+                       "started this one died (`tureen serve --ingest`).")
     @click.pass_context
-    def ingest(ctx: click.Context, repo: str, views: tuple[str, ...]) -> None:
+    def ingest(ctx: click.Context, repo: str, views: tuple[str, ...],
+               lifeline_fd: int | None) -> None:
         """Consume every KafkaSource of the repo's stream views until Ctrl-C / SIGTERM.
 
         Offsets are committed only after the rows are in the online store and the offline
@@ -59,6 +63,14 @@ def register(cli: click.Group) -> None:
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
+        if lifeline_fd is not None:
+            from tureen.lifeline import watch_in_thread
+
+            def _orphaned() -> None:
+                console.print("The server that started this ingester is gone.")
+                done.set()
+
+            watch_in_thread(lifeline_fd, _orphaned)
         freeze_startup_heap()
         service.start()
         names = ", ".join(f"{s.name} ({s.topic})" for s in sources)

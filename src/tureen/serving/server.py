@@ -7,9 +7,8 @@ its transports (``tureen.serving.transport``: REST on ``http_port``, OIP gRPC on
 ``grpc_port``) on one event loop; metrics of all workers are summed on scrape.
 SIGTERM/SIGINT stop accepting, drain requests in flight (up to ``grace_seconds``) and exit.
 A worker does the same when its supervisor dies, even by SIGKILL: it watches the read end of
-a pipe only the supervisor holds open for writing (EOF: the supervisor is gone; unlike
-``PR_SET_PDEATHSIG``, which fires when the forking *thread* ends, EOF means the whole process
-is), and the last worker out removes the folder the workers shared.
+the supervisor's lifeline pipe (``tureen.lifeline``: EOF means the supervisor process is gone),
+and the last worker out removes the folder the workers shared.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import logging
 import multiprocessing
 import os
 import resource
-import select
 import signal
 import socket
 import sys
@@ -31,6 +29,7 @@ from pathlib import Path
 from ssl import SSLContext
 from typing import TYPE_CHECKING, Any
 
+from tureen import lifeline
 from tureen.errors import ConfigError
 from tureen.serving.context import Authorizer, RequestIdFilter
 from tureen.serving.dataplane import DataPlane
@@ -154,14 +153,13 @@ class ModelServer:
         with tempfile.TemporaryDirectory(prefix="tureen-metrics-") as mdir:
             self._metrics_dir = mdir
             ctx = multiprocessing.get_context("fork")
-            # only this process keeps the write end: workers see EOF when it dies
-            lifeline, keep = os.pipe()
-            procs = [ctx.Process(target=self._worker, args=(list(models), lifeline, keep),
+            line = lifeline.Lifeline()  # workers see EOF when this process dies
+            procs = [ctx.Process(target=self._worker, args=(list(models), line.fd),
                                  daemon=False)
                      for _ in range(self.settings.workers)]
             for p in procs:
                 p.start()
-            os.close(lifeline)
+            line.release()
 
             def forward(sig: int, _frame: Any) -> None:
                 for p in procs:
@@ -172,15 +170,15 @@ class ModelServer:
             signal.signal(signal.SIGINT, forward)
             for p in procs:
                 p.join()
+            line.close()
             if any(p.exitcode for p in procs):
                 sys.exit(1)
 
-    def _worker(self, models: list[Model], lifeline: int, keep: int) -> None:
+    def _worker(self, models: list[Model], line: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.close(keep)
-        self._lifeline = lifeline
+        self._lifeline = line
         _run(self.serve(models))
-        if self._metrics_dir is not None and _at_eof(lifeline):
+        if self._metrics_dir is not None and lifeline.at_eof(line):
             _remove_if_empty(self._metrics_dir)  # the supervisor died: it cannot any more
         _leave_stuck_threads(1 if self.failed else 0)
         if self.failed:
@@ -219,10 +217,9 @@ class ModelServer:
         _arm_watchdog(self.settings.grace_seconds + WATCHDOG_MARGIN_SECONDS)
         self.stop()
 
-    def _on_supervisor_gone(self, loop: asyncio.AbstractEventLoop, lifeline: int) -> None:
-        """The lifeline pipe reached EOF (nothing is ever written to it): the supervisor
-        died without forwarding a signal (SIGKILL, a crash). Drain and exit like SIGTERM."""
-        loop.remove_reader(lifeline)
+    def _on_supervisor_gone(self) -> None:
+        """The lifeline pipe reached EOF: the supervisor died without forwarding a signal
+        (SIGKILL, a crash). Drain and exit like SIGTERM."""
         log.error("the supervisor process is gone; draining and exiting (pid %s)", os.getpid())
         self._on_signal()
 
@@ -275,7 +272,7 @@ class ModelServer:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._on_signal)
             if self._lifeline is not None:
-                loop.add_reader(self._lifeline, self._on_supervisor_gone, loop, self._lifeline)
+                lifeline.watch(loop, self._lifeline, self._on_supervisor_gone)
             writer = loop.create_task(_write_metrics(metrics)) if self._metrics_dir else None
             if self.security is not None and self.security.reloader is not None:
                 self.security.reloader.start(loop, sighup=install_signal_handlers)
@@ -362,15 +359,6 @@ def _arm_watchdog(seconds: float) -> None:
     timer = threading.Timer(seconds, expire)
     timer.daemon = True
     timer.start()
-
-
-def _at_eof(fd: int) -> bool:
-    """Whether the pipe ``fd`` reads end-of-file now (every write end is closed)."""
-    try:
-        readable, _, _ = select.select([fd], [], [], 0)
-        return bool(readable) and os.read(fd, 1) == b""
-    except OSError:
-        return False
 
 
 def _remove_if_empty(folder: str) -> None:

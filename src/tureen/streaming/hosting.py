@@ -1,6 +1,8 @@
 """``tureen serve`` and streams: /metrics shows every stream view's status, and with
 ``--ingest`` (or ``streaming.ingest_in_serve``) the server runs ``tureen ingest`` beside it,
-as a child process that gets SIGTERM (a final checkpoint) when the server stops."""
+as a child process that gets SIGTERM (a final checkpoint) when the server stops. If the server
+dies without stopping it (SIGKILL), the child sees its lifeline (``tureen.lifeline``) reach
+EOF and stops the same way."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from tureen.definitions import KafkaSource, StreamFeatureView
+from tureen.lifeline import Lifeline
 
 if TYPE_CHECKING:
     from tureen.store import FeatureStore
@@ -36,8 +39,15 @@ def hosted_ingest(store: FeatureStore, run: bool) -> Iterator[subprocess.Popen[b
             log.warning("--ingest: no stream view reads a KafkaSource; nothing to consume")
         yield None
         return
-    proc = subprocess.Popen([sys.executable, "-m", "tureen", "ingest", "--repo",
-                             str(store.repo_path)])
+    line = Lifeline()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "tureen", "ingest", "--repo",
+                                 str(store.repo_path), "--lifeline-fd", str(line.fd)],
+                                pass_fds=(line.fd,))
+    except BaseException:
+        line.close()
+        raise
+    line.release()
     try:
         yield proc
     finally:
@@ -48,3 +58,4 @@ def hosted_ingest(store: FeatureStore, run: bool) -> Iterator[subprocess.Popen[b
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+        line.close()

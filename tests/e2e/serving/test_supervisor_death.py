@@ -11,34 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.e2e.server_process import children, gone_within
 
 from .conftest import IMPLEMENTATIONS, SLOW, start_server, write_custom
 
 #: how long the workers may take to notice and drain (a bound, not a timing assert)
 GONE_WITHIN_SECONDS = 15.0
-
-
-def children(pid: int) -> list[int]:
-    """The pids whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            # pid (comm) state ppid ...: comm may hold spaces and parentheses
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    """``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def refuses(port: int) -> bool:
@@ -70,10 +48,7 @@ def test_workers_exit_when_the_supervisor_is_killed(
         assert len(workers) == 2, workers
         server.proc.kill()
         server.proc.wait()
-        deadline = time.monotonic() + GONE_WITHIN_SECONDS
-        while time.monotonic() < deadline and any(alive(p) for p in workers):
-            time.sleep(0.2)
-        assert [p for p in workers if alive(p)] == []
+        assert gone_within(workers, GONE_WITHIN_SECONDS) == []
         assert refuses(server.http_port)
         assert refuses(server.grpc_port)
         assert list(tmp.glob("tureen-metrics-*")) == []  # the last worker out removed it
@@ -84,3 +59,4 @@ def test_workers_exit_when_the_supervisor_is_killed(
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait()
+
