@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +24,16 @@ def given(**values: Any) -> dict[str, Any]:
                                                    ParameterSource.DEFAULT_MAP)}
 
 
-def _model_dirs(model_dir: Path, name: str, tmp: Path) -> dict[str, Path]:
+def _model_dirs(model_dir: Path, name: str, temp: Callable[[], Path]) -> dict[str, Path]:
     """``name`` → a directory of version subdirectories: ``model_dir`` itself when it holds
-    ``1/``, ``2/``, ..., else a temporary one whose ``1`` is ``model_dir``."""
+    ``1/``, ``2/``, ..., else one whose ``1`` links to ``model_dir``, in a folder from
+    ``temp()`` (called only then)."""
     if not model_dir.is_dir():
         raise InvalidRequestError(f"--model_dir {model_dir} is not a directory.")
     subdirs = [p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if subdirs and all(p.name.isdigit() for p in subdirs):
         return {name: model_dir.resolve()}
-    versions = tmp / "versions"
+    versions = temp() / "versions"
     versions.mkdir()
     (versions / "1").symlink_to(model_dir.resolve(), target_is_directory=True)
     return {name: versions}
@@ -106,13 +109,20 @@ def register(cli: click.Group) -> None:
             raise InvalidRequestError(
                 "nothing to serve: pass --model_dir, --model_repository or --predictor_host."
             )
-        with tempfile.TemporaryDirectory(prefix="tureen-serve-") as tmp:
+        with contextlib.ExitStack() as stack:
+            temps: list[Path] = []  # removed on the way out (by the last worker if killed)
+
+            def temp() -> Path:
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="tureen-serve-"))
+                temps.append(Path(folder))
+                return temps[-1]
+
             repo = model_repository
             dirs: dict[str, Path] = {}
             if model_dir is not None:
                 if repo is not None:
                     raise InvalidRequestError("pass --model_dir or --model_repository, not both.")
-                dirs = _model_dirs(model_dir, model_name, Path(tmp))
+                dirs = _model_dirs(model_dir, model_name, temp)
             models: list[Model] = []
             if predictor_host:
                 from tureen.serving.clients import predictor_client
@@ -147,6 +157,6 @@ def register(cli: click.Group) -> None:
                 auth_types=auth_types, tls_cert=tls_cert, tls_key=tls_key,
                 tls_client_ca=tls_client_ca, insecure=insecure, store=store, host=host)
             server = ModelServer(settings=base, model_repository=repo, model_dirs=dirs,
-                                 security=security,
+                                 security=security, temp_dirs=temps,
                                  model_defaults={**base.model_defaults, **defaults}, **options)
             server.start(models)

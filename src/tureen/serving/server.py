@@ -8,7 +8,8 @@ its transports (``tureen.serving.transport``: REST on ``http_port``, OIP gRPC on
 SIGTERM/SIGINT stop accepting, drain requests in flight (up to ``grace_seconds``) and exit.
 A worker does the same when its supervisor dies, even by SIGKILL: it watches the read end of
 the supervisor's lifeline pipe (``tureen.lifeline``: EOF means the supervisor process is gone),
-and the last worker out removes the folder the workers shared.
+and the last worker out removes the folder the workers shared and the ``temp_dirs`` the caller
+made for the server (which the supervisor can no longer remove).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import resource
+import shutil
 import signal
 import socket
 import sys
@@ -73,6 +75,7 @@ class ModelServer:
         transports: Sequence[str] | None = None,
         model_dirs: Mapping[str, Path] | None = None,
         max_request_bytes: int | None = None,
+        temp_dirs: Sequence[Path] = (),
         **options: Any,
     ) -> None:
         """``settings`` (default: ``ServingConfig()``) with any of its fields overridden
@@ -86,7 +89,9 @@ class ModelServer:
         ``transports`` names the surfaces to serve (default: ``http`` and, with
         ``enable_grpc``, ``grpc``). ``model_dirs``: model name → a directory of version
         subdirectories the operator chose (``--model_dir``), served besides
-        ``model_repository``."""
+        ``model_repository``. ``temp_dirs``: folders the caller made for this server and
+        removes after ``start``; if the supervisor of several workers is killed, the last
+        worker out removes them."""
         changes: dict[str, Any] = dict(options)
         for key, value in (("http_port", http_port), ("grpc_port", grpc_port),
                            ("workers", workers)):
@@ -112,6 +117,7 @@ class ModelServer:
             {"http": ssl, "grpc": ssl} if isinstance(ssl, SSLContext) else dict(ssl or {}))
         self.ssl: dict[str, SSLContext] = {**(security.ssl if security else {}), **contexts}
         self.model_dirs = dict(model_dirs or {})
+        self.temp_dirs = list(temp_dirs)
         self.kinds = list(transports) if transports is not None else (
             ["http", "grpc"] if s.enable_grpc else ["http"])
         self.http_port = s.http_port
@@ -178,8 +184,11 @@ class ModelServer:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         self._lifeline = line
         _run(self.serve(models))
-        if self._metrics_dir is not None and lifeline.at_eof(line):
-            _remove_if_empty(self._metrics_dir)  # the supervisor died: it cannot any more
+        # the supervisor died: it cannot clean up any more, so the last worker out does
+        if (self._metrics_dir is not None and lifeline.at_eof(line)
+                and _remove_if_empty(self._metrics_dir)):
+            for folder in self.temp_dirs:
+                shutil.rmtree(folder, ignore_errors=True)
         _leave_stuck_threads(1 if self.failed else 0)
         if self.failed:
             sys.exit(1)
@@ -361,12 +370,16 @@ def _arm_watchdog(seconds: float) -> None:
     timer.start()
 
 
-def _remove_if_empty(folder: str) -> None:
+def _remove_if_empty(folder: str) -> bool:
     """Remove the workers' shared folder once the others left it (each removes its own
-    files first: whichever worker ends last succeeds)."""
-    for path in (Path(folder) / "shared-memory", Path(folder)):
-        with contextlib.suppress(OSError):
-            path.rmdir()
+    files first: whichever worker ends last succeeds, and only it gets True)."""
+    with contextlib.suppress(OSError):
+        (Path(folder) / "shared-memory").rmdir()
+    try:
+        Path(folder).rmdir()
+    except OSError:
+        return False
+    return True
 
 
 def _leave_stuck_threads(code: int) -> None:

@@ -8,12 +8,13 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.e2e.server_process import children, gone_within
 
-from .conftest import IMPLEMENTATIONS, SLOW, start_server, write_custom
+from .conftest import IMPLEMENTATIONS, SLOW, Server, start_server, write_custom
 
 #: how long the workers may take to notice and drain (a bound, not a timing assert)
 GONE_WITHIN_SECONDS = 15.0
@@ -29,16 +30,19 @@ def refuses(port: int) -> bool:
     return False
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
-def test_workers_exit_when_the_supervisor_is_killed(
-    fresh_repo: Path, impl: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write_custom(fresh_repo, "slow", SLOW)
-    tmp = tmp_path / "tmp"  # where the supervisor makes the workers' shared metrics folder
+@pytest.fixture()
+def server_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The servers' TMPDIR (where the supervisor makes the workers' shared folders)."""
+    tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
-    server = start_server(fresh_repo, "--workers", "2", *IMPLEMENTATIONS[impl])
+    return tmp
+
+
+@contextlib.contextmanager
+def killed_supervisor(server: Server) -> Iterator[list[int]]:
+    """Wait for the two workers of ``server``, ``kill -9`` the supervisor, wait for the
+    workers to be gone; yields their pids (any still alive are killed on the way out)."""
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 30
@@ -49,9 +53,7 @@ def test_workers_exit_when_the_supervisor_is_killed(
         server.proc.kill()
         server.proc.wait()
         assert gone_within(workers, GONE_WITHIN_SECONDS) == []
-        assert refuses(server.http_port)
-        assert refuses(server.grpc_port)
-        assert list(tmp.glob("tureen-metrics-*")) == []  # the last worker out removed it
+        yield workers
     finally:
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
@@ -60,3 +62,29 @@ def test_workers_exit_when_the_supervisor_is_killed(
             server.proc.kill()
             server.proc.wait()
 
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
+def test_workers_exit_when_the_supervisor_is_killed(
+    fresh_repo: Path, impl: str, server_tmp: Path
+) -> None:
+    write_custom(fresh_repo, "slow", SLOW)
+    server = start_server(fresh_repo, "--workers", "2", *IMPLEMENTATIONS[impl])
+    with killed_supervisor(server):
+        assert refuses(server.http_port)
+        assert refuses(server.grpc_port)
+        # the last worker out removed the shared metrics folder; serve-model made no other
+        assert list(server_tmp.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_last_worker_out_removes_the_model_dir_link(fresh_repo: Path, server_tmp: Path) -> None:
+    """``--model_dir`` of one version is served through a link in a temporary folder: when
+    the supervisor is killed, the last worker out removes it too."""
+    write_custom(fresh_repo, "slow", SLOW)
+    model_dir = str(fresh_repo / "slow" / "1")
+    server = start_server(None, "--model_dir", model_dir, "--model_name", "slow", "--workers", "2")
+    assert [p.name[:13] for p in server_tmp.glob("tureen-serve-*")] == ["tureen-serve-"]
+    with killed_supervisor(server):
+        assert list(server_tmp.iterdir()) == []
+        assert (fresh_repo / "slow" / "1" / "model.py").is_file()  # the link's target stays

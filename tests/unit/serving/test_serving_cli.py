@@ -17,7 +17,7 @@ def test_flat_model_dir_becomes_version_1(tmp_path: Path) -> None:
     (d / "model.joblib").write_bytes(b"x")
     work = tmp_path / "work"
     work.mkdir()
-    dirs = _model_dirs(d, "iris", work)
+    dirs = _model_dirs(d, "iris", lambda: work)
     assert (dirs["iris"] / "1" / "model.joblib").exists()
 
 
@@ -26,9 +26,11 @@ def test_versioned_model_dir_keeps_its_versions(tmp_path: Path) -> None:
     for v in ("1", "4"):
         (d / v).mkdir(parents=True)
         (d / v / "model.joblib").write_bytes(b"x")
-    work = tmp_path / "work"
-    work.mkdir()
-    dirs = _model_dirs(d, "clf", work)
+
+    def no_temp() -> Path:
+        raise AssertionError("a versioned --model_dir needs no temporary folder")
+
+    dirs = _model_dirs(d, "clf", no_temp)
     assert sorted(p.name for p in dirs["clf"].iterdir()) == ["1", "4"]
 
 
