@@ -93,3 +93,20 @@ class CountsRows(Protocol):
     (the console's "online row count"); Redis, keyed by entity, cannot."""
 
     def count_rows(self, view: FeatureView) -> int: ...
+
+
+@runtime_checkable
+class DefersLogCheckpoints(Protocol):
+    """A backend with a write-ahead log that a writer checkpoints into the database file on
+    its own (SQLite's WAL every 1,000 pages, inside the commit that passes it, with an
+    fsync). A streaming ingester, whose commits are on the path of event -> visible lag,
+    turns that off and checkpoints from its background worker before it commits offsets."""
+
+    def defer_log_checkpoints(self) -> None:
+        """From now on this store's writes never checkpoint the log themselves."""
+        ...
+
+    def checkpoint_log(self) -> tuple[int, int]:
+        """Checkpoint now, without blocking writers or readers; (frames in the log, frames
+        checkpointed)."""
+        ...

@@ -88,6 +88,8 @@ class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced: when its thread ends, the thread-local
     reference goes away and the connection is closed and freed instead of piling up."""
 
+    autocheckpoint = 1000  # PRAGMA wal_autocheckpoint in force (SQLite's default)
+
 
 #: one row per (project, view): the token of the materialization that filled it
 _MARKERS = "__tureen_markers"
@@ -117,6 +119,7 @@ class SqliteOnlineStore:
         self._sql: dict[tuple[str | tuple[str, ...], str, int], str] = {}
         self._layouts: dict[str, _Layout] = {}  # tables known to exist -> their layout
         self._packed_reads = True  # False when this SQLite has no json_each
+        self._autocheckpoint = 1000  # 0: writes leave the WAL to checkpoint_log()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn()  # fail early (bad path, permissions), switch the file to WAL
 
@@ -213,6 +216,17 @@ class SqliteOnlineStore:
             raise BackendUnavailableError(f"cannot count rows in {self.path}: {exc}") from exc
         return int(row[0])
 
+    # ---- WAL checkpoints (DefersLogCheckpoints) ---------------------------------------------
+    def defer_log_checkpoints(self) -> None:
+        self._autocheckpoint = 0
+
+    def checkpoint_log(self) -> tuple[int, int]:
+        try:
+            _, log_frames, done = self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"checkpointing {self.path} failed: {exc}") from exc
+        return int(log_frames), int(done)
+
     # ---- writes ---------------------------------------------------------------------------
     def write(self, view: FeatureView, keys: Sequence[bytes], rows: pa.Table) -> int:
         self.write_counted(view, keys, rows)
@@ -230,6 +244,9 @@ class SqliteOnlineStore:
         t = self.table(view)
         conn = self._conn()
         try:
+            if conn.autocheckpoint != self._autocheckpoint:  # type: ignore[attr-defined]
+                conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
+                conn.autocheckpoint = self._autocheckpoint  # type: ignore[attr-defined]
             conn.execute("BEGIN IMMEDIATE")
             try:
                 layout = self._layout(conn, view)
@@ -402,6 +419,9 @@ class SqliteOnlineStore:
     def delete_views(self, views: Sequence[FeatureView]) -> None:
         conn = self._conn()
         try:
+            if conn.autocheckpoint != self._autocheckpoint:  # type: ignore[attr-defined]
+                conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
+                conn.autocheckpoint = self._autocheckpoint  # type: ignore[attr-defined]
             conn.execute("BEGIN IMMEDIATE")
             for v in views:
                 conn.execute(f"DROP TABLE IF EXISTS {self.table(v)}")

@@ -4,8 +4,10 @@ The loop: consume up to ``batch_max_messages`` (waiting at most ``batch_wait_ms`
 hand the batch to the ``StreamProcessor`` (online rows written at once, offline rows
 buffered), send dead letters to ``<topic><dead_letter_suffix>``; at least every
 ``flush_interval_seconds`` a checkpoint takes the buffered offline rows and the offsets
-read so far, and a worker thread writes the offline parts and flushes the dead-letter
-producer; the loop commits those offsets once the worker is done. So a crash (even ``kill
+read so far, and a worker thread writes the offline parts, flushes the dead-letter
+producer and checkpoints the online store's write-ahead log (SQLite; the loop's own writes
+never do: that was an fsync inside a commit every 1,000 pages, on the event -> visible
+path); the loop commits those offsets once the worker is done. So a crash (even ``kill
 -9``) loses nothing: the consumer group resumes from the last commit and the processor
 skips what the offline log already holds. The loop itself never waits on a file or on a
 broker request of its own, so an event that arrives during a checkpoint is not held up by
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 
 # Settings tureen owns: offsets are committed by the loop, never automatically.
 _FIXED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
-_DEFAULTS = {
+CONSUMER_DEFAULTS = {
     "auto.offset.reset": "earliest",
     "session.timeout.ms": 6000,      # faster group joins after a restart
     "heartbeat.interval.ms": 500,
@@ -57,7 +59,7 @@ def consumer_config(source: KafkaSource, cfg: StreamingConfig, group: str,
             f"KafkaSource {source.name!r} names no bootstrap_servers and tureen.yaml has no "
             "streaming.bootstrap_servers: set one of them."
         )
-    conf: dict[str, Any] = {**_DEFAULTS, **cfg.consumer, **_FIXED}
+    conf: dict[str, Any] = {**CONSUMER_DEFAULTS, **cfg.consumer, **_FIXED}
     conf.update({"bootstrap.servers": servers, "group.id": group, "error_cb": on_error})
     return conf
 
@@ -157,6 +159,7 @@ class KafkaIngester:
         self._producer = Producer({"bootstrap.servers": self.servers, "linger.ms": 5,
                                    "enable.idempotence": True, **self.cfg.producer})
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"tureen-ingest-{self.source.name}")
+        self.processor.defer_log_checkpoints()  # the worker checkpoints the online store's log
         self._consumer.subscribe([self.source.topic], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke)
         last_flush = time.monotonic()
@@ -267,6 +270,7 @@ class KafkaIngester:
             if job.checkpoint is not None:
                 job.processor.write_checkpoint(job.checkpoint)
                 job.checkpoint = None
+            job.processor.checkpoint_log()  # the online rows are synced before the commit
             if compact:
                 job.processor.compact(self.cfg.compact_min_files, self.cfg.compact_target_rows)
         except BaseException as exc:

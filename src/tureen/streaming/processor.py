@@ -44,7 +44,7 @@ from tureen.errors import InvalidRequestError
 from tureen.ingest import DEFAULT_MAX_CLOCK_SKEW, arrow_columns, offline_table, validate_rows
 from tureen.online.encoding import CREATED_COLUMN, EVENT_COLUMN
 from tureen.online.keys import encoder_for
-from tureen.online.protocol import OnlineStore
+from tureen.online.protocol import DefersLogCheckpoints, OnlineStore
 from tureen.streaming.event_log import (
     BEHIND,
     EVENT_ID,
@@ -445,6 +445,19 @@ class StreamProcessor:
             self.counters[view.name].online_rows_written += table.num_rows
             done += table.num_rows
         return done
+
+    def defer_log_checkpoints(self) -> None:
+        """Online writes stop checkpointing the store's write-ahead log (SQLite: an fsync
+        inside the commit every 1,000 pages, on the event -> visible path);
+        ``checkpoint_log`` does it instead, from the ingester's background worker."""
+        if isinstance(self.store, DefersLogCheckpoints):
+            self.store.defer_log_checkpoints()
+
+    def checkpoint_log(self) -> None:
+        """Checkpoint the online store's write-ahead log (if it has one), without blocking
+        its writers. Any thread."""
+        if isinstance(self.store, DefersLogCheckpoints):
+            self.store.checkpoint_log()
 
     @property
     def buffered_rows(self) -> int:

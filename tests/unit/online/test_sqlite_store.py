@@ -161,3 +161,40 @@ def test_views_of_the_same_entities_are_read_in_one_statement(tmp_path: Path) ->
     other.close()
     assert both() == [[13, 11, 13, None], [None] * 4]
     store.close()
+
+
+def _wal_frames(path: Path) -> int:
+    """Frames in the WAL now (a probe from another connection; it checkpoints them)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as probe:
+        return int(probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_deferred_log_checkpoints_leave_the_wal_to_checkpoint_log(tmp_path: Path,
+                                                                  deferred: bool) -> None:
+    """A streaming ingester's commits must not checkpoint the WAL (an fsync inside the
+    commit on the event -> visible path): with ``defer_log_checkpoints`` writes past
+    SQLite's 1,000-page autocheckpoint leave every frame to ``checkpoint_log``."""
+    from tureen.online.protocol import DefersLogCheckpoints
+
+    store = SqliteOnlineStore(tmp_path / "o.db", "p")
+    try:
+        assert isinstance(store, DefersLogCheckpoints)
+        if deferred:
+            store.defer_log_checkpoints()
+        view = _view("big", id=Int64)
+        enc = encoder_for(view.key_fields)
+        for batch in range(100):  # 100 commits of 2,000 rows: ~3,000 pages in all
+            ids = list(range(batch * 2000, (batch + 1) * 2000))
+            store.write(view, enc.encode_arrow(pa.table({"id": ids})), _rows(ids))
+        if deferred:
+            frames, done = store.checkpoint_log()
+            assert frames > 1000 and done == frames
+        else:  # SQLite's own: the log was checkpointed and restarted along the way
+            assert _wal_frames(store.path) < 1000
+        assert _values(store, view, enc.encode_arrow(pa.table({"id": [0, 199_999]}))) == [
+            0, 199_999]
+    finally:
+        store.close()
