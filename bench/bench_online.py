@@ -136,7 +136,7 @@ def main() -> None:
                 found.update(raw.execute(in_sql(len(part)), part).fetchall())
             return [reader.read(found[k]) for k in ks]
 
-        packed_sql = (f"SELECT CAST(group_concat(t.value, '') AS BLOB), max(length(t.value)), "
+        packed_sql = ("SELECT CAST(group_concat(t.value, '') AS BLOB), "
                       "group_concat(CASE WHEN t.value IS NULL THEN j.key END) FROM json_each(?) "
                       f"AS j LEFT JOIN {table} AS t ON t.entity_id = j.value")
         sorted_json = {100: [json.dumps(sorted(k)) for k in batches],
