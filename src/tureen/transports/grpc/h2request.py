@@ -16,7 +16,7 @@ A request whose header block breaks these rules is malformed: the stream gets RS
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tureen.serving.fields import valid_name, valid_value
 from tureen.transports.grpc.hpack import Header
@@ -30,8 +30,7 @@ class MalformedError(ValueError):
     """A malformed request or trailers (a stream error PROTOCOL_ERROR)."""
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):  # a tuple: built per request, cheaper than a frozen dataclass
     method: str
     path: str
     #: regular fields, in order, repeated names kept
@@ -42,11 +41,16 @@ class Request:
 def _check_field(name: str, value: str) -> None:
     if not valid_name(name, lowercase=True):
         raise MalformedError(f"header name {name[:40]!r} is not a lowercase token")
+    if name in CONNECTION_SPECIFIC:
+        raise MalformedError(f"connection-specific header {name!r} is not allowed in HTTP/2")
+    _check_value(name, value)
+
+
+def _check_value(name: str, value: str) -> None:
+    """The checks of ``_check_field`` that depend on the value."""
     if not valid_value(value):
         raise MalformedError(f"header {name!r} has a value with control characters or "
                              "surrounding whitespace")
-    if name in CONNECTION_SPECIFIC:
-        raise MalformedError(f"connection-specific header {name!r} is not allowed in HTTP/2")
     if name == "te" and value != "trailers":
         raise MalformedError("te may only be 'trailers'")
 
@@ -113,12 +117,13 @@ def blanked(request: Request, size: int, holes: tuple[tuple[int, str], ...]) -> 
 def refill(blank: Request, headers: tuple[Header, ...],
            holes: tuple[tuple[int, str], ...]) -> Request:
     """``parse_request(headers)``, for ``headers`` that differ from the list ``blank`` was
-    parsed from only in the values at ``holes``: only those values are checked."""
+    parsed from only in the values at ``holes``: only those values are checked (the names
+    passed when ``blank`` was parsed)."""
     fields = list(blank.fields)
     skip = len(headers) - len(fields)
     for i, name in holes:
         value = headers[i][1]
-        _check_field(name, value)
+        _check_value(name, value)
         fields[i - skip] = (name, value)
     return Request(blank.method, blank.path, tuple(fields), blank.content_length)
 

@@ -136,10 +136,11 @@ class Shape:
 
 class Shaped(tuple[Header, ...]):
     """A header list decoded through ``shape`` (the same object for every block of it);
-    ``literals``: the never-indexed values as sent (string literals), in ``holes`` order."""
+    ``fresh``: (position in ``shape.holes``, string literal as sent) of each value decoded
+    anew (not one vouched for)."""
 
     shape: Shape
-    literals: tuple[bytes, ...]
+    fresh: tuple[tuple[int, bytes], ...]
 
 
 class Decoder:
@@ -301,13 +302,13 @@ class Decoder:
             blank[i] = (name, "")
             size -= len(out[i][1])
         segments.append(bytes(block[prev:]))
-        literals = tuple(bytes(block[start:end]) for _, _, start, end in holes)
+        fresh = tuple((k, bytes(block[start:end])) for k, (_, _, start, end) in enumerate(holes))
         shape = Shape(tuple(segments), tuple((i, name) for i, name, _, _ in holes),
                       tuple(blank), size)
         del self._shapes[MAX_SHAPES - 1:]
         self._shapes.insert(0, shape)
         result = Shaped(out)
-        result.shape, result.literals = shape, literals
+        result.shape, result.fresh = shape, fresh
         return result
 
     def _sensitive(self, block: bytes, pos: int) -> tuple[str, int]:
@@ -325,42 +326,49 @@ class Decoder:
         for a value the application verified (a credential that authenticated)."""
         if not isinstance(headers, Shaped):
             return
-        for (i, hole), literal in zip(headers.shape.holes, headers.literals, strict=True):
+        holes = headers.shape.holes
+        for k, literal in headers.fresh:
+            i, hole = holes[k]
             if hole == name and literal not in self._vouched:
                 if len(self._vouched) >= MAX_VOUCHED:
                     self._vouched.clear()
                 self._vouched[literal] = headers[i][1]
 
     def _from_shape(self, block: bytes, max_list_size: int | None) -> Shaped | None:
-        """``block`` decoded through a kept shape it matches (its values decoded anew), or
-        None: no shape matches, or the block is for the full decode to refuse."""
+        """``block`` decoded through a kept shape it matches (its values decoded anew unless
+        vouched for), or None: no shape matches, or the block is for the full decode to
+        refuse."""
+        vouched = self._vouched
         for shape in self._shapes:
             segments = shape.segments
             if not block.startswith(segments[0]):
                 continue
-            pos, values, literals = len(segments[0]), [], []
-            for seg in segments[1:]:
+            pos, size, out, fresh = len(segments[0]), shape.size, list(shape.headers), []
+            for k, (i, name) in enumerate(shape.holes):
                 start = pos
                 try:
-                    value, pos = self._sensitive(block, pos)
+                    length, pos = decode_int(block, pos, 7)
+                    pos += length
+                    literal = block[start:pos]
+                    value = vouched.get(literal) if vouched else None
+                    if value is None:
+                        value = self._string(block, start)[0]
+                        fresh.append((k, literal))
                 except HpackError:
                     return None
+                seg = segments[k + 1]
                 if not block.startswith(seg, pos):
                     break
-                values.append(value)
-                literals.append(block[start:pos])
+                out[i] = (name, value)
+                size += len(value)
                 pos += len(seg)
             else:
                 if pos != len(block):
                     continue
-                if max_list_size is not None and shape.size + sum(
-                        map(len, values)) > max_list_size:
+                if max_list_size is not None and size > max_list_size:
                     return None
-                out = list(shape.headers)
-                for (i, name), value in zip(shape.holes, values, strict=True):
-                    out[i] = (name, value)
                 result = Shaped(out)
-                result.shape, result.literals = shape, tuple(literals)
+                result.shape, result.fresh = shape, tuple(fresh)
                 return result
         return None
 
