@@ -417,8 +417,12 @@ def main() -> None:
                     help="mock: librdkafka's mock cluster in this process")
     ap.add_argument("--producer-linger-ms", type=float, default=5.0,
                     help="linger.ms of the lag run's producer")
+    ap.add_argument("--fetch-wait-ms", type=int, default=None,
+                    help="fetch.wait.max.ms of the ingester and the bare consumer")
     args = ap.parse_args()
     PACED_PRODUCER["linger.ms"] = args.producer_linger_ms
+    if args.fetch_wait_ms is not None:  # the ingester's (streaming.consumer) and the bare one's
+        CONSUMER_DEFAULTS["fetch.wait.max.ms"] = args.fetch_wait_ms
     broker: Broker | MockBroker = Broker() if args.broker == "tansu" else MockBroker()
     broker.start()
     freeze_startup_heap()  # as `tureen ingest` does before it starts consuming
