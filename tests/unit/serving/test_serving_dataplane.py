@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from tureen.errors import InvalidRequestError, NotFoundError, NotReadyError
 from tureen.serving import DataPlane, InferResponse, Model, ModelRepository, VersionPolicy
+from tureen.serving.batching import Batcher
 from tureen.serving.inference import RequestedOutput
 
 from .conftest import AsyncPipeline, Doubler, fp32_request, loaded
@@ -130,31 +132,64 @@ async def test_explain_only_when_the_model_has_it() -> None:
 async def test_batching_merges_concurrent_requests_and_splits_results() -> None:
     sizes: list[int] = []
     gate = asyncio.Event()
+    moved = asyncio.Event()
 
     class Batched(Model):
         async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
             sizes.append(payload.shape[0])
+            moved.set()
             await gate.wait()
             return payload[:, 0] * 10
 
         def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+            time.sleep(0.03)  # a slow decode in a thread: ordering must not depend on timing
             return self.decode(payload)
 
+    async def entries(n: int) -> None:
+        while len(sizes) < n:
+            moved.clear()
+            await moved.wait()
+
     m = Batched("b")
-    m.max_batch_size = 8
+    m.max_batch_size = 6  # the three 2-row requests fill one batch; no timer decides
+    m.max_latency_ms = 60_000.0
     dp = DataPlane()
     dp.register(loaded(m))
     first = asyncio.create_task(dp.predict_v1("b", {"instances": [[0]]}, {}))
-    await asyncio.sleep(0.05)  # first batch is running; the next ones queue up
+    await asyncio.wait_for(entries(1), 10)  # first batch is running; the next ones queue up
     rest = [asyncio.create_task(dp.predict_v1("b", {"instances": [[i], [i]]}, {}))
             for i in range(1, 4)]
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(entries(2), 10)
     gate.set()
     results = await asyncio.gather(first, *rest)
     assert results[0] == {"predictions": [0]}
     assert [r["predictions"] for r in results[1:]] == [[10, 10], [20, 20], [30, 30]]
     assert sizes == [1, 6]
     assert 'tureen_batch_size_count{model="b",version="1"} 2' in dp.metrics.render()
+
+
+async def test_batcher_sends_a_partial_batch_after_max_latency() -> None:
+    """A batch that never fills still goes after max_latency_ms, while another one runs."""
+    gate = asyncio.Event()
+    calls: list[int] = []
+    waits: list[float] = []
+
+    async def predict(payload: Any) -> Any:
+        calls.append(len(payload))
+        if len(calls) == 1:
+            await gate.wait()
+        return payload
+
+    batcher = Batcher(predict, max_batch_size=8, max_latency_ms=20.0,
+                      on_batch=lambda rows, seconds, w: waits.extend(w))
+    first = asyncio.create_task(batcher.submit(np.zeros((1, 1))))
+    while not calls:
+        await asyncio.sleep(0)
+    second = await asyncio.wait_for(batcher.submit(np.ones((2, 1))), 10)  # 2 of 8 rows
+    assert second.shape == (2, 1) and calls == [1, 2] and not first.done()
+    assert waits[0] >= 0.0199  # it waited for the timer, not for the running batch
+    gate.set()
+    await first
 
 
 async def test_metrics_count_requests_and_stages() -> None:
