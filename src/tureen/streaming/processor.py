@@ -23,6 +23,10 @@ For each batch, in this order:
 
 After a restart, ``restore`` rebuilds the windows from the event log (events each view
 counted, one per event id) and resumes the watermark state its newest parts recorded.
+
+The pieces live beside this module: ``events`` (events, dead letters, validation),
+``progress`` (watermark and replay skipping), ``window_io`` (tables in and out of windows)
+and ``checkpoints`` (offline buffers and checkpoint writes).
 """
 
 from __future__ import annotations
@@ -30,55 +34,53 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tureen.definitions import FeatureView, FileSource, KafkaSource, PushSource, StreamFeatureView
 from tureen.errors import InvalidRequestError
-from tureen.ingest import DEFAULT_MAX_CLOCK_SKEW, arrow_columns, offline_table, validate_rows
+from tureen.ingest import DEFAULT_MAX_CLOCK_SKEW, validate_rows
 from tureen.online.encoding import CREATED_COLUMN, EVENT_COLUMN
 from tureen.online.keys import encoder_for
 from tureen.online.protocol import DefersLogCheckpoints, OnlineStore
-from tureen.streaming.event_log import (
-    BEHIND,
-    EVENT_ID,
-    LATE,
-    LogFolder,
-    compact,
-    dedupe,
-    merge_states,
+from tureen.streaming import checkpoints, progress
+from tureen.streaming.checkpoints import Buffers, Checkpoint
+from tureen.streaming.event_log import EVENT_ID, LogFolder, compact, dedupe, merge_states
+from tureen.streaming.events import (
+    BatchResult,
+    DeadLetter,
+    Event,
+    epoch_numbers_to_timestamps,
+    validate_events,
+)
+from tureen.streaming.window_io import (
+    counted_events,
+    micros,
+    window_args,
+    window_table,
 )
 from tureen.streaming.windows import WindowRows, WindowState
-from tureen.types import Float32, Float64, UnixTimestamp
+from tureen.types import Float32, Float64
+
+__all__ = [
+    "BatchResult",
+    "Checkpoint",
+    "DeadLetter",
+    "Event",
+    "Source",
+    "StreamProcessor",
+    "ViewCounters",
+    "counted_events",
+    "epoch_numbers_to_timestamps",
+]
 
 log = logging.getLogger(__name__)
-_TS = pa.timestamp("us", tz="UTC")
 Source = KafkaSource | PushSource
-
-
-@dataclass(slots=True)
-class Event:
-    """One decoded message or pushed row; ``error`` is set when it could not be decoded."""
-
-    row: dict[str, Any] | None
-    event_id: str
-    partition: str
-    seq: int | None = None  # position in the partition (Kafka offset): replays are skipped
-    payload: bytes | None = None
-    key: bytes | None = None
-    error: str = ""
-
-
-@dataclass(slots=True)
-class DeadLetter:
-    event: Event
-    reason: str
 
 
 @dataclass
@@ -92,68 +94,6 @@ class ViewCounters:
     windows_emitted: int = 0
     online_rows_written: int = 0
     last_event_us: int | None = None
-
-
-@dataclass
-class BatchResult:
-    accepted: int
-    late: int
-    dead: list[DeadLetter]
-    newest_event_us: int | None
-    windows_emitted: int = 0
-
-
-@dataclass
-class _Buffers:
-    events: list[pa.Table] = field(default_factory=list)
-    windows: dict[str, list[pa.Table]] = field(default_factory=dict)
-    rows: int = 0
-
-
-@dataclass
-class Checkpoint:
-    """Offline rows taken out of the buffer to be written, and the state they bring the
-    event log to."""
-
-    windows: dict[str, list[pa.Table]]
-    events: list[pa.Table]
-    state: dict[str, Any]
-
-    @property
-    def rows(self) -> int:
-        return int(sum(t.num_rows for ts in self.windows.values() for t in ts)
-                   + sum(t.num_rows for t in self.events))
-
-
-def counted_events(view: StreamFeatureView, log: pa.Table) -> tuple[pa.Table,
-                                                                    np.ndarray[Any, Any]]:
-    """The event-log rows ``view``'s windows count, and which of them arrived late: every
-    on-time event, and with ``late_events="update"`` the late ones within its
-    ``allowed_lateness`` (rows of logs written before ``_tureen_behind_us`` count as on
-    time if not late, else as too late)."""
-    n = log.num_rows
-    late = (np.asarray(pc.fill_null(log.column(LATE), False).to_numpy(zero_copy_only=False),
-                       dtype=bool) if LATE in log.column_names else np.zeros(n, dtype=bool))
-    keep = ~late
-    limit = view.allowed_lateness_us
-    if limit and BEHIND in log.column_names:
-        behind = pc.fill_null(log.column(BEHIND), limit + 1).to_numpy(zero_copy_only=False)
-        keep |= late & (np.asarray(behind, dtype=np.int64) <= limit)
-    if keep.all():
-        return log, late
-    return log.filter(pa.array(keep)), late[keep]
-
-
-def _micros(arr: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
-    return np.asarray(pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
-
-
-def epoch_numbers_to_timestamps(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Numbers are seconds since the epoch (JSON has no timestamp type)."""
-    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
-        us = pc.round(pc.multiply(pc.cast(arr, pa.float64()), 1_000_000.0))
-        return pc.cast(pc.cast(us, pa.int64()), _TS)
-    return arr
 
 
 class StreamProcessor:
@@ -176,16 +116,22 @@ class StreamProcessor:
         self.clock = clock
         self.max_clock_skew = max_clock_skew  # events dated further ahead are dead letters
         self.naming: FileSource | KafkaSource = (
-            source if isinstance(source, KafkaSource) else source.batch_source)
-        self.delay_us = (int(source.watermark_delay.total_seconds() * 1_000_000)
-                         if isinstance(source, KafkaSource) else 0)
+            source if isinstance(source, KafkaSource) else source.batch_source
+        )
+        self.delay_us = (
+            int(source.watermark_delay.total_seconds() * 1_000_000)
+            if isinstance(source, KafkaSource)
+            else 0
+        )
         self.offline = any(v.offline for v in self.views)
         self.event_log = LogFolder.of(source.batch_source, repo_path)
-        self.window_logs = {v.name: LogFolder.of(v.offline_source, repo_path)
-                            for v in self.views if v.aggregations}
+        self.window_logs = {
+            v.name: LogFolder.of(v.offline_source, repo_path) for v in self.views if v.aggregations
+        }
         self.windows = {
             v.name: WindowState(v, {f.name for f in v.schema if f.dtype in (Float32, Float64)})
-            for v in self.views if v.aggregations
+            for v in self.views
+            if v.aggregations
         }
         self._inputs = {v.name: v.input_view for v in self.views}
         self._encoders = {v.name: encoder_for(v.key_fields) for v in self.views}
@@ -195,7 +141,7 @@ class StreamProcessor:
         self._seen: dict[str, int] = {}  # last seq of each partition processed
         self.counters = {v.name: ViewCounters() for v in self.views}
         self._pending: list[tuple[FeatureView, list[bytes], pa.Table]] = []
-        self._buf = _Buffers()
+        self._buf = Buffers()
 
     # ---- restart -------------------------------------------------------------------------
     def restore(self) -> int:
@@ -209,8 +155,11 @@ class StreamProcessor:
         if not self.windows:
             return 0
         closed = state["closed"]
-        starts = [closed[v] - self.windows[v].max_window - self.windows[v].slide
-                  for v in self.windows if v in closed]
+        starts = [
+            closed[v] - self.windows[v].max_window - self.windows[v].slide
+            for v in self.windows
+            if v in closed
+        ]
         since = min(starts) if starts and len(starts) == len(self.windows) else None
         ts_col = self.source.batch_source.timestamp_field
         if since is not None:  # late events still updating windows are read again too
@@ -251,83 +200,28 @@ class StreamProcessor:
         return out
 
     # ---- one batch -----------------------------------------------------------------------
-    def _validate(self, events: Sequence[Event]) -> tuple[list[Event], list[pa.Table],
-                                                          list[DeadLetter]]:
-        dead = [DeadLetter(e, e.error) for e in events if e.row is None]
-        good = [e for e in events if e.row is not None]
-        if not good:
-            return [], [], dead
-        try:
-            return good, self._tables(good), dead
-        except InvalidRequestError:
-            pass
-        ok: list[Event] = []
-        for e in good:  # find the bad ones, then validate the rest as one batch
-            try:
-                self._tables([e])
-                ok.append(e)
-            except InvalidRequestError as exc:
-                dead.append(DeadLetter(e, str(exc)))
-        return ok, (self._tables(ok) if ok else []), dead
-
-    def _tables(self, events: Sequence[Event]) -> list[pa.Table]:
-        cols = arrow_columns([e.row for e in events])
-        for name in (self.naming.timestamp_field, self.naming.created_timestamp_column):
-            if name and name in cols:
-                cols[name] = epoch_numbers_to_timestamps(cols[name])
-        return [validate_rows(self._inputs[v.name], cols, self.naming,
-                              max_clock_skew=self.max_clock_skew) for v in self.views]
-
-    def _lateness(self, events: Sequence[Event], ts: np.ndarray[Any, Any]) -> np.ndarray[Any,
-                                                                                         Any]:
-        """How far behind the watermark each event arrived (µs; 0: on time)."""
-        behind = np.zeros(len(events), dtype=np.int64)
-        newest, wm, delay = self.newest, self.watermark, self.delay_us
-        for i, e in enumerate(events):
-            t = int(ts[i])
-            if wm is not None and t < wm:
-                behind[i] = wm - t
-                continue
-            cur = newest.get(e.partition)
-            if cur is None or t > cur:
-                newest[e.partition] = t
-                low = min(newest.values()) - delay
-                if wm is None or low > wm:
-                    wm = low
-        self.watermark = wm
-        return behind
-
     def forget_position(self, partition: str) -> None:
         """The partition restarted from scratch (topic re-created): stop skipping its
         sequence numbers."""
         self.positions.pop(partition, None)
         self._seen.pop(partition, None)
 
-    def _fresh(self, events: Sequence[Event]) -> list[Event]:
-        """Events not processed before (a replay after a restart repeats some)."""
-        seen = self._seen
-        out = []
-        for e in events:
-            if e.seq is not None:
-                last = seen.get(e.partition)
-                if last is not None and e.seq <= last:
-                    continue
-                seen[e.partition] = e.seq
-            out.append(e)
-        return out
-
     def process(self, events: Sequence[Event]) -> BatchResult:
         """Validate, route and queue one batch (see the module docstring); then write the
         online rows. Raises BackendUnavailableError if the online store is down (the rows
         stay queued: call ``write_online`` until it succeeds)."""
-        events = self._fresh(events)
-        good, tables, dead = self._validate(events)
+        events = progress.fresh(events, self._seen)
+        good, tables, dead = validate_events(
+            events, [self._inputs[v.name] for v in self.views], self.naming, self.max_clock_skew
+        )
         for c in self.counters.values():
             c.dead_letters += len(dead)
         if not good:
             return BatchResult(0, 0, dead, None)
-        ts = _micros(tables[0].column(EVENT_COLUMN))
-        behind = self._lateness(good, ts)
+        ts = micros(tables[0].column(EVENT_COLUMN))
+        behind, self.watermark = progress.lateness(
+            good, ts, self.newest, self.watermark, self.delay_us
+        )
         late = behind > 0
         on_time = ~late
         n_late = int(late.sum())
@@ -340,8 +234,9 @@ class StreamProcessor:
             c.last_event_us = newest if c.last_event_us is None else max(c.last_event_us, newest)
             if not view.aggregations:
                 if view.online:
-                    self._pending.append((view, self._encoders[view.name].encode_arrow(table),
-                                          table))
+                    self._pending.append(
+                        (view, self._encoders[view.name].encode_arrow(table), table)
+                    )
                 continue
             updating = late & (behind <= view.allowed_lateness_us)
             c.late_updated += int(updating.sum())
@@ -351,8 +246,13 @@ class StreamProcessor:
         self.write_online()
         return BatchResult(len(good), n_late, dead, newest, emitted)
 
-    def _add_windows(self, view: StreamFeatureView, table: pa.Table,
-                     on_time: np.ndarray[Any, Any], updating: np.ndarray[Any, Any]) -> int:
+    def _add_windows(
+        self,
+        view: StreamFeatureView,
+        table: pa.Table,
+        on_time: np.ndarray[Any, Any],
+        updating: np.ndarray[Any, Any],
+    ) -> int:
         """Feed on-time events, then late ones the view accepts (rewriting the closed
         windows they change), then close what the watermark passed; returns rows emitted."""
         self._feed(view, table, on_time)
@@ -370,46 +270,31 @@ class StreamProcessor:
             self._queue_windows(view, rows)
         return emitted + len(rows)
 
-    def _window_args(self, view: StreamFeatureView, table: pa.Table
-                     ) -> tuple[list[bytes], list[tuple[Any, ...]], list[int],
-                                dict[str, list[Any]]]:
+    def _window_args(
+        self, view: StreamFeatureView, table: pa.Table
+    ) -> tuple[list[bytes], list[tuple[Any, ...]], list[int], dict[str, list[Any]]]:
         """(keys, join values, event times, aggregated columns) of ``table``'s rows."""
-        cols: dict[str, list[Any]] = {}
-        for col in self.windows[view.name].columns:
-            if col in cols:
-                continue
-            arr = table.column(col)
-            if pa.types.is_timestamp(arr.type):
-                arr = pc.cast(arr, pa.int64())
-            cols[col] = arr.to_pylist()
-        keys = self._encoders[view.name].encode_arrow(table)
-        joins = list(zip(*[table.column(k).to_pylist() for k in view.join_keys], strict=True))
-        return keys, joins, _micros(table.column(EVENT_COLUMN)).tolist(), cols
+        return window_args(view, table, self.windows[view.name].columns, self._encoders[view.name])
 
-    def _feed(self, view: StreamFeatureView, table: pa.Table,
-              on_time: np.ndarray[Any, Any], late: np.ndarray[Any, Any] | None = None) -> None:
+    def _feed(
+        self,
+        view: StreamFeatureView,
+        table: pa.Table,
+        on_time: np.ndarray[Any, Any],
+        late: np.ndarray[Any, Any] | None = None,
+    ) -> None:
         """Add events to the view's windows (``late``: which of them arrived late and were
         counted, when re-reading the log)."""
         if not on_time.all():
             table = table.filter(pa.array(on_time))
         if table.num_rows:
             keys, joins, ts, cols = self._window_args(view, table)
-            self.windows[view.name].add(keys, joins, ts, cols,
-                                        None if late is None else late.tolist())
+            self.windows[view.name].add(
+                keys, joins, ts, cols, None if late is None else late.tolist()
+            )
 
     def _queue_windows(self, view: StreamFeatureView, rows: WindowRows) -> None:
-        ends = pa.array(rows.ends_us, pa.int64()).cast(_TS)
-        cols: dict[str, pa.Array] = {}
-        for i, k in enumerate(view.key_fields):
-            cols[k.name] = pa.array([j[i] for j in rows.entity_values], k.dtype.arrow)
-        for f, values in zip(view.features, rows.values, strict=True):
-            if f.dtype is UnixTimestamp:
-                cols[f.name] = pa.array(values, pa.int64()).cast(_TS)
-            else:
-                cols[f.name] = pa.array(values, f.dtype.arrow)
-        cols[EVENT_COLUMN] = ends
-        cols[CREATED_COLUMN] = pa.array(rows.created_us, pa.int64()).cast(_TS)
-        table = pa.table(cols)
+        table = window_table(view, rows)
         c = self.counters[view.name]
         c.windows_emitted += table.num_rows
         if view.online:
@@ -417,15 +302,11 @@ class StreamProcessor:
         self._buf.windows.setdefault(view.name, []).append(table)
         self._buf.rows += table.num_rows
 
-    def _buffer_events(self, events: Sequence[Event], tables: Sequence[pa.Table],
-                       behind: np.ndarray[Any, Any]) -> None:
+    def _buffer_events(
+        self, events: Sequence[Event], tables: Sequence[pa.Table], behind: np.ndarray[Any, Any]
+    ) -> None:
         inputs = [self._inputs[v.name] for v in self.views]
-        table = offline_table(self.source.batch_source, inputs, tables)
-        table = table.append_column(EVENT_ID, pa.array([e.event_id for e in events],
-                                                       pa.string()))
-        late = behind > 0
-        table = table.append_column(LATE, pa.array(late))
-        table = table.append_column(BEHIND, pa.array(behind, pa.int64(), mask=~late))
+        table = checkpoints.event_log_rows(self.source.batch_source, inputs, tables, events, behind)
         self._buf.events.append(table)
         self._buf.rows += table.num_rows
 
@@ -470,7 +351,7 @@ class StreamProcessor:
         if not buf.rows:
             return None
         self.positions = dict(self._seen)
-        self._buf = _Buffers()
+        self._buf = Buffers()
         return Checkpoint(buf.windows, buf.events, self.state())
 
     def write_checkpoint(self, ck: Checkpoint) -> int:
@@ -479,23 +360,11 @@ class StreamProcessor:
         it may run in another thread while events are processed. A failure raises with the
         unwritten rows left in ``ck`` (``give_back``); parts written before it are harmless
         duplicates."""
-        rows = ck.rows
-        for name, tables in list(ck.windows.items()):
-            self.window_logs[name].write(pa.concat_tables(tables))
-            del ck.windows[name]
-        if ck.events:
-            self.event_log.write(pa.concat_tables(ck.events, promote_options="default"),
-                                 ck.state)
-            ck.events = []
-        return rows
+        return checkpoints.write_checkpoint(ck, self.event_log, self.window_logs)
 
     def give_back(self, ck: Checkpoint) -> None:
         """Put a failed checkpoint's unwritten rows back in front of the buffer."""
-        buf = self._buf
-        for name, tables in ck.windows.items():
-            buf.windows[name] = [*tables, *buf.windows.get(name, [])]
-        buf.events = [*ck.events, *buf.events]
-        buf.rows += ck.rows
+        checkpoints.give_back(self._buf, ck)
 
     def flush(self) -> int:
         """Write the buffered offline rows now (``take_checkpoint`` + ``write_checkpoint``);
@@ -512,17 +381,27 @@ class StreamProcessor:
     def compact(self, min_files: int, target_rows: int) -> dict[str, tuple[int, int]]:
         """Merge the logs' small parts (after a flush: nothing is buffered); (files before,
         after) per log."""
-        out = {"events": compact(self.event_log, [EVENT_ID], min_files, target_rows,
-                                 self.source.batch_source.timestamp_field)}
+        out = {
+            "events": compact(
+                self.event_log,
+                [EVENT_ID],
+                min_files,
+                target_rows,
+                self.source.batch_source.timestamp_field,
+            )
+        }
         for view in self.views:
             if view.aggregations:
                 by = [*view.join_keys, EVENT_COLUMN, CREATED_COLUMN]
                 out[f"{view.name} windows"] = compact(
-                    self.window_logs[view.name], by, min_files, target_rows, EVENT_COLUMN)
+                    self.window_logs[view.name], by, min_files, target_rows, EVENT_COLUMN
+                )
         return out
 
     def state(self) -> dict[str, Any]:
-        return {"newest": dict(self.newest), "watermark": self.watermark,
-                "positions": dict(self.positions),
-                "closed": {n: w.closed_us for n, w in self.windows.items()
-                           if w.closed_us is not None}}
+        return {
+            "newest": dict(self.newest),
+            "watermark": self.watermark,
+            "positions": dict(self.positions),
+            "closed": {n: w.closed_us for n, w in self.windows.items() if w.closed_us is not None},
+        }
