@@ -43,7 +43,7 @@ from tureen.definitions import FeatureView, FileSource, source_of
 from tureen.errors import BackendUnavailableError, InvalidRequestError, TureenError
 from tureen.feature_refs import FeaturePlan, ViewRead
 from tureen.offline import duckdb_sql as sql
-from tureen.offline.entity_rows import EntityRows, entity_rows
+from tureen.offline.entity_rows import EntityRows, entity_keys, entity_rows
 from tureen.offline.source_files import (
     FileSet,
     append_folder,
@@ -51,7 +51,7 @@ from tureen.offline.source_files import (
     locate,
     overlapping,
 )
-from tureen.offline.timestamps import UTC_US, normalize_column, to_utc_us
+from tureen.offline.timestamps import UTC_US, micros, normalize_column, to_utc_us
 from tureen.types import DType
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class DuckDBEngine:
         for read in plan.reads:
             for key in read.view.key_fields:
                 if key.name not in cols:
-                    cols[key.name] = _entity_keys(entity_rows, key.name, key.dtype)
+                    cols[key.name] = entity_keys(entity_rows, key.name, key.dtype)
         out = entity_rows
         cur.register(_ENTITY_VIEW, pa.table(cols))
         try:
@@ -290,14 +290,14 @@ class DuckDBEngine:
                     filters.append(name)
                 selects = []
                 for read in reads:
-                    span = (None if start is None else _micros(start),
-                            None if end is None else _micros(end))
+                    span = (None if start is None else micros(start),
+                            None if end is None else micros(end))
                     proj, scan = self._projection(cur, read.view, [], span)
                     where = [f"{k} IS NOT NULL" for k in names]
                     if start is not None:
-                        where.append(f"{sql.EV} >= {sql.ts_literal(_micros(start))}")
+                        where.append(f"{sql.EV} >= {sql.ts_literal(micros(start))}")
                     if end is not None:
-                        where.append(f"{sql.EV} < {sql.ts_literal(_micros(end))}")
+                        where.append(f"{sql.EV} < {sql.ts_literal(micros(end))}")
                     where += [f"{sql.ident(k)} IN (SELECT v FROM {sql.ident(t)})"
                               for k, t in zip(entity_filter, filters, strict=True)]
                     selects.append(f"SELECT {', '.join(names)}, {sql.EV} AS event_timestamp "
@@ -332,11 +332,11 @@ class DuckDBEngine:
             + [pa.field("event_timestamp", UTC_US), pa.field("created_timestamp", UTC_US)]
         )
         with self._cursor() as cur:
-            span = (None if start is None else _micros(start), _micros(end))
+            span = (None if start is None else micros(start), micros(end))
             proj, scan = self._projection(cur, view, features, span)
-            where = [f"{sql.EV} < {sql.ts_literal(_micros(end))}"]
+            where = [f"{sql.EV} < {sql.ts_literal(micros(end))}"]
             if start is not None:
-                where.append(f"{sql.EV} >= {sql.ts_literal(_micros(start))}")
+                where.append(f"{sql.EV} >= {sql.ts_literal(micros(start))}")
             names = ", ".join(sql.ident(n) for n, _ in [*keys, *features])
             query = (
                 f"SELECT {names}, {sql.EV} AS event_timestamp, {sql.CR} AS created_timestamp "
@@ -446,21 +446,6 @@ def _describe(cur: duckdb.DuckDBPyConnection, scan: str, source: FileSource) -> 
     return {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
 
 
-def _entity_keys(rows: pa.Table, key: str, dtype: DType) -> pa.ChunkedArray:
-    try:
-        values = rows.column(key)
-    except KeyError:
-        raise InvalidRequestError(
-            f"entity rows have no join key column {key!r}; they have: "
-            f"{', '.join(rows.column_names)}."
-        ) from None
-    try:
-        return values.cast(dtype.arrow)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise InvalidRequestError(
-            f"entity column {key!r} has type {values.type}, which does not convert to the "
-            f"join key type {dtype.name}: {exc}"
-        ) from None
 
 
 def _min_max_us(ts: pa.ChunkedArray) -> tuple[int, int] | None:
@@ -470,11 +455,6 @@ def _min_max_us(ts: pa.ChunkedArray) -> tuple[int, int] | None:
     return int(mm["min"].as_py()), int(mm["max"].as_py())
 
 
-def _micros(when: datetime) -> int:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _to_physical(source: FileSource, table: pa.Table) -> pa.Table:

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from tureen.errors import InvalidRequestError, NotFoundError
 from tureen.offline.parquet_stats import file_range, leaf_index
 from tureen.offline.timestamps import UTC_US
+from tureen.types import DType
 
 EntityInput: TypeAlias = pd.DataFrame | pa.Table | str | Path
 _PARQUET = (".parquet", ".pq", ".parq")
@@ -215,4 +216,21 @@ def _conform_table(table: pa.Table, schema: pa.Schema, path: str) -> pa.Table:
         raise InvalidRequestError(
             f"entity file {path!r} has column types that do not convert to the first file's "
             f"({exc}); write every file with the same schema."
+        ) from None
+
+
+def entity_keys(rows: pa.Table, key: str, dtype: DType) -> pa.ChunkedArray:
+    """Entity rows' ``key`` column cast to the join key's type, or a clear error."""
+    if key not in rows.column_names:
+        raise InvalidRequestError(
+            f"entity rows have no join key column {key!r}; they have: "
+            f"{', '.join(rows.column_names)}."
+        )
+    values = rows.column(key)
+    try:
+        return values.cast(dtype.arrow)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidRequestError(
+            f"entity column {key!r} has type {values.type}, which does not convert to the "
+            f"join key type {dtype.name}: {exc}"
         ) from None

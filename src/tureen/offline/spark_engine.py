@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,9 @@ from tureen.backend_options import SparkOptions
 from tureen.definitions import FeatureView, FileSource
 from tureen.errors import TureenError
 from tureen.feature_refs import FeaturePlan, ViewRead
-from tureen.offline.entity_rows import EntityRows
+from tureen.offline.entity_rows import EntityRows, entity_keys
 from tureen.offline.spark_join import (
     ROW,
-    entity_keys,
     entity_timestamps,
     pit_join,
     time_bounds,
@@ -51,7 +50,7 @@ from tureen.offline.spark_sources import CR, EV, as_timestamp, projection, read_
 from tureen.offline.spark_staging import batches, collect, micros_timestamps, staged
 from tureen.offline.spark_training import assemble
 from tureen.offline.spark_types import arrow_schema, quote, spark_type
-from tureen.offline.timestamps import UTC_US
+from tureen.offline.timestamps import UTC_US, micros
 from tureen.types import DType
 
 _TS = "__tureen_ts"
@@ -169,9 +168,9 @@ class SparkEngine:
         for read in reads:
             cond: Column | None = None
             if start is not None:
-                cond = sf.unix_micros(sf.col(EV)) >= sf.lit(_micros(start))
+                cond = sf.unix_micros(sf.col(EV)) >= sf.lit(micros(start))
             if end is not None:
-                upper = sf.unix_micros(sf.col(EV)) < sf.lit(_micros(end))
+                upper = sf.unix_micros(sf.col(EV)) < sf.lit(micros(end))
                 cond = upper if cond is None else cond & upper
             src = projection(self.spark, self.repo_path, read.view, [], cond)
             for k, _ in keys:
@@ -197,9 +196,9 @@ class SparkEngine:
     ) -> Iterator[pa.RecordBatch]:
         features = [(f.name, f.dtype) for f in view.features]
         keys = [(f.name, f.dtype) for f in view.key_fields]
-        cond = sf.unix_micros(sf.col(EV)) < sf.lit(_micros(end))
+        cond = sf.unix_micros(sf.col(EV)) < sf.lit(micros(end))
         if start is not None:
-            cond = cond & (sf.unix_micros(sf.col(EV)) >= sf.lit(_micros(start)))
+            cond = cond & (sf.unix_micros(sf.col(EV)) >= sf.lit(micros(start)))
         src = projection(self.spark, self.repo_path, view, features, cond)
         window = Window.partitionBy(*[quote(k) for k, _ in keys]).orderBy(
             sf.col(EV).desc(), sf.col(CR).desc_nulls_last()
@@ -254,11 +253,6 @@ class SparkEngine:
             self.spark.stop()
 
 
-def _micros(when: datetime) -> int:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 __all__ = ["SparkEngine", "SparkOptions", "spark_type"]

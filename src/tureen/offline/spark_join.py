@@ -119,20 +119,6 @@ def entity_timestamps(rows: pa.Table, column: str) -> pa.ChunkedArray:
     return ts
 
 
-def entity_keys(rows: pa.Table, key: str, dtype: DType) -> pa.ChunkedArray:
-    if key not in rows.column_names:
-        raise InvalidRequestError(
-            f"entity rows have no join key column {key!r}; they have: "
-            f"{', '.join(rows.column_names)}."
-        )
-    values = rows.column(key)
-    try:
-        return values.cast(dtype.arrow)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise InvalidRequestError(
-            f"entity column {key!r} has type {values.type}, which does not convert to the "
-            f"join key type {dtype.name}: {exc}"
-        ) from None
 
 
 def time_bounds(ts: pa.ChunkedArray) -> tuple[int, int] | None:

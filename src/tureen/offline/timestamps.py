@@ -7,6 +7,8 @@ strings are parsed as ISO 8601; dates are midnight UTC; precision is microsecond
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import pyarrow as pa
 
@@ -61,3 +63,11 @@ def normalize_column(table: pa.Table, column: str) -> pa.Table:
     if values.type == UTC_US:
         return table
     return table.set_column(idx, pa.field(column, UTC_US), to_utc_us(values, column))
+
+
+def micros(when: datetime) -> int:
+    """Microseconds since the epoch of ``when``; a naive datetime is taken as UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
