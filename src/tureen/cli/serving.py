@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from click.core import ParameterSource
 
 from tureen.cli.security import apply_security, security_options
 from tureen.errors import InvalidRequestError
+from tureen.scratch import owned_folder
 
 
 def given(**values: Any) -> dict[str, Any]:
@@ -113,8 +113,7 @@ def register(cli: click.Group) -> None:
             temps: list[Path] = []  # removed on the way out (by the last worker if killed)
 
             def temp() -> Path:
-                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="tureen-serve-"))
-                temps.append(Path(folder))
+                temps.append(stack.enter_context(owned_folder("tureen-serve-")))
                 return temps[-1]
 
             repo = model_repository

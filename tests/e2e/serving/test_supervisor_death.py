@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +89,43 @@ def test_the_last_worker_out_removes_the_model_dir_link(fresh_repo: Path, server
     with killed_supervisor(server):
         assert list(server_tmp.iterdir()) == []
         assert (fresh_repo / "slow" / "1" / "model.py").is_file()  # the link's target stays
+
+
+def _stop(server: Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+
+
+def test_the_next_server_removes_a_killed_single_process_servers_folder(
+    fresh_repo: Path, server_tmp: Path
+) -> None:
+    """With ``--workers 1`` no worker outlives a ``kill -9`` to remove the ``--model_dir``
+    link folder: the next server that makes one removes it, and never a live server's."""
+    write_custom(fresh_repo, "slow", SLOW)
+    model_dir = str(fresh_repo / "slow" / "1")
+    first = start_server(None, "--model_dir", model_dir, "--model_name", "slow")
+    try:
+        (orphan,) = server_tmp.glob("tureen-serve-*")
+    finally:
+        first.proc.kill()
+        first.proc.wait()
+    assert orphan.is_dir()  # nobody was left to remove it
+    second = start_server(None, "--model_dir", model_dir, "--model_name", "slow")
+    try:
+        assert not orphan.exists()
+        (live,) = server_tmp.glob("tureen-serve-*")
+        third = start_server(None, "--model_dir", model_dir, "--model_name", "slow")
+        try:
+            assert live.is_dir() and len(list(server_tmp.glob("tureen-serve-*"))) == 2
+        finally:
+            _stop(third)
+        assert live.is_dir()
+    finally:
+        _stop(second)
+    assert list(server_tmp.iterdir()) == []
+    assert (fresh_repo / "slow" / "1" / "model.py").is_file()  # the link's target stays
