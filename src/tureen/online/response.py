@@ -217,16 +217,28 @@ class OnlineResponse:
         Feast's ``unix_timestamp_val``); NaN is null. ``feast_statuses``: a stored null is
         PRESENT, as Feast says (tureen: NULL_VALUE).
         Statuses and timestamps shared by every feature of one view are encoded once
-        (as pre-serialized fragments) and the whole body in one ``orjson.dumps``.
+        (as pre-serialized fragments) and the whole body in one ``orjson.dumps``; numeric
+        features without nulls take ``_numeric_feast_json`` (the same bytes, about half
+        the work).
         """
-        frag = orjson.Fragment
         n = len(self)
+        if n and self._columns:
+            body = _numeric_feast_json(self._keys, self._columns, n)
+            if body is not None:
+                return body
+        frag = orjson.Fragment
         epoch = frag(orjson.dumps([_EPOCH_JSON] * n))
         results: list[dict[str, Any]] = []
         if self._keys:
             present = frag(orjson.dumps([PRESENT.value] * n))
-            results = [{"values": _json_values(vals, f, native=False), "statuses": present,
-                        "event_timestamps": epoch} for f, vals in self._keys]
+            results = [
+                {
+                    "values": _json_values(vals, f, native=False),
+                    "statuses": present,
+                    "event_timestamps": epoch,
+                }
+                for f, vals in self._keys
+            ]
         stamps_of: dict[int, orjson.Fragment] = {}
         statuses_of: dict[int, orjson.Fragment] = {}
         ndarray = np.ndarray
@@ -237,16 +249,16 @@ class OnlineResponse:
             if event_us is not None:
                 known = stamps_of.get(id(event_us))
                 if known is None:  # shared by every feature of the view: encode once
-                    known = stamps_of[id(event_us)] = frag(
-                        orjson.dumps(_rfc3339_many(event_us)))
+                    known = stamps_of[id(event_us)] = frag(orjson.dumps(_rfc3339_many(event_us)))
                 stamps = known
             is_array = isinstance(vals, ndarray)
             statuses: orjson.Fragment | list[str] | None = None
             if row_status is not None and (feast_statuses or is_array or None not in vals):
                 statuses = statuses_of.get(id(row_status))
                 if statuses is None:  # shared by every feature of the view: encode once
-                    statuses = statuses_of[id(row_status)] = frag(orjson.dumps(
-                        [_STATUS_TEXT[s] for s in row_status]))
+                    statuses = statuses_of[id(row_status)] = frag(
+                        orjson.dumps([_STATUS_TEXT[s] for s in row_status])
+                    )
             if statuses is None:
                 statuses = [_STATUS_TEXT[s] for s in c.statuses()]
             if isinstance(vals, ndarray):  # numbers without nulls, serialized by orjson
@@ -255,11 +267,145 @@ class OnlineResponse:
                 json_vals = vals
             else:
                 json_vals = _json_values(vals, c.field)
-            results.append({"values": json_vals,
-                            "statuses": statuses, "event_timestamps": stamps})
+            results.append({"values": json_vals, "statuses": statuses, "event_timestamps": stamps})
         return orjson.dumps(
-            {"metadata": {"feature_names": self.join_keys + self.feature_names},
-             "results": results}, option=orjson.OPT_SERIALIZE_NUMPY)
+            {
+                "metadata": {"feature_names": self.join_keys + self.feature_names},
+                "results": results,
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+
+
+#: dtypes whose JSON values hold no comma or bracket (numbers, true/false, null)
+_NUMERIC = frozenset({"Int32", "Int64", "Float32", "Float64", "Bool"})
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_NOTHING = object()
+#: n -> the JSON of n PRESENT statuses; the end of a join key's result (those statuses and
+#: n epoch timestamps); the JSON of one event time (rows are read again and again)
+_PRESENT_JSON: dict[int, bytes] = {}
+_KEY_TAILS: dict[int, bytes] = {}
+_STAMP_JSON: dict[int | None, bytes] = {}
+
+
+def _present_json(n: int) -> bytes:
+    text = _PRESENT_JSON.get(n)
+    if text is None:
+        text = orjson.dumps([PRESENT.value] * n)
+        if n <= 64:
+            _PRESENT_JSON[n] = text
+    return text
+
+
+def _key_tail(n: int) -> bytes:
+    tail = _KEY_TAILS.get(n)
+    if tail is None:
+        tail = (
+            b',"statuses":'
+            + _present_json(n)
+            + b',"event_timestamps":'
+            + orjson.dumps([_EPOCH_JSON] * n)
+            + b"}"
+        )
+        if n <= 64:
+            _KEY_TAILS[n] = tail
+    return tail
+
+
+def _stamps_json(micros: Sequence[int | None]) -> bytes:
+    if len(micros) != 1:
+        return orjson.dumps(_rfc3339_many(micros))
+    text = _STAMP_JSON.get(micros[0])
+    if text is None:
+        if len(_STAMP_JSON) > 65_536:
+            _STAMP_JSON.clear()
+        text = _STAMP_JSON[micros[0]] = orjson.dumps(_rfc3339_many(micros))
+    return text
+
+
+def _plain(values: Sequence[Any], field: Field) -> bool:
+    """Join-key values that go into JSON as they are: ints and strings (what a parsed request
+    holds), of a dtype ``_json_values`` passes through."""
+    if field.dtype.name not in _JSON_READY:
+        return False
+    for v in values:
+        if type(v) is not int and type(v) is not str:
+            return False
+    return True
+
+
+def _numeric_feast_json(
+    keys: Sequence[tuple[Field, Sequence[Any]]], columns: Sequence[OnlineColumn], n: int
+) -> bytes | None:
+    """``feast_json_bytes`` of the usual read: stored features that are all numbers (or
+    bools), none null. The values of all features go through one ``orjson.dumps``, cut
+    apart at ``],[`` (no number holds a comma or a bracket), and each view's statuses and
+    timestamps are encoded once. The same bytes as the general path (tested byte for byte);
+    None when the response does not qualify (a null, NaN, a string, an on-demand feature, a
+    numpy column), for the general path to take."""
+    values: list[Any] = []
+    names = [f.name for f, _ in keys]
+    #: runs of neighbouring features of one view: (first feature, statuses, event times)
+    runs: list[tuple[int, Sequence[FieldStatus], Sequence[int | None]]] = []
+    status: Any = _NOTHING  # the first feature starts a run
+    event_us: Any = _NOTHING
+    ndarray, numeric = np.ndarray, _NUMERIC
+    for c in columns:
+        vals, field = c.values, c.field
+        if c.row_status is not status or c.event_us is not event_us:
+            status, event_us = c.row_status, c.event_us
+            if status is None or event_us is None:
+                return None  # on-demand: statuses come from the values
+            runs.append((len(values), status, event_us))
+        if type(vals) is ndarray or field.dtype.name not in numeric:
+            return None
+        values.append(vals)
+        names.append(field.name)
+    dumps = orjson.dumps
+    packed = dumps(values, option=_NUMPY)
+    if b"null" in packed:
+        return None  # a null (NULL_VALUE, NOT_FOUND, past its TTL) or NaN
+    inner = packed[2:-2].split(b"],[")
+    if len(inner) != len(values):
+        return None
+    parts = [b'{"metadata":{"feature_names":' + dumps(names) + b'},"results":[']
+    key_tail = _key_tail(n)
+    for f, vals in keys:
+        parts.append(
+            b'{"values":'
+            + dumps(vals if _plain(vals, f) else _json_values(vals, f, native=False), option=_NUMPY)
+            + key_tail
+            + b","
+        )
+    if len(runs) == 1:  # one view
+        tail = _view_tail(status, event_us, n)
+        parts.append(b'{"values":[' + (tail + b',{"values":[').join(inner) + tail + b"]}")
+        return b"".join(parts)
+    tails: dict[tuple[int, int], bytes] = {}
+    pieces: list[bytes] = []
+    ends = [start for start, _, _ in runs[1:]] + [len(values)]
+    for (start, status, event_us), end in zip(runs, ends, strict=True):
+        known = tails.get((id(status), id(event_us)))
+        if known is None:  # once per view
+            known = tails[id(status), id(event_us)] = _view_tail(status, event_us, n)
+        pieces.append(b'{"values":[' + (known + b',{"values":[').join(inner[start:end]) + known)
+    parts.append(b",".join(pieces) + b"]}")
+    return b"".join(parts)
+
+
+def _view_tail(status: Sequence[FieldStatus], event_us: Sequence[int | None], n: int) -> bytes:
+    """What follows the values of each feature of a view: its statuses and event times."""
+    return (
+        b'],"statuses":'
+        + (
+            _present_json(n)
+            if status.count(PRESENT) == n
+            else orjson.dumps([_STATUS_TEXT[s] for s in status])
+        )
+        + b',"event_timestamps":'
+        + _stamps_json(event_us)
+        + b"}"
+    )
 
 
 def _arrow_column(values: Sequence[Any] | np.ndarray[Any, Any], field: Field) -> pa.Array:
@@ -269,8 +415,9 @@ def _arrow_column(values: Sequence[Any] | np.ndarray[Any, Any], field: Field) ->
     return pa.array(vals, type=field.dtype.arrow, from_pandas=True)
 
 
-def _numpy_column(values: Sequence[Any] | np.ndarray[Any, Any],
-                  field: Field) -> np.ndarray[Any, Any]:
+def _numpy_column(
+    values: Sequence[Any] | np.ndarray[Any, Any], field: Field
+) -> np.ndarray[Any, Any]:
     dt = field.dtype
     if isinstance(values, np.ndarray) and dt.element is None and dt.numpy != np.dtype(object):
         return values.astype(dt.numpy, copy=False)
