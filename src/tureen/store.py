@@ -165,8 +165,10 @@ class FeatureStore:
         files it can read, so checking definitions never starts Spark; the configured
         engine for the URLs only it reads (hdfs://, s3a://, ...)."""
         if self.config.offline_store.type == "duckdb" or (
-            "://" in source.path and not source.path.startswith(("file://", "s3://", "gs://",
-                                                                "az://", "abfs://", "memory://"))
+            "://" in source.path
+            and not source.path.startswith(
+                ("file://", "s3://", "gs://", "az://", "abfs://", "memory://")
+            )
         ):
             return self.offline
         if self._duckdb is None:
@@ -218,9 +220,14 @@ class FeatureStore:
 
         authorize(Action.READ_FEATURES, self.project)
         return get_historical_features(
-            self.offline, self.snapshot(), entity_df,
-            _pick(features, feature_service), full_feature_names,
-            start_date=start_date, end_date=end_date, entity_filter=entity_filter,
+            self.offline,
+            self.snapshot(),
+            entity_df,
+            _pick(features, feature_service),
+            full_feature_names,
+            start_date=start_date,
+            end_date=end_date,
+            entity_filter=entity_filter,
             timestamp_column=timestamp_column,
         )
 
@@ -248,8 +255,12 @@ class FeatureStore:
         enforce_ttl: bool = True,
     ) -> OnlineResponse:
         authorize(Action.READ_FEATURES, self.project)
+        if features is None or feature_service is not None or entity_rows is None:
+            features, entity_rows = _pick(features, feature_service), _rows(entity_rows)
         return await self.online_retrieval.get_online_features_async(
-            _pick(features, feature_service), _rows(entity_rows), full_feature_names,
+            features,
+            entity_rows,
+            full_feature_names,
             enforce_ttl=enforce_ttl,
         )
 
@@ -279,8 +290,9 @@ class FeatureStore:
         if streams is not None:
             streams.close()
 
-    def push(self, push_source_name: str, df: Any, to: PushTo = "online", *,
-             wait: str | None = None) -> WriteResult:
+    def push(
+        self, push_source_name: str, df: Any, to: PushTo = "online", *, wait: str | None = None
+    ) -> WriteResult:
         """Rows pushed (an int) with ``ignored_older``: per view, rows the online store kept
         a newer value for, and ``receipt``: the ingestion id, what is visible or durable and
         the event -> visible lag. A push source feeding stream views goes through the stream
@@ -303,8 +315,15 @@ class FeatureStore:
         engine = self.offline if to in ("offline", "online_and_offline") else None
         store = self.online if to in ("online", "online_and_offline") else None
         started = time.time()
-        result = push(self.snapshot(), engine, store, push_source_name, df, to,
-                      max_clock_skew=self._max_clock_skew())
+        result = push(
+            self.snapshot(),
+            engine,
+            store,
+            push_source_name,
+            df,
+            to,
+            max_clock_skew=self._max_clock_skew(),
+        )
         result.receipt = plain_receipt(push_source_name, to, wait, result, started)
         return result
 
@@ -312,8 +331,13 @@ class FeatureStore:
         authorize(Action.WRITE_FEATURES, self.project)
         from tureen.ingest import write_to_online_store
 
-        return write_to_online_store(self.snapshot(), self.online, feature_view_name, df,
-                                     max_clock_skew=self._max_clock_skew())
+        return write_to_online_store(
+            self.snapshot(),
+            self.online,
+            feature_view_name,
+            df,
+            max_clock_skew=self._max_clock_skew(),
+        )
 
     def _max_clock_skew(self) -> timedelta | None:
         seconds = self.config.ingest.max_clock_skew_seconds
@@ -334,8 +358,9 @@ class FeatureStore:
             raise InvalidRequestError(
                 f"materialize: start {start.isoformat()} is not before end {end.isoformat()}."
             )
-        done: list[Any] = materialize(self.snapshot(), self.offline, self.online, start, end,
-                                      feature_views, progress)
+        done: list[Any] = materialize(
+            self.snapshot(), self.offline, self.online, start, end, feature_views, progress
+        )
         for r in done:
             self.registry.record_materialization(r.view, r.start, r.end, r.store, r.token)
         return done

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -21,8 +21,7 @@ _PUSH_TO = ("online", "offline", "online_and_offline")
 _WAITS = ("none", "online", "durable")
 
 
-@dataclass(frozen=True, slots=True)
-class OnlineFeaturesRequest:
+class OnlineFeaturesRequest(NamedTuple):  # made per request: a tuple is cheapest to make
     features: Sequence[str] | str
     entities: dict[str, list[Any]]
     full_feature_names: bool
@@ -85,24 +84,28 @@ def _columns(obj: dict[str, Any], key: str, route: str, example: str) -> dict[st
 
 def parse_online_request(body: bytes) -> OnlineFeaturesRequest:
     route = "/get-online-features"
-    obj = load_object(body, route)
+    try:
+        obj = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        obj = load_object(body, route)  # raises the 400
+    if type(obj) is not dict:
+        raise InvalidRequestError(f"{route}: the body must be a JSON object.")
     features = obj.get("features")
     service = obj.get("feature_service")
-    if features is not None and service is not None:
-        raise InvalidRequestError(f'{route}: send "features" or "feature_service", not both.')
     chosen: Sequence[str] | str
-    if service is not None:
+    if service is None and type(features) is list and features:
+        for f in features:  # orjson makes exact strs
+            if type(f) is not str:
+                raise InvalidRequestError(_FEATURES_LIST)
+        chosen = features
+    elif features is not None and service is not None:
+        raise InvalidRequestError(f'{route}: send "features" or "feature_service", not both.')
+    elif service is not None:
         if not isinstance(service, str) or not service:
             raise InvalidRequestError(f'{route}: "feature_service" must be a service name.')
         chosen = service
     elif features is not None:
-        if not isinstance(features, list) or not features or not all(
-            isinstance(f, str) for f in features
-        ):
-            raise InvalidRequestError(
-                f'{route}: "features" must be a non-empty list of "view:feature" strings.'
-            )
-        chosen = features
+        raise InvalidRequestError(_FEATURES_LIST)
     else:
         raise InvalidRequestError(
             f'{route}: name what to read: "features": ["view:feature", ...] or '
@@ -110,9 +113,14 @@ def parse_online_request(body: bytes) -> OnlineFeaturesRequest:
         )
     entities = _columns(obj, "entities", route, '{"driver_id": [1001, 1002]}')
     full = obj.get("full_feature_names", False)
-    if not isinstance(full, bool):
+    if full is not False and full is not True:
         raise InvalidRequestError(f'{route}: "full_feature_names" must be true or false.')
     return OnlineFeaturesRequest(chosen, entities, full)
+
+
+_FEATURES_LIST = (
+    '/get-online-features: "features" must be a non-empty list of "view:feature" strings.'
+)
 
 
 def _name(obj: dict[str, Any], key: str, route: str) -> str:
@@ -182,6 +190,8 @@ def write_answer(rows: int) -> dict[str, Any]:
     out: dict[str, Any] = {"status": "ok", "rows": int(rows), "ignored_older": ignored}
     if ignored:
         total = sum(ignored.values())
-        out["note"] = (f"{total} row(s) were older than the stored value of their entity and "
-                       "were not written online (newer event time wins).")
+        out["note"] = (
+            f"{total} row(s) were older than the stored value of their entity and "
+            "were not written online (newer event time wins)."
+        )
     return out

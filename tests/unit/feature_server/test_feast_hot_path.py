@@ -69,6 +69,6 @@ def test_a_warm_feast_read_repeats_no_per_snapshot_work(store: FeatureStore) -> 
     finally:
         loop.close()
         dp.close()
-    assert "tureen.transports.rest.feast:FeatureHandlers.get_online_features" in seen
+    assert "tureen.transports.rest.feast:FeatureHandlers.online_features_reply" in seen
     assert not {s for s in seen if s.startswith("typing:_ProtocolMeta")}, seen
     assert "tureen.definitions.field:Entity.key_fields" not in seen

@@ -20,6 +20,7 @@ import pandas as pd
 
 from tureen.feature_server import feast_compat
 from tureen.feature_server.feast_json import (
+    OnlineFeaturesRequest,
     parse_materialize,
     parse_online_request,
     parse_push,
@@ -36,6 +37,7 @@ from tureen.transports.rest.ingest import IngestRoutes
 
 Answer = tuple[int, Any]
 Handler = Callable[[bytes], Awaitable[Answer]]
+ReplyHandler = Callable[[Headers, bytes], Awaitable[Reply]]
 JSON = b"application/json"
 T = TypeVar("T")
 
@@ -48,8 +50,11 @@ async def _prepared(fn: Callable[[], T], body: bytes) -> T:
 
 async def _reply(handler: Handler, headers: Headers, body: bytes) -> Reply:
     status, obj = await handler(body)
-    data = obj if isinstance(obj, bytes) else orjson.dumps(
-        obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    data = (
+        obj
+        if isinstance(obj, bytes)
+        else orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    )
     return status, data, JSON, []
 
 
@@ -63,22 +68,35 @@ class FeatureHandlers:
         self.feast_compat = feast_compat
 
     async def get_online_features(self, body: bytes) -> Answer:
-        def prepare() -> tuple[Any, Any]:
-            req = parse_online_request(body)
-            return req, feast_compat.coerce_entities(self.store.snapshot(), req.entities)
+        status, data, _, _ = await self.online_features_reply({}, body)
+        return status, data
 
-        req, entities = await _prepared(prepare, body)
-        resp = await self.store.get_online_features_async(
-            req.features if not isinstance(req.features, str) else None,
-            entities, req.full_feature_names,
-            feature_service=req.features if isinstance(req.features, str) else None,
-            enforce_ttl=not self.feast_compat,
-        )
-        return 200, resp.feast_json_bytes(feast_statuses=self.feast_compat)
+    async def online_features_reply(self, headers: Headers, body: bytes) -> Reply:
+        """``POST /get-online-features`` as the route answers it (one coroutine: the hot
+        path)."""
+        if len(body) <= OFFLOAD_BYTES:
+            req, entities = self._online_request(body)
+        else:
+            req, entities = await asyncio.to_thread(self._online_request, body)
+        features, ttl = req.features, not self.feast_compat
+        if isinstance(features, str):  # a feature service's name
+            resp = await self.store.get_online_features_async(
+                None, entities, req.full_feature_names, feature_service=features, enforce_ttl=ttl
+            )
+        else:
+            resp = await self.store.get_online_features_async(
+                features, entities, req.full_feature_names, enforce_ttl=ttl
+            )
+        return 200, resp.feast_json_bytes(feast_statuses=self.feast_compat), JSON, []
+
+    def _online_request(self, body: bytes) -> tuple[OnlineFeaturesRequest, dict[str, list[Any]]]:
+        req = parse_online_request(body)
+        return req, feast_compat.coerce_entities(self.store.snapshot(), req.entities)
 
     async def push(self, body: bytes) -> Answer:
         """Feast's push; ``wait`` (``?wait=`` or in the body) for sources feeding stream
         views; the answer adds the receipt (ingestion id, visible/durable, lag)."""
+
         def prepare() -> tuple[Any, pd.DataFrame]:
             req = parse_push(body)
             snapshot = self.store.snapshot()
@@ -90,8 +108,9 @@ class FeatureHandlers:
         req, df = await _prepared(prepare, body)
         ctx = current()
         wait = (query_wait(ctx.query) if ctx is not None else None) or req.wait
-        n = await asyncio.to_thread(functools.partial(
-            self.store.push, req.push_source_name, df, req.to, wait=wait))
+        n = await asyncio.to_thread(
+            functools.partial(self.store.push, req.push_source_name, df, req.to, wait=wait)
+        )
         return push_answer(write_answer(n), n.receipt)
 
     async def write_to_online_store(self, body: bytes) -> Answer:
@@ -110,14 +129,16 @@ class FeatureHandlers:
     async def materialize(self, body: bytes) -> Answer:
         req = parse_materialize(body, incremental=False)
         assert req.start is not None
-        done = await asyncio.to_thread(self.store.materialize, req.start, req.end,
-                                       req.feature_views)
+        done = await asyncio.to_thread(
+            self.store.materialize, req.start, req.end, req.feature_views
+        )
         return 200, {"status": "ok", "materialized": _summaries(done)}
 
     async def materialize_incremental(self, body: bytes) -> Answer:
         req = parse_materialize(body, incremental=True)
-        done = await asyncio.to_thread(self.store.materialize_incremental, req.end,
-                                       req.feature_views)
+        done = await asyncio.to_thread(
+            self.store.materialize_incremental, req.end, req.feature_views
+        )
         return 200, {"status": "ok", "materialized": _summaries(done)}
 
     async def health(self, body: bytes) -> Answer:
@@ -147,33 +168,51 @@ class FeastRoutes:
     have Feast's body, so the Feast SDK raises its typed exceptions."""
 
     error_detail = True
+    fixed_paths = True
 
     def render_error(self, status: int, message: str, cause: BaseException | None) -> Reply:
         return status, feast_compat.error_body(message, cause), JSON, []
 
-    def __init__(self, table: dict[str, tuple[str, Handler]]) -> None:
-        self.table = {path: (method, functools.partial(_reply, handler))
-                      for path, (method, handler) in table.items()}
+    def __init__(
+        self,
+        table: dict[str, tuple[str, Handler]],
+        replies: dict[str, tuple[str, ReplyHandler]] | None = None,
+    ) -> None:
+        """``table``: routes whose handlers answer (status, JSON-able); ``replies``: routes
+        whose handlers take the headers and answer a ``Reply`` themselves."""
+        self.table: dict[str, tuple[str, ReplyHandler]] = dict(replies or {})
+        self.table.update(
+            {
+                path: (method, functools.partial(_reply, handler))
+                for path, (method, handler) in table.items()
+            }
+        )
 
-    def match(self, path: str) -> tuple[str, Callable[..., Awaitable[Reply]]] | None:
+    def match(self, path: str) -> tuple[str, ReplyHandler] | None:
         return self.table.get(path)
 
     def operations(self) -> list[str]:
         return [f"{method} {path}" for path, (method, _) in self.table.items()]
 
 
-def feature_routes(store: FeatureStore, feast_compat: bool | None = None
-                   ) -> list[FeastRoutes | IngestRoutes]:
+def feature_routes(
+    store: FeatureStore, feast_compat: bool | None = None
+) -> list[FeastRoutes | IngestRoutes]:
     """The Feast feature-server routes over ``store`` and ``POST /ingest/{source}`` (mount
     with ``extra_routes``); ``feast_compat`` defaults to ``serving.feast_compat`` of the
     repo's tureen.yaml."""
     compat = store.config.serving.feast_compat if feast_compat is None else feast_compat
     h = FeatureHandlers(store, compat)
-    return [FeastRoutes({
-        "/get-online-features": ("POST", h.get_online_features),
-        "/push": ("POST", h.push),
-        "/write-to-online-store": ("POST", h.write_to_online_store),
-        "/materialize": ("POST", h.materialize),
-        "/materialize-incremental": ("POST", h.materialize_incremental),
-        "/health": ("GET", h.health),
-    }), IngestRoutes(store)]
+    return [
+        FeastRoutes(
+            {
+                "/push": ("POST", h.push),
+                "/write-to-online-store": ("POST", h.write_to_online_store),
+                "/materialize": ("POST", h.materialize),
+                "/materialize-incremental": ("POST", h.materialize_incremental),
+                "/health": ("GET", h.health),
+            },
+            {"/get-online-features": ("POST", h.online_features_reply)},
+        ),
+        IngestRoutes(store),
+    ]
