@@ -47,6 +47,7 @@ from tureen.serving.context import (
     RequestContext,
     bearer_token,
     current_context,
+    new_request_id,
     request_id,
     resolve_request_id,
     valid_traceparent,
@@ -69,9 +70,14 @@ class Guard(Protocol):
 class RequestFailedError(Exception):
     """A request that ends in an error, ready to render on any transport."""
 
-    def __init__(self, http: int, grpc: GrpcStatus, message: str,
-                 headers: Sequence[tuple[str, str]] = (),
-                 cause: TureenError | None = None) -> None:
+    def __init__(
+        self,
+        http: int,
+        grpc: GrpcStatus,
+        message: str,
+        headers: Sequence[tuple[str, str]] = (),
+        cause: TureenError | None = None,
+    ) -> None:
         super().__init__(message)
         self.http = http
         self.grpc = grpc
@@ -97,29 +103,55 @@ def failure_of(ctx: RequestContext, exc: BaseException, where: str = "") -> Requ
             refusals = _REFUSALS.get(type(exc))
             if refusals is None:
                 refusals = _REFUSALS[type(exc)] = RateLimitedLog(log)
-            refusals.warning("%s failed (request id %s): %s", where or ctx.operation,
-                             ctx.request_id, exc)
+            refusals.warning(
+                "%s failed (request id %s): %s", where or ctx.operation, ctx.request_id, exc
+            )
         return RequestFailedError(http, grpc, str(exc), ctx.response_headers, exc)
-    log.error("internal error serving %s (request id %s)", where or ctx.operation,
-              ctx.request_id, exc_info=exc)
+    log.error(
+        "internal error serving %s (request id %s)",
+        where or ctx.operation,
+        ctx.request_id,
+        exc_info=exc,
+    )
     return RequestFailedError(http, grpc, internal_message(ctx.request_id), ctx.response_headers)
 
 
 class GuardChain:
-    def __init__(self, guards: Sequence[Guard] = (), authorizer: Authorizer | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        guards: Sequence[Guard] = (),
+        authorizer: Authorizer | None = None,
+    ) -> None:
         self.guards = list(guards)
         self.authorizer = authorizer or ALLOW_ALL
 
-    def context(self, transport: str, operation: str, headers: Mapping[str, str],
-                peer: str | None = None, peer_cert: Mapping[str, Any] | None = None,
-                query: str = "") -> RequestContext:
+    def context(
+        self,
+        transport: str,
+        operation: str,
+        headers: Mapping[str, str],
+        peer: str | None = None,
+        peer_cert: Mapping[str, Any] | None = None,
+        query: str = "",
+    ) -> RequestContext:
         """A validated context for one request (``headers``: lowercase names)."""
-        tp = valid_traceparent(headers.get("traceparent"))
+        get = headers.get
+        tp = get("traceparent")
+        if tp is not None:
+            tp = valid_traceparent(tp)
+        rid = get("x-request-id")
+        authorization = get("authorization")
         return RequestContext(
-            resolve_request_id(headers.get("x-request-id"), tp), transport, operation,
-            headers, peer, query, bearer_token(headers.get("authorization")), peer_cert,
-            traceparent=tp, authorizer=self.authorizer,
+            resolve_request_id(rid, tp) if rid is not None or tp else new_request_id(),
+            transport,
+            operation,
+            headers,
+            peer,
+            query,
+            bearer_token(authorization) if authorization is not None else None,
+            peer_cert,
+            traceparent=tp,
+            authorizer=self.authorizer,
         )
 
     async def run(self, ctx: RequestContext, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -147,8 +179,9 @@ class GuardChain:
                 try:
                     guard.done(ctx, error)
                 except Exception:
-                    log.exception("guard %s failed after request %s", type(guard).__name__,
-                                  ctx.request_id)
+                    log.exception(
+                        "guard %s failed after request %s", type(guard).__name__, ctx.request_id
+                    )
             request_id.reset(rid_token)
             current_context.reset(ctx_token)
 
@@ -164,7 +197,8 @@ class InflightLimit:
         if self.inflight >= self.limit:
             raise OverloadedError(
                 f"this server is handling its limit of {self.limit} requests; retry shortly "
-                "(or raise serving.limits.max_inflight_requests / add workers).")
+                "(or raise serving.limits.max_inflight_requests / add workers)."
+            )
         self.inflight += 1
 
     def done(self, ctx: RequestContext, error: BaseException | None) -> None:

@@ -52,6 +52,8 @@ Handler = Callable[..., Awaitable[Reply]]
 Hook = Callable[[], Awaitable[None]]
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+#: resolved handlers kept (per method and path; the cache starts afresh past it)
+RESOLVED_ROUTES = 256
 
 
 @runtime_checkable
@@ -59,7 +61,9 @@ class RouteTable(Protocol):
     """Routes another area mounts with ``extra_routes`` and the app serves like its own:
     ``match(path)`` → (the method it accepts, ``handler(headers, body) -> Reply``) or None.
     Handlers raise ``TureenError``s; the app maps them (``error_detail``: the error body also
-    carries the message as ``detail``, as Feast's clients read it). A table with a
+    carries the message as ``detail``, as Feast's clients read it). A table with
+    ``fixed_paths = True`` says its answer depends on the path alone (the app then keeps it
+    per path instead of asking again). A table with a
     ``close()`` method has it called (in a thread) once the server stopped taking requests
     (``RestApp.aclose``)."""
 
@@ -114,9 +118,21 @@ class RestApp:
         self._tables = [r for r in extra_routes if isinstance(r, RouteTable)]
         # how each table's errors are rendered, chosen once (a runtime Protocol check per
         # request cost the feature server ~4% of its throughput)
-        self._renders: list[tuple[RouteTable, ErrorRenderer]] = [
-            (t, t.render_error if isinstance(t, OwnErrorBodies)
-             else _detail_error if t.error_detail else _plain_error) for t in self._tables]
+        self._renders: list[tuple[RouteTable, ErrorRenderer, bool]] = [
+            (
+                t,
+                t.render_error
+                if isinstance(t, OwnErrorBodies)
+                else _detail_error
+                if t.error_detail
+                else _plain_error,
+                getattr(t, "fixed_paths", False) is True,
+            )
+            for t in self._tables
+        ]
+        #: (method, path) -> its handler, for routes whose match depends on the path alone
+        #: (the app's own, Triton's, tables with ``fixed_paths``), requests without a query
+        self._resolved: dict[tuple[str, str], NativeHandler] = {}
         starlette = [r for r in extra_routes if not isinstance(r, RouteTable)]
         self._router = Router(starlette, default=self._not_found) if starlette else None
         self._fixed: dict[str, tuple[str, Handler]] = {
@@ -133,19 +149,25 @@ class RestApp:
     #: the parametrised routes ``_match_own`` serves, as "METHOD template" (for route tables,
     #: docs and the auth matrix test; a route added to ``_match_own`` is added here)
     PATTERNS = (
-        "GET /v1/models/{name}", "POST /v1/models/{name}:predict",
-        "POST /v1/models/{name}:explain", "GET /v2/models/{name}",
-        "GET /v2/models/{name}/versions/{version}", "GET /v2/models/{name}/ready",
-        "GET /v2/models/{name}/versions/{version}/ready", "POST /v2/models/{name}/infer",
+        "GET /v1/models/{name}",
+        "POST /v1/models/{name}:predict",
+        "POST /v1/models/{name}:explain",
+        "GET /v2/models/{name}",
+        "GET /v2/models/{name}/versions/{version}",
+        "GET /v2/models/{name}/ready",
+        "GET /v2/models/{name}/versions/{version}/ready",
+        "POST /v2/models/{name}/infer",
         "POST /v2/models/{name}/versions/{version}/infer",
-        "POST /v2/repository/models/{name}/load", "POST /v2/repository/models/{name}/unload",
+        "POST /v2/repository/models/{name}/load",
+        "POST /v2/repository/models/{name}/unload",
     )
 
     def operations(self) -> list[str]:
         """Every route this app serves, "METHOD /path/{param}", mounted tables included."""
         own = [f"{method} {path}" for path, (method, _) in self._fixed.items()]
-        mounted = [op for t in self._tables if isinstance(t, ListsOperations)
-                   for op in t.operations()]
+        mounted = [
+            op for t in self._tables if isinstance(t, ListsOperations) for op in t.operations()
+        ]
         return [*own, *self.PATTERNS, *self._triton.operations(), *mounted]
 
     async def aclose(self) -> None:
@@ -188,16 +210,21 @@ class RestApp:
                 return
 
     def _match(self, path: str) -> _Match | None:
+        found = self._match_fixed(path)
+        return None if found is None else found[0]
+
+    def _match_fixed(self, path: str) -> tuple[_Match, bool] | None:
+        """The route of ``path`` and whether it depends on the path alone."""
         ext = self._triton.match(path)  # before own: /v2/models/stats is not a model
         if ext is not None:
-            return ext[0], ext[1], (), _plain_error
+            return (ext[0], ext[1], (), _plain_error), True
         own = self._match_own(path)
         if own is not None:
-            return own[0], own[1], own[2], _plain_error
-        for table, render in self._renders:
+            return (own[0], own[1], own[2], _plain_error), True
+        for table, render, fixed in self._renders:
             found = table.match(path)
             if found is not None:
-                return found[0], found[1], (), render
+                return (found[0], found[1], (), render), fixed
         return None
 
     def _match_own(self, path: str) -> tuple[str, Handler, tuple[str, ...]] | None:
@@ -240,13 +267,24 @@ class RestApp:
     # native entry (tureen's HTTP/1.1 server)
 
     def resolve(self, method: str, path: str, query: bytes = b"") -> NativeHandler | None:
-        match = self._match(path)
-        if match is None:
+        if not query:
+            known = self._resolved.get((method, path))
+            if known is not None:
+                return known
+        found = self._match_fixed(path)
+        if found is None:
             if self._router is None:
                 return functools.partial(self._unrouted, method, path)
             return None  # the server hands it to the Router over ASGI
-        return functools.partial(self._call, method, path, match, None,
-                                 query.decode("latin-1"))
+        match, fixed = found
+        handler = functools.partial(
+            self._call, method, path, f"{method} {path}", match, None, query.decode("latin-1")
+        )
+        if fixed and not query:
+            if len(self._resolved) >= RESOLVED_ROUTES:
+                self._resolved.clear()
+            self._resolved[method, path] = handler
+        return handler
 
     def error_reply(self, headers: Headers, status: int, message: str) -> Reply:
         """The server's own rejection (413 before the body is read), stamped like ours."""
@@ -263,12 +301,22 @@ class RestApp:
             extra.append((name.encode("latin-1"), value.encode("latin-1")))
         return status, out, ctype, extra
 
-    async def _call(self, method: str, path: str, match: _Match, peer: str | None,
-                    query: str, headers: Headers, body: bytes | bytearray) -> Reply:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        match: _Match,
+        peer: str | None,
+        query: str,
+        headers: Headers,
+        body: bytes | bytearray,
+    ) -> Reply:
         """Run the route's handler through the guard chain; stamp the request id."""
         want, handler, args, render = match
-        ctx = self.chain.context("http", f"{method} {path}", headers, peer,
-                                 peer_certificate.get(), query=query)
+        ctx = self.chain.context(
+            "http", operation, headers, peer, peer_certificate.get(), query=query
+        )
         if method != want and not (want == "GET" and method == "HEAD"):
             reply = render(405, f"{path} accepts {want} only; resend as {want}.", None)
             reply[3].append((b"allow", want.encode()))
@@ -279,8 +327,9 @@ class RestApp:
             reply = render(f.http, f.message, f.cause)
         return self._stamp(reply, ctx)
 
-    async def _unrouted(self, method: str, path: str, headers: Headers,
-                        body: bytes | bytearray) -> Reply:
+    async def _unrouted(
+        self, method: str, path: str, headers: Headers, body: bytes | bytearray
+    ) -> Reply:
         ctx = self.chain.context("http", f"{method} {path}", headers)
         return self._stamp(await _not_found_reply(path, headers, body), ctx)
 
@@ -290,10 +339,13 @@ class RestApp:
         path: str = scope["path"]
         method: str = scope["method"]
         headers: Headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        if scope.get("http_version") == "1.1" and sum(
-                k == b"host" for k, _ in scope["headers"]) != 1:
-            await _send_error(send, 400, "an HTTP/1.1 request needs exactly one Host header; "
-                                         "add it.")
+        if (
+            scope.get("http_version") == "1.1"
+            and sum(k == b"host" for k, _ in scope["headers"]) != 1
+        ):
+            await _send_error(
+                send, 400, "an HTTP/1.1 request needs exactly one Host header; add it."
+            )
             return
         client = scope.get("client")
         peer = f"{client[0]}:{client[1]}" if client else None
@@ -313,8 +365,9 @@ class RestApp:
             except PayloadTooLargeError as exc:
                 match = (method, functools.partial(_raise, exc), (), match[3])
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
-        status, out, ctype, extra = await self._call(method, path, match, peer, query, headers,
-                                                     body)
+        status, out, ctype, extra = await self._call(
+            method, path, f"{method} {path}", match, peer, query, headers, body
+        )
         size = len(out) if isinstance(out, bytes) else sum(len(p) for p in out)
         out_headers = [(b"content-type", ctype), (b"content-length", str(size).encode()), *extra]
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
@@ -322,11 +375,18 @@ class RestApp:
             await send({"type": "http.response.body", "body": out})
             return
         for i, part in enumerate(out):  # big tensors go out without being joined
-            await send({"type": "http.response.body", "body": part,
-                        "more_body": i < len(out) - 1})
+            await send({"type": "http.response.body", "body": part, "more_body": i < len(out) - 1})
 
-    async def _guarded_router(self, method: str, path: str, headers: Headers, peer: str | None,
-                              scope: Scope, receive: Receive, send: Send) -> None:
+    async def _guarded_router(
+        self,
+        method: str,
+        path: str,
+        headers: Headers,
+        peer: str | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         """A Starlette route through the same chain; a refusal before the route answered
         becomes the usual JSON error."""
         ctx = self.chain.context("http", f"{method} {path}", headers, peer)
@@ -348,17 +408,29 @@ class RestApp:
                 return  # the route already answered part of it; nothing sane to add
             status, body, ctype, extra = self._stamp(_error(f.http, f.message, False), ctx)
             assert isinstance(body, bytes)
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", ctype),
-                                    (b"content-length", str(len(body)).encode()), *extra]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", ctype),
+                        (b"content-length", str(len(body)).encode()),
+                        *extra,
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
 
     async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
         status, body, ctype, _ = await _not_found_reply(str(scope.get("path")), {}, b"")
         assert isinstance(body, bytes)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", ctype),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def _body(self, headers: Headers, body: bytes | bytearray) -> bytes | bytearray:
@@ -408,14 +480,16 @@ class RestApp:
             end = pos + len(chunk)
             if end > n:
                 raise InvalidRequestError(
-                    f"request body is longer than its Content-Length {n}; fix the header.")
+                    f"request body is longer than its Content-Length {n}; fix the header."
+                )
             view[pos:end] = chunk
             pos = end
             if not msg.get("more_body", False):
                 break
         if pos != n:
             raise InvalidRequestError(
-                f"request body has {pos} bytes but Content-Length says {n}; fix the header.")
+                f"request body has {pos} bytes but Content-Length says {n}; fix the header."
+            )
         return buf
 
     # v1
@@ -463,15 +537,21 @@ class RestApp:
         self.dataplane.repository.get(name, v or None)  # unknown model/version: 404 first
         raw = self._body(headers, body)
         args = (raw, headers.get(HEADER_LENGTH), name, v or None, headers)
-        request = (decode_request(*args) if len(raw) <= OFFLOAD_BYTES
-                   else await asyncio.to_thread(decode_request, *args))
+        request = (
+            decode_request(*args)
+            if len(raw) <= OFFLOAD_BYTES
+            else await asyncio.to_thread(decode_request, *args)
+        )
         response = await self.dataplane.infer(request, "v2")
         parts, head_len = encode_response_parts(response, request)
         if head_len is None:
             return 200, bytes(parts[0]), JSON, []
-        return 200, parts, b"application/octet-stream", [
-            (b"inference-header-content-length", str(head_len).encode())
-        ]
+        return (
+            200,
+            parts,
+            b"application/octet-stream",
+            [(b"inference-header-content-length", str(head_len).encode())],
+        )
 
     # repository extension
 
@@ -501,9 +581,17 @@ class RestApp:
 
 async def _send_error(send: Send, status: int, message: str) -> None:
     body = orjson.dumps({"error": message})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", JSON), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", JSON),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -515,7 +603,8 @@ def _repository_parameters(raw: bytes | bytearray) -> dict[str, Any]:
     params = obj.get("parameters", {}) if isinstance(obj, dict) else None
     if not isinstance(params, dict) or (isinstance(obj, dict) and set(obj) - {"parameters"}):
         raise InvalidRequestError(
-            'a repository load/unload body is {"parameters": {...}} (or empty).')
+            'a repository load/unload body is {"parameters": {...}} (or empty).'
+        )
     return params
 
 
@@ -533,8 +622,10 @@ def _detail_error(status: int, message: str, cause: BaseException | None) -> Rep
 
 
 async def _not_found_reply(path: str, headers: Headers, body: Raw) -> Reply:
-    return _json(404, {"error": f"no route {path}; see GET /v2 and GET /v1/models for what "
-                                "this server offers."})
+    return _json(
+        404,
+        {"error": f"no route {path}; see GET /v2 and GET /v1/models for what this server offers."},
+    )
 
 
 async def _raise(exc: Exception, *args: Any) -> Reply:
@@ -549,7 +640,8 @@ def _inflate(body: bytes | bytearray, encoding: str, limit: int) -> bytes:
         d = zlib.decompressobj()
     else:
         raise InvalidRequestError(
-            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or identity.")
+            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or identity."
+        )
     try:
         out = d.decompress(body, limit + 1)
     except zlib.error as exc:
@@ -560,8 +652,10 @@ def _inflate(body: bytes | bytearray, encoding: str, limit: int) -> bytes:
 
 
 def _too_large(size: int, limit: int) -> str:
-    return (f"request body of {size} bytes exceeds the server limit of {limit} bytes; send "
-            "smaller batches or raise --max_request_mb.")
+    return (
+        f"request body of {size} bytes exceeds the server limit of {limit} bytes; send "
+        "smaller batches or raise --max_request_mb."
+    )
 
 
 def build_app(
@@ -576,4 +670,3 @@ def build_app(
     """The ASGI app serving ``dataplane`` over KServe v1 and OIP REST, plus ``extra_routes``
     (``RouteTable``s and Starlette routes), every request through ``chain``."""
     return RestApp(dataplane, extra_routes, max_request_bytes, on_startup, on_shutdown, chain)
-
