@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -35,9 +36,11 @@ from tureen.online.response import (
     NOT_FOUND,
     OUTSIDE_MAX_AGE,
     PRESENT,
+    FeastLayout,
     FieldStatus,
     OnlineColumn,
     OnlineResponse,
+    feast_layout,
 )
 from tureen.registry.snapshot import RegistrySnapshot
 
@@ -91,6 +94,8 @@ class _Compiled:
     # reads, under their feature names: exactly the columns offline retrieval hands the same
     # function (plus the request fields), so training and serving cannot skew.
     odfv_inputs: tuple[tuple[tuple[str, int, int], ...], ...]
+    #: how Feast's JSON of this read is laid out (all outputs stored numbers), else None
+    feast: FeastLayout | None = None
 
 
 class _Call:
@@ -98,8 +103,13 @@ class _Call:
 
     __slots__ = ("columns", "compiled", "n", "requests")
 
-    def __init__(self, compiled: _Compiled, columns: dict[str, Sequence[Any]], n: int,
-                 requests: list[ReadRequest]) -> None:
+    def __init__(
+        self,
+        compiled: _Compiled,
+        columns: dict[str, Sequence[Any]],
+        n: int,
+        requests: list[ReadRequest],
+    ) -> None:
         self.compiled = compiled
         self.columns = columns
         self.n = n
@@ -110,13 +120,15 @@ def _compile(plan: FeaturePlan) -> _Compiled:
     steps = []
     for r in plan.reads:
         enc = encoder_for(r.view.key_fields)
-        steps.append(_ViewStep(
-            view=r.view,
-            encoder=enc,
-            reader=RowReader([f.name for f in r.features]),
-            ttl_us=int(r.view.ttl_seconds * 1_000_000),
-            keys_of=_keys_of(enc),
-        ))
+        steps.append(
+            _ViewStep(
+                view=r.view,
+                encoder=enc,
+                reader=RowReader([f.name for f in r.features]),
+                ttl_us=int(r.view.ttl_seconds * 1_000_000),
+                keys_of=_keys_of(enc),
+            )
+        )
     key_fields: dict[str, Field] = {}
     for s in steps:
         for f in s.view.key_fields:
@@ -142,7 +154,13 @@ def _compile(plan: FeaturePlan) -> _Compiled:
                 named.append((feat, i, j))
         odfv_inputs.append(tuple(named))
     keys = tuple(key_fields[k] for k in plan.join_keys)
+    feast = feast_layout(
+        [f.name for f in keys],
+        [(i, j, field) for i, j, field, _ in outputs],
+        [len(s.reader.wanted) for s in steps],
+    )
     return _Compiled(
+        feast=feast,
         plan=plan,
         odfv_inputs=tuple(odfv_inputs),
         steps=tuple(steps),
@@ -162,8 +180,9 @@ def _cache_key(features: Features, full: bool) -> tuple[Any, ...]:
     return ("refs", tuple(features), full)
 
 
-def _lists(entity_rows: dict[str, Any], needed: Sequence[Field]
-           ) -> tuple[dict[str, Sequence[Any]], int] | None:
+def _lists(
+    entity_rows: dict[str, Any], needed: Sequence[Field]
+) -> tuple[dict[str, Sequence[Any]], int] | None:
     """``_columns`` of a dict of equally long lists; None for anything else (the general
     path takes it and says what is wrong)."""
     cols: dict[str, Sequence[Any]] = {}
@@ -229,8 +248,9 @@ def _columns(
     return cols, len(rows)
 
 
-def _missing(f: Field, given: list[str], needed: Sequence[Field], row: int | None = None
-             ) -> InvalidRequestError:
+def _missing(
+    f: Field, given: list[str], needed: Sequence[Field], row: int | None = None
+) -> InvalidRequestError:
     """A missing join key or request field; a misspelling is suggested among the names given
     that nothing needs (a name that is itself needed is no typo)."""
     where = f" in entity row {row}" if row is not None else ""
@@ -345,11 +365,17 @@ class OnlineRetrieval:
         # swapped atomically, so a thread still holding an older snapshot can never put its
         # plan into the cache of a newer one.
         self._cache: tuple[RegistrySnapshot | None, tuple[Any, ...], dict[Any, _Compiled]] = (
-            None, (), {})
+            None,
+            (),
+            {},
+        )
 
     # ---- public API ---------------------------------------------------------------------
     def get_online_features(
-        self, features: Features, entity_rows: EntityRows, full_feature_names: bool = False,
+        self,
+        features: Features,
+        entity_rows: EntityRows,
+        full_feature_names: bool = False,
         enforce_ttl: bool = True,
     ) -> OnlineResponse:
         """Latest stored features for each entity row, in requested order.
@@ -364,7 +390,10 @@ class OnlineRetrieval:
         return self._finish(call, self._store.read(call.requests), enforce_ttl)
 
     async def get_online_features_async(
-        self, features: Features, entity_rows: EntityRows, full_feature_names: bool = False,
+        self,
+        features: Features,
+        entity_rows: EntityRows,
+        full_feature_names: bool = False,
         enforce_ttl: bool = True,
     ) -> OnlineResponse:
         call = self._prepare(features, entity_rows, full_feature_names)
@@ -406,13 +435,15 @@ class OnlineRetrieval:
         requests: list[ReadRequest] = [(s.view, s.keys_of(columns)) for s in c.steps]
         return _Call(c, columns, n, requests)
 
-    def _finish(self, call: _Call, rows: Sequence[Sequence[StoredRow | None]],
-                enforce_ttl: bool = True) -> OnlineResponse:
+    def _finish(
+        self, call: _Call, rows: Sequence[Sequence[StoredRow | None]], enforce_ttl: bool = True
+    ) -> OnlineResponse:
         c = call.compiled
         now_us = int(self._clock() * 1_000_000)
         # per view: (one column of values per wanted feature, statuses, event µs)
         per_step: list[tuple[Sequence[Any], list[FieldStatus], Sequence[int | None]]] = []
         status: list[FieldStatus]
+        batched = False  # a view decoded as arrays (Feast's JSON then takes its general path)
         for s, blobs in zip(c.steps, rows, strict=True):
             width = len(s.reader.wanted)
             read, ttl = s.reader.read, (s.ttl_us if enforce_ttl else 0)
@@ -420,6 +451,12 @@ class OnlineRetrieval:
                 batch = _batch_step(s.reader, blobs, ttl, now_us)
                 if batch is not None:
                     per_step.append(batch)
+                    batched = True
+                    continue
+            if len(blobs) == 1 and blobs[0] is not None:  # one entity: the usual online read
+                ev, vals = read(blobs[0])
+                if not ttl or now_us - ev <= ttl:
+                    per_step.append((list(zip(vals)), [PRESENT], [ev]))
                     continue
             if None not in blobs:
                 # Every key found (the common case): no per-row branching.
@@ -454,17 +491,30 @@ class OnlineRetrieval:
         odfv_out: list[dict[str, Any]] = []
         if c.on_demand:
             base: dict[str, Sequence[Any]] = {
-                f.name: call.columns[f.name] for f in c.request_fields}
+                f.name: call.columns[f.name] for f in c.request_fields
+            }
             for od, named in zip(c.on_demand, c.odfv_inputs, strict=True):
                 inputs = dict(base)
                 for name, i, j in named:
                     inputs[name] = _as_list(per_step[i][0][j])
                 odfv_out.append(od.transform(inputs))
 
-        columns = [
-            OnlineColumn(field, per_step[i][0][j], per_step[i][1], per_step[i][2]) if i >= 0
-            else OnlineColumn(field, _as_list(odfv_out[j][feature]), None, None)
-            for i, j, field, feature in c.outputs
-        ]
         keys = [(f, call.columns[f.name]) for f in c.key_fields]
-        return OnlineResponse(keys, columns)
+        if c.feast is not None and not batched:  # columns made only if someone asks
+            return OnlineResponse(
+                keys, partial(_output_columns, c, per_step, odfv_out), (c.feast, per_step)
+            )
+        return OnlineResponse(keys, _output_columns(c, per_step, odfv_out))
+
+
+def _output_columns(
+    c: _Compiled,
+    per_step: Sequence[tuple[Sequence[Any], list[FieldStatus], Sequence[int | None]]],
+    odfv_out: Sequence[dict[str, Any]],
+) -> list[OnlineColumn]:
+    return [
+        OnlineColumn(field, per_step[i][0][j], per_step[i][1], per_step[i][2])
+        if i >= 0
+        else OnlineColumn(field, _as_list(odfv_out[j][feature]), None, None)
+        for i, j, field, feature in c.outputs
+    ]

@@ -87,6 +87,8 @@ EVERY_KIND = [
             {"account_id": [1, 2], "merchant_id": ["m1", "m1"]},
         ),
         (NUMERIC, {"account_id": []}),
+        (NUMERIC, {"account_id": [1, 3] * 40}),  # a batch: decoded as arrays
+        (["account_stats:spend", "account_stats:txn_count"], {"account_id": [1, 1] * 40}),
     ],
 )
 @pytest.mark.parametrize("full", [False, True])
@@ -101,7 +103,8 @@ def test_same_bytes_as_one_dumps(
     snap = snapshot()
     resp = OnlineRetrieval(filled, lambda: snap).get_online_features(features, entities, full)
     body = resp.feast_json_bytes(feast_statuses)
-    assert body == reference(resp, feast_statuses)
+    assert body == reference(resp, feast_statuses)  # reference() makes the columns
+    assert resp.feast_json_bytes(feast_statuses) == body  # now from the columns made
     assert orjson.loads(body)["metadata"]["feature_names"][-1].endswith(features[-1].split(":")[1])
 
 
@@ -145,24 +148,62 @@ def test_views_sharing_nothing_get_their_own_statuses() -> None:
     assert results[3]["statuses"] == ["PRESENT", "NOT_FOUND"]
 
 
-def test_numeric_reads_without_nulls_take_the_numeric_path(filled: SqliteOnlineStore) -> None:
+def test_numeric_reads_without_nulls_are_laid_out(filled: SqliteOnlineStore) -> None:
+    """Put together from the read's layout, without making the columns."""
     snap = snapshot()
     retrieval = OnlineRetrieval(filled, lambda: snap)
-    one_view = retrieval.get_online_features(NUMERIC, {"account_id": [1]})
-    two_views = retrieval.get_online_features(
-        ["account_stats:txn_count", "merchant_risk:risk", "account_stats:spend"],
-        {"account_id": [1, 1], "merchant_id": ["m1", "m1"]},
-    )
-    for resp in (one_view, two_views):
-        fast = r._numeric_feast_json(resp._keys, resp._columns, len(resp))
-        assert fast is not None
-        assert fast == reference(resp) == reference(resp, feast_statuses=True)
-    # a null, a string or an on-demand feature: the general path
+    in_order = ["account_stats:spend", "account_stats:txn_count"]  # the view's own order
+    reads: list[tuple[list[str], dict[str, list[Any]]]] = [
+        (NUMERIC, {"account_id": [1]}),
+        (in_order, {"account_id": [1]}),
+        (in_order, {"account_id": [1, 1, 3]}),
+        (
+            ["account_stats:txn_count", "merchant_risk:risk", "account_stats:spend"],
+            {"account_id": [1, 1], "merchant_id": ["m1", "m1"]},
+        ),
+    ]
+    for features, entities in reads:
+        resp = retrieval.get_online_features(features, entities, enforce_ttl=False)
+        assert resp._feast is not None and resp._made is None
+        laid_out = r._laid_out_feast_json(*resp._feast, resp._keys, len(resp))
+        assert resp._made is None  # no columns were made
+        assert laid_out is not None
+        assert laid_out == reference(resp) == reference(resp, feast_statuses=True)
+    assert resp._feast is not None and resp._feast[0].where is not None
+    one = retrieval.get_online_features(in_order, {"account_id": [1]})
+    assert one._feast is not None and one._feast[0].where is None  # values as read
+    # a null: the general path; a string or an on-demand feature: no layout
     others: list[tuple[list[str], dict[str, list[Any]]]] = [
         (NUMERIC, {"account_id": [2]}),
         (["account_stats:tier"], {"account_id": [1]}),
         (["amount_ratio:amount_ratio"], {"account_id": [1], "amount": [2.0]}),
     ]
-    for features, entities in others:
+    for k, (features, entities) in enumerate(others):
         resp = retrieval.get_online_features(features, entities)
-        assert r._numeric_feast_json(resp._keys, resp._columns, len(resp)) is None
+        if k == 0:
+            assert resp._feast is not None
+            assert r._laid_out_feast_json(*resp._feast, resp._keys, len(resp)) is None
+        else:
+            assert resp._feast is None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0.5, 1e300, -0.0, 7, True], [float("nan"), 1.0], [float("inf"), 1.0], [np.float32(0.1), 2]],
+)
+def test_a_layout_gives_the_bytes_of_its_columns(values: list[Any]) -> None:
+    """Awkward numbers through a layout: the same bytes as the columns, or the general path
+    (NaN and infinities are null)."""
+    fields = [Field(f"f{k}", Float64) for k in range(len(values))]
+    layout = r.feast_layout(["id"], [(0, k, f) for k, f in enumerate(fields)], [len(fields)])
+    assert layout is not None
+    now = [int(NOW.timestamp() * 1_000_000)]
+    views = [([(v,) for v in values], [PRESENT], now)]
+    columns = [OnlineColumn(f, (v,), [PRESENT], now) for f, v in zip(fields, values, strict=True)]
+    resp = r.OnlineResponse([(Field("id", Int64), [7])], columns, (layout, views))
+    laid_out = r._laid_out_feast_json(layout, views, resp._keys, 1)
+    if any(isinstance(v, float) and not np.isfinite(v) for v in values):
+        assert laid_out is None
+    else:
+        assert laid_out == reference(resp)
+    assert resp.feast_json_bytes() == reference(resp)
