@@ -31,18 +31,25 @@ from tureen.online.packed import Index, PackedRows
 MIN_ROWS = 8
 #: one feature's values: a numpy array (no nulls) or a list (nulls as None)
 Column = np.ndarray[Any, Any] | list[Any]
+#: event µs of the rows of a batch
+Events = np.ndarray[Any, np.dtype[np.int64]]
+_SIGN = np.uint64(SIGN)
 _FIXED = {b"i": "<i4", b"l": "<i8", b"f": "<f4", b"d": "<f8", b"?": "?", b"t": "<i8"}
 
 
 @dataclass(frozen=True)
 class _Plan:
     dtype: np.dtype[Any]
+    row: np.dtype[Any]  # one row as opaque bytes, to gather rows by index
     layout: bytes
     nulls: int  # bytes of null bitmap
     # per wanted feature: (field name, index in the layout, is a timestamp) or None if absent
     columns: tuple[tuple[str, int, bool] | None, ...]
     # when every value has one type: (where the values start, where they end, numpy type)
     block: tuple[int, int, str] | None
+    # the block's rows are exactly the wanted features, in order (none absent or a
+    # timestamp): without nulls, the columns are the block's rows as they are
+    whole_block: bool
 
 
 _PLANS: dict[tuple[tuple[str, ...], bytes, int], _Plan | None] = {}
@@ -79,7 +86,9 @@ def _plan(wanted: tuple[str, ...], row: bytes) -> _Plan | None:
             codes = {_FIXED[tag] for _, tag in entries}
             block = ((start + nb, pos, codes.pop())
                      if len(codes) == 1 and len(entries) > 1 else None)
-            plan = _Plan(dtype, layout, nb, columns, block)
+            whole = block is not None and columns == tuple(
+                (f"v{j}", j, False) for j in range(len(entries)))
+            plan = _Plan(dtype, np.dtype(f"V{len(row)}"), layout, nb, columns, block, whole)
     if len(_PLANS) > 4096:
         _PLANS.clear()
     _PLANS[key] = plan
@@ -143,24 +152,37 @@ def read_packed(
     """``read_columns`` of the ``width``-byte rows ``data`` holds, those at ``take`` in that
     order (all of them when None); None unless ``packed_width(data)`` is ``width`` (which
     ``checked`` says the caller already knows)."""
+    found = read_block(reader, data, width, take, checked)
+    if found is None:
+        return None
+    return found[0].tolist(), found[1]
+
+
+def read_block(
+    reader: RowReader, data: bytes, width: int, take: Index | None, checked: bool = False
+) -> tuple[Events, list[Column]] | None:
+    """``read_packed`` with the event µs as an int64 array (a TTL check is then one
+    ``min``, and Python ints are made only once)."""
     if not checked and packed_width(data) != width:
         return None
     plan = _plan(reader.wanted, data[:width])
     if plan is None:
         return None
-    if take is None:
-        arr = np.frombuffer(data, dtype=plan.dtype)
-    else:  # one memcpy per row, then read through the structured dtype
-        arr = np.frombuffer(data, dtype=f"V{width}")[take].view(plan.dtype)
+    rows = np.frombuffer(data, dtype=plan.row)
+    if take is not None:  # one memcpy per row, then read through the structured dtype
+        rows = rows[take]
+    arr = rows.view(plan.dtype)
     n = len(arr)
-    events: list[int] = (arr["ev"] ^ np.uint64(SIGN)).view(np.int64).tolist()
+    events: Events = (arr["ev"] ^ _SIGN).view(np.int64)
     nulls = arr["nulls"] if plan.nulls else None
-    has_nulls = nulls is not None and bool(nulls.any())
+    has_nulls = nulls is not None and np.count_nonzero(nulls) > 0
     block = None
     if plan.block is not None:  # every value column in one copy (rows -> columns)
         start, stop, code = plan.block
-        block = np.ascontiguousarray(arr.view(np.uint8).reshape(n, width)[:, start:stop]
+        block = np.ascontiguousarray(rows.view(np.uint8).reshape(n, width)[:, start:stop]
                                      .view(code).T)
+        if plan.whole_block and not has_nulls:
+            return events, list(block)
     columns: list[Column] = []
     for col in plan.columns:
         if col is None:

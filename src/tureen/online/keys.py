@@ -313,9 +313,11 @@ class IntKeys(Sequence[bytes]):
     def of(cls, values: Sequence[Any], encoder: KeyEncoder) -> IntKeys | list[bytes]:
         """``IntKeys`` when every value is a plain int in int64 range, else the encoded
         keys (which raise the usual error for a bad value)."""
-        if isinstance(values, list) and set(map(type, values)) <= {int}:
+        n = len(values)
+        if isinstance(values, list) and list(map(type, values)).count(int) == n:
             try:
-                return cls(values, np.array(values, dtype=np.int64), encoder.encode_one)
+                return cls(values, np.fromiter(values, dtype=np.int64, count=n),
+                           encoder.encode_one)
             except OverflowError:  # out of int64 range: the encoder says so
                 pass
         return [encoder.encode_one(v) for v in values]

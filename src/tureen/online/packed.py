@@ -24,13 +24,15 @@ class PackedRows(Sequence[bytes | None]):
 
     __slots__ = ("data", "missing", "one_layout", "slots", "width")
 
-    def __init__(self, data: bytes, width: int, slots: Index, one_layout: bool = False) -> None:
+    def __init__(self, data: bytes, width: int, slots: Index, one_layout: bool = False,
+                 missing: int | None = None) -> None:
         if (data and width <= 0) or (width > 0 and len(data) % width):
             raise ValueError(f"{len(data)} bytes is not a whole number of {width}-byte rows.")
         self.data = data
         self.width = width
         self.slots = slots
-        self.missing = int(np.count_nonzero(slots < 0))
+        #: how many keys were not found (counted here unless the maker knows it)
+        self.missing = int(np.count_nonzero(slots < 0)) if missing is None else missing
         #: the maker checked that every row has one layout (``batch_decode.packed_width``)
         self.one_layout = one_layout
 

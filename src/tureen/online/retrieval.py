@@ -27,7 +27,7 @@ import pandas as pd
 from tureen.definitions import FeatureService, FeatureView, Field, OnDemandFeatureView
 from tureen.errors import InvalidRequestError, suggest
 from tureen.feature_refs import FeaturePlan, resolve
-from tureen.online.batch_decode import MIN_ROWS, Column, read_columns, read_packed
+from tureen.online.batch_decode import MIN_ROWS, Column, Events, read_block
 from tureen.online.encoding import RowReader
 from tureen.online.keys import IntKeys, KeyEncoder, encoder_for
 from tureen.online.packed import PackedRows
@@ -301,29 +301,33 @@ def _batch_step(
     """One view's rows of a batch read decoded at once (``batch_decode``), with statuses;
     None when they do not decode as one array."""
     n = len(blobs)
-    found: tuple[list[int], list[Column]] | None
-    if None not in blobs:
-        found = read_columns(reader, cast("Sequence[bytes]", blobs))
-        if found is None:
-            return None
-        events, cols = found
-        if not ttl or now_us - min(events) <= ttl:
-            return cols, [PRESENT] * n, cast("list[int | None]", events)
-        where = np.arange(n)
-    elif isinstance(blobs, PackedRows):
-        where = np.flatnonzero(blobs.slots >= 0)
-        if len(where) < MIN_ROWS:
-            return None
-        found = read_packed(reader, blobs.data, blobs.width, blobs.slots[where],
-                            blobs.one_layout)
+    found: tuple[Events, list[Column]] | None
+    where: np.ndarray[Any, np.dtype[np.intp]] | None = None
+    if isinstance(blobs, PackedRows):
+        take = blobs.slots
+        if blobs.missing:
+            where = np.flatnonzero(take >= 0)
+            if len(where) < MIN_ROWS:
+                return None
+            take = take[where]
+        found = read_block(reader, blobs.data, blobs.width, take, blobs.one_layout)
+    elif None not in blobs:
+        rows = cast("Sequence[bytes]", blobs)
+        found = read_block(reader, b"".join(rows), len(rows[0]), None)
     else:
         where = np.flatnonzero([b is not None for b in blobs])
-        found = read_columns(reader, [cast(bytes, blobs[i]) for i in where.tolist()])
+        if len(where) < MIN_ROWS:
+            return None
+        rows = [cast(bytes, blobs[i]) for i in where.tolist()]
+        found = read_block(reader, b"".join(rows), len(rows[0]), None)
     if found is None:
         return None
-    events, cols = found
+    ev, cols = found
+    if where is None:  # every key found (the common case)
+        if not ttl or now_us - int(ev.min()) <= ttl:
+            return cols, [PRESENT] * n, ev.tolist()
+        where = np.arange(n)
     # Some keys not found or past the TTL: scatter the rows found into columns of None.
-    ev = np.asarray(events, dtype=np.int64)
     fresh = now_us - ev <= ttl if ttl else np.ones(len(ev), dtype=bool)
     codes = np.zeros(n, dtype=np.int8)
     codes[where] = np.where(fresh, 1, 2)

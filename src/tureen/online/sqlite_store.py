@@ -118,6 +118,7 @@ class SqliteOnlineStore:
         self._closed = False
         self._sql: dict[tuple[str | tuple[str, ...], str, int], str] = {}
         self._layouts: dict[str, _Layout] = {}  # tables known to exist -> their layout
+        self._fixed: dict[str, tuple[FeatureView, bool]] = {}  # see _fixed_width
         self._packed_reads = True  # False when this SQLite has no json_each
         self._autocheckpoint = 1000  # 0: writes leave the WAL to checkpoint_log()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,7 +350,7 @@ class SqliteOnlineStore:
             return [None] * len(keys)
         t = self.table(view)
         if (len(keys) >= MIN_PACKED and layout is _INT and self._packed_reads
-                and fixed_width(view.features)):
+                and self._fixed_width(t, view)):
             packed = self._read_packed(conn, t, _key_array(keys))
             if packed is not None:
                 return packed
@@ -373,6 +374,14 @@ class SqliteOnlineStore:
             found.update(conn.execute(sql, chunk).fetchall())
         get = found.get
         return [get(k) for k in ids]
+
+    def _fixed_width(self, t: str, view: FeatureView) -> bool:
+        """``fixed_width`` of ``view``'s features, remembered per table for the view object
+        last read from it (a new snapshot's view is looked at again)."""
+        known = self._fixed.get(t)
+        if known is None or known[0] is not view:
+            known = self._fixed[t] = (view, fixed_width(view.features))
+        return known[1]
 
     def _read_packed(
         self, conn: sqlite3.Connection, t: str, keys: np.ndarray[Any, np.dtype[np.int64]]
@@ -401,19 +410,22 @@ class SqliteOnlineStore:
         n = len(keys)
         if missing is None:  # every key found: the k-th row is the k-th smallest key's
             in_order = np.arange(n, dtype=np.int64)
+            absent, count = 0, n
         else:
             found = np.ones(n, dtype=bool)
             found[np.array(missing.split(","), dtype=np.int64)] = False
             in_order = np.cumsum(found) - 1
+            count = int(in_order[-1]) + 1
             in_order[~found] = -1
+            absent = n - count
         width = 0
         if data is not None:  # some found: rows of one length, as many as keys found
             width = packed_width(data) or 0
-            if not width or len(data) != width * (int(in_order.max()) + 1):
+            if not width or len(data) != width * count:
                 return None
         slots = np.empty(n, dtype=np.int64)
         slots[order] = in_order
-        return PackedRows(data or b"", width, slots, one_layout=True)
+        return PackedRows(data or b"", width, slots, one_layout=True, missing=absent)
 
     # ---- maintenance ----------------------------------------------------------------------
     def delete_views(self, views: Sequence[FeatureView]) -> None:
