@@ -335,6 +335,16 @@ class IntKeys(Sequence[bytes]):
                     self._bytes = [one(v) for v in self.ints]
         return self._bytes
 
+    def split(self) -> tuple[bytes, np.ndarray[Any, np.dtype[np.uint8]]] | None:
+        """(the bytes every key starts with, each key's value as 8 big-endian bytes: the
+        rows of an ``(n, 8)`` uint8 array): the keys without a bytes object per key; None
+        when they are not laid out as ``_all`` assumes."""
+        first = self._encode(self.ints[0])
+        values = self.array.astype(">i8").view(np.uint8).reshape(-1, 8)
+        if first[-8:] != values[0].tobytes():
+            return None
+        return first[:-8], values
+
     def __len__(self) -> int:
         return len(self.ints)
 

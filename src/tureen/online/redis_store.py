@@ -24,9 +24,10 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
 import pyarrow as pa
 import redis
 import redis.asyncio as aioredis
@@ -52,8 +53,16 @@ from tureen.backend_options import RedisOptions
 from tureen.definitions import FeatureView
 from tureen.errors import BackendUnavailableError, InvalidRequestError
 from tureen.online.encoding import encode_rows
+from tureen.online.keys import IntKeys
 from tureen.online.protocol import ReadRequest, StoredRow
-from tureen.online.redis_wire import Packed, pack, pack_keyed, roundtrip, roundtrip_async
+from tureen.online.redis_wire import (
+    Packed,
+    pack,
+    pack_keyed,
+    pack_rows,
+    roundtrip,
+    roundtrip_async,
+)
 
 # KEYS: entity hashes; ARGV[1] key TTL in seconds (0: none); ARGV[2] view (hash field);
 # ARGV[2 + i] the row for KEYS[i]. Stores each row unless the stored one is newer; returns how
@@ -86,6 +95,8 @@ return stored
 # Rows per script call: large enough that the call's overhead vanishes, small enough that
 # one call never blocks the server for long (about a millisecond).
 _SCRIPT_ROWS = 500
+# From this many integer keys on, a one-view read packs its commands with numpy (pack_rows).
+_ROWS_FROM = 16
 # From this many keys on, an async read runs the sync one in a worker thread (read_async).
 _ASYNC_IN_THREAD = 32
 
@@ -328,9 +339,20 @@ class RedisOnlineStore:
         """``_plan``'s commands packed for one round trip (one view: packed in one join)."""
         if len(requests) == 1:
             view, keys = requests[0]
+            around, tail = (self._prefix + b"{", b"}"), (view.name.encode(),)
+            split = keys.split() if isinstance(keys, IntKeys) and len(keys) >= _ROWS_FROM else None
+            if split is not None:  # keys of one integer: packed from the int64 array
+                lead, values = split
+                around = (around[0] + lead, around[1])
+                ints = cast(IntKeys, keys).array
+                ordered = np.sort(ints)
+                if bool((ordered[1:] != ordered[:-1]).all()):  # distinct (the usual case)
+                    return pack_rows(b"HGET", values, around, tail), _as_read
+                _, first, inverse = np.unique(ints, return_index=True, return_inverse=True)
+                return (pack_rows(b"HGET", values[first], around, tail),
+                        _spread(inverse.tolist()))
             unique = list(dict.fromkeys(keys))
-            packed = pack_keyed(b"HGET", unique, (self._prefix + b"{", b"}"),
-                                (view.name.encode(),))
+            packed = pack_keyed(b"HGET", unique, around, tail)
             return packed, _assemble_one(keys, unique)
         commands, assemble = self._plan(requests)
         return pack(commands), assemble
@@ -421,6 +443,20 @@ def _assemble_one(keys: Sequence[bytes], unique: list[bytes]) -> _Assemble:
             return [replies]
         found = dict(zip(unique, replies, strict=True))
         return [[found[k] for k in keys]]
+
+    return assemble
+
+
+def _as_read(replies: list[Any]) -> list[list[StoredRow | None]]:
+    return [replies]
+
+
+def _spread(where: list[int]) -> _Assemble:
+    """Placing the replies of distinct keys back in request order: key ``i``'s reply is
+    reply ``where[i]``."""
+
+    def assemble(replies: list[Any]) -> list[list[StoredRow | None]]:
+        return [[replies[j] for j in where]]
 
     return assemble
 

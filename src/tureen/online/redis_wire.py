@@ -14,10 +14,12 @@ the exchange is tried once more on a fresh one; a second failure propagates to t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -29,6 +31,11 @@ except ImportError:  # redis-py reads the replies then
 
 Command = Sequence[bytes]
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: the receive buffer of ``_replies``, per thread (hiredis copies what it is fed)
+_buffers = threading.local()
+_FEED = 2048
+#: what the hiredis reader answers when it needs more bytes (equal to no reply)
+_MORE = object()
 
 
 @dataclass(frozen=True)
@@ -56,17 +63,39 @@ def pack_keyed(name: bytes, keys: Sequence[bytes], around: tuple[bytes, bytes],
     Keys of one length (the usual case) are packed with a single ``join``."""
     if not keys:
         return Packed(b"", 0)
+    width = len(keys[0])
+    if len(set(map(len, keys))) == 1:
+        before, after = _around(name, width, around, tail)
+        return Packed(before + (after + before).join(keys) + after, len(keys))
     pre, post = around
     head = b"*%d\r\n$%d\r\n%b\r\n" % (2 + len(tail), len(name), name)
     rest = b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in tail)
-    width = len(keys[0])
-    if all(len(k) == width for k in keys):
-        before = head + b"$%d\r\n" % (len(pre) + width + len(post)) + pre
-        after = post + b"\r\n" + rest
-        return Packed(before + (after + before).join(keys) + after, len(keys))
     return Packed(b"".join([b"%b$%d\r\n%b%b%b\r\n%b" % (head, len(pre) + len(k) + len(post),
                                                          pre, k, post, rest) for k in keys]),
                   len(keys))
+
+
+def pack_rows(name: bytes, keys: np.ndarray[Any, np.dtype[np.uint8]],
+              around: tuple[bytes, bytes], tail: Sequence[bytes]) -> Packed:
+    """``pack_keyed`` of keys given as the rows of a uint8 array: the commands differ only
+    in their keys, so the payload is one command repeated with the keys copied in."""
+    count, width = keys.shape
+    if not count:
+        return Packed(b"", 0)
+    before, after = _around(name, width, around, tail)
+    payload = bytearray(before + bytes(width) + after) * count
+    grid = np.frombuffer(payload, dtype=np.uint8).reshape(count, -1)
+    grid[:, len(before) : len(before) + width] = keys
+    return Packed(bytes(payload), count)
+
+
+def _around(name: bytes, width: int, around: tuple[bytes, bytes], tail: Sequence[bytes]
+            ) -> tuple[bytes, bytes]:
+    """The bytes before and after a ``width``-byte key in its command."""
+    pre, post = around
+    head = b"*%d\r\n$%d\r\n%b\r\n" % (2 + len(tail), len(name), name)
+    rest = b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in tail)
+    return head + b"$%d\r\n" % (len(pre) + width + len(post)) + pre, post + b"\r\n" + rest
 
 
 def roundtrip(client: Any, commands: Packed) -> list[Any]:
@@ -79,7 +108,7 @@ def roundtrip(client: Any, commands: Packed) -> list[Any]:
         conn = pool.get_connection()
         try:
             conn.send_packed_command([payload], check_health=attempt == 1)
-            return _raise_first(_replies(conn, count))
+            return _replies(conn, count)
         except _RETRYABLE:
             conn.disconnect()
             if attempt:
@@ -127,19 +156,33 @@ def _replies(conn: Any, count: int) -> list[Any]:
     sock, parser = getattr(conn, "_sock", None), getattr(conn, "_parser", None)
     if (hiredis is None or sock is None or parser is None
             or str(getattr(conn, "protocol", 2) or 2) != "2"):
-        return [_reply(conn) for _ in range(count)]
-    reader = hiredis.Reader(protocolError=InvalidResponse, replyError=parser.parse_error)
-    buffer = bytearray(1 << 16)
+        return _raise_first([_reply(conn) for _ in range(count)])
+    errors: list[Any] = []
+    parse_error = parser.parse_error
+
+    def error_reply(message: str) -> Any:
+        errors.append(parse_error(message))
+        return errors[-1]
+
+    reader = hiredis.Reader(protocolError=InvalidResponse, replyError=error_reply,
+                            notEnoughData=_MORE)
+    buffer = getattr(_buffers, "buffer", None)
+    if buffer is None:  # one per thread, reused: a fresh one costs a 64 KiB memset a call
+        buffer = _buffers.buffer = bytearray(1 << 16)
     out: list[Any] = []
     while len(out) < count:
-        reply = reader.gets()
-        if reply is False:  # RESP2 has no boolean: False is hiredis's "need more bytes"
-            got = sock.recv_into(buffer)
-            if not got:
-                raise RedisConnectionError("Connection closed by server.")
-            reader.feed(buffer, 0, got)  # type: ignore[arg-type]  # a bytearray works
-        else:
-            out.append(reply)
+        got = sock.recv_into(buffer)
+        if not got:
+            raise RedisConnectionError("Connection closed by server.")
+        # Fed in pieces: hiredis moves what it holds unparsed each time it has parsed 1 KiB,
+        # so one big feed costs a copy of the rest every few replies.
+        for at in range(0, got, _FEED):
+            reader.feed(buffer, at, min(_FEED, got - at))  # type: ignore[arg-type]
+            out.extend(iter(reader.gets, _MORE))  # every reply complete so far, pulled in C
+    if len(out) > count:
+        raise InvalidResponse(f"{len(out)} replies to {count} commands.")
+    if errors:  # every reply is read: the connection stays usable
+        raise errors[0]
     return out
 
 

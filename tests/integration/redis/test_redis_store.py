@@ -21,7 +21,7 @@ from tureen.config import BackendConfig
 from tureen.definitions import Entity, FeatureView, Field, FileSource
 from tureen.errors import BackendUnavailableError, ConfigError
 from tureen.online.encoding import decode_row
-from tureen.online.keys import encoder_for
+from tureen.online.keys import IntKeys, encoder_for
 from tureen.online.protocol import AsyncOnlineStore
 from tureen.online.redis_store import RedisOnlineStore
 from tureen.types import Float64, Int64, String
@@ -358,6 +358,21 @@ def test_multi_key_entities_with_string_keys(local: RedisOnlineStore) -> None:
     local.write(pair, enc.encode_arrow(t), t)
     got = local.read([(pair, enc.encode_arrow(t))])
     assert [decode_row(r).values["x"] for r in got[0] if r is not None] == [1.5, 2.5]
+
+
+def test_integer_keys_read_like_their_key_bytes(local: RedisOnlineStore) -> None:
+    """A batch of integer keys (``IntKeys``, packed from the int64 array) reads exactly what
+    the same keys as bytes read: distinct, repeated, missing, negative and extreme ids."""
+    a = view("a")
+    ids = [-(2**63), -5, 0, 7, 2**63 - 1, *range(100, 140)]
+    put(local, a, ids, 1.0)
+    enc = encoder_for(a.key_fields)
+    for probe in (ids, [*ids, 9, 10, 11], [7, 0, 7, -5, 2**63 - 1, *range(95, 130), 0, 9],
+                  list(range(100, 108))):
+        int_keys = IntKeys.of(probe, enc)
+        assert isinstance(int_keys, IntKeys)
+        assert local.read([(a, int_keys)]) == local.read([(a, keys(a, probe))])
+        assert xs(local, a, probe) == [1.0 + i if i in ids else None for i in probe]
 
 
 def test_read_with_no_keys(local: RedisOnlineStore) -> None:

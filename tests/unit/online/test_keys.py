@@ -147,3 +147,9 @@ def test_int_keys_of_a_batch_are_the_keys_of_each_value(values: list[int], dtype
     for bad in (2**63, True):  # out of range, not an int: encoded one by one, which refuses
         with pytest.raises(InvalidRequestError, match="expects"):
             IntKeys.of([*values, bad], enc)
+    if values:  # split: the shared lead plus each value's 8 bytes are the same keys
+        split = keys.split()
+        assert split is not None
+        lead, tails = split
+        assert tails.shape == (len(values), 8)
+        assert [lead + t.tobytes() for t in tails] == [enc.encode_one(v) for v in values]
