@@ -40,9 +40,27 @@ SMALL_BODY = 64 * 1024  # bodies up to this size are joined with the head into o
 
 
 class Request:
-    __slots__ = ("body", "buffered", "canned", "complete", "continued", "cycle", "expect",
-                 "handler", "headers", "is_head", "keep_alive", "method", "path", "query",
-                 "raw_headers", "raw_path", "running", "size", "version")
+    __slots__ = (
+        "body",
+        "buffered",
+        "canned",
+        "complete",
+        "continued",
+        "cycle",
+        "expect",
+        "handler",
+        "headers",
+        "is_head",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "raw_headers",
+        "raw_path",
+        "running",
+        "size",
+        "version",
+    )
 
     def __init__(self) -> None:
         self.method = "GET"
@@ -101,11 +119,15 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         if len(self.state.connections) >= self.state.max_connections:
-            self.state.refusals.warning("refusing an HTTP connection: %d are open (the limit)",
-                                        len(self.state.connections))
+            self.state.refusals.warning(
+                "refusing an HTTP connection: %d are open (the limit)", len(self.state.connections)
+            )
             self.closed = True
-            transport.write(response.error_response(  # type: ignore[attr-defined]
-                503, "this server has its limit of connections open; retry shortly."))
+            transport.write(
+                response.error_response(  # type: ignore[attr-defined]
+                    503, "this server has its limit of connections open; retry shortly."
+                )
+            )
             transport.close()
             return
         self.state.connections.add(self)
@@ -139,15 +161,24 @@ class Connection(asyncio.Protocol):
                 self.queue[-1].keep_alive = False
             self.stopped = True
         except httptools.HttpParserError as exc:
-            self._fatal(400, f"malformed HTTP/1.1 request ({exc}); fix the client's request "
-                             "line, headers or chunked framing.")
+            self._fatal(
+                400,
+                f"malformed HTTP/1.1 request ({exc}); fix the client's request "
+                "line, headers or chunked framing.",
+            )
         else:
             # an unfinished head that began before this read: all of ``data`` belongs to it
             if self.in_head and not self.began:
                 self.head_bytes += len(data)
                 if self.head_bytes > self.state.max_header_bytes:
                     self._header_too_large()
-        self.update_reading()
+        if (
+            self.read_paused
+            or self.write_paused
+            or self.parsing is not None
+            or len(self.queue) > MAX_QUEUE
+        ):
+            self.update_reading()  # else reading goes on as it is
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -195,29 +226,30 @@ class Connection(asyncio.Protocol):
         req.keep_alive = parser.should_keep_alive()
         req.is_head = method == "HEAD"
         req.raw_headers = self.raw_headers
-        req.headers = headers = {k.decode("latin-1"): v.decode("latin-1")
-                                 for k, v in self.raw_headers}
+        req.headers = headers = {
+            k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers
+        }
         url = self.url
         if url[:1] != b"/":  # absolute-form or asterisk-form (RFC 9112 §3.2)
             parsed = httptools.parse_url(url)
             url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
         q = url.find(b"?")
-        raw_path, req.query = (url, b"") if q < 0 else (url[:q], url[q + 1:])
+        raw_path, req.query = (url, b"") if q < 0 else (url[:q], url[q + 1 :])
         req.raw_path = raw_path
         path = raw_path.decode("latin-1")
         req.path = path = unquote(path) if "%" in path else path
         resolver = self.state.resolver
-        req.handler = (resolver.resolve(method, path, req.query) if resolver is not None
-                       else None)
+        req.handler = resolver.resolve(method, path, req.query) if resolver is not None else None
         if req.handler is None and self.state.app is None:
             req.handler = self.state.not_found
         raw = self.raw_headers  # exactly one Host (counted only when some name repeats)
-        if req.version == "1.1" and ("host" not in headers or (
-                len(headers) != len(raw) and sum(k == b"host" for k, _ in raw) != 1)):
+        if req.version == "1.1" and (
+            "host" not in headers
+            or (len(headers) != len(raw) and sum(k == b"host" for k, _ in raw) != 1)
+        ):
             self._fatal(400, "an HTTP/1.1 request needs exactly one Host header; add it.")
             return
-        req.expect = (req.version == "1.1"
-                      and headers.get("expect", "").lower() == "100-continue")
+        req.expect = req.version == "1.1" and headers.get("expect", "").lower() == "100-continue"
         self.body_since = self.loop.time()
         cl = headers.get("content-length")
         if cl is not None and cl.isdigit() and int(cl) > self.state.max_body_bytes:
@@ -225,7 +257,8 @@ class Connection(asyncio.Protocol):
             self.stopped = True
         self.parsing = req
         self.queue.append(req)
-        self._advance()
+        if req.handler is None or req.canned is not None or req.expect or self.queue[0] is not req:
+            self._advance()  # else nothing to do before the body is in
 
     def on_body(self, body: bytes) -> None:
         req = self.parsing
@@ -316,14 +349,19 @@ class Connection(asyncio.Protocol):
             if isinstance(exc, asyncio.CancelledError):
                 return
             log.error("native handler for %s %s failed", req.method, req.path, exc_info=exc)
-            reply = (500, b'{"error":"internal server error; see the server log."}',
-                     b"application/json", [])
+            reply = (
+                500,
+                b'{"error":"internal server error; see the server log."}',
+                b"application/json",
+                [],
+            )
         try:
             self._write_reply(req, reply)
         except ValueError as exc:  # an invalid header from the handler: never sent
             log.error("reply to %s %s not sent: %s", req.method, req.path, exc)
-            self.transport.write(response.error_response(
-                500, "internal server error; see the server log."))
+            self.transport.write(
+                response.error_response(500, "internal server error; see the server log.")
+            )
             self.finish(req, True)
 
     def _write_reply(self, req: Request, reply: Reply) -> None:
@@ -331,8 +369,7 @@ class Connection(asyncio.Protocol):
         close = not req.keep_alive or self.state.draining
         write = self.transport.write
         if status in (204, 304):  # no body, and (204) no length (RFC 9110 §8.6, §15.3.5)
-            write(response.head(status, None, -1 if status == 204 else len(body), extra,
-                                close))
+            write(response.head(status, None, -1 if status == 204 else len(body), extra, close))
             self.finish(req, close)
             return
         if isinstance(body, bytes):
@@ -361,22 +398,28 @@ class Connection(asyncio.Protocol):
             return
         if self.read_paused:
             self.update_reading()
-        self._advance()
+        if self.queue:
+            self._advance()
 
     # limits, errors, flow control
 
     def _too_large(self, size: int, headers: dict[str, str]) -> bytes:
         limit = self.state.max_body_bytes
-        message = (f"request body of {size} bytes exceeds the server limit of {limit} bytes; "
-                   f"{self.state.body_limit_advice}.")
+        message = (
+            f"request body of {size} bytes exceeds the server limit of {limit} bytes; "
+            f"{self.state.body_limit_advice}."
+        )
         renderer = self.state.resolver
         if isinstance(renderer, RendersErrors):
             return response.closing_response(*renderer.error_reply(headers, 413, message))
         return response.error_response(413, message)
 
     def _header_too_large(self) -> None:
-        self._fatal(431, f"request line and headers exceed {self.state.max_header_bytes} "
-                         "bytes; send fewer or smaller headers (or a shorter URL).")
+        self._fatal(
+            431,
+            f"request line and headers exceed {self.state.max_header_bytes} "
+            "bytes; send fewer or smaller headers (or a shorter URL).",
+        )
 
     def _fatal(self, status: int, message: str) -> None:
         if self.stopped:
@@ -413,9 +456,11 @@ class Connection(asyncio.Protocol):
         if self.closed or self.discarding:
             return
         parsing = self.parsing
-        pause = (self.write_paused or len(self.queue) > MAX_QUEUE
-                 or (parsing is not None and parsing.cycle is not None
-                     and parsing.buffered > HIGH_WATER))
+        pause = (
+            self.write_paused
+            or len(self.queue) > MAX_QUEUE
+            or (parsing is not None and parsing.cycle is not None and parsing.buffered > HIGH_WATER)
+        )
         if pause and not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
@@ -462,8 +507,11 @@ class Connection(asyncio.Protocol):
         state = self.state
         if self.in_head and now - self.head_since > state.head_timeout:
             self._late(f"the request head did not arrive within {state.head_timeout:g} s")
-        elif (self.parsing is not None and not self.parsing.complete
-              and now - self.body_since > state.body_timeout):
+        elif (
+            self.parsing is not None
+            and not self.parsing.complete
+            and now - self.body_since > state.body_timeout
+        ):
             self._late(f"the request body did not arrive within {state.body_timeout:g} s")
 
     def _late(self, what: str) -> None:

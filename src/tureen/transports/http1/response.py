@@ -32,6 +32,10 @@ def valid_field(name: bytes, value: bytes) -> bool:
             return False
         if len(_VALID_NAMES) < 256:
             _VALID_NAMES.add(name)
+    if value.isascii() and (
+        not value or (value.decode("ascii").isprintable() and value[0] != 32 and value[-1] != 32)
+    ):
+        return True  # printable ASCII, no space at either end: what the pattern matches
     return _VALUE.fullmatch(value) is not None
 
 
@@ -67,7 +71,7 @@ def head(
 ) -> bytes:
     """The status line and headers; ``length`` None means ``transfer-encoding: chunked``,
     -1 no framing header at all (1xx, 204, 304)."""
-    parts = [status_line(status), DATE.value]
+    parts = [_STATUS.get(status) or status_line(status), DATE.value]
     if content_type is not None:
         parts.append(b"content-type: " + content_type + b"\r\n")
     if length is None:
@@ -90,8 +94,9 @@ def error_response(status: int, message: str) -> bytes:
     return head(status, b"application/json", len(body), [], True) + body
 
 
-def closing_response(status: int, body: bytes | list[bytes | memoryview], content_type: bytes,
-                     extra: list[Header]) -> bytes:
+def closing_response(
+    status: int, body: bytes | list[bytes | memoryview], content_type: bytes, extra: list[Header]
+) -> bytes:
     """A complete response (a ``Reply``) that closes the connection."""
     data = body if isinstance(body, bytes) else b"".join(body)
     return head(status, content_type, len(data), extra, True) + data
