@@ -2,10 +2,12 @@
 
 ``feature_routes(store)`` is a ``RouteTable`` the REST app serves like its own routes (on
 either HTTP/1.1 server, through the guard chain). Each route is ``handler(body) ->
-(status, json-able)``; client mistakes raise ``TureenError``s that the app maps to 400/404
-with the store's message (``{"error": ...}``, plus Feast's ``detail`` key so Feast clients
-print it). Blocking work (writes, materialization, the health probe) runs in a worker
-thread; online reads go through ``get_online_features_async``.
+(status, json-able)``, except the hot ``/get-online-features``, whose handler answers the
+``Reply`` itself (one coroutine per request); client mistakes raise ``TureenError``s that
+the app maps to 400/404 with the store's message (``{"error": ...}``, plus Feast's
+``detail`` key so Feast clients print it). Blocking work (writes, materialization, the
+health probe) runs in a worker thread; online reads go through
+``get_online_features_async``.
 """
 
 from __future__ import annotations
