@@ -302,3 +302,26 @@ def test_a_vouched_value_is_not_decoded_again_and_others_still_are() -> None:
         assert len(d._vouched) <= hpack.MAX_VOUCHED
     d.decode(b"\x40\x01k\x01v")  # a table change does not concern the literals
     assert d.decode(_secret_block(b"Bearer t4"))[2] == ("authorization", "Bearer t4")
+
+
+def test_a_block_whose_values_are_all_vouched_is_cached_and_forgotten_with_them() -> None:
+    from tureen.transports.grpc import hpack
+
+    d = Decoder()
+    first = d.decode(_secret_block(b"Bearer good"))
+    d.vouch(first, "authorization")
+    again = d.decode(_secret_block(b"Bearer good"))  # through the shape, value vouched
+    assert again == first and type(again) is tuple  # a plain list: nothing fresh in it
+    assert d.decode(_secret_block(b"Bearer good")) is again  # the cache: no decoding
+    other = d.decode(_secret_block(b"Bearer other"))  # not vouched: decoded, not kept
+    assert other[2] == ("authorization", "Bearer other")
+    assert d.decode(_secret_block(b"Bearer other")) is not other
+    assert "other" not in repr(d._cache)
+    with pytest.raises(hpack.HeaderListTooLarge):  # the limit still holds on the way in
+        Decoder().decode(_secret_block(b"Bearer good"), max_list_size=60)
+    for i in range(hpack.MAX_VOUCHED):  # vouching more than it keeps forgets the others
+        d.vouch(d.decode(_secret_block(b"Bearer t%d" % i)), "authorization")
+    assert "good" not in repr(d._cache) + repr(d._vouched)
+    assert d.decode(_secret_block(b"Bearer good")) is not again
+    d.decode(b"\x40\x01k\x01v")  # a table change empties the cache
+    assert all("t3" not in repr(v) for v in d._cache.values())

@@ -16,9 +16,12 @@ values blank. A later block that is the same bytes around values of its own deco
 shape's list with its own values, decoded anew (``Shaped``, whose ``shape`` lets a caller
 reuse what it derived from the rest of the list); no sensitive value is kept — unless the
 application vouches for it (``vouch``: a credential that authenticated): then the same literal
-on this connection is not decoded again. A peer of the connection learns nothing from that
-(the value is one the server accepted, as its answer tells), and the authenticator already
-keeps the credentials it verified.
+on this connection is not decoded again, and a block whose never-indexed values are all
+vouched for is cached by its bytes like any other (the next identical block is one dict
+lookup, and returns the same tuple). A peer of the connection learns nothing from that (the
+value is one the server accepted, as its answer tells), and the authenticator already keeps
+the credentials it verified. The cache only spares decoding: the application still checks
+the credential of every request (a revoked token is refused as before).
 
 ``decode(block, max_list_size)`` enforces the decoded size while decoding (RFC 9113 §6.5.2:
 each field counts name + value + 32): past the limit it keeps decoding only what keeps the
@@ -285,11 +288,16 @@ class Decoder:
             return self._shaped(block, out, holes, size)
         result = tuple(out)
         if cacheable and not changes and len(block) <= CACHE_BLOCK:
-            cost = 2 * len(block) + size
-            if self._cache_bytes + cost > CACHE_BYTES:
-                self._clear_cache()
-            self._cache[bytes(block)] = result
-            self._cache_bytes += cost
+            return self._keep(block, result, size)
+        return result
+
+    def _keep(self, block: bytes, result: tuple[Header, ...], size: int) -> tuple[Header, ...]:
+        """``result`` (the decoded ``block``, which changed no table state) cached."""
+        cost = 2 * len(block) + size
+        if self._cache_bytes + cost > CACHE_BYTES:
+            self._clear_cache()
+        self._cache[bytes(block)] = result
+        self._cache_bytes += cost
         return result
 
     def _shaped(self, block: bytes, out: list[Header], holes: list[tuple[int, str, int, int]],
@@ -332,12 +340,13 @@ class Decoder:
             if hole == name and literal not in self._vouched:
                 if len(self._vouched) >= MAX_VOUCHED:
                     self._vouched.clear()
+                    self._clear_cache()  # and the blocks cached for holding them
                 self._vouched[literal] = headers[i][1]
 
-    def _from_shape(self, block: bytes, max_list_size: int | None) -> Shaped | None:
+    def _from_shape(self, block: bytes, max_list_size: int | None) -> tuple[Header, ...] | None:
         """``block`` decoded through a kept shape it matches (its values decoded anew unless
-        vouched for), or None: no shape matches, or the block is for the full decode to
-        refuse."""
+        vouched for; a plain tuple, cached, when every one was), or None: no shape matches,
+        or the block is for the full decode to refuse."""
         vouched = self._vouched
         for shape in self._shapes:
             segments = shape.segments
@@ -367,6 +376,8 @@ class Decoder:
                     continue
                 if max_list_size is not None and size > max_list_size:
                     return None
+                if not fresh and len(block) <= CACHE_BLOCK:  # all vouched for: cacheable
+                    return self._keep(block, tuple(out), size)
                 result = Shaped(out)
                 result.shape, result.fresh = shape, tuple(fresh)
                 return result
