@@ -17,6 +17,7 @@ from tureen.auth.mtls import SubjectMapper
 from tureen.auth.oidc import OIDCVerifier
 from tureen.auth.policy import Identity, Policy
 from tureen.auth.settings import AuthSettings
+from tureen.auth.tokens import PREFIX as TOKEN_PREFIX
 from tureen.auth.tokens import TokenAuthenticator
 from tureen.errors import ConfigError, UnauthenticatedError
 from tureen.registry.service import Registry
@@ -85,13 +86,18 @@ class Authenticator:
         """Decide without awaiting when possible (tokens, cached JWTs, certificates)."""
         return self.identify(creds.authorization, creds.peer_subject)
 
-    def identify(self, authorization: str | None,
-                 peer_subject: str | None) -> Identity | Pending | None:
-        """``quick`` on the parts of ``Credentials`` (the guard chain's per-request path)."""
+    def identify(self, authorization: str | None, peer_subject: str | None,
+                 token: str | None = None) -> Identity | Pending | None:
+        """``quick`` on the parts of ``Credentials`` (the guard chain's per-request path).
+        ``token``: ``authorization``'s bearer token when the caller has parsed it already
+        (``RequestContext.bearer``, ``tureen.serving.context.bearer_token``); it is the token
+        ``bearer`` reads whenever it is not None."""
         if authorization is not None:
-            token = bearer(authorization)
-            if self.tokens is not None and TokenAuthenticator.looks_like(token):
-                ident = self.tokens.authenticate(token)
+            if token is None or len(authorization) > MAX_AUTHORIZATION_CHARS:
+                token = bearer(authorization)
+            tokens = self.tokens
+            if tokens is not None and token.startswith(TOKEN_PREFIX):
+                ident = tokens.authenticate(token)
                 if ident is None:
                     raise UnauthenticatedError(INVALID)
                 return ident

@@ -82,15 +82,18 @@ class AuthenticationGuard:
 
     def check(self, ctx: RequestContext) -> Awaitable[None] | None:
         cert = ctx.peer_cert
-        authorization = ctx.headers.get("authorization")
         try:
             ident = self.authenticator.identify(
-                authorization, subject_of(dict(cert)) if cert else None)
+                ctx.headers.get("authorization"), subject_of(dict(cert)) if cert else None,
+                ctx.bearer)
         except UnauthenticatedError as exc:
             raise _unauthenticated(ctx, str(exc)) from None
-        if isinstance(ident, Pending):
+        if isinstance(ident, Identity):
+            ctx.identity = ident
+        elif isinstance(ident, Pending):
             return self._slow(ctx, self.credentials(ctx))
-        self._set(ctx, ident)
+        else:
+            self._set(ctx, ident)
         return None
 
     async def _slow(self, ctx: RequestContext, creds: Credentials) -> None:

@@ -256,7 +256,7 @@ class TokenAuthenticator:
 
     def authenticate(self, token: str) -> Identity | None:
         """The identity of a valid, unexpired, unrevoked token; None otherwise."""
-        index = self._entries()
+        index = self._index if self.registry.snapshot() is self._snap else self._entries()
         hit = self._verified.get(token)
         if hit is not None:
             return self._accept(hit)

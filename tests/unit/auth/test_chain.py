@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tureen.auth import access as context
 from tureen.auth.audit import AuditLog, read_events
@@ -16,7 +18,7 @@ from tureen.auth.tokens import Tokens
 from tureen.errors import ConfigError, UnauthenticatedError
 from tureen.registry.file_store import FileRegistryStore
 from tureen.registry.service import Registry
-from tureen.serving.context import Action, authorize
+from tureen.serving.context import Action, authorize, bearer_token
 from tureen.serving.guard import GuardChain, RequestFailedError
 
 
@@ -107,3 +109,30 @@ def test_config_errors_name_what_to_do(registry: Registry) -> None:
                        host="127.0.0.1", registry=registry)
     with pytest.raises(ConfigError, match="--insecure"):
         build_security(auth=None, tls=None, audit=None, host="0.0.0.0")
+
+
+SCHEMES = ["Bearer", "bearer", "BEARER", "Basic", "Bearerx", " Bearer", "Bear"]
+
+
+@given(st.one_of(st.none(), st.text(max_size=30), st.builds(
+    lambda s, sep, t: s + sep + t, st.sampled_from(SCHEMES),
+    st.sampled_from([" ", "  ", "\t", ""]), st.text(max_size=20))))
+def test_the_context_reads_the_token_bearer_reads(authorization: str | None) -> None:
+    """The guard hands ``RequestContext.bearer`` to the authenticator instead of parsing the
+    header again: wherever it is a token, ``bearer`` reads the same one."""
+    token = bearer_token(authorization)
+    if token is not None:
+        assert authorization is not None and bearer(authorization) == token
+
+
+async def test_a_revoked_token_is_refused_once_the_registry_is_reread(
+        registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tok, rec = Tokens(registry).create(["writer"], name="soon-revoked")
+    chain, audit = chain_for(registry, tmp_path)
+    for _ in range(3):  # verified once, then from the authenticator's memo
+        assert await call(chain, "POST /push", tok, Action.WRITE_FEATURES) == 200
+    monkeypatch.setattr(context, "_enforcing", False)  # the admin, in process
+    Tokens(registry).revoke(rec.id)
+    registry.snapshot(fresh=True)  # the cache TTL has passed
+    assert await call(chain, "POST /push", tok, Action.WRITE_FEATURES) == 401
+    audit.close()

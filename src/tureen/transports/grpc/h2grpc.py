@@ -33,7 +33,7 @@ from tureen.transports.grpc.h2conn import H2Connection, Stream
 from tureen.transports.grpc.h2request import Request
 from tureen.transports.grpc.h2stream import StreamCall, inflate
 from tureen.transports.grpc.handlers import METHODS, SERVICE_NAME, STREAMS, InferenceServicer
-from tureen.transports.grpc.hpack import encode_field, encode_str
+from tureen.transports.grpc.hpack import Shaped, encode_field, encode_str
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +308,8 @@ class GrpcConnection(H2Connection):
         call = s.call
         if call.timer is not None:
             call.timer.cancel()
-        if call.ctx.identity is not None and "authorization" in call.ctx.headers:
+        if (isinstance(s.headers, Shaped) and call.ctx.identity is not None
+                and "authorization" in call.ctx.headers):
             self.vouch(s, "authorization")  # it authenticated (an invalid one is refused)
         if self.streams.get(s.id) is not s:
             return  # reset by the client, expired, or the connection is gone
