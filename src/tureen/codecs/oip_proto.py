@@ -12,6 +12,7 @@ from tureen.codecs.tensor import (
     check_range,
     check_shape,
     decode_binary,
+    decode_checked,
     element_count,
     encode_binary,
 )
@@ -120,7 +121,7 @@ def decode_request(msg: pb.ModelInferRequest, headers: dict[str, str]) -> InferR
                     f"input {t.name!r} is in shared memory and has contents too; send one.")
             data = IN_SHARED_MEMORY  # the data plane reads it from the region
         elif raw:
-            data = decode_binary(t.name, t.datatype, shape, raw[next_raw])
+            data = decode_checked(t.name, t.datatype, dt, shape, raw[next_raw])
             next_raw += 1
         else:
             field = CONTENTS_FIELD.get(t.datatype)

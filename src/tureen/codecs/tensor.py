@@ -270,6 +270,14 @@ def decode_binary(
     """Decode one tensor's bytes from the binary extension (zero-copy for fixed-size types)."""
     dt = check_datatype(name, datatype)
     check_shape(name, shape)
+    return decode_checked(name, datatype, dt, shape, buf)
+
+
+def decode_checked(
+    name: str, datatype: str, dt: np.dtype[Any], shape: Sequence[int], buf: bytes | memoryview
+) -> NDArray:
+    """``decode_binary`` for a caller that already passed ``datatype`` (as ``dt``) through
+    ``check_datatype`` and ``shape`` through ``check_shape``: the size checks still run."""
     n = element_count(shape)
     if datatype == "BYTES":
         return _decode_binary_bytes(name, shape, n, memoryview(buf))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tureen.codecs.tensor import (
     check_output_size,
     decode_binary,
+    decode_checked,
     decode_json,
     encode_binary,
     encode_json,
@@ -198,6 +199,17 @@ def test_json_errors_say_what_is_wrong(datatype: str, shape: list[int], data: An
 def test_binary_size_mismatch() -> None:
     with pytest.raises(InvalidRequestError, match="binary bytes"):
         decode_binary("x", "FP32", [3], b"\0" * 8)
+
+
+def test_decode_checked_keeps_the_size_checks() -> None:
+    """The gRPC decoder checks shape and datatype once, then decodes with decode_checked:
+    a payload of the wrong size is still refused."""
+    fp32 = OIP_NUMPY["FP32"]
+    with pytest.raises(InvalidRequestError, match="binary bytes"):
+        decode_checked("x", "FP32", fp32, [3], b"\0" * 8)
+    with pytest.raises(InvalidRequestError, match="claims 10 bytes"):
+        decode_checked("x", "BYTES", OIP_NUMPY["BYTES"], [1], b"\x0a\0\0\0abc")
+    assert decode_checked("x", "FP32", fp32, [2], b"\0" * 8).tolist() == [0.0, 0.0]
 
 
 def test_bytes_binary_truncated() -> None:
