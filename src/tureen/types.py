@@ -166,13 +166,21 @@ NUMPY_OIP: dict[str, str] = {
 }
 
 
+#: the same map keyed by dtype: a dtype equal to one of these has its str (and the object
+#: dtype is BYTES); any other goes the str way
+_OIP_OF_DTYPE: dict[np.dtype[Any], str] = {v: k for k, v in OIP_NUMPY.items()}
+
+
 def oip_datatype_of(array: np.ndarray[Any, Any]) -> str:
     """OIP datatype name for a numpy array (object/str/bytes arrays are BYTES)."""
-    kind = array.dtype.kind
-    if kind in ("O", "U", "S"):
+    dt = array.dtype
+    name = _OIP_OF_DTYPE.get(dt)  # a dict lookup; str(dtype) runs numpy's Python code
+    if name is not None:
+        return name
+    if dt.kind in ("O", "U", "S"):
         return "BYTES"
     try:
-        return NUMPY_OIP[str(array.dtype)]
+        return NUMPY_OIP[str(dt)]
     except KeyError:
         raise InvalidRequestError(
             f"numpy dtype {array.dtype} has no Open Inference Protocol datatype; cast it to one "

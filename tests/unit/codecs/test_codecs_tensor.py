@@ -22,7 +22,7 @@ from tureen.codecs.tensor import (
     output_dtype,
 )
 from tureen.errors import InvalidRequestError
-from tureen.types import OIP_NUMPY
+from tureen.types import NUMPY_OIP, OIP_NUMPY, oip_datatype_of
 
 NUMERIC = [k for k in OIP_NUMPY if k != "BYTES"]
 shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)
@@ -259,3 +259,21 @@ def test_an_output_whose_size_is_not_its_shape_is_a_model_bug(shape: list[int], 
         check_output_size("y", shape, data)
     assert "'y'" in str(e.value) and not isinstance(e.value, InvalidRequestError)
     check_output_size("y", [int(np.size(data))], data)  # as many elements: fine
+
+
+@pytest.mark.parametrize("dtype", [
+    *OIP_NUMPY.values(), ">f4", "<f8", np.longlong, np.intc, "U3", "S2", "c8", "M8[s]", "m8",
+    [("a", "f4")], np.dtype("f4", metadata={"k": 1}), ">i8", "V4",
+])
+def test_oip_datatype_of_answers_as_the_dtype_name(dtype: Any) -> None:
+    """The dtype-keyed lookup names exactly what str(dtype) names; the rest is refused."""
+    arr = np.zeros(1, dtype=dtype)
+    if arr.dtype.kind in "OUS":
+        expected: str | None = "BYTES"
+    else:
+        expected = NUMPY_OIP.get(str(arr.dtype))
+    if expected is None:
+        with pytest.raises(InvalidRequestError, match="no Open Inference Protocol datatype"):
+            oip_datatype_of(arr)
+    else:
+        assert oip_datatype_of(arr) == expected
