@@ -18,7 +18,7 @@ from tureen.auth.oidc import OIDCVerifier
 from tureen.auth.policy import Identity, Policy
 from tureen.auth.settings import AuthSettings
 from tureen.auth.tokens import PREFIX as TOKEN_PREFIX
-from tureen.auth.tokens import TokenAuthenticator
+from tureen.auth.tokens import TokenAuthenticator, Unknown
 from tureen.errors import ConfigError, UnauthenticatedError
 from tureen.registry.service import Registry
 
@@ -93,11 +93,17 @@ class Authenticator:
         (``RequestContext.bearer``, ``tureen.serving.context.bearer_token``); it is the token
         ``bearer`` reads whenever it is not None."""
         if authorization is not None:
+            tokens = self.tokens
+            if tokens is not None:  # a value whose token was verified: no parsing again
+                known = tokens.by_header(authorization)
+                if not isinstance(known, Unknown):
+                    if known is None:
+                        raise UnauthenticatedError(INVALID)
+                    return known
             if token is None or len(authorization) > MAX_AUTHORIZATION_CHARS:
                 token = bearer(authorization)
-            tokens = self.tokens
             if tokens is not None and token.startswith(TOKEN_PREFIX):
-                ident = tokens.authenticate(token)
+                ident = tokens.authenticate(token, authorization)
                 if ident is None:
                     raise UnauthenticatedError(INVALID)
                 return ident

@@ -68,6 +68,9 @@ class AuthenticationGuard:
     (the console mounted at ``/console/``: its sign-in page and session cookie); the chain
     lets them in without credentials — still refusing invalid ones — and they decide."""
 
+    #: ``done`` does nothing (the chain skips it)
+    done_is_noop = True
+
     def __init__(self, authenticator: Authenticator, *, open_health: bool = True,
                  open_metrics: bool = True, self_authenticating: tuple[str, ...] = ()) -> None:
         self.authenticator = authenticator

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from tureen.auth.access import authorize
 from tureen.auth.policy import Action, Identity, Policy
@@ -220,6 +220,14 @@ class _Entry:
     revoked: bool
 
 
+class Unknown:
+    pass
+
+
+#: ``TokenAuthenticator.by_header``: a value not verified against the current snapshot
+UNKNOWN: Final = Unknown()
+
+
 class TokenAuthenticator:
     """Checks bearer tokens against the registry snapshot; no network call per request."""
 
@@ -235,6 +243,9 @@ class TokenAuthenticator:
         #: tokens already checked against the current index: token -> its entry (the secret's
         #: hash is not recomputed per request; a new snapshot empties it)
         self._verified: dict[str, _Entry] = {}
+        #: the same per full ``Authorization`` value (``by_header``; exact match, emptied with
+        #: ``_verified``)
+        self._headers: dict[str, _Entry] = {}
 
     @staticmethod
     def looks_like(token: str) -> bool:
@@ -251,14 +262,27 @@ class TokenAuthenticator:
                 expires = rec.expires_at.timestamp() if rec.expires_at else float("inf")
                 index[rec.id] = _Entry(bytes.fromhex(rec.secret_sha256), ident, expires,
                                        rec.revoked_at is not None)
-            self._index, self._snap, self._verified = index, snap, {}
+            self._index, self._snap, self._verified, self._headers = index, snap, {}, {}
         return self._index
 
-    def authenticate(self, token: str) -> Identity | None:
-        """The identity of a valid, unexpired, unrevoked token; None otherwise."""
+    def by_header(self, authorization: str) -> Identity | Unknown | None:
+        """``authenticate`` for an ``Authorization`` value whose token ``authenticate`` verified
+        against the current snapshot (``header=``): its identity, or None when it is revoked or
+        expired now; ``UNKNOWN`` for any other value (parse it and call ``authenticate``)."""
+        if self.registry.snapshot() is not self._snap:
+            return UNKNOWN
+        hit = self._headers.get(authorization)
+        return UNKNOWN if hit is None else self._accept(hit)
+
+    def authenticate(self, token: str, header: str | None = None) -> Identity | None:
+        """The identity of a valid, unexpired, unrevoked token; None otherwise. ``header``: the
+        ``Authorization`` value ``token`` came from, for ``by_header`` to know it once the
+        token is verified."""
         index = self._index if self.registry.snapshot() is self._snap else self._entries()
         hit = self._verified.get(token)
         if hit is not None:
+            if header is not None and len(self._headers) < 10_000:
+                self._headers[header] = hit
             return self._accept(hit)
         if len(token) > MAX_TOKEN_CHARS:
             return None
@@ -280,6 +304,8 @@ class TokenAuthenticator:
             return None
         if len(self._verified) < 10_000:
             self._verified[token] = entry
+        if header is not None and len(self._headers) < 10_000:
+            self._headers[header] = entry
         return self._accept(entry)
 
     def _accept(self, entry: _Entry) -> Identity | None:

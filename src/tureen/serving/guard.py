@@ -23,10 +23,12 @@ A concern is one ``Guard`` (one file), added to the chain's list::
                                                          # may set ctx.identity
         def done(self, ctx, error) -> None               # after the handler (error or None)
 
-``check`` may be a plain function (the cheap, usual case) or return an awaitable (e.g. a
-JWKS fetch on a cache miss). ``done`` runs, in reverse order, for each guard whose ``check``
-passed — so an audit guard placed first sees every outcome, including refusals by the
-guards after it. The order the server builds is: audit, limits, authentication.
+A guard whose ``done`` does nothing says so with a class attribute ``done_is_noop = True``
+(the chain then does not call it). ``check`` may be a plain function (the cheap, usual
+case) or return an awaitable (e.g. a JWKS fetch on a cache miss). ``done`` runs, in
+reverse order, for each guard whose ``check`` passed — so an audit guard placed first sees
+every outcome, including refusals by the guards after it. The order the server builds
+is: audit, limits, authentication.
 
 Authorization is not a guard: services decide it where they know the resource, by calling
 ``tureen.serving.context.authorize(action, resource)``, which asks the chain's
@@ -59,6 +61,10 @@ log = logging.getLogger(__name__)
 _REFUSALS: dict[type[BaseException], RateLimitedLog] = {}
 
 T = TypeVar("T")
+#: ``Authorization`` values whose bearer token a chain remembers (past it: start afresh), and
+#: the longest one remembered
+MAX_BEARERS = 1024
+MAX_MEMO_AUTHORIZATION = 4096
 
 
 class Guard(Protocol):
@@ -124,6 +130,14 @@ class GuardChain:
     ) -> None:
         self.guards = list(guards)
         self.authorizer = authorizer or ALLOW_ALL
+        #: per number of guards whose check passed: those with a ``done`` to run, in reverse
+        #: order (a guard with ``done_is_noop = True`` has nothing to do after the handler)
+        self._finish = [
+            tuple(g for g in reversed(self.guards[:n]) if not getattr(g, "done_is_noop", False))
+            for n in range(len(self.guards) + 1)
+        ]
+        #: ``Authorization`` value -> its bearer token (exact match on the full value)
+        self._bearers: dict[str, str | None] = {}
 
     def context(
         self,
@@ -141,6 +155,18 @@ class GuardChain:
             tp = valid_traceparent(tp)
         rid = get("x-request-id")
         authorization = get("authorization")
+        if authorization is not None:
+            bearers = self._bearers
+            try:
+                token = bearers[authorization]
+            except KeyError:
+                token = bearer_token(authorization)
+                if len(authorization) <= MAX_MEMO_AUTHORIZATION:
+                    if len(bearers) >= MAX_BEARERS:
+                        bearers.clear()
+                    bearers[authorization] = token
+        else:
+            token = None
         return RequestContext(
             resolve_request_id(rid, tp) if rid is not None or tp else new_request_id(),
             transport,
@@ -148,7 +174,7 @@ class GuardChain:
             headers,
             peer,
             query,
-            bearer_token(authorization) if authorization is not None else None,
+            token,
             peer_cert,
             traceparent=tp,
             authorizer=self.authorizer,
@@ -175,7 +201,7 @@ class GuardChain:
             error = exc
             raise
         finally:
-            for guard in reversed(self.guards[:passed]):
+            for guard in self._finish[passed]:
                 try:
                     guard.done(ctx, error)
                 except Exception:

@@ -3,6 +3,8 @@ credentials, open health routes, 403 from the services' authorize, audit events.
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tureen.auth import access as context
+from tureen.auth import tokens as tokens_module
 from tureen.auth.audit import AuditLog, read_events
 from tureen.auth.authn import bearer
 from tureen.auth.chain import build_security
@@ -135,4 +138,40 @@ async def test_a_revoked_token_is_refused_once_the_registry_is_reread(
     Tokens(registry).revoke(rec.id)
     registry.snapshot(fresh=True)  # the cache TTL has passed
     assert await call(chain, "POST /push", tok, Action.WRITE_FEATURES) == 401
+    audit.close()
+
+
+async def test_a_remembered_authorization_value_is_refused_once_its_token_expires(
+        registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The authenticator remembers a verified ``Authorization`` value (exact match) so it is
+    not parsed again; expiry is still checked on every request."""
+    tok, _ = Tokens(registry).create(["writer"], name="short", expires_in=timedelta(hours=1))
+    chain, audit = chain_for(registry, tmp_path)
+    for _ in range(3):
+        assert await call(chain, "POST /push", tok, Action.WRITE_FEATURES) == 200
+    later = time.time() + 7200
+    monkeypatch.setattr(tokens_module.time, "time", lambda: later)
+    assert await call(chain, "POST /push", tok, Action.WRITE_FEATURES) == 401
+    audit.close()
+
+
+async def test_only_the_exact_remembered_value_skips_parsing(
+        registry: Registry, tmp_path: Path) -> None:
+    tok, _ = Tokens(registry).create(["writer"], name="exact")
+    chain, audit = chain_for(registry, tmp_path)
+    assert await call(chain, "POST /push", tok, Action.WRITE_FEATURES) == 200
+    for value, status in ((f"bearer {tok}", 200), (f"Bearer  {tok} ", 200),
+                          (f"Basic {tok}", 401), (f"Bearer {tok[:-1]}x", 401),
+                          (f"Bearer {tok}x", 401), (f"Bearer {tok}", 200)):
+        ctx = chain.context("http", "POST /push", {"authorization": value})
+
+        async def handler() -> None:
+            authorize(Action.WRITE_FEATURES, "proj")
+
+        try:
+            await chain.run(ctx, handler)
+            got = 200
+        except RequestFailedError as f:
+            got = f.http
+        assert got == status, value
     audit.close()
