@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from tureen.auth.access import enforce
 from tureen.auth.audit import AuditLog, event, sink_from_url
-from tureen.auth.authn import Authenticator, Credentials, Pending
+from tureen.auth.authn import INVALID, Authenticator, Credentials, Pending
 from tureen.auth.bind import check_bind
 from tureen.auth.mtls import subject_of
 from tureen.auth.policy import Action, Identity, Policy, Resource
 from tureen.auth.settings import AuditSettings, AuthSettings, TLSSettings
 from tureen.auth.tls import CertReloader, server_context
+from tureen.auth.tokens import Unknown
 from tureen.error_codes import codes_of
 from tureen.errors import PermissionDeniedError, UnauthenticatedError
 from tureen.registry.service import Registry
@@ -84,6 +85,16 @@ class AuthenticationGuard:
         return Credentials(ctx.headers.get("authorization"), peer)
 
     def check(self, ctx: RequestContext) -> Awaitable[None] | None:
+        tokens = self.authenticator.tokens
+        if tokens is not None:  # a value verified before: no parsing (``identify`` does the same)
+            authorization = ctx.headers.get("authorization")
+            if authorization is not None:
+                known = tokens.by_header(authorization)
+                if not isinstance(known, Unknown):
+                    if known is None:
+                        raise _unauthenticated(ctx, INVALID)
+                    ctx.identity = known
+                    return None
         cert = ctx.peer_cert
         try:
             ident = self.authenticator.identify(
