@@ -94,12 +94,32 @@ class RunStore:
         return self.root / check_run_id(run_id)
 
     def ids(self) -> list[str]:
-        """Run ids, newest first."""
+        """Run ids, newest first. An id names its second; runs started in the same second
+        are ordered by their records' ``created_at`` (the id's random part says nothing)."""
         if not self.root.is_dir():
             return []
-        return sorted((p.name for p in self.root.iterdir()
-                       if RUN_ID_RE.fullmatch(p.name) and (p / RUN_FILE).is_file()),
-                      reverse=True)
+        ids = sorted((p.name for p in self.root.iterdir()
+                      if RUN_ID_RE.fullmatch(p.name) and (p / RUN_FILE).is_file()),
+                     reverse=True)
+        out: list[str] = []
+        i = 0
+        while i < len(ids):
+            j = i + 1
+            while j < len(ids) and ids[j][:15] == ids[i][:15]:
+                j += 1
+            same = ids[i:j]
+            if len(same) > 1:
+                same.sort(key=self._created, reverse=True)
+            out.extend(same)
+            i = j
+        return out
+
+    def _created(self, run_id: str) -> float:
+        """``created_at`` of a run's record (an unreadable one counts as oldest)."""
+        try:
+            return self._read(run_id).created_at.timestamp()
+        except (NotFoundError, InvalidRequestError):
+            return float("-inf")
 
     def _read(self, run_id: str) -> RunRecord:
         path = self.run_dir(run_id) / RUN_FILE

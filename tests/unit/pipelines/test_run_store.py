@@ -97,3 +97,19 @@ def test_a_log_path_outside_the_run_folder_is_refused(tmp_path: Path) -> None:
     store.create(rec)
     with pytest.raises(InvalidRequestError, match="invalid log path"):
         store.log(run_id, "evaluate")
+
+
+def test_latest_is_the_newest_of_runs_started_in_the_same_second(tmp_path: Path) -> None:
+    """Ids name their second; the random part must not decide which run is the latest."""
+    store = RunStore(tmp_path / "runs")
+    second = datetime(2026, 12, 6, 20, 29, 27, tzinfo=UTC)
+    older, newer = _record("20261206-202927-ffffff"), _record("20261206-202927-000000")
+    older.created_at = second + timedelta(microseconds=100)
+    newer.created_at = second + timedelta(microseconds=900)
+    other = _record("20261206-202926-abcdef")
+    other.created_at = second - timedelta(seconds=1)
+    for rec in (older, newer, other):
+        store.create(rec)
+    assert store.ids() == [newer.id, older.id, other.id]
+    latest = store.latest()
+    assert latest is not None and latest.id == newer.id
