@@ -27,7 +27,7 @@ def read(handlers: FeatureHandlers, ids: list[object]) -> dict[str, object]:
 
     body = orjson.dumps({"features": ["logins:last_login", "logins:score"],
                          "entities": {"user_id": ids}})
-    status, out = asyncio.run(handlers.get_online_features(body))
+    status, out, _, _ = asyncio.run(handlers.online_features_reply({}, body))
     assert status == 200
     doc: dict[str, object] = orjson.loads(out)
     return doc

@@ -123,8 +123,8 @@ class Connection(asyncio.Protocol):
                 "refusing an HTTP connection: %d are open (the limit)", len(self.state.connections)
             )
             self.closed = True
-            transport.write(
-                response.error_response(  # type: ignore[attr-defined]
+            self.transport.write(
+                response.error_response(
                     503, "this server has its limit of connections open; retry shortly."
                 )
             )

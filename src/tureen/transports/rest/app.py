@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -38,6 +37,13 @@ from tureen.serving.dataplane import DataPlane
 from tureen.serving.guard import GuardChain, RequestFailedError
 from tureen.serving.model_config import check_unload_parameters
 from tureen.transports.http1.native import Headers, NativeHandler, Reply
+from tureen.transports.rest.asgi_io import (
+    DisconnectedError,
+    inflate,
+    read_body,
+    send_reply,
+    too_large,
+)
 from tureen.transports.rest.triton import TritonRoutes
 
 log = logging.getLogger(__name__)
@@ -89,10 +95,6 @@ class OwnErrorBodies(Protocol):
 ErrorRenderer = Callable[[int, str, "BaseException | None"], Reply]
 # (accepted method, handler, path args, how its errors are rendered)
 _Match = tuple[str, Handler, tuple[str, ...], ErrorRenderer]
-
-
-class _DisconnectedError(Exception):
-    pass
 
 
 def _json(status: int, obj: Any) -> Reply:
@@ -343,8 +345,10 @@ class RestApp:
             scope.get("http_version") == "1.1"
             and sum(k == b"host" for k, _ in scope["headers"]) != 1
         ):
-            await _send_error(
-                send, 400, "an HTTP/1.1 request needs exactly one Host header; add it."
+            await send_reply(
+                send,
+                _json(400, {"error": "an HTTP/1.1 request needs exactly one Host header; add it."}),
+                [(b"connection", b"close")],
             )
             return
         client = scope.get("client")
@@ -359,23 +363,16 @@ class RestApp:
         body: bytes | bytearray = b""
         if method == match[0]:
             try:
-                body = await self._raw_body(headers, receive)
-            except _DisconnectedError:
+                body = await read_body(headers, receive, self.max_request_bytes)
+            except DisconnectedError:
                 return
             except PayloadTooLargeError as exc:
                 match = (method, functools.partial(_raise, exc), (), match[3])
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
-        status, out, ctype, extra = await self._call(
+        reply = await self._call(
             method, path, f"{method} {path}", match, peer, query, headers, body
         )
-        size = len(out) if isinstance(out, bytes) else sum(len(p) for p in out)
-        out_headers = [(b"content-type", ctype), (b"content-length", str(size).encode()), *extra]
-        await send({"type": "http.response.start", "status": status, "headers": out_headers})
-        if isinstance(out, bytes):
-            await send({"type": "http.response.body", "body": out})
-            return
-        for i, part in enumerate(out):  # big tensors go out without being joined
-            await send({"type": "http.response.body", "body": part, "more_body": i < len(out) - 1})
+        await send_reply(send, reply)
 
     async def _guarded_router(
         self,
@@ -406,91 +403,19 @@ class RestApp:
         except RequestFailedError as f:
             if started:
                 return  # the route already answered part of it; nothing sane to add
-            status, body, ctype, extra = self._stamp(_error(f.http, f.message, False), ctx)
-            assert isinstance(body, bytes)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", ctype),
-                        (b"content-length", str(len(body)).encode()),
-                        *extra,
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_reply(send, self._stamp(_error(f.http, f.message, False), ctx))
 
     async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status, body, ctype, _ = await _not_found_reply(str(scope.get("path")), {}, b"")
-        assert isinstance(body, bytes)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_reply(send, await _not_found_reply(str(scope.get("path")), {}, b""))
 
     def _body(self, headers: Headers, body: bytes | bytearray) -> bytes | bytearray:
         """The request body, inflated when sent with Content-Encoding gzip or deflate."""
         if len(body) > self.max_request_bytes:
-            raise PayloadTooLargeError(_too_large(len(body), self.max_request_bytes))
+            raise PayloadTooLargeError(too_large(len(body), self.max_request_bytes))
         encoding = headers.get("content-encoding")
         if encoding and encoding != "identity":
-            return _inflate(body, encoding.strip().lower(), self.max_request_bytes)
+            return inflate(body, encoding.strip().lower(), self.max_request_bytes)
         return body
-
-    async def _raw_body(self, headers: Headers, receive: Receive) -> bytes | bytearray:
-        limit = self.max_request_bytes
-        cl = headers.get("content-length")
-        if cl is not None and cl.isdigit():
-            n = int(cl)
-            if n > limit:
-                raise PayloadTooLargeError(_too_large(n, limit))
-            if n > 65536:
-                return await self._large_body(n, receive)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                raise _DisconnectedError
-            chunk: bytes = msg.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLargeError(_too_large(size, limit))
-                chunks.append(chunk)
-            if not msg.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def _large_body(self, n: int, receive: Receive) -> bytearray:
-        """Copy a big body once into a buffer of its announced size (tensors view into it)."""
-        buf = bytearray(n)
-        view = memoryview(buf)
-        pos = 0
-        while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                raise _DisconnectedError
-            chunk: bytes = msg.get("body", b"")
-            end = pos + len(chunk)
-            if end > n:
-                raise InvalidRequestError(
-                    f"request body is longer than its Content-Length {n}; fix the header."
-                )
-            view[pos:end] = chunk
-            pos = end
-            if not msg.get("more_body", False):
-                break
-        if pos != n:
-            raise InvalidRequestError(
-                f"request body has {pos} bytes but Content-Length says {n}; fix the header."
-            )
-        return buf
 
     # v1
 
@@ -579,22 +504,6 @@ class RestApp:
         return 200, text, b"text/plain; version=0.0.4; charset=utf-8", []
 
 
-async def _send_error(send: Send, status: int, message: str) -> None:
-    body = orjson.dumps({"error": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", JSON),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 def _repository_parameters(raw: bytes | bytearray) -> dict[str, Any]:
     """The ``parameters`` of a repository load/unload body (empty body: none)."""
     if not raw.strip():
@@ -630,32 +539,6 @@ async def _not_found_reply(path: str, headers: Headers, body: Raw) -> Reply:
 
 async def _raise(exc: Exception, *args: Any) -> Reply:
     raise exc
-
-
-def _inflate(body: bytes | bytearray, encoding: str, limit: int) -> bytes:
-    """Decompress a gzip/deflate body, refusing to grow past ``limit`` (no zip bombs)."""
-    if encoding == "gzip":
-        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        d = zlib.decompressobj()
-    else:
-        raise InvalidRequestError(
-            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or identity."
-        )
-    try:
-        out = d.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidRequestError(f"the {encoding} request body is corrupt ({exc}).") from None
-    if len(out) > limit or d.unconsumed_tail:
-        raise PayloadTooLargeError(_too_large(limit + 1, limit))
-    return out
-
-
-def _too_large(size: int, limit: int) -> str:
-    return (
-        f"request body of {size} bytes exceeds the server limit of {limit} bytes; send "
-        "smaller batches or raise --max_request_mb."
-    )
 
 
 def build_app(

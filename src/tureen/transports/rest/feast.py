@@ -69,10 +69,6 @@ class FeatureHandlers:
         self.store = store
         self.feast_compat = feast_compat
 
-    async def get_online_features(self, body: bytes) -> Answer:
-        status, data, _, _ = await self.online_features_reply({}, body)
-        return status, data
-
     async def online_features_reply(self, headers: Headers, body: bytes) -> Reply:
         """``POST /get-online-features`` as the route answers it (one coroutine: the hot
         path)."""
