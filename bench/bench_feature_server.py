@@ -271,8 +271,8 @@ def curve(urls: dict[str, str], args: argparse.Namespace, tmp: Path) -> dict[str
             for name, url in urls.items():
                 if name == "bare":
                     continue
-                shape = runs.setdefault(f"{entities}x{features}", {})
-                shape.setdefault(name, []).append(wrk(url, lua, 1, args.duration, tmp))
+                per_server = runs.setdefault(f"{entities}x{features}", {})
+                per_server.setdefault(name, []).append(wrk(url, lua, 1, args.duration, tmp))
     out: dict[str, Any] = {}
     for shape, by_server in runs.items():
         out[shape] = {name: median_of(r) for name, r in by_server.items()}
