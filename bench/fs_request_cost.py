@@ -9,6 +9,11 @@ Feast's request JSON) one after another, over a real loopback socket.
     python bench/fs_request_cost.py --prepare DIR        # the bench repo (10,000 entities)
     python bench/fs_request_cost.py --repo DIR           # wall µs and Python calls / request
     python bench/fs_request_cost.py --repo DIR --callgrind   # instructions / request
+    python bench/fs_request_cost.py --repo DIR --callgrind --auth token   # the same, token auth
+
+``--auth token`` serves with token auth (``--auth token`` of ``serve-features``): a token with
+the ``reader`` role is created in the repo's registry and every request carries it as
+``Authorization: Bearer``, as bench_auth.py's wrk does.
 
 ``--callgrind`` runs this script under ``valgrind --tool=callgrind``, counting only while
 the ``--requests`` (at most 2,000) run, after ``--warmup`` requests: the instructions of a
@@ -42,15 +47,18 @@ FEATURES = [f"account_stats:f{i}" for i in range(10)]
 ENTITIES = 10_000
 
 
-def request_bytes(rng: random.Random, port: int) -> bytes:
+def request_bytes(rng: random.Random, port: int, token: str | None = None) -> bytes:
     entity = 1001 + rng.randrange(ENTITIES)
     feats = ", ".join(f'"{f}"' for f in FEATURES)
     body = (
         '{"features": [' + feats + '], "entities": {"account_id": [' + str(entity) + "]}}"
     ).encode()
+    auth = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
     return (
         b"POST /get-online-features HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (port, len(body)) + body
+        b"Content-Type: application/json\r\n%sContent-Length: %d\r\n\r\n"
+        % (port, auth, len(body))
+        + body
     )
 
 
@@ -92,7 +100,9 @@ class Client(asyncio.Protocol):
         self._send()
 
 
-async def run(repo: Path, warmup: int, count: int, profile: bool) -> dict[str, Any]:
+async def run(
+    repo: Path, warmup: int, count: int, profile: bool, auth: str | None = None
+) -> dict[str, Any]:
     from tureen.cli.security import apply_security
     from tureen.feature_server import feature_service_models
     from tureen.serving.server import ModelServer
@@ -104,9 +114,14 @@ async def run(repo: Path, warmup: int, count: int, profile: bool) -> dict[str, A
         # re-read every 2 s of wall time: under callgrind's slow-down that would be once per
         # few hundred requests instead of once per ~12,000, and counts would follow the load
         store.registry.cache_ttl_seconds = float("inf")
+    token = None
+    if auth == "token":
+        from tureen.auth.tokens import Tokens
+
+        token, _ = Tokens(store.registry).create(["reader"])
     cfg, sec = apply_security(
         store.config.serving,
-        auth_types=(),
+        auth_types=(auth,) if auth else (),
         tls_cert=None,
         tls_key=None,
         tls_client_ca=None,
@@ -142,8 +157,8 @@ async def run(repo: Path, warmup: int, count: int, profile: bool) -> dict[str, A
         transport.close()
         return client.statuses
 
-    await send([request_bytes(rng, port) for _ in range(warmup)])
-    measured = [request_bytes(rng, port) for _ in range(count)]
+    await send([request_bytes(rng, port, token) for _ in range(warmup)])
+    measured = [request_bytes(rng, port, token) for _ in range(count)]
     prof = cProfile.Profile() if profile else None
     os.getppid()  # callgrind zeroes its counts here (--zero-before=posix_getppid)
     t0 = time.perf_counter()
@@ -179,7 +194,9 @@ async def run(repo: Path, warmup: int, count: int, profile: bool) -> dict[str, A
     return out
 
 
-def callgrind(repo: Path, warmup: int, count: int, keep: Path | None) -> dict[str, Any]:
+def callgrind(
+    repo: Path, warmup: int, count: int, keep: Path | None, auth: str | None = None
+) -> dict[str, Any]:
     """Instructions of the measured requests only: callgrind zeroes its counters when the
     warm-up is over and dumps them when the last answer is in."""
     with tempfile.TemporaryDirectory(prefix="tureen-cg-") as tmp:
@@ -201,6 +218,7 @@ def callgrind(repo: Path, warmup: int, count: int, keep: Path | None) -> dict[st
                 str(warmup),
                 "--requests",
                 str(count),
+                *(["--auth", auth] if auth else []),
             ],
             env=env,
             check=True,
@@ -215,6 +233,7 @@ def callgrind(repo: Path, warmup: int, count: int, keep: Path | None) -> dict[st
         "instructions_per_request": round(int(summary.group(1)) / count),
         "requests": count,
         "warmup": warmup,
+        "auth": auth or "off",
     }
 
 
@@ -227,6 +246,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="Python calls per request")
     ap.add_argument("--callgrind", action="store_true", help="instructions per request")
     ap.add_argument("--keep", type=Path, help="with --callgrind: keep the profile here")
+    ap.add_argument("--auth", choices=["token"], help="serve with token auth (default: off)")
     args = ap.parse_args()
     if args.prepare is not None:
         from bench_feature_server import tureen_repo
@@ -239,14 +259,18 @@ def main() -> None:
     if args.callgrind:
         print(
             json.dumps(
-                callgrind(args.repo, args.warmup, min(args.requests, 2000), args.keep), indent=2
+                callgrind(args.repo, args.warmup, min(args.requests, 2000), args.keep, args.auth),
+                indent=2,
             )
         )
         return
     import uvloop
 
     print(
-        json.dumps(uvloop.run(run(args.repo, args.warmup, args.requests, args.profile)), indent=2)
+        json.dumps(
+            uvloop.run(run(args.repo, args.warmup, args.requests, args.profile, args.auth)),
+            indent=2,
+        )
     )
 
 
