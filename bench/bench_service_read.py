@@ -42,6 +42,7 @@ from tureen.online.keys import encoder_for
 from tureen.online.redis_store import RedisOnlineStore
 from tureen.online.retrieval import OnlineRetrieval
 from tureen.online.sqlite_store import SqliteOnlineStore
+from tureen.online.vectors import sync
 from tureen.registry.snapshot import RegistrySnapshot
 from tureen.types import Float32
 
@@ -49,14 +50,15 @@ SHAPES = {"views_5x10": (5, 10), "views_25x2": (25, 2), "one_view_1x50": (1, 50)
 BOUND = "one_view_1x50"
 
 
-def service_snapshot(name: str, n_views: int, per_view: int) -> RegistrySnapshot:
+def service_snapshot(name: str, n_views: int, per_view: int, vector: bool = False
+                     ) -> RegistrySnapshot:
     """n_views views of per_view features each (f0..f49 across them) and one service."""
     account = Entity("account", join_keys=["account_id"])
     views = [FeatureView(f"{name}_v{v}", [account],
                          [Field(f"f{v * per_view + j}", Float32) for j in range(per_view)],
                          FileSource("unused.parquet"), ttl=timedelta(days=1))
              for v in range(n_views)]
-    svc = FeatureService(name, views)
+    svc = FeatureService(name, views, online_vector=vector)
     return RegistrySnapshot(project="bench", entities={"account": account},
                             feature_views={fv.name: fv for fv in views},
                             feature_services={name: svc})
@@ -118,15 +120,25 @@ def main() -> None:
     load_before = [round(x, 2) for x in os.getloadavg()]
     out: dict[str, Any] = {
         "benchmark": "service_read_multi_view_vs_one_view",
+        "note": "sqlite <shape>_union_all: multi-view read before packed reads; <shape>: "
+                "packed per-view read; <shape>_vector: per-service vector (online_vector)",
         "workload": {"entities": args.entities, "features": 50, "dtype": "Float32",
                      "shapes_views_x_features": SHAPES, "calls": args.calls,
                      "repeats": args.repeats},
     }
     with tempfile.TemporaryDirectory() as tmp:
+        sqlite_snaps = dict(snaps)
+        for name, (v, f) in SHAPES.items():
+            if v > 1:
+                sqlite_snaps[f"{name}_union_all"] = service_snapshot(f"{name}_union_all", v, f)
+                sqlite_snaps[f"{name}_vector"] = service_snapshot(f"{name}_vector", v, f, True)
         sqlite = {name: (SqliteOnlineStore(Path(tmp) / f"{name}.db", "bench"), snap)
-                  for name, snap in snaps.items()}
-        for store, snap in sqlite.values():
+                  for name, snap in sqlite_snaps.items()}
+        for name, (store, snap) in sqlite.items():
             fill(store, snap, args.entities)
+            if name.endswith("_union_all"):
+                store._packed_reads = False  # the read as it was: UNION ALL, tuple per row
+            sync(store, snap)  # the vector of a service that asks for one, from the views
         out["sqlite"] = measure(sqlite, args.entities, args.calls, args.repeats)
         for store, _ in sqlite.values():
             store.close()

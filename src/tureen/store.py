@@ -188,7 +188,17 @@ class FeatureStore:
         removed = [before.feature_views[c.name] for c in plan.of("delete", "feature view")]
         if removed:
             self.online.delete_views(removed)
+        self._sync_vectors(before)
         return plan
+
+    def _sync_vectors(self, before: RegistrySnapshot | None = None) -> None:
+        """Keep the online store's per-service vectors in step with the registry
+        (``tureen.online.vectors``); nothing unless a service asks, or asked, for one."""
+        from tureen.online import vectors
+
+        now = self.registry.snapshot(fresh=True)
+        if vectors.asks_for_vectors(now) or (before and vectors.asks_for_vectors(before)):
+            vectors.sync(self.online, now)
 
     def teardown(self) -> None:
         """Delete every view's online data and the registry itself."""
@@ -358,6 +368,7 @@ class FeatureStore:
             raise InvalidRequestError(
                 f"materialize: start {start.isoformat()} is not before end {end.isoformat()}."
             )
+        self._sync_vectors()
         done: list[Any] = materialize(
             self.snapshot(), self.offline, self.online, start, end, feature_views, progress
         )
@@ -374,6 +385,7 @@ class FeatureStore:
         from tureen.materialize import materialize_incremental
 
         authorize(Action.WRITE_FEATURES, self.project)
+        self._sync_vectors()
         done: list[Any] = materialize_incremental(
             self.snapshot(), self.offline, self.online, _utc(end_date), feature_views, progress
         )

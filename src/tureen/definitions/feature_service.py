@@ -16,13 +16,20 @@ ServiceItem = FeatureView | FeatureViewProjection | OnDemandFeatureView
 
 @dataclass(frozen=True)
 class FeatureService:
-    """``features`` lists views (all their features) or projections ``view[["a", "b"]]``."""
+    """``features`` lists views (all their features) or projections ``view[["a", "b"]]``.
+
+    ``online_vector=True`` asks the online store to keep a per-service vector: one stored
+    row per entity holding the rows of every view of the service, written in the same
+    transaction as the views, so a read of the service is one lookup per entity
+    (``tureen.online.vectors``; a store or service it does not apply to reads view by view,
+    with the same answer)."""
 
     name: str
     features: Sequence[ServiceItem]
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
+    online_vector: bool = False
 
     def __post_init__(self) -> None:
         check_name("FeatureService", self.name)
@@ -47,6 +54,7 @@ class FeatureService:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"online_vector": True} if self.online_vector else {}
         return {
             "name": self.name,
             "features": [
@@ -56,6 +64,7 @@ class FeatureService:
             "description": self.description,
             "tags": dict(self.tags),
             "owner": self.owner,
+            **extra,
         }
 
     @classmethod
@@ -66,4 +75,4 @@ class FeatureService:
             for p in d["features"]
         ]
         return cls(d["name"], items, d.get("description", ""), dict(d.get("tags", {})),
-                   d.get("owner", ""))
+                   d.get("owner", ""), bool(d.get("online_vector", False)))

@@ -4,6 +4,7 @@
 - ``keys``: canonical entity-key bytes, shared by all backends.
 - ``encoding``: the bytes of one stored row (features + event/created time), shared too.
 - ``sqlite_store``: the embedded default backend (``redis_store``: the scale-out one).
+- ``vectors``: per-service vectors (one stored row per entity for a whole FeatureService).
 - ``retrieval``: ``OnlineRetrieval.get_online_features[_async]`` over any backend.
 - ``response``: ``OnlineResponse`` (dict, DataFrame, Arrow, numpy, Feast JSON).
 

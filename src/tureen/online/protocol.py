@@ -18,6 +18,7 @@ event and created timestamps. The contract every backend honours (checked by
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -109,4 +110,26 @@ class DefersLogCheckpoints(Protocol):
     def checkpoint_log(self) -> tuple[int, int]:
         """Checkpoint now, without blocking writers or readers; (frames in the log, frames
         checkpointed)."""
+        ...
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """A per-service vector to keep: one row per entity holding the stored rows of each of
+    ``views`` (two or more, all keyed by the same join keys), named after the service."""
+
+    name: str
+    views: tuple[FeatureView, ...]
+
+
+@runtime_checkable
+class KeepsVectors(Protocol):
+    """A backend that keeps per-service vectors (``tureen.online.vectors``): every write of
+    a view also writes, in the same transaction, the view's slot of each vector holding it
+    (newer wins, exactly as in the view), and a read of views that one vector holds is one
+    lookup per entity. A vector answers exactly what reading its views one by one answers."""
+
+    def sync_vectors(self, specs: Sequence[VectorSpec]) -> None:
+        """Keep exactly these vectors: build the new or changed ones from the views' stored
+        rows, drop the others."""
         ...

@@ -436,7 +436,15 @@ class OnlineRetrieval:
         columns, n = _columns(entity_rows, c.needed)
         for f in c.request_fields:
             _check_request_field(f, columns[f.name])
-        requests: list[ReadRequest] = [(s.view, s.keys_of(columns)) for s in c.steps]
+        # Views keyed alike (same encoder) share one key sequence: encoded once, and a
+        # store sees at a glance (``is``) that they read the same entities.
+        by_encoder: dict[int, Sequence[bytes]] = {}
+        requests: list[ReadRequest] = []
+        for s in c.steps:
+            keys = by_encoder.get(id(s.encoder))
+            if keys is None:
+                keys = by_encoder[id(s.encoder)] = s.keys_of(columns)
+            requests.append((s.view, keys))
         return _Call(c, columns, n, requests)
 
     def _finish(

@@ -1,11 +1,11 @@
 """SqliteOnlineStore: the embedded default online store (one file, WAL mode).
 
 One table per (project, feature view), so a point read is one B-tree lookup and dropping a
-view is ``DROP TABLE``. A view keyed by one integer join key gets an ``entity_id INTEGER
-PRIMARY KEY`` table (the key's value: SQLite answers a batch ``IN`` of integers about twice as
-fast as one of blobs); any other view an ``entity_key BLOB PRIMARY KEY`` WITHOUT ROWID table
-holding the canonical key bytes. The layout of an existing table is read from the file, so
-databases written before integer tables existed keep working. Each
+view is ``DROP TABLE``; tables are keyed by the integer or the key bytes
+(:mod:`tureen.online.sqlite_layout`). The layout of an existing table is read from the file,
+so databases written before integer tables existed keep working. A feature service can
+also be kept as a per-service vector (:mod:`tureen.online.sqlite_vectors`), written in the
+same transaction as its views. Each
 thread gets its own connection: WAL lets readers run while a writer commits, and sqlite3
 releases the GIL while it steps, so a threaded server reads in parallel.
 """
@@ -15,75 +15,28 @@ from __future__ import annotations
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from tureen.backend_options import SqliteOptions
 from tureen.definitions import FeatureView
 from tureen.errors import BackendUnavailableError, InvalidRequestError
-from tureen.online.batch_decode import packed_width
 from tureen.online.encoding import encode_rows, fixed_width
-from tureen.online.keys import IntKeys
 from tureen.online.packed import PackedRows
-from tureen.online.protocol import ReadRequest, StoredRow
+from tureen.online.protocol import ReadRequest, StoredRow, VectorSpec
+from tureen.online.sqlite_layout import BLOB, INT, Layout, key_array, layout_for
+from tureen.online.sqlite_packed import MAX_TABLES, packed_keys, packed_sql, unpack
+from tureen.online.sqlite_vectors import Vector, VectorCatalog
 
 # SQLite's default limit on host parameters is 32766 since 3.32; stay well below it.
 _MAX_IN = 1000
 #: from this many keys on, a view keyed by one integer is read as ``PackedRows``
 MIN_PACKED = 48
-_INT_KEYS = frozenset({"Int32", "Int64"})
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """How one table stores entity keys: the key column and the key bytes -> column value."""
-
-    column: str
-    convert: Callable[[Sequence[bytes]], list[Any]]
-    ddl: str
-
-
-def _key_ints(keys: Sequence[bytes]) -> list[int]:
-    """The value of single-integer keys (``tureen.online.keys``: the last 8 bytes, big-endian
-    two's complement); read directly when the caller kept them (``IntKeys``)."""
-    if isinstance(keys, IntKeys):
-        return keys.ints
-    if len(keys) < 16:
-        return [int.from_bytes(k[-8:], "big", signed=True) for k in keys]
-    width = len(keys[0])
-    joined = b"".join(keys)
-    if len(joined) != width * len(keys):  # keys of another shape: not this layout's
-        raise InvalidRequestError("entity keys of one integer-keyed view differ in length.")
-    grid = np.frombuffer(joined, dtype=np.uint8).reshape(len(keys), width)
-    ints: list[int] = np.ascontiguousarray(grid[:, width - 8:]).view(">i8").ravel().tolist()
-    return ints
-
-
-def _key_array(keys: Sequence[bytes]) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """``_key_ints`` as an int64 array."""
-    if isinstance(keys, IntKeys):
-        return keys.array
-    return np.array(_key_ints(keys), dtype=np.int64)
-
-
-_BLOB = _Layout("entity_key", list, "entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, "
-                "created_ts INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
-_INT = _Layout("entity_id", _key_ints, "entity_id INTEGER PRIMARY KEY, event_ts INTEGER NOT "
-               "NULL, created_ts INTEGER NOT NULL, value BLOB NOT NULL)")
-
-
-def _layout_for(view: FeatureView) -> _Layout:
-    keys = view.key_fields
-    return _INT if len(keys) == 1 and keys[0].dtype.name in _INT_KEYS else _BLOB
-
-
 class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced: when its thread ends, the thread-local
     reference goes away and the connection is closed and freed instead of piling up."""
@@ -116,11 +69,12 @@ class SqliteOnlineStore:
         self._lock = threading.Lock()
         self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._closed = False
-        self._sql: dict[tuple[str | tuple[str, ...], str, int], str] = {}
-        self._layouts: dict[str, _Layout] = {}  # tables known to exist -> their layout
+        self._sql: dict[tuple[Any, ...], str] = {}
+        self._layouts: dict[str, Layout] = {}  # tables known to exist -> their layout
         self._fixed: dict[str, tuple[FeatureView, bool]] = {}  # see _fixed_width
         self._packed_reads = True  # False when this SQLite has no json_each
         self._autocheckpoint = 1000  # 0: writes leave the WAL to checkpoint_log()
+        self._vectors = VectorCatalog(project, self.table)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn()  # fail early (bad path, permissions), switch the file to WAL
 
@@ -169,7 +123,7 @@ class SqliteOnlineStore:
         name = view if isinstance(view, str) else view.name
         return f'"{self.project}:{name}"'
 
-    def _layout(self, conn: sqlite3.Connection, view: FeatureView) -> _Layout | None:
+    def _layout(self, conn: sqlite3.Connection, view: FeatureView) -> Layout | None:
         """The layout of ``view``'s table, None when it does not exist (yet)."""
         t = self.table(view)
         known = self._layouts.get(t)
@@ -178,7 +132,7 @@ class SqliteOnlineStore:
                                (t[1:-1],)).fetchone()
             if row is None:
                 return None
-            known = _INT if "entity_id INTEGER PRIMARY KEY" in row[0] else _BLOB
+            known = INT if "entity_id INTEGER PRIMARY KEY" in row[0] else BLOB
             self._layouts[t] = known
         return known
 
@@ -252,7 +206,7 @@ class SqliteOnlineStore:
             try:
                 layout = self._layout(conn, view)
                 if layout is None:
-                    layout = _layout_for(view)
+                    layout = layout_for(view)
                     conn.execute(f"CREATE TABLE {t} ({layout.ddl}")
                     self._layouts[t] = layout
                 # Inserting in key order touches each B-tree page once (~3x faster than
@@ -270,6 +224,7 @@ class SqliteOnlineStore:
                 before = conn.total_changes
                 conn.executemany(sql, params)
                 stored = conn.total_changes - before
+                self._write_vectors(conn, view, layout, params)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -280,6 +235,63 @@ class SqliteOnlineStore:
                 f"writing {len(keys)} rows of {view.name!r} to {self.path} failed: {exc}"
             ) from exc
         return stored
+
+    def _write_vectors(self, conn: sqlite3.Connection, view: FeatureView, layout: Layout,
+                       params: list[tuple[Any, int, int, bytes]]) -> None:
+        """The slots of ``view`` in every vector holding it, in the view write's transaction
+        (a vector keyed otherwise than the view's table is dropped: it could not follow)."""
+        for vec in self._vectors.holding(conn, view.name):
+            if vec.column != layout.column:
+                self._vectors.drop(conn, vec)
+                continue
+            conn.executemany(vec.upsert_sql(view.name), [(p[0], p[3]) for p in params])
+
+    # ---- per-service vectors (KeepsVectors) ------------------------------------------------
+    def sync_vectors(self, specs: Sequence[VectorSpec]) -> None:
+        def layout_of(view: FeatureView) -> tuple[str | None, str]:
+            found = self._layout(conn, view)
+            return (found.column if found else None), layout_for(view).column
+
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._vectors.sync(conn, specs, layout_of)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(
+                f"building per-service vectors in {self.path} failed: {exc}") from exc
+
+    def _read_vector(self, conn: sqlite3.Connection, vec: Vector,
+                     requests: Sequence[ReadRequest]) -> list[Sequence[StoredRow | None]]:
+        """The rows of ``requests`` (views of the same keys) from one vector: one lookup per
+        entity for every view."""
+        keys = requests[0][1]
+        slots = [vec.slots[view.name] for view, _ in requests]
+        layout = INT if vec.column == "entity_id" else BLOB
+        if (len(keys) >= MIN_PACKED and layout is INT and self._packed_reads
+                and all(self._fixed_width(self.table(v), v) for v, _ in requests)):
+            packed = self._read_packed(conn, [(vec.table, f"s{i}") for i in slots],
+                                       key_array(keys))
+            if packed is not None:
+                return list(packed)
+        ids = layout.convert(keys)
+        unique = sorted(set(ids))
+        found: dict[Any, tuple[Any, ...]] = {}
+        for i in range(0, len(unique), _MAX_IN):
+            chunk = unique[i : i + _MAX_IN]
+            sql = self._sql.get((vec.table, ",".join(map(str, slots)), len(chunk)))
+            if sql is None:
+                sql = self._sql[(vec.table, ",".join(map(str, slots)), len(chunk))] = (
+                    vec.select_sql(slots, len(chunk)))
+            for row in conn.execute(sql, chunk):
+                found[row[0]] = row
+        absent = (None,) * (len(slots) + 1)
+        rows = [found.get(k, absent) for k in ids]
+        return [[r[n] for r in rows] for n in range(1, len(slots) + 1)]
 
     # ---- reads ----------------------------------------------------------------------------
     def read(self, requests: Sequence[ReadRequest]) -> list[Sequence[StoredRow | None]]:
@@ -307,23 +319,50 @@ class SqliteOnlineStore:
     def _read_views(
         self, conn: sqlite3.Connection, requests: Sequence[ReadRequest]
     ) -> list[Sequence[StoredRow | None]] | None:
-        """Several views of the same entities (a feature service) in ONE statement, a
-        ``UNION ALL`` of one lookup per view sharing numbered parameters: for a service of
-        25 views about 4x faster than 25 statements. None when the requests do not qualify
-        (different keys or key layouts, a table not written yet, too many keys)."""
+        """Several views of the same entities (a feature service) in ONE statement: from a
+        per-service vector holding them all (one lookup per entity), else a packed
+        aggregate joining the views' tables (many integer keys of fixed-width rows), else a
+        ``UNION ALL`` of one lookup per view sharing numbered parameters (for 25 views about
+        4x faster than 25 statements). None when the requests do not qualify (different
+        keys or key layouts, a table not written yet, too many keys)."""
         first = requests[0][1]
+        if not first or any(keys is not first and list(keys) != list(first)
+                            for _, keys in requests):
+            return None
+        vec = self._vectors.covering(conn, [view.name for view, _ in requests])
+        if vec is not None and all(
+                lay is None or lay.column == vec.column
+                for lay in (self._layout(conn, view) for view, _ in requests)):
+            try:
+                return self._read_vector(conn, vec, requests)
+            except sqlite3.OperationalError:  # dropped since cached: read view by view
+                self._vectors.forget()
         layouts = []
-        for view, keys in requests:
+        for view, _ in requests:
             layout = self._layouts.get(self.table(view))
-            if layout is None or (keys is not first and list(keys) != list(first)):
+            if layout is None:
                 return None
             layouts.append(layout)
         layout = layouts[0]
-        if any(lay is not layout for lay in layouts) or not 0 < len(first) <= _MAX_IN:
+        if any(lay is not layout for lay in layouts) or not 0 < len(first):
+            return None
+        tables = tuple(self.table(view) for view, _ in requests)
+        if (len(first) >= MIN_PACKED and layout is INT and self._packed_reads
+                and len(tables) <= MAX_TABLES
+                and all(self._fixed_width(self.table(v), v) for v, _ in requests)):
+            try:
+                packed = self._read_packed(conn, [(t, "value") for t in tables],
+                                           key_array(first))
+            except sqlite3.OperationalError:
+                packed = None
+                for t in tables:  # dropped or re-made since cached: read view by view
+                    self._layouts.pop(t, None)
+            if packed is not None:
+                return list(packed)
+        if len(first) > _MAX_IN:
             return None
         ids = layout.convert(first)
         unique = sorted(set(ids))
-        tables = tuple(self.table(view) for view, _ in requests)
         sql = self._sql.get((tables, layout.column, len(unique)))
         if sql is None:
             marks = ",".join(f"?{i + 1}" for i in range(len(unique)))
@@ -349,11 +388,11 @@ class SqliteOnlineStore:
         if layout is None or not keys:
             return [None] * len(keys)
         t = self.table(view)
-        if (len(keys) >= MIN_PACKED and layout is _INT and self._packed_reads
+        if (len(keys) >= MIN_PACKED and layout is INT and self._packed_reads
                 and self._fixed_width(t, view)):
-            packed = self._read_packed(conn, t, _key_array(keys))
+            packed = self._read_packed(conn, ((t, "value"),), key_array(keys))
             if packed is not None:
-                return packed
+                return packed[0]
         ids = layout.convert(keys)
         if len(ids) == 1:
             row = conn.execute(f"SELECT value FROM {t} WHERE {layout.column} = ?",
@@ -384,48 +423,31 @@ class SqliteOnlineStore:
         return known[1]
 
     def _read_packed(
-        self, conn: sqlite3.Connection, t: str, keys: np.ndarray[Any, np.dtype[np.int64]]
-    ) -> PackedRows | None:
-        """The rows of many integer keys in one aggregate: the keys go in sorted (SQLite
-        walks the B-tree in order) as one JSON array, and the rows come back concatenated
-        in one blob (one Python object instead of a tuple and a bytes per row: ~40% less
-        time for 1,000 keys), with the positions of the keys not found. The LEFT JOIN makes
-        ``json_each`` the outer loop, so rows are aggregated in the array's order. None when
-        the rows do not all have one length (then they are read one by one)."""
-        order = keys.argsort()
-        sql = self._sql.get((t, "packed", 0))
+        self, conn: sqlite3.Connection, columns: Sequence[tuple[str, str]],
+        keys: np.ndarray[Any, np.dtype[np.int64]]
+    ) -> list[PackedRows] | None:
+        """The rows of many integer keys of each of ``columns`` (table, value column) in one
+        aggregate statement (``sqlite_packed``; for one view ~40% less time for 1,000 keys
+        than a tuple per row). None when some column's rows do not all have one length
+        (then they are read one by one)."""
+        sql = self._sql.get((tuple(columns), "packed", 0))
         if sql is None:
-            sql = self._sql[(t, "packed", 0)] = (
-                "SELECT CAST(group_concat(t.value, '') AS BLOB), "
-                "group_concat(CASE WHEN t.value IS NULL THEN j.key END) "
-                f"FROM json_each(?) AS j LEFT JOIN {t} AS t ON t.entity_id = j.value")
-        text = orjson.dumps(keys[order], option=orjson.OPT_SERIALIZE_NUMPY).decode()
+            sql = self._sql[(tuple(columns), "packed", 0)] = packed_sql(columns)
+        text, order = packed_keys(keys)
         try:
-            data, missing = conn.execute(sql, (text,)).fetchone()
+            answer = conn.execute(sql, (text,)).fetchone()
         except sqlite3.OperationalError as exc:
             if "json_each" in str(exc):  # an SQLite built without JSON: read row by row
                 self._packed_reads = False
                 return None
             raise
-        n = len(keys)
-        if missing is None:  # every key found: the k-th row is the k-th smallest key's
-            in_order = np.arange(n, dtype=np.int64)
-            absent, count = 0, n
-        else:
-            found = np.ones(n, dtype=bool)
-            found[np.array(missing.split(","), dtype=np.int64)] = False
-            in_order = np.cumsum(found) - 1
-            count = int(in_order[-1]) + 1
-            in_order[~found] = -1
-            absent = n - count
-        width = 0
-        if data is not None:  # some found: rows of one length, as many as keys found
-            width = packed_width(data) or 0
-            if not width or len(data) != width * count:
+        out = []
+        for i in range(0, len(answer), 2):
+            rows = unpack(answer[i], answer[i + 1], order)
+            if rows is None:
                 return None
-        slots = np.empty(n, dtype=np.int64)
-        slots[order] = in_order
-        return PackedRows(data or b"", width, slots, one_layout=True, missing=absent)
+            out.append(rows)
+        return out
 
     # ---- maintenance ----------------------------------------------------------------------
     def delete_views(self, views: Sequence[FeatureView]) -> None:
@@ -436,6 +458,8 @@ class SqliteOnlineStore:
                 conn.autocheckpoint = self._autocheckpoint  # type: ignore[attr-defined]
             conn.execute("BEGIN IMMEDIATE")
             for v in views:
+                for vec in self._vectors.holding(conn, v.name):
+                    self._vectors.drop(conn, vec)
                 conn.execute(f"DROP TABLE IF EXISTS {self.table(v)}")
                 self._layouts.pop(self.table(v), None)
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?",

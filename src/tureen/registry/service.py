@@ -235,7 +235,7 @@ def build_snapshot(
         name: FeatureService(
             s.name,
             [FeatureViewProjection(v, f or ()) for v, f in s.projections()],
-            s.description, s.tags, s.owner,
+            s.description, s.tags, s.owner, s.online_vector,
         )
         for name, s in defs.feature_services.items()
     }
