@@ -55,7 +55,7 @@ class _Plan:
 _PLANS: dict[tuple[tuple[str, ...], bytes, int], _Plan | None] = {}
 
 
-def _plan(wanted: tuple[str, ...], row: bytes) -> _Plan | None:
+def row_plan(wanted: tuple[str, ...], row: bytes) -> _Plan | None:
     _, _, _, ln = HEADER.unpack_from(row)
     layout = row[HEADER_SIZE:HEADER_SIZE + ln]
     key = (wanted, layout, len(row))
@@ -98,15 +98,13 @@ def _plan(wanted: tuple[str, ...], row: bytes) -> _Plan | None:
 _WIDTHS: dict[bytes, int | None] = {}
 
 
-def packed_width(data: bytes) -> int | None:
-    """The length of each of the rows ``data`` holds back to back, or None unless the first
-    row's layout is one of numbers only and every row has that layout. Such a layout fixes
-    a row's length, so a row that starts where the one before it ends and has the layout
-    ends where the next one starts: the rows are exactly the slices of that length."""
-    if len(data) < HEADER_SIZE or data[0] != ROW_FORMAT_VERSION:
+def row_width(data: bytes, at: int = 0) -> tuple[int, int] | None:
+    """(the length of the row starting at ``data[at]``, its layout's length) when its
+    layout is one of numbers only (which fixes the length), else None."""
+    if len(data) < at + HEADER_SIZE or data[at] != ROW_FORMAT_VERSION:
         return None
-    ln = int.from_bytes(data[HEADER_SIZE - 2 : HEADER_SIZE], "big")
-    head = data[HEADER_SIZE - 2 : HEADER_SIZE + ln]  # the layout's length, then the layout
+    ln = int.from_bytes(data[at + HEADER_SIZE - 2 : at + HEADER_SIZE], "big")
+    head = data[at + HEADER_SIZE - 2 : at + HEADER_SIZE + ln]  # the layout's length, layout
     width = _WIDTHS.get(head, -1)
     if width == -1:
         entries = parse_layout(head[2:])
@@ -117,8 +115,19 @@ def packed_width(data: bytes) -> int | None:
         if len(_WIDTHS) > 4096:
             _WIDTHS.clear()
         _WIDTHS[head] = width
-    if width is None or len(data) % width:
+    return None if width is None else (width, ln)
+
+
+def packed_width(data: bytes) -> int | None:
+    """The length of each of the rows ``data`` holds back to back, or None unless the first
+    row's layout is one of numbers only and every row has that layout. Such a layout fixes
+    a row's length, so a row that starts where the one before it ends and has the layout
+    ends where the next one starts: the rows are exactly the slices of that length."""
+    first = row_width(data)
+    if first is None or len(data) % first[0]:
         return None
+    width, ln = first
+    head = data[HEADER_SIZE - 2 : HEADER_SIZE + ln]
     count = len(data) // width
     grid = np.frombuffer(data, np.uint8).reshape(count, width)
     if bool((grid[:, 0] != ROW_FORMAT_VERSION).any()):
@@ -165,7 +174,7 @@ def read_block(
     ``min``, and Python ints are made only once)."""
     if not checked and packed_width(data) != width:
         return None
-    plan = _plan(reader.wanted, data[:width])
+    plan = row_plan(reader.wanted, data[:width])
     if plan is None:
         return None
     rows = np.frombuffer(data, dtype=plan.row)

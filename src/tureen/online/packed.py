@@ -74,3 +74,58 @@ class PackedRows(Sequence[bytes | None]):
         index = np.full(len(rows), -1, dtype=np.int64)
         index[[i for i, r in enumerate(rows) if r is not None]] = np.arange(len(found))
         return cls(b"".join(found), width, index)
+
+
+class VectorBlock:
+    """The rows of several views of the same keys side by side, one row per entity found
+    (a per-service vector read in one piece): ``grid[k]`` is ``segments`` long rows back
+    to back, view ``i``'s at ``offsets[i]`` and ``widths[i]`` bytes long, every row of one
+    view with one layout (checked by the maker). ``slots`` as in ``PackedRows``."""
+
+    __slots__ = ("grid", "layouts", "offsets", "slots", "widths")
+
+    def __init__(self, grid: np.ndarray[Any, np.dtype[np.uint8]], offsets: tuple[int, ...],
+                 widths: tuple[int, ...], slots: Index, layouts: bytes) -> None:
+        self.grid = grid
+        self.offsets = offsets
+        self.widths = widths
+        self.slots = slots
+        #: the views' layouts (with ``offsets`` and ``widths``, what decoding depends on)
+        self.layouts = layouts
+
+
+class VectorRead(Sequence[Sequence[bytes | None]]):
+    """A read's rows per view, as any read answers (``PackedRows``, cut from the block on
+    first use), and ``block``: the same rows side by side, for decoding every view at
+    once."""
+
+    __slots__ = ("_missing", "_views", "block")
+
+    def __init__(self, block: VectorBlock, missing: int) -> None:
+        self.block = block
+        self._views: list[PackedRows] | None = None
+        self._missing = missing
+
+    def _cut(self) -> list[PackedRows]:
+        if self._views is None:
+            b = self.block
+            self._views = [
+                PackedRows(np.ascontiguousarray(b.grid[:, off : off + w]).tobytes(), w,
+                           b.slots, one_layout=True, missing=self._missing)
+                for off, w in zip(b.offsets, b.widths, strict=True)]
+        return self._views
+
+    def __len__(self) -> int:
+        return len(self.block.widths)
+
+    @overload
+    def __getitem__(self, i: int) -> PackedRows: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[PackedRows]: ...
+
+    def __getitem__(self, i: int | slice) -> PackedRows | list[PackedRows]:
+        return self._cut()[i]
+
+    def __iter__(self) -> Iterator[PackedRows]:
+        return iter(self._cut())

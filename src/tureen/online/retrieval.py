@@ -30,7 +30,7 @@ from tureen.feature_refs import FeaturePlan, resolve
 from tureen.online.batch_decode import MIN_ROWS, Column, Events, read_block
 from tureen.online.encoding import RowReader
 from tureen.online.keys import IntKeys, KeyEncoder, encoder_for
-from tureen.online.packed import PackedRows
+from tureen.online.packed import PackedRows, VectorRead
 from tureen.online.protocol import AsyncOnlineStore, OnlineStore, ReadRequest, StoredRow
 from tureen.online.response import (
     NOT_FOUND,
@@ -42,6 +42,7 @@ from tureen.online.response import (
     OnlineResponse,
     feast_layout,
 )
+from tureen.online.vector_block import decode_block
 from tureen.registry.snapshot import RegistrySnapshot
 
 Features = Sequence[str] | FeatureService | str
@@ -456,7 +457,16 @@ class OnlineRetrieval:
         per_step: list[tuple[Sequence[Any], list[FieldStatus], Sequence[int | None]]] = []
         status: list[FieldStatus]
         batched = False  # a view decoded as arrays (Feast's JSON then takes its general path)
-        for s, blobs in zip(c.steps, rows, strict=True):
+        steps: Sequence[_ViewStep] = c.steps
+        if isinstance(rows, VectorRead) and len(rows.block.slots) >= MIN_ROWS:
+            # a per-service vector read in one piece: every view decoded at once
+            fused = decode_block([s.reader for s in steps],
+                                 [s.ttl_us if enforce_ttl else 0 for s in steps],
+                                 rows.block, now_us)
+            if fused is not None:
+                per_step.extend(fused)
+                batched, steps, rows = True, (), ()
+        for s, blobs in zip(steps, rows, strict=True):
             width = len(s.reader.wanted)
             read, ttl = s.reader.read, (s.ttl_us if enforce_ttl else 0)
             if len(blobs) >= MIN_ROWS:

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from tureen.online.batch_decode import packed_width
-from tureen.online.packed import PackedRows
+from tureen.online.batch_decode import packed_width, row_width
+from tureen.online.encoding import HEADER_SIZE
+from tureen.online.packed import PackedRows, VectorBlock, VectorRead
 
 #: SQLite joins at most 64 tables: ``json_each`` and 63 others
 MAX_TABLES = 63
@@ -47,26 +48,85 @@ def packed_keys(keys: Keys) -> tuple[str, Keys]:
     return orjson.dumps(keys[order], option=orjson.OPT_SERIALIZE_NUMPY).decode(), order
 
 
-def unpack(data: bytes | None, missing: str | None, order: Keys) -> PackedRows | None:
-    """One column's answer to ``packed_sql`` as rows aligned with the keys (before sorting:
-    ``order`` is the sort), or None when its rows do not all have one length (then the
-    caller reads row by row)."""
+def _slots(missing: str | None, order: Keys) -> tuple[Keys, int]:
+    """(each key's row among those found, -1 when not found; how many were found) from the
+    positions of the keys not found in the sorted array."""
     n = len(order)
     if missing is None:  # every key found: the k-th row is the k-th smallest key's
         in_order = np.arange(n, dtype=np.int64)
-        absent, count = 0, n
+        count = n
     else:
         found = np.ones(n, dtype=bool)
         found[np.array(missing.split(","), dtype=np.int64)] = False
         in_order = np.cumsum(found) - 1
         count = int(in_order[-1]) + 1
         in_order[~found] = -1
-        absent = n - count
+    slots = np.empty(n, dtype=np.int64)
+    slots[order] = in_order
+    return slots, count
+
+
+def unpack(data: bytes | None, missing: str | None, order: Keys) -> PackedRows | None:
+    """One column's answer to ``packed_sql`` as rows aligned with the keys (before sorting:
+    ``order`` is the sort), or None when its rows do not all have one length (then the
+    caller reads row by row)."""
+    slots, count = _slots(missing, order)
     width = 0
     if data is not None:  # some found: rows of one length, as many as keys found
         width = packed_width(data) or 0
         if not width or len(data) != width * count:
             return None
-    slots = np.empty(n, dtype=np.int64)
-    slots[order] = in_order
-    return PackedRows(data or b"", width, slots, one_layout=True, missing=absent)
+    return PackedRows(data or b"", width, slots, one_layout=True, missing=len(order) - count)
+
+
+_HEADERS: dict[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray[Any, Any]] = {}
+
+
+def block_sql(table: str, slots: Sequence[int]) -> str:
+    """The statement reading every slot (``slots`` in order) of a vector ``table`` for many
+    integer keys as ONE blob: per entity found, its column ``v`` (its slots' rows back to
+    back; ``||`` of blobs is byte for byte in a UTF-8 database, as ``group_concat`` is);
+    then the keys not found, and how many found have a slot empty (then the slots are
+    read apart: ``packed_sql``)."""
+    empty = " OR ".join(f"v.s{i} IS NULL" for i in slots)
+    return ("SELECT CAST(group_concat(v.v, '') AS BLOB), "
+            "group_concat(CASE WHEN v.entity_id IS NULL THEN j.key END), "
+            f"count(CASE WHEN v.entity_id IS NOT NULL AND ({empty}) THEN 1 END) "
+            f"FROM json_each(?) AS j LEFT JOIN {table} AS v ON v.entity_id = j.value")
+
+
+def unpack_block(answer: Sequence[Any], order: Keys, views: int) -> VectorRead | None:
+    """The answer of ``block_sql`` over ``views`` slots as a ``VectorRead``, when every
+    entity found holds every slot and each slot's rows have one layout of numbers only;
+    else None."""
+    data, missing, partial = answer
+    if partial or data is None:
+        return None
+    slots, count = _slots(missing, order)
+    widths, lns = [], []
+    at = 0
+    for _ in range(views):
+        first = row_width(data, at)
+        if first is None:
+            return None
+        widths.append(first[0])
+        lns.append(first[1])
+        at += first[0]
+    if len(data) != at * count:
+        return None
+    offsets = tuple(int(x) for x in np.cumsum([0, *widths[:-1]]))
+    grid = np.frombuffer(data, np.uint8).reshape(count, at)
+    key = (tuple(widths), tuple(lns))
+    heads = _HEADERS.get(key)
+    if heads is None:  # each row's format version, layout length and layout, per view
+        heads = np.concatenate([[off, *range(off + HEADER_SIZE - 2, off + HEADER_SIZE + ln)]
+                                for off, ln in zip(offsets, lns, strict=True)])
+        if len(_HEADERS) > 1024:
+            _HEADERS.clear()
+        _HEADERS[key] = heads
+    # Every row of a view with the first row's layout: then every row of it is that long,
+    # and the views' rows start where the first row's do (``packed_width``).
+    if not bool((grid[:, heads] == grid[0, heads]).all()):
+        return None
+    return VectorRead(VectorBlock(grid, offsets, tuple(widths), slots, grid[0, heads].tobytes()),
+                      len(order) - count)

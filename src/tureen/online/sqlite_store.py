@@ -27,10 +27,16 @@ from tureen.backend_options import SqliteOptions
 from tureen.definitions import FeatureView
 from tureen.errors import BackendUnavailableError, InvalidRequestError
 from tureen.online.encoding import encode_rows, fixed_width
-from tureen.online.packed import PackedRows
 from tureen.online.protocol import ReadRequest, StoredRow, VectorSpec
 from tureen.online.sqlite_layout import BLOB, INT, Layout, key_array, layout_for
-from tureen.online.sqlite_packed import MAX_TABLES, packed_keys, packed_sql, unpack
+from tureen.online.sqlite_packed import (
+    MAX_TABLES,
+    block_sql,
+    packed_keys,
+    packed_sql,
+    unpack,
+    unpack_block,
+)
 from tureen.online.sqlite_vectors import Vector, VectorCatalog
 
 # SQLite's default limit on host parameters is 32766 since 3.32; stay well below it.
@@ -266,7 +272,7 @@ class SqliteOnlineStore:
                 f"building per-service vectors in {self.path} failed: {exc}") from exc
 
     def _read_vector(self, conn: sqlite3.Connection, vec: Vector,
-                     requests: Sequence[ReadRequest]) -> list[Sequence[StoredRow | None]]:
+                     requests: Sequence[ReadRequest]) -> Sequence[Sequence[StoredRow | None]]:
         """The rows of ``requests`` (views of the same keys) from one vector: one lookup per
         entity for every view."""
         keys = requests[0][1]
@@ -274,10 +280,18 @@ class SqliteOnlineStore:
         layout = INT if vec.column == "entity_id" else BLOB
         if (len(keys) >= MIN_PACKED and layout is INT and self._packed_reads
                 and all(self._fixed_width(self.table(v), v) for v, _ in requests)):
-            packed = self._read_packed(conn, [(vec.table, f"s{i}") for i in slots],
-                                       key_array(keys))
+            array = key_array(keys)
+            if slots == list(range(len(vec.slots))):  # the whole vector: its column v
+                sql = self._sql.get((vec.table, "block"))
+                if sql is None:
+                    sql = self._sql[(vec.table, "block")] = block_sql(vec.table, slots)
+                text, order = packed_keys(array)
+                block = unpack_block(conn.execute(sql, (text,)).fetchone(), order, len(slots))
+                if block is not None:
+                    return block
+            packed = self._read_packed(conn, [(vec.table, f"s{i}") for i in slots], array)
             if packed is not None:
-                return list(packed)
+                return packed
         ids = layout.convert(keys)
         unique = sorted(set(ids))
         found: dict[Any, tuple[Any, ...]] = {}
@@ -294,7 +308,7 @@ class SqliteOnlineStore:
         return [[r[n] for r in rows] for n in range(1, len(slots) + 1)]
 
     # ---- reads ----------------------------------------------------------------------------
-    def read(self, requests: Sequence[ReadRequest]) -> list[Sequence[StoredRow | None]]:
+    def read(self, requests: Sequence[ReadRequest]) -> Sequence[Sequence[StoredRow | None]]:
         conn = self._conn()
         if len(requests) > 1:
             together = self._read_views(conn, requests)
@@ -318,7 +332,7 @@ class SqliteOnlineStore:
 
     def _read_views(
         self, conn: sqlite3.Connection, requests: Sequence[ReadRequest]
-    ) -> list[Sequence[StoredRow | None]] | None:
+    ) -> Sequence[Sequence[StoredRow | None]] | None:
         """Several views of the same entities (a feature service) in ONE statement: from a
         per-service vector holding them all (one lookup per entity), else a packed
         aggregate joining the views' tables (many integer keys of fixed-width rows), else a
@@ -425,7 +439,7 @@ class SqliteOnlineStore:
     def _read_packed(
         self, conn: sqlite3.Connection, columns: Sequence[tuple[str, str]],
         keys: np.ndarray[Any, np.dtype[np.int64]]
-    ) -> list[PackedRows] | None:
+    ) -> list[Sequence[StoredRow | None]] | None:
         """The rows of many integer keys of each of ``columns`` (table, value column) in one
         aggregate statement (``sqlite_packed``; for one view ~40% less time for 1,000 keys
         than a tuple per row). None when some column's rows do not all have one length
@@ -441,7 +455,7 @@ class SqliteOnlineStore:
                 self._packed_reads = False
                 return None
             raise
-        out = []
+        out: list[Sequence[StoredRow | None]] = []
         for i in range(0, len(answer), 2):
             rows = unpack(answer[i], answer[i + 1], order)
             if rows is None:

@@ -2,7 +2,9 @@
 
 A vector is one table, ``"<project>:__vector:<service>:<generation>"``, keyed like its views'
 tables (``entity_id INTEGER PRIMARY KEY`` or ``entity_key BLOB``), with one column ``s<i>``
-per view (a slot) holding a copy of the view's stored row for that entity, or NULL.
+per view (a slot) holding a copy of the view's stored row for that entity, or NULL, and a
+stored generated column ``v``, the slots back to back (NULL while a slot is): a read of
+every slot is then one column per entity, not one per view.
 
 - Invariant: every slot holds exactly the row its view's table holds (or NULL when the
   view holds none). ``sync`` builds a vector from the view tables in one transaction; every
@@ -60,7 +62,11 @@ class Vector:
 
 
 def _ddl(column: str, slots: int) -> str:
+    # ``v``: every slot's row back to back (NULL while a slot is), kept by SQLite on every
+    # write, so a read of the whole vector aggregates one column (``sqlite_packed``).
+    whole = " || ".join(f"s{i}" for i in range(slots))
     cols = "".join(f", s{i} BLOB" for i in range(slots))
+    cols += f", v BLOB GENERATED ALWAYS AS (CAST({whole} AS BLOB)) STORED"
     if column == "entity_id":
         return f"entity_id INTEGER PRIMARY KEY{cols})"
     return f"entity_key BLOB PRIMARY KEY{cols}) WITHOUT ROWID"

@@ -18,11 +18,14 @@ from hypothesis import strategies as st
 from tureen.definitions import Entity, FeatureService, FeatureView, Field, FileSource
 from tureen.errors import BackendUnavailableError
 from tureen.ingest import write_to_online_store
+from tureen.online.encoding import RowReader
 from tureen.online.keys import encoder_for
+from tureen.online.packed import VectorRead
 from tureen.online.protocol import OnlineStore
 from tureen.online.response import FieldStatus
 from tureen.online.retrieval import OnlineRetrieval
 from tureen.online.sqlite_store import MIN_PACKED, SqliteOnlineStore
+from tureen.online.vector_block import decode_block
 from tureen.online.vectors import vector_specs
 from tureen.registry.snapshot import RegistrySnapshot
 from tureen.types import Float32, Int64, String
@@ -240,3 +243,56 @@ def test_deleting_a_view_drops_its_vectors_and_a_changed_service_gets_a_new_one(
                                                             for r in requests]
 
     with_sqlite(run)
+
+
+@pytest.mark.parametrize("case", ["all_fresh", "one_expired", "one_null", "one_missing",
+                                  "older_layout", "few_keys"])
+def test_a_whole_vector_read_decoded_at_once_answers_as_the_views_do(case: str) -> None:
+    """The numbers-only service read from its vector in one piece (every view decoded at
+    once, ``vector_block``) or, off the fast case, view by view: the same response as the
+    same writes read from the views alone, values, types, statuses and event times."""
+    accounts = list(range(0, 120))
+    writes = [(v, a, 1, 0, a) for v in ("a", "b") for a in accounts]
+    if case == "one_expired":
+        writes.append(("a", 7, 6, 1, 70))  # older: ignored, so write it as newest below
+        writes = [w for w in writes if w[:2] != ("a", 7)] + [("a", 7, 6, 0, 70)]
+    if case == "one_null":
+        writes.append(("b", 9, 0, 0, None))
+    if case == "one_missing":
+        writes = [w for w in writes if w[:2] != ("b", 11)]
+    probes = [3, 3, 7, 9, 11, 50, 99, 0, 1, 2] * 5 if case != "few_keys" else [3, 7, 9]
+    if case == "older_layout":  # a row of "a" written before it gained a feature
+        old_a = FeatureView("a", [ACCOUNT], [Field("a1", Float32)], VIEWS["a"].source,
+                            ttl=timedelta(hours=5))
+        old_snap = RegistrySnapshot(project="svc", entities={"account": ACCOUNT},
+                                    feature_views={**VIEWS, "a": old_a})
+
+    def answers(vector: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        def run(store: SqliteOnlineStore) -> None:
+            if vector:
+                store.sync_vectors(vector_specs(SNAP))
+            apply_writes(store, [writes])
+            if case == "older_layout":
+                write_to_online_store(old_snap, store, "a", [
+                    {"account_id": 3, "a1": 1.5, "event_timestamp": NOW,
+                     "created": NOW + timedelta(seconds=9)}])
+            rt = OnlineRetrieval(store, lambda: SNAP, clock=NOW.timestamp)
+            if vector and case == "all_fresh":  # read in one piece, decoded at once
+                keys = [encoder_for(VIEWS["a"].key_fields).encode_one(a) for a in probes]
+                rows = store.read([(VIEWS["a"], keys), (VIEWS["b"], keys)])
+                assert isinstance(rows, VectorRead)
+                assert decode_block([RowReader(["a1", "a2"]), RowReader(["b1"])], [0, 0],
+                                    rows.block, 0) is not None
+            resp = rt.get_online_features("numbers", {"account_id": probes})
+            out.update(values=resp.to_dict(), statuses=resp.statuses,
+                       types={k: type(v) for k, v in resp.to_dict().items()},
+                       arrow=resp.to_arrow().to_pylist(), feast=resp.to_feast_json(),
+                       times=resp.event_timestamps, raw=resp.feast_json_bytes(),
+                       numpy={k: (v.dtype, repr(v.tolist())) for k, v in resp.to_numpy().items()})
+
+        with_sqlite(run)
+        return out
+
+    assert answers(True) == answers(False)
