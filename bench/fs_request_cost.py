@@ -20,7 +20,8 @@ the ``--requests`` (at most 2,000) run, after ``--warmup`` requests: the instruc
 request, client side included (one send, one recv, finding the end of the answer),
 start-up and warm-up excluded (``--keep FILE`` keeps the profile for callgrind_annotate).
 The registry is not re-read during that run (it is every 2 s when serving: a cost per second,
-not per request, that callgrind's slow-down would spread over far fewer requests). The count
+not per request, that callgrind's slow-down would spread over far fewer requests), nor, with
+``--auth token``, are the tokens' last-used times written (once a minute when serving). The count
 repeats within ~0.1% whatever else runs on the machine. Prints JSON.
 """
 
@@ -129,6 +130,10 @@ async def run(
         store=store,
         host="127.0.0.1",
     )
+    if os.environ.get("FS_COST_FROZEN_REGISTRY") and sec.authenticator is not None:
+        tokens = sec.authenticator.tokens
+        if tokens is not None:  # the last-used times are written once a minute: the same
+            tokens.flush_seconds = float("inf")  # cost per second, not per request
     server = ModelServer(
         settings=cfg,
         extra_routes=feature_routes(store, None),

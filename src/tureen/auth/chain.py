@@ -34,7 +34,7 @@ from tureen.auth.mtls import subject_of
 from tureen.auth.policy import Action, Identity, Policy, Resource
 from tureen.auth.settings import AuditSettings, AuthSettings, TLSSettings
 from tureen.auth.tls import CertReloader, server_context
-from tureen.auth.tokens import Unknown
+from tureen.auth.tokens import UNKNOWN
 from tureen.error_codes import codes_of
 from tureen.errors import PermissionDeniedError, UnauthenticatedError
 from tureen.registry.service import Registry
@@ -75,6 +75,7 @@ class AuthenticationGuard:
     def __init__(self, authenticator: Authenticator, *, open_health: bool = True,
                  open_metrics: bool = True, self_authenticating: tuple[str, ...] = ()) -> None:
         self.authenticator = authenticator
+        self.tokens = authenticator.tokens
         self.open: frozenset[str] = (HEALTH if open_health else frozenset()) | (
             METRICS if open_metrics else frozenset())
         self.self_authenticating = tuple(f" {p}" for p in self_authenticating)
@@ -85,15 +86,15 @@ class AuthenticationGuard:
         return Credentials(ctx.headers.get("authorization"), peer)
 
     def check(self, ctx: RequestContext) -> Awaitable[None] | None:
-        tokens = self.authenticator.tokens
+        tokens = self.tokens
         if tokens is not None:  # a value verified before: no parsing (``identify`` does the same)
             authorization = ctx.headers.get("authorization")
             if authorization is not None:
                 known = tokens.by_header(authorization)
-                if not isinstance(known, Unknown):
+                if known is not UNKNOWN:
                     if known is None:
                         raise _unauthenticated(ctx, INVALID)
-                    ctx.identity = known
+                    ctx.identity = known  # type: ignore[assignment]
                     return None
         cert = ctx.peer_cert
         try:

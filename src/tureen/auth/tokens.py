@@ -218,6 +218,8 @@ class _Entry:
     identity: Identity
     expires_at: float  # epoch seconds; inf: never
     revoked: bool
+    #: the key of ``TokenAuthenticator._uses`` (the token id)
+    use_key: str
 
 
 class Unknown:
@@ -261,18 +263,28 @@ class TokenAuthenticator:
                     names=rec.names, expires_at=rec.expires_at, token_id=rec.id)
                 expires = rec.expires_at.timestamp() if rec.expires_at else float("inf")
                 index[rec.id] = _Entry(bytes.fromhex(rec.secret_sha256), ident, expires,
-                                       rec.revoked_at is not None)
+                                       rec.revoked_at is not None, rec.id)
             self._index, self._snap, self._verified, self._headers = index, snap, {}, {}
         return self._index
 
     def by_header(self, authorization: str) -> Identity | Unknown | None:
         """``authenticate`` for an ``Authorization`` value whose token ``authenticate`` verified
         against the current snapshot (``header=``): its identity, or None when it is revoked or
-        expired now; ``UNKNOWN`` for any other value (parse it and call ``authenticate``)."""
-        if self.registry.snapshot() is not self._snap:
-            return UNKNOWN
+        expired now; ``UNKNOWN`` for any other value (parse it and call ``authenticate``).
+
+        The per-request path of every token request: the registry test is
+        ``Registry.snapshot()``'s own, inline (a snapshot re-read past the cache TTL or by
+        anyone else is noticed)."""
         hit = self._headers.get(authorization)
-        return UNKNOWN if hit is None else self._accept(hit)
+        if hit is None:
+            return UNKNOWN
+        registry = self.registry
+        if (
+            registry.cached is not self._snap
+            or time.monotonic() - registry.loaded_at >= registry.cache_ttl_seconds
+        ) and registry.snapshot() is not self._snap:
+            return UNKNOWN
+        return self._accept(hit)
 
     def authenticate(self, token: str, header: str | None = None) -> Identity | None:
         """The identity of a valid, unexpired, unrevoked token; None otherwise. ``header``: the
@@ -314,11 +326,14 @@ class TokenAuthenticator:
         now = time.time()
         if entry.expires_at <= now:
             return None
-        self._uses[entry.identity.token_id or ""] = now  # atomic under the GIL
+        self._uses[entry.use_key] = now  # atomic under the GIL
         if now - self._last_flush >= self.flush_seconds:
-            self._last_flush = now
-            threading.Thread(target=self.flush, name="tureen-token-uses", daemon=True).start()
+            self._start_flush(now)
         return entry.identity
+
+    def _start_flush(self, now: float) -> None:
+        self._last_flush = now
+        threading.Thread(target=self.flush, name="tureen-token-uses", daemon=True).start()
 
     def flush(self) -> None:
         """Write the last-used times gathered since the last flush beside the registry."""

@@ -65,16 +65,19 @@ class Registry:
         self.store = store
         self.project = project
         self.cache_ttl_seconds = float(getattr(store, "cache_ttl_seconds", cache_ttl_seconds))
-        self._cached: RegistrySnapshot | None = None
-        self._loaded_at = 0.0
+        #: the snapshot ``snapshot()`` last read (None before the first read) and when
+        #: (``time.monotonic()``); read them only to repeat ``snapshot()``'s own test of whether
+        #: it would return ``cached`` (a hot path that cannot afford the call)
+        self.cached: RegistrySnapshot | None = None
+        self.loaded_at = 0.0
         self._lock = threading.Lock()
 
     # ---- reading ---------------------------------------------------------------------------
     def snapshot(self, fresh: bool = False) -> RegistrySnapshot:
         """The current snapshot; re-read from the store at most every cache_ttl_seconds."""
         now = time.monotonic()
-        cached = self._cached
-        if cached is not None and not fresh and now - self._loaded_at < self.cache_ttl_seconds:
+        cached = self.cached
+        if cached is not None and not fresh and now - self.loaded_at < self.cache_ttl_seconds:
             return cached
         with self._lock:
             doc = self.store.load()
@@ -84,7 +87,7 @@ class Registry:
                 snap = cached
             else:
                 snap = RegistrySnapshot.from_dict(doc, where=self.store.describe())
-            self._cached, self._loaded_at = snap, time.monotonic()
+            self.cached, self.loaded_at = snap, time.monotonic()
             return snap
 
     def history(self) -> list[dict[str, Any]]:
@@ -153,7 +156,7 @@ class Registry:
 
     def delete(self) -> None:
         self.store.delete()
-        self._cached = None
+        self.cached = None
 
 
 def _diff(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
