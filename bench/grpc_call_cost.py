@@ -7,12 +7,17 @@ preface and SETTINGS, then ``--calls`` unary ``ModelInfer`` calls to ``lr`` (sci
 LogisticRegression, one row of 10 FP32, bench_model_server.grpc_body) one at a time, each a
 HEADERS frame (tureen's own HPACK encoder: static indexes and plain literals, no Huffman,
 nothing indexed, so every call's header block is decoded in full) and one DATA frame; a call
-is over when its stream is closed and the answer written. ``--auth token`` serves with API
-tokens (a feature repo whose registry holds a token made with ``Tokens.create``) and sends
-``authorization: Bearer <token>`` on every call; ``--auth off`` sends none.
+is over when its stream is closed and the answer written. ``--concurrent 16`` sends 16 calls
+in one read and waits for all 16 answers, as 16 connections' calls arrive at once under load:
+then ``lr``'s adaptive batcher runs them as one batch. The client opens its connection window
+to 2**30 - 1 at the start, as h2load does (the answers never wait for credit).
+``--auth token`` serves with API tokens (a feature repo whose registry holds a token made
+with ``Tokens.create``) and sends ``authorization: Bearer <token>`` on every call;
+``--auth off`` sends none.
 
     python bench/grpc_call_cost.py [--auth off|token] [--calls N]             # wall µs / call
     python bench/grpc_call_cost.py [--auth off|token] [--calls N] --callgrind  # instructions
+    python bench/grpc_call_cost.py --concurrent 16 --callgrind      # 16 at a time, batched
 
 ``--callgrind`` runs this script under ``valgrind --tool=callgrind``, counting only while the
 measured calls run (zeroed after ``--warmup`` calls, dumped after the last; as
@@ -137,7 +142,8 @@ def statuses(out: bytes) -> dict[str, int]:
     return seen
 
 
-async def run(root: Path, auth: str, warmup: int, calls: int) -> dict[str, Any]:
+async def run(root: Path, auth: str, warmup: int, calls: int, concurrent: int = 1
+              ) -> dict[str, Any]:
     from bench_model_server import grpc_body
 
     from tureen.cli.security import apply_security
@@ -164,11 +170,15 @@ async def run(root: Path, auth: str, warmup: int, calls: int) -> dict[str, Any]:
     conn = GrpcConnection(grpc._h2.service)  # type: ignore[attr-defined]
     transport = Transport()
     conn.connection_made(transport)
-    conn.data_received(f.PREFACE + f.settings({}) + f.frame(f.SETTINGS, f.ACK, 0))
+    # a connection window as h2load's (2**30 - 1): the answers' DATA never wait for credit
+    conn.data_received(f.PREFACE + f.settings({}) + f.frame(f.SETTINGS, f.ACK, 0)
+                       + f.window_update(0, 2**30 - 1 - f.DEFAULT_WINDOW))
     ids = iter(range(1, 2**31, 2))
 
     def frames(n: int) -> list[bytes]:
-        return [call_frames(next(ids), message, token) for _ in range(n)]
+        """``n`` calls, ``concurrent`` to a round (one ``data_received``)."""
+        calls = [call_frames(next(ids), message, token) for _ in range(n)]
+        return [b"".join(calls[i:i + concurrent]) for i in range(0, n, concurrent)]
 
     async def drive(todo: list[bytes]) -> None:
         for data in todo:
@@ -193,19 +203,21 @@ async def run(root: Path, auth: str, warmup: int, calls: int) -> dict[str, Any]:
     await serving
     if store is not None:
         store.close()
-    return {"auth": auth, "calls": calls, "grpc_status": statuses(out),
+    return {"auth": auth, "calls": calls, "concurrent": concurrent,
+            "grpc_status": statuses(out),
             "bytes_out_per_call": round(len(out) / calls),
             "wall_us_per_call": round(wall / calls * 1e6, 1)}
 
 
-def callgrind(auth: str, warmup: int, calls: int, keep: Path | None) -> dict[str, Any]:
+def callgrind(auth: str, warmup: int, calls: int, concurrent: int, keep: Path | None
+              ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tureen-cg-") as tmp:
         out = Path(tmp) / "callgrind.out"
         proc = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
              "--zero-before=os_getppid", "--dump-before=os_getpgrp", "--compress-strings=no",
              sys.executable, __file__, "--auth", auth, "--warmup", str(warmup),
-             "--calls", str(calls)],
+             "--calls", str(calls), "--concurrent", str(concurrent)],
             env={**os.environ, "PYTHONHASHSEED": "0"}, check=True, capture_output=True)
         dumped = next(Path(tmp).glob("callgrind.out.*"))
         summary = re.search(r"^totals: (\d+)", dumped.read_text(), re.M)
@@ -213,7 +225,7 @@ def callgrind(auth: str, warmup: int, calls: int, keep: Path | None) -> dict[str
         if keep is not None:
             keep.write_bytes(dumped.read_bytes())
     inner = json.loads(proc.stdout)
-    return {"auth": auth, "calls": calls, "warmup": warmup,
+    return {"auth": auth, "calls": calls, "warmup": warmup, "concurrent": concurrent,
             "grpc_status": inner["grpc_status"],
             "instructions_per_call": round(int(summary.group(1)) / calls)}
 
@@ -223,17 +235,21 @@ def main() -> None:
     ap.add_argument("--auth", choices=("off", "token"), default="off")
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--concurrent", type=int, default=1,
+                    help="calls sent together (in one read), as 16 connections' arrive")
     ap.add_argument("--callgrind", action="store_true", help="instructions per call")
     ap.add_argument("--keep", type=Path, help="with --callgrind: keep the profile here")
     args = ap.parse_args()
     if args.callgrind:
-        result = callgrind(args.auth, args.warmup, min(args.calls, 2000), args.keep)
+        result = callgrind(args.auth, args.warmup, min(args.calls, 2000), args.concurrent,
+                           args.keep)
     else:
         root = Path(tempfile.mkdtemp(prefix="tureen-grpc-cost-"))
         try:
             import uvloop
 
-            result = uvloop.run(run(root, args.auth, args.warmup, args.calls))
+            result = uvloop.run(run(root, args.auth, args.warmup, args.calls,
+                                       args.concurrent))
         finally:
             shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result, indent=2))
