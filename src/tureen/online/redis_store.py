@@ -52,8 +52,10 @@ from redis.retry import Retry
 from tureen.backend_options import RedisOptions
 from tureen.definitions import FeatureView
 from tureen.errors import BackendUnavailableError, InvalidRequestError
+from tureen.online.batch_decode import MIN_ROWS
 from tureen.online.encoding import encode_rows
 from tureen.online.keys import IntKeys
+from tureen.online.packed import VectorRead
 from tureen.online.protocol import ReadRequest, StoredRow
 from tureen.online.redis_wire import (
     Packed,
@@ -63,6 +65,7 @@ from tureen.online.redis_wire import (
     roundtrip,
     roundtrip_async,
 )
+from tureen.online.vector_block import join_block
 
 # KEYS: entity hashes; ARGV[1] key TTL in seconds (0: none); ARGV[2] view (hash field);
 # ARGV[2 + i] the row for KEYS[i]. Stores each row unless the stored one is newer; returns how
@@ -357,7 +360,7 @@ class RedisOnlineStore:
         commands, assemble = self._plan(requests)
         return pack(commands), assemble
 
-    def read(self, requests: Sequence[ReadRequest]) -> list[list[StoredRow | None]]:
+    def read(self, requests: Sequence[ReadRequest]) -> Sequence[Sequence[StoredRow | None]]:
         """Every (view, key) of the call in one round trip: the commands are packed into one
         buffer (``redis_wire``); on a cluster, redis-py's pipeline splits them per node."""
         if not any(keys for _, keys in requests):
@@ -367,9 +370,12 @@ class RedisOnlineStore:
                 commands, assemble = self._plan(requests)
                 return assemble(self._pipeline([(c[0].decode(), *c[1:]) for c in commands]))
             packed, assemble = self._packed(requests)
-            return assemble(roundtrip(self._client, packed))
+            replies = roundtrip(self._client, packed)
+            return _as_block(requests, replies) or assemble(replies)
 
-    async def read_async(self, requests: Sequence[ReadRequest]) -> list[list[StoredRow | None]]:
+    async def read_async(
+        self, requests: Sequence[ReadRequest]
+    ) -> Sequence[Sequence[StoredRow | None]]:
         """``read`` for an event loop. A batch of many keys runs the sync ``read`` in a worker
         thread: redis.asyncio awaits each reply apart (~2-3 µs each), which costs more than
         the thread hop from about 32 replies on."""
@@ -386,7 +392,8 @@ class RedisOnlineStore:
                     pipe.execute_command(c[0].decode(), *c[1:])
                 return assemble(await pipe.execute())
             packed, assemble = self._packed(requests)
-            return assemble(await roundtrip_async(client, packed))
+            replies = await roundtrip_async(client, packed)
+            return _as_block(requests, replies) or assemble(replies)
 
     # ---- maintenance --------------------------------------------------------------------
     def _project_keys(self) -> Iterator[bytes]:
@@ -433,6 +440,24 @@ class RedisOnlineStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _as_block(requests: Sequence[ReadRequest], replies: list[Any]) -> VectorRead | None:
+    """The ``HMGET`` replies of several views of the same keys as one ``VectorRead`` (each
+    entity's rows joined in view order), decoded for every view at once, when every key
+    holds every view and each view's rows have one layout of numbers only; else None."""
+    keys = requests[0][1]
+    if (len(requests) < 2 or len(keys) < MIN_ROWS or any(k is not keys for _, k in requests)
+            or len({view.name for view, _ in requests}) != len(requests)
+            or any(None in r for r in replies)):
+        return None
+    data = b"".join([b"".join(r) for r in replies])
+    if len(replies) == len(keys):  # distinct keys (the usual case): in request order
+        slots = np.arange(len(keys), dtype=np.int64)
+    else:
+        where = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+        slots = np.array([where[k] for k in keys], dtype=np.int64)
+    return join_block(data, len(replies), len(requests), slots)
 
 
 def _assemble_one(keys: Sequence[bytes], unique: list[bytes]) -> _Assemble:

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from tureen.online.batch_decode import packed_width, row_width
-from tureen.online.encoding import HEADER_SIZE
-from tureen.online.packed import PackedRows, VectorBlock, VectorRead
+from tureen.online.batch_decode import packed_width
+from tureen.online.packed import PackedRows, VectorRead
+from tureen.online.vector_block import join_block
 
 #: SQLite joins at most 64 tables: ``json_each`` and 63 others
 MAX_TABLES = 63
@@ -79,9 +79,6 @@ def unpack(data: bytes | None, missing: str | None, order: Keys) -> PackedRows |
     return PackedRows(data or b"", width, slots, one_layout=True, missing=len(order) - count)
 
 
-_HEADERS: dict[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray[Any, Any]] = {}
-
-
 def block_sql(table: str, slots: Sequence[int]) -> str:
     """The statement reading every slot (``slots`` in order) of a vector ``table`` for many
     integer keys as ONE blob: per entity found, its column ``v`` (its slots' rows back to
@@ -103,30 +100,4 @@ def unpack_block(answer: Sequence[Any], order: Keys, views: int) -> VectorRead |
     if partial or data is None:
         return None
     slots, count = _slots(missing, order)
-    widths, lns = [], []
-    at = 0
-    for _ in range(views):
-        first = row_width(data, at)
-        if first is None:
-            return None
-        widths.append(first[0])
-        lns.append(first[1])
-        at += first[0]
-    if len(data) != at * count:
-        return None
-    offsets = tuple(int(x) for x in np.cumsum([0, *widths[:-1]]))
-    grid = np.frombuffer(data, np.uint8).reshape(count, at)
-    key = (tuple(widths), tuple(lns))
-    heads = _HEADERS.get(key)
-    if heads is None:  # each row's format version, layout length and layout, per view
-        heads = np.concatenate([[off, *range(off + HEADER_SIZE - 2, off + HEADER_SIZE + ln)]
-                                for off, ln in zip(offsets, lns, strict=True)])
-        if len(_HEADERS) > 1024:
-            _HEADERS.clear()
-        _HEADERS[key] = heads
-    # Every row of a view with the first row's layout: then every row of it is that long,
-    # and the views' rows start where the first row's do (``packed_width``).
-    if not bool((grid[:, heads] == grid[0, heads]).all()):
-        return None
-    return VectorRead(VectorBlock(grid, offsets, tuple(widths), slots, grid[0, heads].tobytes()),
-                      len(order) - count)
+    return join_block(data, count, views, slots)

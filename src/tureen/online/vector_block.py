@@ -1,5 +1,8 @@
 """Decoding every view of a per-service vector read at once (a ``VectorBlock``).
 
+``join_block`` checks and lays out the rows (one per entity, its views' rows back to back:
+a SQLite vector's column ``v``, or a Redis entity's fields joined).
+
 The views' rows of one entity sit side by side in one row of the block, so one numpy
 structured type over the whole row reads every view's event time, null bitmap and values:
 one gather of the rows for all views, then one field access per value, instead of a
@@ -16,15 +19,51 @@ from typing import Any
 
 import numpy as np
 
-from tureen.online.batch_decode import row_plan
-from tureen.online.encoding import SIGN, RowReader
-from tureen.online.packed import VectorBlock
+from tureen.online.batch_decode import row_plan, row_width
+from tureen.online.encoding import HEADER_SIZE, SIGN, RowReader
+from tureen.online.packed import Index, VectorBlock, VectorRead
 from tureen.online.response import PRESENT, FieldStatus
 
 _SIGN = np.uint64(SIGN)
 #: per view: (its values, one array per wanted feature or a list of None; statuses;
 #: event µs) as ``retrieval`` keeps them
 Decoded = tuple[list[Any], list[FieldStatus], list[int]]
+
+
+_HEADERS: dict[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray[Any, Any]] = {}
+
+
+def join_block(data: bytes, count: int, views: int, slots: Index) -> VectorRead | None:
+    """``count`` entities' rows of ``views`` views, each entity's back to back in view
+    order, as a ``VectorRead`` (``slots``: each key's entity, -1 when not found), when
+    each view's rows have one layout of numbers only; else None."""
+    widths, lns = [], []
+    at = 0
+    for _ in range(views):
+        first = row_width(data, at)
+        if first is None:
+            return None
+        widths.append(first[0])
+        lns.append(first[1])
+        at += first[0]
+    if len(data) != at * count:
+        return None
+    offsets = tuple(int(x) for x in np.cumsum([0, *widths[:-1]]))
+    grid = np.frombuffer(data, np.uint8).reshape(count, at)
+    key = (tuple(widths), tuple(lns))
+    heads = _HEADERS.get(key)
+    if heads is None:  # each row's format version, layout length and layout, per view
+        heads = np.concatenate([[off, *range(off + HEADER_SIZE - 2, off + HEADER_SIZE + ln)]
+                                for off, ln in zip(offsets, lns, strict=True)])
+        if len(_HEADERS) > 1024:
+            _HEADERS.clear()
+        _HEADERS[key] = heads
+    # Every row of a view with the first row's layout: then every row of it is that long,
+    # and the views' rows start where the first row's do (``packed_width``).
+    if not bool((grid[:, heads] == grid[0, heads]).all()):
+        return None
+    return VectorRead(VectorBlock(grid, offsets, tuple(widths), slots, grid[0, heads].tobytes()),
+                      int(np.count_nonzero(slots < 0)))
 
 
 @dataclass(frozen=True)
