@@ -357,6 +357,14 @@ class RedisOnlineStore:
             unique = list(dict.fromkeys(keys))
             packed = pack_keyed(b"HGET", unique, around, tail)
             return packed, _assemble_one(keys, unique)
+        keys = requests[0][1]
+        fields = tuple(view.name.encode() for view, _ in requests)
+        if all(k is keys for _, k in requests) and len(set(fields)) == len(fields):
+            # views of the same keys (a feature service): one HMGET of every view per
+            # distinct key, packed in one join
+            unique = list(dict.fromkeys(keys))
+            return (pack_keyed(b"HMGET", unique, (self._prefix + b"{", b"}"), fields),
+                    _assemble_views(keys, unique, len(fields)))
         commands, assemble = self._plan(requests)
         return pack(commands), assemble
 
@@ -458,6 +466,19 @@ def _as_block(requests: Sequence[ReadRequest], replies: list[Any]) -> VectorRead
         where = {k: i for i, k in enumerate(dict.fromkeys(keys))}
         slots = np.array([where[k] for k in keys], dtype=np.int64)
     return join_block(data, len(replies), len(requests), slots)
+
+
+def _assemble_views(keys: Sequence[bytes], unique: list[bytes], views: int) -> _Assemble:
+    """Placing the ``HMGET`` replies of distinct keys (each the rows of ``views`` views)
+    back per view, in request order."""
+
+    def assemble(replies: list[Any]) -> list[list[StoredRow | None]]:
+        if len(unique) != len(keys):
+            where = {k: j for j, k in enumerate(unique)}
+            replies = [replies[where[k]] for k in keys]
+        return [[r[i] for r in replies] for i in range(views)]
+
+    return assemble
 
 
 def _assemble_one(keys: Sequence[bytes], unique: list[bytes]) -> _Assemble:
