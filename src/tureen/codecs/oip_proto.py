@@ -95,7 +95,8 @@ def decode_request(msg: pb.ModelInferRequest, headers: dict[str, str]) -> InferR
     if not msg.inputs:
         raise InvalidRequestError("ModelInferRequest has no inputs; add at least one.")
     raw = msg.raw_input_contents
-    in_shm = [in_shared_memory(t.parameters) for t in msg.inputs]
+    params = [_params(t.parameters) for t in msg.inputs]
+    in_shm = [in_shared_memory(p) for p in params]
     if raw:
         for t, shm in zip(msg.inputs, in_shm, strict=True):
             if not shm and _typed_contents(t):  # Triton's words: its clients look for them
@@ -112,7 +113,7 @@ def decode_request(msg: pb.ModelInferRequest, headers: dict[str, str]) -> InferR
             )
     inputs: list[InferInput] = []
     next_raw = 0
-    for t, shm in zip(msg.inputs, in_shm, strict=True):
+    for t, shm, tp in zip(msg.inputs, in_shm, params, strict=True):
         shape = check_shape(t.name, list(t.shape))
         dt = check_datatype(t.name, t.datatype)
         if shm:
@@ -144,7 +145,7 @@ def decode_request(msg: pb.ModelInferRequest, headers: dict[str, str]) -> InferR
                 if dt.kind in "iu" and dt.itemsize < 4:  # INT8/16, UINT8/16 in 32-bit fields
                     check_range(t.name, t.datatype, np.asarray(values), dt)
                 data = np.array(values, dtype=dt).reshape(shape)
-        inputs.append(InferInput(t.name, t.datatype, shape, data, _params(t.parameters)))
+        inputs.append(InferInput(t.name, t.datatype, shape, data, tp))
     outputs = None
     if msg.outputs:
         outputs = []
@@ -173,11 +174,13 @@ def encode_response(resp: InferResponse, raw: bool = True) -> pb.ModelInferRespo
     out = pb.ModelInferResponse(
         model_name=resp.model_name, model_version=resp.model_version or "", id=resp.id or ""
     )
-    _set_params(out.parameters, resp.parameters)
+    if resp.parameters:
+        _set_params(out.parameters, resp.parameters)
     use_raw = raw or any(o.datatype not in CONTENTS_FIELD for o in resp.outputs)
     for o in resp.outputs:
         t = out.outputs.add(name=o.name, datatype=o.datatype, shape=o.shape)
-        _set_params(t.parameters, o.parameters)
+        if o.parameters:
+            _set_params(t.parameters, o.parameters)
         if in_shared_memory(o.parameters):
             if use_raw:
                 out.raw_output_contents.append(b"")

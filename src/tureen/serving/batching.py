@@ -107,19 +107,46 @@ def split(result: Any, counts: list[int]) -> list[Any]:
     )
 
 
+#: the batch's sync predict when the next batch may run on the event loop now, else None
+RunNow = Callable[[], Callable[[Any], Any] | None]
+Batch = list[tuple[Any, int, asyncio.Future[Any], float]]
+
+
+def plan(batch: Batch) -> tuple[list[Any], Callable[[list[Any]], list[Any]]]:
+    """The predict calls a batch makes, and how their results become one part per request:
+    one call for one request or mergeable payloads (split by rows), else one call each."""
+    payloads = [b[0] for b in batch]
+    if len(batch) > 1 and mergeable(payloads):
+        counts = [b[1] for b in batch]
+        return [merge(payloads)], lambda results: split(results[0], counts)
+    return payloads, list
+
+
+def fail(batch: Batch, exc: BaseException) -> None:
+    """Every waiter of ``batch`` gets the error of its batch."""
+    for _, _, fut, _ in batch:
+        if not fut.done():
+            fut.set_exception(exc)
+
+
 class Batcher:
+    """``now``: when it returns a sync predict, a batch runs right where it is flushed
+    (no task, no loop round trip); otherwise in a task awaiting ``predict``."""
+
     def __init__(
         self,
         predict: Predict,
         max_batch_size: int,
         max_latency_ms: float,
         on_batch: OnBatch | None = None,
+        now: RunNow | None = None,
     ) -> None:
         self._predict = predict
+        self._now = now
         self._max = max_batch_size
         self._latency = max_latency_ms / 1000.0
         self._on_batch = on_batch
-        self._queue: list[tuple[Any, int, asyncio.Future[Any], float]] = []
+        self._queue: Batch = []
         self._rows = 0
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -143,48 +170,57 @@ class Batcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._queue:
-            return
-        batch: list[tuple[Any, int, asyncio.Future[Any], float]] = []
-        rows = 0
-        while self._queue and (not batch or rows + self._queue[0][1] <= self._max):
-            item = self._queue.pop(0)
-            batch.append(item)
-            rows += item[1]
-        self._rows -= rows
-        self._running += 1
-        task = asyncio.get_running_loop().create_task(self._run(batch, rows))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        while self._queue:
+            batch: Batch = []
+            rows = 0
+            while self._queue and (not batch or rows + self._queue[0][1] <= self._max):
+                item = self._queue.pop(0)
+                batch.append(item)
+                rows += item[1]
+            self._rows -= rows
+            predict = self._now() if self._now is not None else None
+            if predict is None:
+                self._running += 1
+                task = asyncio.get_running_loop().create_task(self._run(batch, rows))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+            self._run_now(batch, rows, predict)
 
-    async def _run(
-        self, batch: list[tuple[Any, int, asyncio.Future[Any], float]], rows: int
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+    def _run_now(self, batch: Batch, rows: int, predict: Callable[[Any], Any]) -> None:
+        """A batch whose predict runs on the loop: done before this returns."""
+        start = asyncio.get_running_loop().time()
+        try:
+            calls, parts_of = plan(batch)
+            parts = parts_of([predict(p) for p in calls])
+        except BaseException as exc:
+            fail(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._settle(batch, rows, start, parts)
+
+    async def _run(self, batch: Batch, rows: int) -> None:
+        start = asyncio.get_running_loop().time()
         try:
             try:
-                payloads = [b[0] for b in batch]
-                if len(batch) == 1:
-                    parts = [await self._predict(payloads[0])]
-                elif mergeable(payloads):
-                    result = await self._predict(merge(payloads))
-                    parts = split(result, [b[1] for b in batch])
-                else:  # mixed kinds or shapes: one call each, still in this batch's turn
-                    parts = [await self._predict(p) for p in payloads]
-            except BaseException as exc:  # every waiter gets the error of its batch
-                for _, _, fut, _ in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                calls, parts_of = plan(batch)
+                parts = parts_of([await self._predict(p) for p in calls])
+            except BaseException as exc:
+                fail(batch, exc)
                 if not isinstance(exc, Exception):
                     raise
                 return
-            if self._on_batch is not None:
-                self._on_batch(rows, loop.time() - start, [start - b[3] for b in batch])
-            for (_, _, fut, _), part in zip(batch, parts, strict=True):
-                if not fut.done():
-                    fut.set_result(part)
+            self._settle(batch, rows, start, parts)
         finally:
             self._running -= 1
             if self._queue:
                 self._flush()
+
+    def _settle(self, batch: Batch, rows: int, start: float, parts: list[Any]) -> None:
+        if self._on_batch is not None:
+            took = asyncio.get_running_loop().time() - start
+            self._on_batch(rows, took, [start - b[3] for b in batch])
+        for (_, _, fut, _), part in zip(batch, parts, strict=True):
+            if not fut.done():
+                fut.set_result(part)

@@ -95,14 +95,15 @@ class DataPlane:
         if isinstance(model, ReportsMetrics):
             model.bind_metrics(self.metrics)
         labels = (model.name, model.version)
+        queue, predict = (*labels, "queue"), (*labels, "predict")
 
         def on_batch(rows: int, seconds: float, waits: list[float]) -> None:
             mt = self.metrics
             mt.observe("tureen_batch_size", labels, rows)
             self._executed(labels, rows, seconds)
             for wait in waits:
-                mt.observe(DURATION, (*labels, "queue"), wait)
-                mt.observe(DURATION, (*labels, "predict"), seconds)
+                mt.observe(DURATION, queue, wait)
+            mt.observe(DURATION, predict, seconds, len(waits))  # each request waited for it
 
         self._pipelines[id(model)] = build_pipeline(model, self.threads, self.run_blocking,
                                                     on_batch)

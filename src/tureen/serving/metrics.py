@@ -106,7 +106,8 @@ class Metrics:
     def set(self, name: str, labels: tuple[str, ...], value: float) -> None:
         self._values[(name, labels)] = value
 
-    def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
+    def observe(self, name: str, labels: tuple[str, ...], value: float, times: int = 1) -> None:
+        """``value`` observed ``times`` times (e.g. a batch's predict time, once per request)."""
         key = (name, labels)
         h = self._hist.get(key)
         buckets = FAMILIES[name][3]
@@ -114,9 +115,9 @@ class Metrics:
             h = self._hist[key] = [0.0] * (len(buckets) + 2)
         i = bisect.bisect_left(buckets, value)
         if i < len(buckets):
-            h[i] += 1
-        h[-2] += value
-        h[-1] += 1
+            h[i] += times
+        h[-2] += value * times
+        h[-1] += times
 
     def snapshot(self) -> dict[str, Any]:
         for collect in self._collectors:

@@ -8,6 +8,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from tureen.serving.batching import Batcher, OnBatch
@@ -65,13 +66,20 @@ def build_pipeline(model: Model, threads: int, run_blocking: RunBlocking,
     budget = InlineBudget(model.inline_budget_ms)
     if model.max_batch_size > 1:
         run_predict: Callable[[Any], Awaitable[Any]]
-        if arrays:
+        now_predict: Callable[[Any], Any] | None = None
+        if arrays and isinstance(model, ArrayModel):  # (arrays implies it; for mypy)
+            now_predict = partial(budget.timed, model.predict_array)
+
             async def run_predict(x: Any, _m: Any = model) -> Any:
                 if budget.inline():
                     return budget.timed(_m.predict_array, x)
                 return await run_blocking(budget.timed, _m.predict_array, x,
                                           executor=executor)
         else:
+            if not pred_a:
+                def now_predict(payload: Any, _m: Model = model) -> Any:
+                    return budget.timed(_m.predict, payload, {})
+
             async def run_predict(payload: Any, _m: Model = model, _a: bool = pred_a) -> Any:
                 if _a:
                     return await _m.predict(payload, {})
@@ -80,7 +88,11 @@ def build_pipeline(model: Model, threads: int, run_blocking: RunBlocking,
                 return await run_blocking(budget.timed, _m.predict, payload, {},
                                           executor=executor)
 
-        batcher = Batcher(run_predict, model.max_batch_size, model.max_latency_ms, on_batch)
+        def now(_p: Callable[[Any], Any] | None = now_predict) -> Callable[[Any], Any] | None:
+            return _p if _p is not None and budget.inline() else None
+
+        batcher = Batcher(run_predict, model.max_batch_size, model.max_latency_ms, on_batch,
+                          now)
     return Pipeline(
         pre, pre_a, model.predict, pred_a, post, post_a,
         not (pre_a or pred_a or post_a) and batcher is None, batcher,

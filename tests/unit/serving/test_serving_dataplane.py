@@ -192,6 +192,36 @@ async def test_batcher_sends_a_partial_batch_after_max_latency() -> None:
     await first
 
 
+async def test_batcher_runs_a_batch_it_may_run_now_where_it_is_flushed() -> None:
+    """With a sync predict on offer (``now``), the requests of one loop iteration still make
+    one batch, predicted in the flush itself (no task); its error reaches every waiter, and
+    without the offer (a predict over its inline budget) the batch runs in a task."""
+    calls: list[int] = []
+    offer: list[bool] = [True]
+
+    def now_predict(payload: Any) -> Any:
+        calls.append(len(payload))
+        if payload[0, 0] < 0:
+            raise ValueError("negative")
+        return payload * 2
+
+    async def predict(payload: Any) -> Any:
+        calls.append(-len(payload))
+        return payload * 2
+
+    batcher = Batcher(predict, max_batch_size=8, max_latency_ms=20.0,
+                      now=lambda: now_predict if offer[0] else None)
+    got = await asyncio.gather(*(batcher.submit(np.full((n, 1), n)) for n in (1, 2, 3)))
+    assert calls == [6] and [g.ravel().tolist() for g in got] == [[2], [4, 4], [6, 6, 6]]
+    assert not batcher._tasks
+    failed = await asyncio.gather(batcher.submit(np.full((1, 1), -1)),
+                                  batcher.submit(np.full((1, 1), 1)), return_exceptions=True)
+    assert calls == [6, 2] and all(isinstance(f, ValueError) for f in failed)
+    offer[0] = False
+    assert (await batcher.submit(np.ones((2, 1)))).tolist() == [[2], [2]]
+    assert calls == [6, 2, -2]
+
+
 async def test_metrics_count_requests_and_stages() -> None:
     dp = DataPlane()
     dp.register(loaded(AsyncPipeline("p")))
