@@ -250,7 +250,6 @@ class ModelServer:
         loop = asyncio.get_running_loop()
         if s.gil_switch_ms is not None:
             sys.setswitchinterval(s.gil_switch_ms / 1000.0)
-        limit_blas_threads(s.blas_threads)
         self._stop = asyncio.Event()
         own_sockets = not self._sockets
         self.bind()
@@ -326,16 +325,7 @@ class ModelServer:
             self.failed = True
             self.stop()
             return
-        limit_blas_threads(self.settings.blas_threads)  # the pools the models brought too
         log.warning("ready: serving %s", sorted(dp.repository.names()))
-
-
-def limit_blas_threads(threads: int | None) -> None:
-    """Cap the BLAS and OpenMP thread pools loaded in this process (None: leave them)."""
-    if threads is not None:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=threads)
 
 
 def _raise_file_limit() -> int:

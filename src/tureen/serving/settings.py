@@ -117,12 +117,6 @@ class ServingConfig(BaseModel):
     gil_switch_ms: float | None = Field(
         default=None, gt=0,
         description="Interpreter thread switch interval (Python's default: 5 ms).")
-    blas_threads: int | None = Field(
-        default=1, ge=1,
-        description="Threads a worker's BLAS and OpenMP pools (numpy, scikit-learn) may use; "
-                    "null: the libraries' default (one per core). Predicts already run "
-                    "side by side (the event loop, the model threads, the workers); a pool "
-                    "per call on top oversubscribes the cores, and idle OpenBLAS threads spin.")
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings(),
                                   description="Per-request and per-connection limits.")
     transformers: list[str | dict[str, Any]] = Field(

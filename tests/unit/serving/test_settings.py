@@ -92,27 +92,3 @@ def test_connection_caps_fit_the_file_descriptors_the_process_may_open() -> None
     assert "limits.max_connections" in warning and "ulimit -n" in warning
     assert "\n" not in warning
     assert connection_cap(1000, servers=1, fd_limit=100)[0] == 1  # never 0
-
-
-def test_blas_threads_caps_the_pools_of_the_process() -> None:
-    """blas_threads (1 by default) caps numpy's and scikit-learn's BLAS pools; null leaves
-    them as the libraries set them."""
-    import numpy as np
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    from tureen.serving.server import limit_blas_threads
-
-    np.ones((4, 4)) @ np.ones((4, 4))  # the BLAS library is loaded
-
-    def blas() -> list[int]:
-        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-
-    assert serving_settings({}, environ={}).blas_threads == 1
-    assert serving_settings({"blas_threads": None}, environ={}).blas_threads is None
-    with threadpool_limits(limits=None):  # the pools get their limits back afterwards
-        threadpool_limits(limits=2)  # (on a single-core machine's OpenBLAS keeps 1)
-        before = blas()
-        limit_blas_threads(None)
-        assert before and blas() == before
-        limit_blas_threads(1)
-        assert set(blas()) == {1}
