@@ -458,7 +458,7 @@ class OnlineRetrieval:
         status: list[FieldStatus]
         batched = False  # a view decoded as arrays (Feast's JSON then takes its general path)
         steps: Sequence[_ViewStep] = c.steps
-        if isinstance(rows, VectorRead) and len(rows.block.slots) >= MIN_ROWS:
+        if type(rows) is VectorRead and len(rows.block.slots) >= MIN_ROWS:
             # a per-service vector read in one piece: every view decoded at once
             fused = decode_block([s.reader for s in steps],
                                  [s.ttl_us if enforce_ttl else 0 for s in steps],
