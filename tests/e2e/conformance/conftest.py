@@ -64,6 +64,9 @@ LIMITS = {
     "HEAD_TIMEOUT_SECONDS": "2",
     "BODY_TIMEOUT_SECONDS": "4",
     "IDLE_TIMEOUT_SECONDS": "30",
+    # idle keep-alive connections are not closed while a test holds them (the cap test
+    # holds 64 on a loaded machine; the 5 s default could close some before its probe)
+    "KEEP_ALIVE_SECONDS": "30",
     "MAX_BUFFERED_BYTES": "64MiB",
     "MAX_CONNECTIONS": "64",
 }
@@ -106,6 +109,26 @@ def start(repo: Path, log: Path, *flags: str, ports: tuple[int, int] | None = No
         time.sleep(0.1)
     server.stop()
     raise TimeoutError(log.read_text()[-2000:])
+
+
+def open_connections(port: int) -> int:
+    """Connections the server on 127.0.0.1:``port`` still holds open (its side ESTABLISHED or
+    CLOSE_WAIT: the server has not closed its socket yet), from the kernel's table."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, _remote, state = line.split()[1:4]
+        if int(local.split(":")[1], 16) == port and state in ("01", "08"):
+            count += 1
+    return count
+
+
+def wait_for_no_connections(port: int, timeout: float = 30.0) -> None:
+    """Wait until the server on ``port`` has closed every connection (earlier tests' clients
+    are gone), so a test that counts connections starts from a known state."""
+    deadline = time.monotonic() + timeout
+    while (held := open_connections(port)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not held, f"the server on :{port} still holds {held} connections after {timeout} s"
 
 
 def rss_mb(pid: int) -> float:

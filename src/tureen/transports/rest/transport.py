@@ -49,11 +49,17 @@ class DeadlineProtocol(HttpToolsProtocol):
         cap = self.limit_concurrency
         if cap is not None and len(self.connections) > cap:
             # refused at once, as tureen's server does: an idle connection over the cap
-            # would hold a file descriptor until its first request
+            # would hold a file descriptor until its first request. Not counted from now on.
+            self.connections.discard(self)
             transport.write(error_response(
                 503, "this server has its limit of connections open; retry shortly."))
             transport.close()
             return
+        # The cap is enforced here alone. uvicorn's own check at each request counts the
+        # connection asking and refused ones not yet closed: it served cap - 1 connections
+        # and could refuse every request of a burst. (Requests in flight have their own
+        # limit in the guard chain, max_inflight_requests.)
+        self.limit_concurrency = None
         self._arm_head()
 
     def _arm_head(self) -> None:
