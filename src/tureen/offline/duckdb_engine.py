@@ -43,6 +43,7 @@ from tureen.definitions import FeatureView, FileSource, source_of
 from tureen.errors import BackendUnavailableError, InvalidRequestError, TureenError
 from tureen.feature_refs import FeaturePlan, ViewRead
 from tureen.offline import duckdb_sql as sql
+from tureen.offline.duckdb_interrupt import interruptible
 from tureen.offline.entity_rows import EntityRows, entity_keys, entity_rows
 from tureen.offline.source_files import (
     FileSet,
@@ -421,7 +422,8 @@ def _arrow(
     cur: duckdb.DuckDBPyConnection, query: str, what: str, options: DuckDBOptions | None = None
 ) -> pa.Table:
     try:
-        return cur.sql(query).to_arrow_table()
+        table: pa.Table = interruptible(cur, lambda: cur.sql(query).to_arrow_table())
+        return table
     except duckdb.OutOfMemoryException as exc:
         raise _out_of_memory(options or DuckDBOptions(), exc) from exc
     except (duckdb.Error, pa.ArrowInvalid) as exc:
@@ -431,7 +433,7 @@ def _arrow(
 def _execute(cur: duckdb.DuckDBPyConnection, query: str, what: str,
              options: DuckDBOptions) -> None:
     try:
-        cur.execute(query)
+        interruptible(cur, lambda: cur.execute(query))
     except duckdb.OutOfMemoryException as exc:
         raise _out_of_memory(options, exc) from exc
     except duckdb.Error as exc:

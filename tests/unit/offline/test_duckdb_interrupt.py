@@ -1,0 +1,62 @@
+"""Ctrl-C during a DuckDB query in the main thread: the caller gets a KeyboardInterrupt (not
+DuckDB's RuntimeError 'Query interrupted'), and only once the query has stopped and its
+thread is joined, so nothing DuckDB runs while the caller cleans up or the process exits."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tureen.offline.duckdb_engine import DuckDBEngine, _arrow
+
+#: a scan of Arrow data registered from Python, as every point-in-time join does, that
+#: runs for minutes unless stopped
+ENDLESS = "SELECT count(*) FROM rows, range(1000000000) r(i) WHERE (a + i) % 7 = 3"
+
+
+def _in_arrow(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "_arrow":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _press_ctrl_c(stop: threading.Event) -> None:
+    """SIGINT to the main thread once it runs the endless query (its stack is in _arrow)."""
+    main = threading.main_thread()
+    assert main.ident is not None
+    while not stop.is_set():
+        if _in_arrow(sys._current_frames().get(main.ident)):
+            signal.pthread_kill(main.ident, signal.SIGINT)
+            return
+        time.sleep(0.005)
+
+
+def test_ctrl_c_stops_the_query_before_the_caller_hears_of_it(tmp_path: Path) -> None:
+    engine = DuckDBEngine(tmp_path)
+    stop = threading.Event()
+    kicker = threading.Thread(target=_press_ctrl_c, args=(stop,), daemon=True)
+    # Python's own Ctrl-C handler (a suite started in the background ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        kicker.start()
+        with engine._cursor() as cur:
+            cur.register("rows", pa.table({"a": np.arange(1_000_000)}))
+            with pytest.raises(KeyboardInterrupt):
+                _arrow(cur, ENDLESS, "an endless query")
+            # the query has stopped: the cursor is free (DuckDB refuses a busy one)
+            assert _arrow(cur, "SELECT 42 AS x", "a query").column("x").to_pylist() == [42]
+    finally:
+        stop.set()
+        kicker.join()
+        signal.signal(signal.SIGINT, previous)
+    engine.close()
