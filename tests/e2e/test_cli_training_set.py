@@ -81,9 +81,11 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path: Path) -> None:
     dest.mkdir()
     target = dest / "train.parquet"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tureen", "get-historical-features", "--repo", str(repo),
-         "--entities", str(repo / "entities"), "-f", "stats:v", "--out", str(target),
-         "--no-progress"],
+        # -X faulthandler: a crash (a CI run once ended with SIGSEGV here) prints each
+        # thread's stack into ``err``, which the asserts below show
+        [sys.executable, "-X", "faulthandler", "-m", "tureen", "get-historical-features",
+         "--repo", str(repo), "--entities", str(repo / "entities"), "-f", "stats:v",
+         "--out", str(target), "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # a terminal's Ctrl-C: a suite started in the background (`cmd &`) ignores SIGINT,
         # and its children would inherit that
