@@ -366,7 +366,12 @@ class KafkaIngester:
             pos = self._next.get(tp.partition)
             if pos is None:
                 pos_list = self._consumer.position([TopicPartition(tp.topic, tp.partition)])
-                pos = pos_list[0].offset if pos_list and pos_list[0].offset >= 0 else high
+                if not pos_list or pos_list[0].offset < 0:
+                    # no position yet (a fresh or restarted consumer before its first fetch):
+                    # the lag is unknown, not 0 — reporting 0 here told a restarted ingester's
+                    # watchers it had caught up before it had read anything
+                    continue
+                pos = pos_list[0].offset
             total += max(high - pos, 0)
             known = True
         total += self._unwritten
