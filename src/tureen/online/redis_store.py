@@ -52,11 +52,10 @@ from redis.retry import Retry
 from tureen.backend_options import RedisOptions
 from tureen.definitions import FeatureView
 from tureen.errors import BackendUnavailableError, InvalidRequestError
-from tureen.online.batch_decode import MIN_ROWS
 from tureen.online.encoding import encode_rows
 from tureen.online.keys import IntKeys
-from tureen.online.packed import VectorRead
 from tureen.online.protocol import ReadRequest, StoredRow
+from tureen.online.redis_views import as_block, assemble_views, views_of_same_keys
 from tureen.online.redis_wire import (
     Packed,
     pack,
@@ -65,7 +64,6 @@ from tureen.online.redis_wire import (
     roundtrip,
     roundtrip_async,
 )
-from tureen.online.vector_block import join_block
 
 # KEYS: entity hashes; ARGV[1] key TTL in seconds (0: none); ARGV[2] view (hash field);
 # ARGV[2 + i] the row for KEYS[i]. Stores each row unless the stored one is newer; returns how
@@ -357,14 +355,13 @@ class RedisOnlineStore:
             unique = list(dict.fromkeys(keys))
             packed = pack_keyed(b"HGET", unique, around, tail)
             return packed, _assemble_one(keys, unique)
-        keys = requests[0][1]
-        fields = tuple(view.name.encode() for view, _ in requests)
-        if all(k is keys for _, k in requests) and len(set(fields)) == len(fields):
-            # views of the same keys (a feature service): one HMGET of every view per
-            # distinct key, packed in one join
+        if views_of_same_keys(requests):
+            # a feature service: one HMGET of every view per distinct key, packed in one join
+            keys = requests[0][1]
+            fields = tuple(view.name.encode() for view, _ in requests)
             unique = list(dict.fromkeys(keys))
             return (pack_keyed(b"HMGET", unique, (self._prefix + b"{", b"}"), fields),
-                    _assemble_views(keys, unique, len(fields)))
+                    assemble_views(keys, unique, len(fields)))
         commands, assemble = self._plan(requests)
         return pack(commands), assemble
 
@@ -379,7 +376,7 @@ class RedisOnlineStore:
                 return assemble(self._pipeline([(c[0].decode(), *c[1:]) for c in commands]))
             packed, assemble = self._packed(requests)
             replies = roundtrip(self._client, packed)
-            return _as_block(requests, replies) or assemble(replies)
+            return as_block(requests, replies) or assemble(replies)
 
     async def read_async(
         self, requests: Sequence[ReadRequest]
@@ -401,7 +398,7 @@ class RedisOnlineStore:
                 return assemble(await pipe.execute())
             packed, assemble = self._packed(requests)
             replies = await roundtrip_async(client, packed)
-            return _as_block(requests, replies) or assemble(replies)
+            return as_block(requests, replies) or assemble(replies)
 
     # ---- maintenance --------------------------------------------------------------------
     def _project_keys(self) -> Iterator[bytes]:
@@ -448,37 +445,6 @@ class RedisOnlineStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _as_block(requests: Sequence[ReadRequest], replies: list[Any]) -> VectorRead | None:
-    """The ``HMGET`` replies of several views of the same keys as one ``VectorRead`` (each
-    entity's rows joined in view order), decoded for every view at once, when every key
-    holds every view and each view's rows have one layout of numbers only; else None."""
-    keys = requests[0][1]
-    if (len(requests) < 2 or len(keys) < MIN_ROWS or any(k is not keys for _, k in requests)
-            or len({view.name for view, _ in requests}) != len(requests)
-            or any(None in r for r in replies)):
-        return None
-    data = b"".join([b"".join(r) for r in replies])
-    if len(replies) == len(keys):  # distinct keys (the usual case): in request order
-        slots = np.arange(len(keys), dtype=np.int64)
-    else:
-        where = {k: i for i, k in enumerate(dict.fromkeys(keys))}
-        slots = np.array([where[k] for k in keys], dtype=np.int64)
-    return join_block(data, len(replies), len(requests), slots)
-
-
-def _assemble_views(keys: Sequence[bytes], unique: list[bytes], views: int) -> _Assemble:
-    """Placing the ``HMGET`` replies of distinct keys (each the rows of ``views`` views)
-    back per view, in request order."""
-
-    def assemble(replies: list[Any]) -> list[list[StoredRow | None]]:
-        if len(unique) != len(keys):
-            where = {k: j for j, k in enumerate(unique)}
-            replies = [replies[where[k]] for k in keys]
-        return [[r[i] for r in replies] for i in range(views)]
-
-    return assemble
 
 
 def _assemble_one(keys: Sequence[bytes], unique: list[bytes]) -> _Assemble:
