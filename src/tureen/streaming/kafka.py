@@ -100,6 +100,7 @@ class KafkaIngester:
         self._next: dict[int, int] = {}      # partition -> next offset to commit
         self._last_ts: dict[int, int] = {}   # partition -> kafka timestamp (ms) last seen
         self._consumer: Any = None
+        self._consumer_conf: dict[str, Any] = {}
         self._producer: Any = None
         self._paused = False
         self._lag_at = 0.0
@@ -155,6 +156,7 @@ class KafkaIngester:
         from confluent_kafka import Consumer, Producer
 
         conf = consumer_config(self.source, self.cfg, self.group, self._on_error)
+        self._consumer_conf = conf
         self._consumer = Consumer(conf)
         self._producer = Producer({"bootstrap.servers": self.servers, "linger.ms": 5,
                                    "enable.idempotence": True, **self.cfg.producer})
@@ -340,6 +342,36 @@ class KafkaIngester:
         self._unwritten = 0
         self.state, self.error = "running", None
 
+    def _position(self, tp: Any, high: int) -> int | None:
+        """The next offset this ingester reads in ``tp`` when no message says it: the
+        consumer's position; before its first message (a fresh or restarted consumer, which
+        has none until one arrives) the event log's, then the group's committed offset, then
+        where ``auto.offset.reset`` starts. Never the high watermark: that said "caught up"
+        before a restarted ingester had read its backlog."""
+        from confluent_kafka import TopicPartition
+
+        part = TopicPartition(tp.topic, tp.partition)
+        found = self._consumer.position([part])
+        if found and found[0].offset >= 0:
+            return int(found[0].offset)
+        seen = self.processor.last_offset(str(tp.partition))
+        if seen is not None:
+            return seen + 1
+        try:
+            found = self._consumer.committed([part], timeout=1.0)
+        except Exception:
+            return None
+        if found and found[0].offset >= 0:
+            return int(found[0].offset)
+        reset = str(self._consumer_conf.get("auto.offset.reset", "latest"))
+        if reset in ("earliest", "smallest", "beginning"):
+            try:
+                low, _ = self._consumer.get_watermark_offsets(tp, timeout=1.0)
+            except Exception:
+                return None
+            return int(low) if low >= 0 else None
+        return high
+
     def _measure_lag(self, cached: bool = False) -> None:
         """Messages (and seconds) behind the end of the topic. ``cached``: the high
         watermark of the last fetch response (no broker request: a ListOffsets request
@@ -350,7 +382,6 @@ class KafkaIngester:
             return
         total = 0
         known = False
-        from confluent_kafka import TopicPartition
 
         for tp in self._consumer.assignment():
             try:
@@ -365,13 +396,9 @@ class KafkaIngester:
                 continue
             pos = self._next.get(tp.partition)
             if pos is None:
-                pos_list = self._consumer.position([TopicPartition(tp.topic, tp.partition)])
-                if not pos_list or pos_list[0].offset < 0:
-                    # no position yet (a fresh or restarted consumer before its first fetch):
-                    # the lag is unknown, not 0 — reporting 0 here told a restarted ingester's
-                    # watchers it had caught up before it had read anything
+                pos = self._position(tp, high)
+                if pos is None:
                     continue
-                pos = pos_list[0].offset
             total += max(high - pos, 0)
             known = True
         total += self._unwritten

@@ -206,6 +206,11 @@ class StreamProcessor:
         self.positions.pop(partition, None)
         self._seen.pop(partition, None)
 
+    def last_offset(self, partition: str) -> int | None:
+        """The last sequence number of ``partition`` processed (or restored from the event
+        log); None before any."""
+        return self._seen.get(partition)
+
     def process(self, events: Sequence[Event]) -> BatchResult:
         """Validate, route and queue one batch (see the module docstring); then write the
         online rows. Raises BackendUnavailableError if the online store is down (the rows

@@ -164,6 +164,24 @@ def test_late_events_update_their_windows_when_the_view_says_so(broker: Broker,
     assert online_values(repo, [1])["tx_stats"]["sum_amount_10m"] == [7.0]
 
 
+def test_lag_is_known_after_a_restart_with_nothing_new_and_before_the_first_fetch(
+        broker: Broker, tmp_path: Path) -> None:
+    """A restarted ingester knows its lag without having fetched anything: 0 when the
+    topic holds nothing new (its consumer has no position until a message arrives, which
+    left the lag unknown for good: CI's durable-broker test waited 60 s for 'caught up'),
+    and the backlog behind the committed offset while it has not read it yet."""
+    topic = f"lag-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(topic, 1)
+    repo = make_repo(tmp_path / "r", broker.bootstrap, topic)
+    broker.produce(topic, events(20, 5))
+    run_to_end(repo, 20)
+    ing = Ingester(repo)  # nothing new: caught up at once
+    try:
+        wait_for(lambda: caught_up(repo, 0, ing.proc.pid), 60, "the restarted ingester's lag")
+    finally:
+        ing.stop()
+
+
 def test_online_store_down_pauses_and_loses_nothing(broker: Broker, tmp_path: Path) -> None:
     topic = f"bp-{uuid.uuid4().hex[:6]}"
     broker.create_topic(topic, 1)
