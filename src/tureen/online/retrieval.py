@@ -17,18 +17,16 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
 import numpy as np
-import pandas as pd
 
 from tureen.definitions import FeatureService, FeatureView, Field, OnDemandFeatureView
-from tureen.errors import InvalidRequestError, suggest
 from tureen.feature_refs import FeaturePlan, resolve
 from tureen.online.batch_decode import MIN_ROWS, Column, Events, read_block
 from tureen.online.encoding import RowReader
+from tureen.online.entity_rows import EntityRows, check_request_field, columns_of
 from tureen.online.keys import IntKeys, KeyEncoder, encoder_for
 from tureen.online.packed import PackedRows, VectorRead
 from tureen.online.protocol import AsyncOnlineStore, OnlineStore, ReadRequest, StoredRow
@@ -46,7 +44,6 @@ from tureen.online.vector_block import decode_block
 from tureen.registry.snapshot import RegistrySnapshot
 
 Features = Sequence[str] | FeatureService | str
-EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame
 _PLAN_CACHE_SIZE = 1024
 
 
@@ -179,117 +176,6 @@ def _cache_key(features: Features, full: bool) -> tuple[Any, ...]:
     if isinstance(features, FeatureService):
         return ("service-object", features.name, tuple(features.projections()), full)
     return ("refs", tuple(features), full)
-
-
-def _lists(
-    entity_rows: dict[str, Any], needed: Sequence[Field]
-) -> tuple[dict[str, Sequence[Any]], int] | None:
-    """``_columns`` of a dict of equally long lists; None for anything else (the general
-    path takes it and says what is wrong)."""
-    cols: dict[str, Sequence[Any]] = {}
-    n = -1
-    for f in needed:
-        values = entity_rows.get(f.name)
-        if type(values) is not list or (n >= 0 and len(values) != n):
-            return None
-        n = len(values)
-        cols[f.name] = values
-    return (cols, n) if n >= 0 else None
-
-
-def _columns(
-    entity_rows: EntityRows, needed: Sequence[Field]
-) -> tuple[dict[str, Sequence[Any]], int]:
-    """Entity rows as {name: values} for the ``needed`` names, checking presence."""
-    if type(entity_rows) is dict:  # the common case (parsed JSON): no ABC checks
-        lists = _lists(entity_rows, needed)
-        if lists is not None:
-            return lists
-    if isinstance(entity_rows, pd.DataFrame):
-        entity_rows = {str(c): entity_rows[c].tolist() for c in entity_rows.columns}
-    if isinstance(entity_rows, Mapping):
-        cols: dict[str, Sequence[Any]] = {}
-        n = -1
-        for f in needed:
-            values = entity_rows.get(f.name)
-            if values is None:
-                raise _missing(f, sorted(entity_rows), needed)
-            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-                if hasattr(values, "tolist"):
-                    values = values.tolist()
-                else:
-                    raise InvalidRequestError(
-                        f"entity column {f.name!r} must be a list of values (dict of lists), "
-                        f"got {type(values).__name__}."
-                    )
-            if n >= 0 and len(values) != n:
-                raise InvalidRequestError(
-                    f"entity columns have different lengths: {f.name!r} has {len(values)} "
-                    f"values, earlier columns {n}."
-                )
-            n = len(values)
-            cols[f.name] = values
-        if n < 0:
-            lengths = {len(v) for v in entity_rows.values() if isinstance(v, Sequence)}
-            n = lengths.pop() if len(lengths) == 1 else 0
-        return cols, n
-    rows = entity_rows
-    cols = {}
-    for f in needed:
-        name = f.name
-        try:
-            cols[name] = [r[name] for r in rows]
-        except KeyError:
-            bad = next(r for r in rows if name not in r)
-            raise _missing(f, sorted(bad), needed, row=list(rows).index(bad)) from None
-        except TypeError:
-            raise InvalidRequestError(
-                "entity_rows must be a list of dicts or a dict of lists."
-            ) from None
-    return cols, len(rows)
-
-
-def _missing(
-    f: Field, given: list[str], needed: Sequence[Field], row: int | None = None
-) -> InvalidRequestError:
-    """A missing join key or request field; a misspelling is suggested among the names given
-    that nothing needs (a name that is itself needed is no typo)."""
-    where = f" in entity row {row}" if row is not None else ""
-    spare = set(given) - {n.name for n in needed}
-    return InvalidRequestError(
-        f"missing {f.name!r} ({f.dtype.name}){where}: the requested features need it."
-        f"{suggest(f.name, sorted(spare))} Given: {given or 'nothing'}."
-    )
-
-
-_NUMBER = (int, float, np.integer, np.floating)
-_ACCEPTS: dict[str, tuple[type, ...]] = {
-    "Int32": (int, np.integer),
-    "Int64": (int, np.integer),
-    "Float32": _NUMBER,
-    "Float64": _NUMBER,
-    "Bool": (bool, np.bool_),
-    "String": (str,),
-    "Bytes": (bytes,),
-    "UnixTimestamp": (datetime, str, np.datetime64),
-}
-
-
-def _check_request_field(f: Field, values: Sequence[Any]) -> None:
-    """Request-time values must fit their declared dtype (None is a null)."""
-    if f.dtype.element is not None:
-        ok: tuple[type, ...] = (list, tuple, np.ndarray)
-    else:
-        ok = _ACCEPTS[f.dtype.name]
-    strict_bool = f.dtype.name != "Bool"
-    for i, v in enumerate(values):
-        if v is None:
-            continue
-        if not isinstance(v, ok) or (strict_bool and isinstance(v, (bool, np.bool_))):
-            raise InvalidRequestError(
-                f"request field {f.name!r} expects {f.dtype.name} values, got "
-                f"{type(v).__name__} {v!r} in entity row {i}."
-            )
 
 
 def _as_list(col: Any) -> list[Any]:
@@ -434,9 +320,9 @@ class OnlineRetrieval:
 
     def _prepare(self, features: Features, entity_rows: EntityRows, full: bool) -> _Call:
         c = self._compiled(features, full)
-        columns, n = _columns(entity_rows, c.needed)
+        columns, n = columns_of(entity_rows, c.needed)
         for f in c.request_fields:
-            _check_request_field(f, columns[f.name])
+            check_request_field(f, columns[f.name])
         # Views keyed alike (same encoder) share one key sequence: encoded once, and a
         # store sees at a glance (``is``) that they read the same entities.
         by_encoder: dict[int, Sequence[bytes]] = {}
