@@ -347,8 +347,11 @@ class DuckDBEngine:
                 f"ORDER BY {', '.join(sql.ident(n) for n, _ in keys)}"
             )
             try:
-                reader = cur.sql(query).to_arrow_reader(self.options.batch_rows)
-                for batch in reader:
+                # each step in ``interruptible``: a Ctrl-C stops the query before the caller
+                # (materialize) hears of it, as a KeyboardInterrupt
+                reader = interruptible(
+                    cur, lambda: cur.sql(query).to_arrow_reader(self.options.batch_rows))
+                while (batch := interruptible(cur, lambda: _next_batch(reader))) is not None:
                     if batch.num_rows:
                         yield pa.RecordBatch.from_arrays(
                             [c.cast(f.type) for c, f in zip(batch.columns, schema, strict=True)],
@@ -407,6 +410,13 @@ def _read_error(what: str, exc: Exception) -> InvalidRequestError:
         f"{what}: reading its source failed: {exc}. Check that the files hold the columns "
         "and types the definition declares."
     )
+
+
+def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None
 
 
 def _out_of_memory(options: DuckDBOptions, exc: Exception) -> BackendUnavailableError:

@@ -60,3 +60,63 @@ def test_ctrl_c_stops_the_query_before_the_caller_hears_of_it(tmp_path: Path) ->
         kicker.join()
         signal.signal(signal.SIGINT, previous)
     engine.close()
+
+
+def _in_latest_rows(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "latest_rows":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_ctrl_c_during_a_materialize_read_is_a_keyboard_interrupt(tmp_path: Path) -> None:
+    """``latest_rows`` (what materialize streams from) stops the same way: a Ctrl-C while its
+    query runs reaches the caller as KeyboardInterrupt, not as 'reading its source failed',
+    and the engine stays usable."""
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow.parquet as pq
+
+    from tureen.definitions import Entity, FeatureView, Field, FileSource
+    from tureen.types import Int64
+
+    n = 4_000_000
+    rng = np.random.default_rng(3)
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    pq.write_table(pa.table({
+        "driver_id": rng.integers(0, n // 2, n),
+        "trips": rng.integers(0, 100, n),
+        "event_timestamp": pa.array(np.full(n, int(t0.timestamp() * 1e6)) +
+                                    rng.integers(0, 10**9, n), pa.timestamp("us", tz="UTC")),
+    }), tmp_path / "s.parquet")
+    view = FeatureView("stats", [Entity("driver", join_keys=["driver_id"], dtype=Int64)],
+                       [Field("trips", Int64)], FileSource("s.parquet"))
+    engine = DuckDBEngine(tmp_path)
+    stop = threading.Event()
+
+    def press() -> None:
+        main = threading.main_thread()
+        assert main.ident is not None
+        while not stop.is_set():
+            if _in_latest_rows(sys._current_frames().get(main.ident)):
+                time.sleep(0.3)  # inside the query (about 3 s here), past its set-up
+                signal.pthread_kill(main.ident, signal.SIGINT)
+                return
+            time.sleep(0.002)
+
+    kicker = threading.Thread(target=press, daemon=True)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        kicker.start()
+        with pytest.raises(KeyboardInterrupt):
+            for _ in engine.latest_rows(view, None, t0 + timedelta(days=30)):
+                pass
+    finally:
+        stop.set()
+        kicker.join()
+        signal.signal(signal.SIGINT, previous)
+    # the engine answers again (the interrupted query has stopped)
+    with engine._cursor() as cur:
+        assert cur.execute("SELECT 42").fetchone() == (42,)
+    engine.close()
