@@ -22,9 +22,9 @@ from tureen.offline.duckdb_engine import DuckDBEngine, _arrow
 ENDLESS = "SELECT count(*) FROM rows, range(1000000000) r(i) WHERE (a + i) % 7 = 3"
 
 
-def _in_arrow(frame: FrameType | None) -> bool:
+def _in(frame: FrameType | None, function: str = "_arrow") -> bool:
     while frame is not None:
-        if frame.f_code.co_name == "_arrow":
+        if frame.f_code.co_name == function:
             return True
         frame = frame.f_back
     return False
@@ -35,7 +35,7 @@ def _press_ctrl_c(stop: threading.Event) -> None:
     main = threading.main_thread()
     assert main.ident is not None
     while not stop.is_set():
-        if _in_arrow(sys._current_frames().get(main.ident)):
+        if _in(sys._current_frames().get(main.ident)):
             signal.pthread_kill(main.ident, signal.SIGINT)
             return
         time.sleep(0.005)
@@ -60,14 +60,6 @@ def test_ctrl_c_stops_the_query_before_the_caller_hears_of_it(tmp_path: Path) ->
         kicker.join()
         signal.signal(signal.SIGINT, previous)
     engine.close()
-
-
-def _in_latest_rows(frame: FrameType | None) -> bool:
-    while frame is not None:
-        if frame.f_code.co_name == "latest_rows":
-            return True
-        frame = frame.f_back
-    return False
 
 
 def test_ctrl_c_during_a_materialize_read_is_a_keyboard_interrupt(tmp_path: Path) -> None:
@@ -99,7 +91,7 @@ def test_ctrl_c_during_a_materialize_read_is_a_keyboard_interrupt(tmp_path: Path
         main = threading.main_thread()
         assert main.ident is not None
         while not stop.is_set():
-            if _in_latest_rows(sys._current_frames().get(main.ident)):
+            if _in(sys._current_frames().get(main.ident), "latest_rows"):
                 time.sleep(0.3)  # inside the query (about 3 s here), past its set-up
                 signal.pthread_kill(main.ident, signal.SIGINT)
                 return
