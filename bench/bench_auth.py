@@ -7,8 +7,15 @@ example repo, fraud_detection_v1). One worker per server, 16 connections; wrk fo
 h2load for gRPC (``https://`` with ALPN h2 for the TLS point; h2load prints the negotiated
 cipher). OIDC tokens are RS256 JWTs from a JWKS served locally by this script; after the first
 request the key and the verified token are cached, so the request path makes no network call
-(the JWKS fetch count is reported). Medians over ``--runs`` rounds; ratios against auth off
-(and TLS against plaintext gRPC) measured in the same round.
+(the JWKS fetch count is reported).
+
+The servers start once. Per surface, auth off and each mode are measured in ``--pairs`` rounds
+of one ``--window``-second window each, every other round in reverse order (``ab.py``); a ratio
+against auth off (TLS against plaintext gRPC) is the median of its per-round ratios
+(``ratios``; quartiles and extremes in ``ratio_spread``), absolute numbers are medians over
+windows, and the load average is recorded before and after each surface. Model-server windows
+also record the mean rows per predict call (from ``/metrics``): the adaptive batcher's batch
+size moves throughput more than anything auth does.
 
 The clients run on the same machine. With a credential, wrk adds an ``Authorization: Bearer``
 header and h2load ``authorization`` metadata, which nghttp2 sends as a never-indexed,
@@ -16,7 +23,7 @@ Huffman-coded HPACK literal on every call (callgrind: 16.3k h2load instructions 
 without it, 17.9k with it; the server spends about 600k), so the client's extra work is small
 next to the server's and both sides of a ratio send the bytes a real client sends.
 
-    python bench/bench_auth.py [--duration 5] [--runs 3]
+    python bench/bench_auth.py [--window 1] [--pairs 8] [--only token | v2,token | tls]
 """
 
 from __future__ import annotations
@@ -39,14 +46,13 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+import ab  # noqa: E402
 from bench_model_server import (  # noqa: E402
     ROW,
     build_repository,
     check_grpc,
     free_port,
     grpc_body,
-    median_of,
-    ratio,
     wait_http,
 )
 from tests.e2e.auth.jwks_server import Issuer  # noqa: E402
@@ -59,6 +65,62 @@ from tureen.store import FeatureStore  # noqa: E402
 
 CLI = [sys.executable, "-c", "from tureen.cli.main import main; main()"]
 TARGETS = {"token_vs_off": 0.95, "oidc_vs_off": 0.90, "grpc_tls_vs_plain": 0.70}
+SURFACES = ("v1", "v2", "grpc", "feast")
+MODES = ("token", "oidc", "tls")  # each against "off"; tls on gRPC only
+
+
+def plan(only: str | None) -> dict[str, list[str]]:
+    """The groups to measure: per surface, auth off and the modes ``--only`` asks for.
+
+    ``--only`` is a comma-separated list of surfaces (v1, v2, grpc, feast) and modes (token,
+    oidc, tls): ``token`` is the API-token points on every surface, ``v2,token`` only v2's.
+    """
+    words = [w.strip() for w in (only or "").split(",") if w.strip()]
+    unknown = [w for w in words if w not in SURFACES + MODES]
+    if unknown:
+        raise SystemExit(f"--only {','.join(unknown)}: choose from "
+                         f"{', '.join(SURFACES + MODES)}")
+    modes = [m for m in MODES if m in words] or list(MODES)
+    surfaces = [s for s in SURFACES if s in words] or list(SURFACES)
+    groups = {}
+    for surface in surfaces:
+        members = [m for m in modes if m != "tls" or surface == "grpc"]
+        if members:
+            groups[surface] = [f"{surface}_{m}" for m in ("off", *members)]
+    if not groups:
+        raise SystemExit(f"--only {only}: TLS is measured on grpc only")
+    return groups
+
+
+def auth_ratios(windows: dict[str, list[dict[str, float]]]) -> tuple[dict[str, Any],
+                                                                      dict[str, Any]]:
+    """Medians of per-round throughput ratios (``ratios``) and their spread."""
+    ratios: dict[str, Any] = {}
+    spreads: dict[str, Any] = {}
+    for section, mode in (("token_vs_off", "token"), ("oidc_cached_vs_off", "oidc")):
+        for p in SURFACES:
+            if f"{p}_{mode}" in windows and f"{p}_off" in windows:
+                sp = ab.paired_ratio(windows[f"{p}_{mode}"], windows[f"{p}_off"],
+                                     "requests_per_s")
+                ratios.setdefault(section, {})[p] = round(sp["median"], 2)
+                spreads.setdefault(section, {})[p] = sp
+    if "grpc_tls" in windows:
+        sp = ab.paired_ratio(windows["grpc_tls"], windows["grpc_off"], "requests_per_s")
+        ratios["grpc_tls_vs_plain"], spreads["grpc_tls_vs_plain"] = round(sp["median"], 2), sp
+    return ratios, spreads
+
+
+def batching(metrics_url: str, token: str | None) -> tuple[float, float]:
+    """(rows predicted, predict calls) of the model ``lr`` so far, from ``/metrics``."""
+    h = {"authorization": f"Bearer {token}"} if token else {}
+    text = httpx.get(metrics_url, headers=h, timeout=10).text
+    rows = calls = 0.0
+    for m in re.finditer(r'^tureen_executions_total\{([^}]*)\} (\S+)$', text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if labels.get("model") == "lr":
+            calls += float(m.group(2))
+            rows += float(labels["batch_size"]) * float(m.group(2))
+    return rows, calls
 
 
 def wrk(url: str, body: str, conns: int, seconds: float, tmp: Path,
@@ -139,10 +201,12 @@ def status(url: str, token: str | None, body: str) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--runs", type=int, default=3)
+    ab.add_arguments(ap, "surface", "comma-separated surfaces (v1, v2, grpc, feast) and/or "
+                     "modes (token, oidc, tls); default all")
     ap.add_argument("--conns", type=int, default=16)
     args = ap.parse_args()
+    groups = plan(args.only)
+    wanted = {k for members in groups.values() for k in members}
     for tool, pkg in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed: apt-get install -y {pkg}")
@@ -169,27 +233,34 @@ def main() -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         ports: dict[str, tuple[int, int]] = {}
         base = ["serve-model", "--model_repository", str(tmp / "models"), "--workers", "1"]
+        model_modes = {k.split("_")[1] for k in wanted if not k.startswith("feast_")}
+        feast_modes = {k.split("_")[1] for k in wanted if k.startswith("feast_")}
         modes = {
             "off": [],
             "token": ["--repo", str(repo), "--auth", "token"],
             "oidc": ["--repo", str(repo), "--auth", "oidc"],
             "tls": ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)],
         }
-        for mode, extra in modes.items():
+        for mode, extra in modes.items():  # the servers the chosen points need, started once
             hp, gp = free_port(), free_port()
             ports[mode] = (hp, gp)
-            procs.append(start([*base, "--http_port", str(hp), "--grpc_port", str(gp), *extra],
-                               tmp / f"model-{mode}.log", env))
+            if mode in model_modes:
+                procs.append(start([*base, "--http_port", str(hp), "--grpc_port", str(gp),
+                                    *extra], tmp / f"model-{mode}.log", env))
         fports = {"off": free_port(), "token": free_port(), "oidc": free_port()}
         for mode, r in (("off", noauth), ("token", repo), ("oidc", repo)):
             extra = ["--auth", mode] if mode != "off" else []
-            procs.append(start(["serve-features", "--repo", str(r), "--no-grpc", "--port",
-                                str(fports[mode]), *extra], tmp / f"features-{mode}.log", env))
+            if mode in feast_modes:
+                procs.append(start(["serve-features", "--repo", str(r), "--no-grpc", "--port",
+                                    str(fports[mode]), *extra], tmp / f"features-{mode}.log",
+                                   env))
         for mode in ("off", "token", "oidc"):
-            wait_http(f"http://127.0.0.1:{ports[mode][0]}/v2/health/ready")
-            wait_http(f"http://127.0.0.1:{fports[mode]}/health")
+            if mode in model_modes:
+                wait_http(f"http://127.0.0.1:{ports[mode][0]}/v2/health/ready")
+            if mode in feast_modes:
+                wait_http(f"http://127.0.0.1:{fports[mode]}/health")
         deadline = time.monotonic() + 60
-        while True:  # the TLS server: ready over https
+        while "tls" in model_modes:  # the TLS server: ready over https
             try:
                 if httpx.get(f"https://localhost:{ports['tls'][0]}/v2/health/ready",
                              verify=client_context(str(certs.ca)), timeout=1).status_code == 200:
@@ -205,14 +276,18 @@ def main() -> None:
         feast = json.dumps({"feature_service": "fraud_detection_v1",
                             "entities": {"account_id": [1001]}})
         body = grpc_body(tmp / "infer.bin", "lr")
-        check_grpc(f"127.0.0.1:{ports['off'][1]}", "lr")
+        if "grpc_off" in wanted:
+            check_grpc(f"127.0.0.1:{ports['off'][1]}", "lr")
         # every point answers 200 with its credential and 401 without (the bench measures
         # real authentication, not a server that ignores it)
         for mode in ("token", "oidc"):
             url = f"http://127.0.0.1:{ports[mode][0]}/v1/models/lr:predict"
             furl = f"http://127.0.0.1:{fports[mode]}/get-online-features"
-            assert status(url, creds[mode], v1) == 200 and status(url, None, v1) == 401
-            assert status(furl, creds[mode], feast) == 200 and status(furl, None, feast) == 401
+            if mode in model_modes:
+                assert status(url, creds[mode], v1) == 200 and status(url, None, v1) == 401
+            if mode in feast_modes:
+                assert (status(furl, creds[mode], feast) == 200
+                        and status(furl, None, feast) == 401)
         fetches_before = issuer.fetches
         points: dict[str, Any] = {}
         for mode in ("off", "token", "oidc"):
@@ -225,39 +300,44 @@ def main() -> None:
             points[f"feast_{mode}"] = ("wrk", f"http://127.0.0.1:{fports[mode]}"
                                        "/get-online-features", feast, creds[mode])
         points["grpc_tls"] = ("h2", f"localhost:{ports['tls'][1]}", body, None, True)
-        # the points a ratio compares run back to back, in alternating order each round, so a
-        # change in background load hits both sides alike
-        groups = [[f"{p}_{m}" for m in ("off", "token", "oidc")] for p in ("v1", "v2", "feast")]
-        groups.append(["grpc_off", "grpc_token", "grpc_oidc", "grpc_tls"])
-        results: dict[str, list[dict[str, float]]] = {k: [] for k in points}
         cipher = None
-        for r in range(args.runs):
-            for group in groups:
-                for key in (group if r % 2 == 0 else list(reversed(group))):
-                    spec = points[key]
-                    if spec[0] == "wrk":
-                        results[key].append(wrk(spec[1], spec[2], args.conns, args.duration,
-                                                tmp, spec[3]))
-                    else:
-                        res, c = h2load(spec[1], spec[2], args.conns, args.duration, spec[3],
-                                        spec[4])
-                        results[key].append(res)
-                        cipher = c or cipher
-        med = {k: median_of(v) for k, v in results.items()}
-        rps = {k: v["requests_per_s"] for k, v in med.items()}
+
+        def run(key: str, seconds: int) -> dict[str, float]:
+            nonlocal cipher
+            spec = points[key]
+            surface, mode = key.split("_")
+            metrics = (f"http://127.0.0.1:{ports[mode][0]}/metrics"
+                       if surface != "feast" and mode != "tls" else None)
+            before = batching(metrics, spec[3]) if metrics else None
+            if spec[0] == "wrk":
+                res = wrk(spec[1], spec[2], args.conns, seconds, tmp, spec[3])
+            else:
+                res, c = h2load(spec[1], spec[2], args.conns, seconds, spec[3], spec[4])
+                cipher = c or cipher
+            if before is not None and metrics is not None:
+                rows, calls = (a - b for a, b in zip(batching(metrics, spec[3]), before,
+                                                     strict=True))
+                res["rows_per_predict"] = round(rows / calls, 2) if calls else 0.0
+            return res
+
+        # the points a ratio compares are measured in short windows, alternating, round by
+        # round (bench/ab.py), so a change in background load hits both sides alike
+        windows, conditions = ab.measure_groups(
+            groups, lambda k: run(k, args.window), args.pairs,
+            warmup=(lambda k: run(k, args.warmup)) if args.warmup > 0 else None)
+        med = {k: ab.summarize(v) for k, v in windows.items()}
+        ratios, spreads = auth_ratios(windows)
         report = {
             "machine": {"cpus": os.cpu_count(), "loadavg_start_end": None,
-                        "runs": args.runs, "seconds_per_point": args.duration,
+                        "groups": conditions, "pairs": args.pairs,
+                        "seconds_per_window": args.window, "warmup_seconds": args.warmup,
+                        "method": "rounds of one window per point of a surface, every other "
+                                  "round reversed; ratio = median of per-round ratios",
                         "connections": args.conns, "workers": 1,
                         "load_generators": {"rest": "wrk -t1", "grpc": "h2load -t1 -m1"}},
             "medians": med,
-            "ratios": {
-                "token_vs_off": {p: ratio(rps[f"{p}_token"], rps[f"{p}_off"])
-                                 for p in ("v1", "v2", "grpc", "feast")},
-                "oidc_cached_vs_off": {p: ratio(rps[f"{p}_oidc"], rps[f"{p}_off"])
-                                       for p in ("v1", "v2", "grpc", "feast")},
-                "grpc_tls_vs_plain": ratio(rps["grpc_tls"], rps["grpc_off"]),
-            },
+            "ratios": ratios,
+            "ratio_spread": spreads,
             "tls": {"negotiated": cipher, "alpn": "h2", "certificate": "ECDSA P-256 (dev CA)"},
             "jwks_fetches_during_load": issuer.fetches - fetches_before,
             "auth_cpu_per_request_in_process": per_request_cost(repo, token, jwt, issuer.url),
@@ -276,11 +356,11 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-LOAD_AT_START = os.getloadavg()
+LOAD_AT_START = ab.loadavg()
 
 
 def return_report(report: dict[str, Any]) -> None:
-    report["machine"]["loadavg_start_end"] = [list(LOAD_AT_START), list(os.getloadavg())]
+    report["machine"]["loadavg_start_end"] = [LOAD_AT_START, ab.loadavg()]
     print(json.dumps(report, indent=2))
 
 

@@ -6,10 +6,17 @@ per HTTP/2 stream, raw_input_contents), both native load generators at 1 and 16 
 against 127.0.0.1. KServe 0.21 serves the same joblib file through its own data plane
 (``kserve_sklearn_peer.py``, run from ``--kserve-python``, default
 ``/work/peers/kserve/bin/python``). A 1M-element FP32 tensor goes through the binary
-extension. Prints JSON: medians over ``--runs`` rounds and ratios against KServe measured in
-this run (and, for the record, against the numbers quoted in the issue).
+extension.
 
-    python bench/bench_model_server.py [--duration 5] [--runs 3]
+The servers start once. Each group of points (``GROUPS``: KServe, tureen with and without
+batching on one protocol and concurrency) is measured in ``--pairs`` rounds of one
+``--window``-second window per point, every other round in reverse order (``ab.py``), so a
+burst of load from another process hits a round, not one side of a ratio. Prints JSON: medians
+over windows, each ratio against KServe as the median of its per-round ratios
+(``ratios``, with quartiles and extremes in ``ratio_spread``), the load average before and after
+each group, and, for the record, ratios against the numbers quoted in the issue.
+
+    python bench/bench_model_server.py [--window 1] [--pairs 8] [--only grpc,v1]
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ import httpx
 import joblib
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ab
 
 HERE = Path(__file__).parent
 KSERVE_REF: dict[str, Any] = {"v1_rps_c16": 1000.0, "v2_rps_c16": 840.0, "p99_ms_c16": (22.0, 34.0),
@@ -211,17 +221,89 @@ def ratio(a: float, b: float) -> float:
     return round(a / b, 2) if b else float("nan")
 
 
+#: groups of points measured in alternating rounds (``--only`` picks groups by name); every
+#: ratio compares two points of one group, round by round
+GROUPS: dict[str, list[str]] = {
+    **{p: [f"kserve_{p}_c16", f"sklearn_{p}_c16", f"sklearn_nobatch_{p}_c16"]
+       for p in ("v1", "v2")},
+    "grpc": ["kserve_grpc_c16", "sklearn_grpc_c16", "sklearn_nobatch_grpc_c16",
+             "bare_grpc_aio_c16"],
+    **{f"{p}_c1": [f"kserve_{p}_c1", f"sklearn_{p}_c1", f"sklearn_nobatch_{p}_c1"]
+       for p in ("v1", "v2", "grpc")},
+    "trivial": ["bare_starlette_c16", "trivial_sync_v1_c16", "trivial_async_v1_c16"],
+}
+PROTOS = ("v1", "v2", "grpc")
+#: (section, protocol or None) -> (numerator point, denominator point, window field)
+RATIOS: dict[tuple[str, str | None], tuple[str, str, str]] = {
+    **{("throughput_c16_vs_kserve", p): (f"sklearn_{p}_c16", f"kserve_{p}_c16",
+                                         "requests_per_s") for p in PROTOS},
+    **{("throughput_c16_vs_kserve_without_batching", p): (
+        f"sklearn_nobatch_{p}_c16", f"kserve_{p}_c16", "requests_per_s") for p in PROTOS},
+    **{("p99_c16_vs_kserve", p): (f"sklearn_{p}_c16", f"kserve_{p}_c16", "p99_ms")
+       for p in PROTOS},
+    **{("p50_c1_vs_kserve", p): (f"sklearn_{p}_c1", f"kserve_{p}_c1", "p50_ms") for p in PROTOS},
+    ("trivial_sync_vs_bare", None): ("trivial_sync_v1_c16", "bare_starlette_c16",
+                                     "requests_per_s"),
+    ("trivial_async_vs_bare", None): ("trivial_async_v1_c16", "bare_starlette_c16",
+                                      "requests_per_s"),
+    ("sklearn_grpc_vs_bare_grpc_aio", None): ("sklearn_grpc_c16", "bare_grpc_aio_c16",
+                                              "requests_per_s"),
+}
+
+
+def paired_ratios(windows: dict[str, list[dict[str, float]]],
+                  specs: dict[tuple[str, str | None], tuple[str, str, str]],
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``ratios`` (median of per-round ratios, the keys README and docs quote) and
+    ``ratio_spread`` (quartiles, extremes, rounds) for every spec whose points were measured."""
+    ratios: dict[str, Any] = {}
+    spreads: dict[str, Any] = {}
+    for (section, proto), (num, den, key) in specs.items():
+        if num not in windows or den not in windows:
+            continue
+        sp = ab.paired_ratio(windows[num], windows[den], key)
+        if proto is None:
+            ratios[section], spreads[section] = round(sp["median"], 2), sp
+        else:
+            ratios.setdefault(section, {})[proto] = round(sp["median"], 2)
+            spreads.setdefault(section, {})[proto] = sp
+    return ratios, spreads
+
+
+def select(only: str | None, names: list[str]) -> list[str]:
+    if not only:
+        return names
+    picked = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in picked if n not in names]
+    if unknown:
+        sys.exit(f"--only {','.join(unknown)}: not a group; choose from {', '.join(names)}")
+    return picked
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--runs", type=int, default=3)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ab.add_arguments(ap, "group",
+                     "comma-separated groups to measure: " + ", ".join([*GROUPS, "binary"]))
     ap.add_argument("--kserve-python", type=Path, default=KSERVE_PY,
                     help="python of a venv with kserve==0.21.0 and scikit-learn; skipped when "
                          "absent (the issue's quoted numbers are used instead)")
     args = ap.parse_args()
+    chosen = select(args.only, [*GROUPS, "binary"])
     for tool, pkg in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed: apt-get install -y {pkg}")
+    kserve = args.kserve_python.exists()
+    groups = {g: [k for k in GROUPS[g] if kserve or not k.startswith("kserve_")]
+              for g in chosen if g in GROUPS}
+    wanted = {k for members in groups.values() for k in members}
+    need = {
+        "bare": any(k.startswith("bare_starlette") for k in wanted),
+        "bare_grpc": any(k.startswith("bare_grpc") for k in wanted),
+        "tureen": "binary" in chosen or any(k.startswith(("sklearn_v", "sklearn_grpc",
+                                                          "trivial")) for k in wanted),
+        "nobatch": any(k.startswith("sklearn_nobatch") for k in wanted),
+        "kserve": any(k.startswith("kserve_") for k in wanted),
+    }
     tmp = Path(tempfile.mkdtemp(prefix="tureen-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -230,19 +312,23 @@ def main() -> None:
         nb_http, nb_grpc, bare_grpc = free_port(), free_port(), free_port()
         ks_http, ks_grpc = free_port(), free_port()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        procs.append(subprocess.Popen([sys.executable, str(HERE / "model_server_bare.py"),
-                                       str(bare_port)], env=env))
-        procs.append(subprocess.Popen([sys.executable, str(HERE / "model_server_grpc_bare.py"),
-                                       str(bare_grpc)], env=env))
-        for hp, gp, extra in ((http_port, grpc_port, []),
-                              (nb_http, nb_grpc, ["--max_batch_size", "0"])):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", "from tureen.cli.main import main; main()",
-                 "serve-model", "--model_repository", str(tmp / "models"), "--host",
-                 "127.0.0.1", "--http_port", str(hp), "--grpc_port", str(gp), "--workers", "1",
-                 *extra], env=env))
-        kserve = args.kserve_python.exists()
-        if kserve:
+        if need["bare"]:
+            procs.append(subprocess.Popen([sys.executable, str(HERE / "model_server_bare.py"),
+                                           str(bare_port)], env=env))
+        if need["bare_grpc"]:
+            procs.append(subprocess.Popen([sys.executable,
+                                           str(HERE / "model_server_grpc_bare.py"),
+                                           str(bare_grpc)], env=env))
+        for on, hp, gp, extra in ((need["tureen"], http_port, grpc_port, []),
+                                  (need["nobatch"], nb_http, nb_grpc,
+                                   ["--max_batch_size", "0"])):
+            if on:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-c", "from tureen.cli.main import main; main()",
+                     "serve-model", "--model_repository", str(tmp / "models"), "--host",
+                     "127.0.0.1", "--http_port", str(hp), "--grpc_port", str(gp), "--workers",
+                     "1", *extra], env=env))
+        if need["kserve"]:
             procs.append(subprocess.Popen(
                 [str(args.kserve_python), str(HERE / "kserve_sklearn_peer.py"), "--model_name",
                  "lr", "--http_port", str(ks_http), "--grpc_port", str(ks_grpc),
@@ -252,11 +338,14 @@ def main() -> None:
         base = f"http://127.0.0.1:{http_port}"
         nobatch = f"http://127.0.0.1:{nb_http}"
         ks = f"http://127.0.0.1:{ks_http}"
-        wait_http(f"{base}/v2/health/ready")
-        wait_http(f"{nobatch}/v2/health/ready")
-        if kserve:
-            wait_http(f"{ks}/v2/health/ready")
-        for _ in range(100):  # the bare server answers 405 to GET once it is up
+        grpc_targets = []
+        for on, url, gport in ((need["tureen"], base, grpc_port),
+                               (need["nobatch"], nobatch, nb_grpc),
+                               (need["kserve"], ks, ks_grpc)):
+            if on:
+                wait_http(f"{url}/v2/health/ready")
+                grpc_targets.append(f"127.0.0.1:{gport}")
+        for _ in range(100 if need["bare"] else 0):  # the bare server answers 405 to GET
             try:
                 httpx.get(f"http://127.0.0.1:{bare_port}/v1/models/bare:predict")
                 break
@@ -265,8 +354,7 @@ def main() -> None:
         time.sleep(0.5)
         body = grpc_body(tmp / "infer_lr.bin", "lr")
         bare_body = grpc_body(tmp / "infer_bare.bin", "bare")
-        targets = [f"127.0.0.1:{grpc_port}", f"127.0.0.1:{nb_grpc}"]
-        for t in targets + ([f"127.0.0.1:{ks_grpc}"] if kserve else []):
+        for t in grpc_targets:
             check_grpc(t, "lr")
         v1 = json.dumps({"instances": [ROW]})
         v2 = json.dumps({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 10],
@@ -278,68 +366,58 @@ def main() -> None:
             "trivial_async_v1_c16": ("wrk", f"{base}/v1/models/trivial_async:predict", v1, 16),
             "bare_grpc_aio_c16": ("h2", f"127.0.0.1:{bare_grpc}", bare_body, 16),
         }
-        servers = [("sklearn", base, grpc_port), ("sklearn_nobatch", nobatch, nb_grpc)]
-        if kserve:
-            servers.append(("kserve", ks, ks_grpc))
-        for label, url, gport in servers:
+        for label, url, gport in (("sklearn", base, grpc_port),
+                                  ("sklearn_nobatch", nobatch, nb_grpc), ("kserve", ks, ks_grpc)):
             for c in (1, 16):
                 points[f"{label}_v1_c{c}"] = ("wrk", f"{url}/v1/models/lr:predict", v1, c)
                 points[f"{label}_v2_c{c}"] = ("wrk", f"{url}/v2/models/lr/infer", v2, c)
                 points[f"{label}_grpc_c{c}"] = ("h2", f"127.0.0.1:{gport}", body, c)
-        results: dict[str, list[dict[str, float]]] = {k: [] for k in points}
-        load_before = [round(x, 2) for x in os.getloadavg()]
-        for _ in range(args.runs):
-            for key, (kind, target, payload, conns) in points.items():
-                if kind == "wrk":
-                    results[key].append(wrk(target, payload, conns, args.duration, tmp))
-                else:
-                    results[key].append(h2load(target, payload, conns, args.duration, tmp))
-        med = {k: median_of(v) for k, v in results.items()}
-        binary = binary_roundtrip(base)
-        bare = med["bare_starlette_c16"]["requests_per_s"]
-        protos = ("v1", "v2", "grpc")
 
-        def vs_kserve(label: str) -> dict[str, Any]:
-            if not kserve:
-                return {"v1": ratio(med[f"{label}_v1_c16"]["requests_per_s"],
-                                    KSERVE_REF["v1_rps_c16"]),
-                        "v2": ratio(med[f"{label}_v2_c16"]["requests_per_s"],
-                                    KSERVE_REF["v2_rps_c16"]),
-                        "source": "the issue's quoted KServe numbers (no KServe venv here)"}
-            return {p: ratio(med[f"{label}_{p}_c16"]["requests_per_s"],
-                             med[f"kserve_{p}_c16"]["requests_per_s"]) for p in protos}
+        def run(key: str, seconds: int) -> dict[str, float]:
+            kind, target, payload, conns = points[key]
+            if kind == "wrk":
+                return wrk(target, payload, conns, seconds, tmp)
+            return h2load(target, payload, conns, seconds, tmp)
 
+        load_before = ab.loadavg()
+        windows, conditions = ab.measure_groups(
+            groups, lambda k: run(k, args.window), args.pairs,
+            warmup=(lambda k: run(k, args.warmup)) if args.warmup > 0 else None)
+        med = {k: ab.summarize(v) for k, v in windows.items()}
+        binary = binary_roundtrip(base) if "binary" in chosen else None
+        ratios, spreads = paired_ratios(windows, RATIOS)
+        if not kserve:  # against the issue's quoted KServe numbers instead
+            for label, section in (("sklearn", "throughput_c16_vs_kserve"),
+                                   ("sklearn_nobatch",
+                                    "throughput_c16_vs_kserve_without_batching")):
+                ref = {p: ratio(med[f"{label}_{p}_c16"]["requests_per_s"],
+                                KSERVE_REF[f"{p}_rps_c16"])
+                       for p in ("v1", "v2") if f"{label}_{p}_c16" in med}
+                if ref:
+                    ratios[section] = {**ref, "source": "the issue's quoted KServe numbers "
+                                                        "(no KServe venv here)"}
+            p99 = {p: ratio(med[f"sklearn_{p}_c16"]["p99_ms"], KSERVE_REF["p99_ms_c16"][0])
+                   for p in PROTOS if f"sklearn_{p}_c16" in med}
+            if p99:
+                ratios["p99_c16_vs_kserve"] = p99
+        ref_issue = {p: ratio(med[f"sklearn_{p}_c16"]["requests_per_s"],
+                              KSERVE_REF[f"{p}_rps_c16"])
+                     for p in ("v1", "v2") if f"sklearn_{p}_c16" in med}
+        if ref_issue:
+            ratios["throughput_c16_vs_issue_reference"] = ref_issue
         report: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "load_average_before": load_before,
-                        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                        "runs": args.runs, "seconds_per_point":
-                        args.duration, "load_generators": {"rest": "wrk -t1",
-                                                           "grpc": "h2load -t1 -m1"},
+                        "load_average_after": ab.loadavg(),
+                        "groups": conditions, "pairs": args.pairs,
+                        "seconds_per_window": args.window, "warmup_seconds": args.warmup,
+                        "method": "rounds of one window per point of a group, every other "
+                                  "round reversed; ratio = median of per-round ratios",
+                        "load_generators": {"rest": "wrk -t1", "grpc": "h2load -t1 -m1"},
                         "kserve": "0.21 measured in this run" if kserve else "not installed"},
             "medians": med,
-            "binary_1M_fp32": binary,
-            "ratios": {
-                "throughput_c16_vs_kserve": vs_kserve("sklearn"),
-                "throughput_c16_vs_kserve_without_batching": vs_kserve("sklearn_nobatch"),
-                "p99_c16_vs_kserve": {
-                    p: ratio(med[f"sklearn_{p}_c16"]["p99_ms"], med[f"kserve_{p}_c16"]["p99_ms"])
-                    for p in protos} if kserve else {
-                    p: ratio(med[f"sklearn_{p}_c16"]["p99_ms"], KSERVE_REF["p99_ms_c16"][0])
-                    for p in protos},
-                "p50_c1_vs_kserve": {
-                    p: ratio(med[f"sklearn_{p}_c1"]["p50_ms"], med[f"kserve_{p}_c1"]["p50_ms"])
-                    for p in protos} if kserve else {},
-                "throughput_c16_vs_issue_reference": {
-                    "v1": ratio(med["sklearn_v1_c16"]["requests_per_s"], KSERVE_REF["v1_rps_c16"]),
-                    "v2": ratio(med["sklearn_v2_c16"]["requests_per_s"], KSERVE_REF["v2_rps_c16"]),
-                },
-                "trivial_sync_vs_bare": ratio(med["trivial_sync_v1_c16"]["requests_per_s"], bare),
-                "trivial_async_vs_bare": ratio(med["trivial_async_v1_c16"]["requests_per_s"],
-                                               bare),
-                "sklearn_grpc_vs_bare_grpc_aio": ratio(
-                    med["sklearn_grpc_c16"]["requests_per_s"],
-                    med["bare_grpc_aio_c16"]["requests_per_s"]),
-            },
+            **({"binary_1M_fp32": binary} if binary is not None else {}),
+            "ratios": ratios,
+            "ratio_spread": spreads,
             "kserve_issue_reference": KSERVE_REF,
             "targets": {"throughput_vs_kserve": ">= 4", "p99_vs_kserve": "<= 0.25",
                         "trivial_vs_bare": ">= 0.6", "binary_MB_per_s": ">= 300"},
