@@ -24,7 +24,7 @@ from typing import Any
 
 Window = dict[str, float]
 #: window fields that count events: summed over windows, not a median
-COUNTS = frozenset({"errors", "socket", "ok_2xx"})
+COUNTS = frozenset({"errors", "socket", "ok_2xx", "requests"})
 
 
 def round_orders(members: Sequence[str], rounds: int) -> list[list[str]]:
@@ -61,6 +61,44 @@ def summarize(windows: Sequence[Window]) -> dict[str, float]:
     keys = dict.fromkeys(k for w in windows for k in w)
     return {k: (sum(w.get(k, 0) for w in windows) if k in COUNTS
                 else round(statistics.median(w[k] for w in windows if k in w), 3)) for k in keys}
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its live descendants (Linux /proc)."""
+    parent: dict[int, int] = {}
+    cpu: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                text = fh.read()
+        except OSError:  # exited meanwhile
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # fields 3.. of proc(5)
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = int(fields[11]) + int(fields[12])  # utime + stime
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    return sum(cpu.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def with_server_cpu(run: Callable[[], Window], pid: int | None) -> Window:
+    """``run()``'s window plus ``server_cpu_us_per_request``: the CPU the server process tree
+    spent during it per request answered (less moved by other processes' load than
+    throughput; resolution one clock tick, 10 ms, over the window)."""
+    if pid is None:
+        return run()
+    before, t0 = tree_cpu_seconds(pid), time.monotonic()
+    window = run()
+    spent, took = tree_cpu_seconds(pid) - before, time.monotonic() - t0
+    requests = window.get("requests") or window["requests_per_s"] * took
+    window["server_cpu_us_per_request"] = round(spent / requests * 1e6, 1) if requests else 0.0
+    return window
 
 
 def loadavg() -> list[float]:
@@ -109,3 +147,5 @@ def add_arguments(ap: argparse.ArgumentParser, group: str, only_help: str) -> No
     ap.add_argument("--warmup", type=int, default=1,
                     help=f"seconds of unrecorded load per point before its {group} (0: none)")
     ap.add_argument("--only", default=None, help=only_help)
+    ap.add_argument("--raw", action="store_true",
+                    help="also print every window's numbers (``windows``, in round order)")

@@ -107,6 +107,19 @@ def auth_ratios(windows: dict[str, list[dict[str, float]]]) -> tuple[dict[str, A
     if "grpc_tls" in windows:
         sp = ab.paired_ratio(windows["grpc_tls"], windows["grpc_off"], "requests_per_s")
         ratios["grpc_tls_vs_plain"], spreads["grpc_tls_vs_plain"] = round(sp["median"], 2), sp
+    # the same comparisons by the server's CPU per request (off / mode: 0.95 = 5% more CPU)
+    for section, mode in (("token_vs_off_by_server_cpu", "token"),
+                          ("oidc_cached_vs_off_by_server_cpu", "oidc"),
+                          ("grpc_tls_vs_plain_by_server_cpu", "tls")):
+        for p in SURFACES:
+            if f"{p}_{mode}" in windows and f"{p}_off" in windows:
+                sp = ab.paired_ratio(windows[f"{p}_off"], windows[f"{p}_{mode}"],
+                                     "server_cpu_us_per_request")
+                if mode == "tls":
+                    ratios[section], spreads[section] = round(sp["median"], 2), sp
+                else:
+                    ratios.setdefault(section, {})[p] = round(sp["median"], 2)
+                    spreads.setdefault(section, {})[p] = sp
     return ratios, spreads
 
 
@@ -133,7 +146,8 @@ def wrk(url: str, body: str, conns: int, seconds: float, tmp: Path,
                           str(lua), url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"requests_per_s": rps, "errors": int(bad.group(1)) if bad else 0}
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {"requests_per_s": rps, "requests": done, "errors": int(bad.group(1)) if bad else 0}
 
 
 def h2load(target: str, body: Path, conns: int, seconds: float, token: str | None,
@@ -150,7 +164,9 @@ def h2load(target: str, body: Path, conns: int, seconds: float, token: str | Non
     ok = re.search(r"status codes: (\d+) 2xx", out)
     cipher = re.search(r"Cipher: (\S+)", out)
     proto = re.search(r"TLS Protocol: (\S+)", out)
-    return ({"requests_per_s": rps, "ok_2xx": int(ok.group(1)) if ok else 0},
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done", out)
+    return ({"requests_per_s": rps, "ok_2xx": int(ok.group(1)) if ok else 0,
+             "requests": int(done.group(1)) if done else 0},
             f"{proto.group(1)} {cipher.group(1)}" if cipher and proto else None)
 
 
@@ -232,6 +248,7 @@ def main() -> None:
         certs = make_dev_certs(tmp / "certs")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         ports: dict[str, tuple[int, int]] = {}
+        pids: dict[str, subprocess.Popen[bytes]] = {}  # model servers by mode, feast_<mode>
         base = ["serve-model", "--model_repository", str(tmp / "models"), "--workers", "1"]
         model_modes = {k.split("_")[1] for k in wanted if not k.startswith("feast_")}
         feast_modes = {k.split("_")[1] for k in wanted if k.startswith("feast_")}
@@ -245,15 +262,17 @@ def main() -> None:
             hp, gp = free_port(), free_port()
             ports[mode] = (hp, gp)
             if mode in model_modes:
-                procs.append(start([*base, "--http_port", str(hp), "--grpc_port", str(gp),
-                                    *extra], tmp / f"model-{mode}.log", env))
+                pids[mode] = start([*base, "--http_port", str(hp), "--grpc_port", str(gp),
+                                    *extra], tmp / f"model-{mode}.log", env)
+                procs.append(pids[mode])
         fports = {"off": free_port(), "token": free_port(), "oidc": free_port()}
         for mode, r in (("off", noauth), ("token", repo), ("oidc", repo)):
             extra = ["--auth", mode] if mode != "off" else []
             if mode in feast_modes:
-                procs.append(start(["serve-features", "--repo", str(r), "--no-grpc", "--port",
-                                    str(fports[mode]), *extra], tmp / f"features-{mode}.log",
-                                   env))
+                pids[f"feast_{mode}"] = start(
+                    ["serve-features", "--repo", str(r), "--no-grpc", "--port",
+                     str(fports[mode]), *extra], tmp / f"features-{mode}.log", env)
+                procs.append(pids[f"feast_{mode}"])
         for mode in ("off", "token", "oidc"):
             if mode in model_modes:
                 wait_http(f"http://127.0.0.1:{ports[mode][0]}/v2/health/ready")
@@ -303,17 +322,21 @@ def main() -> None:
         cipher = None
 
         def run(key: str, seconds: int) -> dict[str, float]:
-            nonlocal cipher
             spec = points[key]
             surface, mode = key.split("_")
             metrics = (f"http://127.0.0.1:{ports[mode][0]}/metrics"
                        if surface != "feast" and mode != "tls" else None)
             before = batching(metrics, spec[3]) if metrics else None
-            if spec[0] == "wrk":
-                res = wrk(spec[1], spec[2], args.conns, seconds, tmp, spec[3])
-            else:
+
+            def load() -> dict[str, float]:
+                nonlocal cipher
+                if spec[0] == "wrk":
+                    return wrk(spec[1], spec[2], args.conns, seconds, tmp, spec[3])
                 res, c = h2load(spec[1], spec[2], args.conns, seconds, spec[3], spec[4])
                 cipher = c or cipher
+                return res
+
+            res = ab.with_server_cpu(load, pids[key if surface == "feast" else mode].pid)
             if before is not None and metrics is not None:
                 rows, calls = (a - b for a, b in zip(batching(metrics, spec[3]), before,
                                                      strict=True))
@@ -338,6 +361,7 @@ def main() -> None:
             "medians": med,
             "ratios": ratios,
             "ratio_spread": spreads,
+            **({"windows": windows} if args.raw else {}),
             "tls": {"negotiated": cipher, "alpn": "h2", "certificate": "ECDSA P-256 (dev CA)"},
             "jwks_fetches_during_load": issuer.fetches - fetches_before,
             "auth_cpu_per_request_in_process": per_request_cost(repo, token, jwt, issuer.url),

@@ -134,7 +134,8 @@ def wrk(url: str, body: str, conns: int, seconds: float, lua_dir: Path) -> dict[
     pct = {p: _ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errs = re.search(r"Socket errors:.*", out)
-    return {"requests_per_s": rps, "p50_ms": pct["50"], "p99_ms": pct["99"],
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {"requests_per_s": rps, "p50_ms": pct["50"], "p99_ms": pct["99"], "requests": done,
             "errors": int(bad.group(1)) if bad else 0, **({"socket": 1} if errs else {})}
 
 
@@ -182,7 +183,8 @@ def h2load(target: str, body: Path, conns: int, seconds: float, tmp: Path) -> di
     lat = np.array([int(r[2]) for r in rows], dtype=np.float64) / 1000.0
     bad = sum(1 for r in rows if r[1] != "200")
     return {"requests_per_s": rps, "p50_ms": round(float(np.percentile(lat, 50)), 3),
-            "p99_ms": round(float(np.percentile(lat, 99)), 3), "errors": bad}
+            "p99_ms": round(float(np.percentile(lat, 99)), 3), "requests": len(rows),
+            "errors": bad}
 
 
 def binary_roundtrip(base: str, repeats: int = 20) -> dict[str, float]:
@@ -248,6 +250,9 @@ RATIOS: dict[tuple[str, str | None], tuple[str, str, str]] = {
                                       "requests_per_s"),
     ("sklearn_grpc_vs_bare_grpc_aio", None): ("sklearn_grpc_c16", "bare_grpc_aio_c16",
                                               "requests_per_s"),
+    # KServe's server CPU per request over tureen's (4 = a quarter of the CPU per request)
+    **{("throughput_c16_vs_kserve_by_server_cpu", p): (
+        f"kserve_{p}_c16", f"sklearn_{p}_c16", "server_cpu_us_per_request") for p in PROTOS},
 }
 
 
@@ -312,29 +317,30 @@ def main() -> None:
         nb_http, nb_grpc, bare_grpc = free_port(), free_port(), free_port()
         ks_http, ks_grpc = free_port(), free_port()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        servers: dict[str, subprocess.Popen[bytes]] = {}  # by the keys of ``need``
         if need["bare"]:
-            procs.append(subprocess.Popen([sys.executable, str(HERE / "model_server_bare.py"),
-                                           str(bare_port)], env=env))
+            servers["bare"] = subprocess.Popen(
+                [sys.executable, str(HERE / "model_server_bare.py"), str(bare_port)], env=env)
         if need["bare_grpc"]:
-            procs.append(subprocess.Popen([sys.executable,
-                                           str(HERE / "model_server_grpc_bare.py"),
-                                           str(bare_grpc)], env=env))
-        for on, hp, gp, extra in ((need["tureen"], http_port, grpc_port, []),
-                                  (need["nobatch"], nb_http, nb_grpc,
-                                   ["--max_batch_size", "0"])):
-            if on:
-                procs.append(subprocess.Popen(
+            servers["bare_grpc"] = subprocess.Popen(
+                [sys.executable, str(HERE / "model_server_grpc_bare.py"), str(bare_grpc)],
+                env=env)
+        for name, hp, gp, extra in (("tureen", http_port, grpc_port, []),
+                                    ("nobatch", nb_http, nb_grpc, ["--max_batch_size", "0"])):
+            if need[name]:
+                servers[name] = subprocess.Popen(
                     [sys.executable, "-c", "from tureen.cli.main import main; main()",
                      "serve-model", "--model_repository", str(tmp / "models"), "--host",
                      "127.0.0.1", "--http_port", str(hp), "--grpc_port", str(gp), "--workers",
-                     "1", *extra], env=env))
+                     "1", *extra], env=env)
         if need["kserve"]:
-            procs.append(subprocess.Popen(
+            servers["kserve"] = subprocess.Popen(
                 [str(args.kserve_python), str(HERE / "kserve_sklearn_peer.py"), "--model_name",
                  "lr", "--http_port", str(ks_http), "--grpc_port", str(ks_grpc),
                  "--enable_latency_logging", "False",
                  str(tmp / "models" / "lr" / "1" / "model.joblib")],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.extend(servers.values())
         base = f"http://127.0.0.1:{http_port}"
         nobatch = f"http://127.0.0.1:{nb_http}"
         ks = f"http://127.0.0.1:{ks_http}"
@@ -373,11 +379,18 @@ def main() -> None:
                 points[f"{label}_v2_c{c}"] = ("wrk", f"{url}/v2/models/lr/infer", v2, c)
                 points[f"{label}_grpc_c{c}"] = ("h2", f"127.0.0.1:{gport}", body, c)
 
+        def server_of(key: str) -> str:
+            for prefix, name in (("bare_starlette", "bare"), ("bare_grpc", "bare_grpc"),
+                                 ("sklearn_nobatch", "nobatch"), ("kserve", "kserve")):
+                if key.startswith(prefix):
+                    return name
+            return "tureen"
+
         def run(key: str, seconds: int) -> dict[str, float]:
             kind, target, payload, conns = points[key]
-            if kind == "wrk":
-                return wrk(target, payload, conns, seconds, tmp)
-            return h2load(target, payload, conns, seconds, tmp)
+            load = wrk if kind == "wrk" else h2load
+            return ab.with_server_cpu(lambda: load(target, payload, conns, seconds, tmp),
+                                      servers[server_of(key)].pid)
 
         load_before = ab.loadavg()
         windows, conditions = ab.measure_groups(
@@ -418,6 +431,7 @@ def main() -> None:
             **({"binary_1M_fp32": binary} if binary is not None else {}),
             "ratios": ratios,
             "ratio_spread": spreads,
+            **({"windows": windows} if args.raw else {}),
             "kserve_issue_reference": KSERVE_REF,
             "targets": {"throughput_vs_kserve": ">= 4", "p99_vs_kserve": "<= 0.25",
                         "trivial_vs_bare": ">= 0.6", "binary_MB_per_s": ">= 300"},

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,28 @@ def test_measure_groups_pairs_windows_by_round_and_records_conditions() -> None:
     assert "loadavg_after" in conditions["g1"] and "seconds" in conditions["g1"]
     with pytest.raises(ValueError, match="more than one group"):
         measure_groups({"g1": ["a"], "g2": ["a"]}, measure, 1)
+
+
+def test_tree_cpu_counts_a_server_and_its_workers() -> None:
+    # a "server" whose worker child spends 0.3 s of CPU, then both wait: the tree's CPU
+    # includes the worker's (process time, not wall time, so a busy machine does not matter)
+    burn = ("import time\n"
+            "while time.process_time() < 0.3: pass\n"
+            "print('done', flush=True); sys.stdin.read()\n")
+    code = ("import subprocess, sys\n"
+            f"w = subprocess.Popen([sys.executable, '-c', 'import sys\\n' + {burn!r}], "
+            "stdout=subprocess.PIPE, text=True)\n"
+            "print(w.stdout.readline().strip(), flush=True); sys.stdin.read(); w.wait()\n")
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as server:
+        assert server.stdout is not None and server.stdout.readline().strip() == "done"
+        assert 0.29 <= ab.tree_cpu_seconds(server.pid) < 5
+
+
+def test_server_cpu_per_request_of_a_window() -> None:
+    window = ab.with_server_cpu(lambda: {"requests_per_s": 1000.0, "requests": 0}, None)
+    assert window == {"requests_per_s": 1000.0, "requests": 0}
+    # this process as the "server": its own CPU over the requests the window reports
+    window = ab.with_server_cpu(lambda: {"requests_per_s": 10.0, "requests": 10,
+                                         "spent": sum(range(3_000_000))}, os.getpid())
+    assert window["server_cpu_us_per_request"] >= 0
