@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from tureen.codecs.pb import inference_pb2 as pb
 from tureen.codecs.tensor import (
+    MAX_DIMS,
+    MAX_ELEMENTS,
     check_datatype,
     check_range,
     check_shape,
@@ -91,15 +94,28 @@ def _typed_contents(t: Any) -> bool:
     return bool(t.HasField("contents")) and t.contents.ByteSize() > 0
 
 
+def _shape(name: str, dims: Any) -> list[int]:
+    """A tensor's ``shape`` field (int64s) as ``check_shape`` admits it: the common case (no
+    negative dimension, few enough, a product in bounds) costs two C calls."""
+    shape: list[int] = dims[:]  # a slice is a list built in C; list() iterates to IndexError
+    if (len(shape) <= MAX_DIMS and (not shape or min(shape) > 0)
+            and math.prod(shape) <= MAX_ELEMENTS):
+        return shape
+    return check_shape(name, shape)  # a zero, or the error naming what is wrong
+
+
 def decode_request(msg: pb.ModelInferRequest, headers: dict[str, str]) -> InferRequest:
-    if not msg.inputs:
+    # repeated fields as lists, by slicing: iterating one (list(), for, zip) ends with an
+    # IndexError whose message is formatted, and each read of the field builds a wrapper
+    tensors = msg.inputs[:]
+    if not tensors:
         raise InvalidRequestError("ModelInferRequest has no inputs; add at least one.")
     raw = msg.raw_input_contents
-    params = [_params(t.parameters) for t in msg.inputs]
-    in_shm = [in_shared_memory(p) for p in params]
+    params = [_params(t.parameters) for t in tensors]
+    in_shm = [bool(p) and in_shared_memory(p) for p in params]
     if raw:
-        for t, shm in zip(msg.inputs, in_shm, strict=True):
-            if not shm and _typed_contents(t):  # Triton's words: its clients look for them
+        for i, t in enumerate(tensors):
+            if not in_shm[i] and _typed_contents(t):  # Triton's words: its clients look for them
                 raise InvalidRequestError(
                     f"contents field must not be specified when using raw_input_contents for "
                     f"{t.name!r} for model {msg.model_name!r}; send each input's data either "
@@ -113,45 +129,45 @@ def decode_request(msg: pb.ModelInferRequest, headers: dict[str, str]) -> InferR
             )
     inputs: list[InferInput] = []
     next_raw = 0
-    for t, shm, tp in zip(msg.inputs, in_shm, params, strict=True):
-        shape = check_shape(t.name, list(t.shape))
-        dt = check_datatype(t.name, t.datatype)
+    for i, t in enumerate(tensors):  # (zip(..., strict=True) parses a keyword per call)
+        shm = in_shm[i]
+        name, datatype = t.name, t.datatype
+        shape = _shape(name, t.shape)
+        dt = check_datatype(name, datatype)
         if shm:
             if _typed_contents(t):
                 raise InvalidRequestError(
-                    f"input {t.name!r} is in shared memory and has contents too; send one.")
+                    f"input {name!r} is in shared memory and has contents too; send one.")
             data = IN_SHARED_MEMORY  # the data plane reads it from the region
         elif raw:
-            data = decode_checked(t.name, t.datatype, dt, shape, raw[next_raw])
+            data = decode_checked(name, datatype, dt, shape, raw[next_raw])
             next_raw += 1
         else:
-            field = CONTENTS_FIELD.get(t.datatype)
+            field = CONTENTS_FIELD.get(datatype)
             if field is None:
                 raise InvalidRequestError(
-                    f"input {t.name!r} is {t.datatype}, which has no typed contents field; send "
+                    f"input {name!r} is {datatype}, which has no typed contents field; send "
                     "it in raw_input_contents."
                 )
             values = getattr(t.contents, field)
             if len(values) != element_count(shape):
                 raise InvalidRequestError(
-                    f"input {t.name!r} has shape {shape} ({element_count(shape)} elements) but "
+                    f"input {name!r} has shape {shape} ({element_count(shape)} elements) but "
                     f"{field} holds {len(values)}; make the shape match the data."
                 )
-            if t.datatype == "BYTES":
+            if datatype == "BYTES":
                 data = np.empty(len(values), dtype=object)
                 data[:] = list(values)
                 data = data.reshape(shape)
             else:
                 if dt.kind in "iu" and dt.itemsize < 4:  # INT8/16, UINT8/16 in 32-bit fields
-                    check_range(t.name, t.datatype, np.asarray(values), dt)
+                    check_range(name, datatype, np.asarray(values), dt)
                 data = np.array(values, dtype=dt).reshape(shape)
-        inputs.append(InferInput(t.name, t.datatype, shape, data, tp))
+        inputs.append(InferInput(name, datatype, shape, data, params[i]))
     outputs = None
-    if msg.outputs:
-        outputs = []
-        for o in msg.outputs:
-            op = _params(o.parameters)
-            outputs.append(RequestedOutput(o.name, None, op))
+    wanted_outputs = msg.outputs[:]
+    if wanted_outputs:
+        outputs = [RequestedOutput(o.name, None, _params(o.parameters)) for o in wanted_outputs]
     return InferRequest(
         msg.model_name, inputs, msg.id or None, msg.model_version or None, outputs,
         _params(msg.parameters), headers,

@@ -121,3 +121,21 @@ async def test_grpc_metadata_reaches_the_model_as_headers() -> None:
     assert seen[0]["x-tenant"] == "acme" and "bin-bin" not in seen[0]
     assert ctx.trailing == (("x-request-id", "g-1"),)
     dp.close()
+
+
+@pytest.mark.parametrize("shape", [[-1, 10], [1, -10], [0, 2**62], [2**21, 2**21, 2**21],
+                                   [1] * 33])
+def test_a_shape_no_tensor_can_have_is_a_client_mistake(shape: list[int]) -> None:
+    msg = pb.ModelInferRequest(model_name="m", raw_input_contents=[b""])
+    msg.inputs.add(name="x", datatype="FP32", shape=shape)
+    with pytest.raises(InvalidRequestError, match="'x'"):
+        convert.decode_request(msg, {})
+
+
+@pytest.mark.parametrize("shape", [[], [0], [0, 10], [3, 0, 2]])
+def test_empty_and_scalar_shapes_decode(shape: list[int]) -> None:
+    n = int(np.prod(shape))
+    msg = pb.ModelInferRequest(model_name="m", raw_input_contents=[b"\0" * 4 * n])
+    msg.inputs.add(name="x", datatype="FP32", shape=shape)
+    (got,) = convert.decode_request(msg, {}).inputs
+    assert got.shape == shape and got.data.shape == tuple(shape)
