@@ -5,8 +5,9 @@ application/grpc``; its body is one length-prefixed message (flag byte, 4-byte b
 length; flag 1 = compressed with ``grpc-encoding``). The answer is HEADERS (``:status 200``),
 one DATA message and trailers (``grpc-status``, ``grpc-message``, ``x-request-id``), or a
 trailers-only HEADERS frame for errors. Handlers are ``handlers.InferenceServicer``'s, run
-through the guard chain and started with ``start_eager`` so that calls which never suspend
-finish inside ``data_received`` and leave in the same write.
+through the guard chain and started with ``drive_eager`` so that calls which never suspend
+finish inside ``data_received`` and leave in the same write, and a call that waits (for its
+batch) is resumed by the future it waits for, without a Task of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tureen.serving.context import RequestContext
 from tureen.serving.dataplane import DataPlane
 from tureen.serving.guard import GuardChain, RequestFailedError
 from tureen.serving.ratelog import RateLimitedLog
-from tureen.transports.eager import start_eager
+from tureen.transports.eager import Driven, drive_eager
 from tureen.transports.grpc import h2frames as f
 from tureen.transports.grpc.h2calm import H2Limits
 from tureen.transports.grpc.h2conn import H2Connection, Stream
@@ -106,7 +107,7 @@ class Call:
         self.deadline: float | None = None
         self.timeout = 0.0
         self.encoding: str | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.task: Driven | None = None
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -255,7 +256,7 @@ class GrpcConnection(H2Connection):
         if call.deadline is not None and self.loop.time() >= call.deadline:
             self._expire(s)
             return
-        task = start_eager(self.service.chain.run(call.ctx, self._invoke, call, body, flag),
+        task = drive_eager(self.service.chain.run(call.ctx, self._invoke, call, body, flag),
                            partial(self._finished, s), self.loop)
         if task is not None and s.id in self.streams:
             call.task = task
