@@ -68,3 +68,30 @@ def test_status_table_uses_the_grpc_integers() -> None:
     assert status_of(NotReadyError("x")) == 14
     assert status_of(TureenError("x")) == Status.INTERNAL
     assert status_code(status_of(NotFoundError("x"))).name == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("window", [f.DEFAULT_WINDOW, 3])
+async def test_a_unary_answer_takes_its_window_and_waits_for_more(window: int) -> None:
+    dp = DataPlane()
+    conn = GrpcConnection(Service(dp, 1 << 20, 100))
+    t = FakeTransport()
+    conn.connection_made(t)  # type: ignore[arg-type]
+    conn.data_received(f.PREFACE + f.settings({f.INITIAL_WINDOW_SIZE: window}))
+    peer = Peer(conn, t)
+    peer.frames()
+    before = conn.send_window
+    conn.data_received(call_frames("/inference.GRPCInferenceService/ServerLive",
+                                   pb.ServerLiveRequest().SerializeToString()))
+    frames = peer.frames()
+    body = b"".join(p for k, _, _, p in frames if k == f.DATA)
+    assert conn.send_window == before - len(body)
+    if window < 7:  # 7 bytes of message: the rest waits for the stream's window
+        assert [k for k, *_ in frames] == [f.HEADERS, f.DATA] and len(body) == window
+        assert 1 in conn.streams
+        conn.data_received(f.window_update(1, 100))
+        frames += peer.frames()
+        body = b"".join(p for k, _, _, p in frames if k == f.DATA)
+    assert [k for k, *_ in frames][-1] == f.HEADERS and frames[-1][1] & f.END_STREAM
+    assert pb.ServerLiveResponse.FromString(body[5:]).live
+    assert 1 not in conn.streams
+    dp.close()

@@ -87,6 +87,33 @@ class H2Output(asyncio.Protocol):
 
     def send_response(self, s: Stream, head: bytes, body: bytes, trailers: bytes) -> None:
         """Headers, the body as flow-controlled DATA, then trailers (END_STREAM)."""
+        size, mf = len(body), self.peer_max_frame
+        if (0 < size <= mf and size <= s.send_window and size <= self.send_window
+                and len(trailers) <= mf and s.pending is None
+                and self.streams.get(s.id) is s and s.id not in self._blocked):
+            # the common unary answer: the window takes the body, each part fits one frame;
+            # the same frames send_headers + send_data + _push queue, in one step
+            head = self.encoder.prefix() + head
+            if len(head) <= mf:
+                sid = s.id
+                self._out += (
+                    f.frame_header(len(head), f.HEADERS, f.END_HEADERS, sid), head,
+                    f.frame_header(size, f.DATA, 0, sid), body,
+                    f.frame_header(len(trailers), f.HEADERS, f.END_STREAM | f.END_HEADERS, sid),
+                    trailers)
+                s.head_sent = True
+                s.trailers = trailers
+                s.send_window -= size
+                self.send_window -= size
+                if s.on_drain is not None:
+                    s.on_drain()
+                self._done(s)
+                return
+            self._out += f.header_frames(s.id, head, False, mf)  # (the prefix is in head)
+            s.head_sent = True
+            s.trailers = trailers
+            self.send_data(s, body)
+            return
         self.send_headers(s, head)
         s.trailers = trailers
         self.send_data(s, body)
