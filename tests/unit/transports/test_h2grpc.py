@@ -3,6 +3,9 @@ data_received, timeouts, percent-encoding, the status table."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import pytest
 
 from tureen.codecs.pb import inference_pb2 as pb
@@ -11,6 +14,7 @@ from tureen.error_codes import grpc_status as status_of
 from tureen.errors import NotFoundError, NotReadyError, TureenError
 from tureen.serving import DataPlane
 from tureen.transports.grpc import h2frames as f
+from tureen.transports.grpc.h2conn import Stream
 from tureen.transports.grpc.h2grpc import GrpcConnection, Service, parse_timeout, percent_encode
 from tureen.transports.grpc.hpack import Decoder, Encoder
 from tureen.transports.grpc.servicer import status_code
@@ -94,4 +98,40 @@ async def test_a_unary_answer_takes_its_window_and_waits_for_more(window: int) -
     assert [k for k, *_ in frames][-1] == f.HEADERS and frames[-1][1] & f.END_STREAM
     assert pb.ServerLiveResponse.FromString(body[5:]).live
     assert 1 not in conn.streams
+    dp.close()
+
+
+async def test_a_call_that_waited_leaves_no_reference_cycle() -> None:
+    dp = DataPlane()
+    conn = GrpcConnection(Service(dp, 1 << 20, 100))
+    path = "/inference.GRPCInferenceService/ServerLive"
+    name, _, req_cls = conn.service.methods[path]
+
+    async def live(request: pb.ServerLiveRequest, ctx: object) -> pb.ServerLiveResponse:
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(fut.set_result, None)
+        await fut  # as a batched call waits for its batch
+        return pb.ServerLiveResponse(live=True)
+
+    conn.service.methods[path] = (name, live, req_cls)
+    t = FakeTransport()
+    conn.connection_made(t)  # type: ignore[arg-type]
+    conn.data_received(f.PREFACE + f.settings({}))
+    peer = Peer(conn, t)
+    peer.frames()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        conn.data_received(call_frames(path, pb.ServerLiveRequest().SerializeToString()))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert [k for k, *_ in peer.frames()] == [f.HEADERS, f.DATA, f.HEADERS]
+        gc.collect()
+        cycles = [o for o in gc.garbage if isinstance(o, Stream)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert cycles == []  # freed by reference counting, not left to the cyclic collector
     dp.close()

@@ -307,6 +307,7 @@ class GrpcConnection(H2Connection):
 
     def _finished(self, s: Stream, result: Any, exc: BaseException | None) -> None:
         call = s.call
+        call.task = None  # it ends the cycle stream -> call -> task -> on_done -> stream
         if call.timer is not None:
             call.timer.cancel()
         if (isinstance(s.headers, Shaped) and call.ctx.identity is not None
