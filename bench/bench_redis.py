@@ -9,7 +9,9 @@ unless ``--url`` is given):
   ``get_online_features_async`` (redis.asyncio); ``store_read``: ``RedisOnlineStore.read``
   alone (one round trip, commands packed by hand); ``bare``: redis-py (hiredis parser)
   ``HGET`` / a pipeline of 100 ``HGET`` of the same pre-encoded keys, plus decoding the
-  values row by row — what a redis-py user writes.
+  values row by row — what a redis-py user writes; ``raw_socket_same_commands`` (100 entities):
+  the bytes ``store_read`` sends written to a plain socket and the reply read back unparsed, the
+  round trip's own floor on this machine (Redis answering 100 HMGETs included).
 - materialization of the offline workload (``bench/workload.py``: 2M rows, 100k entities)
   with ``tureen.materialize.materialize`` (DuckDB engine -> Redis), split into the offline
   read and the Redis write, next to the bare write: pipelined ``HSET`` of the same encoded
@@ -142,6 +144,12 @@ def bench_reads(url: str, root: Path, calls: int, repeats: int) -> dict[str, Any
             pipe.hget(k, field)
         return [reader.read(v) for v in pipe.execute()]
 
+    raw = _RawSocket(url)
+    raw_many_payloads = [store._packed([(view, b)])[0] for b in batch_keys]
+
+    def raw_many(i: int) -> object:
+        return raw.roundtrip(raw_many_payloads[i % len(raw_many_payloads)])
+
     def store_one(i: int) -> object:
         return store.read([(view, [keys[i]])])
 
@@ -168,7 +176,7 @@ def bench_reads(url: str, root: Path, calls: int, repeats: int) -> dict[str, Any
 
     many_calls = max(calls // 10, 200)
     names = ["tureen_one", "store_one", "bare_one", "tureen_many", "store_many", "bare_many",
-             "async_one", "async_many"]
+             "raw_many", "async_one", "async_many"]
     res: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
     for _ in range(repeats):
         res["tureen_one"].append(percentiles(tureen_one, calls))
@@ -177,12 +185,14 @@ def bench_reads(url: str, root: Path, calls: int, repeats: int) -> dict[str, Any
         res["tureen_many"].append(percentiles(tureen_many, many_calls))
         res["store_many"].append(percentiles(store_many, many_calls))
         res["bare_many"].append(percentiles(bare_many, many_calls))
+        res["raw_many"].append(percentiles(raw_many, many_calls))
         a_one, a_many = asyncio.run(async_runs(calls // 2))
         res["async_one"].append(a_one)
         res["async_many"].append(a_many)
     store.delete_views([view])
     store.close()
     bare.close()
+    raw.close()
     one, many = med(res["tureen_one"]), med(res["tureen_many"])
     b1, bn = med(res["bare_one"]), med(res["bare_many"])
     return {
@@ -192,8 +202,48 @@ def bench_reads(url: str, root: Path, calls: int, repeats: int) -> dict[str, Any
         "hundred_entities": {"tureen": many, "tureen_async": med(res["async_many"]),
                              "store_read": med(res["store_many"]),
                              "bare_pipeline_hget_plus_decode": bn,
-                             "ratio_p50_vs_bare": round(many["p50_us"] / bn["p50_us"], 2)},
+                             "raw_socket_same_commands": med(res["raw_many"]),
+                             "ratio_p50_vs_bare": round(many["p50_us"] / bn["p50_us"], 2),
+                             "ratio_p50_vs_raw_socket": round(
+                                 many["p50_us"] / med(res["raw_many"])["p50_us"], 2)},
     }
+
+
+class _RawSocket:
+    """The lower bound of one batch read: the very bytes ``RedisOnlineStore.read`` sends (its
+    packed HMGETs) written to a plain socket, and the reply read back as bytes until it is
+    all in (its length learned on the first call per payload) -- no client, no parsing."""
+
+    def __init__(self, url: str) -> None:
+        hostport = url.split("//", 1)[1].split("/", 1)[0]
+        host, port = hostport.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray(1 << 20)
+        self.lengths: dict[int, int] = {}
+
+    def roundtrip(self, packed: Any) -> int:
+        self.sock.sendall(packed.payload)
+        need = self.lengths.get(id(packed))
+        if need is None:
+            import hiredis
+
+            reader, got, replies = hiredis.Reader(), 0, 0
+            while replies < packed.count:
+                chunk = self.sock.recv(1 << 16)
+                got += len(chunk)
+                reader.feed(chunk)
+                while reader.gets() is not False:
+                    replies += 1
+            self.lengths[id(packed)] = got
+            return got
+        view, got = memoryview(self.buf), 0
+        while got < need:
+            got += self.sock.recv_into(view[got:])
+        return got
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def bench_materialize(url: str, root: Path, repeats: int) -> dict[str, Any]:
