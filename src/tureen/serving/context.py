@@ -105,7 +105,6 @@ class RequestContext:
     peer: str | None = None
     #: the raw query string of an HTTP request ("wait=online&x=1"; "" for none and gRPC)
     query: str = ""
-    bearer: str | None = None
     peer_cert: Mapping[str, Any] | None = None
     #: set by authentication; None is anonymous
     identity: Identity | None = None
@@ -117,6 +116,31 @@ class RequestContext:
     resource: str | None = None
     #: headers a guard wants on the response (e.g. ``www-authenticate``)
     response_headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def bearer(self) -> str | None:
+        """The token of the ``Authorization: Bearer ...`` header, or None; parsed when asked
+        (a token already verified is recognised by the whole header value, unparsed)."""
+        authorization = self.headers.get("authorization")
+        if authorization is None:
+            return None
+        try:
+            return _BEARERS[authorization]
+        except KeyError:
+            token = bearer_token(authorization)
+            if len(authorization) <= MAX_MEMO_AUTHORIZATION:
+                if len(_BEARERS) >= MAX_BEARERS:
+                    _BEARERS.clear()
+                _BEARERS[authorization] = token
+            return token
+
+
+#: ``Authorization`` value -> its bearer token (exact match on the full value); past
+#: ``MAX_BEARERS`` values it starts afresh, and values longer than ``MAX_MEMO_AUTHORIZATION``
+#: are not kept
+_BEARERS: dict[str, str | None] = {}
+MAX_BEARERS = 1024
+MAX_MEMO_AUTHORIZATION = 4096
 
 
 def current() -> RequestContext | None:

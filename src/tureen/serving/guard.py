@@ -47,7 +47,6 @@ from tureen.serving.context import (
     ALLOW_ALL,
     Authorizer,
     RequestContext,
-    bearer_token,
     current_context,
     new_request_id,
     request_id,
@@ -61,12 +60,6 @@ log = logging.getLogger(__name__)
 _REFUSALS: dict[type[BaseException], RateLimitedLog] = {}
 
 T = TypeVar("T")
-#: ``Authorization`` values whose bearer token a chain remembers (past it: start afresh), and
-#: the longest one remembered
-MAX_BEARERS = 1024
-MAX_MEMO_AUTHORIZATION = 4096
-
-
 class Guard(Protocol):
     def check(self, ctx: RequestContext) -> Awaitable[None] | None: ...
 
@@ -136,8 +129,6 @@ class GuardChain:
             tuple(g for g in reversed(self.guards[:n]) if not getattr(g, "done_is_noop", False))
             for n in range(len(self.guards) + 1)
         ]
-        #: ``Authorization`` value -> its bearer token (exact match on the full value)
-        self._bearers: dict[str, str | None] = {}
 
     def context(
         self,
@@ -154,19 +145,6 @@ class GuardChain:
         if tp is not None:
             tp = valid_traceparent(tp)
         rid = get("x-request-id")
-        authorization = get("authorization")
-        if authorization is not None:
-            bearers = self._bearers
-            try:
-                token = bearers[authorization]
-            except KeyError:
-                token = bearer_token(authorization)
-                if len(authorization) <= MAX_MEMO_AUTHORIZATION:
-                    if len(bearers) >= MAX_BEARERS:
-                        bearers.clear()
-                    bearers[authorization] = token
-        else:
-            token = None
         return RequestContext(
             resolve_request_id(rid, tp) if rid is not None or tp else new_request_id(),
             transport,
@@ -174,7 +152,6 @@ class GuardChain:
             headers,
             peer,
             query,
-            token,
             peer_cert,
             traceparent=tp,
             authorizer=self.authorizer,
