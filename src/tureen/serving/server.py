@@ -26,6 +26,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from ssl import SSLContext
@@ -382,11 +383,24 @@ def _remove_if_empty(folder: str) -> bool:
     return True
 
 
+#: how long a stopped server waits for model threads to end before leaving them behind
+STUCK_GRACE_SECONDS = 2.0
+
+
 def _leave_stuck_threads(code: int) -> None:
     """A model thread that never returns (a hung predict) would keep the interpreter from
-    exiting, which joins every non-daemon thread: exit without waiting for it."""
-    stuck = [t.name for t in threading.enumerate()
-             if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    exiting, which joins every non-daemon thread: exit without waiting for it. Threads that
+    end within ``STUCK_GRACE_SECONDS`` (a pool's idle workers, which ``shutdown(wait=False)``
+    only asks to leave; a predict finishing) are waited for, so a clean stop exits normally
+    (atexit handlers run) and says nothing."""
+    deadline = time.monotonic() + STUCK_GRACE_SECONDS
+    stuck = []
+    for t in threading.enumerate():
+        if t is threading.main_thread() or t.daemon:
+            continue
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            stuck.append(t.name)
     if stuck:
         log.warning("exiting while model threads still run: %s", ", ".join(stuck[:5]))
         logging.shutdown()
