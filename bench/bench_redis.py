@@ -237,6 +237,8 @@ class _RawSocket:
                     replies += 1
             self.lengths[id(packed)] = got
             return got
+        if need > len(self.buf):
+            self.buf = bytearray(need)
         view, got = memoryview(self.buf), 0
         while got < need:
             got += self.sock.recv_into(view[got:])

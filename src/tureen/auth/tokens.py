@@ -235,13 +235,13 @@ class TokenAuthenticator:
 
     def __init__(self, registry: Registry, flush_seconds: float = 60.0) -> None:
         self.registry = registry
-        self._last_flush = time.time()
         self.flush_seconds = flush_seconds
         self._snap: RegistrySnapshot | None = None
         self._index: dict[str, _Entry] = {}
         self._last_forced = 0.0
         self._uses: dict[str, float] = {}
         self._uses_lock = threading.Lock()
+        self._last_flush = time.time()
         #: tokens already checked against the current index: token -> its entry (the secret's
         #: hash is not recomputed per request; a new snapshot empties it)
         self._verified: dict[str, _Entry] = {}
@@ -284,16 +284,7 @@ class TokenAuthenticator:
             or time.monotonic() - registry.loaded_at >= registry.cache_ttl_seconds
         ) and registry.snapshot() is not self._snap:
             return UNKNOWN
-        # ``_accept``, inline (this runs on every request)
-        if hit.revoked:
-            return None
-        now = time.time()
-        if hit.expires_at <= now:
-            return None
-        self._uses[hit.use_key] = now
-        if now >= self._flush_at:
-            self._start_flush(now)
-        return hit.identity
+        return self._accept(hit)
 
     def authenticate(self, token: str, header: str | None = None) -> Identity | None:
         """The identity of a valid, unexpired, unrevoked token; None otherwise. ``header``: the
@@ -336,23 +327,12 @@ class TokenAuthenticator:
         if entry.expires_at <= now:
             return None
         self._uses[entry.use_key] = now  # atomic under the GIL
-        if now >= self._flush_at:
+        if now - self._last_flush >= self.flush_seconds:
             self._start_flush(now)
         return entry.identity
 
-    @property
-    def flush_seconds(self) -> float:
-        """How often the last-used times are written (at most; on the next request after)."""
-        return self._flush_seconds
-
-    @flush_seconds.setter
-    def flush_seconds(self, seconds: float) -> None:
-        self._flush_seconds = seconds
-        self._flush_at = self._last_flush + seconds
-
     def _start_flush(self, now: float) -> None:
         self._last_flush = now
-        self._flush_at = now + self._flush_seconds
         threading.Thread(target=self.flush, name="tureen-token-uses", daemon=True).start()
 
     def flush(self) -> None:

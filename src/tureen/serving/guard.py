@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 _REFUSALS: dict[type[BaseException], RateLimitedLog] = {}
 
 T = TypeVar("T")
+
+
 class Guard(Protocol):
     def check(self, ctx: RequestContext) -> Awaitable[None] | None: ...
 
